@@ -1,0 +1,5 @@
+import sys
+
+from packtwin.cli import main
+
+sys.exit(main())

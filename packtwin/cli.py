@@ -1,0 +1,51 @@
+"""``packtwin <command> ...``: one entry point, each command a function of argv.
+
+Commands import their module lazily so ``packtwin generate`` never loads torch/Lightning and
+``packtwin fit`` never loads PyBaMM.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+# command -> (module, function, one-line help). Lightning commands share one LightningCLI entry.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "generate": ("packtwin.sim.generate", "main", "simulate a pack with PyBaMM into a Zarr store"),
+    "fit": ("packtwin.train", "main", "train the twin (LightningCLI)"),
+    "validate": ("packtwin.train", "main", "validate a checkpoint (LightningCLI)"),
+    "test": ("packtwin.train", "main", "test a checkpoint (LightningCLI)"),
+    "predict": ("packtwin.train", "main", "estimate hidden states into a Zarr store (LightningCLI)"),
+    "evaluate": ("packtwin.eval.evaluate", "main", "held-out splits, ablation, baselines, report"),
+    "export": ("packtwin.eval.export", "main", "export the twin for CPU deployment"),
+    "app": ("packtwin.app.serve", "main", "serve the pack explorer on 127.0.0.1"),
+    "demo": ("packtwin.demo", "main", "the README main job: generate -> train -> evaluate -> app"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: packtwin <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {helptext}" for name, (_, _, helptext) in COMMANDS.items()]
+    lines += ["", "Run 'packtwin <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"packtwin: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[cmd]
+    entry = getattr(importlib.import_module(module), func)
+    # LightningCLI takes the subcommand itself; the other commands take only their options.
+    result = entry([cmd, *rest]) if module == "packtwin.train" else entry(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
