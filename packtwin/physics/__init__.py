@@ -1,0 +1,16 @@
+"""Pure torch physics of the OKane2022 cell: residuals and laws the twin's losses are built from.
+
+No Lightning, xarray or PyBaMM here. SI units throughout; PyBaMM's sign conventions (cell current
+> 0 is discharge; interfacial current > 0 is de-intercalation). One mechanism per module:
+
+constants     F, R_GAS, ElectrodeConstants/SEIConstants/CellConstants, okane2022()
+derivatives   Derivs, autograd_derivs, fd_derivs, derivatives(method, ...), surface_gradient
+diffusion     arrhenius, fick_residual(_normalised), surface_flux_residual,
+              centre_condition_residual
+kinetics      exchange_current_density, butler_volmer, inverse_butler_volmer
+ocp           ocp_negative, ocp_positive
+conservation  mean_interfacial_current, average_concentration, lithium_balance_residual
+sei           sei_growth_rate, sei_residual, plating_margin_criterion
+voltage       spm_terminal_voltage
+analytic      exact solutions for tests (Crank constant flux, polynomials, sqrt(t) SEI)
+"""

@@ -10,7 +10,7 @@ def test_synthetic_store_round_trip_is_valid(synthetic_store):
     ds = store.open_store(synthetic_store)
     assert schema.validate(ds) == []
     assert ds["c_s_n"].attrs["units"] == "mol/m3"
-    assert ds["sei_thickness"].attrs["pybamm_name"] == "Negative total SEI thickness [m]"
+    assert ds["sei_thickness"].attrs["pybamm_name"] == schema.VARIABLES["sei_thickness"].pybamm
     # integer-coded protocol keeps CF flags
     assert ds["protocol"].attrs["flag_meanings"].split() == list(schema.PROTOCOLS)
     loaded = ds.load()
