@@ -1,0 +1,241 @@
+"""One PyBaMM cell model, built once per process and stepped at a given current.
+
+Per-cell variation enters through PyBaMM input parameters, so one built model serves every cell.
+Parameters that are functions in the set (diffusivities, exchange-current densities) are scaled by
+an input multiplier; their stored "true value" is the function at a reference state
+(:data:`REFERENCE_STATE`). Particle radii set the mesh, so they cannot be inputs: a model is built
+per distinct pair of radii (0.25 s each; cached per process).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+import numpy as np
+
+from packtwin import schema
+
+# Parameters fixing the geometry/mesh: a change needs a rebuild instead of an input.
+GEOMETRIC_KEYS = ("neg_radius", "pos_radius")
+REFERENCE_STATE = {"c_e": 1000.0, "sto": 0.5, "T": 298.15}
+REFERENCE_NOTE = ("param_* of function-valued parameters (diffusivities, exchange-current "
+                  "densities) hold the function at c_e = 1000 mol/m3, stoichiometry 0.5, "
+                  "298.15 K, times the cell's multiplier")
+
+CURRENT = "Current function [A]"
+AMBIENT = "Ambient temperature [K]"
+INITIAL_T = "Initial temperature [K]"
+
+# Extra PyBaMM outputs the generator needs besides the schema's variables.
+STOICHIOMETRY_N = "Average negative particle stoichiometry"
+LLI = "Loss of lithium inventory [%]"
+
+
+def pybamm_outputs() -> dict[str, str]:
+    """Stored name -> PyBaMM variable read at every step (schema variables with a PyBaMM name)."""
+    out = {n: v.pybamm for n, v in schema.VARIABLES.items()
+           if v.pybamm and schema.CELL in v.dims and schema.TIME in v.dims}
+    out["_sto_n"] = STOICHIOMETRY_N
+    out["_lli"] = LLI
+    return out
+
+
+def scale_input(key: str) -> str:
+    return f"{key} multiplier"
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """Hashable description of one built model (cache key)."""
+
+    model: str
+    parameter_set: str
+    options_json: str
+    var_pts_json: str
+    overrides_json: str
+    varied: tuple[str, ...]
+    radii: tuple[float, float]
+
+
+def model_key(model_cfg, varied: tuple[str, ...], radii: tuple[float, float]) -> ModelKey:
+    return ModelKey(model_cfg.model, model_cfg.parameter_set,
+                    json.dumps(model_cfg.options, sort_keys=True),
+                    json.dumps(model_cfg.var_pts, sort_keys=True),
+                    json.dumps(model_cfg.parameter_overrides, sort_keys=True),
+                    tuple(varied), (float(radii[0]), float(radii[1])))
+
+
+def nominal_parameter_values(model_cfg):
+    import pybamm
+
+    pv = pybamm.ParameterValues(model_cfg.parameter_set)
+    if model_cfg.parameter_overrides:
+        pv.update(dict(model_cfg.parameter_overrides), check_already_exists=False)
+    return pv
+
+
+def reference_value(pv, key: str) -> float:
+    """Nominal value of a parameter key; function-valued ones at :data:`REFERENCE_STATE`."""
+    import pybamm
+
+    name = schema.PARAMETERS[key].pybamm
+    val = pv[name]
+    if not callable(val):
+        return float(val)
+    T = pybamm.Scalar(REFERENCE_STATE["T"])
+    if "exchange-current" in name:
+        side = "negative" if name.startswith("Negative") else "positive"
+        c_max = pv[f"Maximum concentration in {side} electrode [mol.m-3]"]
+        expr = val(pybamm.Scalar(REFERENCE_STATE["c_e"]),
+                   pybamm.Scalar(REFERENCE_STATE["sto"] * c_max), pybamm.Scalar(c_max), T)
+    else:  # diffusivity(sto, T)
+        expr = val(pybamm.Scalar(REFERENCE_STATE["sto"]), T)
+    return float(pv.process_symbol(expr).evaluate())
+
+
+def nominal_values(model_cfg, keys) -> dict[str, float]:
+    pv = nominal_parameter_values(model_cfg)
+    return {k: reference_value(pv, k) for k in keys}
+
+
+class StepTerminated(RuntimeError):
+    """A cell step stopped before its end time (a PyBaMM event fired)."""
+
+
+class CellModel:
+    """A built PyBaMM model with a compiled function for every output read per step."""
+
+    def __init__(self, model_cfg, varied: tuple[str, ...], radii: tuple[float, float]):
+        import casadi
+        import pybamm
+
+        self.model_cfg = model_cfg
+        self.varied = tuple(varied)
+        pv = nominal_parameter_values(model_cfg)
+        self.nominal_pv = pv.copy()
+        pv.update({schema.PARAMETERS["neg_radius"].pybamm: radii[0],
+                   schema.PARAMETERS["pos_radius"].pybamm: radii[1]})
+        self.input_names: list[str] = [CURRENT, AMBIENT, INITIAL_T]
+        for key in self.varied:
+            if key in GEOMETRIC_KEYS:
+                continue
+            name = schema.PARAMETERS[key].pybamm
+            val = pv[name]
+            if callable(val):
+                pv.update({name: _scaled(val, scale_input(key))})
+                self.input_names.append(scale_input(key))
+            else:
+                pv.update({name: "[input]"})
+                self.input_names.append(name)
+        pv.update({CURRENT: "[input]", AMBIENT: "[input]", INITIAL_T: "[input]"})
+        # The pack controller enforces the voltage limits on the linearised split; the cell model
+        # must not stop a trial step that overshoots slightly.
+        pv.update({"Lower voltage cut-off [V]": 0.5, "Upper voltage cut-off [V]": 5.0})
+        self.pv = pv
+        model_cls = getattr(pybamm.lithium_ion, model_cfg.model)
+        model = model_cls(dict(model_cfg.options))
+        self.sim = pybamm.Simulation(model, parameter_values=pv, var_pts=dict(model_cfg.var_pts),
+                                     solver=pybamm.IDAKLUSolver())
+        self.sim.build()
+        self.model = self.sim.built_model
+        self.solver = self.sim.solver
+        self.outputs = pybamm_outputs()
+        t = casadi.MX.sym("t")
+        y = casadi.MX.sym("y", self.model.len_rhs_and_alg)
+        p = casadi.MX.sym("p", len(self.input_names))
+        ins = {n: p[i] for i, n in enumerate(self.input_names)}
+        exprs, self.slices = [], {}
+        start = 0
+        for name, pyb in self.outputs.items():
+            try:
+                sym = self.model.get_processed_variable(pyb)
+            except KeyError as exc:
+                raise KeyError(f"PyBaMM variable {pyb!r} (for {name!r}) is not in the built "
+                               f"{model_cfg.model} model with options {model_cfg.options}") from exc
+            e = sym.to_casadi(t, y, inputs=ins)
+            exprs.append(casadi.reshape(e, -1, 1))
+            self.slices[name] = slice(start, start + e.numel())
+            start += e.numel()
+        self._fn = casadi.Function("outputs", [t, y, p], [casadi.vertcat(*exprs)])
+        mesh = self.sim.mesh
+        self.x_n = np.asarray(mesh["negative electrode"].nodes, dtype=float)
+        self.x_p = np.asarray(mesh["positive electrode"].nodes, dtype=float)
+        self.x = np.concatenate([self.x_n, np.asarray(mesh["separator"].nodes, dtype=float),
+                                 self.x_p])
+        self.r_n = np.asarray(mesh["negative particle"].nodes, dtype=float) / radii[0]
+        self.r_p = np.asarray(mesh["positive particle"].nodes, dtype=float) / radii[1]
+        self.c_max_n = float(pv["Maximum concentration in negative electrode [mol.m-3]"])
+        self.c_max_p = float(pv["Maximum concentration in positive electrode [mol.m-3]"])
+        self.capacity_ah = float(pv["Nominal cell capacity [A.h]"])
+
+    def inputs(self, cell_values: Mapping[str, float], nominal: Mapping[str, float],
+               current: float, ambient_k: float) -> dict[str, float]:
+        """PyBaMM inputs of one cell: true parameter values -> inputs (multipliers where needed)."""
+        out = {CURRENT: float(current), AMBIENT: float(ambient_k), INITIAL_T: float(ambient_k)}
+        for key in self.varied:
+            if key in GEOMETRIC_KEYS:
+                continue
+            name = schema.PARAMETERS[key].pybamm
+            if scale_input(key) in self.input_names:
+                out[scale_input(key)] = float(cell_values[key] / nominal[key])
+            else:
+                out[name] = float(cell_values[key])
+        return out
+
+    def step(self, old, inputs: Mapping[str, float], dt: float):
+        """Advance one cell by ``dt`` seconds at the constant current in ``inputs``."""
+        sol = self.solver.step(old, self.model, dt, inputs=dict(inputs), save=False)
+        t_start = 0.0 if old is None else float(old.t[-1])
+        if float(sol.t[-1]) < t_start + dt * (1 - 1e-9):
+            # an event (e.g. a particle surface emptying) ended the step early
+            raise StepTerminated(f"step ended at an event after {float(sol.t[-1]) - t_start:.3g} "
+                                 f"of {dt} s: {sol.termination}")
+        return sol
+
+    def read(self, sol, inputs: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """All outputs at the end of a step (stored units not applied yet; PyBaMM units)."""
+        y = sol.y
+        y_end = np.asarray(y.full() if hasattr(y, "full") else y)[:, -1]
+        p = np.array([inputs[n] for n in self.input_names], dtype=float)
+        vec = np.asarray(self._fn(float(sol.t[-1]), y_end, p)).ravel()
+        return {name: vec[s] for name, s in self.slices.items()}
+
+    def stoichiometry_limits(self, cell_values: Mapping[str, float]) -> tuple[float, float]:
+        """(theta_n at 0 % SOC, theta_n at 100 % SOC) of a fresh cell with these parameters."""
+        import pybamm
+
+        pv = self.nominal_pv.copy()
+        for key, val in cell_values.items():
+            name = schema.PARAMETERS[key].pybamm
+            if not callable(pv[name]):
+                pv.update({name: float(val)})
+        # SOH options only matter for MSMR electrodes; the model's own options trip it up.
+        x0, x100, _, _ = pybamm.lithium_ion.get_min_max_stoichiometries(pv)
+        return float(x0), float(x100)
+
+
+def _scaled(func, input_name: str):
+    import pybamm
+
+    def scaled(*args):
+        return func(*args) * pybamm.InputParameter(input_name)
+
+    return scaled
+
+
+@lru_cache(maxsize=64)
+def _cached(key: ModelKey, model_cfg_json: str) -> CellModel:
+    from packtwin.sim.config import ModelConfig
+
+    return CellModel(ModelConfig(**json.loads(model_cfg_json)), key.varied, key.radii)
+
+
+def get_model(model_cfg, varied: tuple[str, ...], radii: tuple[float, float]) -> CellModel:
+    """The process-wide cached model for this configuration and particle radii."""
+    import dataclasses
+
+    key = model_key(model_cfg, varied, radii)
+    return _cached(key, json.dumps(dataclasses.asdict(model_cfg), sort_keys=True))

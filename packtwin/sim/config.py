@@ -1,0 +1,302 @@
+"""The generator's configuration: dataclasses that are both the YAML schema and ``--help``.
+
+Everything that changes the simulated data lives in :class:`GenerateConfig`; how a run is executed
+(store path, workers, executor) is not part of it, so a store can be resumed with other workers
+but never with other physics (``generator_config`` in the store's attrs is compared on resume).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from packtwin import schema
+
+
+class ConfigError(ValueError):
+    """A generator config is invalid; the message names the field, what was expected and found."""
+
+
+def _default_options() -> dict:
+    return {
+        "SEI": "solvent-diffusion limited",
+        "lithium plating": "partially reversible",
+        "thermal": "lumped",
+        # Needed so that 'Contact resistance [Ohm]' enters the voltage (field notes).
+        "contact resistance": "true",
+    }
+
+
+def _default_var_pts() -> dict:
+    return {"x_n": 8, "x_s": 4, "x_p": 8, "r_n": 10, "r_p": 10}
+
+
+def _default_overrides() -> dict:
+    return {
+        # OKane2022 has no contact resistance; 5 mOhm is a welded-tab pack value and gives the
+        # contact-resistance spread something to act on.
+        "Contact resistance [Ohm]": 0.005,
+        # Cells in a pack with forced air: 50 W/m2K (10, the set's default, self-heats a 5C cell
+        # above 100 C; field notes).
+        "Total heat transfer coefficient [W.m-2.K-1]": 50.0,
+    }
+
+
+@dataclass
+class ModelConfig:
+    """The PyBaMM cell model every cell of the pack uses."""
+
+    model: str = "DFN"
+    """PyBaMM lithium-ion model class: DFN, SPMe or SPM (x-resolved particle fields need DFN)."""
+    parameter_set: str = "OKane2022"
+    """PyBaMM parameter set (OKane2022 supports SEI, plating and lumped thermal together)."""
+    options: dict = field(default_factory=_default_options)
+    """PyBaMM model options."""
+    var_pts: dict = field(default_factory=_default_var_pts)
+    """Mesh points per domain (x_n, x_s, x_p, r_n, r_p)."""
+    parameter_overrides: dict = field(default_factory=_default_overrides)
+    """Parameter values replacing the set's own (nominal values before cell variation)."""
+    temperature_range_c: list[float] = field(default_factory=lambda: [-10.0, 60.0])
+    """Ambient temperatures the model is trusted for [degC]; scenarios outside are rejected."""
+
+
+@dataclass
+class PackConfig:
+    """Pack topology: n_series groups, each of n_parallel cells."""
+
+    n_series: int = 2
+    n_parallel: int = 2
+
+
+@dataclass
+class VariedParameter:
+    """One parameter that varies from cell to cell around its nominal value."""
+
+    key: str
+    """A key of packtwin.schema.PARAMETERS (e.g. neg_c_init)."""
+    spread: float
+    """Relative standard deviation (std / nominal) for every distribution."""
+    distribution: str = "normal"
+    """normal, lognormal (mean-preserving) or uniform (half-width spread * sqrt(3))."""
+
+
+def _default_varied() -> list:
+    return [
+        VariedParameter("neg_c_init", 0.01, "normal"),
+        VariedParameter("neg_am_fraction", 0.01, "normal"),
+        VariedParameter("pos_am_fraction", 0.01, "normal"),
+        VariedParameter("contact_resistance", 0.10, "lognormal"),
+        VariedParameter("neg_j0", 0.10, "lognormal"),
+        VariedParameter("pos_j0", 0.10, "lognormal"),
+        VariedParameter("sei_solvent_diffusivity", 0.10, "lognormal"),
+        VariedParameter("neg_diffusivity", 0.10, "lognormal"),
+        VariedParameter("pos_diffusivity", 0.10, "lognormal"),
+        VariedParameter("neg_radius", 0.03, "normal"),
+        VariedParameter("pos_radius", 0.03, "normal"),
+    ]
+
+
+@dataclass
+class VariationConfig:
+    """Cell-to-cell manufacturing spread, drawn once per pack (the same cells in every scenario)."""
+
+    parameters: list[VariedParameter] = field(default_factory=_default_varied)
+    correlation: Optional[list[list[float]]] = None
+    """Correlation matrix between the parameters above (in their order); None = independent."""
+
+
+@dataclass
+class Scenario:
+    """One operating condition of the pack."""
+
+    ambient_temperature: float = 25.0
+    """Ambient (and initial) temperature [degC]."""
+    charge_c_rate: float = 1.0
+    """Constant-current charge rate [C] (pack capacity = n_parallel x nominal cell capacity)."""
+    discharge_c_rate: float = 1.0
+    """Discharge rate [C]; for 'pulse' the scale of the pulse pattern."""
+    protocol: str = "cccv"
+    """Protocol family, one of packtwin.schema.PROTOCOLS."""
+
+
+def _default_pulse() -> list:
+    # (multiple of the discharge C-rate, duration in seconds): a drive-cycle-like mix of cruise,
+    # acceleration, coasting and regenerative braking; mean multiple 1.0.
+    return [[1.0, 120.0], [2.0, 60.0], [0.0, 60.0], [-0.5, 60.0], [1.5, 120.0], [1.0, 120.0],
+            [1.5, 60.0]]
+
+
+@dataclass
+class ProtocolConfig:
+    """Cycle = discharge to the first cell at v_min, rest, CC charge to v_max, CV, rest."""
+
+    v_min: float = 2.5
+    """Lower cut-off of any cell [V]."""
+    v_max: float = 4.2
+    """Upper cut-off of any cell [V] (CV hold voltage of the limiting cell)."""
+    cv_cutoff_c: float = 0.05
+    """CV ends when the pack current falls below this C-rate."""
+    rest_s: float = 600.0
+    """Rest after discharge and after charge [s]."""
+    cv_max_s: float = 3600.0
+    """Longest CV hold [s] (bounds the padded time axis)."""
+    phase_margin: float = 1.3
+    """Longest CC phase = margin x 3600 / C-rate [s] (bounds the padded time axis)."""
+    pulse_pattern: list[list[float]] = field(default_factory=_default_pulse)
+    """Pulse protocol discharge: repeated [multiple of the C-rate, seconds] segments."""
+    min_capacity_fraction: float = 0.05
+    """A discharge delivering less than this fraction of nominal counts as a failed solve."""
+
+
+@dataclass
+class SolverConfig:
+    """Pack time stepping and the parallel-group current split."""
+
+    period_s: float = 60.0
+    """Pack time step and storage period [s]."""
+    voltage_tol: float = 1e-3
+    """Largest voltage spread inside a parallel group, and error on a held limit, accepted [V].
+
+    1 mV is below a BMS's cell-voltage resolution; with ~30 mOhm cells it bounds the split error
+    at ~0.03 A per cell."""
+    max_iterations: int = 12
+    """Newton iterations per step for the current split before the step is declared failed."""
+
+
+@dataclass
+class GenerateConfig:
+    """Everything that fixes the generated data (compared on resume)."""
+
+    scenarios: list[Scenario] = field(default_factory=lambda: [Scenario()])
+    pack: PackConfig = field(default_factory=PackConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    variation: VariationConfig = field(default_factory=VariationConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    n_cycles: int = 2
+    """Cycles per scenario (per-cycle summaries for each)."""
+    snapshot_every: int = 1
+    """Full fields are stored for cycles 1, 1 + k, 1 + 2k, ... and always the last cycle."""
+    seed: int = 0
+    """Seed of the cell-to-cell variation (numpy default_rng)."""
+
+
+def to_dict(cfg: GenerateConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict) -> GenerateConfig:
+    """Rebuild a config from :func:`to_dict` output (used by workers and by resume checks)."""
+    d = dict(d)
+    return GenerateConfig(
+        scenarios=[Scenario(**s) for s in d["scenarios"]],
+        pack=PackConfig(**d["pack"]),
+        model=ModelConfig(**d["model"]),
+        variation=VariationConfig(
+            parameters=[VariedParameter(**p) for p in d["variation"]["parameters"]],
+            correlation=d["variation"].get("correlation")),
+        protocol=ProtocolConfig(**d["protocol"]),
+        solver=SolverConfig(**d["solver"]),
+        n_cycles=d["n_cycles"], snapshot_every=d["snapshot_every"], seed=d["seed"])
+
+
+def snapshot_cycles(cfg: GenerateConfig) -> list[int]:
+    cycles = list(range(1, cfg.n_cycles + 1, cfg.snapshot_every))
+    if cycles[-1] != cfg.n_cycles:
+        cycles.append(cfg.n_cycles)
+    return cycles
+
+
+def discharge_multiplier_mean(cfg: GenerateConfig, protocol: str) -> float:
+    """Mean discharge current of a protocol as a multiple of its C-rate."""
+    if protocol != "pulse":
+        return 1.0
+    pat = cfg.protocol.pulse_pattern
+    return sum(m * s for m, s in pat) / sum(s for _, s in pat)
+
+
+def phase_steps(cfg: GenerateConfig, sc: Scenario) -> dict[str, int]:
+    """Most pack steps each phase of a cycle may take (time-outs of the protocol)."""
+    p, dt = cfg.protocol, cfg.solver.period_s
+    mean = max(discharge_multiplier_mean(cfg, sc.protocol), 1e-6)
+    return {
+        "discharge": int(math.ceil(p.phase_margin * 3600.0 / (sc.discharge_c_rate * mean) / dt)),
+        "rest": int(math.ceil(p.rest_s / dt)),
+        "cc": int(math.ceil(p.phase_margin * 3600.0 / sc.charge_c_rate / dt)),
+        "cv": int(math.ceil(p.cv_max_s / dt)),
+    }
+
+
+def n_time(cfg: GenerateConfig) -> int:
+    """Samples per cycle on the padded grid (sample 0 is the cycle's start)."""
+    def total(sc):
+        ps = phase_steps(cfg, sc)
+        return ps["discharge"] + 2 * ps["rest"] + ps["cc"] + ps["cv"]
+
+    return 1 + max(total(s) for s in cfg.scenarios)
+
+
+def validate(cfg: GenerateConfig, source: str = "config") -> None:
+    """Raise ConfigError listing every problem in ``cfg`` at once."""
+    problems: list[str] = []
+    if cfg.pack.n_series < 1:
+        problems.append(f"pack.n_series must be >= 1, found {cfg.pack.n_series}")
+    if cfg.pack.n_parallel < 1:
+        problems.append(f"pack.n_parallel must be >= 1, found {cfg.pack.n_parallel}")
+    if not cfg.scenarios:
+        problems.append("scenarios is empty; expected at least one scenario")
+    lo, hi = cfg.model.temperature_range_c
+    for i, s in enumerate(cfg.scenarios):
+        for name in ("charge_c_rate", "discharge_c_rate"):
+            val = getattr(s, name)
+            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+                problems.append(f"scenarios[{i}].{name} must be a positive C-rate, found {val!r}")
+        t = s.ambient_temperature
+        if not (lo <= t <= hi):
+            problems.append(f"scenarios[{i}].ambient_temperature {t} degC is outside the model's "
+                            f"range [{lo}, {hi}] degC (model.temperature_range_c)")
+        if s.protocol not in schema.PROTOCOLS:
+            problems.append(f"scenarios[{i}].protocol {s.protocol!r} unknown; expected one of "
+                            f"{list(schema.PROTOCOLS)}")
+    keys = [p.key for p in cfg.variation.parameters]
+    for i, p in enumerate(cfg.variation.parameters):
+        if p.key not in schema.PARAMETERS:
+            problems.append(f"variation.parameters[{i}].key {p.key!r} is not a known parameter; "
+                            f"expected one of {sorted(schema.PARAMETERS)}")
+        if p.distribution not in ("normal", "lognormal", "uniform"):
+            problems.append(f"variation.parameters[{i}].distribution {p.distribution!r}; expected "
+                            "normal, lognormal or uniform")
+        if not (0.0 <= p.spread < 0.5):
+            problems.append(f"variation.parameters[{i}].spread must be in [0, 0.5), found {p.spread}")
+    if len(set(keys)) != len(keys):
+        problems.append(f"variation.parameters has duplicate keys: {keys}")
+    corr = cfg.variation.correlation
+    if corr is not None:
+        import numpy as np
+
+        c = np.asarray(corr, dtype=float)
+        if c.shape != (len(keys), len(keys)):
+            problems.append(f"variation.correlation must be {len(keys)}x{len(keys)} (one row per "
+                            f"varied parameter), found shape {c.shape}")
+        elif not (np.allclose(c, c.T) and np.allclose(np.diag(c), 1.0)
+                  and np.linalg.eigvalsh(c).min() > -1e-10):
+            problems.append("variation.correlation must be symmetric, positive semi-definite "
+                            "with a unit diagonal")
+    if cfg.model.model not in ("DFN", "SPMe", "SPM"):
+        problems.append(f"model.model {cfg.model.model!r}; expected DFN, SPMe or SPM")
+    if cfg.n_cycles < 1:
+        problems.append(f"n_cycles must be >= 1, found {cfg.n_cycles}")
+    if cfg.snapshot_every < 1:
+        problems.append(f"snapshot_every must be >= 1, found {cfg.snapshot_every}")
+    if cfg.solver.period_s <= 0:
+        problems.append(f"solver.period_s must be > 0, found {cfg.solver.period_s}")
+    if not (0 < cfg.protocol.v_min < cfg.protocol.v_max):
+        problems.append(f"protocol needs 0 < v_min < v_max, found v_min={cfg.protocol.v_min}, "
+                        f"v_max={cfg.protocol.v_max}")
+    for i, seg in enumerate(cfg.protocol.pulse_pattern):
+        if len(seg) != 2 or seg[1] <= 0:
+            problems.append(f"protocol.pulse_pattern[{i}] must be [multiple, seconds > 0], found {seg}")
+    if problems:
+        raise ConfigError(f"{source} is invalid:\n  - " + "\n  - ".join(problems))

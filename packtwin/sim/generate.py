@@ -1,0 +1,360 @@
+"""``packtwin generate``: simulate a pack over a list of scenarios into a resumable Zarr store.
+
+The main process draws the cells, creates the store from :func:`packtwin.schema.template`, hands
+one task per scenario to an executor (a process pool, or Dask through its concurrent.futures
+interface) and writes each finished scenario itself: data first, then ``status``/``cycles_done``,
+so a run killed between the two only redoes that scenario. A rerun skips every scenario with a
+status (``--retry-failed`` retries failed and partial ones); a store made with another config is
+refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Iterable, Literal, Optional, Sequence
+
+import numpy as np
+
+from packtwin import schema
+from packtwin.data import store
+from packtwin.sim import config as cfgmod
+from packtwin.sim.config import ConfigError, GenerateConfig
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "generate"
+RUN_OPTIONS = ("config", "preset", "store", "workers", "executor", "scheduler", "retry_failed",
+               "quiet")
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _expand_preset(argv: Sequence[str]) -> list[str]:
+    """``--preset NAME`` -> ``--config configs/generate/NAME.yaml`` (before jsonargparse sees it)."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--preset" or a.startswith("--preset="):
+            name = a.split("=", 1)[1] if "=" in a else next(it, None)
+            path = PRESET_DIR / f"{name}.yaml"
+            if not name or not path.is_file():
+                raise ConfigError(f"unknown preset {name!r}; available presets in "
+                                  f"{PRESET_DIR}: {presets()}")
+            out += ["--config", str(path)]
+        else:
+            out.append(a)
+    return out
+
+
+def build_parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+
+    # attribute docstrings of the config dataclasses become the --help text
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    parser = ArgumentParser(prog="packtwin generate", description=__doc__.split("\n")[0],
+                            exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML config (see configs/generate)")
+    parser.add_argument("--preset", type=Optional[str], default=None,
+                        help=f"shorthand for --config configs/generate/NAME.yaml ({', '.join(presets())})")
+    parser.add_argument("--store", type=str, default="data/pack.zarr", help="Zarr store to create or resume")
+    parser.add_argument("--workers", type=Optional[int], default=None,
+                        help="parallel workers (default: CPU cores); 1 runs in this process")
+    parser.add_argument("--executor", type=Literal["process", "dask"], default="process",
+                        help="process pool, or Dask distributed")
+    parser.add_argument("--scheduler", type=Optional[str], default=None,
+                        help="Dask scheduler address; default: a LocalCluster on 127.0.0.1")
+    parser.add_argument("--retry-failed", dest="retry_failed", action="store_true",
+                        help="also rerun scenarios recorded as failed or partial")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_class_arguments(GenerateConfig, nested_key=None, fail_untyped=False)
+    return parser
+
+
+def parse(argv: Sequence[str]) -> tuple[GenerateConfig, dict]:
+    argv = _expand_preset(list(argv))
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+    except Exception as exc:  # jsonargparse raises ArgumentError with a clear message
+        raise ConfigError(f"invalid arguments or config: {exc}") from exc
+    d = ns.as_dict()
+    run = {k: d.get(k) for k in RUN_OPTIONS}
+    gen = {k: v for k, v in d.items() if k not in RUN_OPTIONS and k != "__path__"}
+    try:
+        cfg = cfgmod.from_dict(gen)
+    except (TypeError, KeyError) as exc:
+        raise ConfigError(f"config does not match GenerateConfig: {exc}") from exc
+    src = str(d.get("config")[0]) if d.get("config") else "command-line config"
+    cfgmod.validate(cfg, source=src)
+    return cfg, run
+
+
+# ---------------------------------------------------------------------------------------------
+# cells and store
+# ---------------------------------------------------------------------------------------------
+def draw_cells(cfg: GenerateConfig) -> tuple[list[dict], dict]:
+    """True parameter values of every cell (seeded) and the nominal values they vary around."""
+    from packtwin.sim.cell import nominal_values
+    from packtwin.sim.variation import relative_draws
+
+    keys = [p.key for p in cfg.variation.parameters]
+    nominal = nominal_values(cfg.model, sorted(set(keys) | {"neg_radius", "pos_radius"}))
+    n_cells = cfg.pack.n_series * cfg.pack.n_parallel
+    rel = relative_draws([p.spread for p in cfg.variation.parameters],
+                         [p.distribution for p in cfg.variation.parameters], n_cells, cfg.seed,
+                         cfg.variation.correlation)
+    cells = [{k: nominal[k] * float(rel[c, i]) for i, k in enumerate(keys)} for c in range(n_cells)]
+    return cells, nominal
+
+
+def config_json(cfg: GenerateConfig) -> str:
+    return json.dumps(cfgmod.to_dict(cfg), sort_keys=True)
+
+
+def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, dict, dict]:
+    import pybamm
+
+    from packtwin.sim.cell import REFERENCE_NOTE, get_model
+
+    keys = tuple(p.key for p in cfg.variation.parameters)
+    m = get_model(cfg.model, keys, (nominal["neg_radius"], nominal["pos_radius"]))
+    grid = schema.Grid(
+        scenarios=[{"ambient_temperature": s.ambient_temperature, "charge_c_rate": s.charge_c_rate,
+                    "discharge_c_rate": s.discharge_c_rate, "protocol": s.protocol}
+                   for s in cfg.scenarios],
+        n_series=cfg.pack.n_series, n_parallel=cfg.pack.n_parallel,
+        snapshot_cycles=cfgmod.snapshot_cycles(cfg), n_cycles=cfg.n_cycles,
+        n_time=cfgmod.n_time(cfg), period_s=cfg.solver.period_s,
+        x_n=m.x_n, x_p=m.x_p, x=m.x, r_n=m.r_n, r_p=m.r_p, param_keys=list(keys))
+    attrs = {
+        "pybamm_version": pybamm.__version__, "parameter_set": cfg.model.parameter_set,
+        "model": cfg.model.model, "model_options": dict(cfg.model.options), "seed": cfg.seed,
+        "generator_config": config_json(cfg), "nominal_capacity_ah": m.capacity_ah,
+        "parameter_overrides": dict(cfg.model.parameter_overrides),
+        "param_reference": REFERENCE_NOTE,
+        "current_convention": "current[k] is the constant current of the step ending at sample k; "
+                              "discharge > 0",
+        "sei_note": "SEI solvent diffusivity as in the parameter set (x cell multiplier); "
+                    "no ageing acceleration",
+        "messages": {},
+    }
+    return grid, attrs, {"c_s_n": m.c_max_n, "c_s_p": m.c_max_p}
+
+
+def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: dict) -> None:
+    """Create the store, or check that an existing one was made with this very config."""
+    if path.exists():
+        try:
+            attrs = store.read_attrs(path)
+        except Exception as exc:
+            raise store.StoreError(f"store {str(path)!r} exists but is not a Zarr store: {exc}") from exc
+        stored = attrs.get("generator_config")
+        if stored is None:
+            raise store.StoreError(f"store {str(path)!r} has no generator_config; it was not made "
+                                   "by packtwin generate")
+        old, new = json.loads(stored), cfgmod.to_dict(cfg)
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise store.StoreError(
+                f"store {str(path)!r} was made with a different generator config (differs in "
+                f"{diff}); use another --store or delete it")
+        return
+    grid, attrs, c_max = _grid_and_attrs(cfg, nominal)
+    tmpl = schema.template(grid, attrs)
+    for name, val in c_max.items():
+        tmpl[name].attrs["c_max"] = float(val)
+    store.create_store(path, tmpl)
+    import xarray as xr
+
+    table = xr.Dataset({schema.param_var(k): ((schema.CELL,),
+                                              np.array([c[k] for c in cells], dtype=float))
+                        for k in grid.param_keys})
+    store.write_region(path, table, {schema.CELL: slice(0, len(cells))})
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before any simulation when the store cannot be written."""
+    target = path if path.exists() else path.parent
+    if not path.exists():
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise store.StoreError(f"store path {str(path)!r} is not writable: cannot create "
+                                   f"{str(target)!r} ({exc})") from exc
+    if not os.access(target, os.W_OK):
+        raise store.StoreError(f"store path {str(path)!r} is not writable (no write permission "
+                               f"on {str(target)!r})")
+
+
+def pending(path: Path, n_scenarios: int, retry_failed: bool) -> list[int]:
+    import zarr
+
+    status = np.asarray(zarr.open_array(str(path / "status"), mode="r")[:], dtype=float)
+    todo = []
+    for s in range(n_scenarios):
+        st = status[s]
+        if np.isnan(st) or (retry_failed and st in (schema.STATUS_FAILED, schema.STATUS_PARTIAL)):
+            todo.append(s)
+    return todo
+
+
+def write_result(path: Path, res: dict) -> None:
+    """Write one scenario: data first, then its status (the commit mark of the scenario)."""
+    import xarray as xr
+
+    s = res["scenario"]
+    ds_store = xr.open_zarr(path, consolidated=False)
+    data = {}
+    for name, v in schema.VARIABLES.items():
+        if name in ("status", "cycles_done"):
+            continue
+        shape = tuple(ds_store.sizes[d] for d in v.dims)[1:]
+        arr = np.full(shape, np.nan if np.dtype(v.dtype).kind == "f" else 0, dtype=v.dtype)
+        if schema.CYCLE in v.dims:
+            arr[:] = res["summary"][name]
+        else:
+            for si, snap in res["snapshots"].items():
+                if name == "valid":
+                    arr[si] = snap["valid"]
+                elif name in snap["pack"]:
+                    arr[si] = snap["pack"][name]
+                else:
+                    arr[:, si] = snap["fields"][name]
+        data[name] = (v.dims, arr[None].astype(v.dtype))
+    ds = xr.Dataset(data)
+    region = {schema.SCENARIO: slice(s, s + 1)}
+    store.write_region(path, ds, region)
+    done = xr.Dataset({"status": ((schema.SCENARIO,), np.array([res["status"]], "float32")),
+                       "cycles_done": ((schema.SCENARIO,), np.array([res["cycles_done"]], "float32"))})
+    store.write_region(path, done, region)
+
+
+def _record_message(path: Path, s: int, message: str | None) -> None:
+    attrs = store.read_attrs(path)
+    msgs = store.json_attr(attrs, "messages", {}) or {}
+    if message:
+        msgs[str(s)] = message
+    else:
+        msgs.pop(str(s), None)
+    store.update_attrs(path, messages=msgs)
+
+
+# ---------------------------------------------------------------------------------------------
+# execution
+# ---------------------------------------------------------------------------------------------
+class _InlineExecutor(Executor):
+    """Runs tasks in this process (workers=1): no pool start-up, models cached across calls."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        from concurrent.futures import Future
+
+        f = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # pragma: no cover - run_scenario never raises
+            f.set_exception(exc)
+        return f
+
+
+def make_executor(kind: str, workers: int, scheduler: str | None):
+    """An Executor and a closer. Dask's ClientExecutor is a concurrent.futures.Executor too."""
+    if kind == "dask":
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise ConfigError("--executor dask needs the 'distributed' extra: "
+                              "pip install 'packtwin[distributed]'") from exc
+        if scheduler:
+            client = Client(scheduler)
+            cluster = None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
+                                   dashboard_address="127.0.0.1:0", processes=True)
+            client = Client(cluster)
+
+        def close():
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+        return client.get_executor(pure=False), close
+    if workers == 1:
+        return _InlineExecutor(), lambda: None
+    ex = ProcessPoolExecutor(max_workers=workers)
+    return ex, lambda: ex.shutdown(wait=True, cancel_futures=True)
+
+
+def run(cfg: GenerateConfig, store_path: str | os.PathLike, workers: int | None = None,
+        executor: str = "process", scheduler: str | None = None, retry_failed: bool = False,
+        quiet: bool = False, log=print) -> dict:
+    """Generate (or resume) a store; returns counts and timing."""
+    from packtwin.sim.scenario import run_scenario
+
+    path = Path(store_path)
+    t0 = time.perf_counter()
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, found {workers}")
+    _check_writable(path)
+    cells, nominal = draw_cells(cfg)
+    open_or_create(path, cfg, cells, nominal)
+    todo = pending(path, len(cfg.scenarios), retry_failed)
+    skipped = len(cfg.scenarios) - len(todo)
+    log(f"packtwin generate: store {path}: {len(cfg.scenarios)} scenarios, {skipped} already done, "
+        f"{len(todo)} to run")
+    workers = workers or os.cpu_count() or 1
+    workers = max(1, min(workers, len(todo))) if todo else 1
+    conf = cfgmod.to_dict(cfg)
+    tasks = [{"config": conf, "scenario": s, "cell_values": cells, "nominal": nominal} for s in todo]
+    counts = {"ok": 0, "partial": 0, "failed": 0, "skipped": skipped, "cell_cycles": 0}
+    if tasks:
+        ex, close = make_executor(executor, workers, scheduler)
+        try:
+            futures = [ex.submit(run_scenario, t) for t in tasks]
+            bar = _progress(len(futures), quiet)
+            for fut in as_completed(futures):
+                res = fut.result()
+                write_result(path, res)
+                _record_message(path, res["scenario"], res["message"])
+                key = {schema.STATUS_OK: "ok", schema.STATUS_PARTIAL: "partial"}.get(
+                    res["status"], "failed")
+                counts[key] += 1
+                counts["cell_cycles"] += res["cycles_done"] * len(cells)
+                log(f"scenario {res['scenario']} written: {key}, {res['cycles_done']} cycles, "
+                    f"{res['elapsed_s']:.1f} s, {res['steps']} steps, {res['iterations']} split "
+                    f"iterations" + (f" ({res['message']})" if res["message"] else ""))
+                bar.update(1)
+            bar.close()
+        finally:
+            close()
+    counts["wall_s"] = time.perf_counter() - t0
+    return counts
+
+
+def _progress(total: int, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="scenario", desc="generate", disable=quiet, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    """CLI entry point: ``packtwin generate --config FILE | --preset NAME [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        build_parser().print_help()
+        return 0
+    try:
+        cfg, opts = parse(argv)
+        counts = run(cfg, opts["store"], opts["workers"], opts["executor"], opts["scheduler"],
+                     bool(opts["retry_failed"]), bool(opts["quiet"]))
+    except (ConfigError, store.StoreError) as exc:
+        print(f"packtwin generate: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"packtwin generate: done in {counts['wall_s']:.1f} s: {counts['ok']} ok, "
+          f"{counts['partial']} partial, {counts['failed']} failed, {counts['skipped']} skipped; "
+          f"store {opts['store']}")
+    return 0

@@ -1,0 +1,213 @@
+"""Pack coupling: series strings carry one current; parallel cells share their terminal voltage.
+
+Each pack step of ``dt`` holds every cell at a constant current. The end-of-step voltage of cell j
+is linearised as ``V_j(I_j) = a_j - R_j I_j`` (a Newton/secant model refined by trial steps: R_j
+from two trials of the same step, a_j from the latest trial), the split that equalises the group
+voltage is solved in closed form (:func:`split_current`), the cells are re-stepped from the same
+old state, until every parallel group's voltage spread is below ``voltage_tol``. Currents sum to
+the group current to rounding error by construction (:func:`split_current` corrects the sum).
+
+Voltage limits (v_min/v_max of any cell) are held the same way: when the requested pack current
+would take a cell past a limit, the pack current of the step is solved so that the limiting cell
+ends the step exactly at the limit (this is the CV phase, and the last step of a discharge).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+SECANT_MIN_DV = 5e-5  # V
+# Secant resistances outside [r_init / 10, r_init * 30] are noise, not a cell (5 Ah cell ~ 30 mOhm).
+R_LOW, R_HIGH = 0.1, 30.0
+
+
+def split_current(a: np.ndarray, R: np.ndarray, i_group: float) -> tuple[np.ndarray, float]:
+    """Currents of parallel cells with ``V = a_j - R_j I_j`` equal and ``sum I_j = i_group``."""
+    g = 1.0 / np.asarray(R, dtype=float)
+    v = (float(np.dot(a, g)) - i_group) / float(g.sum())
+    i = (np.asarray(a, dtype=float) - v) * g
+    i += (i_group - i.sum()) * g / g.sum()  # remove the rounding residue of the sum
+    return i, v
+
+
+def group_line(a: np.ndarray, R: np.ndarray) -> tuple[float, float]:
+    """A group's voltage as ``A - Rg I_group`` (Thevenin equivalent of its linearised cells)."""
+    g = 1.0 / np.asarray(R, dtype=float)
+    return float(np.dot(a, g) / g.sum()), float(1.0 / g.sum())
+
+
+def limited_pack_current(lines: Sequence[tuple[float, float]], i_request: float,
+                         v_min: float, v_max: float) -> tuple[float, str | None]:
+    """Pack current closest to ``i_request`` keeping every group within [v_min, v_max].
+
+    Returns the current and which limit binds ('v_min', 'v_max' or None).
+    """
+    # V_g = A_g - R_g I <= v_max  <=>  I >= (A_g - v_max) / R_g ; V_g >= v_min <=> I <= (A_g - v_min)/R_g
+    i_lo = max((A - v_max) / Rg for A, Rg in lines)
+    i_hi = min((A - v_min) / Rg for A, Rg in lines)
+    # A limit only cuts the current back towards zero; it never reverses it (a charge limit
+    # cannot demand a discharge), which also keeps a poor linear model from wild trials.
+    if i_request < i_lo:
+        return min(i_lo, 0.0), "v_max"
+    if i_request > i_hi:
+        return max(i_hi, 0.0), "v_min"
+    return i_request, None
+
+
+def limit_is_pinned(lines: Sequence[tuple[float, float]], i_pack: float, limit: str | None,
+                    v_min: float, v_max: float) -> bool:
+    """Whether the limiting group sits exactly on its limit at ``i_pack`` (not clipped)."""
+    if limit is None:
+        return False
+    v = [A - Rg * i_pack for A, Rg in lines]
+    return abs((max(v) - v_max) if limit == "v_max" else (min(v) - v_min)) < 1e-9
+
+
+@dataclass
+class StepResult:
+    i_pack: float
+    cell_currents: np.ndarray  # (n_cells,)
+    voltages: np.ndarray  # (n_cells,) end of step
+    limit: str | None  # limit that bound this step
+    iterations: int
+    solutions: list = field(default_factory=list)
+
+
+class PackStepper:
+    """Steps ``n_series x n_parallel`` cells through one ``dt`` at a time.
+
+    ``step_cell(j, old_solution, current, dt) -> (solution, end_voltage)`` advances one cell; the
+    stepper never sees PyBaMM, so the coupling can be tested with analytic cells.
+    """
+
+    def __init__(self, n_series: int, n_parallel: int, step_cell: Callable, voltage_tol: float,
+                 max_iterations: int, r_init: float = 0.03):
+        self.ns, self.np_ = n_series, n_parallel
+        self.n = n_series * n_parallel
+        self.step_cell = step_cell
+        self.tol = voltage_tol
+        self.max_iter = max_iterations
+        self.r_init = r_init
+        self.R = np.full(self.n, r_init)
+        self.a: np.ndarray | None = None  # last accepted linear model intercepts
+        self.a_prev: np.ndarray | None = None
+        self.i_prev_request: float | None = None
+        self.solutions: list = [None] * self.n
+        self.cur_hist: list[np.ndarray] = []  # accepted splits of the last two steps
+        self._pinned = False
+        self.trace: list | None = None  # set to [] to record every trial (debugging)
+
+    def groups(self):
+        return [slice(g * self.np_, (g + 1) * self.np_) for g in range(self.ns)]
+
+    def _plan(self, a: np.ndarray, i_request: float | None, v_min: float, v_max: float,
+              hold: str | None):
+        lines = [group_line(a[s], self.R[s]) for s in self.groups()]
+        if hold == "v_max":  # CV: the limiting group sits at v_max, charging at most i_request
+            i_pack = max((A - v_max) / Rg for A, Rg in lines)
+            if i_request is not None:
+                i_pack = min(max(i_pack, i_request), 0.0)
+            limit = "v_max"
+        else:
+            i_pack, limit = limited_pack_current(lines, i_request, v_min, v_max)
+        cur = np.empty(self.n)
+        for s in self.groups():
+            cur[s], _ = split_current(a[s], self.R[s], i_pack)
+        self._pinned = limit_is_pinned(lines, i_pack, limit, v_min, v_max)
+        return i_pack, cur, limit
+
+    def step(self, dt: float, i_request: float | None, v_min: float, v_max: float,
+             hold: str | None = None) -> StepResult:
+        """One pack step at ``i_request`` (A, discharge > 0) or, with hold='v_max', in CV
+        (then ``i_request`` is the largest charge current allowed, or None).
+
+        A trial that PyBaMM cannot finish (a particle surface empties within the step, i.e. the
+        cell would pass its cut-off during it) is retried at half the current and the step is
+        reported as limited, which ends a discharge as a cut-off would. Bisecting towards the
+        largest carryable current was tried and rejected: it leaves a cell so close to empty
+        that the next step (even a rest) cannot be solved.
+        """
+        forced = None
+        if self.a is None:
+            # No model yet: trial with an equal split to get intercepts.
+            cur = np.full(self.n, (i_request if i_request is not None else 0.0) / self.np_)
+            i_pack, limit = float(cur[: self.np_].sum()), None
+        else:
+            a_pred = self.a.copy()
+            if self.a_prev is not None and i_request == self.i_prev_request and hold is None:
+                a_pred += self.a - self.a_prev  # the OCV drifts steadily under a steady current
+            i_pack, cur, limit = self._plan(a_pred, i_request, v_min, v_max, hold)
+            if (limit is None and hold is None and len(self.cur_hist) == 2
+                    and i_request == self.i_prev_request):
+                # Under a steady request the split drifts smoothly: extrapolate it (sums are kept).
+                cur = 2.0 * self.cur_hist[1] - self.cur_hist[0]
+        pinned = self._pinned if self.a is not None else False
+        prev_cur, prev_v, failure, spread = None, None, None, float("nan")
+        a_last, v_last = None, np.full(self.n, np.nan)  # model and voltages of the last full trial
+        it = 0
+        while it < self.max_iter * (2 if forced else 1):
+            it += 1
+            sols, volts = [], np.empty(self.n)
+            try:
+                for j in range(self.n):
+                    sol, v = self.step_cell(j, self.solutions[j], float(cur[j]), dt)
+                    sols.append(sol)
+                    volts[j] = v
+            except Exception as exc:  # a trial beyond what the cell can carry
+                failure = exc
+                if not np.any(cur):
+                    raise
+                forced = "v_min" if i_pack > 0 else "v_max"
+                i_request, hold = 0.5 * i_pack, None
+                a_model = a_last if a_last is not None else self.a
+                if a_model is None:
+                    cur = np.full(self.n, i_request / self.np_)
+                    i_pack, limit, pinned = i_request, None, False
+                else:
+                    i_pack, cur, limit = self._plan(a_model, i_request, v_min, v_max, None)
+                    pinned = self._pinned
+                prev_cur, prev_v = None, None
+                continue
+            if prev_cur is not None:
+                di = cur - prev_cur
+                # A secant is only trusted where the voltage change is well above the solver's
+                # noise (~1e-6 relative, i.e. a few microvolts).
+                ok = (np.abs(di) > 1e-4) & (np.abs(volts - prev_v) > SECANT_MIN_DV)
+                r_new = -(volts - prev_v)[ok] / di[ok]
+                self.R[ok] = np.clip(np.where(np.isfinite(r_new), r_new, self.R[ok]),
+                                     R_LOW * self.r_init, R_HIGH * self.r_init)
+            a = volts + self.R * cur
+            a_last, v_last = a, volts
+            if self.trace is not None:
+                self.trace.append((it, i_pack, cur.copy(), volts.copy(), limit, self.R.copy()))
+            spread = max(float(np.ptp(volts[s])) for s in self.groups())
+            # Accept when the group voltages agree and the limits hold (within tolerance); a
+            # limit is held exactly only where the current was not clipped (see _plan).
+            pinned_trial = pinned
+            i_new, cur_new, limit_new = self._plan(a, i_request, v_min, v_max, hold)
+            pinned = self._pinned
+            limit_ok = (volts.max() <= v_max + self.tol and volts.min() >= v_min - self.tol)
+            if limit is not None and pinned_trial:
+                lim_v = v_max if limit == "v_max" else v_min
+                gv = [volts[s].mean() for s in self.groups()]
+                edge = max(gv) if limit == "v_max" else min(gv)
+                limit_ok = limit_ok and abs(edge - lim_v) <= self.tol
+            converged = spread <= self.tol and limit_ok and (limit is None or limit_new is not None)
+            if converged:
+                same = i_request == self.i_prev_request
+                self.a_prev = self.a if same else None
+                self.a = a
+                self.i_prev_request = i_request
+                self.solutions = sols
+                self.cur_hist = [self.cur_hist[-1], cur.copy()] if self.cur_hist and same \
+                    else [cur.copy()]
+                return StepResult(i_pack, cur.copy(), volts, limit or forced, it, sols)
+            prev_cur, prev_v = cur, volts
+            i_pack, cur, limit = i_new, cur_new, limit_new
+        raise RuntimeError(
+            f"pack step did not converge in {self.max_iter} iterations: group voltage spread "
+            f"{spread * 1e3:.3f} mV (tolerance {self.tol * 1e3:.3f} mV), cell voltages of the last "
+            f"complete trial {np.round(v_last, 4).tolist()}; last trial error: {failure}")

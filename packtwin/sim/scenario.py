@@ -1,0 +1,231 @@
+"""One scenario of one pack: the cycling protocol driven through the pack stepper.
+
+A task is a plain dict (picklable for process pools and Dask) and so is its result: arrays laid
+out like the store without the scenario dimension. Failures are caught and returned with their
+message; cycles finished before a failure are kept (status PARTIAL).
+
+Time convention on the stored grid: sample k is the state at ``k * period_s`` after the cycle
+start, and ``current[k]`` is the constant current over the step that ends at sample k (sample 0
+repeats the previous step's current). A one-period rest precedes cycle 1 so that its sample 0 is
+a solved state like every later cycle's.
+
+Cycle: discharge (CC, or the pulse pattern scaled by the C-rate) until the first cell reaches
+v_min, rest, CC charge until the first cell reaches v_max, CV hold of that cell until the pack
+current falls below cv_cutoff_c, rest. Discharging first because the parameter set starts fully
+charged.
+"""
+
+from __future__ import annotations
+
+import time as _time
+import traceback
+
+import numpy as np
+
+from packtwin import schema
+from packtwin.sim import config as cfgmod
+from packtwin.sim.cell import get_model
+from packtwin.sim.pack import PackStepper
+
+FIELD_VARS = [n for n, v in schema.VARIABLES.items() if v.dims[:4] == schema.T4]
+PACK_VARS = ["pack_voltage", "pack_current"]
+PLATING_NOISE = 1e-2  # mol/m3: 3e-7 of c_max_n; round-off seen after 200-500 mol/m3 plated and stripped
+SUMMARY_VARS = [n for n, v in schema.VARIABLES.items() if v.kind == "summary"]
+
+
+class ScenarioFailure(RuntimeError):
+    """The protocol could not be carried out (e.g. the cut-off is reached at once)."""
+
+
+def _pulse_multiplier(pattern, t: float) -> float:
+    period = sum(s for _, s in pattern)
+    t = t % period
+    for m, s in pattern:
+        if t < s:
+            return float(m)
+        t -= s
+    return float(pattern[-1][0])
+
+
+class _Recorder:
+    """Per-step outputs of all cells, in stored units, for one cycle."""
+
+    def __init__(self, shapes: dict[str, tuple], n_time: int, n_cells: int, record_fields: bool):
+        self.k = 0
+        self.n_time = n_time
+        self.record_fields = record_fields
+        self.fields = {n: np.full((n_cells, n_time) + shapes[n], np.nan) for n in FIELD_VARS} \
+            if record_fields else {}
+        self.pack = {n: np.full(n_time, np.nan) for n in PACK_VARS}
+        self.t_max = np.full(n_cells, -np.inf)
+
+    def add(self, values: list[dict], currents: np.ndarray, pack_v: float, pack_i: float):
+        if self.k >= self.n_time:
+            raise ScenarioFailure(f"cycle longer than the padded time axis ({self.n_time} samples)")
+        for j, vals in enumerate(values):
+            self.t_max[j] = max(self.t_max[j], float(vals["temperature"]))
+            if self.record_fields:
+                for n in FIELD_VARS:
+                    self.fields[n][j, self.k] = vals[n]
+                self.fields["current"][j, self.k] = currents[j]
+        self.pack["pack_voltage"][self.k] = pack_v
+        self.pack["pack_current"][self.k] = pack_i
+        self.k += 1
+
+
+def run_scenario(task: dict) -> dict:
+    """Simulate one scenario; never raises (errors come back as status FAILED/PARTIAL)."""
+    t0 = _time.perf_counter()
+    cfg = cfgmod.from_dict(task["config"])
+    s = task["scenario"]
+    n_cycles = cfg.n_cycles
+    n_cells = cfg.pack.n_series * cfg.pack.n_parallel
+    result = {"scenario": s, "status": schema.STATUS_FAILED, "cycles_done": 0, "message": None,
+              "snapshots": {}, "summary": {n: np.full((n_cells, n_cycles), np.nan)
+                                           for n in SUMMARY_VARS},
+              "iterations": 0, "steps": 0}
+    try:
+        _simulate(cfg, task, result)
+    except Exception as exc:  # PyBaMM raises many types; every one is a recorded failure
+        msg = f"{type(exc).__name__}: {exc}".strip()
+        result["message"] = msg[:2000]
+        result["traceback"] = traceback.format_exc()[-4000:]
+    done = result["cycles_done"]
+    if result["message"] is None:
+        result["status"] = schema.STATUS_OK
+    else:
+        result["status"] = schema.STATUS_PARTIAL if done > 0 else schema.STATUS_FAILED
+        result["message"] = f"stopped in cycle {done + 1} of {n_cycles}: {result['message']}"
+    result["elapsed_s"] = _time.perf_counter() - t0
+    return result
+
+
+def _simulate(cfg, task: dict, result: dict) -> None:
+    sc = cfg.scenarios[task["scenario"]]
+    cells: list[dict] = task["cell_values"]
+    nominal: dict = task["nominal"]
+    varied = tuple(p.key for p in cfg.variation.parameters)
+    ns, npar = cfg.pack.n_series, cfg.pack.n_parallel
+    n_cells = ns * npar
+    ambient_k = sc.ambient_temperature + 273.15
+    radii = [(c.get("neg_radius", nominal["neg_radius"]), c.get("pos_radius", nominal["pos_radius"]))
+             for c in cells]
+    models = [get_model(cfg.model, varied, r) for r in radii]
+    base_inputs = [m.inputs(c, nominal, 0.0, ambient_k) for m, c in zip(models, cells)]
+    limits = [m.stoichiometry_limits({k: v for k, v in c.items()}) for m, c in zip(models, cells)]
+    q_pack = models[0].capacity_ah * npar
+    dt = cfg.solver.period_s
+    last_vals: list[dict | None] = [None] * n_cells
+
+    def step_cell(j, old, current, dt_):
+        inputs = dict(base_inputs[j])
+        inputs["Current function [A]"] = current
+        sol = models[j].step(old, inputs, dt_)
+        vals = models[j].read(sol, inputs)
+        last_vals[j] = vals
+        return (sol, vals), float(vals["voltage"][0])
+
+    # PackStepper keeps what step_cell returns as the cell's "solution"; unwrap for PyBaMM.
+    def step_cell_unwrapped(j, old, current, dt_):
+        return step_cell(j, None if old is None else old[0], current, dt_)
+
+    stepper = PackStepper(ns, npar, step_cell_unwrapped, cfg.solver.voltage_tol,
+                          cfg.solver.max_iterations)
+    p = cfg.protocol
+    shapes = _field_shapes(models[0])
+    snaps = cfgmod.snapshot_cycles(cfg)
+    n_t = cfgmod.n_time(cfg)
+    steps = cfgmod.phase_steps(cfg, sc)
+
+    def do_step(rec, i_req, hold=None):
+        res = stepper.step(dt, i_req, p.v_min, p.v_max, hold)
+        result["iterations"] += res.iterations
+        result["steps"] += 1
+        vals = [sol[1] for sol in res.solutions]
+        out = [_stored(v, lim, shapes) for v, lim in zip(vals, limits)]
+        pack_v = sum(float(np.mean(res.voltages[g * npar:(g + 1) * npar])) for g in range(ns))
+        if rec is not None:
+            rec.add(out, res.cell_currents, pack_v, res.i_pack)
+        return res, out, pack_v
+
+    # Initial rest: the state every cycle's sample 0 is taken from.
+    res, out, pack_v = do_step(None, 0.0)
+    state = (res, out, pack_v)
+    for cycle in range(1, cfg.n_cycles + 1):
+        record = cycle in snaps
+        rec = _Recorder(shapes, n_t, n_cells, record)
+        res0, out0, pv0 = state
+        rec.add(out0, res0.cell_currents, pv0, res0.i_pack)
+        charge_ah = np.zeros(n_cells)
+        # --- discharge ---
+        for k in range(steps["discharge"]):
+            mult = (_pulse_multiplier(p.pulse_pattern, k * dt) if sc.protocol == "pulse" else 1.0)
+            res, out, pv = do_step(rec, sc.discharge_c_rate * q_pack * mult)
+            charge_ah += res.cell_currents * dt / 3600.0
+            if res.limit == "v_min":
+                break
+        if charge_ah.sum() < p.min_capacity_fraction * q_pack:
+            raise ScenarioFailure(
+                f"discharge at {sc.discharge_c_rate}C, {sc.ambient_temperature} degC reached the "
+                f"{p.v_min} V cut-off after {charge_ah.sum():.3f} A.h (< {p.min_capacity_fraction:.0%}"
+                f" of the pack's {q_pack:.2f} A.h): the cell cannot sustain this rate here")
+        for _ in range(steps["rest"]):
+            res, out, pv = do_step(rec, 0.0)
+        # --- CC charge, then CV hold ---
+        cv = False
+        for _ in range(steps["cc"]):
+            res, out, pv = do_step(rec, -sc.charge_c_rate * q_pack)
+            if res.limit == "v_max":
+                cv = True
+                break
+        if cv:
+            for _ in range(steps["cv"]):
+                res, out, pv = do_step(rec, -sc.charge_c_rate * q_pack, hold="v_max")
+                if abs(res.i_pack) < p.cv_cutoff_c * q_pack:
+                    break
+        for _ in range(steps["rest"]):
+            res, out, pv = do_step(rec, 0.0)
+        state = (res, out, pv)
+        c = cycle - 1
+        summ = result["summary"]
+        summ["capacity"][:, c] = charge_ah
+        summ["lli"][:, c] = [o["lli"] for o in out]
+        summ["sei_thickness_end"][:, c] = [o["sei_thickness_avg"] for o in out]
+        summ["plated_lithium_end"][:, c] = [o["plated_lithium"] for o in out]
+        summ["temperature_max"][:, c] = rec.t_max
+        if record:
+            valid = np.zeros(n_t, dtype="uint8")
+            valid[:rec.k] = 1
+            result["snapshots"][snaps.index(cycle)] = {"fields": rec.fields, "pack": rec.pack,
+                                                       "valid": valid}
+        result["cycles_done"] = cycle
+
+
+def _field_shapes(model) -> dict[str, tuple]:
+    nxn, nxp, nx, nrn, nrp = (len(model.x_n), len(model.x_p), len(model.x), len(model.r_n),
+                              len(model.r_p))
+    dims = {schema.X_N: nxn, schema.X_P: nxp, schema.X: nx, schema.R_N: nrn, schema.R_P: nrp}
+    return {n: tuple(dims[d] for d in schema.VARIABLES[n].dims[4:]) for n in FIELD_VARS}
+
+
+def _stored(vals: dict, limits: tuple[float, float], shapes: dict[str, tuple]) -> dict:
+    """PyBaMM outputs of one cell at one time -> stored names, units and shapes."""
+    out = {}
+    for n in FIELD_VARS:
+        v = schema.VARIABLES[n]
+        if n == "soc":
+            x0, x100 = limits
+            out[n] = (float(vals["_sto_n"][0]) - x0) / (x100 - x0)
+        elif n == "current":
+            out[n] = np.nan  # filled from the pack split
+        else:
+            raw = np.asarray(vals[n], dtype=float) * v.scale
+            # particle values come x-major from PyBaMM, i.e. already (x, r) in C order
+            out[n] = raw.reshape(shapes[n]) if shapes[n] else float(raw[0])
+    # The solver returns plated lithium down to -4e-3 mol/m3 where none is left (round-off of an
+    # ODE state at 0, e.g. after plated lithium is stripped); zero it at that level only, larger
+    # negatives stay visible.
+    if -PLATING_NOISE < out["plated_lithium"] < 0.0:
+        out["plated_lithium"] = 0.0
+    out["lli"] = float(vals["_lli"][0])
+    return out

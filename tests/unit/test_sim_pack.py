@@ -1,0 +1,98 @@
+"""Pack coupling on analytic cells (no PyBaMM): current split, voltage equality, limits."""
+
+import numpy as np
+import pytest
+
+from packtwin.sim.pack import PackStepper, group_line, limited_pack_current, split_current
+
+
+def test_split_current_sums_exactly_and_equalises_voltage():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 6))
+        a = 3.6 + 0.05 * rng.standard_normal(n)
+        R = 0.02 + 0.02 * rng.random(n)
+        i_group = float(rng.normal(0, 20))
+        i, v = split_current(a, R, i_group)
+        assert abs(i.sum() - i_group) <= 1e-12 * max(1.0, abs(i_group))
+        np.testing.assert_allclose(a - R * i, v, atol=1e-12)
+
+
+def test_limited_pack_current_binds_the_right_limit():
+    lines = [group_line(np.array([4.1, 4.12]), np.array([0.03, 0.03])),
+             group_line(np.array([4.15]), np.array([0.03]))]
+    i, lim = limited_pack_current(lines, -20.0, 2.5, 4.2)
+    assert lim == "v_max"
+    assert max(A - Rg * i for A, Rg in lines) == pytest.approx(4.2)
+    i, lim = limited_pack_current(lines, 1.0, 2.5, 4.2)
+    assert (i, lim) == (1.0, None)
+
+
+class AnalyticCells:
+    """Cells with a nonlinear OCV of charge and a current-dependent resistance."""
+
+    def __init__(self, q0, r0, cap=5.0):
+        self.q0, self.r0, self.cap = np.asarray(q0), np.asarray(r0), cap
+
+    def ocv(self, q):
+        return 4.2 - 1.2 * q / self.cap - 0.3 * (q / self.cap) ** 3
+
+    def step(self, j, old, current, dt):
+        q = self.q0[j] if old is None else old
+        q_new = q + current * dt / 3600.0
+        r = self.r0[j] * (1 + 0.2 * np.tanh(current / 10.0) ** 2)
+        return q_new, float(self.ocv(q_new) - r * current)
+
+
+def test_parallel_group_voltages_agree_and_currents_sum():
+    cells = AnalyticCells(q0=[0.0, 0.2, 0.1, 0.05, 0.3, 0.0], r0=[0.03, 0.025, 0.035, 0.03, 0.02, 0.04])
+    st = PackStepper(2, 3, cells.step, voltage_tol=1e-4, max_iterations=20)
+    for k in range(40):
+        res = st.step(60.0, 10.0, 2.5, 4.2)
+        for g in range(2):
+            sl = slice(3 * g, 3 * g + 3)
+            assert abs(res.cell_currents[sl].sum() - 10.0) <= 1e-12 * 10.0
+            assert np.ptp(res.voltages[sl]) <= 1e-4
+
+
+def test_cv_hold_keeps_the_limiting_cell_at_vmax_and_current_decays():
+    cells = AnalyticCells(q0=[3.0, 3.1], r0=[0.03, 0.03])
+    st = PackStepper(2, 1, cells.step, voltage_tol=1e-5, max_iterations=20)
+    res = st.step(60.0, -10.0, 2.5, 4.2)
+    currents = []
+    while res.limit != "v_max":
+        res = st.step(60.0, -10.0, 2.5, 4.2)
+    for _ in range(20):
+        res = st.step(60.0, None, 2.5, 4.2, hold="v_max")
+        assert res.voltages.max() == pytest.approx(4.2, abs=1e-5)
+        assert res.voltages.max() <= 4.2 + 1e-5
+        currents.append(-res.i_pack)
+    assert all(b <= a + 1e-9 for a, b in zip(currents, currents[1:]))
+
+
+def test_single_cell_pack_is_the_cell_itself():
+    cells = AnalyticCells(q0=[0.5], r0=[0.03])
+    st = PackStepper(1, 1, cells.step, voltage_tol=1e-6, max_iterations=5)
+    q = 0.5
+    for _ in range(30):
+        res = st.step(60.0, 5.0, 2.5, 4.2)
+        q, v = cells.step(0, q, 5.0, 60.0)
+        assert res.iterations == 1
+        assert res.voltages[0] == v and res.i_pack == 5.0
+
+
+def test_a_trial_the_cell_cannot_carry_ends_the_step_at_a_limit():
+    class Fragile(AnalyticCells):
+        def step(self, j, old, current, dt):
+            if current > 12.0:  # e.g. a particle surface would empty within the step
+                raise RuntimeError("IDA_ERR_FAIL")
+            return super().step(j, old, current, dt)
+
+    cells = Fragile(q0=[1.0, 1.1], r0=[0.03, 0.03])
+    st = PackStepper(1, 2, cells.step, voltage_tol=1e-4, max_iterations=10)
+    assert st.step(60.0, 10.0, 2.5, 4.2).limit is None
+    res = st.step(60.0, 30.0, 2.5, 4.2)
+    assert res.limit == "v_min"
+    assert 0.0 < res.i_pack <= 15.0 and res.cell_currents.max() <= 12.0
+    assert res.cell_currents.sum() == pytest.approx(res.i_pack, rel=1e-12)
+    assert np.ptp(res.voltages) <= 1e-4
