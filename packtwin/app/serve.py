@@ -1,0 +1,72 @@
+"""``packtwin app``: serve the pack explorer on 127.0.0.1 and print its URL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+ADDRESS = "127.0.0.1"  # loopback only: the app reads local files and has no authentication
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="packtwin app", description="Serve the pack explorer "
+                                "(per-cell heatmaps, pack SEI spread, twin vs truth) on 127.0.0.1.")
+    p.add_argument("--store", required=True, help="truth store written by 'packtwin generate'")
+    p.add_argument("--predictions", nargs="*", default=[], metavar="PATH",
+                   help="prediction stores written by 'packtwin predict' (physics and/or data_only)")
+    p.add_argument("--checkpoint", default=None, help="a trained twin to run live on the selection")
+    p.add_argument("--port", type=int, default=5006, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
+                   help="open a browser tab")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    return parser().parse_args(list(argv))
+
+
+def make_page(args: argparse.Namespace):
+    """A fresh page per browser session (Panel calls this for each connection)."""
+    from packtwin.app.layout import build_app
+
+    return build_app(args.store, args.predictions, args.checkpoint).template()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((ADDRESS, 0))
+        return s.getsockname()[1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    import panel as pn
+
+    from packtwin.app.sources import open_truth
+
+    _, error = open_truth(args.store)
+    if error:  # the page shows it too; say it where the user typed the command
+        print(f"packtwin app: {error}", file=sys.stderr)
+    port = args.port or free_port()  # Bokeh's origin allow-list needs the port before start
+    server = pn.serve({"/": lambda: make_page(args)}, address=ADDRESS, port=port,
+                      show=False, start=False, title="packtwin pack explorer",
+                      websocket_origin=[f"{ADDRESS}:{port}", f"localhost:{port}"])
+    server.start()
+    url = f"http://{ADDRESS}:{server.port}/"
+    print(f"packtwin app: serving {args.store} at {url} (Ctrl+C to stop)", flush=True)
+    if args.show:
+        server.io_loop.add_callback(server.show, "/")
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Open what the app shows: a truth store, prediction stores and optionally a live twin.
+
+Every failure becomes a message (naming the file and the problem) that the page shows instead of
+a blank page or a server traceback: a bad truth store is fatal for the page, a bad prediction store
+or checkpoint only removes the comparison.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from packtwin import schema
+from packtwin.data import store as store_io
+
+VARIANTS = ("physics", "data_only")
+LIVE = "live"
+# Prediction variables a heatmap/overlay can use; a prediction store may hold a subset.
+PREDICTED = ("c_s_n", "c_s_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
+# Grid coordinates a prediction must share with the truth to be compared sample by sample.
+SHARED_GRID = (schema.X_N, schema.X_P, schema.R_N, schema.R_P, schema.TIME)
+
+
+@dataclass
+class Sources:
+    """The opened datasets (lazy) and the messages the page shows about them."""
+
+    truth: xr.Dataset | None = None
+    predictions: dict[str, xr.Dataset] = field(default_factory=dict)
+    live: "LiveTwin | None" = None
+    errors: list[str] = field(default_factory=list)  # fatal: the page shows only these
+    warnings: list[str] = field(default_factory=list)  # the page works without the part named
+
+    @property
+    def variants(self) -> list[str]:
+        names = list(self.predictions)
+        if self.live is not None:
+            names.append(LIVE)
+        return names
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def open_truth(path: str | os.PathLike | None) -> tuple[xr.Dataset | None, str | None]:
+    """The truth store (lazy), or None and a message saying why it cannot be shown."""
+    if path is None:
+        return None, "No store given: start the app with --store PATH (a store made by packtwin generate)."
+    try:
+        ds = store_io.open_store(path, kind="truth")
+    except (schema.SchemaError, store_io.StoreError) as exc:
+        return None, f"Cannot show store {str(path)!r}: {_describe(exc)}"
+    # Coordinates over scenario/cell are tiny and read on every interaction: load them once.
+    small = [n for n, v in ds.coords.items() if v.ndim == 1]
+    ds = ds.assign_coords({n: ds[n].load() for n in small})
+    return ds, None
+
+
+def check_prediction(pred: xr.Dataset, truth: xr.Dataset, source: str) -> list[str]:
+    """Ways a prediction dataset cannot be compared with ``truth`` (empty = comparable)."""
+    problems = list(schema.validate(pred, kind="prediction"))
+    if not any(v in pred.data_vars for v in PREDICTED):
+        problems.append(f"none of the predicted variables {PREDICTED} is present")
+    for dim in (schema.SCENARIO, schema.CELL, schema.SNAPSHOT):
+        if dim in pred.dims:
+            extra = np.setdiff1d(pred[dim].values, truth[dim].values)
+            if extra.size:
+                problems.append(f"{dim} values {extra.tolist()} are not in the truth store")
+    for dim in SHARED_GRID:
+        if dim in pred.dims and (pred.sizes[dim] != truth.sizes[dim] or
+                                 not np.allclose(pred[dim].values, truth[dim].values)):
+            problems.append(f"coordinate {dim!r} differs from the truth store's "
+                            f"({pred.sizes[dim]} vs {truth.sizes[dim]} points)")
+    return [f"{source}: {p}" for p in problems]
+
+
+def open_predictions(paths: Sequence[str | os.PathLike], truth: xr.Dataset
+                     ) -> tuple[dict[str, xr.Dataset], list[str]]:
+    """Prediction stores keyed by their variant ("physics", "data_only"; else the file name)."""
+    out: dict[str, xr.Dataset] = {}
+    warnings: list[str] = []
+    for path in paths:
+        try:
+            ds = store_io.open_store(path, kind="prediction")
+        except (schema.SchemaError, store_io.StoreError) as exc:
+            warnings.append(f"Predictions not shown: {_describe(exc)}")
+            continue
+        problems = check_prediction(ds, truth, f"store {str(path)!r}")
+        if problems:
+            warnings.append("Predictions not shown: " + "; ".join(problems))
+            continue
+        name = str(ds.attrs.get("variant") or Path(path).stem)
+        if name in out:
+            name = f"{name} ({Path(path).stem})"
+        out[name] = ds
+    return out, warnings
+
+
+class LiveTwin:
+    """Runs a trained twin on the selected scenario, on demand, and keeps the results.
+
+    ``load`` and ``predict`` default to the project's ``TwinModule.load_from_checkpoint`` and
+    ``predict_dataset``; they are imported only here, when a checkpoint is given, so the app works
+    (without a live twin) before or without the model code.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, truth: xr.Dataset,
+                 load: Callable | None = None, predict: Callable | None = None):
+        self.checkpoint = str(checkpoint)
+        self.truth = truth
+        if not Path(self.checkpoint).exists():
+            raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
+        if load is None or predict is None:
+            try:
+                from packtwin.eval.predict import predict_dataset
+                from packtwin.model.module import TwinModule
+            except ImportError as exc:
+                raise ImportError(f"the live twin needs packtwin.model.module.TwinModule and "
+                                  f"packtwin.eval.predict.predict_dataset, which cannot be "
+                                  f"imported: {_describe(exc)}") from exc
+            load = load or TwinModule.load_from_checkpoint
+            predict = predict or predict_dataset
+        self._predict = predict
+        self.module = load(self.checkpoint)
+        if hasattr(self.module, "eval"):
+            self.module.eval()
+        self._cache: dict[int, xr.Dataset] = {}
+
+    def scenario(self, scenario: int) -> xr.Dataset:
+        """Predictions for every cell of one scenario (computed once, then cached)."""
+        if scenario not in self._cache:
+            # predict_dataset takes positions; the app selects by the scenario coordinate.
+            pos = int(np.flatnonzero(self.truth[schema.SCENARIO].values == scenario)[0])
+            ds = self._predict(self.module, self.truth, scenarios=[pos], cells=None)
+            problems = check_prediction(ds, self.truth, f"live twin {self.checkpoint!r}")
+            if problems:
+                raise schema.SchemaError(problems, source=f"live twin {self.checkpoint!r}")
+            self._cache[scenario] = ds
+        return self._cache[scenario]
+
+
+def open_sources(store: str | os.PathLike | None, predictions: Sequence[str | os.PathLike] = (),
+                 checkpoint: str | os.PathLike | None = None, *, live_load: Callable | None = None,
+                 live_predict: Callable | None = None) -> Sources:
+    """Open everything the page shows; never raises for bad inputs (see ``Sources.errors``)."""
+    truth, error = open_truth(store)
+    if truth is None:
+        return Sources(errors=[error])
+    preds, warnings = open_predictions(predictions, truth)
+    live = None
+    if checkpoint is not None:
+        try:
+            live = LiveTwin(checkpoint, truth, load=live_load, predict=live_predict)
+        except Exception as exc:  # any failure to load a model must not take the page down
+            warnings.append(f"Live twin unavailable ({str(checkpoint)!r}): {_describe(exc)}")
+    return Sources(truth=truth, predictions=preds, live=live, warnings=warnings)

@@ -1,0 +1,371 @@
+"""``packtwin evaluate``: held-out splits, physics vs data-only ablation, baselines, report.
+
+Run as ``packtwin evaluate --config configs/experiments/<name>.yaml [--key value ...]``.
+
+For each variant (physics, data_only) and seed the twin is trained in-process with
+``packtwin fit`` (the same fit configs and arguments for every variant: only the variant's own
+arguments differ) or loaded from a given checkpoint. New embeddings are fitted, from V/I/T alone,
+for every evaluated cell that was not trained on. Each split is then predicted and scored against
+the truth, next to the trivial baseline (``packtwin.eval.baselines``) and, for the residual audit,
+PyBaMM's own output. Written to ``output``:
+
+- ``metrics.zarr``: dims (split, variant, seed, cell); ``pack_*`` variables pooled over cells;
+- ``report.md``: tables of every split x variant, mean +- spread over seeds, physics/data-only ratio;
+- ``plots/*.png``: bar charts of the headline metrics (Pillow; skipped with a note if absent);
+- ``runs/<variant>/seed<k>/model.ckpt``: the evaluated checkpoints (reused when ``resume``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import xarray as xr
+
+from packtwin import schema
+from packtwin.data import splits, store
+from packtwin.eval import audit, baselines, metrics, report
+
+BASELINE, PYBAMM = "baseline", "pybamm"
+
+
+@dataclass
+class Adapt:
+    """Embedding fit for cells never trained on (``packtwin.model.adapt``)."""
+
+    steps: int = 300
+    """maximum optimiser steps"""
+    lr: float = 0.05
+    """Adam learning rate"""
+    tol: float = 1e-4
+    """relative loss-improvement tolerance for stopping"""
+    selection: Optional[dict[str, Any]] = None
+    """scenarios whose measured V/I/T the fit may use (default: the training scenarios)"""
+
+
+@dataclass
+class Config:
+    """Everything an evaluation needs; every field is a config key."""
+
+    store: str
+    """truth store (``packtwin generate``)"""
+    output: str
+    """output folder (metrics.zarr, report.md, plots/, runs/)"""
+    train: dict[str, Any]
+    """training selection (``packtwin.data.splits``): every variant and seed trains on it"""
+    splits: dict[str, dict[str, Any]]
+    """held-out splits: name -> selection (cells outside ``train.cells`` get fitted embeddings)"""
+    val: Optional[dict[str, Any]] = None
+    """validation selection for early stopping (default: the training selection)"""
+    generate: Optional[str] = None
+    """generate config run with ``packtwin generate --config`` when ``store`` does not exist"""
+    fit_configs: list[str] = field(default_factory=list)
+    """config files passed to every ``packtwin fit`` (same data, epochs, early stopping)"""
+    fit_args: list[str] = field(default_factory=list)
+    """extra ``packtwin fit`` arguments shared by every variant"""
+    variants: dict[str, list[str]] = field(default_factory=lambda: {
+        "physics": ["--model.physics=true"], "data_only": ["--model.physics=false"]})
+    """variant name -> its own ``packtwin fit`` arguments (the only difference between variants)"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """seeds per variant"""
+    checkpoints: Optional[dict[str, list[str]]] = None
+    """variant -> checkpoints (one per seed, in order) to evaluate instead of training"""
+    monitor: str = "val/cs_n_rmse_pct"
+    """validation metric for the best checkpoint and early stopping, the same for every variant
+    (a data metric: the physics twin's val/loss also holds physics terms)"""
+    patience: Optional[int] = 5
+    """early-stopping patience in validation epochs (None: train every epoch)"""
+    adapt: Adapt = field(default_factory=Adapt)
+    baseline_init: str = "ocv"
+    """baseline start: "ocv" (first voltage sample inverted on the OCV) or "fresh" """
+    plating_threshold: float = 0.0
+    """[V] plating event where the margin is below this"""
+    save_predictions: bool = False
+    """also write every prediction dataset under ``output/predictions``"""
+    full_predictions: bool = False
+    """also write each variant's first-seed estimates of every scenario and cell to
+    ``output/predictions/<variant>.zarr`` (what ``packtwin app --predictions`` shows)"""
+    plots: bool = True
+    resume: bool = True
+    """reuse ``runs/<variant>/seed<k>/model.ckpt`` when trained with the same fit arguments"""
+    note: str = ""
+    """free text printed at the top of the report (e.g. "1 seed: a demo, not a result")"""
+
+
+def _train_cells(ds: xr.Dataset, cfg: Config) -> np.ndarray:
+    return splits.select(ds, cfg.train, name="train selection").cells
+
+
+def _fit(cfg: Config, variant: str, seed: int, run_dir: Path) -> Path:
+    """Train one twin in-process; returns the evaluated checkpoint (best by ``cfg.monitor``).
+
+    With ``resume`` a checkpoint of an earlier run is reused only if it was trained with exactly
+    the same ``packtwin fit`` arguments (recorded in ``fit_args.json``).
+    """
+    from packtwin import train
+
+    ckpt = run_dir / "model.ckpt"
+    args = ["fit"]
+    for c in cfg.fit_configs:
+        args += ["--config", c]
+    # Variant arguments first, then the shared ones, then what this evaluation fixes itself, so
+    # that nothing a variant says can change the data, seed, budget or selection criterion.
+    args += [*cfg.variants[variant], *cfg.fit_args,
+             f"--data.store={cfg.store}", f"--data.train={json.dumps(cfg.train)}",
+             f"--data.val={json.dumps(cfg.val if cfg.val is not None else cfg.train)}",
+             f"--seed_everything={int(seed)}", f"--trainer.default_root_dir={run_dir}",
+             "--trainer.logger=" + json.dumps([{
+                 "class_path": "lightning.pytorch.loggers.CSVLogger",
+                 "init_args": {"save_dir": str(run_dir), "name": "csv"}}]),
+             f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
+             f"--checkpoint.monitor={cfg.monitor}", "--checkpoint.mode=min",
+             f"--prediction.output={run_dir / 'predictions.zarr'}"]
+    if cfg.patience:
+        args += ["--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+                 f"--trainer.callbacks.monitor={cfg.monitor}", "--trainer.callbacks.mode=min",
+                 f"--trainer.callbacks.patience={int(cfg.patience)}"]
+    record = run_dir / "fit_args.json"
+    if cfg.resume and ckpt.exists() and record.exists() and json.loads(record.read_text()) == args:
+        return ckpt
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.unlink(missing_ok=True)
+    record.write_text(json.dumps(args, indent=1))
+    cli = train.cli(args)
+    trainer = cli.trainer
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if \
+        trainer.checkpoint_callback is not None else ""
+    if best and Path(best).exists():
+        shutil.copyfile(best, ckpt)
+    else:  # no monitored checkpoint: evaluate the final weights
+        trainer.save_checkpoint(str(ckpt))
+    return ckpt
+
+
+def _load(ckpt: Path):
+    from packtwin.model.module import TwinModule
+
+    module = TwinModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    module.eval()
+    return module
+
+
+def _adapt(module, ds: xr.Dataset, cfg: Config, new_cells: list[int]) -> dict:
+    if not new_cells:
+        return {}
+    from packtwin.model.adapt import fit_new_cell_embeddings
+
+    sel_spec = cfg.adapt.selection if cfg.adapt.selection is not None else {
+        k: v for k, v in cfg.train.items() if k != "cells"}
+    scen = splits.select(ds, sel_spec, name="adapt selection").scenarios
+    emb, _ = fit_new_cell_embeddings(module, ds, new_cells, steps=cfg.adapt.steps,
+                                     lr=cfg.adapt.lr, tol=cfg.adapt.tol,
+                                     scenarios=[int(s) for s in scen])
+    return {int(c): emb[i].detach() for i, c in enumerate(new_cells)}
+
+
+def _score(ds: xr.Dataset, pred: xr.Dataset, cfg: Config, sei0: float) -> xr.Dataset:
+    m = metrics.compute_metrics(ds, pred, cfg.plating_threshold, sei0)
+    return m.merge(audit.residual_audit(ds, pred), join="outer")
+
+
+def _stack(results: dict[tuple[str, str, int], xr.Dataset], split_names, variants, seeds
+           ) -> xr.Dataset:
+    """One dataset with dims (split, variant, seed, cell) from per-run metric datasets."""
+    rows = []
+    for (sp, var, seed), m in results.items():
+        rows.append(m.expand_dims({"split": [sp], "variant": [var], "seed": [seed]}))
+    out = xr.merge(rows, join="outer", compat="no_conflicts", combine_attrs="drop")
+    return out.reindex(split=list(split_names), variant=list(variants), seed=list(seeds))
+
+
+def run(cfg: Config, progress: bool = True) -> xr.Dataset:
+    """Run the whole evaluation described by ``cfg``; returns the metrics dataset."""
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if not Path(cfg.store).exists():
+        if cfg.generate is None:
+            raise store.StoreError(f"store {cfg.store!r} does not exist and no 'generate' config "
+                                   f"is given to make it")
+        from packtwin import cli
+
+        rc = cli.main(["generate", "--config", cfg.generate])
+        if rc or not Path(cfg.store).exists():
+            raise store.StoreError(f"'packtwin generate --config {cfg.generate}' (exit {rc}) did "
+                                   f"not write the store {cfg.store!r} named in 'store'")
+    ds = store.open_store(cfg.store)
+    if cfg.baseline_init not in baselines.INITS:
+        raise ValueError(f"baseline_init must be one of {baselines.INITS}, got "
+                         f"{cfg.baseline_init!r}")
+    if not cfg.splits:
+        raise ValueError("config 'splits' is empty: name at least one held-out selection")
+    unknown = set(cfg.checkpoints or {}) - set(cfg.variants)
+    if unknown:
+        raise ValueError(f"checkpoints given for unknown variants {sorted(unknown)}; variants: "
+                         f"{sorted(cfg.variants)}")
+    train_sel = splits.select(ds, cfg.train, name="train selection")
+    train_cells = set(int(c) for c in train_sel.cells)
+    split_sel, skipped = {}, {}
+    for name, spec in cfg.splits.items():
+        try:
+            split_sel[name] = splits.select(ds, spec, name=f"split {name!r}")
+        except splits.SelectionError as exc:
+            # A held-out condition the simulator could not solve leaves its split empty: report
+            # it as skipped (with the store's reason) rather than lose every other split.
+            if "selects no" not in str(exc):
+                raise
+            skipped[name] = f"{exc}; store messages: {ds.attrs.get('messages', '')}"
+    if not split_sel:
+        raise splits.SelectionError(f"no split selects usable data: {skipped}")
+    new_cells = sorted({int(c) for s in split_sel.values() for c in s.cells} - train_cells)
+    sei0 = _initial_sei_nm(ds)
+    results: dict[tuple[str, str, int], xr.Dataset] = {}
+    jobs = [(v, i, s) for v in cfg.variants for i, s in enumerate(cfg.seeds)]
+    bar = tqdm(total=len(jobs) * (1 + len(split_sel)) + 2 * len(split_sel),
+               desc="evaluate", disable=not progress, file=sys.stderr)
+    ckpts: dict[str, list[str]] = {}
+    for variant, i, seed in jobs:
+        given = (cfg.checkpoints or {}).get(variant)
+        if given:
+            if i >= len(given):
+                raise ValueError(f"checkpoints[{variant!r}] has {len(given)} entries, seeds has "
+                                 f"{len(cfg.seeds)}: give one checkpoint per seed")
+            ckpt = Path(given[i])
+            if not ckpt.exists():
+                raise FileNotFoundError(f"checkpoints[{variant!r}][{i}] {str(ckpt)!r} does not exist")
+        else:
+            bar.set_postfix_str(f"fit {variant} seed {seed}")
+            ckpt = _fit(cfg, variant, seed, out / "runs" / variant / f"seed{seed}")
+        ckpts.setdefault(variant, []).append(str(ckpt))
+        bar.update(1)
+        module = _load(ckpt)
+        emb = _adapt(module, ds, cfg, new_cells)
+        from packtwin.eval.predict import predict_dataset
+
+        if cfg.full_predictions and i == 0:
+            bar.set_postfix_str(f"{variant}: every scenario and cell for the app")
+            _save_prediction(predict_dataset(module, ds, embeddings=emb, checkpoint=str(ckpt),
+                                             truth_store=cfg.store),
+                             out / "predictions" / f"{variant}.zarr")
+
+        for name, sel in split_sel.items():
+            bar.set_postfix_str(f"{variant} seed {seed}: {name}")
+            pred = predict_dataset(module, ds, scenarios=sel.scenarios, cells=sel.cells,
+                                   snapshots=sel.snapshots, embeddings=emb,
+                                   checkpoint=str(ckpt), truth_store=cfg.store)
+            if cfg.save_predictions:
+                _save_prediction(pred, out / "predictions" / f"{variant}_seed{seed}_{name}.zarr")
+            results[(name, variant, seed)] = _score(ds, pred, cfg, sei0)
+            bar.update(1)
+    for name, sel in split_sel.items():
+        bar.set_postfix_str(f"baseline: {name}")
+        base = baselines.baseline_dataset(ds, train_sel.scenarios, train_sel.cells,
+                                          scenarios=sel.scenarios, cells=sel.cells,
+                                          init=cfg.baseline_init)
+        base = base.isel({schema.SNAPSHOT: sel.snapshots})
+        baseline_desc = str(base.attrs.get("description", ""))
+        results[(name, BASELINE, cfg.seeds[0])] = _score(ds, base, cfg, sei0)
+        bar.update(1)
+        bar.set_postfix_str(f"PyBaMM audit: {name}")
+        truth_sel = ds.isel({schema.SCENARIO: sel.scenarios, schema.CELL: sel.cells,
+                             schema.SNAPSHOT: sel.snapshots})
+        results[(name, PYBAMM, cfg.seeds[0])] = audit.residual_audit(ds, truth_sel)
+        bar.update(1)
+    bar.close()
+    variants = list(cfg.variants) + [BASELINE, PYBAMM]
+    result = _stack(results, list(split_sel), variants, list(cfg.seeds))
+    result.attrs.update({
+        "store": cfg.store, "config": json.dumps(_jsonable(cfg)),
+        "checkpoints": json.dumps(ckpts), "new_cells": json.dumps(new_cells),
+        "train_cells": json.dumps(sorted(train_cells)),
+        "skipped_splits": json.dumps(skipped),
+        "plating_threshold_V": cfg.plating_threshold, "sei_initial_nm": sei0,
+        "surface_r_n": float(ds[schema.R_N].values[-1]),
+        "surface_r_p": float(ds[schema.R_P].values[-1]),
+        "sei_label": metrics.SIMULATED_VS_SIMULATED,
+        "baseline": baseline_desc,
+        "baseline_init": cfg.baseline_init,
+        "splits_resolved": json.dumps({n: {"scenarios": s.scenarios.tolist(),
+                                           "cells": s.cells.tolist(),
+                                           "snapshots": s.snapshots.tolist()}
+                                       for n, s in split_sel.items()}),
+    })
+    for name in list(result.data_vars):
+        base_name = name[len("pack_"):] if name.startswith("pack_") else name
+        if base_name.startswith("audit_"):
+            result[name].attrs.update({"units": audit.AUDIT_UNITS[base_name[len("audit_"):]]})
+        else:
+            result[name].attrs.update(metrics.metric_attrs(base_name))
+    write_metrics(result, out / "metrics.zarr")
+    report.write_report(result, out, plots=cfg.plots, note=cfg.note, truth=ds)
+    return result
+
+
+def write_metrics(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write a metrics dataset as Zarr (string labels as variable-length strings, which zarr v3
+    specifies, unlike fixed-width ones)."""
+    ds = ds.assign_coords({d: np.asarray(ds[d].values, dtype=object) for d in ("split", "variant")
+                           if d in ds.coords})
+    ds.to_zarr(path, mode="w", **store.ZARR_KW)
+    return Path(path)
+
+
+def _initial_sei_nm(ds: xr.Dataset) -> float:
+    """Initial SEI thickness of the store's parameter set [nm] (store attr, else OKane2022's)."""
+    if "sei_initial_thickness_nm" in ds.attrs:
+        return float(ds.attrs["sei_initial_thickness_nm"])
+    from packtwin.physics.constants import okane2022
+
+    return okane2022().sei.L_0 * 1e9
+
+
+def _save_prediction(pred: xr.Dataset, path: Path) -> None:
+    from packtwin.eval.predict import write_predictions
+
+    pred = pred.copy()
+    pred.attrs = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
+                  for k, v in pred.attrs.items()}
+    write_predictions(pred, path)
+
+
+def _jsonable(cfg: Config) -> dict:
+    return json.loads(json.dumps(asdict(cfg), default=str))
+
+
+def parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    p = ArgumentParser(prog="packtwin evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--config", action=ActionConfigFile, help="experiment YAML "
+                   "(configs/experiments/*.yaml)")
+    p.add_class_arguments(Config, nested_key=None, as_group=False)
+    p.add_argument("--progress", type=bool, default=True, help="show a progress bar")
+    return p
+
+
+def parse(argv: list[str]) -> tuple[Config, bool]:
+    p = parser()
+    ns = p.parse_args(argv)
+    init = p.instantiate(ns) if hasattr(p, "instantiate") else p.instantiate_classes(ns)
+    d = {k: v for k, v in vars(init).items() if k in Config.__dataclass_fields__}
+    adapt = d.get("adapt")
+    if isinstance(adapt, dict):
+        d["adapt"] = Adapt(**adapt)
+    elif adapt is not None and not isinstance(adapt, Adapt):
+        d["adapt"] = Adapt(**vars(adapt))
+    return Config(**d), bool(init.progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``packtwin evaluate --config configs/experiments/<name>.yaml [--key value ...]``."""
+    cfg, progress = parse(list(sys.argv[1:] if argv is None else argv))
+    result = run(cfg, progress=progress)
+    print(f"wrote {Path(cfg.output) / 'report.md'} and {Path(cfg.output) / 'metrics.zarr'} "
+          f"({', '.join(f'{k}={v}' for k, v in result.sizes.items())})")
+    return 0

@@ -1,0 +1,168 @@
+"""Twin inference latency per cycle vs PyBaMM's DFN solving the same cycle, on this machine.
+
+    .venv/bin/python scripts/bench_inference.py [--ckpt runs/x/best.ckpt] [--out reports/bench_inference.json]
+
+1. PyBaMM: one OKane2022 DFN cell (the generator's default options, mesh and overrides: SEI,
+   partially reversible plating, lumped thermal, contact resistance) discharged at 1C, sampled
+   every ``--period`` s; build time, first solve and a repeated solve are timed separately.
+2. Twin: the same number of samples per cycle, for 1, 16, 100 and 1536 cells in one batched
+   forward call (eager, ``torch.no_grad``), with ``torch.set_num_threads(1)`` and with all threads,
+   and the TorchScript export (``packtwin.eval.export``) at the same shapes. Without ``--ckpt`` a
+   freshly initialised TwinNet on the DFN's mesh is timed: latency does not depend on the weights
+   (stated in the JSON).
+3. Ratio = (N x DFN repeated-solve time) / (twin time for N cells): how many times faster the
+   twin estimates a cycle for N cells than the DFN simulates them one after another.
+
+Each timing is the median of ``--repeats`` calls after one warm-up call. A batch whose estimated
+memory exceeds ``--mem-limit-gb`` is skipped and recorded as such (never silently dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from packtwin.eval import export as export_mod  # noqa: E402
+
+
+def dfn_cycle(period_s: float) -> dict:
+    """Build, solve and re-solve a 1C discharge of one OKane2022 DFN cell; timings and grid."""
+    import pybamm
+
+    from packtwin.sim.config import ModelConfig
+
+    cfg = ModelConfig()
+    t0 = time.perf_counter()
+    model = pybamm.lithium_ion.DFN(dict(cfg.options))
+    pv = pybamm.ParameterValues(cfg.parameter_set)
+    pv.update(dict(cfg.parameter_overrides), check_already_exists=False)
+    exp = pybamm.Experiment([f"Discharge at 1C until {pv['Lower voltage cut-off [V]']} V"],
+                            period=f"{period_s} seconds")
+    sim = pybamm.Simulation(model, parameter_values=pv, experiment=exp, var_pts=dict(cfg.var_pts))
+    sim.build_for_experiment()
+    t_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sol = sim.solve()
+    t_first = time.perf_counter() - t0
+    repeats = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        sol = sim.solve()
+        repeats.append(time.perf_counter() - t0)
+    c_n = sol["Negative particle concentration [mol.m-3]"].entries  # [r, x, t]
+    c_p = sol["Positive particle concentration [mol.m-3]"].entries
+    return {"pybamm_version": pybamm.__version__, "model": "DFN", "parameter_set": cfg.parameter_set,
+            "options": cfg.options, "var_pts": cfg.var_pts,
+            "parameter_overrides": cfg.parameter_overrides, "period_s": period_s,
+            "n_samples": int(len(sol.t)), "cycle_duration_s": float(sol.t[-1]),
+            "build_s": t_build, "first_solve_s": t_first, "solve_s": statistics.median(repeats),
+            "solve_repeats_s": repeats, "grid": {"x_n": int(c_n.shape[1]), "r_n": int(c_n.shape[0]),
+                                                 "x_p": int(c_p.shape[1]), "r_p": int(c_p.shape[0])}}
+
+
+def make_net(ckpt: str | None, grid: dict, physics: bool):
+    if ckpt:
+        return export_mod.load_net(ckpt), f"trained checkpoint {ckpt}"
+    from packtwin.model.twinnet import TwinNet
+
+    info = {"n_cells": 1536, "param_keys": [], "c_max_n": 33133.0, "c_max_p": 63104.0,
+            "x_n": np.linspace(0, 1, grid["x_n"]).tolist(), "r_n": np.linspace(0, 1, grid["r_n"]).tolist(),
+            "x_p": np.linspace(0, 1, grid["x_p"]).tolist(), "r_p": np.linspace(0, 1, grid["r_p"]).tolist()}
+    net = TwinNet(1536, info, physics=physics).eval()
+    return net, ("freshly initialised TwinNet (default sizes) on the DFN's mesh: latency does "
+                 "not depend on the weights")
+
+
+def timed(fn, repeats: int) -> float:
+    with torch.no_grad():
+        for _ in range(3):  # warm-up: allocations, and TorchScript's profiling executor runs
+            fn()
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def est_memory_gb(n: int, t: int, grid: dict) -> float:
+    # ~8 live float32 copies of each electrode's [B, T, X, R] field (modes, prior, sum, outputs).
+    pts = grid["x_n"] * grid["r_n"] + grid["x_p"] * grid["r_p"]
+    return 8 * 4 * n * t * pts / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ckpt", default=None, help="trained TwinModule checkpoint (optional)")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "bench_inference.json"))
+    ap.add_argument("--period", type=float, default=60.0, help="sample period [s] (generator default)")
+    ap.add_argument("--cells", type=int, nargs="+", default=[1, 16, 100, 1536])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--data-only", action="store_true", help="time the data-only twin instead")
+    ap.add_argument("--mem-limit-gb", type=float, default=6.0)
+    args = ap.parse_args(argv)
+
+    all_threads = torch.get_num_threads()
+    result: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                "cpu_count": os.cpu_count(), "torch_version": torch.__version__,
+                                "torch_threads_all": all_threads,
+                                # other processes share the cores: read timings against this
+                                "loadavg_1_5_15_at_start": list(os.getloadavg())},
+                    "command": " ".join(["scripts/bench_inference.py"] + (argv or sys.argv[1:]))}
+    print("PyBaMM DFN cycle ...", flush=True)
+    dfn = dfn_cycle(args.period)
+    result["pybamm_dfn"] = dfn
+    n_time = dfn["n_samples"]
+    net, source = make_net(args.ckpt, dfn["grid"], physics=not args.data_only)
+    result["twin"] = {"source": source, "physics": bool(net.physics), "n_time": n_time,
+                      "n_parameters": sum(p.numel() for p in net.parameters()), "runs": []}
+    tmp = Path(tempfile.mkdtemp(prefix="packtwin_bench_"))
+    for n in args.cells:
+        mem = est_memory_gb(n, n_time, dfn["grid"])
+        row: dict = {"cells": n, "est_memory_gb": round(mem, 3)}
+        if mem > args.mem_limit_gb:
+            row["skipped"] = f"estimated {mem:.1f} GB > --mem-limit-gb {args.mem_limit_gb}"
+            result["twin"]["runs"].append(row)
+            continue
+        feats, cell, valid = export_mod.example_inputs(net, n, n_time, args.period, seed=0)
+        cell = cell % max(int(net.n_cells), 1)
+        ts_path = tmp / f"twin_{n}.pt"
+        info = export_mod.export_model(net, ts_path, "torchscript", batch=n, n_time=n_time,
+                                       period_s=args.period)
+        traced = export_mod.load_torchscript(ts_path)
+        for threads in sorted({1, all_threads}):
+            torch.set_num_threads(threads)
+            t_eager = timed(lambda: net(feats, cell, valid), args.repeats)
+            t_ts = timed(lambda: traced(feats, cell, valid), args.repeats)
+            row[f"threads_{threads}"] = {
+                "eager_s": t_eager, "torchscript_s": t_ts,
+                "eager_per_cell_ms": 1e3 * t_eager / n,
+                "ratio_dfn_vs_eager": n * dfn["solve_s"] / t_eager,
+                "ratio_dfn_vs_torchscript": n * dfn["solve_s"] / t_ts}
+        torch.set_num_threads(all_threads)
+        row["torchscript_max_rel_error"] = info["max_rel_error"]
+        result["twin"]["runs"].append(row)
+        print(json.dumps(row), flush=True)
+    result["machine"]["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
