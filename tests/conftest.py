@@ -21,3 +21,14 @@ def synthetic_store(tmp_path_factory):
 def cli_argv(monkeypatch):
     """Lightning warns when sys.argv holds pytest's own arguments."""
     monkeypatch.setattr(sys, "argv", ["packtwin"])
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models: one thread is as fast and does not spin against other jobs on the machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,7 +22,6 @@ Per-cell parameters: the mean of the training cells' truth values (no identifica
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -31,62 +30,19 @@ import xarray as xr
 
 from packtwin import schema
 from packtwin.eval import audit
-from packtwin.physics import conservation, ocp
+from packtwin.physics import conservation, ocp, ocv_inversion
 from packtwin.physics.constants import CellConstants, okane2022
+# Re-exported: the shared OCV inversion lives in packtwin.physics.ocv_inversion.
+from packtwin.physics.ocv_inversion import StoichiometryLine, ocv, soc_window  # noqa: F401
 
 INITS = ("ocv", "fresh")
 OUTPUTS = ("c_s_n", "c_s_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
 
 
-@dataclass(frozen=True)
-class StoichiometryLine:
-    """Fresh-cell lithium inventory: sto_p = (n_li - sto_n c_max_n V_n) / (c_max_p V_p)."""
-
-    n_li: float  # [mol]
-    cap_n: float  # c_max_n * active volume [mol]
-    cap_p: float
-
-    @classmethod
-    def of(cls, const: CellConstants) -> "StoichiometryLine":
-        n, p = const.neg, const.pos
-        return cls(n.c_init * n.active_volume + p.c_init * p.active_volume,
-                   n.c_max * n.active_volume, p.c_max * p.active_volume)
-
-    def sto_p(self, sto_n):
-        return (self.n_li - sto_n * self.cap_n) / self.cap_p
-
-    def bounds(self) -> tuple[float, float]:
-        """sto_n range on which both stoichiometries lie in [0, 1]."""
-        lo = max(0.0, (self.n_li - self.cap_p) / self.cap_n)
-        hi = min(1.0, self.n_li / self.cap_n)
-        return lo, hi
-
-
-def ocv(sto_n: torch.Tensor, line: StoichiometryLine) -> torch.Tensor:
-    """Open-circuit voltage [V] at negative stoichiometry ``sto_n`` on the line."""
-    return ocp.ocp_positive(line.sto_p(sto_n)) - ocp.ocp_negative(sto_n)
-
-
 def invert_ocv(voltage, line: StoichiometryLine, iters: int = 60) -> np.ndarray:
-    """sto_n with ocv(sto_n) = voltage (bisection; OCV rises with sto_n). Clamped to the line's
-    ends when the voltage lies outside the OCV range."""
+    """numpy view of :func:`packtwin.physics.ocv_inversion.invert_ocv` (the one implementation)."""
     v = torch.as_tensor(np.asarray(voltage, dtype=np.float64))
-    lo_b, hi_b = line.bounds()
-    # Stay just inside the ends: the OCP fits are steep (and extrapolated) at 0 and 1.
-    lo = torch.full_like(v, lo_b + 1e-4)
-    hi = torch.full_like(v, hi_b - 1e-4)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        above = ocv(mid, line) > v
-        hi = torch.where(above, mid, hi)
-        lo = torch.where(above, lo, mid)
-    return (0.5 * (lo + hi)).numpy()
-
-
-def soc_window(const: CellConstants, line: StoichiometryLine) -> tuple[float, float]:
-    """Negative stoichiometries at 0 % and 100 % SOC: the OCV at the voltage limits."""
-    s0, s100 = invert_ocv([const.v_min, const.v_max], line)
-    return float(s0), float(s100)
+    return ocv_inversion.invert_ocv(v, line, iters=iters).numpy()
 
 
 def fit_sqrt_growth(n: np.ndarray, L: np.ndarray) -> tuple[float, float]:

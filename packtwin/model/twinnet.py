@@ -12,13 +12,16 @@ Why this architecture
   low-rank decoder loses nothing and costs ~K/(X R) of a pointwise MLP.
 * Structural physics (``physics=True``): each electrode's mean stoichiometry follows the measured
   charge passed from an estimated initial state (lithium conservation, with a per-cell capacity
-  factor from the embedding and a bounded side-reaction drift in the negative electrode; the
-  initial state is re-estimated from the whole history so far by default, which measured better
-  on the demo pack's held-out conditions than a one-shot estimate from the first sample), and the
+  factor from the embedding and a bounded side-reaction drift in the negative electrode). The
+  initial state is OCV-consistent: each cycle starts after a rest, so its first voltage sample is
+  inverted along the fresh cell's stoichiometry line, U_p(theta_p) - U_n(theta_n) = V_0
+  (``packtwin.physics.ocv_inversion``, the baseline's physics), and the network learns only a
+  bounded correction to it (re-estimated from the whole history so far by default), and the
   radial shape starts from the single-particle polynomial profile of the measured current with an
   Arrhenius diffusivity at the measured temperature (``spm_prior``); the terminal voltage is the
-  SPM voltage of the estimated surface concentrations plus a learned correction, SOC is coulomb
-  counting from an estimated initial SOC. With ``physics=False`` the *same modules* are used
+  SPM voltage of the estimated surface concentrations plus a learned correction, SOC is the
+  estimated negative-electrode mean stoichiometry between the fresh cell's 0 % and 100 %
+  stoichiometries (the same initial state + coulomb counting, no free head). With ``physics=False`` the *same modules* are used
   without the physics: the mean, SOC and voltage come straight from the heads, so the data-only
   twin is the same network, parameter for parameter, minus the physics.
 * Voltage is reconstructed from the *estimated states* (surface concentrations, I, T, embedding),
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 
 from packtwin.data.windows import FEATURES, SCALAR_TARGETS
 from packtwin.model import spm_prior
+from packtwin.physics import ocv_inversion
 from packtwin.physics.conservation import average_concentration
 
 ELECTRODES = ("n", "p")
@@ -96,11 +100,14 @@ class TwinNet(nn.Module):
             (side reactions) as a stoichiometry fraction.
         running_initial_state: physics twin: re-estimate the initial state from the whole history
             so far (True) or from the first sample only (False).
+        initial_correction_max: physics twin: bound on the learned correction to the
+            OCV-inverted initial stoichiometry of each electrode (stoichiometry fraction).
     """
 
     def __init__(self, n_cells: int, store_info: dict, physics: bool = True, embed_dim: int = 8,
                  hidden: int = 64, layers: int = 1, n_modes: int = 16, trunk_width: int = 32,
-                 side_reaction_max: float = 0.03, running_initial_state: bool = True):
+                 side_reaction_max: float = 0.03, running_initial_state: bool = True,
+                 initial_correction_max: float = 0.05):
         super().__init__()
         from packtwin.physics.constants import okane2022
 
@@ -109,6 +116,10 @@ class TwinNet(nn.Module):
         self.side_reaction_max = side_reaction_max
         self.running_initial_state = running_initial_state
         self.constants = okane2022()
+        self.initial_correction_max = initial_correction_max
+        self.line = ocv_inversion.StoichiometryLine.of(self.constants)
+        # SOC window in the constants' stoichiometry (rescaled to the store's c_max in forward).
+        self.soc_window = ocv_inversion.soc_window(self.constants, self.line)
         n_f = len(FEATURES)
         self.embedding = nn.Embedding(self.n_cells, embed_dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
@@ -210,6 +221,8 @@ class TwinNet(nn.Module):
         q_ah = features[..., FEATURES.index("charge_passed")]
         q_ah = q_ah - q_ah[:, :1]  # charge since the first sample of this (window of a) cycle
         cap = 1.0 + 0.1 * torch.tanh(self.capacity_head(emb))  # [B, 3] within +-10 %
+        if self.physics:
+            theta0 = self.ocv_initial_state(features[:, 0, FEATURES.index("voltage")])  # [B, 2]
         out: dict[str, Tensor] = {}
         # Time is zeroed in the padding: negative steps there are clamped to 0 (no dynamics).
         time = features[..., FEATURES.index("time")].max(0).values
@@ -233,13 +246,15 @@ class TwinNet(nn.Module):
             if self.physics:
                 electrode = self.constants.neg if e == "n" else self.constants.pos
                 kappa = spm_prior.charge_to_stoichiometry(electrode, float(self.c_max[k]))
-                mean = (self.theta_ref[k] + self.mean_head[e](h0)[..., 0]
-                        + kappa * q_ah / cap[:, k:k + 1])
+                corr = self.initial_correction_max * torch.tanh(self.mean_head[e](h0)[..., 0])
+                mean = theta0[:, k:k + 1] + corr + kappa * q_ah / cap[:, k:k + 1]
                 if e == "n":
                     mean = mean + self.side_reaction_max * torch.tanh(self.drift_head(h)[..., 0])
                 G, H = spm_prior.flux_state(i_feat, temp, dt, electrode, float(self.c_max[k]))
                 shape, s1, s2 = spm_prior.profile_shape(G, H, rho, n_avg=n_r)
                 theta = mean[..., None, None] + shape[:, :, None, :] + mode
+                if e == "n":
+                    mean_n = mean
             else:
                 mean = self.theta_ref[k] + self.mean_head[e](h)[..., 0]
                 theta = mean[..., None, None] + mode
@@ -264,9 +279,10 @@ class TwinNet(nn.Module):
         v_in = torch.stack([surf_n, surf_p, i_norm, t_norm], -1)
         v_corr = self.voltage_head(torch.cat([v_in, emb[:, None, :].expand(B, T, -1)], -1))[..., 0]
         if self.physics:
-            soc0 = mean_t[2] + std_t[2] * self.scalar_head(h0)[..., 2]
-            q_nom = self.constants.nominal_capacity_ah
-            out["soc"] = soc0 - q_ah / (q_nom * cap[:, 2:3])
+            # SOC from the same state: the negative mean stoichiometry on the SOC window.
+            scale = self.constants.neg.c_max / float(self.c_max[0])
+            s0, s100 = (s * scale for s in self.soc_window)
+            out["soc"] = (mean_n - s0) / (s100 - s0)
             from packtwin.physics.voltage import spm_terminal_voltage
 
             r_ohm = 0.02 * nn.functional.softplus(self.r_ohm_head(emb) + 1.0)  # [B, 1] Ohm
@@ -283,6 +299,15 @@ class TwinNet(nn.Module):
         out["temperature"] = temp
         out["current"] = i_feat
         return out
+
+    def ocv_initial_state(self, v0: Tensor) -> Tensor:
+        """Initial stoichiometries [B, 2] (negative, positive; c / the store's c_max) from the first
+        voltage sample [B] taken as the open-circuit voltage on the fresh cell's line."""
+        sto_n = ocv_inversion.invert_ocv(v0.detach(), self.line)
+        sto_p = self.line.sto_p(sto_n)
+        const = (self.constants.neg.c_max, self.constants.pos.c_max)
+        theta0 = torch.stack([sto_n * const[0], sto_p * const[1]], -1) / self.c_max.to(sto_n)
+        return theta0.to(v0.dtype)
 
     def identified_params(self, cells: Tensor | None = None,
                           embeddings: Tensor | None = None) -> Tensor:

@@ -8,13 +8,7 @@ from packtwin.model.twinnet import TwinNet
 from packtwin.physics.conservation import average_concentration, lithium_balance_residual
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models: one thread is as fast and does not spin against other jobs on the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +149,37 @@ def test_checkpoints_from_another_schema_or_pack_are_refused():
         check_checkpoint({"hyper_parameters": {}})
     with pytest.raises(CheckpointMismatchError, match="n_cells=4, but the store has 8"):
         check_checkpoint(good, n_cells=8)
+
+
+@pytest.mark.parametrize("physics", [True, False])
+def test_estimates_are_causal(dm, batch, physics):
+    # Changing measurements after sample k must not change any estimate at samples <= k (the
+    # physics twin's OCV initial state reads the first sample, itself a measurement).
+    net = make_net(dm, physics).eval()
+    f, cell, valid = batch["features"], batch["cell"], batch["valid"]
+    k = f.shape[1] // 2
+    g = f.clone()
+    g[:, k + 1:, :3] += 0.3  # voltage, current, temperature after k
+    with torch.no_grad():
+        a, b = net(f, cell, valid), net(g, cell, valid)
+    for name in ("theta_n", "theta_p", "soc", "voltage", "sei_thickness_avg", "plating_margin"):
+        torch.testing.assert_close(a[name][:, :k + 1], b[name][:, :k + 1])
+        assert not torch.allclose(a[name][:, k + 1:], b[name][:, k + 1:]), name
+
+
+def test_physics_initial_state_and_soc_follow_the_ocv_inversion(dm, batch):
+    from packtwin.data.windows import FEATURES
+    from packtwin.physics import ocv_inversion
+
+    net = make_net(dm, physics=True, initial_correction_max=0.0).eval()
+    with torch.no_grad():
+        out = net(batch["features"], batch["cell"], batch["valid"])
+    v0 = batch["features"][:, 0, FEATURES.index("voltage")]
+    sto_n0 = ocv_inversion.invert_ocv(v0, net.line)
+    s0, s100 = ocv_inversion.soc_window(net.constants, net.line)
+    scale = net.constants.neg.c_max / float(net.c_max[0])
+    # No correction and no charge passed at the first sample: the OCV state up to the bounded
+    # side-reaction drift (+-side_reaction_max) of the negative electrode.
+    soc_ocv = ((sto_n0 - s0) / (s100 - s0)).float()
+    tol = net.side_reaction_max * scale / (s100 - s0) + 1e-5
+    assert (out["soc"][:, 0] - soc_ocv).abs().max() <= tol

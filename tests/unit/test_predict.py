@@ -14,13 +14,7 @@ from packtwin.model.adapt import fit_new_cell_embeddings
 from packtwin.model.module import TwinModule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small models: one thread is as fast and does not spin against other jobs on the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
