@@ -24,22 +24,13 @@ import torch
 import xarray as xr
 
 from packtwin import schema
+from packtwin.data.windows import charge_passed  # the stores' current convention, one place
 from packtwin.physics import conservation, derivatives, diffusion, sei
 from packtwin.physics.constants import CellConstants, okane2022
 
 AUDIT_UNITS = {"fick_n_rel": "1", "fick_p_rel": "1", "li_balance_n_pct": "% of c_max",
                "li_balance_p_pct": "% of c_max", "sei_rel": "1"}
 _SIDE = {"c_s_n": ("n", schema.X_N, schema.R_N), "c_s_p": ("p", schema.X_P, schema.R_P)}
-
-
-def charge_passed(current: np.ndarray, time: np.ndarray) -> np.ndarray:
-    """Charge passed since the first sample [C] along the last axis (NaN padding stays NaN).
-
-    The stores' convention (``attrs["current_convention"]``): current[k] is the constant current
-    of the step that *ends* at sample k, so Q(t_k) = sum_{j=1..k} I_j (t_j - t_{j-1}).
-    """
-    inc = current[..., 1:] * np.diff(time)
-    return np.concatenate([np.zeros(current.shape[:-1] + (1,)), np.cumsum(inc, axis=-1)], -1)
 
 
 def _param(truth: xr.Dataset, key: str, default: float, cells) -> np.ndarray:
