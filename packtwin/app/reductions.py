@@ -1,8 +1,9 @@
 """Per-view reductions: pure functions from arrays to what a view plots (no state, no I/O).
 
-Colour scales have a floor: a colour range never spans less than ``max(rel * |mean|, abs)`` of
-its quantity (``COLOUR_FLOORS``), so cells that differ by 0.2 % do not stretch from one end of the
-colour map to the other. The range is widened symmetrically around the data's midpoint.
+Colour scales have a floor: a colour range never spans less than ``max(rel * |mid|, abs)`` of its
+quantity (``COLOUR_FLOORS``; ``mid`` the midpoint of the data's range), so cells that differ by
+0.2 % do not stretch from one end of the colour map to the other. A narrower range is widened
+symmetrically around that midpoint; a wider one is the data's own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ PERCENTILES = (10.0, 90.0)
 
 @dataclass(frozen=True)
 class Floor:
-    """Smallest colour span of a quantity: ``max(rel * |mean|, abs)`` in its display units."""
+    """Smallest colour span of a quantity: ``max(rel * |mid|, abs)`` in its display units."""
 
     rel: float = 0.0
     abs: float = 0.0

@@ -38,9 +38,11 @@ def _autohide_toolbar(plot, element) -> None:
 
 def _colorbar_title(plot, element) -> None:
     # HoloViews titles a colour bar once, when the plot is made: follow the quantity shown now.
-    bar = plot.handles.get("colorbar")
-    if bar is not None:
-        bar.title = plot.lookup_options(element, "plot").options.get("clabel") or bar.title
+    title = plot.lookup_options(element, "plot").options.get("clabel")
+    fig = plot.state
+    for bar in (*fig.right, *fig.left, *fig.above, *fig.below):
+        if title and type(bar).__name__ == "ColorBar":
+            bar.title = title
 
 
 def follow(obj):
