@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import xarray as xr
 
 pytest.importorskip("panel", reason="the app extra (panel, holoviews) is not installed")
 
@@ -17,32 +16,32 @@ import holoviews as hv  # noqa: E402
 from packtwin import schema  # noqa: E402
 from packtwin.app import reductions as red  # noqa: E402
 from packtwin.app.layout import build_app  # noqa: E402
-from packtwin.app.state import PRED, TRUE  # noqa: E402
 
 GLYPH_X, GLYPH_Y = ("x", "left", "right"), ("y", "top", "bottom")
 
 
+def e2e_helpers():
+    """The browser tests' store helpers (tests/e2e/conftest.py), loaded by path: one copy."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "e2e" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("packtwin_e2e_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def warm_sei_store(tmp_path_factory):
-    """A synthetic 3S2P store whose SEI grows faster when warmer (the synthetic SEI ignores the
-    scenario), so a scenario change moves the SEI spread as it does in a real store."""
-    from test_app import make_prediction_store  # tests/unit is on sys.path under pytest
+    """A synthetic 3S2P store whose SEI grows faster when warmer, and a twin's predictions."""
+    from packtwin.data import synthetic
 
-    from packtwin.data import store, synthetic
-
+    helpers = e2e_helpers()
     root = tmp_path_factory.mktemp("app_ranges")
     synthetic.make_store(root / "flat.zarr", n_series=3, n_parallel=2)
-    ds = store.open_store(root / "flat.zarr").load()
-    factor = xr.DataArray(1.0 + (ds["ambient_temperature"].values - 10.0) / 15.0,
-                          dims=schema.SCENARIO)
-    for name in ("sei_thickness_end", "sei_thickness_avg", "sei_thickness"):
-        ds[name] = ds[name] * factor
-    ds = schema.apply_attrs(ds)
-    for v in ds.variables.values():
-        v.encoding = {}
-    ds.to_zarr(root / "pack.zarr", mode="w", **store.ZARR_KW)
-    pred = make_prediction_store(root / "pack.zarr", root / "pred.zarr", "physics", 0.02, 1)
-    return root / "pack.zarr", pred
+    truth = helpers.sei_follows_ambient(root / "flat.zarr", root / "pack.zarr")
+    return truth, helpers.make_prediction_store(truth, root / "pred.zarr", "physics", 0.02, seed=1)
 
 
 @pytest.fixture
