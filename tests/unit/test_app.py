@@ -368,3 +368,37 @@ def test_selectors_on_a_two_scenario_store(tmp_path):
     assert ex.data.sel.scenario == 1
     ex.widgets["c_rate"].value = "1C charge / 1C discharge"
     assert ex.data.sel.scenario == 0
+
+
+def test_app_command_binds_loopback_with_an_explicit_origin(monkeypatch, synthetic_store):
+    import panel as pn
+
+    from packtwin.app import serve
+
+    seen = {}
+
+    class FakeServer:
+        port = 5123
+
+        class io_loop:  # noqa: N801  (Tornado's attribute name)
+            @staticmethod
+            def start():
+                pass
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+    def fake_serve(panels, **kwargs):
+        seen.update(kwargs)
+        return FakeServer()
+
+    monkeypatch.setattr(pn, "serve", fake_serve)
+    assert serve.main(["--store", str(synthetic_store), "--port", "5123"]) == 0
+    assert seen["address"] == "127.0.0.1" and seen["port"] == 5123
+    assert sorted(seen["websocket_origin"]) == ["127.0.0.1:5123", "localhost:5123"]
+    script = Path(__file__).resolve().parents[2] / "apps" / "pack_explorer.py"
+    assert ("--address 127.0.0.1 --allow-websocket-origin 127.0.0.1:5006"
+            in script.read_text())
