@@ -3,6 +3,8 @@
     panel serve apps/pack_explorer.py --address 127.0.0.1 --allow-websocket-origin 127.0.0.1:5006 \\
         --args --store data/demo.zarr --predictions runs/demo/physics.zarr runs/demo/data_only.zarr
 
+Always give ``--address 127.0.0.1`` and an explicit ``--allow-websocket-origin``: without them
+``panel serve`` listens on every interface, and the app reads local files with no authentication.
 Everything is built per browser session, only when served: importing this file reads no data.
 """
 
@@ -10,10 +12,7 @@ import sys
 
 import panel as pn
 
-from packtwin.app.layout import build_app
-from packtwin.app.serve import parse_args
+from packtwin.app.serve import build_page, parse_args
 
 if pn.state.served:
-    args = parse_args(sys.argv[1:])
-    build_app(args.store, args.predictions, args.checkpoint).template().servable(
-        title="packtwin pack explorer")
+    build_page(parse_args(sys.argv[1:])).template().servable(title="packtwin pack explorer")

@@ -4,10 +4,14 @@ The only package that imports Panel, HoloViews or Bokeh. Submodules:
 
 - ``sources``: open the truth store, prediction stores and a live twin, turning every failure into a
   message the page can show;
-- ``state``: ``PackData``, the selection state and the data behind every plot (lazy, sliced, cached);
+- ``selection``: ``Selection``, what the user has chosen (``param`` parameters the widgets edit);
+- ``reader``: ``StoreReader``, cached slice reads of the stores (units converted for display here);
+- ``reductions``: pure functions from arrays to what a view plots (colour floors included);
+- ``state``: ``PackData``, the three above joined for the current selection;
 - ``views``: classes that only present ``PackData`` as HoloViews/Panel objects;
 - ``layout``: ``build_app``, the page (widgets + views);
-- ``serve``: ``main(argv)``, the ``packtwin app`` command.
+- ``serve``: ``main(argv)``, the ``packtwin app`` command; it injects the live twin, the only
+  place the app reaches the model code.
 
 Nothing here is imported by ``import packtwin``, and no data is read at import time.
 """

@@ -50,7 +50,7 @@ class Explorer:
 
     # ------------------------------------------------------------------ widgets
     def _widgets(self) -> dict[str, pn.widgets.Widget]:
-        p = self.data.param
+        p = self.data.sel.param
         w = {
             "ambient": pn.widgets.Select.from_param(p.ambient),
             "c_rate": pn.widgets.Select.from_param(p.c_rate),
@@ -92,8 +92,9 @@ class Explorer:
     def _sidebar(self) -> list:
         w = self.widgets
         d = self.data
-        time_text = pn.pane.Markdown(pn.bind(self._time_text, d.param.time_index, d.param.scenario,
-                                             d.param.snapshot), margin=(0, 10))
+        time_text = pn.pane.Markdown(pn.bind(self._time_text, d.sel.param.time_index,
+                                             d.sel.param.scenario, d.sel.param.snapshot),
+                                     margin=(0, 10))
         return [
             pn.pane.Markdown("### Scenario"), w["ambient"], w["c_rate"], w["protocol"], w["snapshot"],
             pn.pane.Markdown("### Cell"), w["cell"], w["quantity"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 ADDRESS = "127.0.0.1"  # loopback only: the app reads local files and has no authentication
 
@@ -26,11 +26,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser().parse_args(list(argv))
 
 
-def make_page(args: argparse.Namespace):
-    """A fresh page per browser session (Panel calls this for each connection)."""
+def twin_functions() -> tuple[Callable, Callable]:
+    """(load, predict) of the project's twin, for ``build_app(live_load=, live_predict=)``.
+
+    The only place the app reaches the model code, and only when a checkpoint is given; if it
+    cannot be imported, loading fails with a message the page shows (the truth stays usable).
+    """
+    try:
+        from packtwin.eval.predict import predict_dataset
+        from packtwin.model.module import TwinModule
+    except ImportError as exc:
+        why = (f"the live twin needs packtwin.model.module.TwinModule and "
+               f"packtwin.eval.predict.predict_dataset, which cannot be imported: {exc}")
+
+        def unavailable(*_, **__):
+            raise ImportError(why)
+
+        return unavailable, unavailable
+    return TwinModule.load_from_checkpoint, predict_dataset
+
+
+def build_page(args: argparse.Namespace):
+    """The explorer for parsed arguments, with the live twin injected when a checkpoint is given."""
     from packtwin.app.layout import build_app
 
-    return build_app(args.store, args.predictions, args.checkpoint).template()
+    load, predict = twin_functions() if args.checkpoint else (None, None)
+    return build_app(args.store, args.predictions, args.checkpoint, live_load=load,
+                     live_predict=predict)
+
+
+def make_page(args: argparse.Namespace):
+    """A fresh page per browser session (Panel calls this for each connection)."""
+    return build_page(args).template()
 
 
 def free_port() -> int:
@@ -53,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = args.port or free_port()  # Bokeh's origin allow-list needs the port before start
     server = pn.serve({"/": lambda: make_page(args)}, address=ADDRESS, port=port,
                       show=False, start=False, title="packtwin pack explorer",
+                      # An explicit allow-list: only pages served from this loopback port.
                       websocket_origin=[f"{ADDRESS}:{port}", f"localhost:{port}"])
     server.start()
     url = f"http://{ADDRESS}:{server.port}/"

@@ -105,9 +105,9 @@ def open_predictions(paths: Sequence[str | os.PathLike], truth: xr.Dataset
 class LiveTwin:
     """Runs a trained twin on the selected scenario, on demand, and keeps the results.
 
-    ``load`` and ``predict`` default to the project's ``TwinModule.load_from_checkpoint`` and
-    ``predict_dataset``; they are imported only here, when a checkpoint is given, so the app works
-    (without a live twin) before or without the model code.
+    The twin is injected: ``load(checkpoint) -> module`` and ``predict(module, truth, scenarios=,
+    cells=) -> Dataset`` come from the caller (``packtwin.app.serve.twin_functions`` gives the
+    project's), so nothing in the app imports the model code.
     """
 
     def __init__(self, checkpoint: str | os.PathLike, truth: xr.Dataset,
@@ -117,15 +117,8 @@ class LiveTwin:
         if not Path(self.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {self.checkpoint!r} does not exist")
         if load is None or predict is None:
-            try:
-                from packtwin.eval.predict import predict_dataset
-                from packtwin.model.module import TwinModule
-            except ImportError as exc:
-                raise ImportError(f"the live twin needs packtwin.model.module.TwinModule and "
-                                  f"packtwin.eval.predict.predict_dataset, which cannot be "
-                                  f"imported: {_describe(exc)}") from exc
-            load = load or TwinModule.load_from_checkpoint
-            predict = predict or predict_dataset
+            raise ValueError("no twin to run: pass live_load and live_predict "
+                             "(packtwin.app.serve.twin_functions() gives the project's)")
         self._predict = predict
         self.module = load(self.checkpoint)
         if hasattr(self.module, "eval"):

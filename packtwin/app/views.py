@@ -16,7 +16,10 @@ import pandas as pd
 import panel as pn
 
 from packtwin import schema
-from packtwin.app.state import PERCENTILES, PRED, TRUE, X_AVG, PackData
+from packtwin.app.reader import display_unit
+from packtwin.app.reductions import (PERCENTILES, X_AVG, broken_lines, finite_extent, sei_band,
+                                     spread_format)
+from packtwin.app.state import PRED, TRUE, PackData
 
 hv.extension("bokeh", logo=False)
 # A prediction missing for the selection is drawn as an all-NaN map; HoloViews' range code warns on it.
@@ -33,14 +36,41 @@ def _autohide_toolbar(plot, element) -> None:
     plot.state.toolbar.autohide = True
 
 
-PLOT = dict(width=380, height=280, toolbar="right", hooks=[_autohide_toolbar])
+def _colorbar_title(plot, element) -> None:
+    # HoloViews titles a colour bar once, when the plot is made: follow the quantity shown now.
+    title = plot.lookup_options(element, "plot").options.get("clabel")
+    fig = plot.state
+    for bar in (*fig.right, *fig.left, *fig.above, *fig.below):
+        if title and type(bar).__name__ == "ColorBar":
+            bar.title = title
+
+
+def follow(obj):
+    """Axis and colour ranges computed from this frame's data on every update.
+
+    ``framewise`` must sit on each element: set on an Overlay it is ignored, and the plot keeps
+    the ranges of the first frame (a warmer scenario's temperature curve then lies off the plot).
+    """
+    for el in (obj if isinstance(obj, hv.Overlay) else [obj]):
+        el.opts(framewise=True)
+    return obj.opts(framewise=True)
+
+
+def integer_ticks():
+    """Ticks at whole numbers only (cycle numbers), a fresh model per plot."""
+    from bokeh.models import BasicTicker
+
+    return BasicTicker(min_interval=1, num_minor_ticks=0)
+
+
+PLOT = dict(width=380, height=280, toolbar="right", hooks=[_autohide_toolbar, _colorbar_title])
 
 
 # ------------------------------------------------------------------ dimensions from the schema
 def dim(name: str, unit: str | None = None, label: str | None = None) -> hv.Dimension:
     """A HoloViews dimension labelled from the schema (``unit`` overrides for display scaling)."""
     a = schema.var_attrs(name)
-    unit = unit or a["units"]
+    unit = unit or display_unit(name)
     # "1" marks a dimensionless quantity in the schema; "(1)" after a label reads as noise.
     return hv.Dimension(name, label=label or a["long_name"], unit=None if unit == "1" else unit)
 
@@ -53,32 +83,8 @@ def x_dim(name: str) -> hv.Dimension:
     return dim(name, unit="µm")
 
 
-def broken_lines(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Many curves over the same x as one line with NaN breaks between them.
-
-    One glyph for all cells instead of one path each: a multi-path element costs ~0.2 s per update
-    for 16 cells in HoloViews, a broken line a few milliseconds.
-    """
-    n = rows.shape[0]
-    xs = np.concatenate([np.append(x.astype(float), np.nan)] * n) if n else np.array([])
-    ys = np.concatenate([np.append(r.astype(float), np.nan) for r in rows]) if n else np.array([])
-    return xs, ys
-
-
-def spread_format(values: np.ndarray) -> list[str]:
-    """Values with just enough decimals that cells which differ read differently."""
-    finite = values[np.isfinite(values)]
-    spread = float(finite.max() - finite.min()) if finite.size else 0.0
-    scale = max(abs(float(finite.max())), abs(float(finite.min()))) if finite.size else 0.0
-    if scale and (scale >= 1e5 or scale < 1e-3):
-        return [f"{v:.3e}" if np.isfinite(v) else "n/a" for v in values]
-    ref = spread if spread > 0 else (scale or 1.0)
-    decimals = int(min(max(0, 1 - np.floor(np.log10(ref))), 6))
-    return [f"{v:.{decimals}f}" if np.isfinite(v) else "n/a" for v in values]
-
-
 def selection_stream(data: PackData, *names: str) -> hv.streams.Params:
-    return hv.streams.Params(parameterized=data, parameters=list(names))
+    return hv.streams.Params(parameterized=data.sel, parameters=list(names))
 
 
 class TimeCursor:
@@ -93,7 +99,7 @@ class TimeCursor:
     def __init__(self, data: PackData):
         self.data = data
         self.spans: list = []
-        data.param.watch(self._move, ["time_index", "scenario", "snapshot"])
+        data.sel.param.watch(self._move, ["time_index", "scenario", "snapshot"])
 
     def location(self) -> float:
         return self.data.current_time() * S_TO_MIN
@@ -120,7 +126,7 @@ def _when(data: PackData) -> str:
 
 
 def _source_title(data: PackData, source: str) -> str:
-    return {TRUE: "True", PRED: f"Predicted ({data.variant})", "error": "Error"}[source]
+    return {TRUE: "True", PRED: f"Predicted ({data.sel.variant})", "error": "Error"}[source]
 
 
 # ------------------------------------------------------------------ particle concentration maps
@@ -138,7 +144,7 @@ class ParticleMaps:
         self.data = data
         self.cursor = cursor
         # Without any twin, the predicted and error columns would only ever be empty.
-        self.sources = (PRED, TRUE, "error") if data.variant is not None else (TRUE,)
+        self.sources = (PRED, TRUE, "error") if data.sel.variant is not None else (TRUE,)
         self.at_time = {s: hv.DynamicMap(partial(self._at_time, s),
                                          streams=[selection_stream(data, *self.DEPS, "time_index")])
                         for s in self.sources}
@@ -148,52 +154,53 @@ class ParticleMaps:
 
     def _opts(self, source: str, at_time: bool) -> dict:
         d = self.data
-        unit = schema.units(d.electrode_spec().var)
-        bar = dict(colorbar=True, clabel=unit)
+        unit = display_unit(d.sel.electrode_spec.var)
+        bar = dict(colorbar=True, clabel=f"{unit} (error)" if source == "error" else unit,
+                   clim=d.cs_clim(source, at_time))
         if source == "error":
-            return dict(cmap="RdBu_r", clim=d.cs_error_clim(at_time), symmetric=True, **bar)
-        return dict(cmap="viridis", clim=d.cs_clim(at_time), **bar)
+            return dict(cmap="RdBu_r", symmetric=True, **bar)
+        return dict(cmap="viridis", **bar)
 
     def _vdim(self, source: str) -> hv.Dimension:
-        var = self.data.electrode_spec().var
+        var = self.data.sel.electrode_spec.var
         if source == "error":
             a = schema.var_attrs(var)
-            return hv.Dimension("c_s_error", label=f"{a['long_name']} error", unit=a["units"])
+            return hv.Dimension("c_s_error", label=f"{a['long_name']} error",
+                                unit=display_unit(var))
         return dim(var)
 
     def _at_time(self, source: str, **_) -> hv.QuadMesh:
         d = self.data
-        e = d.electrode_spec()
+        e = d.sel.electrode_spec
         x, r = d.truth[e.x].values * M_TO_UM, d.truth[e.r].values
-        z = d.cs_error(d.cs_at_time) if source == "error" else d.cs_at_time(source)
+        z = d.cs_at_time(source)
         missing = z is None
         if missing:
             z = np.full((r.size, x.size), np.nan)
-        title = f"{_source_title(d, source)} · cell {d.cell} · {_when(d)}"
+        title = f"{_source_title(d, source)} · cell {d.sel.cell} · {_when(d)}"
         if missing and source != TRUE:
             title = f"{_source_title(d, source)}: no prediction"
         qm = hv.QuadMesh((x, r, z), kdims=[x_dim(e.x), dim(e.r)], vdims=[self._vdim(source)])
-        return qm.opts(title=title, tools=["hover"], framewise=True,
-                       **self._opts(source, at_time=True), **PLOT)
+        return follow(qm.opts(title=title, tools=["hover"], **self._opts(source, at_time=True),
+                              **PLOT))
 
     def _over_time(self, source: str, **_) -> hv.QuadMesh:
         d = self.data
-        e = d.electrode_spec()
+        e = d.sel.electrode_spec
         t, r = d.times() * S_TO_MIN, d.truth[e.r].values
-        z = d.cs_error(d.cs_over_time) if source == "error" else d.cs_over_time(source)
+        z = d.cs_over_time(source)
         missing = z is None or t.size == 0
         if missing:
             t = t if t.size else np.array([0.0, 1.0])
             z = np.full((r.size, t.size), np.nan)
-        where = ("x-averaged" if d.x_index == X_AVG
-                 else f"x = {d.truth[e.x].values[d.x_index] * M_TO_UM:.1f} µm")
-        title = f"{_source_title(d, source)} · cell {d.cell} · {where}"
+        where = ("x-averaged" if d.sel.x_index == X_AVG
+                 else f"x = {d.truth[e.x].values[d.sel.x_index] * M_TO_UM:.1f} µm")
+        title = f"{_source_title(d, source)} · cell {d.sel.cell} · {where}"
         if missing and source != TRUE:
             title = f"{_source_title(d, source)}: no prediction"
         qm = hv.QuadMesh((t, r, z), kdims=[time_dim(), dim(e.r)], vdims=[self._vdim(source)])
-        return qm.opts(title=title, tools=["hover"], framewise=True,
-                       **self._opts(source, at_time=False),
-                       **{**PLOT, "hooks": [_autohide_toolbar, self.cursor.hook]})
+        return follow(qm.opts(title=title, tools=["hover"], **self._opts(source, at_time=False),
+                              **{**PLOT, "hooks": [*PLOT["hooks"], self.cursor.hook]}))
 
     def panel(self) -> pn.viewable.Viewable:
         pane = lambda m: pn.pane.HoloViews(m, linked_axes=False)  # noqa: E731
@@ -235,7 +242,7 @@ class PackOverview:
         if hit.empty:
             return None
         cell = int(hit.cell.iloc[0])
-        self.data.cell = cell
+        self.data.sel.cell = cell
         return cell
 
     def _cells(self, **_) -> hv.Rectangles:
@@ -247,27 +254,24 @@ class PackOverview:
                  "x1": (df.series_index + h).values, "y1": (df.parallel_index + h).values,
                  "value": df.value.values, "cell": df.cell.values}
         vdim = hv.Dimension("value", label=name, unit=unit)
-        finite = df.value[np.isfinite(df.value)]
-        clim = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-        if clim[1] <= clim[0]:
-            clim = (clim[0] - 1e-9 - abs(clim[0]) * 0.01, clim[1] + 1e-9 + abs(clim[1]) * 0.01)
+        q = d.sel.quantity
         n_s, n_p = int(d.truth.attrs["n_series"]), int(d.truth.attrs["n_parallel"])
-        when = "" if d.quantity in ("Max plating risk", "c_s error") else f" · {_when(d)}"
-        return hv.Rectangles(rects, vdims=[vdim, "cell"]).opts(
-            color="value", cmap=self.CMAPS[d.quantity], clim=clim, colorbar=True, clabel=unit,
+        when = "" if q in ("Max plating risk", "c_s error") else f" · {_when(d)}"
+        return follow(hv.Rectangles(rects, vdims=[vdim, "cell"]).opts(
+            color="value", cmap=self.CMAPS[q], clim=d.overview_clim(df.value.values),
+            colorbar=True, clabel=f"{name} [{unit}]" if unit != "1" else name,
             line_color="white", line_width=1, tools=["hover", "tap"], nonselection_alpha=1.0,
-            title=f"Pack {n_s}S{n_p}P · {d.quantity}{when}",
+            title=f"Pack {n_s}S{n_p}P · {q}{when}",
             xlabel=schema.COORDS["series_index"].long_name,
             ylabel=schema.COORDS["parallel_index"].long_name,
             xticks=[(i, f"S{i + 1}") for i in range(n_s)],
             yticks=[(j, f"P{j + 1}") for j in range(n_p)], invert_yaxis=True,
             xlim=(-0.5, n_s - 0.5), ylim=(-0.5, n_p - 0.5),
-            width=480, height=320, toolbar="right", hooks=[_autohide_toolbar], framewise=True)
+            width=480, height=320, toolbar="right", hooks=[_autohide_toolbar, _colorbar_title]))
 
     def _chosen(self, **_) -> hv.Rectangles:
-        d, h = self.data, self.HALF
-        s = float(d.truth["series_index"].values[list(d.truth[schema.CELL].values).index(d.cell)])
-        p = float(d.truth["parallel_index"].values[list(d.truth[schema.CELL].values).index(d.cell)])
+        h = self.HALF
+        s, p = self.data.reader.cell_position(self.data.sel.cell)
         return hv.Rectangles([(s - h, p - h, s + h, p + h)]).opts(
             fill_alpha=0, line_color=PALETTE["cell"], line_width=4)
 
@@ -291,13 +295,13 @@ class SeiSpread:
 
     def __init__(self, data: PackData):
         self.data = data
-        self.twin_label = "predicted at snapshots" if data.variant is not None else ""
+        self.twin_label = "predicted at snapshots" if data.sel.variant is not None else ""
         self.dmap = hv.DynamicMap(self._plot, streams=[selection_stream(data, *self.DEPS)])
 
     def _plot(self, **_) -> hv.Overlay:
         d = self.data
         cycles, sei = d.sei_curves()
-        band = d.sei_band()
+        band = sei_band(sei)
         cdim, sdim = dim(schema.CYCLE), dim("sei_thickness_end")
         hi = hv.Dimension("sei_hi", label="upper", unit=sdim.unit)
         lo_p, hi_p = (int(p) for p in PERCENTILES)
@@ -311,21 +315,22 @@ class SeiSpread:
                 color=PALETTE["grey"], alpha=0.5, line_width=1),
             hv.Curve((cycles, band["median"]), cdim, sdim, label="pack median").opts(
                 color=PALETTE["band"], line_dash="dashed", line_width=1.5),
-            hv.Curve((cycles, sei[list(d.truth[schema.CELL].values).index(d.cell)]), cdim, sdim,
+            hv.Curve((cycles, sei[d.reader.cell_pos[d.sel.cell]]), cdim, sdim,
                      label="selected cell").opts(color=PALETTE["cell"], line_width=3),
         ]
         tc, tv = d.sei_at_snapshots(TRUE)
         parts.append(hv.Scatter((tc, tv), cdim, sdim, label="true at snapshots").opts(
             color=PALETTE["cell"], size=8, marker="circle"))
-        pc, pv = d.sei_at_snapshots(PRED) if d.variant is not None else (np.array([]), np.array([]))
+        pc, pv = (d.sei_at_snapshots(PRED) if d.sel.variant is not None
+                  else (np.array([]), np.array([])))
         # Without any twin the layer stays (the overlay's layers are fixed) but leaves the legend.
         parts.append(hv.Scatter((pc, pv), cdim, sdim, label=self.twin_label).opts(
             color=PALETTE["pred"], size=11, marker="diamond"))
         parts.append(hv.VLine(d.snapshot_cycle()).opts(color=PALETTE["cursor"], line_dash="dotted"))
-        return hv.Overlay(parts).opts(
-            title=f"SEI spread over cycles · cell {d.cell} highlighted",
+        return follow(hv.Overlay(parts)).opts(
+            title=f"SEI spread over cycles · cell {d.sel.cell} highlighted",
             legend_position="right", width=760, height=320, toolbar="right", padding=0.05,
-            hooks=[_autohide_toolbar], framewise=True)
+            xticks=integer_ticks(), hooks=[_autohide_toolbar])
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.pane.HoloViews(self.dmap, linked_axes=False)
@@ -347,21 +352,21 @@ class Signals:
     def _plot(self, name: str, **_) -> hv.Overlay:
         d = self.data
         t = d.times() * S_TO_MIN
-        y = d.cell_signal(name)
+        y = d.signal(name)
         parts = [hv.Curve((t, y), time_dim(), dim(name), label="measured").opts(
             color="#1f77b4", line_width=2)]
         if name == "voltage":
-            p = d.cell_signal(name, PRED) if d.variant is not None else None
+            p = d.signal(name, PRED) if d.sel.variant is not None else None
             tp, yp = (t, p) if p is not None else (np.array([]), np.array([]))
             # A fixed label: the overlay's layers must keep their keys from frame to frame.
             parts.append(hv.Curve((tp, yp), time_dim(), dim(name), label="twin").opts(
                 color=PALETTE["pred"], line_dash="dashed", line_width=2))
-        title = f"{schema.var_attrs(name)['long_name']} · cell {d.cell}"
-        if name == "voltage" and d.variant is not None:
+        title = f"{schema.var_attrs(name)['long_name']} · cell {d.sel.cell}"
+        if name == "voltage" and d.sel.variant is not None:
             title += " · twin dashed"
-        return hv.Overlay(parts).opts(title=title, width=380, height=250, toolbar="right",
-                                      hooks=[_autohide_toolbar, self.cursor.hook],
-                                      framewise=True, show_legend=False)
+        return follow(hv.Overlay(parts)).opts(title=title, width=380, height=250, toolbar="right",
+                                              hooks=[_autohide_toolbar, self.cursor.hook],
+                                              show_legend=False)
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Row(*[pn.pane.HoloViews(m, linked_axes=False) for m in self.dmaps.values()])
@@ -376,19 +381,18 @@ class Plating:
     def __init__(self, data: PackData, cursor: TimeCursor):
         self.data = data
         self.cursor = cursor
-        self.twin_label = "twin" if data.variant is not None else ""
+        self.twin_label = "twin" if data.sel.variant is not None else ""
         self.dmap = hv.DynamicMap(self._plot, streams=[selection_stream(data, *self.DEPS)])
 
     def _plot(self, **_) -> hv.Overlay:
         d = self.data
         t = d.times() * S_TO_MIN
         tdim, mdim = time_dim(), dim("plating_margin")
-        every = d.pack_signal("plating_margin")
-        mine = d.cell_signal("plating_margin")
-        pred = d.cell_signal("plating_margin", PRED) if d.variant is not None else None
-        finite = every[np.isfinite(every)]
-        lo = min(float(finite.min()) if finite.size else 0.0, self.THRESHOLD_V)
-        hi = max(float(finite.max()) if finite.size else 0.0, self.THRESHOLD_V)
+        every = d.pack("plating_margin")
+        mine = d.signal("plating_margin")
+        pred = d.signal("plating_margin", PRED) if d.sel.variant is not None else None
+        # The 0 V threshold always in view, with every cell's and the twin's margin.
+        lo, hi = finite_extent(every, pred, np.array([self.THRESHOLD_V]))
         pad = 0.08 * (hi - lo) or 0.01
         tp, yp = (t, pred) if pred is not None else (np.array([]), np.array([]))
         parts = [
@@ -401,11 +405,11 @@ class Plating:
                                                               line_dash="dashed", line_width=2),
             hv.HLine(self.THRESHOLD_V).opts(color=PALETTE["risk"], line_dash="dashed"),
         ]
-        return hv.Overlay(parts).opts(
-            title=f"Plating margin (risk below {self.THRESHOLD_V:g} V) · cell {d.cell}",
+        return follow(hv.Overlay(parts)).opts(
+            title=f"Plating margin (risk below {self.THRESHOLD_V:g} V) · cell {d.sel.cell}",
             ylim=(lo - pad, hi + pad), xlabel=tdim.pprint_label, ylabel=mdim.pprint_label,
             width=700, height=380, toolbar="right", hooks=[_autohide_toolbar, self.cursor.hook],
-            legend_position="right", framewise=True)
+            legend_position="right")
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.pane.HoloViews(self.dmap, linked_axes=False)
@@ -428,10 +432,11 @@ class ParamsTable:
                                        sizing_mode="stretch_width", classes=["param-table"],
                                        stylesheets=[TABLE_CSS])
         self.title = pn.pane.Markdown(self._title())
-        data.param.watch(self._refresh, ["cell", "variant", "scenario"])
+        data.sel.param.watch(self._refresh, ["cell", "variant", "scenario"])
 
     def _title(self) -> str:
-        return f"**{self.data.cell_label(self.data.cell)}**: each twin's identified value vs the truth"
+        label = self.data.reader.cell_label(self.data.sel.cell)
+        return f"**{label}**: each twin's identified value vs the truth"
 
     def _frame(self) -> pd.DataFrame:
         df = self.data.params_table()

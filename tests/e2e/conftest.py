@@ -61,6 +61,24 @@ def make_prediction_store(truth_path: Path, out: Path, variant: str, rel_noise: 
     return out
 
 
+def sei_follows_ambient(src: Path, out: Path) -> Path:
+    """A copy of a synthetic store whose SEI grows faster when warmer (the synthetic SEI ignores
+    the scenario), so a scenario change moves the SEI plot's data as it does in a real store."""
+    from packtwin import schema
+    from packtwin.data import store
+
+    ds = store.open_store(src).load()
+    factor = xr.DataArray(1.0 + (ds["ambient_temperature"].values - 10.0) / 15.0,
+                          dims=schema.SCENARIO)
+    for name in ("sei_thickness_end", "sei_thickness_avg", "sei_thickness"):
+        ds[name] = ds[name] * factor
+    ds = schema.apply_attrs(ds)
+    for v in ds.variables.values():
+        v.encoding = {}
+    ds.to_zarr(out, mode="w", **store.ZARR_KW)
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,7 +91,8 @@ def app_stores(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("app_e2e")
     truth = root / "pack.zarr"
-    synthetic.make_store(truth, n_series=4, n_parallel=4)
+    synthetic.make_store(root / "flat.zarr", n_series=4, n_parallel=4)
+    sei_follows_ambient(root / "flat.zarr", truth)
     preds = [make_prediction_store(truth, root / "physics.zarr", "physics", 0.01, seed=1),
              make_prediction_store(truth, root / "data_only.zarr", "data_only", 0.03, seed=2)]
     return truth, preds

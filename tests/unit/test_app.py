@@ -102,7 +102,7 @@ def test_bad_prediction_store_warns_but_truth_still_shown(stores, tmp_path):
     wrong = wrong.isel({schema.R_N: slice(0, 3)})  # another radial grid: not comparable
     wrong.to_zarr(tmp_path / "wrong.zarr", consolidated=False, zarr_format=3)
     ex = build_app(stores["truth"], [tmp_path / "wrong.zarr", tmp_path / "absent.zarr"])
-    assert ex.data is not None and ex.data.variant is None
+    assert ex.data is not None and ex.data.sel.variant is None
     text = " ".join(a.object for a in ex.messages)
     assert "'r_n' differs" in text and "absent.zarr" in text
     assert list(ex.maps.sources) == [TRUE]  # no empty prediction columns without a twin
@@ -115,11 +115,11 @@ def test_widget_bounds_follow_the_store(app, stores):
     assert list(w["cell"].options.values()) == truth[schema.CELL].values.tolist()
     assert list(w["snapshot"].options) == [f"cycle {c}" for c in truth["snapshot_cycle"].values]
     assert sorted(w["ambient"].options.values()) == sorted(set(truth["ambient_temperature"].values))
-    n_valid = int(truth["valid"].isel(scenario=app.data.scenario, snapshot=0).sum())
+    n_valid = int(truth["valid"].isel(scenario=app.data.sel.scenario, snapshot=0).sum())
     assert (w["time_index"].start, w["time_index"].end) == (0, n_valid - 1)
     # a 2C scenario is shorter: the player's end follows its valid samples
     w["c_rate"].value = "2C charge / 2C discharge"
-    n2 = int(truth["valid"].isel(scenario=app.data.scenario, snapshot=0).sum())
+    n2 = int(truth["valid"].isel(scenario=app.data.sel.scenario, snapshot=0).sum())
     assert n2 < n_valid and w["time_index"].end == n2 - 1
     assert w["time_index"].value <= n2 - 1
     assert len(frame(app.signals.dmaps["voltage"]).get(0).dimension_values(1)) == n2
@@ -188,8 +188,8 @@ def test_electrode_x_position_and_snapshot_widgets(app):
     averaged = z(frame(maps.over_time[TRUE]))
     w["x_index"].value = 0
     at_x0 = z(frame(maps.over_time[TRUE]))
-    truth = app.data.truth["c_s_p"].sel(scenario=app.data.scenario, cell=app.data.cell,
-                                        snapshot=app.data.snapshot).values
+    truth = app.data.truth["c_s_p"].sel(scenario=app.data.sel.scenario, cell=app.data.sel.cell,
+                                        snapshot=app.data.sel.snapshot).values
     valid = app.data.valid_mask()
     np.testing.assert_allclose(at_x0, truth[valid][:, 0, :].T, rtol=1e-6)
     np.testing.assert_allclose(averaged, truth[valid].mean(axis=1).T, rtol=1e-5)
@@ -205,18 +205,18 @@ def test_electrode_x_position_and_snapshot_widgets(app):
 
 def test_scenario_selectors_pick_matching_scenario(app):
     d, w = app.data, app.widgets
-    sc = d.scenarios
+    sc = d.sel.scenarios
     v_before = frame(app.signals.dmaps["voltage"]).get(0).dimension_values(1)
     w["ambient"].value = 40.0
-    row = sc[sc.scenario == d.scenario].iloc[0]
+    row = sc[sc.scenario == d.sel.scenario].iloc[0]
     assert row.ambient == 40.0
     assert not np.allclose(frame(app.signals.dmaps["voltage"]).get(0).dimension_values(1), v_before)
     w["protocol"].value = schema.PROTOCOLS.index("pulse")  # only run at 25 C / 2C: others follow
-    row = sc[sc.scenario == d.scenario].iloc[0]
+    row = sc[sc.scenario == d.sel.scenario].iloc[0]
     assert row.protocol == schema.PROTOCOLS.index("pulse")
     assert (w["ambient"].value, w["c_rate"].value) == (row.ambient, row.c_rate)
     current = frame(app.signals.dmaps["current"]).get(0).dimension_values(1)
-    truth_i = d.truth["current"].sel(scenario=d.scenario, cell=d.cell, snapshot=d.snapshot).values
+    truth_i = d.truth["current"].sel(scenario=d.sel.scenario, cell=d.sel.cell, snapshot=d.sel.snapshot).values
     np.testing.assert_allclose(current, truth_i[d.valid_mask()])
 
 
@@ -255,13 +255,13 @@ def test_plating_view_has_threshold_and_every_cell(app):
     every = layer(ov, "cells").dimension_values(1)  # all cells as one line, NaN between cells
     n_cells, n_valid = app.data.truth.sizes[schema.CELL], int(app.data.valid_mask().sum())
     assert len(every) == n_cells * (n_valid + 1) and np.isnan(every[n_valid::n_valid + 1]).all()
-    truth_all = app.data.truth["plating_margin"].sel(scenario=app.data.scenario,
-                                                     snapshot=app.data.snapshot).values
+    truth_all = app.data.truth["plating_margin"].sel(scenario=app.data.sel.scenario,
+                                                     snapshot=app.data.sel.snapshot).values
     np.testing.assert_allclose(every.reshape(n_cells, n_valid + 1)[:, :-1],
                                truth_all[:, app.data.valid_mask()])
     mine = layer(ov, "selected cell").dimension_values(1)
-    truth = app.data.truth["plating_margin"].sel(scenario=app.data.scenario, cell=app.data.cell,
-                                                 snapshot=app.data.snapshot).values
+    truth = app.data.truth["plating_margin"].sel(scenario=app.data.sel.scenario, cell=app.data.sel.cell,
+                                                 snapshot=app.data.sel.snapshot).values
     np.testing.assert_allclose(mine, truth[app.data.valid_mask()])
 
 
@@ -307,17 +307,17 @@ def test_live_twin_predicts_selected_scenario_on_demand(stores, tmp_path):
 
     ex = build_app(stores["truth"], checkpoint=ckpt, live_load=lambda p: f"model@{p}",
                    live_predict=predict)
-    assert ex.data.variant == "live"
+    assert ex.data.sel.variant == "live"
     pred = z(frame(ex.maps.at_time[PRED]))
     assert np.isfinite(pred).all()
-    assert calls[0][0] == f"model@{ckpt}" and calls[0][1] == [ex.data.scenario]
+    assert calls[0][0] == f"model@{ckpt}" and calls[0][1] == [ex.data.sel.scenario]
     n = len(calls)
     ex.widgets["cell"].value = 1
     frame(ex.maps.at_time[PRED])
     assert len(calls) == n  # cached per scenario
     ex.widgets["ambient"].value = 40.0
     frame(ex.maps.at_time[PRED])
-    assert calls[-1][1] == [ex.data.scenario]
+    assert calls[-1][1] == [ex.data.sel.scenario]
 
 
 # ------------------------------------------------------------------ entry points
@@ -363,8 +363,42 @@ def test_selectors_on_a_two_scenario_store(tmp_path):
                  for c in (1.0, 2.0)]
     synthetic.make_store(tmp_path / "two.zarr", n_series=1, n_parallel=2, scenarios=scenarios)
     ex = build_app(tmp_path / "two.zarr")
-    assert ex.data.scenario == 0
+    assert ex.data.sel.scenario == 0
     ex.widgets["c_rate"].value = "2C charge / 2C discharge"
-    assert ex.data.scenario == 1
+    assert ex.data.sel.scenario == 1
     ex.widgets["c_rate"].value = "1C charge / 1C discharge"
-    assert ex.data.scenario == 0
+    assert ex.data.sel.scenario == 0
+
+
+def test_app_command_binds_loopback_with_an_explicit_origin(monkeypatch, synthetic_store):
+    import panel as pn
+
+    from packtwin.app import serve
+
+    seen = {}
+
+    class FakeServer:
+        port = 5123
+
+        class io_loop:  # noqa: N801  (Tornado's attribute name)
+            @staticmethod
+            def start():
+                pass
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+    def fake_serve(panels, **kwargs):
+        seen.update(kwargs)
+        return FakeServer()
+
+    monkeypatch.setattr(pn, "serve", fake_serve)
+    assert serve.main(["--store", str(synthetic_store), "--port", "5123"]) == 0
+    assert seen["address"] == "127.0.0.1" and seen["port"] == 5123
+    assert sorted(seen["websocket_origin"]) == ["127.0.0.1:5123", "localhost:5123"]
+    script = Path(__file__).resolve().parents[2] / "apps" / "pack_explorer.py"
+    assert ("--address 127.0.0.1 --allow-websocket-origin 127.0.0.1:5006"
+            in script.read_text())

@@ -37,8 +37,11 @@ def test_live_twin_from_checkpoint_fills_prediction_views(synthetic_store, check
     from packtwin.app.layout import build_app
     from packtwin.app.state import PRED, TRUE
 
-    ex = build_app(synthetic_store, checkpoint=checkpoint)
-    assert ex.sources.warnings == [] and ex.data.variant == "live"
+    from packtwin.app.serve import twin_functions
+
+    load, predict = twin_functions()  # what 'packtwin app' injects
+    ex = build_app(synthetic_store, checkpoint=checkpoint, live_load=load, live_predict=predict)
+    assert ex.sources.warnings == [] and ex.data.sel.variant == "live"
     pred = ex.maps.at_time[PRED][()]
     true = ex.maps.at_time[TRUE][()]
     zp = np.asarray(pred.dimension_values(2, flat=False))
@@ -58,7 +61,10 @@ def test_corrupt_checkpoint_is_a_page_message(synthetic_store, tmp_path):
 
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"\x00not a checkpoint")
-    ex = build_app(synthetic_store, checkpoint=bad)
-    assert ex.data is not None and ex.data.variant is None
+    from packtwin.app.serve import twin_functions
+
+    load, predict = twin_functions()
+    ex = build_app(synthetic_store, checkpoint=bad, live_load=load, live_predict=predict)
+    assert ex.data is not None and ex.data.sel.variant is None
     text = " ".join(a.object for a in ex.messages)
     assert "Live twin unavailable" in text and "bad.ckpt" in text
