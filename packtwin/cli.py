@@ -7,8 +7,19 @@ Commands import their module lazily so ``packtwin generate`` never loads torch/L
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Sequence
+
+from packtwin.errors import PacktwinError, one_line
+
+DEBUG_ENV = "PACKTWIN_DEBUG"
+# User errors defined in modules that are expensive to import (torch): matched only when their
+# module is already loaded, so `packtwin generate` never imports torch to handle an error.
+_LAZY_USER_ERRORS = (("packtwin.model.module", "CheckpointMismatchError"),
+                     ("packtwin.model.module", "NonFiniteLossError"),
+                     ("packtwin.data.windows", "DataError"),
+                     ("packtwin.eval.metrics", "MetricsError"))
 
 # command -> (module, function, one-line help). Lightning commands share one LightningCLI entry.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -27,12 +38,33 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 def usage() -> str:
     lines = ["usage: packtwin <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {helptext}" for name, (_, _, helptext) in COMMANDS.items()]
-    lines += ["", "Run 'packtwin <command> --help' for a command's options."]
+    lines += ["", "Run 'packtwin <command> --help' for a command's options.",
+              f"--debug (or {DEBUG_ENV}=1) shows the traceback of an error."]
     return "\n".join(lines)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: printed as one line, no traceback."""
+    import yaml
+
+    errs: list[type[BaseException]] = [PacktwinError, FileNotFoundError, NotADirectoryError,
+                                       IsADirectoryError, PermissionError, yaml.YAMLError]
+    for module, name in _LAZY_USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            errs.append(cls)
+    jsonargparse = sys.modules.get("jsonargparse")
+    if jsonargparse is not None and hasattr(jsonargparse, "ArgumentError"):
+        errs.append(jsonargparse.ArgumentError)
+    return tuple(errs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if "--debug" in argv:
+        argv.remove("--debug")
+        debug = True
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
@@ -41,9 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"packtwin: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[cmd]
-    entry = getattr(importlib.import_module(module), func)
-    # LightningCLI takes the subcommand itself; the other commands take only their options.
-    result = entry([cmd, *rest]) if module == "packtwin.train" else entry(rest)
+    try:
+        entry = getattr(importlib.import_module(module), func)
+        # LightningCLI takes the subcommand itself; the other commands take only their options.
+        result = entry([cmd, *rest]) if module == "packtwin.train" else entry(rest)
+    except Exception as exc:
+        if debug or not isinstance(exc, user_errors()):
+            raise
+        print(f"packtwin {cmd}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from packtwin import schema
+from packtwin.errors import PacktwinError
 
 
-class ConfigError(ValueError):
+class ConfigError(PacktwinError, ValueError):
     """A generator config is invalid; the message names the field, what was expected and found."""
 
 
