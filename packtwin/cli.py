@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"packtwin: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[cmd]
+    saved = os.environ.get(DEBUG_ENV)
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # commands that report their own errors re-raise them
     try:
         entry = getattr(importlib.import_module(module), func)
         # LightningCLI takes the subcommand itself; the other commands take only their options.
@@ -82,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"packtwin {cmd}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        if saved is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = saved
     return int(result or 0)
 
 

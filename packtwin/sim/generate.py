@@ -522,6 +522,8 @@ def main(argv: Iterable[str] | None = None) -> int:
                      bool(opts["retry_failed"]), bool(opts["quiet"]),
                      max_store_gb=opts["max_store_gb"], max_memory_gb=opts["max_memory_gb"])
     except PacktwinError as exc:
+        if os.environ.get("PACKTWIN_DEBUG", "") not in ("", "0"):
+            raise
         print(f"packtwin generate: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(f"packtwin generate: done in {counts['wall_s']:.1f} s: {counts['ok']} ok, "
