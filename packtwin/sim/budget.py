@@ -51,7 +51,9 @@ def estimate(cfg: GenerateConfig, workers: int = 1) -> Estimate:
     vp = cfg.model.var_pts
     n_cells = cfg.pack.n_series * cfg.pack.n_parallel
     n_time = cfgmod.n_time(cfg)
-    n_snap = len(cfgmod.snapshot_cycles(cfg))
+    # len(range) is O(1): snapshot_cycles() would build a list of every cycle (1e8 for 1e8 cycles)
+    every = max(cfg.snapshot_every, 1)
+    n_snap = len(range(1, cfg.n_cycles + 1, every)) + (1 if (cfg.n_cycles - 1) % every else 0)
     sizes = {schema.SCENARIO: len(cfg.scenarios), schema.CELL: n_cells, schema.SNAPSHOT: n_snap,
              schema.TIME: n_time, schema.CYCLE: cfg.n_cycles, schema.X_N: vp.get("x_n", 0),
              schema.X_P: vp.get("x_p", 0), schema.R_N: vp.get("r_n", 0),

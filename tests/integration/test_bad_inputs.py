@@ -28,13 +28,22 @@ TINY = yaml.safe_load((PRESET_DIR / "tiny.yaml").read_text())
 
 @dataclass
 class World:
-    """Paths a case may use: a private copy of the truth store and of a checkpoint."""
+    """Paths a case may use: a private copy of the truth store (made on first use) and of a
+    checkpoint."""
 
     tmp: Path
-    truth: Path
+    source: Path
     ckpt: Path
     protect: list[Path] = field(default_factory=list)
     absent: list[Path] = field(default_factory=list)
+
+    @property
+    def truth(self) -> Path:
+        p = self.tmp / "truth.zarr"
+        if not p.exists():
+            shutil.copytree(self.source, p)
+            self.protect.append(p)
+        return p
 
     def file(self, name: str, text: str) -> Path:
         p = self.tmp / name
@@ -122,7 +131,7 @@ def incomplete_store(w: World) -> list[str]:
     """A folder with a generator-made-looking zarr.json but a foreign config: refused."""
     argv = gen_config(w)
     store = w.tmp / "new.zarr"
-    shutil.copytree(w.truth, store)
+    shutil.copytree(w.source, store)
     w.absent.remove(store)
     w.protect.append(store)
     return argv
@@ -364,14 +373,12 @@ def checkpoint(tmp_path_factory, synthetic_store):
 
 @pytest.fixture
 def world(tmp_path, synthetic_store, request):
-    truth = tmp_path / "truth.zarr"
-    shutil.copytree(synthetic_store, truth)
     ckpt = tmp_path / "model.ckpt"
+    w = World(tmp_path, synthetic_store, ckpt)
     if request.node.callspec.params["case"].needs == "lightning":
         shutil.copyfile(request.getfixturevalue("checkpoint"), ckpt)
-    else:
-        ckpt.write_bytes(b"not used")
-    return World(tmp_path, truth, ckpt, protect=[truth, ckpt])
+        w.protect += [ckpt, w.truth]
+    return w
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -383,7 +390,13 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     return rc, out.err + out.out
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+# Rows through the Lightning CLI need a trained checkpoint (~10 s) and ~1 s each: slow. The same
+# guards are tested fast, without the CLI, in tests/unit/test_outputs.py.
+PARAMS = [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.needs == "lightning" else [])
+          for c in CASES]
+
+
+@pytest.mark.parametrize("case", PARAMS)
 def test_bad_input(case: Case, world: World, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["packtwin"])
     argv = case.argv(world)
