@@ -147,7 +147,8 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -179,7 +180,7 @@ def recover(path: str | os.PathLike) -> None:
                 pid = int(q.name.rsplit("-", 1)[1])
             except (IndexError, ValueError):
                 continue
-            if pid == os.getpid() or _pid_alive(pid):
+            if pid == os.getpid() or pid_alive(pid):
                 continue
             if tag == _OLD_TAG and not p.exists():
                 os.replace(q, p)

@@ -394,19 +394,9 @@ def _die_with_parent(parent_pid: int) -> None:
                 pass
             time.sleep(1.0)
 
-    if not _alive(parent_pid):
+    if not outputs.pid_alive(parent_pid):
         os._exit(1)
     threading.Thread(target=watch, daemon=True, name="packtwin-parent-watch").start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def results(executor: Executor | None, fn, tasks: list) -> Iterable:
