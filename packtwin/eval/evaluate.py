@@ -150,7 +150,7 @@ def _fit(cfg: Config, variant: str, seed: int, run_dir: Path) -> Path:
 def _load(ckpt: Path):
     from packtwin.model.module import TwinModule
 
-    module = TwinModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    module = TwinModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
     module.eval()
     return module
 

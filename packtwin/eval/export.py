@@ -63,7 +63,14 @@ def load_net(ckpt: str | None) -> nn.Module:
 
     if not Path(ckpt).exists():
         raise FileNotFoundError(f"checkpoint {ckpt!r} does not exist")
-    module = TwinModule.load_from_checkpoint(ckpt, map_location="cpu")
+    import pickle
+
+    try:
+        # weights_only: a checkpoint is data; unpickling arbitrary objects would run its code
+        module = TwinModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ExportError(f"checkpoint {ckpt!r} holds more than weights and plain data; refusing "
+                          f"to unpickle it (weights_only): {str(exc).splitlines()[0]}") from exc
     return module.net.eval()
 
 
@@ -228,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _period_from_ckpt(ckpt: str) -> float:
-    # weights_only: a checkpoint is data; unpickling arbitrary objects would run code from it
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # see load_net
     info = state.get("hyper_parameters", {}).get("store_info", {})
     return float(info.get("period_s") or 20.0)

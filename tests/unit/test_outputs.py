@@ -124,3 +124,32 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     lock.lock_path(s).write_text(f'{{"pid": {dead}, "host": "h", "start": 0}}')
     with lock.exclusive(s) as held:
         assert held["stale"]["pid"] == int(dead)
+
+
+class _Evil:
+    """Unpickling this runs code (creates a file): what a hostile checkpoint would do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_checkpoints_are_loaded_weights_only(tmp_path):
+    import torch
+    from lightning.fabric.utilities.cloud_io import _load as lightning_load
+
+    from packtwin.eval import export
+
+    pwned = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": _Evil(pwned)}}, ckpt)
+    with pytest.raises(export.ExportError, match="refusing to unpickle"):
+        export.load_net(str(ckpt))
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        export._period_from_ckpt(str(ckpt))
+    # the Trainer's own --ckpt_path loading (weights_only left to torch's default)
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        lightning_load(str(ckpt), map_location="cpu")
+    assert not pwned.exists()
