@@ -59,6 +59,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
+def _run(module: str, func: str, cmd: str, rest: list[str]):
+    entry = getattr(importlib.import_module(module), func)
+    if module != "packtwin.train":
+        return entry(rest)
+    # LightningCLI takes the subcommand itself, and warns when sys.argv holds the arguments too
+    argv0, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return entry([cmd, *rest])
+    finally:
+        sys.argv = argv0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -77,9 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         os.environ[DEBUG_ENV] = "1"  # commands that report their own errors re-raise them
     try:
-        entry = getattr(importlib.import_module(module), func)
-        # LightningCLI takes the subcommand itself; the other commands take only their options.
-        result = entry([cmd, *rest]) if module == "packtwin.train" else entry(rest)
+        result = _run(module, func, cmd, rest)
     except Exception as exc:
         if debug or not isinstance(exc, user_errors()):
             raise

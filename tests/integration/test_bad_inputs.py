@@ -296,6 +296,19 @@ CASES = [
          needs="lightning"),
     Case("predict-output-is-another-truth-store", lambda w: predict(w, other_truth(w)),
          "not a packtwin prediction output", needs="lightning"),
+    Case("predict-store-missing", lambda w: predict(w, w.tmp / "p.zarr") + [
+        "--data.store", str(w.tmp / "missing.zarr")], "does not exist", needs="lightning"),
+    Case("predict-store-is-foreign-folder", lambda w: predict(w, w.tmp / "p.zarr") + [
+        "--data.store", str(w.folder_with_files("notastore"))], "cannot be opened as a Zarr store",
+        needs="lightning"),
+    Case("predict-ckpt-missing", lambda w: predict(w, w.tmp / "p.zarr")[:-2] + [
+        "--ckpt_path", str(w.tmp / "none.ckpt")], "none.ckpt", needs="lightning"),
+    Case("fit-yaml-syntax-error", lambda w: ["fit", "--config", str(w.file("b.yaml", "a: [1,\n"))],
+         "Problems parsing config", needs="lightning"),
+    Case("fit-store-missing", lambda w: ["fit", *fit_args(w, str(w.tmp / "p.zarr")),
+                                         "--data.store", str(w.tmp / "missing.zarr"),
+                                         "--trainer.fast_dev_run=true"], "does not exist",
+         needs="lightning"),
     # --- export ---------------------------------------------------------------------------------
     Case("export-out-is-checkpoint", lambda w: export(w, w.ckpt), "is the input",
          needs="lightning"),
