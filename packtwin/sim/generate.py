@@ -6,6 +6,12 @@ interface) and writes each finished scenario itself: data first, then ``status``
 so a run killed between the two only redoes that scenario. A rerun skips every scenario with a
 status (``--retry-failed`` retries failed and partial ones); a store made with another config is
 refused.
+
+Before anything runs the config is checked (unknown keys, hard limits of
+:mod:`packtwin.sim.limits`, PyBaMM's own options and parameter names) and the run's size and
+memory are estimated (:mod:`packtwin.sim.budget`). One writer holds ``<store>.lock``; a new
+store is created with its parameter table in a temporary sibling and renamed into place; pool
+workers end with this process.
 """
 
 from __future__ import annotations
