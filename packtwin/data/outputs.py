@@ -30,6 +30,7 @@ from packtwin.errors import PacktwinError
 
 MARKER = ".packtwin-output"
 ZARR_ATTR = "packtwin_output"
+REPORT_TITLE = "# packtwin evaluation report"  # first line of packtwin.eval.report's report.md
 _TMP_TAG = ".packtwin-tmp-"
 _OLD_TAG = ".packtwin-old-"
 
@@ -66,9 +67,19 @@ def output_kind(path: str | os.PathLike) -> str | None:
     try:
         return marker_path(p).read_text().strip() or None
     except OSError:
-        if p.is_dir() and (p / "report.md").is_file() and (p / "metrics.zarr").is_dir():
-            return "evaluation"  # written before markers existed
+        if p.is_dir() and _legacy_evaluation(p):
+            return "evaluation"
         return None
+
+
+def _legacy_evaluation(p: Path) -> bool:
+    """An evaluation folder written before markers existed (finished, partial or committed)."""
+    try:
+        if (p / "report.md").read_text().startswith(REPORT_TITLE):
+            return True
+    except OSError:
+        pass
+    return (p / "metrics.zarr").is_dir() or any((p / "runs").glob("*/seed*/fit_args.json"))
 
 
 def mark(path: str | os.PathLike, kind: str) -> None:

@@ -174,7 +174,7 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
     ds = with_param_mean(ds)
     attrs = ds.attrs
     seeds = ds["seed"].values.tolist()
-    lines = ["# packtwin evaluation report", ""]
+    lines = [outputs.REPORT_TITLE, ""]
     if note:
         lines += [f"> {note}", ""]
     lines += [f"- truth store: `{attrs.get('store', '?')}`",
