@@ -153,3 +153,21 @@ def test_checkpoints_are_loaded_weights_only(tmp_path):
     with pytest.raises(Exception, match="[Ww]eights only load failed"):
         lightning_load(str(ckpt), map_location="cpu")
     assert not pwned.exists()
+
+
+def test_claim_folder_reuses_evaluations_and_refuses_inputs_and_foreign_folders(tmp_path):
+    old = tmp_path / "reports" / "reference"  # a committed report, written before markers
+    old.mkdir(parents=True)
+    (old / "report.md").write_text(outputs.REPORT_TITLE + "\n\n...")
+    assert outputs.claim_folder(old, "evaluation") == old
+    assert outputs.output_kind(old) == "evaluation"
+    store_dir = tmp_path / "truth.zarr"
+    store_dir.mkdir()
+    with pytest.raises(outputs.OutputError, match="is the input"):
+        outputs.claim_folder(store_dir / "eval", "evaluation", [store_dir])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("# my own report\n")
+    with pytest.raises(outputs.OutputError, match="not a packtwin evaluation output"):
+        outputs.claim_folder(mine, "evaluation")
+    assert (mine / "report.md").read_text() == "# my own report\n"
