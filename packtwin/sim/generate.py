@@ -282,27 +282,45 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
             raise store.StoreError(
                 f"store {str(path)!r} was made with a different generator config (differs in "
                 f"{diff}); use another --store or delete it")
+        _repair_parameter_table(path, cfg, cells, log)
         return
     grid, attrs, c_max = _grid_and_attrs(cfg, nominal)
     attrs[outputs.ZARR_ATTR] = TRUTH_KIND
     tmpl = schema.template(grid, attrs)
     for name, val in c_max.items():
         tmpl[name].attrs["c_max"] = float(val)
-    import xarray as xr
-
-    table = xr.Dataset({schema.param_var(k): ((schema.CELL,),
-                                              np.array([c[k] for c in cells], dtype=float))
-                        for k in grid.param_keys})
     tmp = outputs.temp_sibling(path)
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
         store.create_store(tmp, tmpl)
-        store.write_region(tmp, table, {schema.CELL: slice(0, len(cells))})
+        store.write_region(tmp, _parameter_table(cfg, cells), {schema.CELL: slice(0, len(cells))})
         os.rename(tmp, path)  # atomic; fails rather than replace anything that appeared
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _parameter_table(cfg: GenerateConfig, cells: list[dict]):
+    import xarray as xr
+
+    return xr.Dataset({schema.param_var(p.key): ((schema.CELL,),
+                                                 np.array([c[p.key] for c in cells], dtype=float))
+                       for p in cfg.variation.parameters})
+
+
+def _repair_parameter_table(path: Path, cfg: GenerateConfig, cells: list[dict], log) -> None:
+    """Fill a parameter table an older, killed run left empty (the cells are drawn the same way
+    from the same config and seed)."""
+    import zarr
+
+    names = [schema.param_var(p.key) for p in cfg.variation.parameters]
+    group = zarr.open_group(str(path), mode="r")
+    if all(np.isfinite(group[n][:]).all() for n in names if n in group):
+        return
+    log(f"packtwin generate: store {path} has an unwritten parameter table (a run killed just "
+        f"after creating it); writing it from the config's seed")
+    store.write_region(path, _parameter_table(cfg, cells), {schema.CELL: slice(0, len(cells))})
 
 
 def _check_writable(path: Path) -> None:

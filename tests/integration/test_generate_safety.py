@@ -62,6 +62,23 @@ def test_kill_during_store_creation_then_rerun_resumes(tmp_path):
     assert np.isfinite(ds["status"].values).sum() == 1
     assert np.isfinite(ds["param_neg_c_init"].values).all()  # the table came with the store
     assert outputs.output_kind(store) == "truth"
+    # a store an older version left with an empty parameter table is repaired on resume
+    import zarr
+
+    table = zarr.open_array(str(store / "param_neg_c_init"), mode="r+")
+    drawn = table[:].copy()
+    table[:] = np.nan
+    proc = _start(store, "--workers", "1")
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "to run" in line:
+                break
+    finally:
+        _kill_group(proc)
+    assert any("unwritten parameter table" in ln for ln in lines), lines
+    np.testing.assert_array_equal(zarr.open_array(str(store / "param_neg_c_init"))[:], drawn)
 
 
 def _children(pid: int) -> list[int]:
