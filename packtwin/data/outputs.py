@@ -187,8 +187,8 @@ def recover(path: str | os.PathLike) -> None:
         return
     for tag in (_OLD_TAG, _TMP_TAG):
         for q in p.parent.glob(f".{p.name}{tag}*"):
-            try:
-                pid = int(q.name.rsplit("-", 1)[1])
+            try:  # the pid ends the name (before the marker suffix of a file's marker)
+                pid = int(q.name.removesuffix(MARKER).rsplit("-", 1)[1])
             except (IndexError, ValueError):
                 continue
             if pid == os.getpid() or pid_alive(pid):
