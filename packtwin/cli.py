@@ -7,8 +7,19 @@ Commands import their module lazily so ``packtwin generate`` never loads torch/L
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Sequence
+
+from packtwin.errors import PacktwinError, one_line
+
+DEBUG_ENV = "PACKTWIN_DEBUG"
+# User errors defined in modules that are expensive to import (torch): matched only when their
+# module is already loaded, so `packtwin generate` never imports torch to handle an error.
+_LAZY_USER_ERRORS = (("packtwin.model.module", "CheckpointMismatchError"),
+                     ("packtwin.model.module", "NonFiniteLossError"),
+                     ("packtwin.data.windows", "DataError"),
+                     ("packtwin.eval.metrics", "MetricsError"))
 
 # command -> (module, function, one-line help). Lightning commands share one LightningCLI entry.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -27,12 +38,45 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 def usage() -> str:
     lines = ["usage: packtwin <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {helptext}" for name, (_, _, helptext) in COMMANDS.items()]
-    lines += ["", "Run 'packtwin <command> --help' for a command's options."]
+    lines += ["", "Run 'packtwin <command> --help' for a command's options.",
+              f"--debug (or {DEBUG_ENV}=1) shows the traceback of an error."]
     return "\n".join(lines)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: printed as one line, no traceback."""
+    import yaml
+
+    errs: list[type[BaseException]] = [PacktwinError, FileNotFoundError, NotADirectoryError,
+                                       IsADirectoryError, PermissionError, yaml.YAMLError]
+    for module, name in _LAZY_USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            errs.append(cls)
+    jsonargparse = sys.modules.get("jsonargparse")
+    if jsonargparse is not None and hasattr(jsonargparse, "ArgumentError"):
+        errs.append(jsonargparse.ArgumentError)
+    return tuple(errs)
+
+
+def _run(module: str, func: str, cmd: str, rest: list[str]):
+    entry = getattr(importlib.import_module(module), func)
+    if module != "packtwin.train":
+        return entry(rest)
+    # LightningCLI takes the subcommand itself, and warns when sys.argv holds the arguments too
+    argv0, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return entry([cmd, *rest])
+    finally:
+        sys.argv = argv0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    if "--debug" in argv:
+        argv.remove("--debug")
+        debug = True
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
@@ -41,9 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"packtwin: unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[cmd]
-    entry = getattr(importlib.import_module(module), func)
-    # LightningCLI takes the subcommand itself; the other commands take only their options.
-    result = entry([cmd, *rest]) if module == "packtwin.train" else entry(rest)
+    saved = os.environ.get(DEBUG_ENV)
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # commands that report their own errors re-raise them
+    try:
+        result = _run(module, func, cmd, rest)
+    except Exception as exc:
+        if debug or not isinstance(exc, user_errors()):
+            raise
+        print(f"packtwin {cmd}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        if saved is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = saved
     return int(result or 0)
 
 

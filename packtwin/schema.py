@@ -34,6 +34,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from packtwin.errors import PacktwinError
+
 SCHEMA_VERSION = "1.0"
 
 # ----------------------------------------------------------------------------------------------
@@ -234,7 +236,7 @@ REQUIRED_ATTRS = (
 )
 
 
-class SchemaError(ValueError):
+class SchemaError(PacktwinError, ValueError):
     """A dataset does not follow the packtwin schema; the message lists every problem."""
 
     def __init__(self, problems: Sequence[str], source: str = "dataset"):

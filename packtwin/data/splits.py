@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from packtwin import schema
+from packtwin.errors import PacktwinError
 
 SCENARIO_KEYS = ("ambient_temperature", "charge_c_rate", "discharge_c_rate", "protocol",
                  schema.SCENARIO)
@@ -29,7 +30,7 @@ RANGE_KEYS = ("min", "max")
 _ATOL = 1e-6
 
 
-class SelectionError(ValueError):
+class SelectionError(PacktwinError, ValueError):
     """A selection is malformed or selects nothing; the message names the key and the values."""
 
 

@@ -15,11 +15,12 @@ from typing import Mapping
 import xarray as xr
 
 from packtwin import schema
+from packtwin.errors import PacktwinError
 
 ZARR_KW = {"consolidated": False, "zarr_format": 3}
 
 
-class StoreError(ValueError):
+class StoreError(PacktwinError, ValueError):
     """A store cannot be opened or used; the message names the path and the problem."""
 
 

@@ -28,10 +28,11 @@ import numpy as np
 import xarray as xr
 
 from packtwin import schema
-from packtwin.data import splits, store
+from packtwin.data import outputs, splits, store
 from packtwin.eval import audit, baselines, metrics, report
 
 BASELINE, PYBAMM = "baseline", "pybamm"
+METRICS_KIND, EVALUATION_KIND = "metrics", "evaluation"
 
 
 @dataclass
@@ -149,7 +150,7 @@ def _fit(cfg: Config, variant: str, seed: int, run_dir: Path) -> Path:
 def _load(ckpt: Path):
     from packtwin.model.module import TwinModule
 
-    module = TwinModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+    module = TwinModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
     module.eval()
     return module
 
@@ -188,7 +189,7 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
     from tqdm.auto import tqdm
 
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    outputs.claim_folder(out, EVALUATION_KIND, [cfg.store, *_given_checkpoints(cfg)])
     if not Path(cfg.store).exists():
         if cfg.generate is None:
             raise store.StoreError(f"store {cfg.store!r} does not exist and no 'generate' config "
@@ -252,7 +253,7 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
             bar.set_postfix_str(f"{variant}: every scenario and cell for the app")
             _save_prediction(predict_dataset(module, ds, embeddings=emb, checkpoint=str(ckpt),
                                              truth_store=cfg.store),
-                             out / "predictions" / f"{variant}.zarr")
+                             out / "predictions" / f"{variant}.zarr", cfg.store)
 
         for name, sel in split_sel.items():
             bar.set_postfix_str(f"{variant} seed {seed}: {name}")
@@ -260,7 +261,8 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
                                    snapshots=sel.snapshots, embeddings=emb,
                                    checkpoint=str(ckpt), truth_store=cfg.store)
             if cfg.save_predictions:
-                _save_prediction(pred, out / "predictions" / f"{variant}_seed{seed}_{name}.zarr")
+                _save_prediction(pred, out / "predictions" / f"{variant}_seed{seed}_{name}.zarr",
+                                 cfg.store)
             results[(name, variant, seed)] = _score(ds, pred, cfg, sei0)
             bar.update(1)
     for name, sel in split_sel.items():
@@ -302,18 +304,24 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
             result[name].attrs.update({"units": audit.AUDIT_UNITS[base_name[len("audit_"):]]})
         else:
             result[name].attrs.update(metrics.metric_attrs(base_name))
-    write_metrics(result, out / "metrics.zarr")
+    write_metrics(result, out / "metrics.zarr", inputs=[cfg.store, *_given_checkpoints(cfg)])
     report.write_report(result, out, plots=cfg.plots, note=cfg.note, truth=ds)
     return result
 
 
-def write_metrics(ds: xr.Dataset, path: str | Path) -> Path:
+def write_metrics(ds: xr.Dataset, path: str | Path, inputs=()) -> Path:
     """Write a metrics dataset as Zarr (string labels as variable-length strings, which zarr v3
-    specifies, unlike fixed-width ones)."""
+    specifies, unlike fixed-width ones), replacing only an earlier metrics store."""
     ds = ds.assign_coords({d: np.asarray(ds[d].values, dtype=object) for d in ("split", "variant")
                            if d in ds.coords})
-    ds.to_zarr(path, mode="w", **store.ZARR_KW)
+    outputs.guard(path, METRICS_KIND, inputs, what="metrics output")
+    with outputs.replace(path, METRICS_KIND) as tmp:
+        ds.to_zarr(tmp, mode="w-", **store.ZARR_KW)
     return Path(path)
+
+
+def _given_checkpoints(cfg: Config) -> list[str]:
+    return [c for cks in (cfg.checkpoints or {}).values() for c in cks]
 
 
 def _initial_sei_nm(ds: xr.Dataset) -> float:
@@ -325,13 +333,13 @@ def _initial_sei_nm(ds: xr.Dataset) -> float:
     return okane2022().sei.L_0 * 1e9
 
 
-def _save_prediction(pred: xr.Dataset, path: Path) -> None:
+def _save_prediction(pred: xr.Dataset, path: Path, store_path: str) -> None:
     from packtwin.eval.predict import write_predictions
 
     pred = pred.copy()
     pred.attrs = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
                   for k, v in pred.attrs.items()}
-    write_predictions(pred, path)
+    write_predictions(pred, path, inputs=[store_path])
 
 
 def _jsonable(cfg: Config) -> dict:

@@ -27,9 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from packtwin.data import outputs
+from packtwin.errors import PacktwinError
+
 FORMATS = ("torchscript", "onnx")
 OUTPUTS = ("theta_n", "theta_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
 INPUTS = ("features", "cell", "valid")
+EXPORT_KIND = "export"
 
 
 # Mean and spread of raw inputs for an untrained network (a 5 Ah cell near 25 C).
@@ -37,7 +41,7 @@ _PLAUSIBLE = {"voltage": (3.7, 0.3), "current": (5.0, 4.0), "temperature": (298.
               "ambient_temperature": (298.15, 0.0), "cycle": (1.0, 0.0)}
 
 
-class ExportError(RuntimeError):
+class ExportError(PacktwinError, RuntimeError):
     """The model could not be exported or the export disagrees with the eager model."""
 
 
@@ -59,7 +63,14 @@ def load_net(ckpt: str | None) -> nn.Module:
 
     if not Path(ckpt).exists():
         raise FileNotFoundError(f"checkpoint {ckpt!r} does not exist")
-    module = TwinModule.load_from_checkpoint(ckpt, map_location="cpu")
+    import pickle
+
+    try:
+        # weights_only: a checkpoint is data; unpickling arbitrary objects would run its code
+        module = TwinModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ExportError(f"checkpoint {ckpt!r} holds more than weights and plain data; refusing "
+                          f"to unpickle it (weights_only): {str(exc).splitlines()[0]}") from exc
     return module.net.eval()
 
 
@@ -132,7 +143,7 @@ def _compare(ref: Sequence[torch.Tensor], got: Sequence, rtol: float) -> dict[st
 
 def export_model(net: nn.Module, out: str | Path, fmt: str = "torchscript", batch: int = 16,
                  n_time: int | None = None, period_s: float | None = None, rtol: float = 1e-4,
-                 meta: dict | None = None) -> dict:
+                 meta: dict | None = None, inputs: Sequence[str | Path] = ()) -> dict:
     """Export ``net`` for CPU inference and check it numerically; returns the check report.
 
     Args:
@@ -144,6 +155,9 @@ def export_model(net: nn.Module, out: str | Path, fmt: str = "torchscript", batc
         period_s: sample period [s] (default: the store's, from the network's store info).
         rtol: tolerated max |export - eager| / max |eager| per output.
         meta: extra facts recorded with the artefact.
+        inputs: files the export reads (the checkpoint): ``out`` may not be one of them; an
+            existing ``out`` is replaced only if it is an earlier export (written complete, then
+            renamed into place).
     """
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
@@ -153,13 +167,22 @@ def export_model(net: nn.Module, out: str | Path, fmt: str = "torchscript", batc
     wrapper = ExportedTwin(net).eval()
     trace_in = example_inputs(net, batch, n_time, period_s, seed=0)
     check_in = example_inputs(net, batch, n_time, period_s, seed=1)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    final = outputs.guard(out, EXPORT_KIND, inputs, what="export output")
     with torch.no_grad():
         ref = wrapper(*check_in)
     info = {"format": fmt, "inputs": list(INPUTS), "outputs": list(OUTPUTS), "batch": batch,
             "n_time": n_time, "period_s": period_s, "physics": bool(getattr(net, "physics", False)),
             "n_cells": int(net.n_cells), "torch_version": torch.__version__, **(meta or {})}
+    with outputs.replace(final, EXPORT_KIND) as out:
+        got = _write(wrapper, fmt, out, trace_in, check_in, info)
+        info["max_rel_error"] = _compare(ref, got, rtol)  # a failed check leaves no artefact
+    info["path"] = str(final)
+    outputs.write_text(str(final) + ".json", json.dumps(info, indent=2))
+    return info
+
+
+def _write(wrapper: nn.Module, fmt: str, out: Path, trace_in, check_in, info: dict) -> list:
+    """Write the artefact at ``out``; returns its outputs on ``check_in``."""
     if fmt == "torchscript":
         traced = _trace(wrapper, trace_in)
         traced.save(str(out), _extra_files={"packtwin.json": json.dumps(info)})
@@ -185,10 +208,7 @@ def export_model(net: nn.Module, out: str | Path, fmt: str = "torchscript", batc
         names = [i.name for i in model.graph.input]
         feeds = {n: t.numpy() for n, t in zip(names, check_in)}
         got = ReferenceEvaluator(model).run(None, feeds)
-    info["max_rel_error"] = _compare(ref, got, rtol)
-    info["path"] = str(out)
-    Path(str(out) + ".json").write_text(json.dumps(info, indent=2))
-    return info
+    return got
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,16 +224,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="samples per cycle in the traced graph (default: one hour of samples)")
     p.add_argument("--rtol", type=float, default=1e-4, help="tolerated relative mismatch")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    outputs.guard(args.out, EXPORT_KIND, [args.ckpt], what="--out")  # before loading anything
     net = load_net(args.ckpt)
     period = float(getattr(net, "period_s", 0) or 0) or _period_from_ckpt(args.ckpt)
     info = export_model(net, args.out, args.format, args.batch, args.time, period, args.rtol,
-                        meta={"checkpoint": str(args.ckpt)})
+                        meta={"checkpoint": str(args.ckpt)}, inputs=[args.ckpt])
     print(json.dumps({k: info[k] for k in ("path", "format", "batch", "n_time",
                                            "max_rel_error")}, indent=2))
     return 0
 
 
 def _period_from_ckpt(ckpt: str) -> float:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # see load_net
     info = state.get("hyper_parameters", {}).get("store_info", {})
     return float(info.get("period_s") or 20.0)

@@ -16,12 +16,13 @@ import xarray as xr
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from packtwin import schema
-from packtwin.data import splits, store, windows
+from packtwin.data import outputs, splits, store, windows
 
 # Estimated variables written to a prediction store (truth's names) plus the reconstruction.
 PREDICTED = ("c_s_n", "c_s_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
 _SCENARIO_COORDS = ("ambient_temperature", "charge_c_rate", "discharge_c_rate", "protocol")
 _CELL_COORDS = ("series_index", "parallel_index")
+PREDICTION_KIND = "prediction"
 
 
 def _net(module):
@@ -158,11 +159,17 @@ def predict_dataset(module, truth_ds: xr.Dataset, scenarios: Sequence[int] | Non
                     {"checkpoint": str(checkpoint), "truth_store": str(truth_store)})
 
 
-def write_predictions(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write a prediction dataset as a Zarr store (replacing any store at ``path``)."""
+def write_predictions(ds: xr.Dataset, path: str | os.PathLike,
+                      inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Write a prediction dataset as a Zarr store, replacing only an earlier prediction store.
+
+    ``inputs`` (truth store, checkpoint) may not be or contain ``path``; the store is written
+    beside it and swapped in when complete (:mod:`packtwin.data.outputs`).
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_zarr(p, mode="w", encoding=store.encoding_for(ds), **store.ZARR_KW)
+    outputs.guard(p, PREDICTION_KIND, inputs, what="prediction output")
+    with outputs.replace(p, PREDICTION_KIND) as tmp:
+        ds.to_zarr(tmp, mode="w-", encoding=store.encoding_for(ds), **store.ZARR_KW)
     return p
 
 
@@ -186,7 +193,14 @@ class PredictionWriter(BasePredictionWriter):
         self.embeddings: dict[int, torch.Tensor] = {}
         self.adapt_steps_used: int | None = None
 
+    def _inputs(self, trainer) -> list[str]:
+        return [getattr(trainer.datamodule, "store_path", None),
+                getattr(trainer, "ckpt_path", None)]
+
     def on_predict_start(self, trainer, pl_module) -> None:
+        # refuse a bad --prediction.output before any work, not after it
+        outputs.guard(self.output, PREDICTION_KIND, self._inputs(trainer),
+                      what="--prediction.output")
         if not self.new_cells:
             return
         from packtwin.model.adapt import fit_new_cell_embeddings
@@ -216,4 +230,4 @@ class PredictionWriter(BasePredictionWriter):
             attrs["adapt_steps_used"] = int(self.adapt_steps_used)
         ds = assemble(pl_module, dm.ds, dm.selection("predict"), seq, outs, self.embeddings,
                       attrs, index=order)
-        write_predictions(ds, self.output)
+        write_predictions(ds, self.output, self._inputs(trainer))

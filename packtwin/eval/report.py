@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from packtwin.data import outputs
 from packtwin.eval.metrics import METRICS, SIMULATED_VS_SIMULATED
 
 HEADLINE = ("c_s_n_rmse_pct", "c_s_p_rmse_pct", "c_s_n_surf_rmse_pct", "c_s_p_surf_rmse_pct",
@@ -173,7 +174,7 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
     ds = with_param_mean(ds)
     attrs = ds.attrs
     seeds = ds["seed"].values.tolist()
-    lines = ["# packtwin evaluation report", ""]
+    lines = [outputs.REPORT_TITLE, ""]
     if note:
         lines += [f"> {note}", ""]
     lines += [f"- truth store: `{attrs.get('store', '?')}`",
@@ -234,9 +235,7 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
         lines += ["## Plots", ""]
         lines += [f"![{p.stem}](plots/{p.name})" for p in made] if made else [f"_{why}_"]
         lines.append("")
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return outputs.write_text(out / "report.md", "\n".join(lines))
 
 
 def _describe_scenarios(truth: xr.Dataset, idx: Sequence[int]) -> str:

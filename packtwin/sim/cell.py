@@ -239,3 +239,54 @@ def get_model(model_cfg, varied: tuple[str, ...], radii: tuple[float, float]) ->
 
     key = model_key(model_cfg, varied, radii)
     return _cached(key, json.dumps(dataclasses.asdict(model_cfg), sort_keys=True))
+
+
+# Overrides in these units are magnitudes: a negative value is never physical (resistance may be 0).
+_NON_NEGATIVE_UNITS = ("[Ohm]", "[Ohm.m2]")
+_POSITIVE_UNITS = ("[m]", "[m2.s-1]", "[mol.m-3]", "[A.m-2]", "[W.m-2.K-1]", "[J.kg-1.K-1]",
+                   "[kg.m-3]", "[K]", "[A.h]", "[m.s-1]", "[W.m-1.K-1]", "[S.m-1]")
+
+
+def model_config_problems(model_cfg) -> list[str]:
+    """Problems of a ModelConfig only PyBaMM can see: unknown parameter set, options or
+    ``parameter_overrides`` keys (each with the nearest valid name) and impossible overrides."""
+    import math
+
+    import pybamm
+
+    from packtwin.sim.config import nearest
+
+    problems = []
+    sets = list(pybamm.parameter_sets.keys())
+    if model_cfg.parameter_set not in sets:
+        return [f"model.parameter_set {model_cfg.parameter_set!r} is not a PyBaMM parameter set"
+                f"{nearest(model_cfg.parameter_set, sets)}"]
+    model = None
+    cls = getattr(pybamm.lithium_ion, str(model_cfg.model), None)
+    if cls is not None:
+        try:
+            model = cls(dict(model_cfg.options))
+        except pybamm.OptionError as exc:
+            problems.append(f"model.options: {' '.join(str(exc).split())}")
+    valid = set(pybamm.ParameterValues(model_cfg.parameter_set).keys())
+    if model is not None:
+        valid |= set(model.get_parameter_info())
+    for key, val in dict(model_cfg.parameter_overrides).items():
+        if key not in valid:
+            problems.append(f"model.parameter_overrides key {key!r} is not a parameter of "
+                            f"{model_cfg.parameter_set} or the {model_cfg.model} model"
+                            f"{nearest(key, valid)}")
+        elif isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
+            problems.append(f"model.parameter_overrides[{key!r}] must be a finite number, "
+                            f"found {val!r}")
+        elif key.endswith(_NON_NEGATIVE_UNITS) and val < 0 or key.endswith(_POSITIVE_UNITS) \
+                and val <= 0:
+            problems.append(f"model.parameter_overrides[{key!r}] = {val} is not physical "
+                            f"(must be {'>= 0' if key.endswith(_NON_NEGATIVE_UNITS) else '> 0'})")
+    return problems
+
+
+def negative_c_max(model_cfg) -> float:
+    """Maximum concentration of the negative electrode [mol/m3] (bound of its initial value)."""
+    pv = nominal_parameter_values(model_cfg)
+    return float(pv["Maximum concentration in negative electrode [mol.m-3]"])

@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from packtwin import schema
+from packtwin.errors import PacktwinError
+from packtwin.sim import limits
 
 
-class ConfigError(ValueError):
+class ConfigError(PacktwinError, ValueError):
     """A generator config is invalid; the message names the field, what was expected and found."""
+
+
+MESH_KEYS = ("x_n", "x_s", "x_p", "r_n", "r_p")
 
 
 def _default_options() -> dict:
@@ -183,13 +188,52 @@ class GenerateConfig:
     """Seed of the cell-to-cell variation (numpy default_rng)."""
 
 
+def nearest(name: str, valid, what: str = "") -> str:
+    """' (did you mean X?)' for the closest valid name, or the valid names when none is close."""
+    import difflib
+
+    valid = sorted(str(v) for v in valid)
+    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f"; valid{' ' + what if what else ''}: {valid}" if len(valid) <= 40 else ""
+
+
+def unknown_keys(d, cls=None, prefix: str = "", extra=()) -> list[str]:
+    """Problems for keys of a config mapping that ``cls`` (a config dataclass) does not have,
+    recursing into nested dataclasses and lists of them; each names the nearest valid key."""
+    import typing
+
+    cls = cls or GenerateConfig
+    if not isinstance(d, dict):
+        return []
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    problems = []
+    for key, val in d.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            if key not in extra:
+                problems.append(f"unknown key {path!r}{nearest(key, names + list(extra))}")
+            continue
+        hint = hints[key]
+        args = typing.get_args(hint)
+        if dataclasses.is_dataclass(hint):
+            problems += unknown_keys(val, hint, f"{path}.")
+        elif typing.get_origin(hint) is list and args and dataclasses.is_dataclass(args[0]) \
+                and isinstance(val, list):
+            for i, item in enumerate(val):
+                problems += unknown_keys(item, args[0], f"{path}[{i}].")
+    return problems
+
+
 def to_dict(cfg: GenerateConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
 def from_dict(d: dict) -> GenerateConfig:
     """Rebuild a config from :func:`to_dict` output (used by workers and by resume checks)."""
-    d = dict(d)
+    d = {k: _plain(v) for k, v in d.items()}  # defaults may arrive as dataclass instances
     return GenerateConfig(
         scenarios=[Scenario(**s) for s in d["scenarios"]],
         pack=PackConfig(**d["pack"]),
@@ -200,6 +244,16 @@ def from_dict(d: dict) -> GenerateConfig:
         protocol=ProtocolConfig(**d["protocol"]),
         solver=SolverConfig(**d["solver"]),
         n_cycles=d["n_cycles"], snapshot_every=d["snapshot_every"], seed=d["seed"])
+
+
+def _plain(v):
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return dataclasses.asdict(v)
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
 
 
 def snapshot_cycles(cfg: GenerateConfig) -> list[int]:
@@ -247,7 +301,9 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
         problems.append(f"pack.n_parallel must be >= 1, found {cfg.pack.n_parallel}")
     if not cfg.scenarios:
         problems.append("scenarios is empty; expected at least one scenario")
-    lo, hi = cfg.model.temperature_range_c
+    problems += limits.config_problems(cfg)
+    rng = cfg.model.temperature_range_c
+    lo, hi = (rng if len(rng) == 2 else (math.nan, math.nan))
     for i, s in enumerate(cfg.scenarios):
         for name in ("charge_c_rate", "discharge_c_rate"):
             val = getattr(s, name)
@@ -258,13 +314,13 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
             problems.append(f"scenarios[{i}].ambient_temperature {t} degC is outside the model's "
                             f"range [{lo}, {hi}] degC (model.temperature_range_c)")
         if s.protocol not in schema.PROTOCOLS:
-            problems.append(f"scenarios[{i}].protocol {s.protocol!r} unknown; expected one of "
-                            f"{list(schema.PROTOCOLS)}")
+            problems.append(f"scenarios[{i}].protocol {s.protocol!r} unknown"
+                            f"{nearest(s.protocol, schema.PROTOCOLS)}")
     keys = [p.key for p in cfg.variation.parameters]
     for i, p in enumerate(cfg.variation.parameters):
         if p.key not in schema.PARAMETERS:
-            problems.append(f"variation.parameters[{i}].key {p.key!r} is not a known parameter; "
-                            f"expected one of {sorted(schema.PARAMETERS)}")
+            problems.append(f"variation.parameters[{i}].key {p.key!r} is not a known parameter"
+                            f"{nearest(p.key, schema.PARAMETERS)}")
         if p.distribution not in ("normal", "lognormal", "uniform"):
             problems.append(f"variation.parameters[{i}].distribution {p.distribution!r}; expected "
                             "normal, lognormal or uniform")
@@ -285,7 +341,15 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
             problems.append("variation.correlation must be symmetric, positive semi-definite "
                             "with a unit diagonal")
     if cfg.model.model not in ("DFN", "SPMe", "SPM"):
-        problems.append(f"model.model {cfg.model.model!r}; expected DFN, SPMe or SPM")
+        problems.append(f"model.model {cfg.model.model!r} unknown"
+                        f"{nearest(cfg.model.model, ('DFN', 'SPMe', 'SPM'))}")
+    unknown_mesh = sorted(set(cfg.model.var_pts) - set(MESH_KEYS))
+    for key in unknown_mesh:
+        problems.append(f"model.var_pts key {key!r} unknown{nearest(key, MESH_KEYS)}")
+    for key in MESH_KEYS:
+        n = cfg.model.var_pts.get(key)
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
+            problems.append(f"model.var_pts.{key} must be an integer >= 2, found {n!r}")
     if cfg.n_cycles < 1:
         problems.append(f"n_cycles must be >= 1, found {cfg.n_cycles}")
     if cfg.snapshot_every < 1:
@@ -296,7 +360,10 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
         problems.append(f"protocol needs 0 < v_min < v_max, found v_min={cfg.protocol.v_min}, "
                         f"v_max={cfg.protocol.v_max}")
     for i, seg in enumerate(cfg.protocol.pulse_pattern):
-        if len(seg) != 2 or seg[1] <= 0:
+        if len(seg) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in seg) \
+                or seg[1] <= 0:
             problems.append(f"protocol.pulse_pattern[{i}] must be [multiple, seconds > 0], found {seg}")
+    if not cfg.protocol.pulse_pattern:
+        problems.append("protocol.pulse_pattern is empty; expected [multiple, seconds] segments")
     if problems:
         raise ConfigError(f"{source} is invalid:\n  - " + "\n  - ".join(problems))

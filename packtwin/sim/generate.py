@@ -6,12 +6,19 @@ interface) and writes each finished scenario itself: data first, then ``status``
 so a run killed between the two only redoes that scenario. A rerun skips every scenario with a
 status (``--retry-failed`` retries failed and partial ones); a store made with another config is
 refused.
+
+Before anything runs the config is checked (unknown keys, hard limits of
+:mod:`packtwin.sim.limits`, PyBaMM's own options and parameter names) and the run's size and
+memory are estimated (:mod:`packtwin.sim.budget`). One writer holds ``<store>.lock``; a new
+store is created with its parameter table in a temporary sibling and renamed into place; pool
+workers end with this process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -21,13 +28,16 @@ from typing import Iterable, Literal, Optional, Sequence
 import numpy as np
 
 from packtwin import schema
-from packtwin.data import store
+from packtwin.data import lock, outputs, store
+from packtwin.errors import PacktwinError, one_line
+from packtwin.sim import budget, limits
 from packtwin.sim import config as cfgmod
 from packtwin.sim.config import ConfigError, GenerateConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "generate"
 RUN_OPTIONS = ("config", "preset", "store", "workers", "executor", "scheduler", "retry_failed",
-               "quiet")
+               "quiet", "max_store_gb", "max_memory_gb")
+TRUTH_KIND = "truth"
 
 
 def presets() -> list[str]:
@@ -70,17 +80,85 @@ def build_parser():
     parser.add_argument("--retry-failed", dest="retry_failed", action="store_true",
                         help="also rerun scenarios recorded as failed or partial")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--max-store-gb", dest="max_store_gb", type=float,
+                        default=budget.DEFAULT_MAX_STORE_GB,
+                        help="refuse a run whose store is estimated larger than this [GB]")
+    parser.add_argument("--max-memory-gb", dest="max_memory_gb", type=Optional[float], default=None,
+                        help="refuse a run estimated to need more memory than this [GB] "
+                             "(default: half the machine's memory)")
     parser.add_class_arguments(GenerateConfig, nested_key=None, fail_untyped=False)
     return parser
 
 
+def _config_files(argv: Sequence[str]) -> list[str]:
+    out = []
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--config="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def _check_config_files(argv: Sequence[str]) -> None:
+    """Readable YAML mappings with only known keys (each unknown one named with the nearest)."""
+    import yaml
+
+    for f in _config_files(argv):
+        try:
+            d = yaml.safe_load(Path(f).read_text())
+        except OSError as exc:
+            raise ConfigError(f"config file {f!r} cannot be read: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {f!r} is not valid YAML: "
+                              f"{' '.join(str(exc).split())}") from exc
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file {f!r} must hold a mapping of keys, found "
+                              f"{type(d).__name__}")
+        problems = cfgmod.unknown_keys(d, GenerateConfig, extra=RUN_OPTIONS)
+        if problems:
+            raise ConfigError(f"config file {f!r} is invalid:\n  - " + "\n  - ".join(problems))
+
+
+def _argument_hint(message: str, parser) -> str:
+    """Add the nearest valid option to jsonargparse's 'unknown option' messages."""
+    import re
+
+    m = re.search(r"(?:does not accept option|Unrecognized arguments:)\s*'?(--)?([\w.\-]+)",
+                  message, re.IGNORECASE)
+    if not m:
+        return message
+    valid = sorted({o.lstrip("-").replace("-", "_") for a in parser._actions
+                    for o in a.option_strings} | set(_all_keys(GenerateConfig)))
+    name = m.group(2).lstrip("-").replace("-", "_")
+    if "does not accept option" in message:
+        group = re.search(r"Group '([\w.]+)'", message)
+        name = f"{group.group(1)}.{name}" if group else name
+    return message + cfgmod.nearest(name, valid)
+
+
+def _all_keys(cls, prefix: str = "") -> list[str]:
+    import dataclasses
+    import typing
+
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        out.append(prefix + f.name)
+        if dataclasses.is_dataclass(hint):
+            out += _all_keys(hint, f"{prefix}{f.name}.")
+    return out
+
+
 def parse(argv: Sequence[str]) -> tuple[GenerateConfig, dict]:
     argv = _expand_preset(list(argv))
+    _check_config_files(argv)
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
     except Exception as exc:  # jsonargparse raises ArgumentError with a clear message
-        raise ConfigError(f"invalid arguments or config: {exc}") from exc
+        raise ConfigError(f"invalid arguments or config: "
+                          f"{_argument_hint(str(exc), parser)}") from exc
     d = ns.as_dict()
     run = {k: d.get(k) for k in RUN_OPTIONS}
     gen = {k: v for k, v in d.items() if k not in RUN_OPTIONS and k != "__path__"}
@@ -90,6 +168,11 @@ def parse(argv: Sequence[str]) -> tuple[GenerateConfig, dict]:
         raise ConfigError(f"config does not match GenerateConfig: {exc}") from exc
     src = str(d.get("config")[0]) if d.get("config") else "command-line config"
     cfgmod.validate(cfg, source=src)
+    from packtwin.sim.cell import model_config_problems
+
+    problems = model_config_problems(cfg.model)
+    if problems:
+        raise ConfigError(f"{src} is invalid:\n  - " + "\n  - ".join(problems))
     return cfg, run
 
 
@@ -109,6 +192,21 @@ def draw_cells(cfg: GenerateConfig) -> tuple[list[dict], dict]:
                          cfg.variation.correlation)
     cells = [{k: nominal[k] * float(rel[c, i]) for i, k in enumerate(keys)} for c in range(n_cells)]
     return cells, nominal
+
+
+def check_cells(cfg: GenerateConfig, cells: list[dict], nominal: dict) -> None:
+    """Refuse nominal values or drawn cells that are not physical (naming cell and parameter)."""
+    from packtwin.sim.cell import negative_c_max
+
+    c_max = negative_c_max(cfg.model)
+    problems = limits.cell_problems([nominal], c_max, source="nominal value (parameter set and "
+                                    "model.parameter_overrides), cell")
+    problems += limits.cell_problems(cells, c_max)
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ConfigError("drawn cell parameters are not physical; narrow variation.parameters "
+                          "spreads or fix the overrides:\n  - " + "\n  - ".join(problems[:10])
+                          + more)
 
 
 def config_json(cfg: GenerateConfig) -> str:
@@ -145,8 +243,30 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
     return grid, attrs, {"c_s_n": m.c_max_n, "c_s_p": m.c_max_p}
 
 
-def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: dict) -> None:
-    """Create the store, or check that an existing one was made with this very config."""
+def _incomplete(path: Path) -> bool:
+    """A store the generator began to create but never finished (made by a killed older run):
+    generator attrs but no status array. Nothing was simulated into it, so it is recreated."""
+    try:
+        attrs = store.read_attrs(path)
+    except Exception:
+        return False
+    return "generator_config" in attrs and not (path / "status" / "zarr.json").exists()
+
+
+def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: dict,
+                   log=print) -> None:
+    """Create the store, or check that an existing one was made with this very config.
+
+    A new store (template, attrs and parameter table) is written into a temporary sibling and
+    renamed into place: a kill during creation leaves no store, and the next run starts over.
+    """
+    outputs.recover(path)
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()  # an empty folder holds nothing: create the store there
+    if path.exists() and _incomplete(path):
+        log(f"packtwin generate: store {path} was left incomplete by a killed run (no scenario "
+            f"written); creating it again")
+        shutil.rmtree(path)
     if path.exists():
         try:
             attrs = store.read_attrs(path)
@@ -162,18 +282,45 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
             raise store.StoreError(
                 f"store {str(path)!r} was made with a different generator config (differs in "
                 f"{diff}); use another --store or delete it")
+        _repair_parameter_table(path, cfg, cells, log)
         return
     grid, attrs, c_max = _grid_and_attrs(cfg, nominal)
+    attrs[outputs.ZARR_ATTR] = TRUTH_KIND
     tmpl = schema.template(grid, attrs)
     for name, val in c_max.items():
         tmpl[name].attrs["c_max"] = float(val)
-    store.create_store(path, tmpl)
+    tmp = outputs.temp_sibling(path)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        store.create_store(tmp, tmpl)
+        store.write_region(tmp, _parameter_table(cfg, cells), {schema.CELL: slice(0, len(cells))})
+        os.rename(tmp, path)  # atomic; fails rather than replace anything that appeared
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _parameter_table(cfg: GenerateConfig, cells: list[dict]):
     import xarray as xr
 
-    table = xr.Dataset({schema.param_var(k): ((schema.CELL,),
-                                              np.array([c[k] for c in cells], dtype=float))
-                        for k in grid.param_keys})
-    store.write_region(path, table, {schema.CELL: slice(0, len(cells))})
+    return xr.Dataset({schema.param_var(p.key): ((schema.CELL,),
+                                                 np.array([c[p.key] for c in cells], dtype=float))
+                       for p in cfg.variation.parameters})
+
+
+def _repair_parameter_table(path: Path, cfg: GenerateConfig, cells: list[dict], log) -> None:
+    """Fill a parameter table an older, killed run left empty (the cells are drawn the same way
+    from the same config and seed)."""
+    import zarr
+
+    names = [schema.param_var(p.key) for p in cfg.variation.parameters]
+    group = zarr.open_group(str(path), mode="r")
+    if all(np.isfinite(group[n][:]).all() for n in names if n in group):
+        return
+    log(f"packtwin generate: store {path} has an unwritten parameter table (a run killed just "
+        f"after creating it); writing it from the config's seed")
+    store.write_region(path, _parameter_table(cfg, cells), {schema.CELL: slice(0, len(cells))})
 
 
 def _check_writable(path: Path) -> None:
@@ -246,18 +393,44 @@ def _record_message(path: Path, s: int, message: str | None) -> None:
 # ---------------------------------------------------------------------------------------------
 # execution
 # ---------------------------------------------------------------------------------------------
-class _InlineExecutor(Executor):
-    """Runs tasks in this process (workers=1): no pool start-up, models cached across calls."""
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: end this worker when the generating process ends.
 
-    def submit(self, fn, /, *args, **kwargs):
-        from concurrent.futures import Future
+    PR_SET_PDEATHSIG covers the direct parent (Linux); a watcher thread covers a parent that is
+    not the direct one (forkserver) and platforms without prctl.
+    """
+    import ctypes
+    import signal
+    import threading
 
-        f = Future()
-        try:
-            f.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # pragma: no cover - run_scenario never raises
-            f.set_exception(exc)
-        return f
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+    def watch():
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+
+    if not outputs.pid_alive(parent_pid):
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="packtwin-parent-watch").start()
+
+
+def results(executor: Executor | None, fn, tasks: list) -> Iterable:
+    """Results of ``fn`` over ``tasks`` as each finishes (in this process when no executor)."""
+    if executor is None:  # one worker: each result is handed over (and written) at once
+        for t in tasks:
+            yield fn(t)
+        return
+    for fut in as_completed([executor.submit(fn, t) for t in tasks]):
+        yield fut.result()
 
 
 def make_executor(kind: str, workers: int, scheduler: str | None):
@@ -283,24 +456,36 @@ def make_executor(kind: str, workers: int, scheduler: str | None):
 
         return client.get_executor(pure=False), close
     if workers == 1:
-        return _InlineExecutor(), lambda: None
-    ex = ProcessPoolExecutor(max_workers=workers)
+        return None, lambda: None
+    ex = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                             initargs=(os.getpid(),))
     return ex, lambda: ex.shutdown(wait=True, cancel_futures=True)
 
 
 def run(cfg: GenerateConfig, store_path: str | os.PathLike, workers: int | None = None,
         executor: str = "process", scheduler: str | None = None, retry_failed: bool = False,
-        quiet: bool = False, log=print) -> dict:
+        quiet: bool = False, log=print, max_store_gb: float | None = None,
+        max_memory_gb: float | None = None) -> dict:
     """Generate (or resume) a store; returns counts and timing."""
-    from packtwin.sim.scenario import run_scenario
-
     path = Path(store_path)
     t0 = time.perf_counter()
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, found {workers}")
+    budget.check(cfg, workers or os.cpu_count() or 1, max_store_gb, max_memory_gb)
     _check_writable(path)
+    with lock.exclusive(path, command="packtwin generate") as held:
+        if held.get("stale"):
+            log(f"packtwin generate: taking over the lock of pid {held['stale'].get('pid')} "
+                f"(no longer running)")
+        return _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, log, t0)
+
+
+def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, log, t0) -> dict:
+    from packtwin.sim.scenario import run_scenario
+
     cells, nominal = draw_cells(cfg)
-    open_or_create(path, cfg, cells, nominal)
+    check_cells(cfg, cells, nominal)
+    open_or_create(path, cfg, cells, nominal, log=log)
     todo = pending(path, len(cfg.scenarios), retry_failed)
     skipped = len(cfg.scenarios) - len(todo)
     log(f"packtwin generate: store {path}: {len(cfg.scenarios)} scenarios, {skipped} already done, "
@@ -313,10 +498,8 @@ def run(cfg: GenerateConfig, store_path: str | os.PathLike, workers: int | None 
     if tasks:
         ex, close = make_executor(executor, workers, scheduler)
         try:
-            futures = [ex.submit(run_scenario, t) for t in tasks]
-            bar = _progress(len(futures), quiet)
-            for fut in as_completed(futures):
-                res = fut.result()
+            bar = _progress(len(tasks), quiet)
+            for res in results(ex, run_scenario, tasks):
                 write_result(path, res)
                 _record_message(path, res["scenario"], res["message"])
                 key = {schema.STATUS_OK: "ok", schema.STATUS_PARTIAL: "partial"}.get(
@@ -350,9 +533,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         cfg, opts = parse(argv)
         counts = run(cfg, opts["store"], opts["workers"], opts["executor"], opts["scheduler"],
-                     bool(opts["retry_failed"]), bool(opts["quiet"]))
-    except (ConfigError, store.StoreError) as exc:
-        print(f"packtwin generate: error: {exc}", file=sys.stderr)
+                     bool(opts["retry_failed"]), bool(opts["quiet"]),
+                     max_store_gb=opts["max_store_gb"], max_memory_gb=opts["max_memory_gb"])
+    except PacktwinError as exc:
+        if os.environ.get("PACKTWIN_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"packtwin generate: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(f"packtwin generate: done in {counts['wall_s']:.1f} s: {counts['ok']} ok, "
           f"{counts['partial']} partial, {counts['failed']} failed, {counts['skipped']} skipped; "
