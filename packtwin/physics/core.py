@@ -30,11 +30,13 @@ from torch import Tensor
 from packtwin.physics.constants import F
 from packtwin.physics.core_grid import SphereGrid, ThicknessGrid, interp_linear
 from packtwin.physics.core_params import CellDesign, CoreParams, okane2022_design
-from packtwin.physics.current_distribution import (NEWTON_ITERATIONS, ElectrodeSolution,
-                                                   solve_electrode, terminal_voltage)
+from packtwin.physics.current_distribution import (NEWTON_ITERATIONS, WARM_ITERATIONS,
+                                                   ElectrodeSolution, solve_electrode,
+                                                   terminal_voltage)
 from packtwin.physics.diffusion import arrhenius
 from packtwin.physics.electrolyte import electrolyte_conductivity, electrolyte_step
-from packtwin.physics.ocp import ocp_negative, ocp_positive
+from packtwin.physics.ocp import (ocp_negative, ocp_negative_slope, ocp_positive,
+                                  ocp_positive_slope)
 from packtwin.physics.particle_fv import (particle_average, particle_operators, particle_step,
                                          surface_concentration)
 from packtwin.physics.sei import sei_growth_rate
@@ -72,7 +74,8 @@ class CoreConfig:
     n_r: int = 12  # shells per particle
     r_stretch: float = 2.0  # > 1: thinner shells towards the surface
     max_substep_s: float = 10.0  # backward-Euler sub-step [s]
-    newton_iterations: int = NEWTON_ITERATIONS
+    newton_iterations: int = NEWTON_ITERATIONS  # from a uniform guess
+    warm_iterations: int = WARM_ITERATIONS  # from the last solution at the same current
 
 
 class ReducedCore:
@@ -143,22 +146,31 @@ class ReducedCore:
     def _kappa_eff(self, c_e: Tensor, T: Tensor) -> Tensor:
         return electrolyte_conductivity(c_e, T[:, None]) * self.tortuosity
 
-    def _solve(self, s0_n, g_n, s0_p, g_p, c_e, T, i_app, L_sei
+    def _solve(self, s0_n, g_n, s0_p, g_p, c_e, T, i_app, L_sei, guess=None
                ) -> tuple[ElectrodeSolution, ElectrodeSolution, Tensor]:
         c, d, g, p = self.design.constants, self.design, self.grid_x, self.params
         kappa = self._kappa_eff(c_e, T)
         n0, p0 = g.n_n, g.n_n + g.n_s
-        it = self.config.newton_iterations
-        neg = solve_electrode(s0_n, g_n, ocp_negative, c.neg.c_max, p.k_n, c.neg.Ea_k, T,
-                              c_e[:, :n0], kappa[:, :n0], d.sigma_eff("n"), g.dx_n, self.a_n,
-                              i_app, +1.0, self.film_resistance(L_sei), it)
-        pos = solve_electrode(s0_p, g_p, ocp_positive, c.pos.c_max, p.k_p, c.pos.Ea_k, T,
-                              c_e[:, p0:], kappa[:, p0:], d.sigma_eff("p"), g.dx_p, self.a_p,
-                              i_app, -1.0, 0.0, it)
+        if guess is None:
+            it, (j_n, j_p) = self.config.newton_iterations, (None, None)
+        else:
+            it, (j_n, j_p) = self.config.warm_iterations, guess
+        neg = solve_electrode(s0_n, g_n, ocp_negative, ocp_negative_slope, c.neg.c_max, p.k_n,
+                              c.neg.Ea_k, T, c_e[:, :n0], kappa[:, :n0], d.sigma_eff("n"),
+                              g.dx_n, self.a_n, i_app, +1.0, self.film_resistance(L_sei), it,
+                              j_n)
+        pos = solve_electrode(s0_p, g_p, ocp_positive, ocp_positive_slope, c.pos.c_max, p.k_p,
+                              c.pos.Ea_k, T, c_e[:, p0:], kappa[:, p0:], d.sigma_eff("p"),
+                              g.dx_p, self.a_p, i_app, -1.0, 0.0, it, j_p)
         return neg, pos, kappa
 
-    def measure(self, state: CoreState, I: Tensor, T: Tensor) -> CoreOutputs:
-        """Outputs of a state at current I [B] and temperature T [B] (the measurement model)."""
+    def measure(self, state: CoreState, I: Tensor, T: Tensor,
+                guess: tuple[Tensor, Tensor] | None = None) -> CoreOutputs:
+        """Outputs of a state at current I [B] and temperature T [B] (the measurement model).
+
+        ``guess``: reaction currents (j_n, j_p) close to the answer (e.g. the step's own), so
+        that ``config.warm_iterations`` Newton iterations suffice instead of
+        ``config.newton_iterations``."""
         c, d, g, p = self.design.constants, self.design, self.grid_x, self.params
         I = torch.as_tensor(I, dtype=self.dtype)
         T = torch.as_tensor(T, dtype=self.dtype)
@@ -168,7 +180,7 @@ class ReducedCore:
         gain_p = -(1.0 - rho) * p.R_p / (F * D_p)
         i_app = I / c.neg.A
         neg, pos, kappa = self._solve(state.c_n[..., -1], gain_n, state.c_p[..., -1], gain_p,
-                                      state.c_e, T, i_app, state.L_sei)
+                                      state.c_e, T, i_app, state.L_sei, guess)
         V = terminal_voltage(neg, pos, i_app, I, T, state.c_e, kappa, self.dx, g.n_n, g.n_s,
                              d.sigma_eff("n"), d.sigma_eff("p"), self.a_n, self.a_p,
                              p.R_contact)
@@ -184,6 +196,13 @@ class ReducedCore:
     # -- time stepping -------------------------------------------------------------------------
     def step(self, state: CoreState, I: Tensor, T: Tensor, dt: float) -> CoreState:
         """Advance by ``dt`` [s] at constant current I [B] [A] and temperature T [B] [K]."""
+        return self.advance(state, I, T, dt)[0]
+
+    def advance(self, state: CoreState, I: Tensor, T: Tensor, dt: float,
+                guess: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[CoreState, tuple[Tensor, Tensor]]:
+        """:meth:`step` that also returns the last sub-step's reaction currents (j_n, j_p) and
+        takes a ``guess`` of them (valid when the current has not changed since)."""
         if not dt > 0:
             raise ValueError(f"ReducedCore.step: dt must be > 0 s, got {dt}")
         c, p = self.design.constants, self.params
@@ -203,14 +222,15 @@ class ReducedCore:
             g_n = ops_n.q[:, -1] * ops_n.flux_scale + ops_n.surf_gain
             g_p = ops_p.q[:, -1] * ops_p.flux_scale + ops_p.surf_gain
             neg, pos, _ = self._solve(Pc_n[..., -1], g_n, Pc_p[..., -1], g_p, c_e, T, i_app,
-                                      L_sei)
+                                      L_sei, guess)
+            guess = (neg.j, pos.j)
             c_n = Pc_n + ops_n.q[:, None, :] * (ops_n.flux_scale[:, None] * neg.j)[..., None]
             c_p = Pc_p + ops_p.q[:, None, :] * (ops_p.flux_scale[:, None] * pos.j)[..., None]
             source = torch.cat([self.a_n[:, None] * neg.j, zeros_s, self.a_p[:, None] * pos.j],
                                dim=1)
             c_e = electrolyte_step(c_e, source, T, self.eps_e, self.tortuosity, self.dx, h)
             L_sei = L_sei + h * sei_growth_rate(L_sei, T, c.sei, p.D_sol)
-        return CoreState(c_n, c_p, c_e, L_sei)
+        return CoreState(c_n, c_p, c_e, L_sei), guess
 
     def simulate(self, state: CoreState, I: Tensor, T: Tensor, dt: float
                  ) -> tuple[CoreState, dict[str, Tensor]]:
@@ -220,9 +240,12 @@ class ReducedCore:
         T = torch.as_tensor(T, dtype=self.dtype)
         outs: list[CoreOutputs] = []
         states: list[CoreState] = []
+        guess = None
         for k in range(I.shape[1]):
-            state = self.step(state, I[:, k], T[:, k], dt)
-            outs.append(self.measure(state, I[:, k], T[:, k]))
+            # warm-start Newton only where nothing changed (a current step moves j everywhere)
+            same = k > 0 and bool((I[:, k] == I[:, k - 1]).all())
+            state, guess = self.advance(state, I[:, k], T[:, k], dt, guess if same else None)
+            outs.append(self.measure(state, I[:, k], T[:, k], guess))
             states.append(state)
         stacked = {name: torch.stack([getattr(o, name) for o in outs], 1)
                    for name in CoreOutputs._fields}

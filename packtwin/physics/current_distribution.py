@@ -29,7 +29,7 @@ from packtwin.physics.electrolyte import C_FLOOR, T_PLUS
 from packtwin.physics.kinetics import exchange_current_density
 
 NEWTON_ITERATIONS = 6  # from a uniform start; the test checks 6 against 12 at 3C
-_DSTO = 1e-6  # stoichiometry step of the OCP slope (central difference; Newton only)
+WARM_ITERATIONS = 3  # from the previous (sub-)step's solution at the same current (tested)
 
 
 class ElectrodeSolution(NamedTuple):
@@ -39,22 +39,24 @@ class ElectrodeSolution(NamedTuple):
     i_e_faces: Tensor  # [B, N-1] ionic current density at the interior faces [A/m2]
 
 
-def solve_electrode(s0: Tensor, g: Tensor, ocp: Callable[[Tensor], Tensor], c_max: float,
+def solve_electrode(s0: Tensor, g: Tensor, ocp: Callable[[Tensor], Tensor],
+                    ocp_slope: Callable[[Tensor], Tensor], c_max: float,
                     k: Tensor, Ea_k: float, T: Tensor, c_e: Tensor, kappa_eff: Tensor,
                     sigma_eff: float, dx: float, a: Tensor, i_app: Tensor, sign: float,
-                    R_film: Tensor | float = 0.0, iterations: int = NEWTON_ITERATIONS
-                    ) -> ElectrodeSolution:
+                    R_film: Tensor | float = 0.0, iterations: int = NEWTON_ITERATIONS,
+                    j_init: Tensor | None = None) -> ElectrodeSolution:
     """Current distribution in one electrode.
 
     Args:
         s0, g: surface concentration c_surf = s0 + g j: s0 [B, N] [mol/m3], g [B] or [B, N].
-        ocp: U(stoichiometry) [V]; c_max: [mol/m3]; k: j0 prefactor at T_ref [B]; Ea_k [J/mol].
+        ocp: U(stoichiometry) [V]; ocp_slope: dU/dsto [V] (Newton's Jacobian only); c_max: [mol/m3]; k: j0 prefactor at T_ref [B]; Ea_k [J/mol].
         T: [B] temperature [K]; c_e, kappa_eff: [B, N] electrolyte concentration [mol/m3] and
             effective conductivity [S/m] at the particles.
         sigma_eff: effective solid conductivity [S/m]; dx: cell width [m]; a: [B] specific
             area [1/m]; i_app: [B] cell current density I / A [A/m2], discharge > 0.
         sign: +1 negative electrode (i_e 0 -> i_app with x), -1 positive (i_app -> 0).
         R_film: film resistance per unit particle area [Ohm m2], [B] or float.
+        iterations: Newton iterations; j_init: [B, N] starting guess (default uniform).
     """
     B, N = s0.shape
     dtype = s0.dtype
@@ -81,16 +83,21 @@ def solve_electrode(s0: Tensor, g: Tensor, ocp: Callable[[Tensor], Tensor], c_ma
         i_e = i_e0[:, None] + torch.cumsum(adx * j, dim=1)[:, :-1]
         return c_surf, sto, j0, x, dphi, i_e
 
-    j = (sign * i_app / (a * dx * N))[:, None].expand(B, N).clone()
+    if j_init is None:
+        j = (sign * i_app / (a * dx * N))[:, None].expand(B, N)
+    else:
+        j = j_init
     for _ in range(iterations):
         c_surf, sto, j0, x, dphi, i_e = terms(j)
         i_s = i_app[:, None] - i_e
         r_pot = dphi[:, 1:] - dphi[:, :-1] - (-i_s * dx / sigma_eff + i_e * R_e - diffusion)
         r_charge = (adx * j).sum(1, keepdim=True) - (sign * i_app)[:, None]
         res = torch.cat([r_pot, r_charge], dim=1)
-        dU = (ocp(sto + _DSTO) - ocp(sto - _DSTO)) / (2.0 * _DSTO * c_max)
-        # j0's own dependence on j (through c_surf) is left out: a quasi-Newton direction.
-        d = dU * g + RT_F[:, None] / (j0 * torch.sqrt(1.0 + x * x)) + R_film  # [B, N]
+        dU = ocp_slope(sto) / c_max
+        # j0 depends on j through c_surf: d ln j0 / dj = (1/c - 1/(c_max - c)) g / 2
+        dlnj0 = 0.5 * (1.0 / c_surf - 1.0 / (c_max - c_surf)) * g
+        d = (dU * g + RT_F[:, None] * (1.0 - j * dlnj0) / (j0 * torch.sqrt(1.0 + x * x))
+             + R_film)  # [B, N]
         # row k: d(dphi_{k+1} - dphi_k)/dj
         J_pot = torch.diag_embed(d[:, 1:], 1)[:, :N - 1] - torch.diag_embed(d)[:, :N - 1]
         J = torch.cat([J_pot - coupling,

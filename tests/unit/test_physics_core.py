@@ -122,8 +122,10 @@ def test_more_newton_iterations_do_not_change_the_voltage():
     I = torch.tensor([[5.0], [15.0]], dtype=torch.float64).expand(2, 5)
     T = torch.tensor([[263.15], [298.15]], dtype=torch.float64).expand(2, 5)
     outs = []
-    for it in (NEWTON_ITERATIONS, 2 * NEWTON_ITERATIONS):
-        core = _core(config=CoreConfig(**{**cfg.__dict__, "newton_iterations": it}))
+    # default cold and warm-started counts against 12 iterations everywhere
+    for it, warm in ((NEWTON_ITERATIONS, cfg.warm_iterations), (12, 12)):
+        core = _core(config=CoreConfig(**{**cfg.__dict__, "newton_iterations": it,
+                                          "warm_iterations": warm}))
         outs.append(core.simulate(core.initial_state(), I, T, 60.0)[1]["voltage"])
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-4)
 
@@ -201,3 +203,13 @@ def test_particle_field_reproduces_nodes_and_interpolates():
     y = torch.tensor([0.0, 1.0, 4.0])
     assert interp_linear(torch.tensor([-1.0, 0.5, 1.5, 9.0]), torch.tensor([0.0, 1.0, 2.0]),
                          y).tolist() == [0.0, 0.5, 2.5, 4.0]
+
+
+@pytest.mark.parametrize("domain", ["negative", "positive"])
+def test_ocp_slopes_match_autograd(domain):
+    from packtwin.physics.ocp import ocp, ocp_negative_slope, ocp_positive_slope
+
+    sto = torch.linspace(0.02, 0.98, 97, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(ocp(sto, domain).sum(), sto)
+    slope = (ocp_negative_slope if domain == "negative" else ocp_positive_slope)(sto.detach())
+    torch.testing.assert_close(slope, grad, rtol=1e-9, atol=1e-9)
