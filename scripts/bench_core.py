@@ -17,6 +17,13 @@ DFN's current and its lumped temperature at the same sampling period. Reported p
 * cost: DFN solve time and core time for one cell, and the core for all cells in one batch,
   in seconds per simulated hour of one cell (one thread).
 
+EKF (``--ekf``): the core's EKF (``packtwin.physics.ekf``) on a DFN log that starts under load:
+each cell discharged at 1C from full for 20 min, then the generator's pulse pattern; the filter
+sees only the samples after 20 min (10 mV Gaussian noise added to the voltage) and starts at rest
+at the true SOC -30 % (cell 0) / +30 % (cell 1), with the cell's true parameters. Errors against
+the DFN's fields vs time since the start, time until they stay below 1 % of c_max, and the same
+core run open loop from the same wrong start for comparison.
+
 Then a resolution study of the core (particles per electrode, shells, sub-step) on cell 0 and a
 DFN mesh check (the DFN at ``--dfn-r``/``--dfn-x`` against a finer one), so the floors are stated
 against the reference's own mesh error.
@@ -40,6 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from packtwin.physics.core import CoreConfig, ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
+from packtwin.physics.ekf import CoreEKF, EKFConfig  # noqa: E402
+from packtwin.physics.ocv_inversion import StoichiometryLine, soc_window  # noqa: E402
 from packtwin.sim.config import GenerateConfig  # noqa: E402
 from packtwin.sim.generate import draw_cells  # noqa: E402
 from packtwin.sim.reference import fine_model_config, run_profile  # noqa: E402
@@ -102,6 +111,119 @@ def compare(core: ReducedCore, out: dict, b: int, ref: dict) -> dict:
     }
 
 
+def _time_below(t: np.ndarray, err: np.ndarray, level: float) -> float | None:
+    """First time after which ``err`` stays below ``level`` to the end (None: never)."""
+    above = np.nonzero(err >= level)[0]
+    if above.size == 0:
+        return float(t[0])
+    return None if above[-1] == len(err) - 1 else float(t[above[-1] + 1])
+
+
+def _fv_average(c: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    edges = np.concatenate([[0.0], 0.5 * (rho[1:] + rho[:-1]), [1.0]])
+    w = edges[1:] ** 3 - edges[:-1] ** 3
+    return (c * w).sum(-1) / w.sum()
+
+
+def ekf_experiment(cells: list[dict], nominal: dict, dfn_cfg, period: float,
+                   soc_errors=(-0.3, 0.3), config: CoreConfig | None = None,
+                   ekf_config: EKFConfig | None = None) -> dict:
+    """The EKF from a wrong SOC on a DFN log that starts under load (see the module doc)."""
+    config = config or CoreConfig(n_x_n=5, n_x_p=5, n_r=10)
+    pulse = GenerateConfig().protocol.pulse_pattern
+    lead = 1200.0
+    segments = [(CAPACITY_AH, lead)] + [(CAPACITY_AH * m, d) for m, d in pulse]
+    cells = cells[:len(soc_errors)]
+    refs = [run_profile(c, nominal, segments, 298.15, period, dfn_cfg) for c in cells]
+    k0 = int(round(lead / period))
+    params = CoreParams.from_truth({k: [c[k] for c in cells] for k in cells[0]})
+    core = ReducedCore(params, config)
+    const = core.design.constants
+    B = len(cells)
+    # each cell's stoichiometry line (its inventory and active fractions) and SOC window
+    windows, theta, soc_true = [], [], []
+    for b in range(B):
+        vn = float(params.eps_s_n[b]) * const.neg.L * const.neg.A
+        vp = float(params.eps_s_p[b]) * const.pos.L * const.pos.A
+        line = StoichiometryLine(float(params.c_n_init[b]) * vn + core.design.c_p_init * vp,
+                                 const.neg.c_max * vn, const.pos.c_max * vp)
+        s0, s100 = soc_window(const, line)
+        th = float(_fv_average(refs[b]["c_s_n"][k0], refs[b]["r_n"]).mean()) / const.neg.c_max
+        soc = (th - s0) / (s100 - s0)
+        th_prior = s0 + float(np.clip(soc + soc_errors[b], 0.02, 0.98)) * (s100 - s0)
+        windows.append(s100 - s0)
+        theta.append((th_prior, float(line.sto_p(th_prior))))
+        soc_true.append(soc)
+    dtype = torch.float64
+    prior = core.initial_state(torch.tensor([t[0] for t in theta], dtype=dtype) * const.neg.c_max,
+                               torch.tensor([t[1] for t in theta], dtype=dtype) * const.pos.c_max)
+    I = torch.tensor(np.stack([r["current"][k0 + 1:] for r in refs]), dtype=dtype)
+    T = torch.tensor(np.stack([r["temperature"][k0 + 1:] for r in refs]), dtype=dtype)
+    rng = np.random.default_rng(0)
+    V = torch.tensor(np.stack([r["voltage"][k0 + 1:] for r in refs])
+                     + 0.01 * rng.standard_normal(I.shape), dtype=dtype)
+    ekf_config = ekf_config or EKFConfig()
+    ekf = CoreEKF(core, ekf_config)
+    est = ekf.init(prior, torch.tensor(windows, dtype=dtype),
+                   torch.tensor(np.stack([r["current"][k0] for r in refs]), dtype=dtype), T[:, 0])
+    open_loop = est  # the same prior, never corrected
+    K = I.shape[1]
+    rows = {"ekf": [], "open_loop": []}
+    t0 = time.perf_counter()
+    step_times = []
+    for k in range(K):
+        ts = time.perf_counter()
+        est, _ = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
+        step_times.append(time.perf_counter() - ts)
+        with torch.no_grad():
+            ol_state = core.step(ekf.state(open_loop), I[:, k], T[:, k], period)
+        open_loop = open_loop._replace(x=torch.cat([ol_state.c_n.flatten(1), ol_state.c_p.flatten(1),
+                                                    ol_state.c_e], 1), L_sei=ol_state.L_sei)
+        for name, e in (("ekf", est), ("open_loop", open_loop)):
+            st = ekf.state(e)
+            with torch.no_grad():
+                out = core.measure(st, I[:, k], T[:, k])
+            row = []
+            for b, ref in enumerate(refs):
+                cn = core.particle_field(st.c_n[b], out.c_n_surf[b], core.grid_x.x_n(),
+                                         torch.tensor(ref["x_n"]), torch.tensor(ref["r_n"])).numpy()
+                cp = core.particle_field(st.c_p[b], out.c_p_surf[b], core.grid_x.x_p(),
+                                         torch.tensor(ref["x_p"]), torch.tensor(ref["r_p"])).numpy()
+                tn, tp = ref["c_s_n"][k0 + 1 + k], ref["c_s_p"][k0 + 1 + k]
+                row.append({
+                    "c_s_n_rmse_pct": 100 * float(np.sqrt(np.mean((cn - tn) ** 2))) / C_MAX_N,
+                    "c_s_p_rmse_pct": 100 * float(np.sqrt(np.mean((cp - tp) ** 2))) / C_MAX_P,
+                    "c_n_mean_error_pct": 100 * float(
+                        _fv_average(cn, ref["r_n"]).mean() - _fv_average(tn, ref["r_n"]).mean())
+                    / C_MAX_N,
+                    "voltage_error_mV": 1e3 * float(out.voltage[b] - ref["voltage"][k0 + 1 + k]),
+                })
+            rows[name].append(row)
+    t_total = time.perf_counter() - t0
+    t = (np.arange(K) + 1) * period
+    result = {"config": config.__dict__, "ekf_config": ekf_config.__dict__,
+              "log_start_s_into_discharge": lead,
+              "soc_true_at_start": soc_true, "soc_error_of_prior": list(soc_errors[:B]),
+              "voltage_noise_mV": 10.0, "period_s": period, "duration_s": float(t[-1]),
+              "ekf_step_ms_for_batch": 1e3 * float(np.median(step_times)), "batch": B,
+              "total_s": t_total, "per_cell": []}
+    for b in range(B):
+        cell = {}
+        for name in ("ekf", "open_loop"):
+            series = {m: np.array([r[b][m] for r in rows[name]]) for m in rows[name][0][b]}
+            cell[name] = {
+                "time_to_below_1pct_s": {m: _time_below(t, np.abs(series[m]), 1.0)
+                                         for m in ("c_s_n_rmse_pct", "c_s_p_rmse_pct",
+                                                   "c_n_mean_error_pct")},
+                "final": {m: float(v[-1]) for m, v in series.items()},
+                "last_5min_rmse": {m: float(np.sqrt(np.mean(v[t > t[-1] - 300] ** 2)))
+                                   for m, v in series.items()},
+                "series_every_30s": {m: v[2::3].round(4).tolist() for m, v in series.items()},
+            }
+        result["per_cell"].append(cell)
+    return result
+
+
 def summarise(per_cell: list[dict]) -> dict:
     keys = per_cell[0].keys()
     return {k: {"mean": float(np.mean([m[k] for m in per_cell])),
@@ -116,6 +238,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dfn-r", type=int, default=30)
     ap.add_argument("--dfn-x", type=int, default=16)
     ap.add_argument("--only", nargs="*", help="condition names to run (default: all)")
+    ap.add_argument("--ekf", action="store_true", help="also run the EKF experiment")
+    ap.add_argument("--ekf-only", action="store_true",
+                    help="run only the EKF experiment, merging it into an existing --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -134,6 +259,15 @@ def main(argv=None) -> int:
         "core": {"config": CoreConfig().__dict__},
         "cells": cells, "period_s": args.period, "conditions": {},
     }
+    if args.ekf_only:
+        out = Path(args.out)
+        result = json.loads(out.read_text()) if out.exists() else result
+        result["ekf"] = ekf_experiment(cells, nominal, dfn_cfg, args.period)
+        result["ekf"]["command"] = result["command"]
+        result["ekf"]["loadavg_at_end"] = list(os.getloadavg())
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return 0
     conds = conditions(args.period)
     refs_by_cond = {}
     for name, cond in conds.items():
@@ -184,6 +318,8 @@ def main(argv=None) -> int:
             "voltage_rmse_mV": 1e3 * float(np.sqrt(np.mean(
                 (ref["voltage"][1:] - ref_f["voltage"][1:]) ** 2))),
         }
+    if args.ekf:
+        result["ekf"] = ekf_experiment(cells, nominal, dfn_cfg, args.period)
     result["machine"]["loadavg_at_end"] = list(os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

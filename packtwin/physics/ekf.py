@@ -31,11 +31,20 @@ from packtwin.physics.core_params import CoreParams
 class EKFConfig:
     voltage_noise_v: float = 0.01  # measurement noise std [V]
     prior_soc_std: float = 0.3  # prior std along the inventory line, fraction of the window
-    prior_load_std_a: float = 5.0  # prior std of the load profile's current [A] (1C here)
+    # Prior std of the load profile's amplitude [A]; its mean is set at the first current.
+    # 0 is best of {0, 1, 5} A on the DFN log of scripts/bench_core.py.
+    prior_load_std_a: float = 0.0
+    # Std of a linear through-thickness tilt of the particles' lithium (end value, fraction of
+    # c_max). Graphite's flat OCP lets 1C build a 12 % of c_max tilt in 20 min (DFN) that a
+    # rest prior lacks; 0.06 here brought one cell's negative field error from 3 % to 0.9 % and
+    # made the other's worse (3 -> 4 %): the voltage barely sees it. Off by default.
+    prior_tilt_std: float = 0.0
     prior_shell_std: float = 0.005  # independent shell std, fraction of c_max
     prior_ce_std: float = 50.0  # electrolyte [mol/m3]
     update_iterations: int = 3  # iterated EKF (1 = plain EKF)
-    process_soc_std: float = 0.005  # per step along the inventory line, fraction of the window
+    # per step along the inventory line, fraction of the window (0.002 of {0.001, 0.002, 0.005}
+    # on the DFN log: lower is over-confident, higher follows the noise)
+    process_soc_std: float = 0.002
     process_shell_std: float = 2e-4  # per step, fraction of c_max
     process_ce_std: float = 2.0  # per step [mol/m3]
 
@@ -102,6 +111,24 @@ def load_profile_direction(core: ReducedCore, T: Tensor) -> tuple[Tensor, Tensor
     return vn, vp
 
 
+def tilt_directions(core: ReducedCore) -> tuple[Tensor, Tensor]:
+    """[B, n] each: particles' concentration rising linearly through each electrode's thickness,
+    +-1 mol/m3 at the ends' particles, zero net lithium (equal particle volumes)."""
+    cfg = core.config
+    B = core.params.n_cells
+    out = []
+    for n_x, first in ((cfg.n_x_n, True), (cfg.n_x_p, False)):
+        tilt = torch.linspace(-1.0, 1.0, n_x, dtype=core.dtype) if n_x > 1 else \
+            torch.zeros(1, dtype=core.dtype)
+        block = tilt[:, None].expand(n_x, cfg.n_r).reshape(-1)
+        zn = torch.zeros(cfg.n_x_n * cfg.n_r, dtype=core.dtype)
+        zp = torch.zeros(cfg.n_x_p * cfg.n_r, dtype=core.dtype)
+        ze = torch.zeros(core.grid_x.n, dtype=core.dtype)
+        v = torch.cat([block, zp, ze]) if first else torch.cat([zn, block, ze])
+        out.append(v.expand(B, -1))
+    return out[0], out[1]
+
+
 class CoreEKF:
     """EKF for a batch of cells sharing one :class:`ReducedCore` (per-cell parameters)."""
 
@@ -160,11 +187,16 @@ class CoreEKF:
         v = soc_direction(self.core, window)
         self._soc_dir = v
         vn, vp = load_profile_direction(self.core, T0)
+        tn, tp = tilt_directions(self.core)
+        c = self.core.design.constants
+        tn, tp = tn * c.neg.c_max, tp * c.pos.c_max
         cfg = self.config
         P = (self._neutral_diag(self.p0_diag).expand(v.shape[0], -1, -1)
              + cfg.prior_soc_std ** 2 * v[:, :, None] * v[:, None, :]
              + cfg.prior_load_std_a ** 2 * (vn[:, :, None] * vn[:, None, :]
-                                            + vp[:, :, None] * vp[:, None, :]))
+                                            + vp[:, :, None] * vp[:, None, :])
+             + cfg.prior_tilt_std ** 2 * (tn[:, :, None] * tn[:, None, :]
+                                          + tp[:, :, None] * tp[:, None, :]))
         I0 = torch.as_tensor(I0, dtype=v.dtype).expand(v.shape[0])
         x0 = self._clamp(flatten(state) + I0[:, None] * (vn + vp))
         return EKFState(x0, P, state.L_sei)
