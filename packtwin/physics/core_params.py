@@ -162,6 +162,20 @@ class CoreParams:
         return out
 
 
+def truth_table(ds) -> dict[str, np.ndarray]:
+    """The ``param_*`` variables of a truth store (an xarray Dataset or any mapping of arrays),
+    as ``{key: [cell] values}`` for :meth:`CoreParams.from_truth`.
+
+    Raises:
+        ValueError: the dataset has no ``param_*`` variable.
+    """
+    names = [n for n in getattr(ds, "data_vars", ds) if str(n).startswith("param_")]
+    if not names:
+        raise ValueError("truth_table: no 'param_*' variables in the dataset; a truth store "
+                         "written by 'packtwin generate' has one per varied parameter")
+    return {str(n)[len("param_"):]: np.asarray(ds[n]) for n in names}
+
+
 # truth-table key -> (CoreParams field, conversion)
 _TRUTH_MAP: dict[str, tuple[str, str]] = {
     "neg_c_init": ("c_n_init", "same"),

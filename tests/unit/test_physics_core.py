@@ -213,3 +213,18 @@ def test_ocp_slopes_match_autograd(domain):
     (grad,) = torch.autograd.grad(ocp(sto, domain).sum(), sto)
     slope = (ocp_negative_slope if domain == "negative" else ocp_positive_slope)(sto.detach())
     torch.testing.assert_close(slope, grad, rtol=1e-9, atol=1e-9)
+
+
+def test_params_from_a_store_truth_table(synthetic_store):
+    import xarray as xr
+
+    from packtwin.physics.core_params import truth_table
+
+    ds = xr.open_zarr(synthetic_store)
+    table = truth_table(ds)
+    p = CoreParams.from_truth(table)
+    assert p.n_cells == ds.sizes["cell"]
+    np.testing.assert_allclose(p.D_n.numpy(), ds["param_neg_diffusivity"].values)
+    np.testing.assert_allclose(p.c_n_init.numpy(), ds["param_neg_c_init"].values)
+    with pytest.raises(ValueError, match="no 'param_\\*' variables"):
+        truth_table(ds.drop_vars([f"param_{k}" for k in table]))
