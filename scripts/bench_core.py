@@ -26,7 +26,8 @@ core run open loop from the same wrong start for comparison.
 
 Then a resolution study of the core (particles per electrode, shells, sub-step) on cell 0 and a
 DFN mesh check (the DFN at ``--dfn-r``/``--dfn-x`` against a finer one), so the floors are stated
-against the reference's own mesh error.
+against the reference's own mesh error; and the core's time for a 100-cell pack's 1C discharge
+hour at 60 s sampling (``pack_speed``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,24 @@ def compare(core: ReducedCore, out: dict, b: int, ref: dict) -> dict:
         "plating_margin_rmse_mV": 1e3 * rms(out["plating_margin"][b].numpy()
                                             - ref["plating_margin"][1:]),
     }
+
+
+def pack_speed(n_cells: int = 100, period: float = 60.0, repeats: int = 3) -> dict:
+    """Core time for a 1C discharge hour of ``n_cells`` nominal cells at ``period`` sampling
+    (one thread, no autograd; median of ``repeats``)."""
+    core = ReducedCore(CoreParams.nominal(n_cells))
+    K = int(round(3600.0 / period))
+    I = torch.full((n_cells, K), CAPACITY_AH, dtype=torch.float64)
+    T = torch.full_like(I, 298.15)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            core.simulate(core.initial_state(), I, T, period)
+        times.append(time.perf_counter() - t0)
+    return {"n_cells": n_cells, "period_s": period, "samples": K,
+            "seconds_per_1C_discharge_hour": float(np.median(times)),
+            "ms_per_sample": 1e3 * float(np.median(times)) / K}
 
 
 def _time_below(t: np.ndarray, err: np.ndarray, level: float) -> float | None:
@@ -241,6 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ekf", action="store_true", help="also run the EKF experiment")
     ap.add_argument("--ekf-only", action="store_true",
                     help="run only the EKF experiment, merging it into an existing --out")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="run only the 100-cell speed check, merging it into an existing --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -261,10 +282,20 @@ def main(argv=None) -> int:
     }
     if args.ekf_only:
         out = Path(args.out)
+        command = result["command"]
         result = json.loads(out.read_text()) if out.exists() else result
         result["ekf"] = ekf_experiment(cells, nominal, dfn_cfg, args.period)
-        result["ekf"]["command"] = result["command"]
+        result["ekf"]["command"] = command
         result["ekf"]["loadavg_at_end"] = list(os.getloadavg())
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return 0
+    if args.speed_only:
+        out = Path(args.out)
+        command = result["command"]
+        result = json.loads(out.read_text()) if out.exists() else result
+        result["pack_speed"] = {"command": command, **pack_speed(),
+                                "loadavg_at_end": list(os.getloadavg())}
         out.write_text(json.dumps(result, indent=2))
         print(f"wrote {out}")
         return 0
@@ -320,6 +351,7 @@ def main(argv=None) -> int:
         }
     if args.ekf:
         result["ekf"] = ekf_experiment(cells, nominal, dfn_cfg, args.period)
+    result["pack_speed"] = pack_speed()
     result["machine"]["loadavg_at_end"] = list(os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
