@@ -34,8 +34,10 @@ def run_profile(cell_values: Mapping[str, float], nominal: Mapping[str, float],
     set's initial (rested, charged) state at ambient = initial temperature ``ambient_k``.
 
     Every duration must be a multiple of ``period_s``. Returns arrays over the samples
-    0, period, 2 period, ... (sample 0 is the initial state): ``time`` [s], ``current`` [A] (the
-    current over the step ending at each sample, the stores' convention), the :data:`FIELDS` in
+    0, period, 2 period, ... (sample 0 is the initial state; its current is recorded as 0, but
+    its voltage and potentials are PyBaMM's consistent initial values at the first segment's
+    current, so compare from sample 1): ``time`` [s], ``current`` [A] (the current over the step
+    ending at each sample, the stores' convention), the :data:`FIELDS` in
     stored units and shapes (c_s_n [K, x_n, r_n] ...), and the mesh (``x_n``, ``r_n``, ``x_p``,
     ``r_p``, ``x`` as in a store).
 
