@@ -13,4 +13,13 @@ conservation  mean_interfacial_current, average_concentration, lithium_balance_r
 sei           sei_growth_rate, sei_residual, plating_margin_criterion
 voltage       spm_terminal_voltage
 analytic      exact solutions for tests (Crank constant flux, polynomials, sqrt(t) SEI)
+
+The reduced electrochemical core (a small DFN, batched over cells, backward Euler):
+core_params          CellDesign, CoreParams (per-cell, from a store's truth table), truth_table
+core_grid            SphereGrid (particle shells), ThicknessGrid (x cells), interp_linear
+particle_fv          spherical diffusion on finite volumes, implicit step, surface value
+electrolyte          Nyman2008 transport, electrolyte_step (FV, Picard in D_e)
+current_distribution solve_electrode (Newton on the reaction distribution), terminal_voltage
+core                 ReducedCore (initial_state, step, measure, simulate), CoreConfig
+ekf                  CoreEKF: iterated EKF on the core (classical state-estimation peer)
 """

@@ -63,20 +63,42 @@ def _spline_tensors(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, T
             torch.as_tensor(c_np, dtype=dtype, device=device))
 
 
-def ocp_negative(sto: Tensor) -> Tensor:
-    """OKane2022 negative-electrode (graphite) OCP [V] at stoichiometry ``sto`` [1].
-
-    Outside the data range [0, 1] the end cubics extrapolate, as PyBaMM's spline does.
-    """
+def _spline_piece(sto: Tensor) -> tuple[Tensor, Tensor]:
+    """Offset from the left knot and the cubic's coefficients [..., 4] at each ``sto``."""
     sto = torch.as_tensor(sto)
     if not sto.is_floating_point():
         sto = sto.to(torch.get_default_dtype())
     x, coeffs = _spline_tensors(sto.dtype, sto.device)
     # Interval index: searchsorted on the inner knots clamps out-of-range points to the end pieces.
     i = torch.searchsorted(x[1:-1].contiguous(), sto.detach().contiguous(), right=True)
-    dx = sto - x[i]
-    c = coeffs[i]
+    return sto - x[i], coeffs[i]
+
+
+def ocp_negative(sto: Tensor) -> Tensor:
+    """OKane2022 negative-electrode (graphite) OCP [V] at stoichiometry ``sto`` [1].
+
+    Outside the data range [0, 1] the end cubics extrapolate, as PyBaMM's spline does.
+    """
+    dx, c = _spline_piece(sto)
     return c[..., 0] + dx * (c[..., 1] + dx * (c[..., 2] + dx * c[..., 3]))
+
+
+def ocp_positive_slope(sto: Tensor) -> Tensor:
+    """dU_p/dsto [V] of :func:`ocp_positive` (closed form)."""
+    sto = torch.as_tensor(sto)
+
+    def sech2(a, b):
+        return 1.0 - torch.tanh(a * (sto - b)) ** 2
+
+    return (-0.8090 - 0.0428 * 18.5138 * sech2(18.5138, 0.5542)
+            - 17.7326 * 15.7890 * sech2(15.7890, 0.3117)
+            + 17.5842 * 15.9308 * sech2(15.9308, 0.3120))
+
+
+def ocp_negative_slope(sto: Tensor) -> Tensor:
+    """dU_n/dsto [V] of :func:`ocp_negative` (the spline's own derivative)."""
+    dx, c = _spline_piece(sto)
+    return c[..., 1] + dx * (2.0 * c[..., 2] + 3.0 * dx * c[..., 3])
 
 
 def ocp(sto: Tensor, domain: str) -> Tensor:

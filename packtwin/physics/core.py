@@ -1,0 +1,269 @@
+"""The reduced electrochemical core: a small DFN in pure torch, batched over cells.
+
+State (:class:`CoreState`), per cell:
+  * ``c_n`` [B, Xn, Nr], ``c_p`` [B, Xp, Nr]: particle shells of Xn / Xp particles through each
+    electrode's thickness (finite volumes in r, :mod:`packtwin.physics.particle_fv`);
+  * ``c_e`` [B, Xn + Xs + Xp]: electrolyte concentration (:mod:`packtwin.physics.electrolyte`);
+  * ``L_sei`` [B]: SEI thickness (film resistance; grows by :func:`packtwin.physics.sei`).
+
+One step at constant current I [B] (discharge > 0) and measured temperature T [B] over dt:
+sub-steps of at most ``max_substep_s``, each backward Euler in the particles with the reaction
+current distribution solved together with them (:mod:`packtwin.physics.current_distribution`),
+then backward Euler in the electrolyte with that source. Lithium is conserved exactly: each
+electrode's particles change by the charge passed / F, the electrolyte's salt not at all.
+
+What it leaves out against PyBaMM's DFN (generator options): the lithium consumed by SEI growth
+and the plating/stripping side reaction (the negative particles receive all of the current;
+plated lithium is not tracked), the thermal model (T is an input), and resolution: 8 particles
+per electrode leave 6.5 mV and 0.37 % of c_max at 3C, 9 mV at -10 degC against a converged DFN
+(``scripts/bench_core.py``), most of it the through-thickness discretisation (12 particles:
+3.5 mV). A single backward-Euler step of 60 s at 2C can empty the particle next to the
+separator (c < 0): keep ``max_substep_s`` at ~10 s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from packtwin.physics.constants import F
+from packtwin.physics.core_grid import SphereGrid, ThicknessGrid, interp_linear
+from packtwin.physics.core_params import CellDesign, CoreParams, okane2022_design
+from packtwin.physics.current_distribution import (NEWTON_ITERATIONS, WARM_ITERATIONS,
+                                                   ElectrodeSolution, solve_electrode,
+                                                   terminal_voltage)
+from packtwin.physics.diffusion import arrhenius
+from packtwin.physics.electrolyte import electrolyte_conductivity, electrolyte_step
+from packtwin.physics.ocp import (ocp_negative, ocp_negative_slope, ocp_positive,
+                                  ocp_positive_slope)
+from packtwin.physics.particle_fv import (particle_average, particle_operators, particle_step,
+                                         surface_concentration)
+from packtwin.physics.sei import sei_growth_rate
+
+
+class CoreState(NamedTuple):
+    c_n: Tensor
+    c_p: Tensor
+    c_e: Tensor
+    L_sei: Tensor
+
+
+class CoreOutputs(NamedTuple):
+    """What the core gives at one instant, per cell [B] (or [B, X])."""
+
+    voltage: Tensor  # terminal voltage [V]
+    c_n_surf: Tensor  # [B, Xn] surface concentrations [mol/m3]
+    c_p_surf: Tensor  # [B, Xp]
+    c_n_avg: Tensor  # electrode-mean particle concentration [mol/m3]
+    c_p_avg: Tensor
+    plating_margin: Tensor  # phi_s - phi_e of the negative electrode at the separator [V]
+    j_n: Tensor  # [B, Xn] reaction current densities [A/m2]
+    j_p: Tensor  # [B, Xp]
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Resolution of the core."""
+
+    # 8 particles per electrode: at 3C 5 leave 19 mV and 0.68 % of c_max (negative), 8 leave
+    # 6.5 mV and 0.37 %, 12 leave 3.5 mV and 0.22 % (reports/bench_core.json).
+    n_x_n: int = 8  # particles through the negative electrode
+    n_x_s: int = 3  # electrolyte cells in the separator
+    n_x_p: int = 8  # particles through the positive electrode
+    n_r: int = 12  # shells per particle
+    r_stretch: float = 2.0  # > 1: thinner shells towards the surface
+    max_substep_s: float = 10.0  # backward-Euler sub-step [s]
+    newton_iterations: int = NEWTON_ITERATIONS  # from a uniform guess
+    warm_iterations: int = WARM_ITERATIONS  # from the last solution at the same current
+
+
+class ReducedCore:
+    """The core for a batch of cells with per-cell :class:`CoreParams` (plain object, no state).
+
+    Every method is a pure function of its arguments, differentiable with autograd and
+    ``torch.func`` (no in-place writes).
+    """
+
+    def __init__(self, params: CoreParams, config: CoreConfig = CoreConfig(),
+                 design: CellDesign | None = None):
+        self.params = params
+        self.config = config
+        self.design = design or okane2022_design()
+        c = self.design.constants
+        self.dtype = params.c_n_init.dtype
+        self.grid_x = ThicknessGrid(config.n_x_n, config.n_x_s, config.n_x_p,
+                                    c.neg.L, self.design.L_s, c.pos.L)
+        self.sphere = SphereGrid.make(config.n_r, config.r_stretch).tensors(self.dtype)
+        self.dx = self.grid_x.dx(self.dtype)
+        d = self.design
+        self.eps_e = self.grid_x.domain_values(d.eps_e_n, d.eps_e_s, d.eps_e_p, self.dtype)
+        self.tortuosity = self.eps_e ** d.brug
+
+    # -- parameters at a temperature -----------------------------------------------------------
+    @property
+    def a_n(self) -> Tensor:
+        return 3.0 * self.params.eps_s_n / self.params.R_n
+
+    @property
+    def a_p(self) -> Tensor:
+        return 3.0 * self.params.eps_s_p / self.params.R_p
+
+    def diffusivities(self, T: Tensor) -> tuple[Tensor, Tensor]:
+        c = self.design.constants
+        return (arrhenius(self.params.D_n, c.neg.Ea_D, T, c.T_ref),
+                arrhenius(self.params.D_p, c.pos.Ea_D, T, c.T_ref))
+
+    def film_resistance(self, L_sei: Tensor) -> Tensor:
+        return self.design.constants.sei.resistivity * L_sei
+
+    # -- state --------------------------------------------------------------------------------
+    def initial_state(self, c_n: Tensor | None = None, c_p: Tensor | None = None) -> CoreState:
+        """Rest state: uniform particles (the parameters' initial values unless given [B]) and
+        uniform electrolyte at its reference concentration."""
+        p, cfg = self.params, self.config
+        B = p.n_cells
+        c_n = p.c_n_init if c_n is None else c_n
+        c_p = torch.full((B,), self.design.c_p_init, dtype=self.dtype) if c_p is None else c_p
+        return CoreState(
+            c_n[:, None, None].expand(B, cfg.n_x_n, cfg.n_r).clone(),
+            c_p[:, None, None].expand(B, cfg.n_x_p, cfg.n_r).clone(),
+            torch.full((B, self.grid_x.n), self.design.c_e0, dtype=self.dtype),
+            p.L_sei.clone())
+
+    def lithium(self, state: CoreState) -> tuple[Tensor, Tensor, Tensor]:
+        """Moles of lithium [B] in the negative particles, positive particles, electrolyte."""
+        c = self.design.constants
+        g = self.grid_x
+        n = (self.params.eps_s_n * c.neg.A * g.dx_n
+             * particle_average(state.c_n, self.sphere).sum(1))
+        p = (self.params.eps_s_p * c.pos.A * g.dx_p
+             * particle_average(state.c_p, self.sphere).sum(1))
+        e = (state.c_e * self.eps_e * self.dx).sum(1) * c.neg.A
+        return n, p, e
+
+    # -- the algebraic part -------------------------------------------------------------------
+    def _kappa_eff(self, c_e: Tensor, T: Tensor) -> Tensor:
+        return electrolyte_conductivity(c_e, T[:, None]) * self.tortuosity
+
+    def _solve(self, s0_n, g_n, s0_p, g_p, c_e, T, i_app, L_sei, guess=None
+               ) -> tuple[ElectrodeSolution, ElectrodeSolution, Tensor]:
+        c, d, g, p = self.design.constants, self.design, self.grid_x, self.params
+        kappa = self._kappa_eff(c_e, T)
+        n0, p0 = g.n_n, g.n_n + g.n_s
+        if guess is None:
+            it, (j_n, j_p) = self.config.newton_iterations, (None, None)
+        else:
+            it, (j_n, j_p) = self.config.warm_iterations, guess
+        neg = solve_electrode(s0_n, g_n, ocp_negative, ocp_negative_slope, c.neg.c_max, p.k_n,
+                              c.neg.Ea_k, T, c_e[:, :n0], kappa[:, :n0], d.sigma_eff("n"),
+                              g.dx_n, self.a_n, i_app, +1.0, self.film_resistance(L_sei), it,
+                              j_n)
+        pos = solve_electrode(s0_p, g_p, ocp_positive, ocp_positive_slope, c.pos.c_max, p.k_p,
+                              c.pos.Ea_k, T, c_e[:, p0:], kappa[:, p0:], d.sigma_eff("p"),
+                              g.dx_p, self.a_p, i_app, -1.0, 0.0, it, j_p)
+        return neg, pos, kappa
+
+    def measure(self, state: CoreState, I: Tensor, T: Tensor,
+                guess: tuple[Tensor, Tensor] | None = None) -> CoreOutputs:
+        """Outputs of a state at current I [B] and temperature T [B] (the measurement model).
+
+        ``guess``: reaction currents (j_n, j_p) close to the answer (e.g. the step's own), so
+        that ``config.warm_iterations`` Newton iterations suffice instead of
+        ``config.newton_iterations``."""
+        c, d, g, p = self.design.constants, self.design, self.grid_x, self.params
+        I = torch.as_tensor(I, dtype=self.dtype)
+        T = torch.as_tensor(T, dtype=self.dtype)
+        D_n, D_p = self.diffusivities(T)
+        rho = self.sphere["centres"][-1]
+        gain_n = -(1.0 - rho) * p.R_n / (F * D_n)
+        gain_p = -(1.0 - rho) * p.R_p / (F * D_p)
+        i_app = I / c.neg.A
+        neg, pos, kappa = self._solve(state.c_n[..., -1], gain_n, state.c_p[..., -1], gain_p,
+                                      state.c_e, T, i_app, state.L_sei, guess)
+        V = terminal_voltage(neg, pos, i_app, I, T, state.c_e, kappa, self.dx, g.n_n, g.n_s,
+                             d.sigma_eff("n"), d.sigma_eff("p"), self.a_n, self.a_p,
+                             p.R_contact)
+        if g.n_n > 1:  # linear extrapolation to the separator face, as PyBaMM's boundary value
+            margin = 1.5 * neg.dphi[:, -1] - 0.5 * neg.dphi[:, -2]
+        else:
+            margin = neg.dphi[:, -1]
+        return CoreOutputs(V, neg.c_surf, pos.c_surf,
+                           particle_average(state.c_n, self.sphere).mean(1),
+                           particle_average(state.c_p, self.sphere).mean(1),
+                           margin, neg.j, pos.j)
+
+    # -- time stepping -------------------------------------------------------------------------
+    def step(self, state: CoreState, I: Tensor, T: Tensor, dt: float) -> CoreState:
+        """Advance by ``dt`` [s] at constant current I [B] [A] and temperature T [B] [K]."""
+        return self.advance(state, I, T, dt)[0]
+
+    def advance(self, state: CoreState, I: Tensor, T: Tensor, dt: float,
+                guess: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[CoreState, tuple[Tensor, Tensor]]:
+        """:meth:`step` that also returns the last sub-step's reaction currents (j_n, j_p) and
+        takes a ``guess`` of them (valid when the current has not changed since)."""
+        if not dt > 0:
+            raise ValueError(f"ReducedCore.step: dt must be > 0 s, got {dt}")
+        c, p = self.design.constants, self.params
+        I = torch.as_tensor(I, dtype=self.dtype).expand(p.n_cells)
+        T = torch.as_tensor(T, dtype=self.dtype).expand(p.n_cells)
+        n_sub = max(1, math.ceil(dt / self.config.max_substep_s - 1e-9))
+        h = dt / n_sub
+        D_n, D_p = self.diffusivities(T)
+        ops_n = particle_operators(self.sphere, D_n, p.R_n, h)
+        ops_p = particle_operators(self.sphere, D_p, p.R_p, h)
+        i_app = I / c.neg.A
+        zeros_s = torch.zeros(p.n_cells, self.grid_x.n_s, dtype=self.dtype)
+        c_n, c_p, c_e, L_sei = state
+        for _ in range(n_sub):
+            Pc_n = particle_step(c_n, torch.zeros_like(c_n[..., 0]), ops_n)
+            Pc_p = particle_step(c_p, torch.zeros_like(c_p[..., 0]), ops_p)
+            g_n = ops_n.q[:, -1] * ops_n.flux_scale + ops_n.surf_gain
+            g_p = ops_p.q[:, -1] * ops_p.flux_scale + ops_p.surf_gain
+            neg, pos, _ = self._solve(Pc_n[..., -1], g_n, Pc_p[..., -1], g_p, c_e, T, i_app,
+                                      L_sei, guess)
+            guess = (neg.j, pos.j)
+            c_n = Pc_n + ops_n.q[:, None, :] * (ops_n.flux_scale[:, None] * neg.j)[..., None]
+            c_p = Pc_p + ops_p.q[:, None, :] * (ops_p.flux_scale[:, None] * pos.j)[..., None]
+            source = torch.cat([self.a_n[:, None] * neg.j, zeros_s, self.a_p[:, None] * pos.j],
+                               dim=1)
+            c_e = electrolyte_step(c_e, source, T, self.eps_e, self.tortuosity, self.dx, h)
+            L_sei = L_sei + h * sei_growth_rate(L_sei, T, c.sei, p.D_sol)
+        return CoreState(c_n, c_p, c_e, L_sei), guess
+
+    def simulate(self, state: CoreState, I: Tensor, T: Tensor, dt: float
+                 ) -> tuple[CoreState, dict[str, Tensor]]:
+        """Run a log: I, T [B, K] (the value over the step ending at sample k, the stores'
+        convention) from ``state`` at sample 0; outputs at samples 1..K stacked on dim 1."""
+        I = torch.as_tensor(I, dtype=self.dtype)
+        T = torch.as_tensor(T, dtype=self.dtype)
+        outs: list[CoreOutputs] = []
+        states: list[CoreState] = []
+        guess = None
+        for k in range(I.shape[1]):
+            # warm-start Newton only where nothing changed (a current step moves j everywhere)
+            same = k > 0 and bool((I[:, k] == I[:, k - 1]).all())
+            state, guess = self.advance(state, I[:, k], T[:, k], dt, guess if same else None)
+            outs.append(self.measure(state, I[:, k], T[:, k], guess))
+            states.append(state)
+        stacked = {name: torch.stack([getattr(o, name) for o in outs], 1)
+                   for name in CoreOutputs._fields}
+        for name in CoreState._fields:
+            stacked[name] = torch.stack([getattr(s, name) for s in states], 1)
+        return state, stacked
+
+    # -- fields on another grid ----------------------------------------------------------------
+    def particle_field(self, c: Tensor, c_surf: Tensor, x_core: Tensor, x_new: Tensor,
+                       r_new: Tensor) -> Tensor:
+        """c [..., X, Nr] with surface values [..., X] -> [..., len(x_new), len(r_new)]:
+        linear in r through the shell centres and the surface (rho = 1), then linear in x."""
+        rho = torch.cat([self.sphere["centres"], torch.ones(1, dtype=self.dtype)])
+        prof = torch.cat([c, c_surf[..., None]], dim=-1)
+        in_r = interp_linear(torch.as_tensor(r_new, dtype=self.dtype), rho, prof)  # [.., X, R']
+        moved = in_r.transpose(-1, -2)  # [..., R', X]
+        return interp_linear(torch.as_tensor(x_new, dtype=self.dtype), x_core,
+                             moved).transpose(-1, -2)
