@@ -23,6 +23,10 @@ pack are solved together, so they share one time grid per scenario and snapshot.
 Radial coordinates are normalised (r / R) because particle radius varies from cell to cell while
 the stored grid must be common to all cells; each cell's radius is in its parameter table.
 
+A *measured store* (written by ``packtwin ingest`` from a pack's log) has the same dims with one
+scenario and one snapshot, only the measured variables, ``valid`` and the pack signals, no hidden
+variable and no parameter table, and provenance attrs (``MEASURED_ATTRS``).
+
 Sign convention (PyBaMM's): current > 0 is discharge.
 """
 

@@ -198,6 +198,17 @@ def test_bad_log_is_repaired_or_named(sim, tmp_path, case):
         assert ds["valid"].values.all()
 
 
+def test_several_files_are_one_log(sim, tmp_path):
+    df = long_log(sim)
+    cut = np.unique(df["time"])[20]
+    later, earlier = tmp_path / "b_part1.csv", tmp_path / "a_part2.csv"
+    df[df["time"] < cut].to_csv(later, index=False)
+    df[df["time"] >= cut].to_csv(earlier, index=False)
+    ds = ingest.build_dataset([earlier, later], period_s=sim.attrs["period_s"], **SIM_OPTS)
+    assert_same_vit(sim, ds)
+    assert len(json.loads(ds.attrs["source_files"])) == 2
+
+
 def test_dates_as_timestamps(sim, tmp_path):
     df = long_log(sim)
     df["time"] = pd.Timestamp("2026-01-02T03:04:05Z") + pd.to_timedelta(df["time"], unit="s")
