@@ -31,8 +31,8 @@ from packtwin import schema
 from packtwin.data import store
 from packtwin.data.ingest_read import (TEMPERATURE_PATTERN, VOLTAGE_PATTERN, IngestError,
                                        read_log)
-from packtwin.data.ingest_repair import (clean_timeline, convert_units, resample_point,
-                                         resample_step, to_seconds, uniform_grid)
+from packtwin.data.ingest_repair import (check_current_sign, clean_timeline, convert_units,
+                                         resample_point, resample_step, to_seconds, uniform_grid)
 
 CURRENT_CONVENTION = ("current[k] is the constant current of the step ending at sample k; "
                       "discharge > 0")
@@ -97,6 +97,8 @@ def build_dataset(paths: Sequence[Path], period_s: float | None = None, fmt: str
     unit_record["time"] = "date-times" if start else f"{t_unit or 's'} ({'declared' if t_unit else 'default'})"
     q = ["voltage", "current", "temperature"]
     table = clean_timeline(log.table, ["cell"], q, where, repairs, "cell samples")
+    unit_record["current_sign_check"] = check_current_sign(
+        table, f"log {[str(p) for p in paths]}, column 'current'")
     pack = None
     if log.pack is not None:
         log.pack["time"], _ = to_seconds(log.pack["time"], t_unit, where)
@@ -221,10 +223,15 @@ def write(ds: xr.Dataset, out: Path, overwrite: bool = False) -> None:
                 raise IngestError(f"output {str(out)!r} appeared while ingesting; left untouched, "
                                   f"the new store was not written")
             os.rename(out, old)
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if old.exists():  # put the previous output back rather than lose it
+                os.rename(old, out)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)  # reached only once the new store is in place
 
 
 def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike, overwrite: bool = False,

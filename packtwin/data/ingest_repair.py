@@ -163,6 +163,30 @@ def clean_timeline(df: pd.DataFrame, keys: list[str], values: list[str], where: 
     return df
 
 
+def check_current_sign(table: pd.DataFrame, where: str, min_steps: int = 5) -> str:
+    """Stop a log whose current sign is evidently the opposite of the one declared.
+
+    At a large current step a cell's voltage jumps against the discharge current (ohmic drop):
+    with discharge > 0, dI * dV < 0. When at least ``min_steps`` large steps (|dI| > 10 % of the
+    peak current) exist and at most 10 % of them agree, the sign is wrong; the evidence is
+    returned for the store attrs either way.
+    """
+    agree = total = 0
+    peak = float(np.nanmax(np.abs(table["current"].to_numpy(float)), initial=0.0))
+    for _, g in table.groupby("cell", sort=False):
+        di, dv = np.diff(g["current"].to_numpy(float)), np.diff(g["voltage"].to_numpy(float))
+        big = np.isfinite(di) & np.isfinite(dv) & (np.abs(di) > 0.1 * peak) & (dv != 0)
+        total += int(big.sum())
+        agree += int((di[big] * dv[big] < 0).sum())
+    evidence = (f"{agree} of {total} large current steps move the voltage against the "
+                f"discharge current, as a discharge > 0 current does")
+    if total >= min_steps and agree <= 0.1 * total:
+        raise IngestError(f"{where}: the current sign looks reversed: only {evidence}; declare "
+                          f"--current-sign charge-positive if the file counts charge as positive "
+                          f"(or the other way round)")
+    return evidence
+
+
 def uniform_grid(t_start: float, t_end: float, period_s: float) -> np.ndarray:
     n = int(np.floor((t_end - t_start) / period_s + 1e-9)) + 1
     return t_start + np.arange(n) * period_s

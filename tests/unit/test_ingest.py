@@ -49,9 +49,9 @@ def wide_log(ds, scenario=0, snapshot=0) -> pd.DataFrame:
 SIM_OPTS = dict(topology="2s2p", units={"voltage": "V", "current": "A", "temperature": "K"})
 
 
-def assert_same_vit(ds, out):
+def assert_same_vit(ds, out, scenario=0):
     """The ingested store holds the simulated V/I/T on the same cells and times."""
-    time, vals, sub = sim_cycle(ds)
+    time, vals, sub = sim_cycle(ds, scenario)
     assert schema.validate(out, kind="measured") == []
     np.testing.assert_allclose(out["time"].values, time - time[0], rtol=0, atol=1e-9)
     assert out.attrs["period_s"] == pytest.approx(ds.attrs["period_s"])
@@ -207,6 +207,40 @@ def test_several_files_are_one_log(sim, tmp_path):
     ds = ingest.build_dataset([earlier, later], period_s=sim.attrs["period_s"], **SIM_OPTS)
     assert_same_vit(sim, ds)
     assert len(json.loads(ds.attrs["source_files"])) == 2
+
+
+def test_current_sign_is_checked_and_can_be_declared(sim, tmp_path):
+    df = long_log(sim, scenario=2)  # pulses: many current steps with their ohmic voltage jumps
+    df["current"] = -df["current"]  # a file that counts charge as positive
+    log = tmp_path / "charge_positive.csv"
+    df.to_csv(log, index=False)
+    opts = dict(period_s=sim.attrs["period_s"], **SIM_OPTS)
+    with pytest.raises(IngestError, match="current sign looks reversed") as err:
+        ingest.build_dataset([log], **opts)
+    assert str(log) in str(err.value) and "--current-sign charge-positive" in str(err.value)
+    ds = ingest.build_dataset([log], current_sign="charge-positive", **opts)
+    assert_same_vit(sim, ds, scenario=2)
+    assert json.loads(ds.attrs["units"])["current_sign"].startswith("charge-positive in the file")
+
+
+def test_the_twin_reads_ingested_and_simulated_stores_the_same(sim, tmp_path):
+    """Input features (V, I, T, charge passed, ambient, time, cycle) of the ingested log equal
+    those of the simulated store it was written from."""
+    from packtwin.data.splits import Selection
+    from packtwin.data.windows import measured_features
+
+    log = tmp_path / "bms.csv"
+    wide_log(sim).to_csv(log, index=False)
+    sub = sim.isel(scenario=0, snapshot=0)
+    ds = ingest.build_dataset([log], period_s=sim.attrs["period_s"], **SIM_OPTS,
+                              ambient_temperature=float(sub["ambient_temperature"]),
+                              cycle=int(sub["snapshot_cycle"]))
+    cells = np.arange(sim.sizes["cell"])
+    f_sim, v_sim = measured_features(sim, Selection(np.array([0]), cells, np.array([0])))
+    f_in, v_in = measured_features(ds, Selection(np.array([0]), cells, np.array([0])))
+    n = f_in.shape[1]
+    assert v_in.all() and v_sim[:, :n].all() and not v_sim[:, n:].any()
+    np.testing.assert_allclose(f_in, f_sim[:, :n], rtol=1e-6, atol=1e-6)
 
 
 def test_dates_as_timestamps(sim, tmp_path):
