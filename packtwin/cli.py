@@ -24,6 +24,7 @@ _LAZY_USER_ERRORS = (("packtwin.model.module", "CheckpointMismatchError"),
 # command -> (module, function, one-line help). Lightning commands share one LightningCLI entry.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("packtwin.sim.generate", "main", "simulate a pack with PyBaMM into a Zarr store"),
+    "ingest": ("packtwin.data.ingest", "main", "a measured pack log (CSV/Parquet) -> a measured store"),
     "fit": ("packtwin.train", "main", "train the twin (LightningCLI)"),
     "validate": ("packtwin.train", "main", "validate a checkpoint (LightningCLI)"),
     "test": ("packtwin.train", "main", "test a checkpoint (LightningCLI)"),

@@ -23,6 +23,10 @@ pack are solved together, so they share one time grid per scenario and snapshot.
 Radial coordinates are normalised (r / R) because particle radius varies from cell to cell while
 the stored grid must be common to all cells; each cell's radius is in its parameter table.
 
+A *measured store* (written by ``packtwin ingest`` from a pack's log) has the same dims with one
+scenario and one snapshot, only the measured variables, ``valid`` and the pack signals, no hidden
+variable and no parameter table, and provenance attrs (``MEASURED_ATTRS``).
+
 Sign convention (PyBaMM's): current > 0 is discharge.
 """
 
@@ -236,6 +240,16 @@ REQUIRED_ATTRS = (
 )
 
 
+# Store-level attributes every measured-only store (``packtwin ingest``) carries: the pack, the
+# grid, and where the numbers came from (JSON strings for the lists/dicts).
+MEASURED_ATTRS = (
+    "schema_version", "store_kind", "n_series", "n_parallel", "period_s", "source_files",
+    "source_format", "ingested_at", "packtwin_version", "units", "repairs", "assumptions",
+)
+# Scenario coordinates a measured log has no value for (it was not run from a cycler protocol).
+MEASURED_OPTIONAL_COORDS = ("charge_c_rate", "discharge_c_rate", "protocol")
+
+
 class SchemaError(PacktwinError, ValueError):
     """A dataset does not follow the packtwin schema; the message lists every problem."""
 
@@ -286,11 +300,13 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
     """Every way ``ds`` departs from the schema, as a list of messages (empty = valid).
 
     ``kind="truth"`` checks a generated store (all variables, store attrs); ``kind="prediction"``
-    checks only the variables present, their dims/units, and the coordinates they use.
+    checks only the variables present, their dims/units, and the coordinates they use;
+    ``kind="measured"`` checks an ingested log: the measured variables and ``valid``, pack
+    variables if present, no hidden variable or parameter table, provenance attrs.
     """
     problems: list[str] = []
-    if kind not in ("truth", "prediction"):
-        raise ValueError(f"kind must be 'truth' or 'prediction', got {kind!r}")
+    if kind not in ("truth", "prediction", "measured"):
+        raise ValueError(f"kind must be 'truth', 'prediction' or 'measured', got {kind!r}")
     sv = ds.attrs.get("schema_version")
     if sv is None:
         problems.append("attribute 'schema_version' is missing")
@@ -301,6 +317,20 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
             if a not in ds.attrs:
                 problems.append(f"attribute {a!r} is missing")
         names = list(VARIABLES) if variables is None else list(variables)
+    elif kind == "measured":
+        for a in MEASURED_ATTRS:
+            if a not in ds.attrs:
+                problems.append(f"attribute {a!r} is missing")
+        if ds.attrs.get("store_kind", "measured") != "measured":
+            problems.append(f"store_kind is {ds.attrs['store_kind']!r}, expected 'measured'")
+        extra = [n for n in ds.variables
+                 if (n in VARIABLES and VARIABLES[n].kind in ("hidden", "summary"))
+                 or n.startswith(PARAM_PREFIX)]
+        if extra:
+            problems.append(f"a measured store holds no hidden states, summaries or parameter "
+                            f"table; found {sorted(extra)}")
+        names = list(MEASURED) + ["valid"] + [n for n, v in VARIABLES.items()
+                                              if v.kind == "pack" and n in ds.variables]
     else:
         names = [n for n in (variables or VARIABLES) if n in ds.variables]
     for name in names:
@@ -316,6 +346,8 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
             problems.append(f"variable {name!r} has units {u!r}, expected {v.units!r}")
     for cname, c in COORDS.items():
         used = any(d in ds.dims for d in c.dims)
+        if kind == "measured" and cname in MEASURED_OPTIONAL_COORDS and cname not in ds.coords:
+            continue
         if used and cname not in ds.coords:
             problems.append(f"coordinate {cname!r} is missing (dims {c.dims})")
         elif used and ds[cname].attrs.get("units") != c.units:
