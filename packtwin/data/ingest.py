@@ -18,7 +18,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -28,7 +27,7 @@ import xarray as xr
 
 import packtwin
 from packtwin import schema
-from packtwin.data import store
+from packtwin.data import outputs, store
 from packtwin.data.ingest_read import (TEMPERATURE_PATTERN, VOLTAGE_PATTERN, IngestError,
                                        read_log)
 from packtwin.data.ingest_repair import (check_current_sign, clean_timeline, convert_units,
@@ -46,28 +45,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def is_ingest_output(path: Path) -> bool:
-    try:
-        attrs = store.read_attrs(path)
-    except Exception:  # not a zarr group at all: a foreign folder
-        return False
-    return attrs.get("store_kind") == "measured" and "ingested_at" in attrs
+OUTPUT_KIND = "measured store"  # packtwin.data.outputs kind marking ingest's stores
 
 
 def check_output(out: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    """Refuse to write over an input, inside one, or over a folder ingest did not write."""
-    o = out.resolve()
-    for p in inputs:
-        r = p.resolve()
-        if r == o or o in r.parents or r in o.parents:
-            raise IngestError(f"output {str(out)!r} would overwrite or contain input {str(p)!r}")
-    if out.exists():
-        if not overwrite:
-            raise IngestError(f"output {str(out)!r} exists; pass --overwrite to replace a previous "
-                              f"ingest output")
-        if not is_ingest_output(out):
-            raise IngestError(f"output {str(out)!r} exists and is not a packtwin ingest output; "
-                              f"refusing to replace it even with --overwrite")
+    """Refuse to write over an input, inside one, or over anything ingest did not write.
+
+    The shared output policy (:func:`packtwin.data.outputs.guard`) decides what may be replaced;
+    ingest adds that an existing store is replaced only when ``--overwrite`` asks for it.
+    """
+    outputs.guard(out, OUTPUT_KIND, inputs)
+    if out.exists() and not overwrite:
+        raise IngestError(f"output {str(out)!r} exists; pass --overwrite to replace a previous "
+                          f"ingest output")
 
 
 def _median_step(t: np.ndarray, cells: np.ndarray) -> float:
@@ -209,29 +199,10 @@ def _dataset(log, time, arrays, pack_arrays, valid, period_s, ambient, cycle, pr
     return ds.chunk({schema.CELL: 1})
 
 
-def write(ds: xr.Dataset, out: Path, overwrite: bool = False) -> None:
-    """Write to a temporary sibling, then rename into place (the old output goes only after)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.ingest-{os.getpid()}"
-    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+def write(ds: xr.Dataset, out: Path) -> None:
+    """Write to a temporary sibling, then swap it into place (a kill keeps the previous output)."""
+    with outputs.replace(out, OUTPUT_KIND) as tmp:
         ds.to_zarr(tmp, mode="w-", encoding=store.encoding_for(ds), **store.ZARR_KW)
-        if out.exists():
-            if not (overwrite and is_ingest_output(out)):  # re-checked: it may have appeared
-                raise IngestError(f"output {str(out)!r} appeared while ingesting; left untouched, "
-                                  f"the new store was not written")
-            os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if old.exists():  # put the previous output back rather than lose it
-                os.rename(old, out)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)  # reached only once the new store is in place
 
 
 def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike, overwrite: bool = False,
@@ -239,7 +210,7 @@ def ingest(paths: Sequence[str | os.PathLike], out: str | os.PathLike, overwrite
     """Ingest ``paths`` into the store ``out``; options as :func:`build_dataset`."""
     paths, out = [Path(p) for p in paths], Path(out)
     check_output(out, paths, overwrite)
-    write(build_dataset(paths, **options), out, overwrite)
+    write(build_dataset(paths, **options), out)
     return out
 
 

@@ -13,6 +13,7 @@ from packtwin import schema
 from packtwin.cli import main as cli_main
 from packtwin.data import ingest, store
 from packtwin.data.ingest_read import IngestError
+from packtwin.data.outputs import OutputError
 from packtwin.data.ingest_repair import resample_step
 
 Q = ["voltage", "current", "temperature"]
@@ -260,10 +261,10 @@ def test_output_policy(sim, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    with pytest.raises(IngestError, match="not a packtwin ingest output"):
+    with pytest.raises(OutputError, match="not a packtwin measured store output"):
         ingest.ingest([log], foreign, overwrite=True, **opts)
     assert (foreign / "keep.txt").read_text() == "mine"
-    with pytest.raises(IngestError, match="would overwrite or contain input"):
+    with pytest.raises(OutputError, match="is the input"):
         ingest.ingest([log], log, overwrite=True, **opts)
     out = ingest.ingest([log], tmp_path / "m.zarr", **opts)
     first = store.read_attrs(out)["ingested_at"]
