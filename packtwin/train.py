@@ -45,6 +45,11 @@ class LastCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         return "LastCheckpoint"
 
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # ModelCheckpoint writes last.ckpt only in a step where it wrote a top-k checkpoint.
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
 
 class TwinCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:

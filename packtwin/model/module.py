@@ -108,11 +108,11 @@ class TwinModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_checkpoint(checkpoint, self.hparams.n_cells, store_info=self.hparams.store_info)
-        self._rng_to_restore = checkpoint.get("packtwin_rng")
-
-    def on_train_start(self) -> None:
-        rng, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
-        if rng:
+        rng = checkpoint.get("packtwin_rng")
+        trainer = self._trainer
+        # Only when a trainer resumes fitting (before it draws the next epoch's shuffle); a
+        # checkpoint loaded for inference leaves the global RNG alone.
+        if rng and trainer is not None and trainer.state.fn == "fit":
             torch.set_rng_state(rng["torch"])
             np.random.set_state((rng["numpy"][0], np.asarray(rng["numpy"][1], dtype=np.uint32),
                                  *rng["numpy"][2:]))
