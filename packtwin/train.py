@@ -85,9 +85,17 @@ class TwinCLI(LightningCLI):
             given = self.config[sub].get("model")
             given = dict(vars(given)) if given is not None and not isinstance(given, dict) \
                 else dict(given or {})
-            hp = torch.load(ckpt, weights_only=True, map_location="cpu").get(
-                "hyper_parameters", {})
-            check_model_config(hp, given, source=f"checkpoint {str(ckpt)!r}")
+            try:
+                state = torch.load(ckpt, weights_only=True, map_location="cpu")
+            except Exception as exc:  # not a checkpoint at all, or not one torch can trust
+                raise CheckpointMismatchError(
+                    f"--ckpt_path {str(ckpt)!r} is not a readable packtwin checkpoint "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+            if not isinstance(state, dict) or "state_dict" not in state:
+                raise CheckpointMismatchError(f"--ckpt_path {str(ckpt)!r} is not a Lightning "
+                                              f"checkpoint (no 'state_dict')")
+            check_model_config(state.get("hyper_parameters", {}), given,
+                               source=f"checkpoint {str(ckpt)!r}")
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:

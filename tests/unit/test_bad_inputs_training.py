@@ -1,0 +1,151 @@
+"""Bad inputs to training and prediction: each refused with a clear message, never a silent run.
+
+One row per case: the real CLI (``packtwin.cli.main``) in-process, the exception type (or
+SystemExit for the argument parser) and a fragment of the message that names the problem.
+"""
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from packtwin import cli
+from packtwin.data import store, synthetic
+from packtwin.data.windows import DataError
+from packtwin.model.module import CheckpointMismatchError
+from tests.unit.test_train import base_args
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "cli_argv")
+
+QUICK = ("--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+         "--trainer.max_epochs=1")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_store):
+    """A checkpoint of the small test model, trained one short epoch on the synthetic store."""
+    import sys
+
+    argv, sys.argv = sys.argv, ["packtwin"]
+    try:
+        d = tmp_path_factory.mktemp("trained")
+        assert cli.main(["fit", *base_args(d, synthetic_store, *QUICK)]) == 0
+    finally:
+        sys.argv = argv
+    ckpt = d / "ckpt" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+def _edited(src: Path, dst: Path, edit: Callable) -> Path:
+    ds = store.open_store(src).load()
+    ds = edit(ds) or ds
+    ds.to_zarr(dst, **store.ZARR_KW)
+    return dst
+
+
+def _scaled(name: str, factor: float, offset: float = 0.0):
+    def edit(ds):
+        ds[name].values[:] = ds[name].values * factor + offset
+    return edit
+
+
+def _period(ds):
+    ds.attrs["period_s"] = 2 * float(ds.attrs["period_s"])
+    return ds.assign_coords(time=ds["time"] * 2)
+
+
+def _drop_param(ds):
+    return ds.drop_vars("param_neg_diffusivity")
+
+
+def _c_max(ds):
+    ds["c_s_n"].attrs["c_max"] = 2 * float(ds["c_s_n"].attrs["c_max"])
+
+
+def _no_c_max(ds):
+    del ds["c_s_n"].attrs["c_max"]
+
+
+def _fewer_r_n(ds):
+    return ds.isel(r_n=slice(0, -1))
+
+
+# id, how the store is edited (None: the test store), CLI arguments after the common ones,
+# whether the trained checkpoint is passed, expected exception, message fragment.
+CASES = [
+    ("resume last without a checkpoint", None, ["fit", "--ckpt_path", "last"], False,
+     FileNotFoundError, r"no last checkpoint .*last\.ckpt"),
+    ("predict from last without a checkpoint", None, ["predict", "--ckpt_path", "last"], False,
+     FileNotFoundError, r"no last checkpoint"),
+    ("checkpoint path that does not exist", None,
+     ["fit", "--ckpt_path", "/nonexistent/model.ckpt"], False, FileNotFoundError,
+     r"'/nonexistent/model\.ckpt' does not exist"),
+    ("checkpoint path that is not a checkpoint", None, ["fit", "--ckpt_path", "{text}"], False,
+     CheckpointMismatchError, r"is not a readable packtwin checkpoint"),
+    ("torch file that is not a Lightning checkpoint", None, ["fit", "--ckpt_path", "{tensor}"],
+     False, CheckpointMismatchError, r"is not a Lightning checkpoint"),
+    ("resume with another hidden size", None, ["fit", "--model.hidden=32"], True,
+     CheckpointMismatchError, r"model\.hidden: checkpoint 16, given 32"),
+    ("resume a physics checkpoint as data-only", None, ["fit", "--model.physics=false"], True,
+     CheckpointMismatchError, r"model\.physics: checkpoint True, given False"),
+    ("predict with another learning rate in the config", None, ["predict", "--model.lr=0.5"],
+     True, CheckpointMismatchError, r"model\.lr: checkpoint 0\.01, given 0\.5"),
+    ("store with another sampling period", _period, ["fit"], True, CheckpointMismatchError,
+     r"period_s: checkpoint [0-9.]+, store [0-9.]+"),
+    ("store with fewer radial nodes", _fewer_r_n, ["predict"], True, CheckpointMismatchError,
+     r"grid r_n: checkpoint 6 points, store 5 points"),
+    ("store with other parameter keys", _drop_param, ["fit"], True, CheckpointMismatchError,
+     r"parameter keys: checkpoint \[.*'neg_diffusivity'.*\], store \["),
+    ("store with another c_max", _c_max, ["predict"], True, CheckpointMismatchError,
+     r"c_max_n: checkpoint [0-9.]+, store [0-9.]+"),
+    ("store with another cell count", "two_cells", ["predict"], True, CheckpointMismatchError,
+     r"n_cells=4, but the store has 2 cells"),
+    ("store without c_max", _no_c_max, ["fit"], False, store.StoreError,
+     r"'c_s_n' lacks the attribute 'c_max'"),
+    ("voltage in mV (x1000) for training", _scaled("voltage", 1000.0), ["fit"], False,
+     DataError, r"'voltage' spans \[[0-9.e+]+, [0-9.e+]+\] V, outside its physical range"),
+    ("voltage in mV (x1000) for prediction", _scaled("voltage", 1000.0), ["predict"], True,
+     DataError, r"'voltage' spans .* outside its physical range \[0\.0, 5\.0\] V"),
+    ("temperature in degC instead of K", _scaled("temperature", 1.0, -273.15), ["fit"], False,
+     DataError, r"'temperature' spans .* outside its physical range \[200\.0, 450\.0\] K"),
+    ("unknown loss-term weight", None, ["fit", "--model.weights={{\"fick\": 1.0}}"], False,
+     ValueError, r"unknown loss terms \['fick'\]"),
+    ("non-integer epoch count", None, ["fit", "--trainer.max_epochs=two"], False, SystemExit,
+     r"max_epochs"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_training_input_is_refused_with_a_clear_message(case, tmp_path, trained,
+                                                            synthetic_store, capsys):
+    _, edit, argv, with_ckpt, exc_type, message = case
+    if edit is None:
+        path = synthetic_store
+    elif edit == "two_cells":
+        path = tmp_path / "two_cells.zarr"
+        synthetic.make_store(path, n_series=2, n_parallel=1)
+    else:
+        path = _edited(synthetic_store, tmp_path / "edited.zarr", edit)
+    (tmp_path / "model.txt").write_text("not a checkpoint")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "tensor.ckpt")
+    argv = [a.format(text=tmp_path / "model.txt", tensor=tmp_path / "tensor.ckpt") for a in argv]
+    extra = ["--ckpt_path", str(trained)] if with_ckpt else []
+    args = [argv[0], *base_args(tmp_path, path, *QUICK), *argv[1:], *extra]
+    with pytest.raises(exc_type) as info:
+        cli.main(args)
+    if exc_type is SystemExit:
+        assert info.value.code not in (0, None)
+        text = capsys.readouterr().err
+    else:
+        text = str(info.value)
+    import re
+
+    assert re.search(message, text), f"message {text!r} lacks {message!r}"
+    assert not (tmp_path / "pred.zarr").exists()  # nothing written by a refused prediction
+
+
+def test_the_table_has_enough_distinct_cases():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 12
