@@ -19,7 +19,7 @@ def store_info(ds, source: str = "store") -> dict:
     """What the model needs to know about a store's shape and scales (JSON-friendly)."""
     info: dict[str, Any] = {
         "schema_version": str(ds.attrs.get("schema_version")),
-        "n_cells": int(ds.sizes[schema.CELL]),
+        "n_cells": schema.n_cells(ds),
         "period_s": float(ds.attrs.get("period_s", float("nan"))),
         "nominal_capacity_ah": float(ds.attrs.get("nominal_capacity_ah", float("nan"))),
         "param_keys": schema.param_keys_in(ds),

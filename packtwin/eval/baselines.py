@@ -63,7 +63,7 @@ def sei_fits(truth: xr.Dataset, train_scenarios: Sequence[int], train_cells: Seq
                    .transpose(schema.CELL, schema.SCENARIO, schema.CYCLE).values, float)
     cyc = np.asarray(truth[schema.CYCLE].values, float)
     n_grid = np.broadcast_to(cyc, L.shape[1:])
-    n_cells = truth.sizes[schema.CELL]
+    n_cells = schema.n_cells(truth)
     a, b = np.full(n_cells, np.nan), np.full(n_cells, np.nan)
     for c in train_cells:
         a[c], b[c] = fit_sqrt_growth(n_grid.ravel(), L[c].ravel())
@@ -94,7 +94,7 @@ def baseline_dataset(truth: xr.Dataset, train_scenarios: Sequence[int], train_ce
     const = constants or okane2022()
     line = StoichiometryLine.of(const)
     sc = np.arange(truth.sizes[schema.SCENARIO]) if scenarios is None else np.asarray(scenarios)
-    ce = np.arange(truth.sizes[schema.CELL]) if cells is None else np.asarray(cells)
+    ce = np.arange(schema.n_cells(truth)) if cells is None else np.asarray(cells)
     t = truth.isel({schema.SCENARIO: sc, schema.CELL: ce})
     order = (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
     valid = np.asarray(t["valid"].values > 0)  # [s, k, time]
