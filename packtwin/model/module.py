@@ -32,6 +32,10 @@ class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN/inf; the message names the step and the term."""
 
 
+class InputRangeError(ValueError):
+    """Measured inputs far outside what the checkpoint was trained on (units, scaling)."""
+
+
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit this store or this packtwin (schema version, cell count)."""
 
@@ -95,6 +99,21 @@ class TwinModule(pl.LightningModule):
             table = torch.as_tensor(dm.param_table(), dtype=torch.float32)
             if table.shape == self.param_table.shape:
                 self.param_table.copy_(table)
+
+    def _check_inputs(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and bool(self.net.stats_set) and stage in dm.sequences:
+            check_normalisation(self.net, dm.sequences[stage],
+                                f"store {dm.store_path!r} ({stage} selection)")
+
+    def on_train_start(self) -> None:  # after a resumed checkpoint's statistics are restored
+        self._check_inputs("train")
+
+    def on_predict_start(self) -> None:
+        self._check_inputs("predict")
+
+    def on_test_start(self) -> None:
+        self._check_inputs("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["packtwin_schema_version"] = schema.SCHEMA_VERSION
@@ -205,6 +224,35 @@ class TwinModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs,
                                                            eta_min=0.05 * self.hparams.lr)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+# Measured inputs whose spread or offset departs this far from the training normalisation are
+# another kind of signal (units, scaling), not new operating conditions: 5C against 1C training
+# moves the current's mean by a few training deviations, a x1000 scaling by hundreds.
+NORMALISATION_LIMIT = 50.0
+
+
+def check_normalisation(net, seq, source: str = "data") -> None:
+    """Raise InputRangeError when a measured input is far outside the network's training
+    normalisation (mean offset or spread ratio beyond :data:`NORMALISATION_LIMIT`)."""
+    valid = seq.valid.astype(bool)
+    if not valid.any():
+        return
+    mean = quantities.Features.unpack(net.feat_mean.detach().cpu().numpy())
+    std = quantities.Features.unpack(net.feat_std.detach().cpu().numpy())
+    feats = quantities.Features.unpack(seq.features)
+    for name in schema.MEASURED:
+        x = np.asarray(getattr(feats, name))[valid].astype(np.float64)
+        m, s = float(getattr(mean, name)), float(getattr(std, name))
+        offset = abs(float(x.mean()) - m) / s
+        ratio = float(x.std()) / s
+        if offset > NORMALISATION_LIMIT or ratio > NORMALISATION_LIMIT:
+            u = schema.VARIABLES[name].units
+            raise InputRangeError(
+                f"{source}: input {name!r} has mean {x.mean():.6g} {u} and spread "
+                f"{x.std():.6g} {u}, but the checkpoint was trained on mean {m:.6g} {u}, spread "
+                f"{s:.6g} {u} ({max(offset, ratio):.0f}x its spread away; limit "
+                f"{NORMALISATION_LIMIT:.0f}): wrong units or a scaled signal?")
 
 
 def _numpy_state() -> tuple:

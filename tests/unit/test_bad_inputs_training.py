@@ -14,7 +14,7 @@ import torch
 from packtwin import cli
 from packtwin.data import store, synthetic
 from packtwin.data.windows import DataError
-from packtwin.model.module import CheckpointMismatchError
+from packtwin.model.module import CheckpointMismatchError, InputRangeError
 from tests.unit.test_train import base_args
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "cli_argv")
@@ -109,6 +109,11 @@ CASES = [
      DataError, r"'voltage' spans \[[0-9.e+]+, [0-9.e+]+\] V, outside its physical range"),
     ("voltage in mV (x1000) for prediction", _scaled("voltage", 1000.0), ["predict"], True,
      DataError, r"'voltage' spans .* outside its physical range \[0\.0, 5\.0\] V"),
+    ("current in mA (x1000) for prediction", _scaled("current", 1000.0), ["predict"], True,
+     InputRangeError, r"input 'current' has mean .* A and spread .* trained on mean"),
+    ("current in mA (x1000) when resuming", _scaled("current", 1000.0),
+     ["fit", "--trainer.max_epochs=2"], True,
+     InputRangeError, r"input 'current' .*wrong units or a scaled signal"),
     ("temperature in degC instead of K", _scaled("temperature", 1.0, -273.15), ["fit"], False,
      DataError, r"'temperature' spans .* outside its physical range \[200\.0, 450\.0\] K"),
     ("unknown loss-term weight", None, ["fit", "--model.weights={{\"fick\": 1.0}}"], False,
