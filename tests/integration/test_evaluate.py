@@ -52,7 +52,9 @@ def test_outputs_and_structure(evaluated):
         for s in cfg.seeds:
             assert (evaluated / "runs" / v / f"seed{s}" / "model.ckpt").exists()
     # the variants differ only by their own arguments
-    cfgs = {v: json.loads((evaluated / "runs" / v / "seed0" / "fit_config.json").read_text())
+    # (each run writes under its own folder runs/<variant>/seed<k>)
+    cfgs = {v: json.loads((evaluated / "runs" / v / "seed0" / "fit_config.json").read_text()
+                          .replace(str(evaluated / "runs" / v), "RUN"))
             for v in ("physics", "data_only")}
     diff = {k for k in cfgs["physics"].keys() | cfgs["data_only"].keys()
             if cfgs["physics"].get(k) != cfgs["data_only"].get(k)}
