@@ -28,6 +28,7 @@ from packtwin.model.module import CheckpointMismatchError, TwinModule
 
 # Model arguments that the store sets (linked from the data module), not the configuration.
 _LINKED = ("n_cells", "store_info")
+_OPTIMISER = ("lr", "weight_decay")
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -94,7 +95,10 @@ class TwinCLI(LightningCLI):
             if not isinstance(state, dict) or "state_dict" not in state:
                 raise CheckpointMismatchError(f"--ckpt_path {str(ckpt)!r} is not a Lightning "
                                               f"checkpoint (no 'state_dict')")
-            check_model_config(state.get("hyper_parameters", {}), given,
+            # Optimiser settings matter only to training: predict/test/validate ignore them.
+            ignore = () if sub == "fit" else _OPTIMISER
+            check_model_config(state.get("hyper_parameters", {}),
+                               {k: v for k, v in given.items() if k not in ignore},
                                source=f"checkpoint {str(ckpt)!r}")
         super()._parse_ckpt_path()
 

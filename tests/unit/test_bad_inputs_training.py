@@ -91,8 +91,10 @@ CASES = [
      CheckpointMismatchError, r"model\.hidden: checkpoint 16, given 32"),
     ("resume a physics checkpoint as data-only", None, ["fit", "--model.physics=false"], True,
      CheckpointMismatchError, r"model\.physics: checkpoint True, given False"),
-    ("predict with another learning rate in the config", None, ["predict", "--model.lr=0.5"],
+    ("resume with another learning rate", None, ["fit", "--model.lr=0.5"],
      True, CheckpointMismatchError, r"model\.lr: checkpoint 0\.01, given 0\.5"),
+    ("predict with another decoder size", None, ["predict", "--model.n_modes=8"],
+     True, CheckpointMismatchError, r"model\.n_modes: checkpoint 4, given 8"),
     ("store with another sampling period", _period, ["fit"], True, CheckpointMismatchError,
      r"period_s: checkpoint [0-9.]+, store [0-9.]+"),
     ("store with fewer radial nodes", _fewer_r_n, ["predict"], True, CheckpointMismatchError,
@@ -154,3 +156,10 @@ def test_bad_training_input_is_refused_with_a_clear_message(case, tmp_path, trai
 
 def test_the_table_has_enough_distinct_cases():
     assert len({c[0] for c in CASES}) == len(CASES) >= 12
+
+
+def test_optimiser_settings_do_not_block_prediction(tmp_path, trained, synthetic_store):
+    """lr only matters to training: predicting with another one in the config is fine."""
+    args = base_args(tmp_path, synthetic_store, *QUICK)
+    assert cli.main(["predict", *args, "--model.lr=0.5", "--ckpt_path", str(trained)]) == 0
+    assert (tmp_path / "pred.zarr").exists()
