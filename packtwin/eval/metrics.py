@@ -200,6 +200,14 @@ def error_sums(truth, pred, plating_threshold: float = 0.0, ops=XarrayOps
     return out
 
 
+def sum_keys() -> tuple[str, ...]:
+    """Every key :func:`error_sums` returns when all estimated variables are given (training
+    pools one metric per key over an epoch)."""
+    keys = [f"{n}_{s}" for n in ELECTRODES for s in ("sq", "n", "surf_sq", "surf_n")]
+    keys += [f"{n}_{s}" for n in SCALARS for s in ("sq", "abs", "n")]
+    return (*keys, "sei_truth_sum", "plating_tp", "plating_fp", "plating_fn", "plating_events")
+
+
 def _ratio(num, den):
     num, den = np.asarray(num, float), np.asarray(den, float)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
 import random
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -16,17 +15,6 @@ from packtwin import quantities, schema
 from packtwin.eval import metrics
 from packtwin.model import losses
 from packtwin.model.twinnet import TwinNet
-
-# Sums the validation/test metrics pool over an epoch (``packtwin.eval.metrics.error_sums``) and
-# the metrics logged from them, with the evaluation's names and units.
-_SUMS = tuple(f"{e}_{s}" for e in quantities.FIELD_TARGETS for s in ("sq", "n", "surf_sq",
-                                                                     "surf_n")) + \
-    tuple(f"{n}_{s}" for n in quantities.SCALAR_TARGETS + ("voltage",) for s in ("sq", "abs", "n")) + \
-    ("sei_truth_sum", "plating_tp", "plating_fp", "plating_fn", "plating_events")
-_LOGGED = tuple(f"{e}{tag}_rmse{u}" for e in quantities.FIELD_TARGETS for tag in ("", "_surf")
-                for u in ("", "_pct")) + ("voltage_rmse", "sei_mae", "plating_margin_mae",
-                                          "soc_mae")
-
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN/inf; the message names the step and the term."""
@@ -74,7 +62,7 @@ class TwinModule(pl.LightningModule):
         n_p = len(self.net.param_keys)
         self.register_buffer("param_table", torch.full((n_cells, n_p), float("nan")))
         self.metrics = torch.nn.ModuleDict({f"{stage}_{m}": SumMetric()
-                                            for stage in ("val", "test") for m in _SUMS})
+                                            for stage in ("val", "test") for m in metrics.sum_keys()})
 
     @property
     def variant(self) -> str:
@@ -178,7 +166,7 @@ class TwinModule(pl.LightningModule):
     def _update_metrics(self, out: dict, batch: dict, stage: str) -> None:
         pred = {e.variable: out[e.theta].detach() * self.net.c_max[e.index]
                 for e in quantities.ELECTRODES}
-        pred.update({n: out[n].detach() for n in quantities.SCALAR_TARGETS + ("voltage",)})
+        pred.update({n: out[n].detach() for n in metrics.SCALARS})
         truth = {n: batch[n] for n in quantities.FIELD_TARGETS + quantities.SCALAR_TARGETS}
         truth["voltage"] = quantities.Features.unpack(batch["features"]).voltage
         truth["valid"] = batch["valid"]
@@ -186,14 +174,14 @@ class TwinModule(pl.LightningModule):
             self.metrics[f"{stage}_{key}"].update(value)
 
     def _log_metrics(self, stage: str) -> None:
-        m = {key: self.metrics[f"{stage}_{key}"] for key in _SUMS}
+        m = {key: self.metrics[f"{stage}_{key}"] for key in metrics.sum_keys()}
         if all(v.update_count == 0 for v in m.values()):  # sanity/empty loop: nothing to report
             return
         sums = {k: v.compute().double().cpu().numpy() for k, v in m.items()}
         c_max = {e.variable: float(self.net.c_max[e.index]) for e in quantities.ELECTRODES}
         _, pack = metrics.pooled(sums, c_max, self.net.constants.sei.L_0 * 1e9)
-        for name in _LOGGED:
-            self.log(f"{stage}/{name}", pack[name], sync_dist=True)
+        for name, value in pack.items():  # the evaluation's metric names and units
+            self.log(f"{stage}/{name}", value, sync_dist=True)
         for v in m.values():
             v.reset()
 

@@ -195,3 +195,9 @@ def test_training_and_evaluation_share_one_masked_core(synthetic_store):
     for name in ("c_s_n_rmse_pct", "c_s_p_surf_rmse", "voltage_rmse", "sei_mae_pct",
                  "plating_margin_mae", "plating_f1", "soc_mae"):
         assert pack[name] == pytest.approx(float(evaluated[f"pack_{name}"]), rel=1e-9), name
+
+
+def test_sum_keys_name_every_sum():
+    truth = make_truth()
+    sums = metrics.error_sums(metrics.align(truth, prediction(truth)), prediction(truth))
+    assert set(sums) == set(metrics.sum_keys())
