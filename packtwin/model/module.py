@@ -114,6 +114,7 @@ class TwinModule(pl.LightningModule):
                                       "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        upgrade_checkpoint(checkpoint)
         check_checkpoint(checkpoint, self.hparams.n_cells, store_info=self.hparams.store_info)
         rng = checkpoint.get("packtwin_rng")
         trainer = self._trainer
@@ -247,6 +248,20 @@ def _numpy_state() -> tuple:
     """numpy's RNG state as plain Python values (a weights-only checkpoint loads them)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return name, keys.tolist(), int(pos), int(has_gauss), float(cached)
+
+
+def upgrade_checkpoint(checkpoint: dict) -> None:
+    """Checkpoints written before the feature units were recorded counted the charge passed in
+    A.h: rescale its normalisation to coulombs (the network's output is then unchanged)."""
+    if "packtwin_feature_units" in checkpoint:
+        return
+    k = quantities.feature_index("charge_passed")
+    state = checkpoint.get("state_dict", {})
+    for name in ("net.feat_mean", "net.feat_std"):
+        if name in state:
+            state[name] = state[name].clone()
+            state[name][k] = state[name][k] * 3600.0
+    checkpoint["packtwin_feature_units"] = dict(quantities.FEATURE_UNITS)
 
 
 def check_checkpoint(checkpoint: dict, n_cells: int | None = None, source: str = "checkpoint",

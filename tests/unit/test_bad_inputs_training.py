@@ -163,3 +163,38 @@ def test_optimiser_settings_do_not_block_prediction(tmp_path, trained, synthetic
     args = base_args(tmp_path, synthetic_store, *QUICK)
     assert cli.main(["predict", *args, "--model.lr=0.5", "--ckpt_path", str(trained)]) == 0
     assert (tmp_path / "pred.zarr").exists()
+
+
+def test_checkpoints_before_charge_in_coulombs_still_predict_the_same(tmp_path, trained,
+                                                                      synthetic_store):
+    """A checkpoint that normalised the charge in A.h (no recorded feature units) is upgraded
+    on load; one recording other feature units is refused."""
+    from packtwin import quantities
+    from packtwin.data import splits, windows
+    from packtwin.model.module import TwinModule
+
+    state = torch.load(trained, map_location="cpu", weights_only=True)
+    k = quantities.feature_index("charge_passed")
+    old = dict(state, state_dict=dict(state["state_dict"]))
+    del old["packtwin_feature_units"]
+    for name in ("net.feat_mean", "net.feat_std"):
+        old["state_dict"][name] = old["state_dict"][name].clone()
+        old["state_dict"][name][k] /= 3600.0
+    torch.save(old, tmp_path / "old.ckpt")
+    ds = store.open_store(synthetic_store)
+    seq = windows.load_sequences(ds, splits.select(ds, {"scenario": [0]}), with_targets=False)
+    x, cell = torch.from_numpy(seq.features), torch.from_numpy(seq.cell.astype(np.int64))
+    valid = torch.from_numpy(seq.valid.astype(np.float32))
+    outs = []
+    for path in (trained, tmp_path / "old.ckpt"):
+        net = TwinModule.load_from_checkpoint(str(path), map_location="cpu").net.eval()
+        with torch.no_grad():
+            outs.append(net(x, cell, valid))
+    for key in quantities.NET_OUTPUTS:
+        torch.testing.assert_close(outs[1][key], outs[0][key], rtol=1e-5, atol=1e-6)
+
+    other = dict(state, packtwin_feature_units={**quantities.FEATURE_UNITS,
+                                                "charge_passed": "A.h"})
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointMismatchError, match=r"trained on features .*'A\.h'.*retrain"):
+        TwinModule.load_from_checkpoint(str(tmp_path / "other.ckpt"), map_location="cpu")
