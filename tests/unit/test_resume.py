@@ -66,3 +66,16 @@ def test_last_checkpoint_after_every_epoch_and_resume_reproduces(cli_argv, tmp_p
     for key in ("train/loss_epoch", "val/loss"):
         torch.testing.assert_close(resumed.trainer.callback_metrics[key],
                                    full.trainer.callback_metrics[key], rtol=1e-6, atol=0)
+
+
+def test_last_checkpoint_is_written_even_without_validation(cli_argv, tmp_path, synthetic_store):
+    """The monitored checkpoint writes only after a validation; last.ckpt does not wait for it:
+    a run killed after its first epoch, never validated, still resumes from that epoch."""
+    c = train.cli(base_args(tmp_path, synthetic_store, "--trainer.max_epochs=2",
+                            "--trainer.limit_train_batches=1",
+                            "--trainer.check_val_every_n_epoch=5"), run=False)
+    c.trainer.callbacks.append(KillAtEpoch(1))
+    with pytest.raises(Killed):
+        c.trainer.fit(c.model, datamodule=c.datamodule)
+    assert _state(tmp_path / "ckpt" / "last.ckpt")["epoch"] == 0
+    assert not (tmp_path / "ckpt" / "best.ckpt").exists()
