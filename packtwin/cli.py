@@ -14,13 +14,6 @@ from typing import Sequence
 from packtwin.errors import PacktwinError, one_line
 
 DEBUG_ENV = "PACKTWIN_DEBUG"
-# User errors defined in modules that are expensive to import (torch): matched only when their
-# module is already loaded, so `packtwin generate` never imports torch to handle an error.
-_LAZY_USER_ERRORS = (("packtwin.model.module", "CheckpointMismatchError"),
-                     ("packtwin.model.module", "NonFiniteLossError"),
-                     ("packtwin.data.windows", "DataError"),
-                     ("packtwin.eval.metrics", "MetricsError"))
-
 # command -> (module, function, one-line help). Lightning commands share one LightningCLI entry.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("packtwin.sim.generate", "main", "simulate a pack with PyBaMM into a Zarr store"),
@@ -50,10 +43,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [PacktwinError, FileNotFoundError, NotADirectoryError,
                                        IsADirectoryError, PermissionError, yaml.YAMLError]
-    for module, name in _LAZY_USER_ERRORS:
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type):
-            errs.append(cls)
     jsonargparse = sys.modules.get("jsonargparse")
     if jsonargparse is not None and hasattr(jsonargparse, "ArgumentError"):
         errs.append(jsonargparse.ArgumentError)

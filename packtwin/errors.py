@@ -22,3 +22,7 @@ def one_line(exc: BaseException) -> str:
     if not lines:
         return type(exc).__name__
     return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
+
+
+class ConfigError(PacktwinError, ValueError):
+    """A configuration is invalid; the message names the field, what was expected and found."""

@@ -407,6 +407,21 @@ class Grid:
         return self.n_series * self.n_parallel
 
 
+def pack_shape(ds) -> tuple[int, int]:
+    """(cells in series, cells in parallel) of a store, checked against its cell dimension."""
+    n_s, n_p = int(ds.attrs.get("n_series", ds.sizes[CELL])), int(ds.attrs.get("n_parallel", 1))
+    if n_s * n_p != ds.sizes[CELL]:
+        raise SchemaError([f"attributes n_series={n_s} x n_parallel={n_p} = {n_s * n_p} cells, "
+                           f"but dimension {CELL!r} has {ds.sizes[CELL]}"])
+    return n_s, n_p
+
+
+def n_cells(ds) -> int:
+    """Cells of a store's pack (the one count: its cell dimension, checked against its attrs)."""
+    n_s, n_p = pack_shape(ds)
+    return n_s * n_p
+
+
 def cell_position(cell: int, n_parallel: int) -> tuple[int, int]:
     """(series index, parallel index) of a cell; cells are numbered group by group."""
     return cell // n_parallel, cell % n_parallel

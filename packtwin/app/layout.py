@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 import panel as pn
 
+from packtwin import schema
 from packtwin.app import views
 from packtwin.app.sources import Sources, open_sources
 from packtwin.app.state import PackData
@@ -83,7 +84,7 @@ class Explorer:
     # ------------------------------------------------------------------ page
     def _store_summary(self) -> str:
         ds = self.data.truth
-        n_s, n_p = int(ds.attrs["n_series"]), int(ds.attrs["n_parallel"])
+        n_s, n_p = schema.pack_shape(ds)
         twins = ", ".join(self.sources.variants) or "none"
         return (f"**Store** `{self.store_name}` · {n_s}S{n_p}P pack, {ds.sizes['cell']} cells, "
                 f"{ds.sizes['scenario']} scenarios, {ds.sizes['cycle']} cycles · model "

@@ -43,7 +43,12 @@ def twin_functions() -> tuple[Callable, Callable]:
             raise ImportError(why)
 
         return unavailable, unavailable
-    return TwinModule.load_from_checkpoint, predict_dataset
+
+    def load(checkpoint):
+        # weights_only: a checkpoint is data; unpickling arbitrary objects would run its code
+        return TwinModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+
+    return load, predict_dataset
 
 
 def build_page(args: argparse.Namespace):

@@ -15,13 +15,13 @@ from typing import Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from packtwin import schema
+from packtwin import quantities, schema
 from packtwin.data import store as store_io
 
 VARIANTS = ("physics", "data_only")
 LIVE = "live"
 # Prediction variables a heatmap/overlay can use; a prediction store may hold a subset.
-PREDICTED = ("c_s_n", "c_s_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
+PREDICTED = quantities.ESTIMATED  # what a prediction store holds (truth's names)
 # Grid coordinates a prediction must share with the truth to be compared sample by sample.
 SHARED_GRID = (schema.X_N, schema.X_P, schema.R_N, schema.R_P, schema.TIME)
 

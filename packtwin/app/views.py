@@ -255,7 +255,7 @@ class PackOverview:
                  "value": df.value.values, "cell": df.cell.values}
         vdim = hv.Dimension("value", label=name, unit=unit)
         q = d.sel.quantity
-        n_s, n_p = int(d.truth.attrs["n_series"]), int(d.truth.attrs["n_parallel"])
+        n_s, n_p = schema.pack_shape(d.truth)
         when = "" if q in ("Max plating risk", "c_s error") else f" · {_when(d)}"
         return follow(hv.Rectangles(rects, vdims=[vdim, "cell"]).opts(
             color="value", cmap=self.CMAPS[q], clim=d.overview_clim(df.value.values),

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from packtwin import schema
+from packtwin import quantities, schema
 from packtwin.data import splits, store, windows
 
 Selection = dict[str, Any]
@@ -19,19 +19,20 @@ def store_info(ds, source: str = "store") -> dict:
     """What the model needs to know about a store's shape and scales (JSON-friendly)."""
     info: dict[str, Any] = {
         "schema_version": str(ds.attrs.get("schema_version")),
-        "n_cells": int(ds.sizes[schema.CELL]),
+        "n_cells": schema.n_cells(ds),
         "period_s": float(ds.attrs.get("period_s", float("nan"))),
         "nominal_capacity_ah": float(ds.attrs.get("nominal_capacity_ah", float("nan"))),
         "param_keys": schema.param_keys_in(ds),
     }
-    for dim in (schema.X_N, schema.R_N, schema.X_P, schema.R_P):
+    for dim in (d for e in quantities.ELECTRODES for d in (e.x_dim, e.r_dim)):
         info[dim] = [float(v) for v in np.asarray(ds[dim].values)]
-    for name, key in (("c_s_n", "c_max_n"), ("c_s_p", "c_max_p")):
-        c_max = ds[name].attrs.get("c_max")
+    for e in quantities.ELECTRODES:
+        c_max = e.c_max_of(ds)
         if c_max is None:
-            raise store.StoreError(f"{source}: variable {name!r} lacks the attribute 'c_max' "
-                                   f"(maximum concentration [mol/m3]) the twin normalises by")
-        info[key] = float(c_max)
+            raise store.StoreError(f"{source}: variable {e.variable!r} lacks the attribute "
+                                   f"'c_max' (maximum concentration [mol/m3]) the twin "
+                                   f"normalises by")
+        info[e.c_max_info] = c_max
     return info
 
 
@@ -125,18 +126,17 @@ class TwinDataModule(pl.LightningDataModule):
         """Normalisation statistics of the training split only (saved in the model's buffers)."""
         f_mean, f_std = _stats(seq.features, seq.valid)
         stats = {"features": {"mean": f_mean, "std": f_std}}
-        for name in windows.SCALAR_TARGETS:
+        for name in quantities.SCALAR_TARGETS:
             m, s = _stats(seq.targets[name][..., None], seq.valid)
             stats[name] = {"mean": m[0], "std": s[0]}
-        v = seq.features[..., windows.FEATURES.index("voltage")]
+        v = seq.features[..., quantities.feature_index("voltage")]
         m, s = _stats(v[..., None], seq.valid)
         stats["voltage"] = {"mean": m[0], "std": s[0]}
-        for name, key, c_max in (("c_s_n", "theta_n", self.info["c_max_n"]),
-                                 ("c_s_p", "theta_p", self.info["c_max_p"])):
-            arr = seq.targets[name]
+        for e in quantities.ELECTRODES:
+            arr = seq.targets[e.variable]
             m = np.broadcast_to(seq.valid.reshape(seq.valid.shape + (1,) * (arr.ndim - 2)),
                                 arr.shape)
-            stats[key] = {"mean": float(arr[m].mean() / c_max)}
+            stats[e.theta] = {"mean": float(arr[m].mean() / self.info[e.c_max_info])}
         cells = np.unique(seq.cell)
         params = {}
         for key in self.info["param_keys"]:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from packtwin.errors import PacktwinError
+
 QUANTITIES = ("voltage", "current", "temperature")
 LONG_COLUMNS = ("time", "cell") + QUANTITIES
 # Default wide-form column patterns (case-insensitive); the first non-empty group is the index.
@@ -29,7 +31,7 @@ PACK_CURRENT_NAMES = ("pack_current", "current", "i_pack", "i")
 PACK_VOLTAGE_NAMES = ("pack_voltage", "v_pack")
 
 
-class IngestError(ValueError):
+class IngestError(PacktwinError, ValueError):
     """A log cannot be ingested as given; the message names the file, column and what was expected."""
 
 

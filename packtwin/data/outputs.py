@@ -79,7 +79,8 @@ def _legacy_evaluation(p: Path) -> bool:
             return True
     except OSError:
         pass
-    return (p / "metrics.zarr").is_dir() or any((p / "runs").glob("*/seed*/fit_args.json"))
+    return (p / "metrics.zarr").is_dir() or any((p / "runs").glob("*/seed*/fit_args.json")) \
+        or any((p / "runs").glob("*/seed*/fit_config.json"))
 
 
 def mark(path: str | os.PathLike, kind: str) -> None:

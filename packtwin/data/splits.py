@@ -100,7 +100,7 @@ def select(ds, selection: Mapping[str, Any] | None, name: str = "selection") -> 
             values = np.asarray(ds[key].values)
             keep &= _mask(values, selection[key], key)
     scenarios = np.flatnonzero(keep)
-    cells = _index_list(selection.get("cells"), ds.sizes[schema.CELL], "cells", name)
+    cells = _index_list(selection.get("cells"), schema.n_cells(ds), "cells", name)
     snapshots = _index_list(selection.get("snapshots"), ds.sizes[schema.SNAPSHOT], "snapshots",
                             name)
     if scenarios.size == 0:

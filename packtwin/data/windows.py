@@ -12,24 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from packtwin import schema
+from packtwin import quantities, schema
 from packtwin.data.splits import Selection
+from packtwin.errors import PacktwinError
 
-# Order of the input features (the network's input layer depends on it; changing it changes the
-# checkpoint format, so it is saved with the model's hparams).
-# ``cycle`` is the snapshot's cycle number: a battery-management system counts cycles, and ageing
-# states (SEI) cannot be told apart from one cycle's V/I/T without it.
-FEATURES: tuple[str, ...] = ("voltage", "current", "temperature", "ambient_temperature", "time",
-                             "charge_passed", "cycle")
-FEATURE_UNITS = {"voltage": "V", "current": "A", "temperature": "K", "ambient_temperature": "K",
-                 "time": "s", "charge_passed": "A.h", "cycle": "1"}
-# Per-time-step scalar targets (names from the schema).
-SCALAR_TARGETS: tuple[str, ...] = ("sei_thickness_avg", "plating_margin", "soc")
-FIELD_TARGETS: tuple[str, ...] = ("c_s_n", "c_s_p")
 SEQ_DIMS = (schema.SCENARIO, schema.CELL, schema.SNAPSHOT)
 
 
-class DataError(ValueError):
+class DataError(PacktwinError, ValueError):
     """The data cannot be used as given (NaN inputs, missing variables); names what and where."""
 
 
@@ -84,7 +74,8 @@ def charge_passed(current: np.ndarray, time: np.ndarray) -> np.ndarray:
 
 
 def measured_features(ds, sel: Selection, source: str = "store") -> tuple[np.ndarray, np.ndarray]:
-    """Raw input features [N, T, F] (order ``FEATURES``, 0 in the padding) and valid mask [N, T].
+    """Raw input features [N, T, F] (order ``quantities.FEATURES``, 0 in the
+    padding) and valid mask [N, T].
 
     Raises DataError when a measured input is NaN inside the valid part of a cycle.
     """
@@ -106,16 +97,25 @@ def measured_features(ds, sel: Selection, source: str = "store") -> tuple[np.nda
                      f"snapshot {int(sel.snapshots[k % len(sel.snapshots)])}, time index {t_idx}")
             raise DataError(f"{source}: input {name!r} has {int(bad.sum())} NaN/inf values inside "
                             f"valid samples (first at {where}); measured inputs must be finite")
+        lo, hi = schema.VARIABLES[name].bounds
+        inside = arr[valid]
+        if inside.size and ((lo is not None and inside.min() < lo) or
+                            (hi is not None and inside.max() > hi)):
+            u = schema.VARIABLES[name].units
+            raise DataError(f"{source}: input {name!r} spans [{inside.min():.6g}, "
+                            f"{inside.max():.6g}] {u}, outside its physical range [{lo}, {hi}] "
+                            f"{u} (packtwin.schema): wrong units or a scaled signal?")
         measured[name] = np.where(valid, arr, 0.0)
     amb = _broadcast(ds["ambient_temperature"], sel).astype(np.float64) + 273.15
-    q = charge_passed(measured["current"], time) / 3600.0  # [A.h] since the cycle start
-    cols = {"voltage": measured["voltage"], "current": measured["current"],
-            "temperature": measured["temperature"],
-            "ambient_temperature": np.repeat(amb.reshape(n, 1), n_t, axis=1),
-            "time": np.broadcast_to(time[None, :], (n, n_t)), "charge_passed": q,
-            "cycle": np.repeat(_broadcast(ds["snapshot_cycle"], sel).astype(np.float64)
-                               .reshape(n, 1), n_t, axis=1)}
-    feats = np.stack([np.where(valid, cols[f], 0.0) for f in FEATURES], axis=-1)
+    cycle = _broadcast(ds["snapshot_cycle"], sel).astype(np.float64)
+    f = quantities.Features(
+        voltage=measured["voltage"], current=measured["current"],
+        temperature=measured["temperature"],
+        ambient_temperature=np.repeat(amb.reshape(n, 1), n_t, axis=1),
+        time=np.broadcast_to(time[None, :], (n, n_t)),
+        charge_passed=charge_passed(measured["current"], time),
+        cycle=np.repeat(cycle.reshape(n, 1), n_t, axis=1))
+    feats = f.pack(lambda cols, axis: np.stack([np.where(valid, c, 0.0) for c in cols], axis))
     return feats.astype(np.float32), valid
 
 
@@ -128,7 +128,7 @@ def load_sequences(ds, sel: Selection, with_targets: bool = True,
     seq = Sequences(feats, valid, grid[0].reshape(-1), grid[1].reshape(-1), grid[2].reshape(-1))
     assert len(seq.scenario) == n_sc * n_c * n_s
     if with_targets:
-        for name in FIELD_TARGETS + SCALAR_TARGETS:
+        for name in quantities.FIELD_TARGETS + quantities.SCALAR_TARGETS:
             if name not in ds.variables:
                 raise DataError(f"{source}: target variable {name!r} is missing")
             arr = _stack(ds[name], sel)

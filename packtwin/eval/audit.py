@@ -23,14 +23,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from packtwin import schema
+from packtwin import quantities, schema
 from packtwin.data.windows import charge_passed  # the stores' current convention, one place
 from packtwin.physics import conservation, derivatives, diffusion, sei
 from packtwin.physics.constants import CellConstants, okane2022
 
 AUDIT_UNITS = {"fick_n_rel": "1", "fick_p_rel": "1", "li_balance_n_pct": "% of c_max",
                "li_balance_p_pct": "% of c_max", "sei_rel": "1"}
-_SIDE = {"c_s_n": ("n", schema.X_N, schema.R_N), "c_s_p": ("p", schema.X_P, schema.R_P)}
 
 
 def _param(truth: xr.Dataset, key: str, default: float, cells) -> np.ndarray:
@@ -78,17 +77,19 @@ def residual_audit(truth: xr.Dataset, est: xr.Dataset, constants: CellConstants 
     q = charge_passed(cur, np.asarray(truth[schema.TIME].values, float))
     per: dict[str, np.ndarray] = {}
     pack: dict[str, float] = {}
-    for name, (side, x_dim, r_dim) in _SIDE.items():
+    for electrode in quantities.ELECTRODES:
+        name, side = electrode.variable, electrode.key
+        x_dim, r_dim = electrode.x_dim, electrode.r_dim
         if name not in est:
             continue
-        el = const.electrode(side)
+        el = electrode.constants(const)
         c_max = float(truth[name].attrs.get("c_max", el.c_max))
         e = est[[name]].assign(valid=t["valid"])
         c = torch.as_tensor(_fields(e, name, (x_dim, schema.TIME, r_dim)))  # [c,s,k,x,time,r]
         rho = torch.tensor(np.array(truth[r_dim].values, dtype=float))
-        D_ref = _param(truth, f"{'neg' if side == 'n' else 'pos'}_diffusivity", el.D_ref, cells)
-        R = _param(truth, f"{'neg' if side == 'n' else 'pos'}_radius", el.R, cells)
-        eps = _param(truth, f"{'neg' if side == 'n' else 'pos'}_am_fraction", el.eps_s, cells)
+        D_ref = _param(truth, electrode.param("diffusivity"), el.D_ref, cells)
+        R = _param(truth, electrode.param("radius"), el.R, cells)
+        eps = _param(truth, electrode.param("am_fraction"), el.eps_s, cells)
         bshape = (-1, 1, 1, 1, 1, 1)
         D = diffusion.arrhenius(torch.as_tensor(D_ref).reshape(bshape), el.Ea_D,
                                 T[:, :, :, None, :, None], el.T_ref)

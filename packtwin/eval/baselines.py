@@ -28,15 +28,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from packtwin import schema
+from packtwin import quantities, schema
 from packtwin.eval import audit
 from packtwin.physics import conservation, ocp, ocv_inversion
 from packtwin.physics.constants import CellConstants, okane2022
-# Re-exported: the shared OCV inversion lives in packtwin.physics.ocv_inversion.
-from packtwin.physics.ocv_inversion import StoichiometryLine, ocv, soc_window  # noqa: F401
+from packtwin.physics.ocv_inversion import StoichiometryLine
 
 INITS = ("ocv", "fresh")
-OUTPUTS = ("c_s_n", "c_s_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
 
 
 def invert_ocv(voltage, line: StoichiometryLine, iters: int = 60) -> np.ndarray:
@@ -65,7 +63,7 @@ def sei_fits(truth: xr.Dataset, train_scenarios: Sequence[int], train_cells: Seq
                    .transpose(schema.CELL, schema.SCENARIO, schema.CYCLE).values, float)
     cyc = np.asarray(truth[schema.CYCLE].values, float)
     n_grid = np.broadcast_to(cyc, L.shape[1:])
-    n_cells = truth.sizes[schema.CELL]
+    n_cells = schema.n_cells(truth)
     a, b = np.full(n_cells, np.nan), np.full(n_cells, np.nan)
     for c in train_cells:
         a[c], b[c] = fit_sqrt_growth(n_grid.ravel(), L[c].ravel())
@@ -96,7 +94,7 @@ def baseline_dataset(truth: xr.Dataset, train_scenarios: Sequence[int], train_ce
     const = constants or okane2022()
     line = StoichiometryLine.of(const)
     sc = np.arange(truth.sizes[schema.SCENARIO]) if scenarios is None else np.asarray(scenarios)
-    ce = np.arange(truth.sizes[schema.CELL]) if cells is None else np.asarray(cells)
+    ce = np.arange(schema.n_cells(truth)) if cells is None else np.asarray(cells)
     t = truth.isel({schema.SCENARIO: sc, schema.CELL: ce})
     order = (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
     valid = np.asarray(t["valid"].values > 0)  # [s, k, time]
@@ -118,7 +116,7 @@ def baseline_dataset(truth: xr.Dataset, train_scenarios: Sequence[int], train_ce
     c_n = sto_n0 * const.neg.c_max + dn
     c_p = sto_p0 * const.pos.c_max + dp
     theta_n, theta_p = c_n / const.neg.c_max, c_p / const.pos.c_max
-    s0, s100 = soc_window(const, line)
+    s0, s100 = ocv_inversion.soc_window(const, line)
     u_n = ocp.ocp_negative(torch.as_tensor(theta_n)).numpy()
     u_p = ocp.ocp_positive(torch.as_tensor(theta_p)).numpy()
     # SEI: cycle count advancing linearly through each snapshot cycle's valid samples.
@@ -134,13 +132,13 @@ def baseline_dataset(truth: xr.Dataset, train_scenarios: Sequence[int], train_ce
               "soc": (theta_n - s0) / (s100 - s0) * nan, "voltage": (u_p - u_n) * nan}
     data = {name: xr.Variable(order, val.astype("float32"), schema.var_attrs(name))
             for name, val in fields.items()}
-    for name, cfield, xd, rd in (("c_s_n", c_n, schema.X_N, schema.R_N),
-                                 ("c_s_p", c_p, schema.X_P, schema.R_P)):
+    for e, cfield in zip(quantities.ELECTRODES, (c_n, c_p)):
+        xd, rd = e.x_dim, e.r_dim
         arr = np.broadcast_to((cfield * nan)[..., None, None],
                               cfield.shape + (t.sizes[xd], t.sizes[rd]))
-        attrs = dict(schema.var_attrs(name), c_max=float(truth[name].attrs.get(
-            "c_max", const.electrode("n" if name == "c_s_n" else "p").c_max)))
-        data[name] = xr.Variable(order + (xd, rd), arr.astype("float32"), attrs)
+        c_max = e.c_max_of(truth) or e.constants(const).c_max
+        attrs = dict(schema.var_attrs(e.variable), c_max=float(c_max))
+        data[e.variable] = xr.Variable(order + (xd, rd), arr.astype("float32"), attrs)
     train_vals = {}
     for key in schema.param_keys_in(truth):
         vals = np.asarray(truth[schema.param_var(key)].values, float)[list(train_cells)]

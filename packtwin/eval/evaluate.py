@@ -3,8 +3,8 @@
 Run as ``packtwin evaluate --config configs/experiments/<name>.yaml [--key value ...]``.
 
 For each variant (physics, data_only) and seed the twin is trained in-process with
-``packtwin fit`` (the same fit configs and arguments for every variant: only the variant's own
-arguments differ) or loaded from a given checkpoint. New embeddings are fitted, from V/I/T alone,
+``packtwin.train.fit`` (the same fit configs and overrides for every variant: only the variant's
+own config files differ) or loaded from a given checkpoint. New embeddings are fitted, from V/I/T alone,
 for every evaluated cell that was not trained on. Each split is then predicted and scored against
 the truth, next to the trivial baseline (``packtwin.eval.baselines``) and, for the residual audit,
 PyBaMM's own output. Written to ``output``:
@@ -66,17 +66,18 @@ class Config:
     generate: Optional[str] = None
     """generate config run with ``packtwin generate --config`` when ``store`` does not exist"""
     fit_configs: list[str] = field(default_factory=list)
-    """config files passed to every ``packtwin fit`` (same data, epochs, early stopping)"""
-    fit_args: list[str] = field(default_factory=list)
-    """extra ``packtwin fit`` arguments shared by every variant"""
+    """``packtwin fit`` config files shared by every variant (same data, epochs, early stopping)"""
+    fit: dict[str, Any] = field(default_factory=dict)
+    """overrides of the fit configuration shared by every variant, e.g.
+    ``{data: {batch_size: 4}, model: {lr: 0.003}}``"""
     variants: dict[str, list[str]] = field(default_factory=lambda: {
-        "physics": ["--model.physics=true"], "data_only": ["--model.physics=false"]})
-    """variant name -> its own ``packtwin fit`` arguments (the only difference between variants)"""
+        "physics": ["configs/model/physics.yaml"], "data_only": ["configs/model/data_only.yaml"]})
+    """variant name -> its own fit config files (the only difference between variants)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """seeds per variant"""
     checkpoints: Optional[dict[str, list[str]]] = None
     """variant -> checkpoints (one per seed, in order) to evaluate instead of training"""
-    monitor: str = "val/cs_n_rmse_pct"
+    monitor: str = "val/c_s_n_rmse_pct"
     """validation metric for the best checkpoint and early stopping, the same for every variant
     (a data metric: the physics twin's val/loss also holds physics terms)"""
     patience: Optional[int] = 5
@@ -98,52 +99,51 @@ class Config:
     """free text printed at the top of the report (e.g. "1 seed: a demo, not a result")"""
 
 
-def _train_cells(ds: xr.Dataset, cfg: Config) -> np.ndarray:
-    return splits.select(ds, cfg.train, name="train selection").cells
+def fit_config(cfg: Config, variant: str, seed: int, run_dir: Path) -> dict:
+    """The ``packtwin.train.fit`` configuration of one variant and seed.
+
+    The variant's configs first, then the shared ``fit`` overrides, then what this evaluation
+    fixes itself, so that nothing a variant says can change the data, seed, budget or selection
+    criterion.
+    """
+    from packtwin import train
+
+    config = train.load_config([*cfg.fit_configs, *cfg.variants[variant]], cfg.fit, {
+        "seed_everything": int(seed),
+        "data": {"store": cfg.store, "train": cfg.train,
+                 "val": cfg.val if cfg.val is not None else cfg.train},
+        "trainer": {"default_root_dir": str(run_dir), "logger": [{
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(run_dir), "name": "csv"}}]},
+        "checkpoint": {"dirpath": str(run_dir / "checkpoints"), "monitor": cfg.monitor,
+                       "mode": "min"},
+        "prediction": {"output": str(run_dir / "predictions.zarr")}})
+    if cfg.patience:
+        config["trainer"]["callbacks"] = [*config["trainer"].get("callbacks", []), {
+            "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+            "init_args": {"monitor": cfg.monitor, "mode": "min",
+                          "patience": int(cfg.patience)}}]
+    return config
 
 
 def _fit(cfg: Config, variant: str, seed: int, run_dir: Path) -> Path:
     """Train one twin in-process; returns the evaluated checkpoint (best by ``cfg.monitor``).
 
     With ``resume`` a checkpoint of an earlier run is reused only if it was trained with exactly
-    the same ``packtwin fit`` arguments (recorded in ``fit_args.json``).
+    the same configuration (recorded in ``fit_config.json``).
     """
     from packtwin import train
 
     ckpt = run_dir / "model.ckpt"
-    args = ["fit"]
-    for c in cfg.fit_configs:
-        args += ["--config", c]
-    # Variant arguments first, then the shared ones, then what this evaluation fixes itself, so
-    # that nothing a variant says can change the data, seed, budget or selection criterion.
-    args += [*cfg.variants[variant], *cfg.fit_args,
-             f"--data.store={cfg.store}", f"--data.train={json.dumps(cfg.train)}",
-             f"--data.val={json.dumps(cfg.val if cfg.val is not None else cfg.train)}",
-             f"--seed_everything={int(seed)}", f"--trainer.default_root_dir={run_dir}",
-             "--trainer.logger=" + json.dumps([{
-                 "class_path": "lightning.pytorch.loggers.CSVLogger",
-                 "init_args": {"save_dir": str(run_dir), "name": "csv"}}]),
-             f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
-             f"--checkpoint.monitor={cfg.monitor}", "--checkpoint.mode=min",
-             f"--prediction.output={run_dir / 'predictions.zarr'}"]
-    if cfg.patience:
-        args += ["--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
-                 f"--trainer.callbacks.monitor={cfg.monitor}", "--trainer.callbacks.mode=min",
-                 f"--trainer.callbacks.patience={int(cfg.patience)}"]
-    record = run_dir / "fit_args.json"
-    if cfg.resume and ckpt.exists() and record.exists() and json.loads(record.read_text()) == args:
+    config = fit_config(cfg, variant, seed, run_dir)
+    record = run_dir / "fit_config.json"
+    if cfg.resume and ckpt.exists() and record.exists() and \
+            json.loads(record.read_text()) == json.loads(json.dumps(config)):
         return ckpt
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.unlink(missing_ok=True)
-    record.write_text(json.dumps(args, indent=1))
-    cli = train.cli(args)
-    trainer = cli.trainer
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if \
-        trainer.checkpoint_callback is not None else ""
-    if best and Path(best).exists():
-        shutil.copyfile(best, ckpt)
-    else:  # no monitored checkpoint: evaluate the final weights
-        trainer.save_checkpoint(str(ckpt))
+    record.write_text(json.dumps(config, indent=1))
+    shutil.copyfile(train.fit(config), ckpt)
     return ckpt
 
 
@@ -194,9 +194,9 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
         if cfg.generate is None:
             raise store.StoreError(f"store {cfg.store!r} does not exist and no 'generate' config "
                                    f"is given to make it")
-        from packtwin import cli
+        from packtwin.sim import generate
 
-        rc = cli.main(["generate", "--config", cfg.generate])
+        rc = generate.main(["--config", cfg.generate])
         if rc or not Path(cfg.store).exists():
             raise store.StoreError(f"'packtwin generate --config {cfg.generate}' (exit {rc}) did "
                                    f"not write the store {cfg.store!r} named in 'store'")

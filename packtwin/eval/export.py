@@ -16,6 +16,7 @@ a data-dependent guard for ``torch.export``): use TorchScript for it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -27,11 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from packtwin import quantities
 from packtwin.data import outputs
 from packtwin.errors import PacktwinError
 
 FORMATS = ("torchscript", "onnx")
-OUTPUTS = ("theta_n", "theta_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
+OUTPUTS = quantities.NET_OUTPUTS
 INPUTS = ("features", "cell", "valid")
 EXPORT_KIND = "export"
 
@@ -82,22 +84,22 @@ def example_inputs(net: nn.Module, batch: int, n_time: int, period_s: float, see
     the network sees the ranges it was trained on), time is uniform at ``period_s`` and the
     charge passed integrates the drawn current, as the data module computes it.
     """
-    from packtwin.data.windows import FEATURES
+    from packtwin.data.windows import charge_passed
+    from packtwin.quantities import FEATURES, Features, feature_index
 
     g = torch.Generator().manual_seed(seed)
     mean, std = net.feat_mean.float().clone(), net.feat_std.float().clone()
     if not bool(getattr(net, "stats_set", True)):
         # An untrained network has mean 0 / std 1: use a plausible cell instead (0 K would be NaN).
         for name, (m, s) in _PLAUSIBLE.items():
-            if name in FEATURES:
-                mean[FEATURES.index(name)], std[FEATURES.index(name)] = m, s
-    f = mean + 0.5 * std * torch.randn(batch, n_time, len(FEATURES), generator=g)
-    if "time" in FEATURES:
-        f[..., FEATURES.index("time")] = torch.arange(n_time, dtype=torch.float32) * period_s
-    if "charge_passed" in FEATURES and "current" in FEATURES:
-        i = f[..., FEATURES.index("current")]
-        q = torch.cumsum(torch.cat([torch.zeros(batch, 1), i[:, :-1]], 1) * period_s, 1) / 3600.0
-        f[..., FEATURES.index("charge_passed")] = q
+            mean[feature_index(name)], std[feature_index(name)] = m, s
+    f = Features.unpack(mean + 0.5 * std * torch.randn(batch, n_time, len(FEATURES), generator=g))
+    time = torch.arange(n_time, dtype=torch.float64) * period_s
+    # The data module's charge counting, so the traced graph sees inputs as training did.
+    q = charge_passed(f.current.double().numpy(), time.numpy())
+    f = dataclasses.replace(f, time=time.float().expand(batch, n_time),
+                            charge_passed=torch.from_numpy(q).float())
+    f = f.pack(torch.stack).contiguous()
     cell = torch.randint(0, max(int(net.n_cells), 1), (batch,), generator=g)
     valid = torch.ones(batch, n_time)
     return f, cell, valid

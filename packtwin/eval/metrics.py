@@ -21,21 +21,20 @@ Metrics (per cell, dim ``cell``, and pack-level, no dims):
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
 import xarray as xr
 
-from packtwin import schema
+from packtwin import quantities, schema
+from packtwin.errors import PacktwinError
 
-ELECTRODES = {"c_s_n": (schema.X_N, schema.R_N), "c_s_p": (schema.X_P, schema.R_P)}
-SCALARS = ("sei_thickness_avg", "plating_margin", "soc", "voltage")
+ELECTRODES = quantities.FIELD_TARGETS
+SCALARS = quantities.SCALAR_TARGETS + ("voltage",)
 GRID_DIMS = (schema.TIME, schema.X_N, schema.X_P, schema.R_N, schema.R_P)
 SIMULATED_VS_SIMULATED = "simulated-vs-simulated"
 
 # metric name -> (units, long name); the one table that report and plots read labels from.
 METRICS: dict[str, tuple[str, str]] = {}
-for _n, _side in (("c_s_n", "negative"), ("c_s_p", "positive")):
+for _n, _side in ((e.variable, e.domain) for e in quantities.ELECTRODES):
     METRICS[f"{_n}_rmse"] = ("mol/m3", f"c_s RMSE, {_side} electrode (x, r)")
     METRICS[f"{_n}_rmse_pct"] = ("% of c_max", f"c_s RMSE, {_side} electrode (x, r)")
     METRICS[f"{_n}_surf_rmse"] = ("mol/m3", f"surface c_s RMSE, {_side} electrode")
@@ -60,7 +59,7 @@ for _k, _p in schema.PARAMETERS.items():
     METRICS[f"param_{_k}_relerr"] = ("%", f"relative error of {_p.long_name}")
 
 
-class MetricsError(ValueError):
+class MetricsError(PacktwinError, ValueError):
     """Truth and prediction cannot be compared; the message names the variable and the problem."""
 
 
@@ -94,65 +93,120 @@ def c_max_of(truth: xr.Dataset, name: str) -> float:
     return float(c_max)
 
 
-def _mask(valid: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
-    """valid (scenario, snapshot, time) as bool, broadcast against ``like``."""
-    return (valid > 0).broadcast_like(like)
+class XarrayOps:
+    """How :func:`error_sums` masks and sums labelled arrays: per cell, by dimension name."""
+
+    @staticmethod
+    def mask(valid, like, name):
+        """valid (scenario, snapshot, time) as bool, broadcast against ``like``."""
+        return (valid > 0).broadcast_like(like)
+
+    @staticmethod
+    def where(mask, x):
+        return x.where(mask, 0.0)
+
+    @staticmethod
+    def total(x):
+        return x.astype("float64").sum([d for d in x.dims if d != schema.CELL])
+
+    @staticmethod
+    def surface(x, name):
+        # The outermost stored node stands for the surface (PyBaMM's nodes are cell centres).
+        r_dim = quantities.electrode_of(name).r_dim
+        return x.isel({r_dim: x.sizes[r_dim] - 1})
+
+    @staticmethod
+    def as_float(x):
+        return x.astype("float64")
 
 
-def _masked(err: xr.DataArray, mask: xr.DataArray, name: str, where: str) -> xr.DataArray:
-    bad = mask & ~np.isfinite(err)
-    if bool(bad.any()):
-        raise MetricsError(f"{where} {name!r} has {int(bad.sum())} NaN/inf values inside valid "
-                           f"samples; predictions and truth must be finite where valid = 1")
-    return err.where(mask, 0.0)
+class TorchOps:
+    """How :func:`error_sums` masks and sums a training batch: dicts of [B, T, ...] tensors,
+    summed over everything (the Lightning metrics pool the batches)."""
+
+    @staticmethod
+    def mask(valid, like, name):
+        import torch
+
+        m = valid.reshape(valid.shape + (1,) * (like.ndim - valid.ndim)) > 0
+        return m.expand_as(like) if isinstance(like, torch.Tensor) else m
+
+    @staticmethod
+    def where(mask, x):
+        import torch
+
+        return torch.where(mask, x, torch.zeros_like(x))
+
+    @staticmethod
+    def total(x):
+        return x.double().sum()
+
+    @staticmethod
+    def surface(x, name):
+        return x[..., -1]
+
+    @staticmethod
+    def as_float(x):
+        return x.double()
 
 
-def _sum_per_cell(da: xr.DataArray) -> xr.DataArray:
-    return da.sum([d for d in da.dims if d != schema.CELL])
-
-
-def error_sums(truth: xr.Dataset, pred: xr.Dataset, plating_threshold: float = 0.0
+def error_sums(truth, pred, plating_threshold: float = 0.0, ops=XarrayOps
                ) -> dict[str, xr.DataArray]:
-    """Per-cell sums over valid samples: squared/absolute errors, counts and event counts.
+    """Sums over valid samples: squared/absolute errors, counts and event counts.
 
-    ``truth`` must already be aligned with ``pred`` (see :func:`align`). Keys: ``<name>_sq``,
-    ``<name>_abs``, ``<name>_n`` (count), ``c_s_*_surf_sq``/``_n``, ``sei_growth`` (sum of
-    L - L_0 is added by :func:`compute_metrics`), ``plating_tp/fp/fn/events``.
+    The one masked core of every metric, in training (``ops=TorchOps``: dicts of tensors, one
+    total) and in evaluation (datasets, sums per cell). ``truth`` must already be aligned with
+    ``pred`` (see :func:`align`) and hold ``valid``. Keys: ``<name>_sq``, ``<name>_abs``,
+    ``<name>_n`` (count), ``c_s_*_surf_sq``/``_n``, ``sei_truth_sum`` (for the SEI growth),
+    ``plating_tp/fp/fn/events``; :func:`pooled` turns them into metrics.
     """
-    out: dict[str, xr.DataArray] = {}
+    out: dict = {}
     valid = truth["valid"]
-    for name, (_, r_dim) in ELECTRODES.items():
+
+    def masked(name):
+        t = ops.as_float(truth[name])
+        m = ops.mask(valid, t, name)
+        err = ops.as_float(pred[name]) - t
+        bad = m & ~np.isfinite(err) if ops is XarrayOps else m & ~err.isfinite()
+        if bool(bad.any()):
+            raise MetricsError(f"prediction - truth {name!r} has {int(bad.sum())} NaN/inf values "
+                               f"inside valid samples; predictions and truth must be finite "
+                               f"where valid = 1")
+        return t, m, ops.where(m, err)
+
+    for name in ELECTRODES:
         if name not in pred:
             continue
-        t = truth[name].astype("float64")
-        p = pred[name].astype("float64")
-        m = _mask(valid, t)
-        err = _masked(p - t, m, name, "prediction - truth")
-        out[f"{name}_sq"] = _sum_per_cell(err ** 2)
-        out[f"{name}_n"] = _sum_per_cell(m.astype("float64"))
-        # The outermost stored node stands for the surface (PyBaMM's nodes are cell centres).
-        surf = {r_dim: truth.sizes[r_dim] - 1}
-        out[f"{name}_surf_sq"] = _sum_per_cell((err ** 2).isel(surf))
-        out[f"{name}_surf_n"] = _sum_per_cell(m.isel(surf).astype("float64"))
+        _, m, err = masked(name)
+        out[f"{name}_sq"] = ops.total(err ** 2)
+        out[f"{name}_n"] = ops.total(m)
+        out[f"{name}_surf_sq"] = ops.total(ops.surface(err ** 2, name))
+        out[f"{name}_surf_n"] = ops.total(ops.surface(m, name))
     for name in SCALARS:
         if name not in pred:
             continue
-        t = truth[name].astype("float64")
-        m = _mask(valid, t)
-        err = _masked(pred[name].astype("float64") - t, m, name, "prediction - truth")
-        out[f"{name}_sq"] = _sum_per_cell(err ** 2)
-        out[f"{name}_abs"] = _sum_per_cell(abs(err))
-        out[f"{name}_n"] = _sum_per_cell(m.astype("float64"))
+        t, m, err = masked(name)
+        out[f"{name}_sq"] = ops.total(err ** 2)
+        out[f"{name}_abs"] = ops.total(abs(err))
+        out[f"{name}_n"] = ops.total(m)
         if name == "sei_thickness_avg":
-            out["sei_truth_sum"] = _sum_per_cell(t.where(m, 0.0))
+            out["sei_truth_sum"] = ops.total(ops.where(m, t))
         if name == "plating_margin":
             ev_t = (t < plating_threshold) & m
             ev_p = (pred[name] < plating_threshold) & m
-            out["plating_tp"] = _sum_per_cell((ev_t & ev_p).astype("float64"))
-            out["plating_fp"] = _sum_per_cell((~ev_t & ev_p).astype("float64"))
-            out["plating_fn"] = _sum_per_cell((ev_t & ~ev_p).astype("float64"))
-            out["plating_events"] = _sum_per_cell(ev_t.astype("float64"))
+            out["plating_tp"] = ops.total(ev_t & ev_p)
+            out["plating_fp"] = ops.total(~ev_t & ev_p)
+            out["plating_fn"] = ops.total(ev_t & ~ev_p)
+            out["plating_events"] = ops.total(ev_t)
     return out
+
+
+def sum_keys() -> tuple[str, ...]:
+    """Every key :func:`error_sums` returns when all estimated variables are given (training
+    pools one metric per key over an epoch)."""
+    keys = [f"{n}_{s}" for n in ELECTRODES for s in ("sq", "n", "surf_sq", "surf_n")]
+    keys += [f"{n}_{s}" for n in SCALARS for s in ("sq", "abs", "n")]
+    return (*keys, "sei_truth_sum", "plating_tp", "plating_fp", "plating_fn", "plating_events")
 
 
 def _ratio(num, den):
@@ -165,6 +219,13 @@ def finalize(sums: dict[str, xr.DataArray], c_max: dict[str, float], sei_initial
              ) -> xr.Dataset:
     """Metrics per cell and pooled over the pack from the sums of :func:`error_sums`."""
     cells = next(iter(sums.values()))[schema.CELL].values if sums else np.array([], int)
+    return _to_dataset(*pooled(sums, c_max, sei_initial_nm), cells)
+
+
+def pooled(sums: dict, c_max: dict[str, float], sei_initial_nm: float
+           ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Metrics (names and units of :data:`METRICS`) from the sums of :func:`error_sums`: per entry
+    of the sums (cells) and pooled over all entries (the pack, or a training epoch)."""
     per_cell: dict[str, np.ndarray] = {}
     pack: dict[str, float] = {}
 
@@ -208,7 +269,7 @@ def finalize(sums: dict[str, xr.DataArray], c_max: dict[str, float], sei_initial
         if n_key:
             per_cell["n_samples"] = np.asarray(sums[n_key], float)
             pack["n_samples"] = float(per_cell["n_samples"].sum())
-    return _to_dataset(per_cell, pack, cells)
+    return per_cell, pack
 
 
 def _to_dataset(per_cell: dict, pack: dict, cells) -> xr.Dataset:
@@ -279,8 +340,3 @@ def compute_metrics(truth: xr.Dataset, pred: xr.Dataset, plating_threshold: floa
                                     "of per-cell values); parameters: mean over cells"})
     return out
 
-
-def metric_names(ds: xr.Dataset) -> Iterable[str]:
-    """Metric names present (without the ``pack_`` prefix), in the order of :data:`METRICS`."""
-    present = {n[len("pack_"):] for n in ds.data_vars if n.startswith("pack_")}
-    return [n for n in METRICS if n in present]

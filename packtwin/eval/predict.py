@@ -15,11 +15,10 @@ import torch
 import xarray as xr
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from packtwin import schema
+from packtwin import quantities, schema
 from packtwin.data import outputs, splits, store, windows
+from packtwin.errors import PacktwinError
 
-# Estimated variables written to a prediction store (truth's names) plus the reconstruction.
-PREDICTED = ("c_s_n", "c_s_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
 _SCENARIO_COORDS = ("ambient_temperature", "charge_c_rate", "discharge_c_rate", "protocol")
 _CELL_COORDS = ("series_index", "parallel_index")
 PREDICTION_KIND = "prediction"
@@ -27,6 +26,36 @@ PREDICTION_KIND = "prediction"
 
 def _net(module):
     return getattr(module, "net", module)
+
+
+class UnknownCellError(PacktwinError, KeyError, ValueError):
+    """A cell has no embedding: it was not trained on and no fitted embedding was given."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def embed(net, cells: Sequence[int], embeddings: dict[int, torch.Tensor] | None = None
+          ) -> torch.Tensor:
+    """Embeddings [len(cells), d] of cells: a fitted one where given, else the trained table's.
+
+    Raises UnknownCellError for a cell with neither (never another cell's embedding).
+    """
+    table = net.embedding.weight.detach()
+    rows = []
+    for c in cells:
+        c = int(c)
+        if embeddings and c in embeddings:
+            rows.append(embeddings[c].to(table.device))
+        elif 0 <= c < net.n_cells:
+            rows.append(table[c])
+        else:
+            raise UnknownCellError(
+                f"cell {c} has no embedding: the network was trained with n_cells="
+                f"{net.n_cells} (cells 0-{net.n_cells - 1}) and no fitted embedding was given; "
+                f"fit embeddings for new cells first (packtwin.model.adapt."
+                f"fit_new_cell_embeddings, or --prediction.new_cells)")
+    return torch.stack(rows) if rows else table[:0]
 
 
 def selection_of(truth_ds: xr.Dataset, scenarios: Sequence[int] | None = None,
@@ -55,17 +84,9 @@ def run_network(module, seq: windows.Sequences, embeddings: dict[int, torch.Tens
         feats = torch.from_numpy(seq.features[a:b]).to(device)
         valid = torch.from_numpy(seq.valid[a:b].astype(np.float32)).to(device)
         cells = torch.from_numpy(seq.cell[a:b].astype(np.int64)).to(device)
-        emb = None
-        if embeddings:
-            table = net.embedding.weight.detach()
-            emb = torch.stack([embeddings[int(c)].to(device) if int(c) in embeddings
-                               else table[int(c)] for c in seq.cell[a:b]])
-        elif int(seq.cell[a:b].max()) >= net.n_cells:
-            raise ValueError(f"cell {int(seq.cell[a:b].max())} has no embedding: the network was "
-                             f"trained with n_cells={net.n_cells}; fit embeddings for new cells "
-                             f"first (packtwin.model.adapt.fit_new_cell_embeddings)")
+        emb = embed(net, seq.cell[a:b], embeddings)
         with torch.no_grad():
-            out = net(feats, cells.clamp_max(net.n_cells - 1), valid, embeddings=emb)
+            out = net(feats, cells, valid, embeddings=emb)
         outs.append({k: v.detach().cpu() for k, v in out.items()})
     return outs
 
@@ -79,8 +100,7 @@ def assemble(module, truth_ds: xr.Dataset, sel: splits.Selection, seq: windows.S
     order); sequences without a row (no valid sample) are NaN.
     """
     net = _net(module)
-    keys = ("theta_n", "theta_p", "sei_thickness_avg", "plating_margin", "soc", "voltage")
-    cat = {k: torch.cat([o[k] for o in outs]).numpy() for k in keys}
+    cat = {k: torch.cat([o[k] for o in outs]).numpy() for k in quantities.NET_OUTPUTS}
     if index is not None:
         for k, arr in cat.items():
             full = np.full((len(seq),) + arr.shape[1:], np.nan, dtype=arr.dtype)
@@ -95,29 +115,18 @@ def assemble(module, truth_ds: xr.Dataset, sel: splits.Selection, seq: windows.S
                *_CELL_COORDS, "snapshot_cycle", schema.X_N, schema.R_N, schema.X_P, schema.R_P)
               if name in sub.coords}
     data = {}
-    fields = {"c_s_n": cat["theta_n"] * float(net.c_max[0]),
-              "c_s_p": cat["theta_p"] * float(net.c_max[1]),
-              "sei_thickness_avg": cat["sei_thickness_avg"],
-              "plating_margin": cat["plating_margin"], "soc": cat["soc"],
-              "voltage": cat["voltage"]}
+    fields = {name: cat[key] for name, key in zip(quantities.ESTIMATED, quantities.NET_OUTPUTS)}
+    for e in quantities.ELECTRODES:
+        fields[e.variable] = fields[e.variable] * float(net.c_max[e.index])
     for name, arr in fields.items():
         m = valid.reshape(valid.shape + (1,) * (arr.ndim - 2))
         arr = np.where(m, arr, np.nan).astype(np.float32)
         dims = schema.VARIABLES[name].dims
         arr = arr.reshape((n_sc, n_c, n_s) + arr.shape[1:])
         data[name] = xr.Variable(dims, arr, schema.var_attrs(name))
-    cells_t = torch.as_tensor(sel.cells, dtype=torch.long)
     with torch.no_grad():
-        emb = net.embedding.weight.detach().cpu().clone() if net.n_cells else None
-        rows = []
-        for c in sel.cells:
-            if embeddings and int(c) in embeddings:
-                rows.append(embeddings[int(c)].detach().cpu())
-            else:
-                rows.append(emb[min(int(c), net.n_cells - 1)])
-        device = net.embedding.weight.device
-        params = net.identified_params(embeddings=torch.stack(rows).to(device)).cpu().numpy() \
-            if net.param_keys else np.zeros((len(cells_t), 0))
+        params = net.identified_params(embeddings=embed(net, sel.cells, embeddings)).cpu() \
+            .numpy() if net.param_keys else np.zeros((len(sel.cells), 0))
     for i, key in enumerate(net.param_keys):
         name = schema.param_var(key)
         data[name] = xr.Variable((schema.CELL,), params[:, i].astype(np.float64),
@@ -149,7 +158,7 @@ def predict_dataset(module, truth_ds: xr.Dataset, scenarios: Sequence[int] | Non
         embeddings: cell -> fitted embedding for cells not trained on (``adapt``).
         checkpoint, truth_store: recorded in the attrs.
     Returns:
-        dataset with the truth's dims/coords for the selection; variables ``PREDICTED`` and
+        dataset with the truth's dims/coords for the selection; variables ``quantities.ESTIMATED`` and
         ``param_<key>(cell)``; attrs schema_version, variant, checkpoint, truth_store.
     """
     sel = selection_of(truth_ds, scenarios, cells, snapshots)

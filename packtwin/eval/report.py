@@ -209,8 +209,8 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
         lines += [f"- {name}: {why}" for name, why in skipped.items()] + [""]
     if config.get("variants"):
         lines += ["## Variants", "",
-                  f"Shared fit configs: `{config.get('fit_configs')}`, shared arguments: "
-                  f"`{config.get('fit_args')}`; per variant only: "
+                  f"Shared fit configs: `{config.get('fit_configs')}`, shared overrides: "
+                  f"`{json.dumps(config.get('fit'))}`; per variant only: "
                   f"`{json.dumps(config.get('variants'))}`.", ""]
     lines += ["## Summary", "", summary_table(ds), ""]
     lines += ["## Every metric", ""]

@@ -14,13 +14,15 @@ import torch
 from torch import Tensor
 
 from packtwin.physics import constants as pc
+from packtwin.quantities import ELECTRODES, SCALAR_TARGETS, Features
 from packtwin.physics.conservation import average_concentration, mean_interfacial_current
 from packtwin.physics.diffusion import arrhenius, fick_residual_normalised, surface_flux_residual
 from packtwin.physics.sei import sei_residual
 
-DATA_TERMS = ("c_s_n", "c_s_p", "sei", "plating", "soc", "voltage", "params")
 PHYSICS_TERMS = ("fick_n", "fick_p", "flux_n", "flux_p", "bv_voltage", "sei_law",
                  "conservation_n", "conservation_p")
+# The voltage's normalisation follows the scalar targets' in the network's target buffers.
+VOLTAGE_STD = len(SCALAR_TARGETS)
 # Defaults: data terms 1; physics terms chosen so each is ~1 for a plausible but wrong profile.
 # The SPM voltage cannot match a DFN cell's exactly (no electrolyte polarisation), hence 0.1.
 # Conservation is built into the output of the physics twin (it stays ~0), so it is a diagnostic.
@@ -43,15 +45,12 @@ def data_terms(net, out: Mapping[str, Tensor], batch: Mapping[str, Tensor],
     """Supervised terms against the store's hidden truth."""
     valid = batch["valid"]
     terms: dict[str, Tensor] = {}
-    for k, e in enumerate(("n", "p")):
-        target = batch[f"c_s_{e}"] / net.c_max[k]
-        terms[f"c_s_{e}"] = masked_mean(((out[f"theta_{e}"] - target) * 100.0) ** 2, valid)
-    std = net.target_std
-    terms["sei"] = masked_mean(((out["sei_thickness_avg"] - batch["sei_thickness_avg"]) / std[0])
-                               ** 2, valid)
-    terms["plating"] = masked_mean(((out["plating_margin"] - batch["plating_margin"]) / std[1])
-                                   ** 2, valid)
-    terms["soc"] = masked_mean(((out["soc"] - batch["soc"]) / std[2]) ** 2, valid)
+    for e in ELECTRODES:
+        target = batch[e.variable] / net.c_max[e.index]
+        terms[e.variable] = masked_mean(((out[e.theta] - target) * 100.0) ** 2, valid)
+    # Loss-term name of each scalar estimate (its order is the network's target buffers').
+    for k, (name, term) in enumerate(zip(SCALAR_TARGETS, ("sei", "plating", "soc"))):
+        terms[term] = masked_mean(((out[name] - batch[name]) / net.target_std[k]) ** 2, valid)
     terms.update(voltage_term(net, out, batch))
     if param_table is not None and param_table.shape[1] > 0:
         rows = param_table[batch["cell"]]
@@ -64,10 +63,8 @@ def data_terms(net, out: Mapping[str, Tensor], batch: Mapping[str, Tensor],
 
 def voltage_term(net, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Reconstruction of the measured terminal voltage (needs no hidden truth)."""
-    from packtwin.data.windows import FEATURES
-
-    v = batch["features"][..., FEATURES.index("voltage")]
-    return {"voltage": masked_mean(((out["voltage"] - v) / net.target_std[3]) ** 2,
+    v = Features.unpack(batch["features"]).voltage
+    return {"voltage": masked_mean(((out["voltage"] - v) / net.target_std[VOLTAGE_STD]) ** 2,
                                    batch["valid"])}
 
 
@@ -87,8 +84,6 @@ def physics_terms(net, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -
 
     ``out`` must come from ``net(..., derivs=True)``.
     """
-    from packtwin.data.windows import FEATURES
-
     valid = batch["valid"]
     cst = net.constants
     T = out["temperature"]
@@ -98,35 +93,35 @@ def physics_terms(net, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -
     pair_valid[:, 1:] = valid[:, 1:] * valid[:, :-1]
     pair_valid[:, 0] = 0.0
     terms: dict[str, Tensor] = {}
-    q_ah = batch["features"][..., FEATURES.index("charge_passed")]
-    q_c = (q_ah - q_ah[:, :1]) * 3600.0
-    for k, e in enumerate(("n", "p")):
-        el = cst.neg if e == "n" else cst.pos
-        c_max = net.c_max[k]
-        rho = out[f"rho_{e}"]  # stored nodes, plus the surface rho = 1 if they stop short
+    f = Features.unpack(batch["features"])
+    q_c = f.charge_passed - f.charge_passed[:, :1]  # [C] since the window's first sample
+    for e in ELECTRODES:
+        el = e.constants(cst)
+        k = e.key
+        c_max = net.c_max[e.index]
+        rho = out[f"rho_{k}"]  # stored nodes, plus the surface rho = 1 if they stop short
         D = arrhenius(el.D_ref, el.Ea_D, T, el.T_ref)[..., None, None]  # [B, T, 1, 1]
-        dtheta_dt, ok = _time_derivative(out[f"theta_{e}_ext"], dt)
-        res = fick_residual_normalised(dtheta_dt, out[f"dtheta_{e}_drho"],
-                                       out[f"d2theta_{e}_drho2"], rho, D, el.R)
+        dtheta_dt, ok = _time_derivative(out[f"{e.theta}_ext"], dt)
+        res = fick_residual_normalised(dtheta_dt, out[f"dtheta_{k}_drho"],
+                                       out[f"d2theta_{k}_drho2"], rho, D, el.R)
         # Scale: the electrode's mean stoichiometry rate at 1C.
         rate_1c = 3600.0 / (pc.F * el.eps_s * el.L * el.A * float(c_max)) * \
             cst.nominal_capacity_ah / 3600.0
-        terms[f"fick_{e}"] = masked_mean((res / rate_1c) ** 2, pair_valid * ok[None, :])
+        terms[f"fick_{k}"] = masked_mean((res / rate_1c) ** 2, pair_valid * ok[None, :])
         j = mean_interfacial_current(I, el)
-        grad_surf = out[f"dtheta_{e}_drho"][..., -1].mean(-1) * c_max  # x-averaged [mol/m3]
+        grad_surf = out[f"dtheta_{k}_drho"][..., -1].mean(-1) * c_max  # x-averaged [mol/m3]
         flux = surface_flux_residual(grad_surf, D[..., 0, 0], j, el.R)
         j_1c = float(mean_interfacial_current(torch.tensor(cst.nominal_capacity_ah), el).abs())
-        terms[f"flux_{e}"] = masked_mean((flux * pc.F / j_1c) ** 2, valid)
-        r_stored = net.r_n if e == "n" else net.r_p
-        avg = average_concentration(out[f"theta_{e}"], r_stored).mean(-1) * c_max  # [B, T]
+        terms[f"flux_{k}"] = masked_mean((flux * pc.F / j_1c) ** 2, valid)
+        _, r_stored = net.nodes(e)
+        avg = average_concentration(out[e.theta], r_stored).mean(-1) * c_max  # [B, T]
         from packtwin.physics.conservation import lithium_balance_residual
 
         bal = lithium_balance_residual(avg, avg[:, :1], q_c, el) / c_max
-        terms[f"conservation_{e}"] = masked_mean((bal * 100.0) ** 2, valid)
+        terms[f"conservation_{k}"] = masked_mean((bal * 100.0) ** 2, valid)
     if "voltage_spm" in out:
-        v = batch["features"][..., FEATURES.index("voltage")]
-        terms["bv_voltage"] = masked_mean(((out["voltage_spm"] - v) / net.target_std[3]) ** 2,
-                                          valid)
+        terms["bv_voltage"] = masked_mean(
+            ((out["voltage_spm"] - f.voltage) / net.target_std[VOLTAGE_STD]) ** 2, valid)
     L = (out["sei_thickness_avg"] * 1e-9).clamp_min(1e-10)
     dL_dt, ok = _time_derivative(L, dt)
     res = sei_residual(dL_dt, L, T, cst)

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
-from torchmetrics import MeanMetric
+from torchmetrics import SumMetric
 
-from packtwin import schema
+from packtwin import quantities, schema
+from packtwin.errors import ConfigError, PacktwinError
+from packtwin.eval import metrics
 from packtwin.model import losses
 from packtwin.model.twinnet import TwinNet
 
-# name -> (what is averaged, how it is reported)
-_METRICS = ("cs_n_se", "cs_p_se", "surf_n_se", "surf_p_se", "voltage_se", "sei_ae", "plating_ae",
-            "soc_ae")
-
-
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(PacktwinError, FloatingPointError):
     """A loss term became NaN/inf; the message names the step and the term."""
 
 
-class CheckpointMismatchError(ValueError):
+class InputRangeError(PacktwinError, ValueError):
+    """Measured inputs far outside what the checkpoint was trained on (units, scaling)."""
+
+
+class CheckpointMismatchError(PacktwinError, ValueError):
     """A checkpoint does not fit this store or this packtwin (schema version, cell count)."""
 
 
@@ -49,7 +52,7 @@ class TwinModule(pl.LightningModule):
         self.save_hyperparameters()
         unknown = set(weights or {}) - set(losses.DEFAULT_WEIGHTS)
         if unknown:
-            raise ValueError(f"model.weights: unknown loss terms {sorted(unknown)}; known: "
+            raise ConfigError(f"model.weights: unknown loss terms {sorted(unknown)}; known: "
                              f"{sorted(losses.DEFAULT_WEIGHTS)}")
         self.weights = {**losses.DEFAULT_WEIGHTS, **(weights or {})}
         if not physics:  # the switch turns every physics term off, whatever the weights say
@@ -59,8 +62,8 @@ class TwinModule(pl.LightningModule):
                            running_initial_state=running_initial_state)
         n_p = len(self.net.param_keys)
         self.register_buffer("param_table", torch.full((n_cells, n_p), float("nan")))
-        self.metrics = torch.nn.ModuleDict({f"{stage}_{m}": MeanMetric()
-                                            for stage in ("val", "test") for m in _METRICS})
+        self.metrics = torch.nn.ModuleDict({f"{stage}_{m}": SumMetric()
+                                            for stage in ("val", "test") for m in metrics.sum_keys()})
 
     @property
     def variant(self) -> str:
@@ -86,12 +89,43 @@ class TwinModule(pl.LightningModule):
             if table.shape == self.param_table.shape:
                 self.param_table.copy_(table)
 
+    def _check_inputs(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and bool(self.net.stats_set) and stage in dm.sequences:
+            check_normalisation(self.net, dm.sequences[stage],
+                                f"store {dm.store_path!r} ({stage} selection)")
+
+    def on_train_start(self) -> None:  # after a resumed checkpoint's statistics are restored
+        self._check_inputs("train")
+
+    def on_predict_start(self) -> None:
+        self._check_inputs("predict")
+
+    def on_test_start(self) -> None:
+        self._check_inputs("test")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["packtwin_schema_version"] = schema.SCHEMA_VERSION
         checkpoint["packtwin_variant"] = self.variant
+        checkpoint["packtwin_feature_units"] = dict(quantities.FEATURE_UNITS)
+        # The global RNG shuffles the next epoch's batches: a resumed run restores it so that it
+        # goes on exactly as the uninterrupted one would have.
+        checkpoint["packtwin_rng"] = {"torch": torch.get_rng_state(),
+                                      "numpy": _numpy_state(),
+                                      "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_checkpoint(checkpoint, self.hparams.n_cells)
+        upgrade_checkpoint(checkpoint)
+        check_checkpoint(checkpoint, self.hparams.n_cells, store_info=self.hparams.store_info)
+        rng = checkpoint.get("packtwin_rng")
+        trainer = self._trainer
+        # Only when a trainer resumes fitting (before it draws the next epoch's shuffle); a
+        # checkpoint loaded for inference leaves the global RNG alone.
+        if rng and trainer is not None and trainer.state.fn == "fit":
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state((rng["numpy"][0], np.asarray(rng["numpy"][1], dtype=np.uint32),
+                                 *rng["numpy"][2:]))
+            random.setstate(rng["python"])
 
     # ---- steps -------------------------------------------------------------------------------
     def _forward_terms(self, batch: dict) -> tuple[dict, dict]:
@@ -132,43 +166,23 @@ class TwinModule(pl.LightningModule):
 
     @torch.no_grad()
     def _update_metrics(self, out: dict, batch: dict, stage: str) -> None:
-        from packtwin.data.windows import FEATURES
-
-        valid = batch["valid"]
-        n = valid.sum()
-        for k, e in enumerate(("n", "p")):
-            c_max = self.net.c_max[k]
-            err = out[f"theta_{e}"].detach() * c_max - batch[f"c_s_{e}"]
-            m = valid[..., None, None].expand_as(err)
-            self.metrics[f"{stage}_cs_{e}_se"].update((err ** 2 * m).sum() / m.sum(), m.sum())
-            es = err[..., -1]
-            ms = m[..., -1]
-            self.metrics[f"{stage}_surf_{e}_se"].update((es ** 2 * ms).sum() / ms.sum(), ms.sum())
-        v = batch["features"][..., FEATURES.index("voltage")]
-        pairs = {"voltage_se": (out["voltage"] - v) ** 2,
-                 "sei_ae": (out["sei_thickness_avg"] - batch["sei_thickness_avg"]).abs(),
-                 "plating_ae": (out["plating_margin"] - batch["plating_margin"]).abs(),
-                 "soc_ae": (out["soc"] - batch["soc"]).abs()}
-        for name, err in pairs.items():
-            self.metrics[f"{stage}_{name}"].update((err.detach() * valid).sum() / n, n)
+        pred = {e.variable: out[e.theta].detach() * self.net.c_max[e.index]
+                for e in quantities.ELECTRODES}
+        pred.update({n: out[n].detach() for n in metrics.SCALARS})
+        truth = {n: batch[n] for n in quantities.FIELD_TARGETS + quantities.SCALAR_TARGETS}
+        truth["voltage"] = quantities.Features.unpack(batch["features"]).voltage
+        truth["valid"] = batch["valid"]
+        for key, value in metrics.error_sums(truth, pred, ops=metrics.TorchOps).items():
+            self.metrics[f"{stage}_{key}"].update(value)
 
     def _log_metrics(self, stage: str) -> None:
-        m = {name: self.metrics[f"{stage}_{name}"] for name in _METRICS}
-        if m["cs_n_se"]._update_count == 0:  # sanity/empty loop: nothing to report
+        m = {key: self.metrics[f"{stage}_{key}"] for key in metrics.sum_keys()}
+        if all(v.update_count == 0 for v in m.values()):  # sanity/empty loop: nothing to report
             return
-        vals = {k: float(v.compute()) for k, v in m.items()}
-        c_max = self.net.c_max.tolist()
-        report = {}
-        for k, e in enumerate(("n", "p")):
-            rmse = math.sqrt(vals[f"cs_{e}_se"])
-            report[f"cs_{e}_rmse_molm3"] = rmse
-            report[f"cs_{e}_rmse_pct"] = 100.0 * rmse / c_max[k]
-            report[f"surf_{e}_rmse_molm3"] = math.sqrt(vals[f"surf_{e}_se"])
-        report["voltage_rmse_mV"] = 1000.0 * math.sqrt(vals["voltage_se"])
-        report["sei_mae_nm"] = vals["sei_ae"]
-        report["plating_mae_mV"] = 1000.0 * vals["plating_ae"]
-        report["soc_mae_pct"] = 100.0 * vals["soc_ae"]
-        for name, value in report.items():
+        sums = {k: v.compute().double().cpu().numpy() for k, v in m.items()}
+        c_max = {e.variable: float(self.net.c_max[e.index]) for e in quantities.ELECTRODES}
+        _, pack = metrics.pooled(sums, c_max, self.net.constants.sei.L_0 * 1e9)
+        for name, value in pack.items():  # the evaluation's metric names and units
             self.log(f"{stage}/{name}", value, sync_dist=True)
         for v in m.values():
             v.reset()
@@ -202,8 +216,59 @@ class TwinModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
-def check_checkpoint(checkpoint: dict, n_cells: int | None = None, source: str = "checkpoint"):
-    """Raise CheckpointMismatchError when a checkpoint is from another schema or cell count."""
+# Measured inputs whose spread or offset departs this far from the training normalisation are
+# another kind of signal (units, scaling), not new operating conditions: 5C against 1C training
+# moves the current's mean by a few training deviations, a x1000 scaling by hundreds.
+NORMALISATION_LIMIT = 50.0
+
+
+def check_normalisation(net, seq, source: str = "data") -> None:
+    """Raise InputRangeError when a measured input is far outside the network's training
+    normalisation (mean offset or spread ratio beyond :data:`NORMALISATION_LIMIT`)."""
+    valid = seq.valid.astype(bool)
+    if not valid.any():
+        return
+    mean = quantities.Features.unpack(net.feat_mean.detach().cpu().numpy())
+    std = quantities.Features.unpack(net.feat_std.detach().cpu().numpy())
+    feats = quantities.Features.unpack(seq.features)
+    for name in schema.MEASURED:
+        x = np.asarray(getattr(feats, name))[valid].astype(np.float64)
+        m, s = float(getattr(mean, name)), float(getattr(std, name))
+        offset = abs(float(x.mean()) - m) / s
+        ratio = float(x.std()) / s
+        if offset > NORMALISATION_LIMIT or ratio > NORMALISATION_LIMIT:
+            u = schema.VARIABLES[name].units
+            raise InputRangeError(
+                f"{source}: input {name!r} has mean {x.mean():.6g} {u} and spread "
+                f"{x.std():.6g} {u}, but the checkpoint was trained on mean {m:.6g} {u}, spread "
+                f"{s:.6g} {u} ({max(offset, ratio):.0f}x its spread away; limit "
+                f"{NORMALISATION_LIMIT:.0f}): wrong units or a scaled signal?")
+
+
+def _numpy_state() -> tuple:
+    """numpy's RNG state as plain Python values (a weights-only checkpoint loads them)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return name, keys.tolist(), int(pos), int(has_gauss), float(cached)
+
+
+def upgrade_checkpoint(checkpoint: dict) -> None:
+    """Checkpoints written before the feature units were recorded counted the charge passed in
+    A.h: rescale its normalisation to coulombs (the network's output is then unchanged)."""
+    if "packtwin_feature_units" in checkpoint:
+        return
+    k = quantities.feature_index("charge_passed")
+    state = checkpoint.get("state_dict", {})
+    for name in ("net.feat_mean", "net.feat_std"):
+        if name in state:
+            state[name] = state[name].clone()
+            state[name][k] = state[name][k] * 3600.0
+    checkpoint["packtwin_feature_units"] = dict(quantities.FEATURE_UNITS)
+
+
+def check_checkpoint(checkpoint: dict, n_cells: int | None = None, source: str = "checkpoint",
+                     store_info: dict | None = None) -> None:
+    """Raise CheckpointMismatchError when a checkpoint is from another schema, feature set or
+    store (cell count, sampling period, grids, parameter keys, c_max), naming both values."""
     version = checkpoint.get("packtwin_schema_version")
     if version is None:
         raise CheckpointMismatchError(f"{source} was not written by packtwin (no "
@@ -211,7 +276,32 @@ def check_checkpoint(checkpoint: dict, n_cells: int | None = None, source: str =
     if str(version).split(".")[0] != schema.SCHEMA_VERSION.split(".")[0]:
         raise CheckpointMismatchError(f"{source} has schema version {version!r}; this packtwin "
                                       f"reads {schema.SCHEMA_VERSION!r}")
+    units = checkpoint.get("packtwin_feature_units")
+    if units is not None and dict(units) != quantities.FEATURE_UNITS:
+        raise CheckpointMismatchError(f"{source} was trained on features {dict(units)}; this "
+                                      f"packtwin computes {quantities.FEATURE_UNITS}: retrain")
     hp = checkpoint.get("hyper_parameters", {})
     if n_cells is not None and hp.get("n_cells") not in (None, n_cells):
         raise CheckpointMismatchError(f"{source} was trained with n_cells={hp.get('n_cells')}, "
                                       f"but the store has {n_cells} cells")
+    trained = hp.get("store_info")
+    if store_info is None or trained is None or trained is store_info:
+        return
+    problems = []
+    for key in ("period_s", *(e.c_max_info for e in quantities.ELECTRODES)):
+        a, b = trained.get(key), store_info.get(key)
+        if a is not None and b is not None and not (math.isclose(a, b, rel_tol=1e-6) or
+                                                    (math.isnan(a) and math.isnan(b))):
+            problems.append(f"{key}: checkpoint {a}, store {b}")
+    for dim in (d for e in quantities.ELECTRODES for d in (e.x_dim, e.r_dim)):
+        a, b = trained.get(dim), store_info.get(dim)
+        if a is not None and b is not None and (len(a) != len(b) or not np.allclose(
+                a, b, rtol=1e-6, atol=0)):
+            problems.append(f"grid {dim}: checkpoint {len(a)} points, store {len(b)} points"
+                            + ("" if len(a) != len(b) else " at other positions"))
+    a, b = list(trained.get("param_keys", [])), list(store_info.get("param_keys", []))
+    if a != b:
+        problems.append(f"parameter keys: checkpoint {a}, store {b}")
+    if problems:
+        raise CheckpointMismatchError(f"{source} does not match the store: "
+                                      + "; ".join(problems))

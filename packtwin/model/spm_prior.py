@@ -25,11 +25,11 @@ from packtwin.physics.diffusion import arrhenius
 
 
 def charge_to_stoichiometry(electrode: ElectrodeConstants, c_max: float) -> float:
-    """d(theta_mean)/dQ [1/(A.h)] of an electrode: -sign * 3600 / (F eps_s L A c_max).
+    """d(theta_mean)/dQ [1/C] of an electrode: -sign / (F eps_s L A c_max).
 
     Negative electrode: discharge (Q > 0) lowers its stoichiometry; positive: raises it.
     """
-    return -electrode.sign * 3600.0 / (F * electrode.eps_s * electrode.L * electrode.A * c_max)
+    return -electrode.sign / (F * electrode.eps_s * electrode.L * electrode.A * c_max)
 
 
 @torch.no_grad()

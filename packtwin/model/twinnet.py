@@ -35,12 +35,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from packtwin.data.windows import FEATURES, SCALAR_TARGETS
 from packtwin.model import spm_prior
+from packtwin.quantities import (ELECTRODES, FEATURES, NEG, POS, SCALAR_TARGETS, Electrode,
+                                 Features)
 from packtwin.physics import ocv_inversion
 from packtwin.physics.conservation import average_concentration
-
-ELECTRODES = ("n", "p")
 
 
 def mlp(n_in: int, width: int, n_out: int, depth: int = 2, act=nn.Tanh) -> nn.Sequential:
@@ -124,9 +123,9 @@ class TwinNet(nn.Module):
         self.embedding = nn.Embedding(self.n_cells, embed_dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
         self.encoder = nn.GRU(n_f + embed_dim, hidden, num_layers=layers, batch_first=True)
-        self.trunk = nn.ModuleDict({e: Trunk(n_modes, trunk_width) for e in ELECTRODES})
-        self.coef = nn.ModuleDict({e: nn.Linear(hidden, n_modes) for e in ELECTRODES})
-        self.mean_head = nn.ModuleDict({e: nn.Linear(hidden, 1) for e in ELECTRODES})
+        self.trunk = nn.ModuleDict({e.key: Trunk(n_modes, trunk_width) for e in ELECTRODES})
+        self.coef = nn.ModuleDict({e.key: nn.Linear(hidden, n_modes) for e in ELECTRODES})
+        self.mean_head = nn.ModuleDict({e.key: nn.Linear(hidden, 1) for e in ELECTRODES})
         self.drift_head = nn.Linear(hidden, 1)  # negative electrode side reactions (physics)
         self.capacity_head = nn.Linear(embed_dim, 3)  # per-cell factors: neg, pos, SOC capacity
         self.scalar_head = nn.Linear(hidden, len(SCALAR_TARGETS))
@@ -142,13 +141,13 @@ class TwinNet(nn.Module):
         self.register_buffer("feat_std", torch.ones(n_f))
         self.register_buffer("target_mean", torch.zeros(len(SCALAR_TARGETS) + 1))  # + voltage
         self.register_buffer("target_std", torch.ones(len(SCALAR_TARGETS) + 1))
-        self.register_buffer("theta_ref", torch.tensor([0.5, 0.5]))
+        self.register_buffer("theta_ref", torch.tensor([0.5] * len(ELECTRODES)))
         self.register_buffer("param_mean", torch.zeros(len(self.param_keys)))
         self.register_buffer("param_std", torch.ones(len(self.param_keys)))
         self.register_buffer("param_log", torch.zeros(len(self.param_keys), dtype=torch.bool))
         self.register_buffer("stats_set", torch.tensor(False))
-        self.register_buffer("c_max", torch.tensor([store_info["c_max_n"], store_info["c_max_p"]]))
-        for dim in ("x_n", "r_n", "x_p", "r_p"):
+        self.register_buffer("c_max", torch.tensor([store_info[e.c_max_info] for e in ELECTRODES]))
+        for dim in (d for e in ELECTRODES for d in (e.x_dim, e.r_dim)):
             self.register_buffer(dim, torch.tensor(store_info[dim], dtype=torch.float32))
 
     # ---- normalisation --------------------------------------------------------------------------
@@ -160,7 +159,7 @@ class TwinNet(nn.Module):
         names = list(SCALAR_TARGETS) + ["voltage"]
         self.target_mean.copy_(torch.tensor([stats[n]["mean"] for n in names]))
         self.target_std.copy_(torch.tensor([stats[n]["std"] for n in names]))
-        self.theta_ref.copy_(torch.tensor([stats["theta_n"]["mean"], stats["theta_p"]["mean"]]))
+        self.theta_ref.copy_(torch.tensor([stats[e.theta]["mean"] for e in ELECTRODES]))
         p = stats["params"]
         if self.param_keys:
             self.param_mean.copy_(torch.tensor([p[k]["mean"] for k in self.param_keys]))
@@ -178,10 +177,14 @@ class TwinNet(nn.Module):
         return torch.where(self.param_log, 10.0 ** t, t)
 
     # ---- forward --------------------------------------------------------------------------------
-    def grid(self, e: str) -> tuple[Tensor, Tensor, Tensor]:
+    def nodes(self, e: Electrode) -> tuple[Tensor, Tensor]:
+        """An electrode's stored x [m] and normalised r nodes."""
+        return getattr(self, e.x_dim), getattr(self, e.r_dim)
+
+    def grid(self, e: Electrode) -> tuple[Tensor, Tensor, Tensor]:
         """Flattened (x normalised to [0, 1], rho) points of an electrode's stored grid, extended
         with the surface rho = 1 when the store's radial nodes are cell centres; and that rho."""
-        x, r = (self.x_n, self.r_n) if e == "n" else (self.x_p, self.r_p)
+        x, r = self.nodes(e)
         if float(r[-1]) < 1.0 - 1e-9:  # the continuous decoder reaches the true surface
             r = torch.cat([r, r.new_ones(1)])
         span = (x.max() - x.min()).clamp_min(1e-12)
@@ -215,79 +218,81 @@ class TwinNet(nn.Module):
         # constant target, refined as voltage information accumulates, as a BMS corrects
         # coulomb counting); either way the change since the start is the measured charge.
         h0 = h if self.running_initial_state else h[:, :1]
-        i_feat = features[..., FEATURES.index("current")] * valid
-        temp = features[..., FEATURES.index("temperature")]
-        temp = torch.where(valid > 0, temp, torch.full_like(temp, 298.15))
-        q_ah = features[..., FEATURES.index("charge_passed")]
-        q_ah = q_ah - q_ah[:, :1]  # charge since the first sample of this (window of a) cycle
+        f = Features.unpack(features)
+        i_feat = f.current * valid
+        temp = torch.where(valid > 0, f.temperature, torch.full_like(f.temperature, 298.15))
+        q = f.charge_passed - f.charge_passed[:, :1]  # [C] since the first sample of this window
         cap = 1.0 + 0.1 * torch.tanh(self.capacity_head(emb))  # [B, 3] within +-10 %
         if self.physics:
-            theta0 = self.ocv_initial_state(features[:, 0, FEATURES.index("voltage")])  # [B, 2]
+            theta0 = self.ocv_initial_state(f.voltage[:, 0])  # [B, electrodes]
         out: dict[str, Tensor] = {}
         # Time is zeroed in the padding: negative steps there are clamped to 0 (no dynamics).
-        time = features[..., FEATURES.index("time")].max(0).values
+        time = f.time.max(0).values
         dt = torch.diff(time, prepend=time[:1]).clamp_min(0.0)
-        for k, e in enumerate(ELECTRODES):
+        for e in ELECTRODES:
+            k = e.index
             xg, rg, rho = self.grid(e)
-            r = self.r_n if e == "n" else self.r_p  # stored nodes (a prefix of rho)
-            n_x = (self.x_n if e == "n" else self.x_p).numel()
+            x_nodes, r = self.nodes(e)  # stored nodes (r is a prefix of rho)
+            n_x = x_nodes.numel()
             n_r, n_rho = r.numel(), rho.numel()
             if derivs:
-                phi, d1, d2 = self.trunk[e](xg, rg, derivs=True)
+                phi, d1, d2 = self.trunk[e.key](xg, rg, derivs=True)
             else:
-                phi = self.trunk[e](xg, rg)
+                phi = self.trunk[e.key](xg, rg)
             if self.physics:
                 # Zero-mean modes on the stored grid: the electrode's lithium is then exactly
                 # the conserved mean.
                 w = average_concentration(phi.T.reshape(-1, n_x, n_rho)[..., :n_r], r).mean(-1)
                 phi = phi - w
-            a = 0.05 * self.coef[e](h)  # [B, T, K]; profiles deviate a few % of c_max
+            a = 0.05 * self.coef[e.key](h)  # [B, T, K]; profiles deviate a few % of c_max
             mode = torch.einsum("btk,pk->btp", a, phi).reshape(B, T, n_x, n_rho)
             if self.physics:
-                electrode = self.constants.neg if e == "n" else self.constants.pos
+                electrode = e.constants(self.constants)
                 kappa = spm_prior.charge_to_stoichiometry(electrode, float(self.c_max[k]))
-                corr = self.initial_correction_max * torch.tanh(self.mean_head[e](h0)[..., 0])
-                mean = theta0[:, k:k + 1] + corr + kappa * q_ah / cap[:, k:k + 1]
-                if e == "n":
+                corr = self.initial_correction_max * torch.tanh(self.mean_head[e.key](h0)[..., 0])
+                mean = theta0[:, k:k + 1] + corr + kappa * q / cap[:, k:k + 1]
+                if e is NEG:
                     mean = mean + self.side_reaction_max * torch.tanh(self.drift_head(h)[..., 0])
                 G, H = spm_prior.flux_state(i_feat, temp, dt, electrode, float(self.c_max[k]))
                 shape, s1, s2 = spm_prior.profile_shape(G, H, rho, n_avg=n_r)
                 theta = mean[..., None, None] + shape[:, :, None, :] + mode
-                if e == "n":
+                if e is NEG:
                     mean_n = mean
             else:
-                mean = self.theta_ref[k] + self.mean_head[e](h)[..., 0]
+                mean = self.theta_ref[k] + self.mean_head[e.key](h)[..., 0]
                 theta = mean[..., None, None] + mode
-            out[f"theta_{e}"] = theta[..., :n_r]
-            out[f"surf_{e}"] = theta[..., -1].mean(-1)  # at rho = 1, averaged through x
-            out[f"rho_{e}"] = rho
+            out[e.theta] = theta[..., :n_r]
+            out[f"surf_{e.key}"] = theta[..., -1].mean(-1)  # at rho = 1, averaged through x
+            out[f"rho_{e.key}"] = rho
             if derivs:
-                out[f"theta_{e}_ext"] = theta
+                out[f"{e.theta}_ext"] = theta
                 dm1 = torch.einsum("btk,pk->btp", a, d1).reshape(B, T, n_x, n_rho)
                 dm2 = torch.einsum("btk,pk->btp", a, d2).reshape(B, T, n_x, n_rho)
                 if self.physics:
                     dm1 = dm1 + s1[:, :, None, :]
                     dm2 = dm2 + s2[:, :, None, :]
-                out[f"dtheta_{e}_drho"], out[f"d2theta_{e}_drho2"] = dm1, dm2
+                out[f"dtheta_{e.key}_drho"], out[f"d2theta_{e.key}_drho2"] = dm1, dm2
         surf_n, surf_p = out["surf_n"], out["surf_p"]
         z = self.scalar_head(h)  # normalised sei, plating, soc
         mean_t, std_t = self.target_mean, self.target_std
         out["sei_thickness_avg"] = mean_t[0] + std_t[0] * z[..., 0]
         out["plating_margin"] = mean_t[1] + std_t[1] * z[..., 1]
-        i_norm = (i_feat - self.feat_mean[1]) / self.feat_std[1]
-        t_norm = (temp - self.feat_mean[2]) / self.feat_std[2]
+        mean_f, std_f = Features.unpack(self.feat_mean), Features.unpack(self.feat_std)
+        i_norm = (i_feat - mean_f.current) / std_f.current
+        t_norm = (temp - mean_f.temperature) / std_f.temperature
         v_in = torch.stack([surf_n, surf_p, i_norm, t_norm], -1)
         v_corr = self.voltage_head(torch.cat([v_in, emb[:, None, :].expand(B, T, -1)], -1))[..., 0]
         if self.physics:
             # SOC from the same state: the negative mean stoichiometry on the SOC window.
-            scale = self.constants.neg.c_max / float(self.c_max[0])
+            scale = self.constants.neg.c_max / float(self.c_max[NEG.index])
             s0, s100 = (s * scale for s in self.soc_window)
             out["soc"] = (mean_n - s0) / (s100 - s0)
             from packtwin.physics.voltage import spm_terminal_voltage
 
             r_ohm = 0.02 * nn.functional.softplus(self.r_ohm_head(emb) + 1.0)  # [B, 1] Ohm
-            c_n = (surf_n * self.c_max[0]).clamp(1.0, float(self.c_max[0]) - 1.0)
-            c_p = (surf_p * self.c_max[1]).clamp(1.0, float(self.c_max[1]) - 1.0)
+            c_max_n, c_max_p = (self.c_max[e.index] for e in (NEG, POS))
+            c_n = (surf_n * c_max_n).clamp(1.0, float(c_max_n) - 1.0)
+            c_p = (surf_p * c_max_p).clamp(1.0, float(c_max_p) - 1.0)
             v_spm = spm_terminal_voltage(c_n, c_p, i_feat, temp, self.constants, R_ohm=r_ohm)
             out["voltage_spm"] = v_spm
             out["voltage"] = v_spm + 0.1 * std_t[3] * v_corr

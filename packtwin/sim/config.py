@@ -13,12 +13,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from packtwin import schema
-from packtwin.errors import PacktwinError
+from packtwin.errors import ConfigError
 from packtwin.sim import limits
-
-
-class ConfigError(PacktwinError, ValueError):
-    """A generator config is invalid; the message names the field, what was expected and found."""
 
 
 MESH_KEYS = ("x_n", "x_s", "x_p", "r_n", "r_p")

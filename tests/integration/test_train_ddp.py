@@ -32,7 +32,7 @@ def test_fit_ddp_cpu_two_processes(tmp_path, synthetic_store):
     assert res.returncode == 0, res.stderr[-4000:]
     assert (tmp_path / "ckpt" / "last.ckpt").exists()
     metrics = next((tmp_path / "logs").rglob("metrics.csv")).read_text()
-    assert "val/cs_n_rmse_molm3" in metrics and "val/loss" in metrics
+    assert "val/c_s_n_rmse" in metrics and "val/loss" in metrics
     import torch
 
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)

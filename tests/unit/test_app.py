@@ -10,11 +10,11 @@ import xarray as xr
 
 pytest.importorskip("panel", reason="the app extra (panel, holoviews) is not installed")
 
-from packtwin import schema  # noqa: E402
+from packtwin import quantities, schema  # noqa: E402
 from packtwin.app.layout import build_app  # noqa: E402
 from packtwin.app.state import PRED, TRUE  # noqa: E402
 
-HIDDEN_PREDICTED = ["c_s_n", "c_s_p", "sei_thickness_avg", "plating_margin", "soc", "voltage"]
+HIDDEN_PREDICTED = list(quantities.ESTIMATED)
 
 
 def make_prediction_store(truth_path: Path, out: Path, variant: str, rel_noise: float, seed: int,

@@ -7,6 +7,7 @@ import torch
 from packtwin import schema
 from packtwin.data import store
 from packtwin.eval import baselines, metrics
+from packtwin.physics import ocv_inversion
 from packtwin.physics.constants import F, okane2022
 
 
@@ -17,12 +18,12 @@ def truth(synthetic_store):
 
 def test_ocv_inversion_round_trips():
     const = okane2022()
-    line = baselines.StoichiometryLine.of(const)
+    line = ocv_inversion.StoichiometryLine.of(const)
     sto = np.array([0.1, 0.3, 0.5, 0.7, 0.85])
-    v = baselines.ocv(torch.as_tensor(sto, dtype=torch.float64), line).numpy()
+    v = ocv_inversion.ocv(torch.as_tensor(sto, dtype=torch.float64), line).numpy()
     np.testing.assert_allclose(baselines.invert_ocv(v, line), sto, atol=1e-9)
-    s0, s100 = baselines.soc_window(const, line)
-    v0, v100 = baselines.ocv(torch.tensor([s0, s100], dtype=torch.float64), line).numpy()
+    s0, s100 = ocv_inversion.soc_window(const, line)
+    v0, v100 = ocv_inversion.ocv(torch.tensor([s0, s100], dtype=torch.float64), line).numpy()
     assert v0 == pytest.approx(const.v_min, abs=1e-6) and v100 == pytest.approx(const.v_max, abs=1e-6)
     # the fresh cell's initial concentrations sit on the line
     assert float(line.sto_p(const.neg.c_init / const.neg.c_max)) == pytest.approx(
@@ -48,7 +49,7 @@ def test_coulomb_counting_follows_the_charge_passed(truth):
     np.testing.assert_allclose(c_n[:n_cc, 0, 0] - c_n[0, 0, 0], exp_n, rtol=1e-5, atol=1e-2)
     np.testing.assert_allclose(c_p[:n_cc, 0, 0] - c_p[0, 0, 0], exp_p, rtol=1e-5, atol=1e-2)
     # start on the OCV: the first voltage sample inverted on the fresh cell's line
-    line = baselines.StoichiometryLine.of(const)
+    line = ocv_inversion.StoichiometryLine.of(const)
     v0 = truth["voltage"].isel(scenario=0, cell=1, snapshot=0).values[0]
     assert c_n[0, 0, 0] / const.neg.c_max == pytest.approx(
         float(baselines.invert_ocv([v0], line)[0]), rel=1e-5)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from packtwin import schema
+from packtwin import quantities, schema
 from packtwin.data import splits, store, windows
 from packtwin.data.datamodule import TwinDataModule
 
@@ -48,17 +48,17 @@ def test_sequences_hold_measured_inputs_only_and_causal_charge(ds):
     sel = splits.select(ds, {"cells": [1], "scenario": [0]})
     seq = windows.load_sequences(ds, sel)
     n = len(sel)
-    assert seq.features.shape == (n, ds.sizes[schema.TIME], len(windows.FEATURES))
-    assert set(windows.FEATURES) & set(schema.HIDDEN) == set()
-    i = windows.FEATURES.index("current")
-    q = windows.FEATURES.index("charge_passed")
+    assert seq.features.shape == (n, ds.sizes[schema.TIME], len(quantities.FEATURES))
+    assert set(quantities.FEATURES) & set(schema.HIDDEN) == set()
+    i = quantities.feature_index("current")
+    q = quantities.feature_index("charge_passed")
     # current[k] is the current of the step ending at sample k: charge passed up to k is exact
     dt = float(np.diff(ds[schema.TIME].values)[0])
-    expected = np.cumsum(seq.features[0, 1:, i]) * dt / 3600
+    expected = np.cumsum(seq.features[0, 1:, i]) * dt  # [C]
     valid = seq.valid[0, 1:]
     np.testing.assert_allclose(seq.features[0, 1:, q][valid], expected[valid], rtol=1e-4)
     assert seq.features[0, 0, q] == 0
-    v = seq.features[0, :, windows.FEATURES.index("voltage")]
+    v = seq.features[0, :, quantities.feature_index("voltage")]
     truth = ds["voltage"].isel(scenario=0, cell=1, snapshot=0).values
     np.testing.assert_allclose(v[seq.valid[0]], truth[seq.valid[0]], rtol=1e-6)
     assert np.all(v[~seq.valid[0]] == 0)
@@ -86,7 +86,7 @@ def test_datamodule_stats_from_training_split_only(synthetic_store):
     dm = TwinDataModule(str(synthetic_store), train={"ambient_temperature": {"max": 15}},
                         val={"ambient_temperature": {"min": 30}}, batch_size=2)
     dm.setup("fit")
-    i = windows.FEATURES.index("ambient_temperature")
+    i = quantities.feature_index("ambient_temperature")
     # only the 10 degC scenario is in training: its ambient temperature is the mean, std floored
     assert dm.stats["features"]["mean"][i] == pytest.approx(283.15, abs=1e-3)
     assert dm.n_cells == 4 and dm.info["c_max_n"] > 0

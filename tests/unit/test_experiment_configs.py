@@ -26,6 +26,6 @@ def test_demo_and_ablation_share_everything_but_seeds_and_output():
     demo, _ = evaluate.parse(["--config", str(ROOT / "configs/experiments/demo.yaml")])
     abl, _ = evaluate.parse(["--config", str(ROOT / "configs/experiments/ablation_demo.yaml")])
     assert len(abl.seeds) >= 3
-    for key in ("store", "train", "val", "splits", "fit_configs", "fit_args", "variants",
+    for key in ("store", "train", "val", "splits", "fit_configs", "fit", "variants",
                 "monitor", "patience", "adapt"):
         assert getattr(demo, key) == getattr(abl, key), key

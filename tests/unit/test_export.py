@@ -47,7 +47,7 @@ class TinyTwin(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        from packtwin.data.windows import FEATURES
+        from packtwin.quantities import FEATURES
 
         self.n_cells, self.physics = 3, False
         self.register_buffer("feat_mean", torch.ones(len(FEATURES)))
@@ -90,7 +90,7 @@ def test_example_inputs_are_physical_for_an_untrained_net(info):
     net = small_net(info, physics=True)
     assert not bool(net.stats_set)
     f, c, v = export.example_inputs(net, 4, 10, 30.0)
-    from packtwin.data.windows import FEATURES
+    from packtwin.quantities import FEATURES
 
     assert torch.all(f[..., FEATURES.index("temperature")] > 250)
     np.testing.assert_allclose(f[0, :, FEATURES.index("time")].numpy(), np.arange(10) * 30.0)

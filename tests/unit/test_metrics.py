@@ -165,3 +165,39 @@ def test_missing_c_max_and_mismatched_grid_are_errors():
     foreign = pred.assign_coords({schema.CELL: [0, 7]})
     with pytest.raises(metrics.MetricsError, match=r"cell values \[7\]"):
         metrics.compute_metrics(truth, foreign)
+
+
+def test_training_and_evaluation_share_one_masked_core(synthetic_store):
+    """The sums a training batch pools (torch, [N, T, ...]) give the same metrics as the
+    evaluation's per-cell sums over the same samples (xarray)."""
+    import torch
+
+    from packtwin import quantities
+    from packtwin.data import splits, store, windows
+
+    ds = store.open_store(synthetic_store).load()
+    sel = splits.select(ds, {})
+    truth = ds.isel(scenario=sel.scenarios)
+    rng = np.random.default_rng(0)
+    names = list(quantities.ESTIMATED)
+    pred = truth[names].copy(deep=True)
+    for name in names:
+        scale = float(np.nanstd(truth[name].values)) * 0.1 + 1e-3
+        pred[name] = pred[name] + rng.normal(0.0, scale, pred[name].shape)
+    evaluated = metrics.compute_metrics(truth, pred, sei_initial_nm=5.0)
+
+    stack = {n: torch.as_tensor(windows._stack(truth[n], splits.select(truth, {}))) for n in names}
+    stack_p = {n: torch.as_tensor(windows._stack(pred[n], splits.select(truth, {}))) for n in names}
+    stack["valid"] = torch.as_tensor(windows._broadcast(truth["valid"], splits.select(truth, {})))
+    sums = metrics.error_sums(stack, stack_p, ops=metrics.TorchOps)
+    c_max = {n: metrics.c_max_of(truth, n) for n in quantities.FIELD_TARGETS}
+    _, pack = metrics.pooled({k: v.numpy() for k, v in sums.items()}, c_max, 5.0)
+    for name in ("c_s_n_rmse_pct", "c_s_p_surf_rmse", "voltage_rmse", "sei_mae_pct",
+                 "plating_margin_mae", "plating_f1", "soc_mae"):
+        assert pack[name] == pytest.approx(float(evaluated[f"pack_{name}"]), rel=1e-9), name
+
+
+def test_sum_keys_name_every_sum():
+    truth = make_truth()
+    sums = metrics.error_sums(metrics.align(truth, prediction(truth)), prediction(truth))
+    assert set(sums) == set(metrics.sum_keys())

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from packtwin.quantities import Features
 from packtwin.data.datamodule import TwinDataModule
 from packtwin.model import losses
 from packtwin.model.module import TwinModule
@@ -74,7 +75,8 @@ def test_structural_physics_conserves_lithium_exactly(dm, batch, grid):
                   side_reaction_max=0.0, running_initial_state=False)
     net.set_stats(dm.stats)
     out = net(batch["features"], batch["cell"], batch["valid"])
-    q_c = (batch["features"][..., 5] - batch["features"][..., :1, 5]) * 3600.0
+    q = Features.unpack(batch["features"]).charge_passed  # [C]
+    q_c = q - q[:, :1]
     for k, (e, el) in enumerate((("n", net.constants.neg), ("p", net.constants.pos))):
         c_max = net.c_max[k]
         rho = net.r_n if e == "n" else net.r_p
@@ -168,7 +170,7 @@ def test_estimates_are_causal(dm, batch, physics):
 
 
 def test_physics_initial_state_and_soc_follow_the_ocv_inversion(dm, batch):
-    from packtwin.data.windows import FEATURES
+    from packtwin.quantities import FEATURES
     from packtwin.physics import ocv_inversion
 
     net = make_net(dm, physics=True, initial_correction_max=0.0).eval()

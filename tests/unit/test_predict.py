@@ -80,3 +80,27 @@ def test_cells_beyond_the_embedding_table_need_fitted_embeddings(trained, tmp_pa
     bigger = synthetic.make_store(tmp_path / "big.zarr", n_series=3, n_parallel=2)
     with pytest.raises(ValueError, match="fit embeddings for new cells"):
         predict_dataset(module, bigger, cells=[5])
+
+
+def test_embed_raises_on_unknown_cells_never_clamps(trained):
+    from packtwin.eval.predict import UnknownCellError, embed
+
+    module, _ = trained
+    net = module.net
+    n = net.n_cells
+    torch.testing.assert_close(embed(net, [0, n - 1]), net.embedding.weight[[0, n - 1]].detach())
+    for bad in (n, n + 3, -1):
+        with pytest.raises(UnknownCellError, match=f"cell {bad} has no embedding"):
+            embed(net, [0, bad])
+    fitted = torch.full((net.embed_dim,), 0.5)
+    torch.testing.assert_close(embed(net, [n], {n: fitted})[0], fitted)
+
+
+def test_predict_and_evaluate_do_not_import_the_cli():
+    import subprocess
+    import sys
+
+    code = ("import sys, packtwin.eval.predict, packtwin.eval.evaluate; "
+            "assert 'packtwin.cli' not in sys.modules, 'packtwin.cli imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -70,3 +70,15 @@ def test_cli_usage_and_unknown_command(capsys):
     assert "generate" in capsys.readouterr().out
     assert cli.main(["frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_cell_count_is_checked_against_the_pack_shape(synthetic_store):
+    from packtwin.data import store
+
+    ds = store.open_store(synthetic_store)
+    assert schema.n_cells(ds) == ds.sizes[schema.CELL] == 4
+    assert schema.pack_shape(ds) == (2, 2)
+    ds.attrs["n_parallel"] = 3
+    with pytest.raises(schema.SchemaError, match=r"n_series=2 x n_parallel=3 = 6 cells, but "
+                                                 r"dimension 'cell' has 4"):
+        schema.n_cells(ds)
