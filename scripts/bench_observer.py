@@ -44,7 +44,8 @@ from packtwin.physics.core import CoreState, ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.ekf import CoreEKF  # noqa: E402
 from packtwin.physics.learned_observer import LearnedObserver, ObserverNet  # noqa: E402
-from packtwin.physics.observer_stream import cell_lines, invert_cell_ocv  # noqa: E402
+from packtwin.physics.ocv_inversion import invert_ocv  # noqa: E402
+from packtwin.physics.observer_stream import cell_lines  # noqa: E402
 
 CAPACITY_AH = 5.0
 NOISE_V = 0.01
@@ -58,8 +59,8 @@ def make_pack(n: int, gen: torch.Generator) -> tuple[ReducedCore, torch.Tensor, 
     core = ReducedCore(p)
     c = core.design.constants
     line = cell_lines(core)
-    lo = invert_cell_ocv(torch.full((n,), c.v_min, dtype=torch.float64), line)
-    hi = invert_cell_ocv(torch.full((n,), c.v_max, dtype=torch.float64), line)
+    lo = invert_ocv(torch.full((n,), c.v_min, dtype=torch.float64), line)
+    hi = invert_ocv(torch.full((n,), c.v_max, dtype=torch.float64), line)
     return core, lo, hi
 
 

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from packtwin.physics.core import CoreOutputs, CoreState, ReducedCore
-from packtwin.physics.ocv_inversion import StoichiometryLine, ocv
+from packtwin.physics.ocv_inversion import StoichiometryLine, invert_ocv
 
 
 class StreamEstimate(NamedTuple):
@@ -62,20 +62,6 @@ def cell_lines(core: ReducedCore) -> StoichiometryLine:
     vol_p = p.eps_s_p * c.pos.L * c.pos.A
     return StoichiometryLine(p.c_n_init * vol_n + core.design.c_p_init * vol_p,
                              c.neg.c_max * vol_n, c.pos.c_max * vol_p)
-
-
-@torch.no_grad()
-def invert_cell_ocv(voltage: Tensor, line: StoichiometryLine, iters: int = 60) -> Tensor:
-    """Per-cell negative stoichiometry [B] whose open-circuit voltage on that cell's line is
-    ``voltage`` [B] (bisection inside the line's ends; the OCV rises with sto_n)."""
-    lo = torch.clamp((line.n_li - line.cap_p) / line.cap_n, min=0.0) + 1e-4
-    hi = torch.clamp(line.n_li / line.cap_n, max=1.0) - 1e-4
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        above = ocv(mid, line) > voltage
-        hi = torch.where(above, mid, hi)
-        lo = torch.where(above, lo, mid)
-    return 0.5 * (lo + hi)
 
 
 class PackStream:
@@ -104,8 +90,8 @@ class PackStream:
         c = core.design.constants
         line = cell_lines(core)
         v = torch.tensor([c.v_min, c.v_max], dtype=core.dtype)
-        self.sto_window = (invert_cell_ocv(v[0].expand(self.n_cells), line),
-                           invert_cell_ocv(v[1].expand(self.n_cells), line))
+        self.sto_window = (invert_ocv(v[0].expand(self.n_cells), line),
+                           invert_ocv(v[1].expand(self.n_cells), line))
 
     @classmethod
     def from_rest(cls, core: ReducedCore, V0, I0, T0, grid: dict | None = None,
@@ -129,8 +115,8 @@ class PackStream:
                 f"{_cells(loaded)} (|I| up to {float(I0.abs().max()):.3g} A > "
                 f"{rest_current_a} A): its voltage is not an open-circuit voltage. Start from a "
                 f"prior state instead (PackStream(core, state), e.g. an EKF's estimate)")
-        sto_n = invert_cell_ocv(V0, cell_lines(core))
         line = cell_lines(core)
+        sto_n = invert_ocv(V0, line)
         c_p = line.sto_p(sto_n) * core.design.constants.pos.c_max
         state = core.initial_state(sto_n * core.design.constants.neg.c_max, c_p)
         stream = cls(core, state, grid, rest_current_a)
