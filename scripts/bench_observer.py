@@ -10,8 +10,8 @@ model is exact here and the comparison isolates the estimators; a DFN-made compa
 (D_n, D_p, k_n, k_p, contact resistance drawn within +-20 % of nominal; known to every
 estimator, as in the EKF bench), temperature (10-40 degC) and a piecewise-constant current
 (-0.5C to 1.5C, some rests, segments of 1-5 min). The truth runs from rest at SOC 40-95 % for
-10 min of that load before the log starts, so the log starts under load with gradients in the
-particles; the measured voltage has 10 mV Gaussian noise. Every estimator starts from a rest
+10 min of that load before the log starts, so the log starts mid-drive with gradients in the
+particles (a cell may be in one of the drive's rests at its first sample); the measured voltage has 10 mV Gaussian noise. Every estimator starts from a rest
 state at the true SOC +-15-30 % (random sign, clipped to 2-98 %), the cell's true parameters and
 the first sample's current.
 
