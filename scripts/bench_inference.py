@@ -13,8 +13,8 @@
 3. Ratio = (N x DFN repeated-solve time) / (twin time for N cells): how many times faster the
    twin estimates a cycle for N cells than the DFN simulates them one after another.
 
-4. Reduced electrochemical core (``packtwin.physics.core``, key ``core``): one thread, no
-   autograd, nominal cells at 1C and 25 degC. ``stream_step``: one sample (advance + outputs,
+4. Reduced electrochemical core (``packtwin.physics.core``, key ``core``): one thread,
+   ``torch.inference_mode`` (as ``PackStream.step`` runs it), nominal cells at 1C and 25 degC. ``stream_step``: one sample (advance + outputs,
    what the stream does per sample) for 1, 16, 100, 1536 cells at ``--period``, with the
    current unchanged since the last sample (warm-started Newton) and changed (cold start);
    ``cycle_1c``: a whole 1C discharge hour for 100 cells at ``--period`` sampling
@@ -121,6 +121,11 @@ def _sample_at(core, state, I, T, dt, guess):
 
 def core_section(cells: list[int], period: float, repeats: int) -> dict:
     """Streaming-step and whole-cycle latency of the reduced core (one thread)."""
+    with torch.inference_mode():
+        return _core_section(cells, period, repeats)
+
+
+def _core_section(cells: list[int], period: float, repeats: int) -> dict:
     import subprocess
 
     from packtwin.physics.core import ReducedCore
@@ -133,15 +138,14 @@ def core_section(cells: list[int], period: float, repeats: int) -> dict:
                                 capture_output=True, text=True).stdout.strip() or None
     except OSError:
         commit = None
-    out: dict = {"threads": 1, "period_s": period, "core_commit": commit,
+    out: dict = {"threads": 1, "period_s": period, "core_commit": commit, "mode": "inference_mode",
                  "loadavg_1_5_15_at_start": list(os.getloadavg()), "stream_step": []}
     amps = 5.0  # 1C of the 5 Ah cell
     for n in cells:
         core = ReducedCore(CoreParams.nominal(n))
         I = torch.full((n,), amps, dtype=torch.float64)
         T = torch.full((n,), 298.15, dtype=torch.float64)
-        with torch.no_grad():
-            state, guess = core.advance(core.initial_state(), I, T, period)
+        state, guess = core.advance(core.initial_state(), I, T, period)
         # one sample as ReducedCore.simulate runs it (advance, then outputs); warm: the current
         # has not changed since the last sample (simulate's rule), cold: it has
         t_warm = timed(lambda: core.measure(*_sample_at(core, state, I, T, period, guess)), repeats)
