@@ -8,7 +8,8 @@ State (:class:`CoreState`), per cell:
 
 One step at constant current I [B] (discharge > 0) and measured temperature T [B] over dt:
 sub-steps of at most ``max_substep_s``, each backward Euler in the particles with the reaction
-current distribution solved together with them (:mod:`packtwin.physics.current_distribution`),
+current distribution solved together with them (:mod:`packtwin.physics.electrode_pair`, the
+equations of :mod:`packtwin.physics.current_distribution`),
 then backward Euler in the electrolyte with that source. Lithium is conserved exactly: each
 electrode's particles change by the charge passed / F, the electrolyte's salt not at all.
 
