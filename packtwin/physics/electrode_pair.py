@@ -78,6 +78,14 @@ class ElectrodePair:
         self.sup_minus_diag = sup.to(dtype) - diag.to(dtype)
         self.tril = ((k[None, :] <= k[:, None]) & same & pot[:, None]).to(dtype)
         self.charge_rows = (is_charge[:, None] & same).to(dtype)
+        # Equal electrodes: the same patterns as [2, n, n] diagonal blocks, so the Jacobian is
+        # built as blocks (half the memory of [X, X] at 16 particles, no copy before the solve).
+        self.blocked = n_n == n_p
+        if self.blocked:
+            blocks = lambda m: torch.stack([m[:n_n, :n_n], m[n_n:, n_n:]])  # noqa: E731
+            self.sup_minus_diag_b = blocks(self.sup_minus_diag)
+            self.tril_b = blocks(self.tril)
+            self.charge_rows_b = blocks(self.charge_rows)
 
     def columns(self, neg: Tensor, pos: Tensor) -> Tensor:
         """Per-cell values [B] (or [B, Xn] and [B, Xp]) of each electrode laid out on [B, X]."""
@@ -117,8 +125,12 @@ class ElectrodePair:
         diffusion = torch.cat([2.0 * (1.0 - T_PLUS) * RT_F * (ln_ce[:, 1:] - ln_ce[:, :-1]), zero],
                               dim=1)
         i_app_c = i_app[:, None]
-        coupling = self.tril * (self.dx_sigma + R_e)[:, :, None]
-        J_const = adx[:, None, :] * (self.charge_rows - coupling)
+        if self.blocked:  # [B, 2, n, n]: row patterns per electrode block
+            c_row = (self.dx_sigma + R_e).view(B, 2, n, 1)
+            J_const = adx.view(B, 2, 1, n) * (self.charge_rows_b - self.tril_b * c_row)
+        else:
+            J_const = adx[:, None, :] * (self.charge_rows
+                                         - self.tril * (self.dx_sigma + R_e)[:, :, None])
 
         def terms(j, with_slope):
             c_surf = s0 + g * j
@@ -152,17 +164,15 @@ class ElectrodePair:
             dlnj0 = 0.5 * (1.0 / c_surf - 1.0 / (c_max - c_surf)) * g
             d = (dU / c_max * g + RT_F * (1.0 - j * dlnj0) / (j0 * torch.sqrt(1.0 + x * x))
                  + R_film)
-            J = d[:, None, :] * self.sup_minus_diag + J_const
-            j = j - self._block_solve(J, res)
+            if self.blocked:
+                J = d.view(B, 2, 1, n) * self.sup_minus_diag_b + J_const
+                step = torch.linalg.solve(J, res.view(B, 2, n)).reshape(B, X)
+            else:
+                J = d[:, None, :] * self.sup_minus_diag + J_const
+                step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
+                                  torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
+            j = j - step
         if j_only:
             return j
         c_surf, _, _, dphi, i_e, _ = terms(j, False)
         return PairSolution(j, dphi, c_surf, i_e)
-
-    def _block_solve(self, J: Tensor, res: Tensor) -> Tensor:
-        n = self.n_n
-        if self.n_n == self.n_p:  # both blocks in one batched LAPACK call
-            blocks = torch.stack([J[:, :n, :n], J[:, n:, n:]], dim=1)
-            return torch.linalg.solve(blocks, res.view(-1, 2, n)).reshape(res.shape)
-        return torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
-                          torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
