@@ -14,13 +14,14 @@
    twin estimates a cycle for N cells than the DFN simulates them one after another.
 
 4. Reduced electrochemical core (``packtwin.physics.core``, key ``core``): one thread,
-   ``torch.inference_mode`` (as ``PackStream.step`` runs it), nominal cells at 1C and 25 degC. ``stream_step``: one sample (advance + outputs,
-   what the stream does per sample) for 1, 16, 100, 1536 cells at ``--period``, with the
-   current unchanged since the last sample (warm-started Newton) and changed (cold start);
-   ``cycle_1c``: a whole 1C discharge hour for 100 cells at ``--period`` sampling
-   (``ReducedCore.simulate``). ``--sections core`` runs this part alone and keeps the other
-   sections of an existing ``--out`` file; ``--core-key`` stores it under another key (e.g. a
-   run of an older checkout of the core, for a before/after comparison).
+   ``torch.inference_mode`` (as ``PackStream.step`` runs it), nominal cells at 1C and 25 degC.
+   ``stream_step``: one sample (advance + outputs, what the stream does per sample) for 1, 16,
+   100, 1536 cells at ``--period``, with the current unchanged since the last sample
+   (warm-started Newton) and changed (cold start); ``cycle_1c``: a whole 1C discharge hour for
+   100 cells at ``--period`` sampling (``ReducedCore.simulate`` through
+   ``scripts/bench_core.py``'s ``pack_speed``). ``--sections core`` runs this part alone and
+   keeps the other sections of an existing ``--out`` file; ``--core-key`` stores it under
+   another key (e.g. a run of an older checkout of the core, for a before/after comparison).
 
 Each timing is the median of ``--repeats`` calls after one warm-up call. A batch whose estimated
 memory exceeds ``--mem-limit-gb`` is skipped and recorded as such (never silently dropped).
@@ -157,13 +158,10 @@ def _core_section(cells: list[int], period: float, repeats: int) -> dict:
             row["warm_ms_at_10s_period"] = 1e3 * t10
         out["stream_step"].append(row)
         print(json.dumps(row), flush=True)
-    n, K = 100, int(round(3600.0 / period))
-    core = ReducedCore(CoreParams.nominal(n))
-    I = torch.full((n, K), amps, dtype=torch.float64)
-    T = torch.full_like(I, 298.15)
-    t_cycle = timed(lambda: core.simulate(core.initial_state(), I, T, period), max(1, repeats // 2))
-    out["cycle_1c"] = {"cells": n, "samples": K, "seconds": t_cycle,
-                       "ms_per_sample": 1e3 * t_cycle / K}
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_core import pack_speed  # the same measurement as reports/bench_core.json's
+
+    out["cycle_1c"] = pack_speed(100, period, repeats=max(3, repeats // 2))
     print(json.dumps(out["cycle_1c"]), flush=True)
     out["loadavg_1_5_15_at_end"] = list(os.getloadavg())
     torch.set_num_threads(threads)
