@@ -188,41 +188,23 @@ def train(net, core, log, lo, hi, period, iterations: int, lr: float) -> list[fl
     return losses
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "reports" / "bench_observer.json"))
-    ap.add_argument("--train-cells", type=int, default=24)
-    ap.add_argument("--train-samples", type=int, default=60)
-    ap.add_argument("--iterations", type=int, default=40)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--test-cells", type=int, default=8)
-    ap.add_argument("--test-samples", type=int, default=120)
-    ap.add_argument("--period", type=float, default=10.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-soc-step", type=float, default=0.02)
-    ap.add_argument("--max-tilt-step", type=float, default=0.001)
-    ap.add_argument("--hidden", type=int, default=32)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    result: dict = {"command": " ".join(["scripts/bench_observer.py"] + (argv or sys.argv[1:])),
-                    "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                                "torch_version": torch.__version__, "threads": 1,
-                                "loadavg_1_5_15_at_start": list(os.getloadavg())},
-                    "config": vars(args)}
-    g_train = torch.Generator().manual_seed(1000 + args.seed)
-    g_test = torch.Generator().manual_seed(2000 + args.seed)
+def one_seed(args, seed: int) -> dict:
+    """Train on one draw, evaluate every estimator on another (both from ``seed``)."""
+    torch.manual_seed(seed)
+    g_train = torch.Generator().manual_seed(1000 + seed)
+    g_test = torch.Generator().manual_seed(2000 + seed)
     core_tr, lo_tr, hi_tr = make_pack(args.train_cells, g_train)
     log_tr = make_logs(core_tr, lo_tr, hi_tr, args.train_samples, args.period, g_train)
     net = ObserverNet(args.hidden, args.max_soc_step, args.max_tilt_step).double()
     t0 = time.perf_counter()
     losses = train(net, core_tr, log_tr, lo_tr, hi_tr, args.period, args.iterations, args.lr)
-    result["training"] = {"seconds": time.perf_counter() - t0, "loss_first": losses[0],
-                          "loss_last": losses[-1], "losses": losses,
-                          "n_parameters": sum(p.numel() for p in net.parameters())}
+    res: dict = {"training": {"seconds": time.perf_counter() - t0, "loss_first": losses[0],
+                              "loss_last": losses[-1], "losses": losses,
+                              "n_parameters": sum(p.numel() for p in net.parameters())}}
     core, lo, hi = make_pack(args.test_cells, g_test)
     log = make_logs(core, lo, hi, args.test_samples, args.period, g_test)
-    result["test_prior_soc_error"] = log["prior_soc_error"].tolist()
+    res["test_prior_soc_error"] = log["prior_soc_error"].tolist()
+    res["test_first_current_a"] = log["I"][:, 0].tolist()
     out = {}
     for name, fn in (("open_loop_core", lambda: run_open_loop(core, log, args.period)),
                      ("ekf", lambda: run_ekf(core, log, lo, hi, args.period)),
@@ -233,8 +215,58 @@ def main(argv: list[str] | None = None) -> int:
             c_n, c_p, v = fn()
         out[name] = summarise(core, c_n, c_p, v, log, args.period)
         out[name]["seconds"] = time.perf_counter() - t0
-        print(name, json.dumps(out[name]), flush=True)
-    result["held_out"] = out
+        print(seed, name, json.dumps(out[name]), flush=True)
+    res["held_out"] = out
+    return res
+
+
+def summary_over_seeds(per_seed: dict) -> dict:
+    """Mean and std over seeds of each estimator's headline numbers."""
+    keys = [("c_s_n_rmse_pct_at_s", "120"), ("c_s_p_rmse_pct_at_s", "120"),
+            ("c_s_n_rmse_pct_at_s", "600"), ("c_s_p_rmse_pct_at_s", "600"),
+            ("c_s_n_rmse_pct_last_5min", None), ("c_s_p_rmse_pct_last_5min", None),
+            ("voltage_rmse_mV", None), ("cells_below_1pct_by_end", None), ("seconds", None)]
+    out: dict = {}
+    names = next(iter(per_seed.values()))["held_out"].keys()
+    for name in names:
+        out[name] = {}
+        for key, sub in keys:
+            vals = [r["held_out"][name][key] if sub is None else r["held_out"][name][key].get(sub)
+                    for r in per_seed.values()]
+            if any(v is None for v in vals):
+                continue
+            label = key if sub is None else f"{key}_{sub}"
+            out[name][label] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)),
+                                "values": vals}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "reports" / "bench_observer.json"))
+    ap.add_argument("--train-cells", type=int, default=24)
+    ap.add_argument("--train-samples", type=int, default=60)
+    ap.add_argument("--iterations", type=int, default=40)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--test-cells", type=int, default=8)
+    ap.add_argument("--test-samples", type=int, default=120)
+    ap.add_argument("--period", type=float, default=10.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="one training and one held-out draw per seed")
+    ap.add_argument("--max-soc-step", type=float, default=0.02)
+    ap.add_argument("--max-tilt-step", type=float, default=0.001)
+    ap.add_argument("--hidden", type=int, default=32)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    result: dict = {"command": " ".join(["scripts/bench_observer.py"] + (argv or sys.argv[1:])),
+                    "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                                "torch_version": torch.__version__, "threads": 1,
+                                "loadavg_1_5_15_at_start": list(os.getloadavg())},
+                    "config": vars(args), "per_seed": {}}
+    for seed in args.seeds:
+        result["per_seed"][str(seed)] = one_seed(args, seed)
+    result["summary"] = summary_over_seeds(result["per_seed"])
+    print(json.dumps(result["summary"], indent=1), flush=True)
     result["machine"]["loadavg_1_5_15_at_end"] = list(os.getloadavg())
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
