@@ -13,6 +13,16 @@
 3. Ratio = (N x DFN repeated-solve time) / (twin time for N cells): how many times faster the
    twin estimates a cycle for N cells than the DFN simulates them one after another.
 
+4. Reduced electrochemical core (``packtwin.physics.core``, key ``core``): one thread,
+   ``torch.inference_mode`` (as ``PackStream.step`` runs it), nominal cells at 1C and 25 degC.
+   ``stream_step``: one sample (advance + outputs, what the stream does per sample) for 1, 16,
+   100, 1536 cells at ``--period``, with the current unchanged since the last sample
+   (warm-started Newton) and changed (cold start); ``cycle_1c``: a whole 1C discharge hour for
+   100 cells at ``--period`` sampling (``ReducedCore.simulate`` through
+   ``scripts/bench_core.py``'s ``pack_speed``). ``--sections core`` runs this part alone and
+   keeps the other sections of an existing ``--out`` file; ``--core-key`` stores it under
+   another key (e.g. a run of an older checkout of the core, for a before/after comparison).
+
 Each timing is the median of ``--repeats`` calls after one warm-up call. A batch whose estimated
 memory exceeds ``--mem-limit-gb`` is skipped and recorded as such (never silently dropped).
 """
@@ -104,6 +114,60 @@ def est_memory_gb(n: int, t: int, grid: dict) -> float:
     return 8 * 4 * n * t * pts / 1e9
 
 
+def _sample_at(core, state, I, T, dt, guess):
+    """Arguments of core.measure after one advance (warm-started from ``guess`` if given)."""
+    new, j = core.advance(state, I, T, dt, guess)
+    return new, I, T, j
+
+
+def core_section(cells: list[int], period: float, repeats: int) -> dict:
+    """Streaming-step and whole-cycle latency of the reduced core (one thread)."""
+    with torch.inference_mode():
+        return _core_section(cells, period, repeats)
+
+
+def _core_section(cells: list[int], period: float, repeats: int) -> dict:
+    import subprocess
+
+    from packtwin.physics.core import ReducedCore
+    from packtwin.physics.core_params import CoreParams
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        commit = None
+    out: dict = {"threads": 1, "period_s": period, "core_commit": commit, "mode": "inference_mode",
+                 "loadavg_1_5_15_at_start": list(os.getloadavg()), "stream_step": []}
+    amps = 5.0  # 1C of the 5 Ah cell
+    for n in cells:
+        core = ReducedCore(CoreParams.nominal(n))
+        I = torch.full((n,), amps, dtype=torch.float64)
+        T = torch.full((n,), 298.15, dtype=torch.float64)
+        state, guess = core.advance(core.initial_state(), I, T, period)
+        # one sample as ReducedCore.simulate runs it (advance, then outputs); warm: the current
+        # has not changed since the last sample (simulate's rule), cold: it has
+        t_warm = timed(lambda: core.measure(*_sample_at(core, state, I, T, period, guess)), repeats)
+        t_cold = timed(lambda: core.measure(*_sample_at(core, state, I, T, period, None)), repeats)
+        row = {"cells": n, "warm_ms": 1e3 * t_warm, "cold_ms": 1e3 * t_cold}
+        if period > 10.0:  # one sub-step instead of ceil(period / 10 s): the 10 s stream
+            t10 = timed(lambda: core.measure(*_sample_at(core, state, I, T, 10.0, guess)),
+                        repeats)
+            row["warm_ms_at_10s_period"] = 1e3 * t10
+        out["stream_step"].append(row)
+        print(json.dumps(row), flush=True)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_core import pack_speed  # the same measurement as reports/bench_core.json's
+
+    out["cycle_1c"] = pack_speed(100, period, repeats=max(3, repeats // 2))
+    print(json.dumps(out["cycle_1c"]), flush=True)
+    out["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+    torch.set_num_threads(threads)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default=None, help="trained TwinModule checkpoint (optional)")
@@ -113,7 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data-only", action="store_true", help="time the data-only twin instead")
     ap.add_argument("--mem-limit-gb", type=float, default=6.0)
+    ap.add_argument("--sections", nargs="+", choices=["twin", "core"], default=["twin", "core"],
+                    help="'twin': PyBaMM and TwinNet (1-3); 'core': the reduced core (4)")
+    ap.add_argument("--core-key", default="core", help="JSON key of the core section")
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    if "twin" not in args.sections:  # core alone: keep the other sections of the file
+        result = json.loads(out.read_text()) if out.exists() else {}
+        result[args.core_key] = core_section(args.cells, args.period, args.repeats)
+        result[args.core_key]["command"] = " ".join(["scripts/bench_inference.py"]
+                                                    + (argv or sys.argv[1:]))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
+        return 0
 
     all_threads = torch.get_num_threads()
     result: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -156,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         row["torchscript_max_rel_error"] = info["max_rel_error"]
         result["twin"]["runs"].append(row)
         print(json.dumps(row), flush=True)
+    if "core" in args.sections:
+        result[args.core_key] = core_section(args.cells, args.period, args.repeats)
     result["machine"]["loadavg_1_5_15_at_end"] = list(os.getloadavg())
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -18,8 +18,11 @@ The reduced electrochemical core (a small DFN, batched over cells, backward Eule
 core_params          CellDesign, CoreParams (per-cell, from a store's truth table), truth_table
 core_grid            SphereGrid (particle shells), ThicknessGrid (x cells), interp_linear
 particle_fv          spherical diffusion on finite volumes, implicit step, surface value
-electrolyte          Nyman2008 transport, electrolyte_step (FV, Picard in D_e)
+electrolyte          Nyman2008 transport, electrolyte_step (FV, Picard in D_e), tridiagonal_solve
 current_distribution solve_electrode (Newton on the reaction distribution), terminal_voltage
+electrode_pair       ElectrodePair: both electrodes' Newton in one batched solve (the core's path)
 core                 ReducedCore (initial_state, step, measure, simulate), CoreConfig
 ekf                  CoreEKF: iterated EKF on the core (classical state-estimation peer)
+observer_stream      PackStream: a pack stepped sample by sample (V, I, T in; estimates out)
+learned_observer     ObserverNet, LearnedObserver: bounded lithium-conserving learned correction
 """

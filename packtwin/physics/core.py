@@ -8,7 +8,8 @@ State (:class:`CoreState`), per cell:
 
 One step at constant current I [B] (discharge > 0) and measured temperature T [B] over dt:
 sub-steps of at most ``max_substep_s``, each backward Euler in the particles with the reaction
-current distribution solved together with them (:mod:`packtwin.physics.current_distribution`),
+current distribution solved together with them (:mod:`packtwin.physics.electrode_pair`, the
+equations of :mod:`packtwin.physics.current_distribution`),
 then backward Euler in the electrolyte with that source. Lithium is conserved exactly: each
 electrode's particles change by the charge passed / F, the electrolyte's salt not at all.
 
@@ -34,14 +35,11 @@ from packtwin.physics.constants import F
 from packtwin.physics.core_grid import SphereGrid, ThicknessGrid, interp_linear
 from packtwin.physics.core_params import CellDesign, CoreParams, okane2022_design
 from packtwin.physics.current_distribution import (NEWTON_ITERATIONS, WARM_ITERATIONS,
-                                                   ElectrodeSolution, solve_electrode,
-                                                   terminal_voltage)
+                                                   ElectrodeSolution, terminal_voltage)
 from packtwin.physics.diffusion import arrhenius
+from packtwin.physics.electrode_pair import ElectrodePair
 from packtwin.physics.electrolyte import electrolyte_conductivity, electrolyte_step
-from packtwin.physics.ocp import (ocp_negative, ocp_negative_slope, ocp_positive,
-                                  ocp_positive_slope)
-from packtwin.physics.particle_fv import (particle_average, particle_operators, particle_step,
-                                         surface_concentration)
+from packtwin.physics.particle_fv import particle_average, particle_operators
 from packtwin.physics.sei import sei_growth_rate
 
 
@@ -102,6 +100,9 @@ class ReducedCore:
         d = self.design
         self.eps_e = self.grid_x.domain_values(d.eps_e_n, d.eps_e_s, d.eps_e_p, self.dtype)
         self.tortuosity = self.eps_e ** d.brug
+        self.pair = ElectrodePair(config.n_x_n, config.n_x_p, self.grid_x.dx_n, self.grid_x.dx_p,
+                                  c.neg.c_max, c.pos.c_max, c.neg.Ea_k, c.pos.Ea_k,
+                                  d.sigma_eff("n"), d.sigma_eff("p"), self.dtype)
 
     # -- parameters at a temperature -----------------------------------------------------------
     @property
@@ -149,22 +150,31 @@ class ReducedCore:
     def _kappa_eff(self, c_e: Tensor, T: Tensor) -> Tensor:
         return electrolyte_conductivity(c_e, T[:, None]) * self.tortuosity
 
-    def _solve(self, s0_n, g_n, s0_p, g_p, c_e, T, i_app, L_sei, guess=None
-               ) -> tuple[ElectrodeSolution, ElectrodeSolution, Tensor]:
-        c, d, g, p = self.design.constants, self.design, self.grid_x, self.params
+    def _solve(self, s0_n, g_n, s0_p, g_p, c_e, T, i_app, L_sei, guess=None, j_only=False
+               ) -> tuple[ElectrodeSolution, ElectrodeSolution, Tensor] | tuple[Tensor, Tensor]:
+        """Both electrodes' current distributions (one paired Newton solve,
+        :mod:`packtwin.physics.electrode_pair`); ``guess``: (j_n, j_p) to warm-start from;
+        ``j_only``: return (j_n, j_p) alone."""
+        g, p, pair = self.grid_x, self.params, self.pair
         kappa = self._kappa_eff(c_e, T)
         n0, p0 = g.n_n, g.n_n + g.n_s
         if guess is None:
-            it, (j_n, j_p) = self.config.newton_iterations, (None, None)
+            it, j_init = self.config.newton_iterations, None
         else:
-            it, (j_n, j_p) = self.config.warm_iterations, guess
-        neg = solve_electrode(s0_n, g_n, ocp_negative, ocp_negative_slope, c.neg.c_max, p.k_n,
-                              c.neg.Ea_k, T, c_e[:, :n0], kappa[:, :n0], d.sigma_eff("n"),
-                              g.dx_n, self.a_n, i_app, +1.0, self.film_resistance(L_sei), it,
-                              j_n)
-        pos = solve_electrode(s0_p, g_p, ocp_positive, ocp_positive_slope, c.pos.c_max, p.k_p,
-                              c.pos.Ea_k, T, c_e[:, p0:], kappa[:, p0:], d.sigma_eff("p"),
-                              g.dx_p, self.a_p, i_app, -1.0, 0.0, it, j_p)
+            it, j_init = self.config.warm_iterations, torch.cat(guess, dim=1)
+        adx = pair.columns(self.a_n * g.dx_n, self.a_p * g.dx_p)
+        R_film = pair.columns(self.film_resistance(L_sei), torch.zeros_like(L_sei))
+        sol = pair.solve(pair.columns(s0_n, s0_p), pair.columns(g_n, g_p), p.k_n, p.k_p, T,
+                         torch.cat([c_e[:, :n0], c_e[:, p0:]], 1),
+                         torch.cat([kappa[:, :n0], kappa[:, p0:]], 1), adx, i_app, R_film, it,
+                         j_init, j_only)
+        n, X = g.n_n, pair.X
+        if j_only:
+            return sol[:, :n], sol[:, n:]
+        neg = ElectrodeSolution(sol.j[:, :n], sol.dphi[:, :n], sol.c_surf[:, :n],
+                                sol.i_e[:, :n - 1])
+        pos = ElectrodeSolution(sol.j[:, n:], sol.dphi[:, n:], sol.c_surf[:, n:],
+                                sol.i_e[:, n:X - 1])
         return neg, pos, kappa
 
     def measure(self, state: CoreState, I: Tensor, T: Tensor,
@@ -218,21 +228,26 @@ class ReducedCore:
         ops_p = particle_operators(self.sphere, D_p, p.R_p, h)
         i_app = I / c.neg.A
         zeros_s = torch.zeros(p.n_cells, self.grid_x.n_s, dtype=self.dtype)
+        # Fixed over the sample (T and I are): the surface response to j and the shells' share
+        # of each sub-step's flux.
+        g_n = ops_n.q[:, -1] * ops_n.flux_scale + ops_n.surf_gain
+        g_p = ops_p.q[:, -1] * ops_p.flux_scale + ops_p.surf_gain
+        qf_n = (ops_n.q * ops_n.flux_scale[:, None])[:, None, :]  # [B, 1, Nr]
+        qf_p = (ops_p.q * ops_p.flux_scale[:, None])[:, None, :]
+        a_n, a_p = self.a_n[:, None], self.a_p[:, None]
         c_n, c_p, c_e, L_sei = state
+        sei_rate = sei_growth_rate(torch.ones_like(L_sei), T, c.sei, p.D_sol)  # x 1 / L_sei
         for _ in range(n_sub):
-            Pc_n = particle_step(c_n, torch.zeros_like(c_n[..., 0]), ops_n)
-            Pc_p = particle_step(c_p, torch.zeros_like(c_p[..., 0]), ops_p)
-            g_n = ops_n.q[:, -1] * ops_n.flux_scale + ops_n.surf_gain
-            g_p = ops_p.q[:, -1] * ops_p.flux_scale + ops_p.surf_gain
-            neg, pos, _ = self._solve(Pc_n[..., -1], g_n, Pc_p[..., -1], g_p, c_e, T, i_app,
-                                      L_sei, guess)
-            guess = (neg.j, pos.j)
-            c_n = Pc_n + ops_n.q[:, None, :] * (ops_n.flux_scale[:, None] * neg.j)[..., None]
-            c_p = Pc_p + ops_p.q[:, None, :] * (ops_p.flux_scale[:, None] * pos.j)[..., None]
-            source = torch.cat([self.a_n[:, None] * neg.j, zeros_s, self.a_p[:, None] * pos.j],
-                               dim=1)
+            Pc_n = torch.einsum("bij,bxj->bxi", ops_n.P, c_n)
+            Pc_p = torch.einsum("bij,bxj->bxi", ops_p.P, c_p)
+            j_n, j_p = guess = self._solve(Pc_n[..., -1], g_n, Pc_p[..., -1], g_p, c_e, T,
+                                           i_app, L_sei, guess, j_only=True)
+            c_n = Pc_n + qf_n * j_n[..., None]
+            c_p = Pc_p + qf_p * j_p[..., None]
+            source = torch.cat([a_n * j_n, zeros_s, a_p * j_p], dim=1)
             c_e = electrolyte_step(c_e, source, T, self.eps_e, self.tortuosity, self.dx, h)
-            L_sei = L_sei + h * sei_growth_rate(L_sei, T, c.sei, p.D_sol)
+            # solvent-diffusion-limited growth: rate proportional to 1 / L_sei
+            L_sei = L_sei + h * sei_rate / L_sei
         return CoreState(c_n, c_p, c_e, L_sei), guess
 
     def simulate(self, state: CoreState, I: Tensor, T: Tensor, dt: float

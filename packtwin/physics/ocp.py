@@ -101,6 +101,25 @@ def ocp_negative_slope(sto: Tensor) -> Tensor:
     return c[..., 1] + dx * (2.0 * c[..., 2] + 3.0 * dx * c[..., 3])
 
 
+def ocp_positive_with_slope(sto: Tensor) -> tuple[Tensor, Tensor]:
+    """(:func:`ocp_positive`, :func:`ocp_positive_slope`) from one evaluation of the tanh terms
+    (a Newton iteration needs both at the same point)."""
+    t1 = torch.tanh(18.5138 * (sto - 0.5542))
+    t2 = torch.tanh(15.7890 * (sto - 0.3117))
+    t3 = torch.tanh(15.9308 * (sto - 0.3120))
+    value = -0.8090 * sto + 4.4875 - 0.0428 * t1 - 17.7326 * t2 + 17.5842 * t3
+    slope = (-0.8090 - 0.0428 * 18.5138 * (1.0 - t1 * t1) - 17.7326 * 15.7890 * (1.0 - t2 * t2)
+             + 17.5842 * 15.9308 * (1.0 - t3 * t3))
+    return value, slope
+
+
+def ocp_negative_with_slope(sto: Tensor) -> tuple[Tensor, Tensor]:
+    """(:func:`ocp_negative`, :func:`ocp_negative_slope`) from one spline-piece lookup."""
+    dx, c = _spline_piece(sto)
+    c0, c1, c2, c3 = c.unbind(-1)
+    return (c0 + dx * (c1 + dx * (c2 + dx * c3)), c1 + dx * (2.0 * c2 + 3.0 * dx * c3))
+
+
 def ocp(sto: Tensor, domain: str) -> Tensor:
     """OCP [V] of the ``"negative"`` or ``"positive"`` electrode at stoichiometry ``sto``."""
     if domain in ("negative", "n"):

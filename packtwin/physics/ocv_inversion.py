@@ -52,14 +52,17 @@ def ocv(sto_n: Tensor, line: StoichiometryLine) -> Tensor:
 @torch.no_grad()
 def invert_ocv(voltage: Tensor, line: StoichiometryLine, iters: int = 60) -> Tensor:
     """sto_n with ocv(sto_n) = voltage, any shape, in float64 (bisection; OCV rises with sto_n).
+    The line's fields may be floats or per-cell tensors broadcastable to ``voltage``.
 
     Clamped to just inside the line's ends when the voltage lies outside the OCV range (the OCP
     fits are steep and extrapolated at 0 and 1). Not differentiable: a measured voltage is data.
     """
     v = torch.as_tensor(voltage).to(torch.float64)
-    lo_b, hi_b = line.bounds()
-    lo = torch.full_like(v, lo_b + 1e-4)
-    hi = torch.full_like(v, hi_b - 1e-4)
+    # the line's ends; its fields may be per-cell tensors broadcasting with ``voltage``
+    lo = torch.clamp(torch.as_tensor((line.n_li - line.cap_p) / line.cap_n, dtype=torch.float64),
+                     min=0.0).expand_as(v) + 1e-4
+    hi = torch.clamp(torch.as_tensor(line.n_li / line.cap_n, dtype=torch.float64),
+                     max=1.0).expand_as(v) - 1e-4
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         above = ocv(mid, line) > v
