@@ -53,6 +53,7 @@ from packtwin.physics.ocv_inversion import StoichiometryLine, soc_window  # noqa
 from packtwin.sim.config import GenerateConfig  # noqa: E402
 from packtwin.sim.generate import draw_cells  # noqa: E402
 from packtwin.sim.reference import fine_model_config, run_profile  # noqa: E402
+from bench_report import write_report  # noqa: E402  (scripts/ is on sys.path when run)
 
 CAPACITY_AH = 5.0
 C_MAX_N, C_MAX_P = 33133.0, 63104.0
@@ -352,11 +353,7 @@ def main(argv=None) -> int:
     if args.ekf:
         result["ekf"] = ekf_experiment(cells, nominal, dfn_cfg, args.period)
     result["pack_speed"] = pack_speed()
-    result["machine"]["loadavg_at_end"] = list(os.getloadavg())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_report(result, args.out)
     return 0
 
 

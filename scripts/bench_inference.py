@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from packtwin.eval import export as export_mod  # noqa: E402
+from bench_report import write_report  # noqa: E402  (scripts/ is on sys.path when run)
 
 
 def dfn_cycle(period_s: float) -> dict:
@@ -235,10 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
     if "core" in args.sections:
         result[args.core_key] = core_section(args.cells, args.period, args.repeats)
-    result["machine"]["loadavg_1_5_15_at_end"] = list(os.getloadavg())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_report(result, out)
     return 0
 
 

@@ -46,6 +46,7 @@ from packtwin.physics.ekf import CoreEKF  # noqa: E402
 from packtwin.physics.learned_observer import LearnedObserver, ObserverNet  # noqa: E402
 from packtwin.physics.ocv_inversion import invert_ocv  # noqa: E402
 from packtwin.physics.observer_stream import cell_lines  # noqa: E402
+from bench_report import write_report  # noqa: E402  (scripts/ is on sys.path when run)
 
 CAPACITY_AH = 5.0
 NOISE_V = 0.01
@@ -267,11 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         result["per_seed"][str(seed)] = one_seed(args, seed)
     result["summary"] = summary_over_seeds(result["per_seed"])
     print(json.dumps(result["summary"], indent=1), flush=True)
-    result["machine"]["loadavg_1_5_15_at_end"] = list(os.getloadavg())
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+    write_report(result, args.out)
     return 0
 
 
