@@ -141,3 +141,20 @@ def served_app(app_stores, tmp_path_factory):
 def served_missing_store(tmp_path):
     with serve_app(["--store", str(tmp_path / "missing.zarr")], tmp_path / "server.log") as served:
         yield served
+
+
+@pytest.fixture
+def open_app(page):
+    """``open_app(url, console=True)``: load the served app in a large viewport; returns the list
+    that collects the page's uncaught errors (and console errors unless ``console=False``)."""
+
+    def go(url: str, console: bool = True) -> list[str]:
+        errors: list[str] = []
+        if console:
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.set_viewport_size({"width": 1700, "height": 1200})
+        page.goto(url, timeout=30_000)
+        return errors
+
+    return go

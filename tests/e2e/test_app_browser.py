@@ -60,13 +60,9 @@ OVERVIEW_POINT_JS = """([x, y]) => {
 }"""
 
 
-def test_app_renders_and_cell_select_updates_heatmap(page, served_app):
+def test_app_renders_and_cell_select_updates_heatmap(page, served_app, open_app):
     url, server_log = served_app
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.set_viewport_size({"width": 1700, "height": 1200})
-    page.goto(url, timeout=30_000)
+    errors = open_app(url)
 
     page.wait_for_function(f"() => {{ const s = ({STATE_JS})(); return s && s.figures >= "
                            f"{N_FIGURES} && s.heat_sum !== null; }}", timeout=30_000)
@@ -104,11 +100,9 @@ def test_app_renders_and_cell_select_updates_heatmap(page, served_app):
     assert "Traceback" not in log and "ERROR" not in log, f"server log:\n{log}"
 
 
-def test_missing_store_shows_message_in_page(page, served_missing_store):
+def test_missing_store_shows_message_in_page(page, served_missing_store, open_app):
     url, server_log = served_missing_store
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url, timeout=30_000)
+    errors = open_app(url, console=False)
     alert = page.get_by_text("does not exist")
     alert.first.wait_for(timeout=20_000)
     assert "missing.zarr" in alert.first.inner_text()

@@ -118,12 +118,9 @@ def settle(page, changed_title: str, before: str) -> list[dict]:
         waited += 250
 
 
-def test_every_plot_range_contains_its_data_after_widget_changes(page, served_app):
+def test_every_plot_range_contains_its_data_after_widget_changes(page, served_app, open_app):
     url, server_log = served_app
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.set_viewport_size({"width": 1700, "height": 1200})
-    page.goto(url, timeout=30_000)
+    errors = open_app(url, console=False)
     page.wait_for_function(f"() => {{ const f = ({RANGES_JS})(); return f && f.length >= "
                            f"{N_FIGURES}; }}", timeout=30_000)
     page.locator("canvas").nth(N_FIGURES - 1).wait_for(timeout=15_000)
