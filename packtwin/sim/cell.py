@@ -143,17 +143,11 @@ def stored_radial_grid(n: int) -> np.ndarray:
     return (np.arange(int(n)) + 0.5) / int(n)
 
 
-def radial_remap(edges_from: np.ndarray, edges_to: np.ndarray) -> np.ndarray:
-    """Matrix W with ``W @ c_from = c_to``: finite-volume values (cell averages) on spherical
-    shells ``edges_from`` -> averages over the shells ``edges_to`` (both as r / R, 0 to 1).
-
-    Each target value is the volume-weighted mean of the source cells it overlaps, so the
-    particle's lithium (the r^2-weighted sum) is carried over exactly, as PyBaMM's own average.
-    """
-    lo = np.maximum.outer(edges_to[:-1], edges_from[:-1])
-    hi = np.minimum.outer(edges_to[1:], edges_from[1:])
-    overlap = np.clip(hi ** 3 - lo ** 3, 0.0, None) * (hi > lo)
-    return overlap / overlap.sum(axis=1, keepdims=True)
+def radial_interpolation(r_from: np.ndarray, r_to: np.ndarray) -> np.ndarray:
+    """Matrix W with ``W @ c(r_from) = c(r_to)`` by linear interpolation (held flat beyond the
+    outermost nodes: the profile has zero slope at the centre)."""
+    eye = np.eye(len(r_from))
+    return np.stack([np.interp(r_to, r_from, eye[j]) for j in range(len(r_from))], axis=1)
 
 
 class StepTerminated(RuntimeError):
@@ -228,11 +222,11 @@ class CellModel:
         n_store = getattr(model_cfg, "stored_r_points", None)
         self.r_n = self.r_n_solver if n_store is None else stored_radial_grid(n_store)
         self.r_p = self.r_p_solver if n_store is None else stored_radial_grid(n_store)
-        edges = {e: np.asarray(mesh[f"{side} particle"].edges, dtype=float) / radius
-                 for e, side, radius in (("n", "negative", radii[0]), ("p", "positive", radii[1]))}
-        self._to_stored = {} if n_store is None else {
-            f"c_s_{e}": radial_remap(edges[e], np.linspace(0.0, 1.0, int(n_store) + 1))
-            for e in ("n", "p") if f"c_s_{e}" in self.slices}
+        self._to_stored = {
+            name: radial_interpolation(r_solver, r_store)
+            for name, r_solver, r_store in (("c_s_n", self.r_n_solver, self.r_n),
+                                            ("c_s_p", self.r_p_solver, self.r_p))
+            if name in self.slices and not np.array_equal(r_solver, r_store)}
         self.c_max_n = float(pv["Maximum concentration in negative electrode [mol.m-3]"])
         self.c_max_p = float(pv["Maximum concentration in positive electrode [mol.m-3]"])
         self.capacity_ah = float(pv["Nominal cell capacity [A.h]"])

@@ -55,36 +55,3 @@ def test_one_step_reads_every_output(cell):
     np.testing.assert_allclose(out["voltage"][0], sol["Voltage [V]"].entries[-1], atol=1e-12)
     x0, x100 = cell.stoichiometry_limits({"neg_c_init": nom["neg_c_init"]})
     assert 0.0 < x0 < x100 < 1.0
-
-
-def test_radial_remap_carries_the_particle_lithium_over_exactly():
-    from packtwin.sim.cell import radial_remap
-
-    n = 30
-    ii = np.arange(n + 1)
-    fine = 1.0 - (np.exp(2.3 * (n - ii) / n) - 1.0) / (np.exp(2.3) - 1.0)  # exponential(right)
-    coarse = np.linspace(0.0, 1.0, 11)
-    w = radial_remap(fine, coarse)
-    centres = (fine[1:] + fine[:-1]) / 2
-    c = 20000.0 + 5000.0 * centres ** 2  # a profile with the surface richer than the centre
-    vol = lambda e: np.diff(e ** 3)  # noqa: E731
-    # r^2-weighted totals agree to round-off; a constant stays constant; values are averages
-    assert np.dot(vol(coarse), w @ c) == pytest.approx(np.dot(vol(fine), c), rel=1e-13)
-    np.testing.assert_allclose(w @ np.full(n, 7.0), 7.0, rtol=1e-13)
-    assert np.all(np.diff(w @ c) > 0) and c.min() <= (w @ c).min() and (w @ c).max() <= c.max()
-    # the identity where the meshes coincide
-    np.testing.assert_allclose(radial_remap(coarse, coarse), np.eye(10), atol=1e-15)
-
-
-def test_default_model_stores_particle_fields_on_the_stored_grid():
-    from packtwin.sim.cell import get_model, nominal_values
-
-    mc = cfgmod.ModelConfig(var_pts={"x_n": 3, "x_s": 2, "x_p": 3, "r_n": 12, "r_p": 12},
-                            stored_r_points=4)
-    nom = nominal_values(mc, ["neg_radius", "pos_radius"])
-    m = get_model(mc, (), (nom["neg_radius"], nom["pos_radius"]))
-    np.testing.assert_allclose(m.r_n, [0.125, 0.375, 0.625, 0.875])
-    assert len(m.r_n_solver) == 12 and m.r_n_solver[-1] > 0.98  # refined towards the surface
-    ins = m.inputs({}, {}, 5.0, 298.15)
-    out = m.read(m.step(None, ins, 60.0), ins)
-    assert out["c_s_n"].shape == (3 * 4,) and out["c_s_p"].shape == (3 * 4,)
