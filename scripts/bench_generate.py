@@ -1,13 +1,21 @@
 """Benchmark of ``packtwin generate``: cell-cycles per minute with 1 worker vs all workers, the
 DFN cost per cell-cycle of the pack stepper, and (for reference) a plain PyBaMM Experiment solve
-of one cell over the same cycle. Writes JSON (default reports/bench_generate.json).
+of one cell over the same cycle, and a mesh convergence study of the cell model (key
+``mesh_study``). Writes JSON (default reports/bench_generate.json).
 
     .venv/bin/python scripts/bench_generate.py [--out reports/bench_generate.json] [--scenarios 4]
+    .venv/bin/python scripts/bench_generate.py --mesh-study-only   # only the mesh study (~minutes)
+
+The mesh study (:mod:`packtwin.sim.convergence`) runs the hardest conditions of the presets in
+configs/generate (the coldest pulse scenario, and the highest C-rate the cell can sustain) through
+each mesh and through one twice as fine, radial and through-thickness points separately, uniform
+and surface-refined (exponential) radial meshes, and reports voltage, surface c_s and SEI errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -102,11 +110,144 @@ def experiment_cost(cfg) -> dict:
             "discharge_capacity_ah": float(sol["Discharge capacity [A.h]"].entries.max())}
 
 
+# Candidate meshes of the study: (name, var_pts changes, submesh, keys doubled for the reference).
+SURFACE_REFINED = {"type": "exponential", "side": "right"}
+X_OLD = {"x_n": 8, "x_s": 4, "x_p": 8}
+
+
+def mesh_candidates() -> list[tuple[str, dict, dict, tuple]]:
+    from packtwin.sim.config import ModelConfig
+    from packtwin.sim.convergence import RADIAL_KEYS, THICKNESS_KEYS
+
+    default = ModelConfig()
+    exp = {"r_n": SURFACE_REFINED, "r_p": SURFACE_REFINED}
+    out = [(f"radial uniform r={r}", {**X_OLD, "r_n": r, "r_p": r}, {}, RADIAL_KEYS)
+           for r in (10, 20, 30, 40)]
+    out += [(f"radial exponential(right) r={r}", {**X_OLD, "r_n": r, "r_p": r}, exp, RADIAL_KEYS)
+            for r in (10, 15, 20, 25, 30)]
+    steep = {k: {**SURFACE_REFINED, "stretch": 3.0} for k in RADIAL_KEYS}
+    out += [("radial exponential(right, stretch 3) r=20", {**X_OLD, "r_n": 20, "r_p": 20}, steep,
+             RADIAL_KEYS)]
+    # Through-thickness points on the default radial mesh (radial error equal on both sides).
+    out += [(f"thickness x={xn}/{xs}/{xn} (default radial mesh)",
+             {**default.var_pts, "x_n": xn, "x_s": xs, "x_p": xn}, default.submesh, THICKNESS_KEYS)
+            for xn, xs in ((8, 4), (12, 6), (16, 8), (24, 12))]
+    out += [("default mesh, every domain doubled", dict(default.var_pts), default.submesh,
+             RADIAL_KEYS + THICKNESS_KEYS)]
+    return out
+
+
+def hardest_conditions() -> dict:
+    """The presets' coldest pulse scenario and highest C-rate scenario the cell can sustain."""
+    from packtwin.sim.convergence import scenario_currents
+    from packtwin.sim.generate import parse, presets
+
+    found = []
+    for name in presets():
+        cfg, _ = parse(["--preset", name])
+        found += [(name, i, cfg) for i in range(len(cfg.scenarios))]
+    pulses = [f for f in found if f[2].scenarios[f[1]].protocol == "pulse"]
+    cold = min(pulses, key=lambda f: (f[2].scenarios[f[1]].ambient_temperature,
+                                      -f[2].scenarios[f[1]].discharge_c_rate))
+    out = {"coldest_pulse": cold}
+    rate = lambda f: max(f[2].scenarios[f[1]].charge_c_rate,  # noqa: E731
+                         f[2].scenarios[f[1]].discharge_c_rate)
+    skipped = []
+    for f in sorted(found, key=lambda f: (-rate(f), f[2].scenarios[f[1]].ambient_temperature,
+                                          f[2].scenarios[f[1]].protocol)):
+        n_dis = int((scenario_currents(f[2], f[1]) > 0).sum())
+        if n_dis >= 3:  # the cell sustains this rate for more than a step or two
+            out["highest_c_rate"] = f
+            break
+        skipped.append(f"{f[0]}[{f[1]}] {f[2].scenarios[f[1]]}: discharge ends within "
+                       f"{n_dis} step(s) of {f[2].solver.period_s} s")
+    out["_skipped"] = skipped
+    # Not a hardest case: the demo's training-range pulse, to show the mesh where the twin learns.
+    demo, _ = parse(["--preset", "demo"])
+    out["demo_training_pulse"] = next(
+        ("demo", i, demo) for i, s in enumerate(demo.scenarios)
+        if (s.ambient_temperature, s.discharge_c_rate, s.protocol) == (25.0, 1.0, "pulse"))
+    return out
+
+
+def mesh_study(factor: int = 2) -> dict:
+    """Every candidate mesh against one ``factor`` times as fine, on each hardest condition."""
+    from packtwin.sim.convergence import errors, refined, scenario_currents, trace, with_mesh
+
+    conds = hardest_conditions()
+    result = {"criterion": "max |error| against a mesh twice as fine: voltage <= 1 mV, surface "
+                           "c_s <= 0.05 % of c_max (both electrodes), every 60 s sample",
+              "skipped_conditions": conds.pop("_skipped"), "conditions": {}}
+    for label, (preset, idx, cfg) in conds.items():
+        sc = cfg.scenarios[idx]
+        currents = scenario_currents(cfg, idx)
+        cache: dict[str, object] = {}
+
+        def run(mc):
+            key = json.dumps([mc.var_pts, mc.submesh], sort_keys=True)
+            if key not in cache:
+                cache[key] = trace(mc, currents, cfg.solver.period_s, sc.ambient_temperature)
+            return cache[key]
+
+        rows = []
+        for name, pts, sub, keys in mesh_candidates():
+            coarse_cfg = with_mesh(cfg.model, pts, sub)
+            fine_cfg = refined(coarse_cfg, keys, factor)
+            try:
+                coarse, fine = run(coarse_cfg), run(fine_cfg)
+            except Exception as exc:  # a mesh the solver cannot carry through is a result too
+                rows.append({"mesh": name, "var_pts": coarse_cfg.var_pts,
+                             "submesh": coarse_cfg.submesh, "reference_var_pts": fine_cfg.var_pts,
+                             "failed": f"{type(exc).__name__}: {exc}"[:300]})
+                print(f"[mesh study] {label}: {rows[-1]}", file=sys.stderr, flush=True)
+                continue
+            rows.append({"mesh": name, "var_pts": coarse_cfg.var_pts, "submesh": coarse_cfg.submesh,
+                         "reference_var_pts": fine_cfg.var_pts,
+                         **errors(coarse, fine), "build_s": coarse.build_s,
+                         "solve_s": coarse.solve_s, "reference_solve_s": fine.solve_s})
+            print(f"[mesh study] {label}: {rows[-1]}", file=sys.stderr, flush=True)
+        result["conditions"][label] = {
+            "preset": preset, "scenario_index": idx, "scenario": dataclasses.asdict(sc),
+            "steps": len(currents), "period_s": cfg.solver.period_s,
+            "discharge_steps": int((currents > 0).sum()), "charge_steps": int((currents < 0).sum()),
+            "rows": rows}
+    result["cost"] = mesh_cost()
+    return result
+
+
+def mesh_cost() -> dict:
+    """Pack-stepping cost per cell-cycle of the old and the default mesh, in the same run."""
+    from packtwin.sim.config import ModelConfig
+    from packtwin.sim.convergence import with_mesh
+
+    cfg = bench_config(1)
+    out = {"what": "stepping_cost: 1s2p, 25 degC, 1C cccv, one cycle, 60 s steps"}
+    for name, mc in (("old 8/4/8, r 10 uniform", with_mesh(ModelConfig(), {**X_OLD, "r_n": 10,
+                                                                              "r_p": 10}, {})),
+                     ("default", ModelConfig())):
+        cfg.model = mc
+        out[name] = {"var_pts": mc.var_pts, "submesh": mc.submesh, **stepping_cost(cfg)}
+    out["ratio"] = out["default"]["s_per_cell_cycle"] / \
+        out["old 8/4/8, r 10 uniform"]["s_per_cell_cycle"]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_generate.json"))
     ap.add_argument("--scenarios", type=int, default=4)
+    ap.add_argument("--mesh-study-only", action="store_true",
+                    help="run only the mesh study and update its key in --out (other keys kept)")
     args = ap.parse_args(argv)
+    if args.mesh_study_only:
+        path = Path(args.out)
+        out = json.loads(path.read_text()) if path.is_file() else {}
+        out["mesh_study"] = {"machine": machine(), **mesh_study()}
+        out["mesh_study"]["machine"]["load_average_at_end"] = list(os.getloadavg())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2))
+        print(json.dumps(out["mesh_study"], indent=2))
+        return 0
     cfg = bench_config(args.scenarios)
     out = {"machine": machine(), "config": {"pack": "1s2p", "scenario": "25 degC, 1C cccv",
                                             "n_scenarios": args.scenarios, "cycles": 1,
@@ -117,6 +258,7 @@ def main(argv=None) -> int:
     out["generate"] = [run_generate(cfg, 1), run_generate(cfg, n_all)]
     out["speedup"] = (out["generate"][1]["cell_cycles_per_minute"]
                       / out["generate"][0]["cell_cycles_per_minute"])
+    out["mesh_study"] = mesh_study()
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -55,15 +55,49 @@ class ModelKey:
     parameter_set: str
     options_json: str
     var_pts_json: str
+    submesh_json: str
     overrides_json: str
     varied: tuple[str, ...]
     radii: tuple[float, float]
+
+
+# var_pts keys -> PyBaMM mesh domains (the keys a ModelConfig.submesh entry may use).
+MESH_DOMAINS = {"x_n": "negative electrode", "x_s": "separator", "x_p": "positive electrode",
+                "r_n": "negative particle", "r_p": "positive particle"}
+SUBMESH_SIDES = ("left", "right", "symmetric")
+
+
+def submesh_types(model, spec: Mapping[str, Mapping]) -> dict:
+    """The model's default submeshes with the non-uniform ones of ``spec`` (ModelConfig.submesh).
+
+    An exponential mesh's nodes scale with the domain, so r / R is the same for every particle
+    radius and the store keeps one r coordinate per electrode.
+    """
+    import pybamm
+
+    types = dict(model.default_submesh_types)
+    for key, sub in (spec or {}).items():
+        if key not in MESH_DOMAINS:
+            raise ValueError(f"model.submesh key {key!r} unknown; expected one of "
+                             f"{sorted(MESH_DOMAINS)}")
+        kind, side = sub.get("type"), sub.get("side", "symmetric")
+        if kind == "uniform":
+            continue
+        if kind != "exponential" or side not in SUBMESH_SIDES:
+            raise ValueError(f"model.submesh[{key!r}] = {dict(sub)}; expected type 'uniform' or "
+                             f"'exponential' with side one of {SUBMESH_SIDES}")
+        params = {"side": side}
+        if sub.get("stretch") is not None:
+            params["stretch"] = float(sub["stretch"])
+        types[MESH_DOMAINS[key]] = pybamm.MeshGenerator(pybamm.Exponential1DSubMesh, params)
+    return types
 
 
 def model_key(model_cfg, varied: tuple[str, ...], radii: tuple[float, float]) -> ModelKey:
     return ModelKey(model_cfg.model, model_cfg.parameter_set,
                     json.dumps(model_cfg.options, sort_keys=True),
                     json.dumps(model_cfg.var_pts, sort_keys=True),
+                    json.dumps(model_cfg.submesh, sort_keys=True),
                     json.dumps(model_cfg.parameter_overrides, sort_keys=True),
                     tuple(varied), (float(radii[0]), float(radii[1])))
 
@@ -101,6 +135,21 @@ def nominal_values(model_cfg, keys) -> dict[str, float]:
     return {k: reference_value(pv, k) for k in keys}
 
 
+def stored_radial_grid(n: int) -> np.ndarray:
+    """Uniform cell centres r/R = (i + 1/2) / n: the stored radial grid of ModelConfig.stored_r_points."""
+    if int(n) < 2:
+        raise ValueError(f"model.stored_r_points must be >= 2 (or None for the solver's nodes), "
+                         f"found {n}")
+    return (np.arange(int(n)) + 0.5) / int(n)
+
+
+def radial_interpolation(r_from: np.ndarray, r_to: np.ndarray) -> np.ndarray:
+    """Matrix W with ``W @ c(r_from) = c(r_to)`` by linear interpolation (held flat beyond the
+    outermost nodes: the profile has zero slope at the centre)."""
+    eye = np.eye(len(r_from))
+    return np.stack([np.interp(r_to, r_from, eye[j]) for j in range(len(r_from))], axis=1)
+
+
 class StepTerminated(RuntimeError):
     """A cell step stopped before its end time (a PyBaMM event fired)."""
 
@@ -108,7 +157,8 @@ class StepTerminated(RuntimeError):
 class CellModel:
     """A built PyBaMM model with a compiled function for every output read per step."""
 
-    def __init__(self, model_cfg, varied: tuple[str, ...], radii: tuple[float, float]):
+    def __init__(self, model_cfg, varied: tuple[str, ...], radii: tuple[float, float],
+                 extra_outputs: Mapping[str, str] | None = None):
         import casadi
         import pybamm
 
@@ -138,11 +188,12 @@ class CellModel:
         model_cls = getattr(pybamm.lithium_ion, model_cfg.model)
         model = model_cls(dict(model_cfg.options))
         self.sim = pybamm.Simulation(model, parameter_values=pv, var_pts=dict(model_cfg.var_pts),
+                                     submesh_types=submesh_types(model, model_cfg.submesh),
                                      solver=pybamm.IDAKLUSolver())
         self.sim.build()
         self.model = self.sim.built_model
         self.solver = self.sim.solver
-        self.outputs = pybamm_outputs()
+        self.outputs = {**pybamm_outputs(), **dict(extra_outputs or {})}
         t = casadi.MX.sym("t")
         y = casadi.MX.sym("y", self.model.len_rhs_and_alg)
         p = casadi.MX.sym("p", len(self.input_names))
@@ -165,8 +216,17 @@ class CellModel:
         self.x_p = np.asarray(mesh["positive electrode"].nodes, dtype=float)
         self.x = np.concatenate([self.x_n, np.asarray(mesh["separator"].nodes, dtype=float),
                                  self.x_p])
-        self.r_n = np.asarray(mesh["negative particle"].nodes, dtype=float) / radii[0]
-        self.r_p = np.asarray(mesh["positive particle"].nodes, dtype=float) / radii[1]
+        # r / R of the solver's nodes, and of the stored grid the particle fields are read on
+        self.r_n_solver = np.asarray(mesh["negative particle"].nodes, dtype=float) / radii[0]
+        self.r_p_solver = np.asarray(mesh["positive particle"].nodes, dtype=float) / radii[1]
+        n_store = getattr(model_cfg, "stored_r_points", None)
+        self.r_n = self.r_n_solver if n_store is None else stored_radial_grid(n_store)
+        self.r_p = self.r_p_solver if n_store is None else stored_radial_grid(n_store)
+        self._to_stored = {
+            name: radial_interpolation(r_solver, r_store)
+            for name, r_solver, r_store in (("c_s_n", self.r_n_solver, self.r_n),
+                                            ("c_s_p", self.r_p_solver, self.r_p))
+            if name in self.slices and not np.array_equal(r_solver, r_store)}
         self.c_max_n = float(pv["Maximum concentration in negative electrode [mol.m-3]"])
         self.c_max_p = float(pv["Maximum concentration in positive electrode [mol.m-3]"])
         self.capacity_ah = float(pv["Nominal cell capacity [A.h]"])
@@ -201,7 +261,11 @@ class CellModel:
         y_end = np.asarray(y.full() if hasattr(y, "full") else y)[:, -1]
         p = np.array([inputs[n] for n in self.input_names], dtype=float)
         vec = np.asarray(self._fn(float(sol.t[-1]), y_end, p)).ravel()
-        return {name: vec[s] for name, s in self.slices.items()}
+        out = {name: vec[s] for name, s in self.slices.items()}
+        for name, w in self._to_stored.items():
+            # PyBaMM's particle values are x-major: rows are x nodes, columns the solver's r nodes
+            out[name] = (out[name].reshape(-1, w.shape[1]) @ w.T).ravel()
+        return out
 
     def stoichiometry_limits(self, cell_values: Mapping[str, float]) -> tuple[float, float]:
         """(theta_n at 0 % SOC, theta_n at 100 % SOC) of a fresh cell with these parameters."""

@@ -19,7 +19,9 @@ def test_one_cell_pack_equals_pybamm_experiment():
     cfg = cfgmod.GenerateConfig(
         scenarios=[cfgmod.Scenario(25.0, 1.0, 1.0, "cccv")],
         pack=cfgmod.PackConfig(1, 1),
-        model=cfgmod.ModelConfig(var_pts={"x_n": 6, "x_s": 4, "x_p": 6, "r_n": 8, "r_p": 8}),
+        # uniform mesh stored on its own nodes: compared node by node with a plain PyBaMM run
+        model=cfgmod.ModelConfig(var_pts={"x_n": 6, "x_s": 4, "x_p": 6, "r_n": 8, "r_p": 8},
+                                 submesh={}, stored_r_points=None),
         variation=cfgmod.VariationConfig(parameters=[
             cfgmod.VariedParameter("neg_c_init", 0.02), cfgmod.VariedParameter("contact_resistance", 0.2),
             cfgmod.VariedParameter("neg_am_fraction", 0.02)]),

@@ -15,7 +15,7 @@ TINY_MESH = {"x_n": 3, "x_s": 2, "x_p": 3, "r_n": 4, "r_p": 4}
 def cell():
     from packtwin.sim.cell import get_model
 
-    mc = cfgmod.ModelConfig(var_pts=TINY_MESH)
+    mc = cfgmod.ModelConfig(var_pts=TINY_MESH, submesh={}, stored_r_points=None)
     return get_model(mc, ("neg_c_init", "neg_j0", "neg_radius"), (5.86e-6 * 1.02, 5.22e-6))
 
 
