@@ -51,14 +51,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 def _run(module: str, func: str, cmd: str, rest: list[str]):
     entry = getattr(importlib.import_module(module), func)
-    if module != "packtwin.train":
-        return entry(rest)
-    # LightningCLI takes the subcommand itself, and warns when sys.argv holds the arguments too
-    argv0, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        return entry([cmd, *rest])
-    finally:
-        sys.argv = argv0
+    # LightningCLI takes the subcommand itself. sys.argv is left as it is: DDP starts the other
+    # ranks by re-running it, so the command line must reach them whole.
+    return entry([cmd, *rest]) if module == "packtwin.train" else entry(rest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
