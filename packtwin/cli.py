@@ -11,9 +11,8 @@ import os
 import sys
 from typing import Sequence
 
-from packtwin.errors import PacktwinError, one_line
+from packtwin.errors import DEBUG_ENV, PacktwinError, debug_enabled, one_line
 
-DEBUG_ENV = "PACKTWIN_DEBUG"
 # command -> (module, function, one-line help). Lightning commands share one LightningCLI entry.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "generate": ("packtwin.sim.generate", "main", "simulate a pack with PyBaMM into a Zarr store"),
@@ -58,7 +57,7 @@ def _run(module: str, func: str, cmd: str, rest: list[str]):
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = debug_enabled()
     if "--debug" in argv:
         argv.remove("--debug")
         debug = True

@@ -8,6 +8,16 @@ its traceback.
 
 from __future__ import annotations
 
+import os
+
+# Set (to anything but 0) by `packtwin --debug`: user errors keep their traceback.
+DEBUG_ENV = "PACKTWIN_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """Whether user errors should be raised with their traceback instead of printed as a line."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
 
 class PacktwinError(Exception):
     """A user error whose message is complete on its own (no traceback needed)."""

@@ -32,6 +32,7 @@ from packtwin.data.ingest_read import (TEMPERATURE_PATTERN, VOLTAGE_PATTERN, Ing
                                        read_log)
 from packtwin.data.ingest_repair import (check_current_sign, clean_timeline, convert_units,
                                          resample_point, resample_step, to_seconds, uniform_grid)
+from packtwin.errors import debug_enabled, one_line
 
 CURRENT_CONVENTION = ("current[k] is the constant current of the step ending at sample k; "
                       "discharge > 0")
@@ -291,7 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      cycle=args.cycle, voltage_pattern=args.voltage_pattern,
                      temperature_pattern=args.temperature_pattern)
     except (IngestError, OSError) as exc:
-        print(f"packtwin ingest: error: {exc}", file=sys.stderr)
+        if debug_enabled():
+            raise
+        print(f"packtwin ingest: error: {one_line(exc)}", file=sys.stderr)
         return 2
     ds = store.open_store(out, kind="measured")
     print(f"wrote {out}: {ds.sizes[schema.CELL]} cells x {ds.sizes[schema.TIME]} samples at "

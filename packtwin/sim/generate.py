@@ -29,7 +29,7 @@ import numpy as np
 
 from packtwin import schema
 from packtwin.data import lock, outputs, store
-from packtwin.errors import PacktwinError, one_line
+from packtwin.errors import PacktwinError, debug_enabled, one_line
 from packtwin.sim import budget, limits
 from packtwin.sim import config as cfgmod
 from packtwin.sim.config import ConfigError, GenerateConfig
@@ -410,12 +410,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
     def watch():
         while True:
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
+            if not outputs.pid_alive(parent_pid):
                 os._exit(1)
-            except PermissionError:
-                pass
             time.sleep(1.0)
 
     if not outputs.pid_alive(parent_pid):
@@ -536,7 +532,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                      bool(opts["retry_failed"]), bool(opts["quiet"]),
                      max_store_gb=opts["max_store_gb"], max_memory_gb=opts["max_memory_gb"])
     except PacktwinError as exc:
-        if os.environ.get("PACKTWIN_DEBUG", "") not in ("", "0"):
+        if debug_enabled():
             raise
         print(f"packtwin generate: error: {one_line(exc)}", file=sys.stderr)
         return 2
