@@ -89,21 +89,20 @@ class PackData(param.Parameterized):
         """The selected cell's c_s over the valid cycle, shape (time, x, r)."""
         return self.signal(self.sel.electrode_spec.var, source)
 
+    def _cs_map(self, source: str, reduce, index) -> np.ndarray | None:
+        """``reduce(c_s block, index)`` of one source, or predicted - true for ``"error"``."""
+        if source == "error":
+            return red.difference(reduce(self.cs_block(PRED), index),
+                                  reduce(self.cs_block(TRUE), index))
+        return reduce(self.cs_block(source), index)
+
     def cs_at_time(self, source: str) -> np.ndarray | None:
         """c_s (or, for ``source="error"``, predicted - true) over (r, x) at the chosen time."""
-        t = self.sel.time_index
-        if source == "error":
-            return red.difference(red.cs_at_time(self.cs_block(PRED), t),
-                                  red.cs_at_time(self.cs_block(TRUE), t))
-        return red.cs_at_time(self.cs_block(source), t)
+        return self._cs_map(source, red.cs_at_time, self.sel.time_index)
 
     def cs_over_time(self, source: str) -> np.ndarray | None:
         """c_s (or the error) over (r, time) at the chosen x, or averaged over x."""
-        x = self.sel.x_index
-        if source == "error":
-            return red.difference(red.cs_over_time(self.cs_block(PRED), x),
-                                  red.cs_over_time(self.cs_block(TRUE), x))
-        return red.cs_over_time(self.cs_block(source), x)
+        return self._cs_map(source, red.cs_over_time, self.sel.x_index)
 
     def cs_clim(self, source: str, at_time: bool) -> tuple[float, float]:
         """Colour range of a c_s map: predicted and true share one (over both at the chosen
