@@ -162,24 +162,14 @@ def estimate_member(module, ds: xr.Dataset, seq: windows.Sequences, sel, attrs: 
     return member, used
 
 
-def estimate(checkpoints: Sequence[str | os.PathLike], store_path: str | os.PathLike,
-             steps: int = 300, lr: float = 0.05, tol: float = 1e-4,
-             level: float = DEFAULT_LEVEL, batch_size: int = 16,
-             scenarios: Sequence[int] | None = None, snapshots: Sequence[int] | None = None,
-             log=None) -> xr.Dataset:
-    """Estimates of every cell of the store at ``store_path``, every cell fitted as a new cell.
-
-    Args:
-        checkpoints: one or more TwinModule checkpoints (several: an ensemble over seeds).
-        store_path: a measured (``packtwin ingest``) or simulated store.
-        steps, lr, tol: embedding fit budget (``packtwin.model.adapt``), per checkpoint.
-        level: nominal coverage of the band recorded in ``attrs["uncertainty"]``.
-        scenarios, snapshots: positional selection (None: every usable scenario, every
-            snapshot); the window the embeddings are fitted over, and the output's coordinates.
-        log: optional callable receiving one progress line per checkpoint.
-    Returns:
-        the estimate dataset (``schema.validate(ds, kind="estimate") == []``).
-    """
+def estimate_members(checkpoints: Sequence[str | os.PathLike], store_path: str | os.PathLike,
+                     steps: int = 300, lr: float = 0.05, tol: float = 1e-4,
+                     level: float = DEFAULT_LEVEL, batch_size: int = 16,
+                     scenarios: Sequence[int] | None = None,
+                     snapshots: Sequence[int] | None = None,
+                     log=None) -> tuple[list[xr.Dataset], dict]:
+    """Each checkpoint's estimates of every cell of the store (arguments as :func:`estimate`),
+    and the record of the embedding fits."""
     from packtwin.model.module import check_normalisation
 
     if not checkpoints:
@@ -214,20 +204,45 @@ def estimate(checkpoints: Sequence[str | os.PathLike], store_path: str | os.Path
         if log:
             log(f"checkpoint {ckpt}: {len(sel.cells)} cells fitted in {used} steps, "
                 f"{fits[-1]['seconds']:.1f} s")
+    record = {"what": "every cell treated as new: one embedding per cell fitted from its V/I/T "
+                      "alone (network frozen; voltage reconstruction and, for the physics twin, "
+                      "physics terms) over the store's whole window, per checkpoint",
+              "scenarios": [int(s) for s in sel.scenarios], "cells": len(sel.cells),
+              "snapshots": [int(s) for s in sel.snapshots], "lr": lr, "tol": tol,
+              "members": fits}
+    return members, record
+
+
+def estimate(checkpoints: Sequence[str | os.PathLike], store_path: str | os.PathLike,
+             steps: int = 300, lr: float = 0.05, tol: float = 1e-4,
+             level: float = DEFAULT_LEVEL, batch_size: int = 16,
+             scenarios: Sequence[int] | None = None, snapshots: Sequence[int] | None = None,
+             log=None) -> xr.Dataset:
+    """Estimates of every cell of the store at ``store_path``, every cell fitted as a new cell.
+
+    Args:
+        checkpoints: one or more TwinModule checkpoints (several: an ensemble over seeds).
+        store_path: a measured (``packtwin ingest``) or simulated store.
+        steps, lr, tol: embedding fit budget (``packtwin.model.adapt``), per checkpoint.
+        level: nominal coverage of the band recorded in ``attrs["uncertainty"]``.
+        scenarios, snapshots: positional selection (None: every usable scenario, every
+            snapshot); the window the embeddings are fitted over, and the output's coordinates.
+        log: optional callable receiving one progress line per checkpoint.
+    Returns:
+        the estimate dataset (``schema.validate(ds, kind="estimate") == []``).
+    """
+    members, record = estimate_members(checkpoints, store_path, steps, lr, tol, level,
+                                       batch_size, scenarios, snapshots, log)
+    return combine(members, record)
+
+
+def combine(members: Sequence[xr.Dataset], record: dict) -> xr.Dataset:
+    """The ensemble dataset of :func:`estimate_members`' output (mean, ``<name>_std``)."""
     variants = sorted({m.attrs["variant"] for m in members})
-    names = [str(v) for v in members[0].data_vars]
-    out = uncertainty.combine(members, names)
+    out = uncertainty.combine(members, [str(v) for v in members[0].data_vars])
     for e in quantities.ELECTRODES:
         out[e.variable].attrs["c_max"] = members[0][e.variable].attrs["c_max"]
-    out.attrs.update({
-        "variant": "+".join(variants),
-        "embedding_fit": json.dumps({
-            "what": "every cell treated as new: one embedding per cell fitted from its V/I/T "
-                    "alone (network frozen; voltage reconstruction and, for the physics twin, "
-                    "physics terms) over the store's whole window, per checkpoint",
-            "scenarios": [int(s) for s in sel.scenarios], "cells": len(sel.cells),
-            "snapshots": [int(s) for s in sel.snapshots], "lr": lr, "tol": tol,
-            "members": fits})})
+    out.attrs.update({"variant": "+".join(variants), "embedding_fit": json.dumps(record)})
     problems = schema.validate(out, kind=SCHEMA_KIND)
     if problems:  # a packtwin bug, not the user's input
         raise schema.SchemaError(problems, source="estimate dataset (packtwin bug)")
