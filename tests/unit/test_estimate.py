@@ -9,16 +9,13 @@ import json
 import lightning
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from packtwin import cli, schema
 from packtwin.data import store, synthetic
 from packtwin.data.datamodule import TwinDataModule
-from packtwin.errors import one_line
 from packtwin.eval import estimate as est
 from packtwin.eval import uncertainty
-from packtwin.model import losses
 from packtwin.model.module import TwinModule
 from tests.unit.test_ingest import long_log
 
@@ -27,37 +24,23 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FIT = ["--steps", "4"]  # the embedding fit is tested in test_predict; here its plumbing
 
 
-def save_checkpoint(module: TwinModule, path) -> str:
-    """A Lightning checkpoint as Trainer.save_checkpoint writes it (state, hparams, our keys)."""
-    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-            "pytorch-lightning_version": lightning.__version__}
-    module.on_save_checkpoint(ckpt)
-    torch.save(ckpt, path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory, synthetic_store):
-    """Two physics twins (seeds 0, 1) trained briefly on cells 0-2 of the 2s2p synthetic pack."""
+    """Two physics twins (seeds 0, 1) trained a few batches on cells 0-2 of the 2s2p synthetic
+    pack, saved by Lightning."""
     d = tmp_path_factory.mktemp("ens")
-    dm = TwinDataModule(str(synthetic_store), train={"cells": [0, 1, 2]}, batch_size=8)
-    dm.setup("fit")
     paths = []
     for seed in (0, 1):
-        torch.manual_seed(seed)
+        lightning.seed_everything(seed, verbose=False)
+        dm = TwinDataModule(str(synthetic_store), train={"cells": [0, 1, 2]}, batch_size=8)
         m = TwinModule(dm.n_cells, dm.info, hidden=16, n_modes=4, trunk_width=8)
-        m.net.set_stats(dm.stats)
-        m.param_table.copy_(torch.as_tensor(dm.param_table(), dtype=torch.float32))
-        opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-        for _ in range(2):
-            for batch in dm.train_dataloader():
-                out = m.net(batch["features"], batch["cell"], batch["valid"])
-                loss = losses.total(losses.data_terms(m.net, out, batch, m.param_table),
-                                    m.weights)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        paths.append(save_checkpoint(m, d / f"seed{seed}.ckpt"))
+        trainer = lightning.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0,
+                                    logger=False, enable_checkpointing=False,
+                                    enable_progress_bar=False, enable_model_summary=False,
+                                    accelerator="cpu", devices=1)
+        trainer.fit(m, datamodule=dm)
+        trainer.save_checkpoint(d / f"seed{seed}.ckpt")
+        paths.append(str(d / f"seed{seed}.ckpt"))
     return paths
 
 
