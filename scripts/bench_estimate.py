@@ -113,7 +113,8 @@ def main(argv=None) -> int:
             cov = uncertainty.coverage(t[i], mean[i], std[i], k)["coverage"]
             result["per_scenario"].setdefault(f"{int(s)} ({label})", {})[name] = cov
     report = {
-        "command": "python scripts/bench_estimate.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python scripts/bench_estimate.py "
+                   + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.processor() or '?'}",
         "load_average": os.getloadavg(),
         "store": str(args.store), "checkpoints": args.checkpoints,

@@ -5,6 +5,7 @@ inputs refused in one line or handled."""
 from __future__ import annotations
 
 import json
+import re
 
 import lightning
 import numpy as np
@@ -188,13 +189,11 @@ def test_bad_input_is_one_clear_line(case, ckpts, synthetic_store, tmp_path, cap
     fmt = dict(text=tmp_path / "model.txt", missing=tmp_path / "none.ckpt", store=path)
     extra = [a.format(**fmt) for a in extra]
     out = tmp_path / "out.zarr"
-    argv = ["estimate", *sum((["--checkpoint", c] for c in ckpts), []), "--store", str(path), "--out", str(out),
-            *FIT, *extra]
+    members = sum((["--checkpoint", c] for c in ckpts), [])
+    argv = ["estimate", *members, "--store", str(path), "--out", str(out), *FIT, *extra]
     rc, msg = run(argv, capsys)
     assert rc == 2, msg
     assert msg.startswith("packtwin estimate: error: ") and msg.count("\n") == 1, msg
-    import re
-
     assert re.search(fragment, msg), msg
     assert not out.exists()
 
