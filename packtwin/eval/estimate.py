@@ -151,7 +151,8 @@ def estimate_member(module, ds: xr.Dataset, seq: windows.Sequences, sel, attrs: 
 
     cells = [int(c) for c in sel.cells]
     emb, used = fit_new_cell_embeddings(module, ds, cells, steps=steps, lr=lr, tol=tol,
-                                        scenarios=[int(s) for s in sel.scenarios])
+                                        scenarios=[int(s) for s in sel.scenarios],
+                                        snapshots=[int(s) for s in sel.snapshots])
     embeddings = {c: emb[i] for i, c in enumerate(cells)}
     outs = predict.run_network(module, seq, embeddings, batch_size)
     member = predict.assemble(module, ds, sel, seq, outs, embeddings, attrs,
@@ -184,7 +185,7 @@ def estimate_members(checkpoints: Sequence[str | os.PathLike], store_path: str |
     uncertainty.check_level(level)  # refuse a bad level before any work
     attrs = {"checkpoints": json.dumps(ckpts), "input_store": path, "input_kind": input_kind,
              "ensemble_size": n, "uncertainty": json.dumps(describe_band(n, level)),
-             "embedding_fit": "", "truth_store": path, "checkpoint": ckpts[0]}
+             "embedding_fit": ""}
     modules, reference = [], None
     for ckpt in ckpts:  # every checkpoint checked before any work
         module = load_checkpoint(ckpt)

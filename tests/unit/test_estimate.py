@@ -215,6 +215,21 @@ def test_gaps_marked_invalid_are_estimated_around(ckpts, synthetic_store, tmp_pa
     assert ds.sizes["scenario"] == 1 and ds.sizes["snapshot"] == 1
 
 
+def test_the_fit_window_is_the_selection(ckpts, synthetic_store, tmp_path):
+    """Embeddings are fitted on the selected scenarios and snapshots only: changing another
+    snapshot's data changes nothing."""
+    def shifted(ds):
+        ds["voltage"].values[:, :, 1] += 0.05
+        return ds
+
+    other = _edit(synthetic_store, tmp_path / "shifted.zarr", shifted)
+    a, b = (est.estimate(ckpts[:1], p, steps=3, scenarios=[0, 1], snapshots=[0])
+            for p in (synthetic_store, other))
+    xr.testing.assert_allclose(a["soc"], b["soc"])
+    fit = json.loads(a.attrs["embedding_fit"])
+    assert fit["scenarios"] == [0, 1] and fit["snapshots"] == [0]
+
+
 # ---- the band and its coverage -----------------------------------------------------------------
 def test_band_factor_is_the_student_t_prediction_interval():
     # K = 3, 90 %: t_2(0.95) = 2.919986 times sqrt(1 + 1/3)
