@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("packtwin.train", "main", "validate a checkpoint (LightningCLI)"),
     "test": ("packtwin.train", "main", "test a checkpoint (LightningCLI)"),
     "predict": ("packtwin.train", "main", "estimate hidden states into a Zarr store (LightningCLI)"),
+    "estimate": ("packtwin.eval.estimate", "main",
+                 "every cell of any pack (measured or simulated), as new cells; seed ensemble"),
     "evaluate": ("packtwin.eval.evaluate", "main", "held-out splits, ablation, baselines, report"),
     "export": ("packtwin.eval.export", "main", "export the twin for CPU deployment"),
     "app": ("packtwin.app.serve", "main", "serve the pack explorer on 127.0.0.1"),

@@ -27,6 +27,11 @@ A *measured store* (written by ``packtwin ingest`` from a pack's log) has the sa
 scenario and one snapshot, only the measured variables, ``valid`` and the pack signals, no hidden
 variable and no parameter table, and provenance attrs (``MEASURED_ATTRS``).
 
+An *estimate store* (written by ``packtwin estimate``) is a prediction store aligned with any
+input store, measured or simulated: the ensemble mean of each estimate under its own name, its
+spread over the ensemble as ``<name>_std`` (:func:`std_var`, same dims and units), and
+``ESTIMATE_ATTRS``.
+
 Sign convention (PyBaMM's): current > 0 is discharge.
 """
 
@@ -250,6 +255,46 @@ MEASURED_ATTRS = (
 MEASURED_OPTIONAL_COORDS = ("charge_c_rate", "discharge_c_rate", "protocol")
 
 
+# ----------------------------------------------------------------------------------------------
+# Uncertainty of an estimate (``packtwin estimate`` with several checkpoints)
+# ----------------------------------------------------------------------------------------------
+STD_SUFFIX = "_std"
+STD_DESCRIPTION = ("Sample standard deviation (ddof=1) of this estimate over the ensemble "
+                   "members (checkpoints trained with different seeds); the band and its nominal "
+                   "coverage are in the store's attrs 'uncertainty'.")
+
+# Store-level attributes every estimate store carries (JSON strings for the lists/dicts).
+ESTIMATE_ATTRS = (
+    "schema_version", "variant", "checkpoints", "input_store", "input_kind", "ensemble_size",
+    "uncertainty", "embedding_fit",
+)
+
+
+def std_var(name: str) -> str:
+    """Name of the ensemble spread of an estimated variable (``soc`` -> ``soc_std``)."""
+    var_attrs(name)  # a declared variable or parameter, else KeyError
+    return name + STD_SUFFIX
+
+
+def std_base(name: str) -> str | None:
+    """The declared variable whose ensemble spread ``name`` is (None: not a spread)."""
+    if not name.endswith(STD_SUFFIX):
+        return None
+    base = name[:-len(STD_SUFFIX)]
+    declared = base in VARIABLES or (base.startswith(PARAM_PREFIX)
+                                     and base[len(PARAM_PREFIX):] in PARAMETERS)
+    return base if declared else None
+
+
+def declared_dims(name: str) -> tuple[str, ...]:
+    """Dims of a declared variable, parameter (``(cell,)``) or ensemble spread."""
+    base = std_base(name) or name
+    if base in VARIABLES:
+        return VARIABLES[base].dims
+    var_attrs(base)  # KeyError if undeclared
+    return (CELL,)
+
+
 class SchemaError(PacktwinError, ValueError):
     """A dataset does not follow the packtwin schema; the message lists every problem."""
 
@@ -279,6 +324,11 @@ def var_attrs(name: str) -> dict:
             attrs["flag_values"] = list(range(len(c.flags)))
             attrs["flag_meanings"] = " ".join(c.flags)
         return attrs
+    base = std_base(name)
+    if base is not None:
+        a = var_attrs(base)
+        return {"units": a["units"], "long_name": f"{a['long_name']}: ensemble spread",
+                "kind": "uncertainty", "description": STD_DESCRIPTION}
     if name.startswith(PARAM_PREFIX) and name[len(PARAM_PREFIX):] in PARAMETERS:
         p = PARAMETERS[name[len(PARAM_PREFIX):]]
         return {"units": p.units, "long_name": p.long_name, "pybamm_name": p.pybamm,
@@ -302,11 +352,14 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
     ``kind="truth"`` checks a generated store (all variables, store attrs); ``kind="prediction"``
     checks only the variables present, their dims/units, and the coordinates they use;
     ``kind="measured"`` checks an ingested log: the measured variables and ``valid``, pack
-    variables if present, no hidden variable or parameter table, provenance attrs.
+    variables if present, no hidden variable or parameter table, provenance attrs;
+    ``kind="estimate"`` checks as ``prediction`` plus the ensemble spreads (``<name>_std``) and
+    ``ESTIMATE_ATTRS``; a measured input's missing scenario coordinates are allowed.
     """
     problems: list[str] = []
-    if kind not in ("truth", "prediction", "measured"):
-        raise ValueError(f"kind must be 'truth', 'prediction' or 'measured', got {kind!r}")
+    if kind not in ("truth", "prediction", "measured", "estimate"):
+        raise ValueError(f"kind must be 'truth', 'prediction', 'measured' or 'estimate', got "
+                         f"{kind!r}")
     sv = ds.attrs.get("schema_version")
     if sv is None:
         problems.append("attribute 'schema_version' is missing")
@@ -333,6 +386,16 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
                                               if v.kind == "pack" and n in ds.variables]
     else:
         names = [n for n in (variables or VARIABLES) if n in ds.variables]
+    if kind == "estimate":
+        problems += [f"attribute {a!r} is missing" for a in ESTIMATE_ATTRS if a not in ds.attrs]
+        for name in (n for n in ds.data_vars if std_base(str(n))):
+            dims, u = declared_dims(str(name)), units(str(name))
+            if tuple(ds[name].dims) != dims:
+                problems.append(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected "
+                                f"{dims}")
+            if ds[name].attrs.get("units") != u:
+                problems.append(f"variable {name!r} has units {ds[name].attrs.get('units')!r}, "
+                                f"expected {u!r}")
     for name in names:
         v = VARIABLES[name]
         if name not in ds.variables:
@@ -346,7 +409,8 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
             problems.append(f"variable {name!r} has units {u!r}, expected {v.units!r}")
     for cname, c in COORDS.items():
         used = any(d in ds.dims for d in c.dims)
-        if kind == "measured" and cname in MEASURED_OPTIONAL_COORDS and cname not in ds.coords:
+        if kind in ("measured", "estimate") and cname in MEASURED_OPTIONAL_COORDS \
+                and cname not in ds.coords:
             continue
         if used and cname not in ds.coords:
             problems.append(f"coordinate {cname!r} is missing (dims {c.dims})")

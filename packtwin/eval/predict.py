@@ -93,11 +93,13 @@ def run_network(module, seq: windows.Sequences, embeddings: dict[int, torch.Tens
 
 def assemble(module, truth_ds: xr.Dataset, sel: splits.Selection, seq: windows.Sequences,
              outs: list[dict[str, torch.Tensor]], embeddings: dict[int, torch.Tensor] | None = None,
-             attrs: dict[str, Any] | None = None, index: np.ndarray | None = None) -> xr.Dataset:
+             attrs: dict[str, Any] | None = None, index: np.ndarray | None = None,
+             schema_kind: str = "prediction") -> xr.Dataset:
     """Prediction dataset from batched outputs.
 
     ``index`` gives the sequence each concatenated output row belongs to (default: all, in
-    order); sequences without a row (no valid sample) are NaN.
+    order); sequences without a row (no valid sample) are NaN. ``schema_kind``: what it is
+    validated as (``"estimate"`` for ``packtwin estimate``'s members).
     """
     net = _net(module)
     cat = {k: torch.cat([o[k] for o in outs]).numpy() for k in quantities.NET_OUTPUTS}
@@ -138,9 +140,9 @@ def assemble(module, truth_ds: xr.Dataset, sel: splits.Selection, seq: windows.S
     ds.attrs.update(attrs or {})
     if embeddings:
         ds.attrs["adapted_cells"] = [int(c) for c in embeddings]
-    problems = schema.validate(ds, kind="prediction")
+    problems = schema.validate(ds, kind=schema_kind)
     if problems:
-        raise schema.SchemaError(problems, source="prediction dataset")
+        raise schema.SchemaError(problems, source=f"{schema_kind} dataset")
     return ds
 
 

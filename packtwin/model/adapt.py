@@ -21,7 +21,8 @@ def fit_new_cell_embeddings(module, truth_ds, cells: Sequence[int], steps: int =
                             lr: float = 0.05, tol: float = 1e-4,
                             scenarios: Sequence[int] | None = None,
                             weights: Mapping[str, float] | None = None,
-                            patience: int = 20) -> tuple[torch.Tensor, int]:
+                            patience: int = 20, snapshots: Sequence[int] | None = None
+                            ) -> tuple[torch.Tensor, int]:
     """Fit one embedding per cell in ``cells`` (positional indices into ``truth_ds``).
 
     Args:
@@ -31,6 +32,7 @@ def fit_new_cell_embeddings(module, truth_ds, cells: Sequence[int], steps: int =
         tol: stop once the best loss improved by less than ``tol`` (relative) over ``patience``
             steps.
         scenarios: positional scenarios to fit on (None: every usable one).
+        snapshots: positional snapshots to fit on (None: all).
         weights: loss weights (default: the module's, physics terms only if it is a physics twin).
     Returns:
         (embeddings [len(cells), d], steps used).
@@ -40,6 +42,8 @@ def fit_new_cell_embeddings(module, truth_ds, cells: Sequence[int], steps: int =
     sel = {"cells": [int(c) for c in cells]}
     if scenarios is not None:
         sel["scenario"] = list(scenarios)
+    if snapshots is not None:
+        sel["snapshots"] = list(snapshots)
     seq = windows.load_sequences(truth_ds, splits.select(truth_ds, sel, "new-cell selection"),
                                  with_targets=False, source="new-cell store")
     device = net.embedding.weight.device

@@ -120,6 +120,14 @@ def evaluate(w: World, output: str | Path, store: str | Path | None = None) -> l
     return ["evaluate", "--config", str(w.file("eval.yaml", yaml.safe_dump(cfg)))]
 
 
+def estimate(w: World, out: str | Path, *extra: str, store: str | Path | None = None
+             ) -> list[str]:
+    if not Path(out).exists():
+        w.absent.append(Path(out))
+    return ["estimate", "--checkpoint", str(w.ckpt), "--store", str(store or w.truth),
+            "--out", str(out), "--steps", "2", *extra]
+
+
 def other_truth(w: World) -> Path:
     other = w.tmp / "other_truth.zarr"
     shutil.copytree(w.truth, other)
@@ -335,6 +343,21 @@ CASES = [
          needs="lightning"),
     Case("evaluate-config-missing",
          lambda w: ["evaluate", "--config", str(w.tmp / "nope.yaml")], "nope.yaml",
+         needs="lightning"),
+    # --- estimate: any pack, every cell new (tests/unit/test_estimate.py has the data cases) -----
+    Case("estimate-out-is-the-store", lambda w: estimate(w, w.truth), "would destroy the input",
+         needs="lightning"),
+    Case("estimate-out-is-foreign-folder",
+         lambda w: estimate(w, w.folder_with_files("results")),
+         "not a packtwin prediction output", needs="lightning"),
+    Case("estimate-store-missing",
+         lambda w: estimate(w, w.tmp / "e.zarr", store=w.tmp / "missing.zarr"), "does not exist",
+         needs="lightning"),
+    Case("estimate-checkpoint-missing",
+         lambda w: estimate(w, w.tmp / "e.zarr", "--checkpoint", str(w.tmp / "nope.ckpt")),
+         "checkpoint does not exist", needs="lightning"),
+    Case("estimate-level-outside-0-1",
+         lambda w: estimate(w, w.tmp / "e.zarr", "--level", "95"), "coverage level must be in",
          needs="lightning"),
     # --- the CLI itself -------------------------------------------------------------------------
     Case("cli-unknown-command", lambda w: ["genrate"], "unknown command 'genrate'"),
