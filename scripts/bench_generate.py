@@ -196,7 +196,7 @@ def hardest_conditions() -> dict:
     return out
 
 
-def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None) -> dict:
+def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None, cost: bool = True) -> dict:
     """Every candidate mesh of ``groups`` against one ``factor`` times as fine, on each hardest
     condition (or those labelled in ``only``)."""
     from packtwin.sim.convergence import errors, refined, scenario_currents, trace, with_mesh
@@ -244,7 +244,8 @@ def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None) -> dict:
             "steps": len(currents), "period_s": cfg.solver.period_s,
             "discharge_steps": int((currents > 0).sum()), "charge_steps": int((currents < 0).sum()),
             "rows": rows}
-    result["cost"] = mesh_cost()
+    if cost:
+        result["cost"] = mesh_cost()
     return result
 
 
@@ -264,9 +265,16 @@ def mesh_cost() -> dict:
                      ("default", ModelConfig())):
         cfg.model = mc
         out[name] = {"var_pts": mc.var_pts, "submesh": mc.submesh, **stepping_cost(cfg)}
+        # CPU time as well: on a machine shared with other jobs the wall time above measures
+        # the load as much as the mesh. Models are cached now, so this call is two warm cycles.
+        c0 = time.process_time()
+        stepping_cost(cfg)
+        out[name]["cpu_s_per_cell_cycle"] = (time.process_time() - c0) / (
+            2 * cfg.pack.n_series * cfg.pack.n_parallel * cfg.n_cycles)
     for name in ("old 8/4/8, r 10 uniform", "previous 16/8/16, r 30 exponential"):
-        out[f"ratio to {name.split(',')[0]}"] = \
-            out["default"]["s_per_cell_cycle"] / out[name]["s_per_cell_cycle"]
+        for key in ("s_per_cell_cycle", "cpu_s_per_cell_cycle"):
+            out[f"{key} ratio to {name.split(',')[0]}"] = \
+                out["default"][key] / out[name][key]
     return out
 
 
@@ -299,15 +307,29 @@ def main(argv=None) -> int:
     ap.add_argument("--mesh-conditions", default="",
                     help="only these conditions (coldest_pulse, highest_c_rate, "
                          "demo_training_pulse), comma-separated; default all")
+    ap.add_argument("--mesh-cost-only", action="store_true",
+                    help="run only the mesh study's cost per cell-cycle (key mesh_study.cost)")
+    ap.add_argument("--mesh-skip-cost", action="store_true",
+                    help="leave out the mesh study's cost per cell-cycle (key cost kept as is)")
     args = ap.parse_args(argv)
     groups = tuple(g for g in args.mesh_groups.split(",") if g)
     if set(groups) - set(MESH_GROUPS):
         ap.error(f"--mesh-groups {args.mesh_groups!r}: expected some of {MESH_GROUPS}")
     only = [c for c in args.mesh_conditions.split(",") if c]
+    if args.mesh_cost_only:
+        path = Path(args.out)
+        out = json.loads(path.read_text()) if path.is_file() else {}
+        cost = {"machine": machine(), **mesh_cost()}
+        cost["machine"]["load_average_at_end"] = list(os.getloadavg())
+        out.setdefault("mesh_study", {})["cost"] = cost
+        path.write_text(json.dumps(out, indent=2))
+        print(json.dumps(cost, indent=2))
+        return 0
     if args.mesh_study_only:
         path = Path(args.out)
         out = json.loads(path.read_text()) if path.is_file() else {}
-        new = {"machine": machine(), **mesh_study(groups=groups, only=only)}
+        new = {"machine": machine(), **mesh_study(groups=groups, only=only,
+                                                    cost=not args.mesh_skip_cost)}
         new["machine"]["load_average_at_end"] = list(os.getloadavg())
         out["mesh_study"] = merge_mesh_study(out.get("mesh_study", {}), new, groups)
         path.parent.mkdir(parents=True, exist_ok=True)
