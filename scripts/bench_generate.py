@@ -289,7 +289,10 @@ def merge_mesh_study(old: dict, new: dict, groups) -> dict:
         kept = [r for r in out["conditions"].get(label, {}).get("rows", [])
                 if r.get("group", r["mesh"].split()[0]) not in (*groups, "default")]
         out["conditions"][label] = {**cond, "rows": kept + cond["rows"]}
-    out.setdefault("runs", []).append({"groups": list(groups),
+    # the runs whose rows are in the file, each with its machine and load
+    out.setdefault("runs", [{"groups": list(MESH_GROUPS), "conditions": sorted(old["conditions"]),
+                             "machine": old.get("machine")}])
+    out["runs"].append({"groups": list(groups),
                                        "conditions": sorted(new["conditions"]),
                                        "machine": new["machine"]})
     return out
