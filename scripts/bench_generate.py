@@ -113,27 +113,53 @@ def experiment_cost(cfg) -> dict:
 # Candidate meshes of the study: (name, var_pts changes, submesh, keys doubled for the reference).
 SURFACE_REFINED = {"type": "exponential", "side": "right"}
 X_OLD = {"x_n": 8, "x_s": 4, "x_p": 8}
+X_PREVIOUS = {"x_n": 16, "x_s": 8, "x_p": 16}  # the default before the thickness study
+MESH_GROUPS = ("radial", "thickness")
 
 
-def mesh_candidates() -> list[tuple[str, dict, dict, tuple]]:
+def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, str]]:
     from packtwin.sim.config import ModelConfig
     from packtwin.sim.convergence import RADIAL_KEYS, THICKNESS_KEYS
 
     default = ModelConfig()
-    exp = {"r_n": SURFACE_REFINED, "r_p": SURFACE_REFINED}
-    out = [(f"radial uniform r={r}", {**X_OLD, "r_n": r, "r_p": r}, {}, RADIAL_KEYS)
-           for r in (10, 20, 30, 40)]
-    out += [(f"radial exponential(right) r={r}", {**X_OLD, "r_n": r, "r_p": r}, exp, RADIAL_KEYS)
-            for r in (10, 15, 20, 25, 30)]
-    steep = {k: {**SURFACE_REFINED, "stretch": 3.0} for k in RADIAL_KEYS}
-    out += [("radial exponential(right, stretch 3) r=20", {**X_OLD, "r_n": 20, "r_p": 20}, steep,
-             RADIAL_KEYS)]
-    # Through-thickness points on the default radial mesh (radial error equal on both sides).
-    out += [(f"thickness x={xn}/{xs}/{xn} (default radial mesh)",
-             {**default.var_pts, "x_n": xn, "x_s": xs, "x_p": xn}, default.submesh, THICKNESS_KEYS)
-            for xn, xs in ((8, 4), (12, 6), (16, 8), (24, 12))]
+    out = []
+    if "radial" in groups:
+        exp = {"r_n": SURFACE_REFINED, "r_p": SURFACE_REFINED}
+        out += [(f"radial uniform r={r}", {**X_OLD, "r_n": r, "r_p": r}, {}, RADIAL_KEYS)
+                for r in (10, 20, 30, 40)]
+        out += [(f"radial exponential(right) r={r}", {**X_OLD, "r_n": r, "r_p": r}, exp,
+                 RADIAL_KEYS) for r in (10, 15, 20, 25, 30)]
+        steep = {k: {**SURFACE_REFINED, "stretch": 3.0} for k in RADIAL_KEYS}
+        out += [("radial exponential(right, stretch 3) r=20", {**X_OLD, "r_n": 20, "r_p": 20},
+                 steep, RADIAL_KEYS)]
+        out = [(*c, "radial") for c in out]
+    if "thickness" in groups:
+        out += [(*c, "thickness") for c in thickness_candidates(default, THICKNESS_KEYS)]
     out += [("default mesh, every domain doubled", dict(default.var_pts), default.submesh,
-             RADIAL_KEYS + THICKNESS_KEYS)]
+             RADIAL_KEYS + THICKNESS_KEYS, "default")]
+    return out
+
+
+def thickness_candidates(default, keys) -> list[tuple[str, dict, dict, tuple]]:
+    """Through-thickness meshes on the default radial mesh (radial error equal on both sides)."""
+    radial = {k: v for k, v in default.submesh.items() if k.startswith("r_")}
+    uniform = lambda x: {**default.var_pts, **x}  # noqa: E731
+    out = [(f"thickness x={x['x_n']}/{x['x_s']}/{x['x_p']} uniform", uniform(x), radial, keys)
+           for x in (X_PREVIOUS, {"x_n": 24, "x_s": 12, "x_p": 24},
+                     {"x_n": 32, "x_s": 8, "x_p": 16}, {"x_n": 48, "x_s": 8, "x_p": 16},
+                     {"x_n": 48, "x_s": 12, "x_p": 24})]
+    # Which domain carries the error: 16/8/16 against twice the points in one domain only.
+    out += [(f"thickness x=16/8/16 uniform, only {k} doubled", uniform(X_PREVIOUS), radial, (k,))
+            for k in keys]
+    # Cells shrinking towards the separator (where the reaction concentrates at -10 C and 5C).
+    for n, s, stretch in ((32, 16, None), (48, 24, 1.5)):
+        towards = {"x_n": {"type": "exponential", "side": "right"},
+                   "x_p": {"type": "exponential", "side": "left"}}
+        if stretch:
+            towards = {k: {**v, "stretch": stretch} for k, v in towards.items()}
+        out.append((f"thickness x={n}/8/{s} exponential towards the separator"
+                    f" (stretch {stretch or 2.3})",
+                    uniform({"x_n": n, "x_s": 8, "x_p": s}), {**radial, **towards}, keys))
     return out
 
 
@@ -170,11 +196,18 @@ def hardest_conditions() -> dict:
     return out
 
 
-def mesh_study(factor: int = 2) -> dict:
-    """Every candidate mesh against one ``factor`` times as fine, on each hardest condition."""
+def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None, cost: bool = True) -> dict:
+    """Every candidate mesh of ``groups`` against one ``factor`` times as fine, on each hardest
+    condition (or those labelled in ``only``)."""
     from packtwin.sim.convergence import errors, refined, scenario_currents, trace, with_mesh
 
     conds = hardest_conditions()
+    if only:
+        unknown = sorted(set(only) - set(conds) - {"_skipped"})
+        if unknown:
+            raise SystemExit(f"--mesh-conditions: unknown {unknown}; expected some of "
+                             f"{sorted(k for k in conds if k != '_skipped')}")
+        conds = {k: v for k, v in conds.items() if k in only or k == "_skipped"}
     result = {"criterion": "max |error| against a mesh twice as fine: voltage <= 1 mV, surface "
                            "c_s <= 0.05 % of c_max (both electrodes), every 60 s sample",
               "skipped_conditions": conds.pop("_skipped"), "conditions": {}}
@@ -190,19 +223,19 @@ def mesh_study(factor: int = 2) -> dict:
             return cache[key]
 
         rows = []
-        for name, pts, sub, keys in mesh_candidates():
+        for name, pts, sub, keys, group in mesh_candidates(groups):
             coarse_cfg = with_mesh(cfg.model, pts, sub)
             fine_cfg = refined(coarse_cfg, keys, factor)
             try:
                 coarse, fine = run(coarse_cfg), run(fine_cfg)
             except Exception as exc:  # a mesh the solver cannot carry through is a result too
-                rows.append({"mesh": name, "var_pts": coarse_cfg.var_pts,
+                rows.append({"mesh": name, "group": group, "var_pts": coarse_cfg.var_pts,
                              "submesh": coarse_cfg.submesh, "reference_var_pts": fine_cfg.var_pts,
                              "failed": f"{type(exc).__name__}: {exc}"[:300]})
                 print(f"[mesh study] {label}: {rows[-1]}", file=sys.stderr, flush=True)
                 continue
-            rows.append({"mesh": name, "var_pts": coarse_cfg.var_pts, "submesh": coarse_cfg.submesh,
-                         "reference_var_pts": fine_cfg.var_pts,
+            rows.append({"mesh": name, "group": group, "var_pts": coarse_cfg.var_pts,
+                         "submesh": coarse_cfg.submesh, "reference_var_pts": fine_cfg.var_pts,
                          **errors(coarse, fine), "build_s": coarse.build_s,
                          "solve_s": coarse.solve_s, "reference_solve_s": fine.solve_s})
             print(f"[mesh study] {label}: {rows[-1]}", file=sys.stderr, flush=True)
@@ -211,24 +244,57 @@ def mesh_study(factor: int = 2) -> dict:
             "steps": len(currents), "period_s": cfg.solver.period_s,
             "discharge_steps": int((currents > 0).sum()), "charge_steps": int((currents < 0).sum()),
             "rows": rows}
-    result["cost"] = mesh_cost()
+    if cost:
+        result["cost"] = mesh_cost()
     return result
 
 
 def mesh_cost() -> dict:
-    """Pack-stepping cost per cell-cycle of the old and the default mesh, in the same run."""
+    """Pack-stepping cost per cell-cycle of the old, the previous and the default mesh, in the
+    same run."""
     from packtwin.sim.config import ModelConfig
     from packtwin.sim.convergence import with_mesh
 
     cfg = bench_config(1)
     out = {"what": "stepping_cost: 1s2p, 25 degC, 1C cccv, one cycle, 60 s steps"}
+    previous = {k: v for k, v in ModelConfig().submesh.items() if k.startswith("r_")}
     for name, mc in (("old 8/4/8, r 10 uniform", with_mesh(ModelConfig(), {**X_OLD, "r_n": 10,
                                                                               "r_p": 10}, {})),
+                     ("previous 16/8/16, r 30 exponential",
+                      with_mesh(ModelConfig(), X_PREVIOUS, previous)),
                      ("default", ModelConfig())):
         cfg.model = mc
         out[name] = {"var_pts": mc.var_pts, "submesh": mc.submesh, **stepping_cost(cfg)}
-    out["ratio"] = out["default"]["s_per_cell_cycle"] / \
-        out["old 8/4/8, r 10 uniform"]["s_per_cell_cycle"]
+        # CPU time as well: on a machine shared with other jobs the wall time above measures
+        # the load as much as the mesh. Models are cached now, so this call is two warm cycles.
+        c0 = time.process_time()
+        stepping_cost(cfg)
+        out[name]["cpu_s_per_cell_cycle"] = (time.process_time() - c0) / (
+            2 * cfg.pack.n_series * cfg.pack.n_parallel * cfg.n_cycles)
+    for name in ("old 8/4/8, r 10 uniform", "previous 16/8/16, r 30 exponential"):
+        for key in ("s_per_cell_cycle", "cpu_s_per_cell_cycle"):
+            out[f"{key} ratio to {name.split(',')[0]}"] = \
+                out["default"][key] / out[name][key]
+    return out
+
+
+def merge_mesh_study(old: dict, new: dict, groups) -> dict:
+    """``new`` with the rows of ``old`` that this run did not redo (other groups or conditions),
+    so a partial run (--mesh-groups, --mesh-conditions) updates only what it measured."""
+    if not old:
+        return new
+    out = {**old, **{k: v for k, v in new.items() if k != "conditions"}}
+    out["conditions"] = dict(old.get("conditions", {}))
+    for label, cond in new["conditions"].items():
+        kept = [r for r in out["conditions"].get(label, {}).get("rows", [])
+                if r.get("group", r["mesh"].split()[0]) not in (*groups, "default")]
+        out["conditions"][label] = {**cond, "rows": kept + cond["rows"]}
+    # the runs whose rows are in the file, each with its machine and load
+    out.setdefault("runs", [{"groups": list(MESH_GROUPS), "conditions": sorted(old["conditions"]),
+                             "machine": old.get("machine")}])
+    out["runs"].append({"groups": list(groups),
+                                       "conditions": sorted(new["conditions"]),
+                                       "machine": new["machine"]})
     return out
 
 
@@ -238,12 +304,37 @@ def main(argv=None) -> int:
     ap.add_argument("--scenarios", type=int, default=4)
     ap.add_argument("--mesh-study-only", action="store_true",
                     help="run only the mesh study and update its key in --out (other keys kept)")
+    ap.add_argument("--mesh-groups", default=",".join(MESH_GROUPS),
+                    help=f"candidate groups of the mesh study, comma-separated, from "
+                         f"{MESH_GROUPS} (rows of other groups already in --out are kept)")
+    ap.add_argument("--mesh-conditions", default="",
+                    help="only these conditions (coldest_pulse, highest_c_rate, "
+                         "demo_training_pulse), comma-separated; default all")
+    ap.add_argument("--mesh-cost-only", action="store_true",
+                    help="run only the mesh study's cost per cell-cycle (key mesh_study.cost)")
+    ap.add_argument("--mesh-skip-cost", action="store_true",
+                    help="leave out the mesh study's cost per cell-cycle (key cost kept as is)")
     args = ap.parse_args(argv)
+    groups = tuple(g for g in args.mesh_groups.split(",") if g)
+    if set(groups) - set(MESH_GROUPS):
+        ap.error(f"--mesh-groups {args.mesh_groups!r}: expected some of {MESH_GROUPS}")
+    only = [c for c in args.mesh_conditions.split(",") if c]
+    if args.mesh_cost_only:
+        path = Path(args.out)
+        out = json.loads(path.read_text()) if path.is_file() else {}
+        cost = {"machine": machine(), **mesh_cost()}
+        cost["machine"]["load_average_at_end"] = list(os.getloadavg())
+        out.setdefault("mesh_study", {})["cost"] = cost
+        path.write_text(json.dumps(out, indent=2))
+        print(json.dumps(cost, indent=2))
+        return 0
     if args.mesh_study_only:
         path = Path(args.out)
         out = json.loads(path.read_text()) if path.is_file() else {}
-        out["mesh_study"] = {"machine": machine(), **mesh_study()}
-        out["mesh_study"]["machine"]["load_average_at_end"] = list(os.getloadavg())
+        new = {"machine": machine(), **mesh_study(groups=groups, only=only,
+                                                    cost=not args.mesh_skip_cost)}
+        new["machine"]["load_average_at_end"] = list(os.getloadavg())
+        out["mesh_study"] = merge_mesh_study(out.get("mesh_study", {}), new, groups)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=2))
         print(json.dumps(out["mesh_study"], indent=2))

@@ -209,6 +209,14 @@ def errors(coarse: Trace, fine: Trace) -> dict:
         fx, cx = getattr(fine, f"x_{side}"), getattr(coarse, f"x_{side}")
         f = restrict(getattr(fine, f"c_surf_{side}"), fx, cx)
         out[f"c_surf_{side}_max_pct"] = float(np.max(np.abs(c - f)) / c_max * 100.0)
+        # where it sits: sample, and cell centre as a fraction of the electrode from its
+        # current collector (1 = the separator)
+        k, i = np.unravel_index(np.argmax(np.abs(c - f)), c.shape)
+        centre = (cx[i] + cx[i + 1]) / 2
+        out[f"c_surf_{side}_max_at"] = {
+            "sample": int(k), "from_collector": float(
+                (centre - cx[0]) / (cx[-1] - cx[0]) if side == "n" else (cx[-1] - centre)
+                / (cx[-1] - cx[0]))}
         if np.array_equal(getattr(fine, f"r_{side}"), getattr(coarse, f"r_{side}")):
             fs = restrict(getattr(fine, f"c_stored_{side}"), fx, cx)
             out[f"stored_c_s_{side}_max_pct"] = float(

@@ -11,12 +11,16 @@ from packtwin.sim import config as cfgmod
 
 pybamm = pytest.importorskip("pybamm")
 
-# Converged on the presets' hardest conditions (reports/bench_generate.json, "mesh_study").
-CONVERGED = {"x_n": 16, "x_s": 8, "x_p": 16, "r_n": 30, "r_p": 30}
+# Voltage converged on the presets' hardest conditions (reports/bench_generate.json, "mesh_study").
+CONVERGED = {"x_n": 48, "x_s": 8, "x_p": 16, "r_n": 30, "r_p": 30}
 OLD_MESH = {"x_n": 8, "x_s": 4, "x_p": 8, "r_n": 10, "r_p": 10}
+PREVIOUS_X = {"x_n": 16, "x_s": 8, "x_p": 16}  # the default before the thickness study
 # The opening of the presets' coldest pulse scenario (-10 C, 1C pulse pattern) from full charge:
 # 2C and regenerative -0.5C pulses on a cold cell, 10 min of 60 s steps.
 COLD_PULSE_STEPS = 10
+# Its first 3 steps end with the 2C pulse, where the through-thickness error of this opening
+# peaks (0.46 mV at 48/8/16, 1.2 mV at 32/8/16, 6.4 mV at 16/8/16 against twice the x points).
+THICKNESS_STEPS = 3
 
 
 def test_default_mesh_is_at_least_the_converged_one():
@@ -25,6 +29,8 @@ def test_default_mesh_is_at_least_the_converged_one():
         assert mc.var_pts[key] >= n, f"var_pts[{key!r}] = {mc.var_pts[key]} < converged {n}"
     for key in ("r_n", "r_p"):  # the radial count is converged for the surface-refined mesh only
         assert mc.submesh[key]["type"] == "exponential" and mc.submesh[key]["side"] == "right"
+    # the x counts are converged for uniform x meshes (the study's exponential ones were worse)
+    assert not [k for k in mc.submesh if k.startswith("x_")], mc.submesh
 
 
 def test_stored_grid_validation_names_the_field():
@@ -42,33 +48,46 @@ def cold_pulse():
     return cfg, np.asarray(_discharge(cfg, cfg.scenarios[0], 5.0, COLD_PULSE_STEPS))
 
 
-def _errors(model_cfg, keys, cold_pulse) -> dict:
+def _errors(model_cfg, keys, cold_pulse, steps: int = COLD_PULSE_STEPS) -> dict:
     from packtwin.sim.convergence import errors, refined, trace
 
     cfg, currents = cold_pulse
-    coarse = trace(model_cfg, currents, cfg.solver.period_s, -10.0)
-    fine = trace(refined(model_cfg, keys), currents, cfg.solver.period_s, -10.0)
+    coarse = trace(model_cfg, currents[:steps], cfg.solver.period_s, -10.0)
+    fine = trace(refined(model_cfg, keys), currents[:steps], cfg.solver.period_s, -10.0)
     return errors(coarse, fine)
+
+
+def _with_x(x: dict) -> cfgmod.ModelConfig:
+    from packtwin.sim.convergence import with_mesh
+
+    return with_mesh(cfgmod.ModelConfig(), x)
 
 
 def test_default_radial_mesh_converged_on_a_cold_pulse(cold_pulse):
     from packtwin.sim.convergence import RADIAL_KEYS
 
-    err = _errors(cfgmod.ModelConfig(), RADIAL_KEYS, cold_pulse)
+    # The default radial mesh on the cheaper previous x mesh: the radial error hardly depends
+    # on the x points (mesh study), and doubling the radial points of 48 x cells is 3x the cost.
+    err = _errors(_with_x(PREVIOUS_X), RADIAL_KEYS, cold_pulse)
     assert err["voltage_max_mv"] <= 1.0, err
     assert err["c_surf_n_max_pct"] <= 0.05 and err["c_surf_p_max_pct"] <= 0.05, err
 
 
-@pytest.mark.slow
-def test_default_thickness_mesh_and_the_check_catches_the_old_mesh(cold_pulse):
-    from packtwin.sim.convergence import RADIAL_KEYS, THICKNESS_KEYS
+def test_default_thickness_mesh_converged_on_a_cold_pulse(cold_pulse):
+    from packtwin.sim.convergence import THICKNESS_KEYS
 
-    # Through-thickness points are NOT converged to 1 mV at -10 C (measured 6.4 mV at the 2C
-    # pulse against twice as many; 1 mV needs ~3x the cost, see data/README.md): guard the
-    # chosen 16/8/16 against coarsening (8/4/8 is 24 mV off here).
-    err = _errors(cfgmod.ModelConfig(), THICKNESS_KEYS, cold_pulse)
-    assert err["voltage_max_mv"] <= 8.0, err
+    err = _errors(cfgmod.ModelConfig(), THICKNESS_KEYS, cold_pulse, THICKNESS_STEPS)
+    assert err["voltage_max_mv"] <= 1.0, err
+    # Surface c_s through the thickness is not within 0.05 % of c_max on this mesh (data/README.md:
+    # first-order convergence at the separator); it is not asserted here.
+    # The same check on the previous default fails, or it guards nothing.
+    coarse = _errors(_with_x(PREVIOUS_X), THICKNESS_KEYS, cold_pulse, THICKNESS_STEPS)
+    assert coarse["voltage_max_mv"] > 1.0, coarse
+
+
+@pytest.mark.slow
+def test_the_radial_check_catches_the_old_mesh(cold_pulse):
+    from packtwin.sim.convergence import RADIAL_KEYS
+
     old = cfgmod.ModelConfig(var_pts=OLD_MESH, submesh={}, stored_r_points=None)
-    assert _errors(old, THICKNESS_KEYS, cold_pulse)["voltage_max_mv"] > 8.0
-    # and the radial check above fails on the old mesh, or it guards nothing
     assert _errors(old, RADIAL_KEYS, cold_pulse)["voltage_max_mv"] > 1.0
