@@ -245,9 +245,17 @@ class CellModel:
                 out[name] = float(cell_values[key])
         return out
 
-    def step(self, old, inputs: Mapping[str, float], dt: float):
-        """Advance one cell by ``dt`` seconds at the constant current in ``inputs``."""
-        sol = self.solver.step(old, self.model, dt, inputs=dict(inputs), save=False)
+    def step(self, old, inputs: Mapping[str, float], dt: float, n_samples: int = 1):
+        """Advance one cell by ``dt`` seconds at the constant current in ``inputs``.
+
+        The solution holds ``n_samples`` states equally spaced over the step (the last one at its
+        end) after the starting one. The integrator stops only at the end of the step: the samples
+        are interpolated (IDAKLU's Hermite output via ``t_interp``), because an integrator stopped
+        at every sample costs as much as a restart at every sample.
+        """
+        t_interp = np.linspace(0.0, dt, int(n_samples) + 1)
+        sol = self.solver.step(old, self.model, dt, t_eval=np.array([0.0, dt]), t_interp=t_interp,
+                               inputs=dict(inputs), save=False)
         t_start = 0.0 if old is None else float(old.t[-1])
         if float(sol.t[-1]) < t_start + dt * (1 - 1e-9):
             # an event (e.g. a particle surface emptying) ended the step early
@@ -257,14 +265,22 @@ class CellModel:
 
     def read(self, sol, inputs: Mapping[str, float]) -> dict[str, np.ndarray]:
         """All outputs at the end of a step (stored units not applied yet; PyBaMM units)."""
+        return self.read_samples(sol, inputs, 1)[0]
+
+    def read_samples(self, sol, inputs: Mapping[str, float], n: int) -> list[dict[str, np.ndarray]]:
+        """All outputs at the last ``n`` states of a step (see :meth:`step`), oldest first."""
         y = sol.y
-        y_end = np.asarray(y.full() if hasattr(y, "full") else y)[:, -1]
-        p = np.array([inputs[n] for n in self.input_names], dtype=float)
-        vec = np.asarray(self._fn(float(sol.t[-1]), y_end, p)).ravel()
-        out = {name: vec[s] for name, s in self.slices.items()}
-        for name, w in self._to_stored.items():
-            # PyBaMM's particle values are x-major: rows are x nodes, columns the solver's r nodes
-            out[name] = (out[name].reshape(-1, w.shape[1]) @ w.T).ravel()
+        y = np.asarray(y.full() if hasattr(y, "full") else y)
+        t = np.asarray(sol.t, dtype=float)
+        p = np.array([inputs[name] for name in self.input_names], dtype=float)
+        out = []
+        for k in range(y.shape[1] - int(n), y.shape[1]):
+            vec = np.asarray(self._fn(float(t[k]), y[:, k], p)).ravel()
+            vals = {name: vec[s] for name, s in self.slices.items()}
+            for name, w in self._to_stored.items():
+                # PyBaMM's particle values are x-major: rows are x nodes, columns the solver's r
+                vals[name] = (vals[name].reshape(-1, w.shape[1]) @ w.T).ravel()
+            out.append(vals)
         return out
 
     def stoichiometry_limits(self, cell_values: Mapping[str, float]) -> tuple[float, float]:

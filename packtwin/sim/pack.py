@@ -10,6 +10,15 @@ the group current to rounding error by construction (:func:`split_current` corre
 Voltage limits (v_min/v_max of any cell) are held the same way: when the requested pack current
 would take a cell past a limit, the pack current of the step is solved so that the limiting cell
 ends the step exactly at the limit (this is the CV phase, and the last step of a discharge).
+
+Coupling steps longer than the storage period (:meth:`PackStepper.advance`): where no limit binds,
+a step may span up to ``max_periods`` storage periods at constant cell currents. The cells are
+sampled at every period inside it, the split equalises the group voltages averaged over those
+samples, and the step is accepted only if every group's voltage spread is <= ``voltage_tol`` at
+EVERY sample and no cell leaves [v_min, v_max] at any sample; otherwise it is halved. The length
+doubles after an accepted step. Near a limit, in the CV hold and after a change of the requested
+current (parallel groups only) the steps are one period long, exactly as above. A series string
+(one cell per group) has no split to solve: its steps are as long as its limits allow.
 """
 
 from __future__ import annotations
@@ -74,17 +83,26 @@ class StepResult:
     limit: str | None  # limit that bound this step
     iterations: int
     solutions: list = field(default_factory=list)
+    n_periods: int = 1  # storage periods this step spans
+    sample_voltages: np.ndarray | None = None  # (n_periods, n_cells) at each period's end
+
+    def samples(self) -> np.ndarray:
+        """Cell voltages at every storage period of the step, (n_periods, n_cells)."""
+        return self.voltages[None] if self.sample_voltages is None else self.sample_voltages
 
 
 class PackStepper:
     """Steps ``n_series x n_parallel`` cells through one ``dt`` at a time.
 
-    ``step_cell(j, old_solution, current, dt) -> (solution, end_voltage)`` advances one cell; the
-    stepper never sees PyBaMM, so the coupling can be tested with analytic cells.
+    ``step_cell(j, old_solution, current, dt) -> (solution, end_voltage)`` advances one cell;
+    ``step_cell(j, old_solution, current, dt, n) -> (solution, voltages)`` advances it by ``dt``
+    and returns the voltages at the ``n`` equally spaced samples of the step (used by
+    :meth:`advance`). The stepper never sees PyBaMM, so the coupling can be tested with analytic
+    cells.
     """
 
     def __init__(self, n_series: int, n_parallel: int, step_cell: Callable, voltage_tol: float,
-                 max_iterations: int, r_init: float = 0.03):
+                 max_iterations: int, r_init: float = 0.03, max_periods: int = 1):
         self.ns, self.np_ = n_series, n_parallel
         self.n = n_series * n_parallel
         self.step_cell = step_cell
@@ -99,6 +117,10 @@ class PackStepper:
         self.cur_hist: list[np.ndarray] = []  # accepted splits of the last two steps
         self._pinned = False
         self.trace: list | None = None  # set to [] to record every trial (debugging)
+        self.max_periods = max(1, int(max_periods))
+        self.m = 1  # length of the next coupling step tried by advance() [periods]
+        self.drift: np.ndarray | None = None  # intercept change per period under this request
+        self.rejected = 0  # multi-period trials given up (shortened)
 
     def groups(self):
         return [slice(g * self.np_, (g + 1) * self.np_) for g in range(self.ns)]
@@ -198,6 +220,7 @@ class PackStepper:
             converged = spread <= self.tol and limit_ok and (limit is None or limit_new is not None)
             if converged:
                 same = i_request == self.i_prev_request
+                self.drift = (a - self.a) if same and self.a is not None else None
                 self.a_prev = self.a if same else None
                 self.a = a
                 self.i_prev_request = i_request
@@ -211,3 +234,82 @@ class PackStepper:
             f"pack step did not converge in {self.max_iter} iterations: group voltage spread "
             f"{spread * 1e3:.3f} mV (tolerance {self.tol * 1e3:.3f} mV), cell voltages of the last "
             f"complete trial {np.round(v_last, 4).tolist()}; last trial error: {failure}")
+
+    # -----------------------------------------------------------------------------------------
+    # coupling steps of several storage periods
+    # -----------------------------------------------------------------------------------------
+    def advance(self, dt: float, n_max: int, i_request: float | None, v_min: float, v_max: float,
+                hold: str | None = None) -> StepResult:
+        """One coupling step of 1..``n_max`` storage periods ``dt`` (the caller's segment of
+        constant request ends after ``n_max``); its length adapts (see the module docstring)."""
+        if i_request != self.i_prev_request and self.np_ > 1:
+            self.m = 1  # the split moves fastest right after a change of the request
+        m = min(self.m, int(n_max), self.max_periods)
+        while m > 1 and hold is None and self.a is not None:
+            res = self._multi(dt, m, i_request, v_min, v_max)
+            if res is not None:
+                self.m = min(2 * m, self.max_periods)
+                return res
+            self.rejected += 1
+            m //= 2
+        res = self.step(dt, i_request, v_min, v_max, hold)
+        self.m = 1 if (res.limit or hold) else min(2 * max(m, 1), self.max_periods)
+        return res
+
+    def _multi(self, dt: float, m: int, i_request: float, v_min: float,
+               v_max: float) -> StepResult | None:
+        """A coupling step of ``m`` periods, or None where it cannot be accepted (shorten it)."""
+        a_mid = self.a.copy()
+        if self.drift is not None and i_request == self.i_prev_request:
+            a_mid += self.drift * (m + 1) / 2.0  # intercepts averaged over the coming samples
+        i_pack, cur, limit = self._plan(a_mid, i_request, v_min, v_max, None)
+        if limit is None and self.drift is not None and i_request == self.i_prev_request:
+            lines = [group_line(a_e[s], self.R[s]) for s in self.groups()
+                     for a_e in [self.a + self.drift * m]]
+            limit = limited_pack_current(lines, i_request, v_min, v_max)[1]
+        if limit is not None:
+            return None  # a limit is within reach: one-period steps end exactly on it
+        prev_cur, prev_v = None, None
+        for it in range(1, self.max_iter + 1):
+            sols, volts = [], np.empty((self.n, m))
+            try:
+                for j in range(self.n):
+                    sol, v = self.step_cell(j, self.solutions[j], float(cur[j]), dt * m, m)
+                    sols.append(sol)
+                    volts[j] = v
+            except Exception:  # e.g. a particle surface empties inside the step: shorten it
+                return None
+            if volts.max() > v_max or volts.min() < v_min:
+                return None  # a limit is crossed inside the step: shorten towards it
+            if prev_cur is not None:
+                di = cur - prev_cur
+                dv = (volts - prev_v).mean(axis=1)
+                ok = (np.abs(di) > 1e-4) & (np.abs(dv) > SECANT_MIN_DV)
+                r_new = -dv[ok] / di[ok]
+                self.R[ok] = np.clip(np.where(np.isfinite(r_new), r_new, self.R[ok]),
+                                     R_LOW * self.r_init, R_HIGH * self.r_init)
+            a = volts + (self.R * cur)[:, None]  # (n_cells, m) intercepts at every sample
+            spread = self._max_spread(volts)
+            if self.trace is not None:
+                self.trace.append((it, i_pack, cur.copy(), volts.copy(), "multi", self.R.copy()))
+            if spread <= self.tol:
+                same = i_request == self.i_prev_request
+                self.drift = (a[:, -1] - a[:, 0]) / (m - 1)
+                self.a_prev = a[:, -2] if same else None
+                self.a = a[:, -1]
+                self.i_prev_request = i_request
+                self.solutions = sols
+                self.cur_hist = [cur.copy()]
+                return StepResult(i_pack, cur.copy(), volts[:, -1].copy(), None, it, sols,
+                                  n_periods=m, sample_voltages=volts.T.copy())
+            i_pack, cur_new, limit = self._plan(a.mean(axis=1), i_request, v_min, v_max, None)
+            # A constant split that cannot hold the spread even on the linear model means the
+            # split changes too fast for a step this long.
+            if limit is not None or self._max_spread(a - (self.R * cur_new)[:, None]) > self.tol:
+                return None
+            prev_cur, prev_v, cur = cur, volts, cur_new
+        return None
+
+    def _max_spread(self, volts: np.ndarray) -> float:
+        """Largest voltage spread of any group at any sample, volts (n_cells, n_samples)."""
+        return max(float(np.ptp(volts[s], axis=0).max()) for s in self.groups())
