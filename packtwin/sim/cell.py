@@ -26,6 +26,9 @@ REFERENCE_NOTE = ("param_* of function-valued parameters (diffusivities, exchang
                   "298.15 K, times the cell's multiplier")
 
 CURRENT = "Current function [A]"
+# The current ramps linearly inside a step: CURRENT + SLOPE * (t - RAMP_START) (slope 0: constant).
+SLOPE = "Current slope [A.s-1]"
+RAMP_START = "Current ramp start [s]"
 AMBIENT = "Ambient temperature [K]"
 INITIAL_T = "Initial temperature [K]"
 
@@ -180,7 +183,8 @@ class CellModel:
             else:
                 pv.update({name: "[input]"})
                 self.input_names.append(name)
-        pv.update({CURRENT: "[input]", AMBIENT: "[input]", INITIAL_T: "[input]"})
+        self.input_names += [SLOPE, RAMP_START]
+        pv.update({CURRENT: _ramp, AMBIENT: "[input]", INITIAL_T: "[input]"})
         # The pack controller enforces the voltage limits on the linearised split; the cell model
         # must not stop a trial step that overshoots slightly.
         pv.update({"Lower voltage cut-off [V]": 0.5, "Upper voltage cut-off [V]": 5.0})
@@ -234,7 +238,8 @@ class CellModel:
     def inputs(self, cell_values: Mapping[str, float], nominal: Mapping[str, float],
                current: float, ambient_k: float) -> dict[str, float]:
         """PyBaMM inputs of one cell: true parameter values -> inputs (multipliers where needed)."""
-        out = {CURRENT: float(current), AMBIENT: float(ambient_k), INITIAL_T: float(ambient_k)}
+        out = {CURRENT: float(current), AMBIENT: float(ambient_k), INITIAL_T: float(ambient_k),
+               SLOPE: 0.0, RAMP_START: 0.0}
         for key in self.varied:
             if key in GEOMETRIC_KEYS:
                 continue
@@ -295,6 +300,13 @@ class CellModel:
         # SOH options only matter for MSMR electrodes; the model's own options trip it up.
         x0, x100, _, _ = pybamm.lithium_ion.get_min_max_stoichiometries(pv)
         return float(x0), float(x100)
+
+
+def _ramp(t):
+    import pybamm
+
+    return pybamm.InputParameter(CURRENT) + pybamm.InputParameter(SLOPE) * (
+        t - pybamm.InputParameter(RAMP_START))
 
 
 def _scaled(func, input_name: str):

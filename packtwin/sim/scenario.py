@@ -24,7 +24,7 @@ import numpy as np
 
 from packtwin import schema
 from packtwin.sim import config as cfgmod
-from packtwin.sim.cell import get_model
+from packtwin.sim.cell import CURRENT, RAMP_START, SLOPE, get_model
 from packtwin.sim.pack import PackStepper
 
 FIELD_VARS = [n for n, v in schema.VARIABLES.items() if v.dims[:4] == schema.T4]
@@ -127,9 +127,13 @@ def _simulate(cfg, task: dict, result: dict) -> None:
 
     def step_cell(j, old, current, dt_, n=None):
         # The stepper keeps (PyBaMM solution, outputs at each sample) as the cell's state.
+        # ``current`` is a constant, or (start, end) of a linear ramp over the step.
+        i0, i1 = current if isinstance(current, tuple) else (current, current)
+        sol_old = None if old is None else old[0]
         inputs = dict(base_inputs[j])
-        inputs["Current function [A]"] = current
-        sol = models[j].step(None if old is None else old[0], inputs, dt_, n or 1)
+        inputs.update({CURRENT: i0, SLOPE: (i1 - i0) / dt_,
+                       RAMP_START: 0.0 if sol_old is None else float(sol_old.t[-1])})
+        sol = models[j].step(sol_old, inputs, dt_, n or 1)
         vals = models[j].read_samples(sol, inputs, n or 1)
         volts = np.array([float(v["voltage"][0]) for v in vals])
         return (sol, vals), (volts if n else float(volts[-1]))
@@ -142,29 +146,29 @@ def _simulate(cfg, task: dict, result: dict) -> None:
     n_t = cfgmod.n_time(cfg)
     steps = cfgmod.phase_steps(cfg, sc)
 
-    def do_step(rec, i_req, n_max=1, hold=None):
+    def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0):
         """One coupling step of up to n_max periods; records every period's sample."""
-        res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold)
+        res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor)
         result["iterations"] += res.iterations
         result["steps"] += 1
         result["periods"] += res.n_periods
-        volts = res.samples()
+        volts, currents = res.samples(), res.currents()
         for k in range(res.n_periods):
             out = [_stored(sol[1][k], lim, shapes) for sol, lim in zip(res.solutions, limits)]
             pack_v = sum(float(np.mean(volts[k, g * npar:(g + 1) * npar])) for g in range(ns))
             if rec is not None:
-                rec.add(out, res.cell_currents, pack_v, res.i_pack)
+                rec.add(out, currents[k], pack_v, float(currents[k, :npar].sum()))
         return res, out, pack_v
 
-    def segment(rec, i_req, n, hold=None, stop=lambda res: False, ah=None):
+    def segment(rec, i_req, n, hold=None, stop=lambda res: False, ah=None, i_floor=0.0):
         """Periods [0, n) at one request; ends early where ``stop(step result)``. Returns the
         last step and the number of periods done; adds the cells' charge [A.h] to ``ah``."""
         k, last = 0, None
         while k < n:
-            last = do_step(rec, i_req, n - k, hold)
+            last = do_step(rec, i_req, n - k, hold, i_floor)
             k += last[0].n_periods
             if ah is not None:
-                ah += last[0].cell_currents * dt * last[0].n_periods / 3600.0
+                ah += last[0].currents().sum(axis=0) * dt / 3600.0
             if stop(last[0]):
                 break
         return last, k
@@ -176,7 +180,8 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         record = cycle in snaps
         rec = _Recorder(shapes, n_t, n_cells, record)
         res0, out0, pv0 = state
-        rec.add(out0, res0.cell_currents, pv0, res0.i_pack)
+        i0 = res0.currents()[-1]
+        rec.add(out0, i0, pv0, float(i0[:npar].sum()))
         charge_ah = np.zeros(n_cells)
         # --- discharge: one segment per run of periods at one current (pulse edges end steps) ---
         k = 0
@@ -199,8 +204,9 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cc"],
                                     stop=lambda r: r.limit == "v_max")
         if res.limit == "v_max":
+            i_cut = p.cv_cutoff_c * q_pack
             (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cv"], hold="v_max",
-                                        stop=lambda r: abs(r.i_pack) < p.cv_cutoff_c * q_pack)
+                                        stop=lambda r: abs(r.i_pack) < i_cut, i_floor=i_cut)
         (res, out, pv), _ = segment(rec, 0.0, steps["rest"])
         state = (res, out, pv)
         c = cycle - 1
