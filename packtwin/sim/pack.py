@@ -128,6 +128,7 @@ class PackStepper:
         self.drift: np.ndarray | None = None  # intercept change per period under this request
         self.rejected = 0  # multi-period trials given up (shortened)
         self.prev_hold: str | None = None
+        self.curvature = 0.0  # spread a straight-line split leaves over the last long step [V]
 
     def groups(self):
         return [slice(g * self.np_, (g + 1) * self.np_) for g in range(self.ns)]
@@ -258,7 +259,11 @@ class PackStepper:
         while m > 1 and self.a is not None:
             res = self._multi(dt, m, i_request, v_min, v_max, hold, i_floor)
             if res is not None:
-                # after a shortened step, keep the accepted length (do not retry the rejected one)
+                # After a shortened step keep the accepted length (do not retry the rejected
+                # one). The spread a perfect ramp would leave grows ~ length^2: double only where
+                # it stays inside the tolerance.
+                if 4.0 * self.curvature > 0.8 * self.tol:
+                    grow = 1
                 self.m = min(grow * m, self.max_periods)
                 return res
             self.rejected += 1
@@ -320,6 +325,8 @@ class PackStepper:
             if self.trace is not None:
                 self.trace.append((it, p1, c1.copy(), volts.copy(), "multi", self.R.copy()))
             if self._within(volts, v_max, hold):
+                fit = np.polynomial.polynomial.polyfit(t, a.T, 1)  # (2, n_cells)
+                self.curvature = self._max_spread(a - (fit[0][:, None] + fit[1][:, None] * t))
                 self.drift = (a[:, -1] - a[:, 0]) / (m - 1)
                 self.a_prev, self.a = a[:, -2], a[:, -1]
                 self.i_prev_request, self.prev_hold = i_request, hold
