@@ -299,6 +299,17 @@ def mesh_cost() -> dict:
     return out
 
 
+def _update_key(path: Path, key: str, section) -> int:
+    """Run ``section()`` and store it under ``key`` of the JSON at ``path`` (other keys kept)."""
+    out = json.loads(path.read_text()) if path.is_file() else {}
+    out[key] = {"machine": machine(), **section()}
+    out[key]["machine"]["load_average_at_end"] = list(os.getloadavg())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out[key], indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_generate.json"))
@@ -310,14 +321,7 @@ def main(argv=None) -> int:
                          "stepping, ratio to an uninterrupted PyBaMM solve) and update it in --out")
     args = ap.parse_args(argv)
     if args.speed_only:
-        path = Path(args.out)
-        out = json.loads(path.read_text()) if path.is_file() else {}
-        out["speed"] = {"machine": machine(), **speed()}
-        out["speed"]["machine"]["load_average_at_end"] = list(os.getloadavg())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2))
-        print(json.dumps(out["speed"], indent=2))
-        return 0
+        return _update_key(Path(args.out), "speed", speed)
     if args.mesh_study_only:
         path = Path(args.out)
         out = json.loads(path.read_text()) if path.is_file() else {}
