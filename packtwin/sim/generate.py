@@ -234,8 +234,9 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
         "generator_config": config_json(cfg), "nominal_capacity_ah": m.capacity_ah,
         "parameter_overrides": dict(cfg.model.parameter_overrides),
         "param_reference": REFERENCE_NOTE,
-        "current_convention": "current[k] is the constant current of the step ending at sample k; "
-                              "discharge > 0",
+        "current_convention": "current[k] is the mean current of the period ending at sample k "
+                              "(constant in a one-period coupling step, a linear ramp inside a "
+                              "longer one; charge is exact); discharge > 0",
         "sei_note": "SEI solvent diffusivity as in the parameter set (x cell multiplier); "
                     "no ageing acceleration",
         "messages": {},

@@ -11,14 +11,21 @@ Voltage limits (v_min/v_max of any cell) are held the same way: when the request
 would take a cell past a limit, the pack current of the step is solved so that the limiting cell
 ends the step exactly at the limit (this is the CV phase, and the last step of a discharge).
 
-Coupling steps longer than the storage period (:meth:`PackStepper.advance`): where no limit binds,
-a step may span up to ``max_periods`` storage periods at constant cell currents. The cells are
-sampled at every period inside it, the split equalises the group voltages averaged over those
-samples, and the step is accepted only if every group's voltage spread is <= ``voltage_tol`` at
-EVERY sample and no cell leaves [v_min, v_max] at any sample; otherwise it is halved. The length
-doubles after an accepted step. Near a limit, in the CV hold and after a change of the requested
-current (parallel groups only) the steps are one period long, exactly as above. A series string
-(one cell per group) has no split to solve: its steps are as long as its limits allow.
+Coupling steps longer than the storage period (:meth:`PackStepper.advance`, used by the
+generator): a step may span up to ``max_periods`` storage periods. Inside it each cell's current
+ramps linearly (start and end currents; group sums held at both ends, so at every instant), and
+the cells are sampled at every period. The ramps are solved like the constant split above, on
+intercepts fitted by a straight line in time through every sample (``V_jk = a_j(t_k) - R_j
+I_j(t_k)``); in the CV hold the limiting group's ramp keeps it on v_max. A step is accepted only if
+every group's voltage spread is <= ``voltage_tol`` at EVERY sample (and the CV group within it of
+v_max) and no cell leaves [v_min, v_max] at any sample; otherwise it is halved (also where the
+fitted intercepts leave a straight line by more than the tolerance: no ramp can follow them).
+After an accepted step the length doubles where the residual of the straight-line fit allows a
+doubled step. Steps end at every change of the request (the caller's segments); near a limit,
+where a limit starts binding and after a request change of a parallel group, steps are one period
+long and solved exactly as above, so a discharge still ends with the limiting cell on v_min. A
+series string (one cell per group) has no split to solve: each step takes one trial, as long as
+its limits allow.
 """
 
 from __future__ import annotations

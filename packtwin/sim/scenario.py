@@ -5,9 +5,11 @@ out like the store without the scenario dimension. Failures are caught and retur
 message; cycles finished before a failure are kept (status PARTIAL).
 
 Time convention on the stored grid: sample k is the state at ``k * period_s`` after the cycle
-start, and ``current[k]`` is the constant current over the step that ends at sample k (sample 0
-repeats the previous step's current). A one-period rest precedes cycle 1 so that its sample 0 is
-a solved state like every later cycle's.
+start, and ``current[k]`` is the mean current over the period that ends at sample k (sample 0
+repeats the previous period's): constant in a one-period coupling step, a linear ramp inside a
+longer one (``solver.max_step_periods``, see :mod:`packtwin.sim.pack`). A one-period rest
+precedes cycle 1 so that its sample 0 is a solved state like every later cycle's. Coupling steps
+end at every change of the requested current (phase changes, pulse edges).
 
 Cycle: discharge (CC, or the pulse pattern scaled by the C-rate) until the first cell reaches
 v_min, rest, CC charge until the first cell reaches v_max, CV hold of that cell until the pack
