@@ -87,6 +87,7 @@ def stepping_cost(cfg, warm: bool = True, keep_result: bool = False) -> dict:
             "status": res["status"], "message": res["message"],
             "pack_steps": res["steps"], "periods": res.get("periods", res["steps"]),
             "newton_iterations_per_step": res["iterations"] / res["steps"],
+            "cell_solves_per_cell_cycle": res.get("cell_solves", 0) / cell_cycles,
             "period_s": cfg.solver.period_s, "max_step_periods": cfg.solver.max_step_periods}
     if keep_result:
         out["_result"] = res
@@ -144,6 +145,8 @@ def speed(n_series: int = 2, n_parallel: int = 2, max_step_periods: int | None =
         for label in ("new", "old"):
             row[label]["ratio_to_uninterrupted"] = (row[label]["s_per_cell_cycle"]
                                                     / ref["solve_s_per_cycle"])
+            row[label]["cpu_ratio_to_uninterrupted"] = (row[label]["cpu_s_per_cell_cycle"]
+                                                        / ref["cpu_s_per_cycle"])
     return out
 
 

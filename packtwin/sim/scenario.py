@@ -93,7 +93,7 @@ def run_scenario(task: dict) -> dict:
     result = {"scenario": s, "status": schema.STATUS_FAILED, "cycles_done": 0, "message": None,
               "snapshots": {}, "summary": {n: np.full((n_cells, n_cycles), np.nan)
                                            for n in SUMMARY_VARS},
-              "iterations": 0, "steps": 0, "periods": 0}
+              "iterations": 0, "steps": 0, "periods": 0, "cell_solves": 0}
     try:
         _simulate(cfg, task, result)
     except Exception as exc:  # PyBaMM raises many types; every one is a recorded failure
@@ -135,6 +135,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         inputs = dict(base_inputs[j])
         inputs.update({CURRENT: i0, SLOPE: (i1 - i0) / dt_,
                        RAMP_START: 0.0 if sol_old is None else float(sol_old.t[-1])})
+        result["cell_solves"] += 1
         sol = models[j].step(sol_old, inputs, dt_, n or 1)
         vals = models[j].read_samples(sol, inputs, n or 1)
         volts = np.array([float(v["voltage"][0]) for v in vals])
