@@ -504,8 +504,8 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
                 counts[key] += 1
                 counts["cell_cycles"] += res["cycles_done"] * len(cells)
                 log(f"scenario {res['scenario']} written: {key}, {res['cycles_done']} cycles, "
-                    f"{res['elapsed_s']:.1f} s, {res['steps']} steps, {res['iterations']} split "
-                    f"iterations" + (f" ({res['message']})" if res["message"] else ""))
+                    f"{res['elapsed_s']:.1f} s, {res['steps']} coupling steps, {res['iterations']} "
+                    f"split iterations, {res.get('cell_solves', 0)} cell solves" + (f" ({res['message']})" if res["message"] else ""))
                 bar.update(1)
             bar.close()
         finally:

@@ -169,3 +169,15 @@ def test_cv_hold_in_long_steps_keeps_vmax_at_every_sample_and_stops_at_the_floor
     i_pack = np.concatenate([r.currents()[:, :2].sum(axis=1) for r in steps])
     assert np.all(np.diff(-i_pack) <= 1e-6)  # the charge current decays
     assert all(abs(r.i_pack) >= 1.0 for r in steps if r.n_periods > 1)
+
+
+def test_one_period_steps_are_the_per_period_coupling():
+    q0, r0 = [0.0, 0.3, 0.1, 0.2], [0.03, 0.02, 0.035, 0.025]
+    ref = PackStepper(2, 2, AnalyticCells(q0, r0).step, voltage_tol=1e-4, max_iterations=20)
+    st = PackStepper(2, 2, AnalyticCells(q0, r0).step, voltage_tol=1e-4, max_iterations=20,
+                     max_periods=1)
+    for i_req in [10.0] * 20 + [0.0] * 5 + [-10.0] * 10:
+        a, b = ref.step(60.0, i_req, 2.5, 4.2), st.advance(60.0, 100, i_req, 2.5, 4.2)
+        assert b.n_periods == 1
+        np.testing.assert_array_equal(a.cell_currents, b.cell_currents)
+        np.testing.assert_array_equal(a.voltages, b.voltages)
