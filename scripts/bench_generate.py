@@ -5,6 +5,7 @@ of one cell over the same cycle, and a mesh convergence study of the cell model 
 
     .venv/bin/python scripts/bench_generate.py [--out reports/bench_generate.json] [--scenarios 4]
     .venv/bin/python scripts/bench_generate.py --mesh-study-only   # only the mesh study (~minutes)
+    .venv/bin/python scripts/bench_generate.py --speed-only   # only old vs new stepping (key speed)
 
 The mesh study (:mod:`packtwin.sim.convergence`) runs the hardest conditions of the presets in
 configs/generate (the coldest pulse scenario, and the highest C-rate the cell can sustain) through
@@ -66,29 +67,94 @@ def run_generate(cfg, workers: int) -> dict:
             "ok": counts["ok"]}
 
 
-def stepping_cost(cfg) -> dict:
-    """Cost of one cell-cycle in the pack stepper, without store I/O or process start-up."""
+def stepping_cost(cfg, warm: bool = True, keep_result: bool = False) -> dict:
+    """Cost of one cell-cycle in the pack stepper, without store I/O or process start-up
+    (wall and this process's CPU time; the models are built by a first, untimed run)."""
     from packtwin.sim import config as cfgmod
     from packtwin.sim.generate import draw_cells
     from packtwin.sim.scenario import run_scenario
 
     cells, nominal = draw_cells(cfg)
     task = {"config": cfgmod.to_dict(cfg), "scenario": 0, "cell_values": cells, "nominal": nominal}
-    run_scenario(task)  # builds and caches the models
-    t0 = time.perf_counter()
+    if warm:
+        run_scenario(task)  # builds and caches the models
+    t0, c0 = time.perf_counter(), time.process_time()
     res = run_scenario(task)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     n_cells = cfg.pack.n_series * cfg.pack.n_parallel
-    return {"s_per_cell_cycle": wall / (n_cells * res["cycles_done"]),
-            "pack_steps": res["steps"], "newton_iterations_per_step": res["iterations"] / res["steps"],
-            "period_s": cfg.solver.period_s}
+    cell_cycles = n_cells * max(res["cycles_done"], 1)
+    out = {"s_per_cell_cycle": wall / cell_cycles, "cpu_s_per_cell_cycle": cpu / cell_cycles,
+            "status": res["status"], "message": res["message"],
+            "pack_steps": res["steps"], "periods": res.get("periods", res["steps"]),
+            "newton_iterations_per_step": res["iterations"] / res["steps"],
+            "cell_solves_per_cell_cycle": res.get("cell_solves", 0) / cell_cycles,
+            "period_s": cfg.solver.period_s, "max_step_periods": cfg.solver.max_step_periods}
+    if keep_result:
+        out["_result"] = res
+    return out
+
+
+def _stored_difference(new: dict, old: dict) -> dict:
+    """Largest differences of the stored values of two runs of one scenario (same grid)."""
+    import numpy as np
+
+    a, b = new["snapshots"][0], old["snapshots"][0]
+    n = int(min(a["valid"].sum(), b["valid"].sum()))
+    diff = lambda x, y: float(np.nanmax(np.abs(x - y)))  # noqa: E731
+    out = {"valid_samples": [int(a["valid"].sum()), int(b["valid"].sum())],
+           "voltage_mV": 1e3 * diff(a["fields"]["voltage"][:, :n], b["fields"]["voltage"][:, :n]),
+           "current_A": diff(a["fields"]["current"][:, :n], b["fields"]["current"][:, :n]),
+           "temperature_K": diff(a["fields"]["temperature"][:, :n],
+                                 b["fields"]["temperature"][:, :n])}
+    for name in ("capacity", "lli", "sei_thickness_end", "plated_lithium_end"):
+        x, y = new["summary"][name], old["summary"][name]
+        out[f"{name}_relative"] = float(np.nanmax(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)))
+    return out
+
+
+def speed(n_series: int = 2, n_parallel: int = 2, max_step_periods: int | None = None) -> dict:
+    """The pack stepping of main (coupling every 60 s period) against adaptive long coupling
+    steps, DFN on the default mesh, one core, 1C cccv and pulse; with the uninterrupted PyBaMM
+    solve of one nominal cell over the CCCV cycle in the same run."""
+    from packtwin.sim import config as cfgmod
+
+    new_periods = max_step_periods or cfgmod.SolverConfig().max_step_periods
+    out = {"pack": f"{n_series}s{n_parallel}p", "one_core": "one process, IDAKLU num_threads 1",
+           "mesh": {"var_pts": cfgmod.ModelConfig().var_pts,
+                    "submesh": cfgmod.ModelConfig().submesh}, "scenarios": {}}
+    warm = True
+    for protocol in ("cccv", "pulse"):
+        cfg = cfgmod.GenerateConfig(scenarios=[cfgmod.Scenario(25.0, 1.0, 1.0, protocol)],
+                                    pack=cfgmod.PackConfig(n_series, n_parallel), n_cycles=1,
+                                    seed=0)
+        runs = {}
+        for label, periods in (("new", new_periods), ("old", 1)):
+            cfg.solver.max_step_periods = periods
+            runs[label] = stepping_cost(cfg, warm=warm, keep_result=True)
+            warm = False
+        row = {k: {kk: vv for kk, vv in v.items() if kk != "_result"} for k, v in runs.items()}
+        row["speedup_wall"] = runs["old"]["s_per_cell_cycle"] / runs["new"]["s_per_cell_cycle"]
+        row["speedup_cpu"] = (runs["old"]["cpu_s_per_cell_cycle"]
+                              / runs["new"]["cpu_s_per_cell_cycle"])
+        row["stored_difference_new_vs_old"] = _stored_difference(runs["new"]["_result"],
+                                                                 runs["old"]["_result"])
+        out["scenarios"][f"25 degC, 1C {protocol}"] = row
+    ref = experiment_cost(cfg)
+    out["uninterrupted_pybamm_cccv_cycle"] = ref
+    for row in out["scenarios"].values():
+        for label in ("new", "old"):
+            row[label]["ratio_to_uninterrupted"] = (row[label]["s_per_cell_cycle"]
+                                                    / ref["solve_s_per_cycle"])
+            row[label]["cpu_ratio_to_uninterrupted"] = (row[label]["cpu_s_per_cell_cycle"]
+                                                        / ref["cpu_s_per_cycle"])
+    return out
 
 
 def experiment_cost(cfg) -> dict:
     """A plain PyBaMM Experiment of the same cycle on one nominal cell (reference only)."""
     import pybamm
 
-    from packtwin.sim.cell import nominal_parameter_values
+    from packtwin.sim.cell import nominal_parameter_values, submesh_types
 
     pv = nominal_parameter_values(cfg.model)
     q = float(pv["Nominal cell capacity [A.h]"])
@@ -98,15 +164,19 @@ def experiment_cost(cfg) -> dict:
         f"Charge at 1C until {p.v_max} V",
         f"Hold at {p.v_max} V until {p.cv_cutoff_c * q} A", f"Rest for {p.rest_s} seconds"],
         period=f"{cfg.solver.period_s} seconds")
-    sim = pybamm.Simulation(pybamm.lithium_ion.DFN(dict(cfg.model.options)), parameter_values=pv,
-                            experiment=exp, var_pts=dict(cfg.model.var_pts),
+    model = pybamm.lithium_ion.DFN(dict(cfg.model.options))
+    sim = pybamm.Simulation(model, parameter_values=pv, experiment=exp,
+                            var_pts=dict(cfg.model.var_pts),
+                            submesh_types=submesh_types(model, cfg.model.submesh),
                             solver=pybamm.IDAKLUSolver())
     t0 = time.perf_counter()
     sim.solve()  # builds the experiment's models first
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     sol = sim.solve()  # the same experiment again, built
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     return {"setup_and_solve_s": t1 - t0, "solve_s_per_cycle": t2 - t1,
+            "cpu_s_per_cycle": c2 - c1, "var_pts": dict(cfg.model.var_pts),
+            "submesh": dict(cfg.model.submesh),
             "discharge_capacity_ah": float(sol["Discharge capacity [A.h]"].entries.max())}
 
 
@@ -298,6 +368,17 @@ def merge_mesh_study(old: dict, new: dict, groups) -> dict:
     return out
 
 
+def _update_key(path: Path, key: str, section) -> int:
+    """Run ``section()`` and store it under ``key`` of the JSON at ``path`` (other keys kept)."""
+    out = json.loads(path.read_text()) if path.is_file() else {}
+    out[key] = {"machine": machine(), **section()}
+    out[key]["machine"]["load_average_at_end"] = list(os.getloadavg())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out[key], indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_generate.json"))
@@ -314,7 +395,12 @@ def main(argv=None) -> int:
                     help="run only the mesh study's cost per cell-cycle (key mesh_study.cost)")
     ap.add_argument("--mesh-skip-cost", action="store_true",
                     help="leave out the mesh study's cost per cell-cycle (key cost kept as is)")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="run only the stepping speed comparison (key 'speed': 2s2p, old vs new "
+                         "stepping, ratio to an uninterrupted PyBaMM solve) and update it in --out")
     args = ap.parse_args(argv)
+    if args.speed_only:
+        return _update_key(Path(args.out), "speed", speed)
     groups = tuple(g for g in args.mesh_groups.split(",") if g)
     if set(groups) - set(MESH_GROUPS):
         ap.error(f"--mesh-groups {args.mesh_groups!r}: expected some of {MESH_GROUPS}")
@@ -344,6 +430,7 @@ def main(argv=None) -> int:
                                             "n_scenarios": args.scenarios, "cycles": 1,
                                             "model": cfg.model.model, "var_pts": cfg.model.var_pts}}
     out["stepping"] = stepping_cost(cfg)
+    out["speed"] = speed()
     out["experiment_reference"] = experiment_cost(cfg)
     n_all = os.cpu_count() or 1
     out["generate"] = [run_generate(cfg, 1), run_generate(cfg, n_all)]

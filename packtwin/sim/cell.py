@@ -26,6 +26,9 @@ REFERENCE_NOTE = ("param_* of function-valued parameters (diffusivities, exchang
                   "298.15 K, times the cell's multiplier")
 
 CURRENT = "Current function [A]"
+# The current ramps linearly inside a step: CURRENT + SLOPE * (t - RAMP_START) (slope 0: constant).
+SLOPE = "Current slope [A.s-1]"
+RAMP_START = "Current ramp start [s]"
 AMBIENT = "Ambient temperature [K]"
 INITIAL_T = "Initial temperature [K]"
 
@@ -180,7 +183,8 @@ class CellModel:
             else:
                 pv.update({name: "[input]"})
                 self.input_names.append(name)
-        pv.update({CURRENT: "[input]", AMBIENT: "[input]", INITIAL_T: "[input]"})
+        self.input_names += [SLOPE, RAMP_START]
+        pv.update({CURRENT: _ramp, AMBIENT: "[input]", INITIAL_T: "[input]"})
         # The pack controller enforces the voltage limits on the linearised split; the cell model
         # must not stop a trial step that overshoots slightly.
         pv.update({"Lower voltage cut-off [V]": 0.5, "Upper voltage cut-off [V]": 5.0})
@@ -234,7 +238,8 @@ class CellModel:
     def inputs(self, cell_values: Mapping[str, float], nominal: Mapping[str, float],
                current: float, ambient_k: float) -> dict[str, float]:
         """PyBaMM inputs of one cell: true parameter values -> inputs (multipliers where needed)."""
-        out = {CURRENT: float(current), AMBIENT: float(ambient_k), INITIAL_T: float(ambient_k)}
+        out = {CURRENT: float(current), AMBIENT: float(ambient_k), INITIAL_T: float(ambient_k),
+               SLOPE: 0.0, RAMP_START: 0.0}
         for key in self.varied:
             if key in GEOMETRIC_KEYS:
                 continue
@@ -245,9 +250,17 @@ class CellModel:
                 out[name] = float(cell_values[key])
         return out
 
-    def step(self, old, inputs: Mapping[str, float], dt: float):
-        """Advance one cell by ``dt`` seconds at the constant current in ``inputs``."""
-        sol = self.solver.step(old, self.model, dt, inputs=dict(inputs), save=False)
+    def step(self, old, inputs: Mapping[str, float], dt: float, n_samples: int = 1):
+        """Advance one cell by ``dt`` seconds at the constant current in ``inputs``.
+
+        The solution holds ``n_samples`` states equally spaced over the step (the last one at its
+        end) after the starting one. The integrator stops only at the end of the step: the samples
+        are interpolated (IDAKLU's Hermite output via ``t_interp``), because an integrator stopped
+        at every sample costs as much as a restart at every sample.
+        """
+        t_interp = np.linspace(0.0, dt, int(n_samples) + 1)
+        sol = self.solver.step(old, self.model, dt, t_eval=np.array([0.0, dt]), t_interp=t_interp,
+                               inputs=dict(inputs), save=False)
         t_start = 0.0 if old is None else float(old.t[-1])
         if float(sol.t[-1]) < t_start + dt * (1 - 1e-9):
             # an event (e.g. a particle surface emptying) ended the step early
@@ -257,14 +270,22 @@ class CellModel:
 
     def read(self, sol, inputs: Mapping[str, float]) -> dict[str, np.ndarray]:
         """All outputs at the end of a step (stored units not applied yet; PyBaMM units)."""
+        return self.read_samples(sol, inputs, 1)[0]
+
+    def read_samples(self, sol, inputs: Mapping[str, float], n: int) -> list[dict[str, np.ndarray]]:
+        """All outputs at the last ``n`` states of a step (see :meth:`step`), oldest first."""
         y = sol.y
-        y_end = np.asarray(y.full() if hasattr(y, "full") else y)[:, -1]
-        p = np.array([inputs[n] for n in self.input_names], dtype=float)
-        vec = np.asarray(self._fn(float(sol.t[-1]), y_end, p)).ravel()
-        out = {name: vec[s] for name, s in self.slices.items()}
-        for name, w in self._to_stored.items():
-            # PyBaMM's particle values are x-major: rows are x nodes, columns the solver's r nodes
-            out[name] = (out[name].reshape(-1, w.shape[1]) @ w.T).ravel()
+        y = np.asarray(y.full() if hasattr(y, "full") else y)
+        t = np.asarray(sol.t, dtype=float)
+        p = np.array([inputs[name] for name in self.input_names], dtype=float)
+        out = []
+        for k in range(y.shape[1] - int(n), y.shape[1]):
+            vec = np.asarray(self._fn(float(t[k]), y[:, k], p)).ravel()
+            vals = {name: vec[s] for name, s in self.slices.items()}
+            for name, w in self._to_stored.items():
+                # PyBaMM's particle values are x-major: rows are x nodes, columns the solver's r
+                vals[name] = (vals[name].reshape(-1, w.shape[1]) @ w.T).ravel()
+            out.append(vals)
         return out
 
     def stoichiometry_limits(self, cell_values: Mapping[str, float]) -> tuple[float, float]:
@@ -279,6 +300,13 @@ class CellModel:
         # SOH options only matter for MSMR electrodes; the model's own options trip it up.
         x0, x100, _, _ = pybamm.lithium_ion.get_min_max_stoichiometries(pv)
         return float(x0), float(x100)
+
+
+def _ramp(t):
+    import pybamm
+
+    return pybamm.InputParameter(CURRENT) + pybamm.InputParameter(SLOPE) * (
+        t - pybamm.InputParameter(RAMP_START))
 
 
 def _scaled(func, input_name: str):

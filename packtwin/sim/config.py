@@ -191,6 +191,11 @@ class SolverConfig:
     at ~0.03 A per cell."""
     max_iterations: int = 12
     """Newton iterations per step for the current split before the step is declared failed."""
+    max_step_periods: int = 16
+    """Longest coupling step in storage periods. Where no voltage limit binds, a step holds the
+    cell currents over several periods, sampled at every period, and is accepted only if every
+    group's voltage spread is <= voltage_tol at every sample (else halved; doubled after an
+    accepted step). 1 couples at every period (the stepping of stores made before this option)."""
 
 
 @dataclass

@@ -234,8 +234,9 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
         "generator_config": config_json(cfg), "nominal_capacity_ah": m.capacity_ah,
         "parameter_overrides": dict(cfg.model.parameter_overrides),
         "param_reference": REFERENCE_NOTE,
-        "current_convention": "current[k] is the constant current of the step ending at sample k; "
-                              "discharge > 0",
+        "current_convention": "current[k] is the mean current of the period ending at sample k "
+                              "(constant in a one-period coupling step, a linear ramp inside a "
+                              "longer one; charge is exact); discharge > 0",
         "sei_note": "SEI solvent diffusivity as in the parameter set (x cell multiplier); "
                     "no ageing acceleration",
         "messages": {},
@@ -503,8 +504,8 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
                 counts[key] += 1
                 counts["cell_cycles"] += res["cycles_done"] * len(cells)
                 log(f"scenario {res['scenario']} written: {key}, {res['cycles_done']} cycles, "
-                    f"{res['elapsed_s']:.1f} s, {res['steps']} steps, {res['iterations']} split "
-                    f"iterations" + (f" ({res['message']})" if res["message"] else ""))
+                    f"{res['elapsed_s']:.1f} s, {res['steps']} coupling steps, {res['iterations']} "
+                    f"split iterations, {res.get('cell_solves', 0)} cell solves" + (f" ({res['message']})" if res["message"] else ""))
                 bar.update(1)
             bar.close()
         finally:

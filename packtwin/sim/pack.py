@@ -10,6 +10,22 @@ the group current to rounding error by construction (:func:`split_current` corre
 Voltage limits (v_min/v_max of any cell) are held the same way: when the requested pack current
 would take a cell past a limit, the pack current of the step is solved so that the limiting cell
 ends the step exactly at the limit (this is the CV phase, and the last step of a discharge).
+
+Coupling steps longer than the storage period (:meth:`PackStepper.advance`, used by the
+generator): a step may span up to ``max_periods`` storage periods. Inside it each cell's current
+ramps linearly (start and end currents; group sums held at both ends, so at every instant), and
+the cells are sampled at every period. The ramps are solved like the constant split above, on
+intercepts fitted by a straight line in time through every sample (``V_jk = a_j(t_k) - R_j
+I_j(t_k)``); in the CV hold the limiting group's ramp keeps it on v_max. A step is accepted only if
+every group's voltage spread is <= ``voltage_tol`` at EVERY sample (and the CV group within it of
+v_max) and no cell leaves [v_min, v_max] at any sample; otherwise it is halved (also where the
+fitted intercepts leave a straight line by more than the tolerance: no ramp can follow them).
+After an accepted step the length doubles where the residual of the straight-line fit allows a
+doubled step. Steps end at every change of the request (the caller's segments); near a limit,
+where a limit starts binding and after a request change of a parallel group, steps are one period
+long and solved exactly as above, so a discharge still ends with the limiting cell on v_min. A
+series string (one cell per group) has no split to solve: each step takes one trial, as long as
+its limits allow.
 """
 
 from __future__ import annotations
@@ -74,17 +90,32 @@ class StepResult:
     limit: str | None  # limit that bound this step
     iterations: int
     solutions: list = field(default_factory=list)
+    n_periods: int = 1  # storage periods this step spans
+    sample_voltages: np.ndarray | None = None  # (n_periods, n_cells) at each period's end
+    period_currents: np.ndarray | None = None  # (n_periods, n_cells) mean over each period
+
+    def samples(self) -> np.ndarray:
+        """Cell voltages at every storage period of the step, (n_periods, n_cells)."""
+        return self.voltages[None] if self.sample_voltages is None else self.sample_voltages
+
+    def currents(self) -> np.ndarray:
+        """Cell currents averaged over every storage period of the step, (n_periods, n_cells)
+        (inside a step of several periods the currents ramp linearly)."""
+        return self.cell_currents[None] if self.period_currents is None else self.period_currents
 
 
 class PackStepper:
     """Steps ``n_series x n_parallel`` cells through one ``dt`` at a time.
 
-    ``step_cell(j, old_solution, current, dt) -> (solution, end_voltage)`` advances one cell; the
-    stepper never sees PyBaMM, so the coupling can be tested with analytic cells.
+    ``step_cell(j, old_solution, current, dt) -> (solution, end_voltage)`` advances one cell;
+    ``step_cell(j, old_solution, (i_start, i_end), dt, n) -> (solution, voltages)`` advances it by
+    ``dt`` with the current ramping linearly from i_start to i_end and returns the voltages at the
+    ``n`` equally spaced samples of the step (used by :meth:`advance`). The stepper never sees PyBaMM, so the coupling can be tested with analytic
+    cells.
     """
 
     def __init__(self, n_series: int, n_parallel: int, step_cell: Callable, voltage_tol: float,
-                 max_iterations: int, r_init: float = 0.03):
+                 max_iterations: int, r_init: float = 0.03, max_periods: int = 1):
         self.ns, self.np_ = n_series, n_parallel
         self.n = n_series * n_parallel
         self.step_cell = step_cell
@@ -99,6 +130,12 @@ class PackStepper:
         self.cur_hist: list[np.ndarray] = []  # accepted splits of the last two steps
         self._pinned = False
         self.trace: list | None = None  # set to [] to record every trial (debugging)
+        self.max_periods = max(1, int(max_periods))
+        self.m = 1  # length of the next coupling step tried by advance() [periods]
+        self.drift: np.ndarray | None = None  # intercept change per period under this request
+        self.rejected = 0  # multi-period trials given up (shortened)
+        self.prev_hold: str | None = None
+        self.curvature = 0.0  # spread a straight-line split leaves over the last long step [V]
 
     def groups(self):
         return [slice(g * self.np_, (g + 1) * self.np_) for g in range(self.ns)]
@@ -198,6 +235,7 @@ class PackStepper:
             converged = spread <= self.tol and limit_ok and (limit is None or limit_new is not None)
             if converged:
                 same = i_request == self.i_prev_request
+                self.drift = (a - self.a) if same and self.a is not None else None
                 self.a_prev = self.a if same else None
                 self.a = a
                 self.i_prev_request = i_request
@@ -211,3 +249,124 @@ class PackStepper:
             f"pack step did not converge in {self.max_iter} iterations: group voltage spread "
             f"{spread * 1e3:.3f} mV (tolerance {self.tol * 1e3:.3f} mV), cell voltages of the last "
             f"complete trial {np.round(v_last, 4).tolist()}; last trial error: {failure}")
+
+    # -----------------------------------------------------------------------------------------
+    # coupling steps of several storage periods
+    # -----------------------------------------------------------------------------------------
+    def advance(self, dt: float, n_max: int, i_request: float | None, v_min: float, v_max: float,
+                hold: str | None = None, i_floor: float = 0.0) -> StepResult:
+        """One coupling step of 1..``n_max`` storage periods ``dt`` (the caller's segment of
+        constant request ends after ``n_max``); its length adapts (see the module docstring).
+        A step longer than one period never ends with ``|i_pack| < i_floor`` (the CV cut-off):
+        the period where the current falls below it is reached by one-period steps."""
+        if (i_request, hold) != (self.i_prev_request, self.prev_hold) and self.np_ > 1:
+            self.m = 1  # the split moves fastest right after a change of the request
+        m = min(self.m, int(n_max), self.max_periods)
+        grow = 2
+        while m > 1 and self.a is not None:
+            res = self._multi(dt, m, i_request, v_min, v_max, hold, i_floor)
+            if res is not None:
+                # After a shortened step keep the accepted length (do not retry the rejected
+                # one). The spread a perfect ramp would leave grows ~ length^2: double only where
+                # it stays inside the tolerance.
+                if 4.0 * self.curvature > 0.8 * self.tol:
+                    grow = 1
+                self.m = min(grow * m, self.max_periods)
+                return res
+            self.rejected += 1
+            m, grow = m // 2, 1
+        res = self.step(dt, i_request, v_min, v_max, hold)
+        self.prev_hold = hold
+        bound = res.limit is not None and hold is None
+        self.m = 1 if bound else min(2 * max(m, 1), self.max_periods)
+        return res
+
+    def _ramp_plan(self, a0: np.ndarray, a1: np.ndarray, i_request, v_min, v_max, hold):
+        """Cell currents at the start and end of a step whose intercepts move from a0 to a1, or
+        None where a limit starts or stops binding inside it (one-period steps handle that)."""
+        plans = []
+        for a in (a0, a1):
+            i_pack, cur, limit = self._plan(a, i_request, v_min, v_max, hold)
+            if limit != hold or (hold is not None and not self._pinned):
+                return None
+            plans.append((i_pack, cur))
+        return plans
+
+    def _multi(self, dt: float, m: int, i_request: float | None, v_min: float, v_max: float,
+               hold: str | None, i_floor: float) -> StepResult | None:
+        """A coupling step of ``m`` periods with linearly ramped cell currents, or None where it
+        cannot be accepted (the caller shortens it)."""
+        same = (i_request, hold) == (self.i_prev_request, self.prev_hold)
+        drift = self.drift if (self.drift is not None and same) else np.zeros(self.n)
+        plans = self._ramp_plan(self.a, self.a + drift * m, i_request, v_min, v_max, hold)
+        if plans is None:
+            return None
+        t = np.arange(1, m + 1) / m  # sample times as a fraction of the step
+        tm = (np.arange(m) + 0.5) / m  # middle of every period
+        prev = None
+        for it in range(1, self.max_iter + 1):
+            (p0, c0), (p1, c1) = plans
+            if hold is not None and min(abs(p0), abs(p1)) < i_floor:
+                return None
+            sols, volts = [], np.empty((self.n, m))
+            try:
+                for j in range(self.n):
+                    sol, v = self.step_cell(j, self.solutions[j], (float(c0[j]), float(c1[j])),
+                                            dt * m, m)
+                    sols.append(sol)
+                    volts[j] = v
+            except Exception:  # e.g. a particle surface empties inside the step: shorten it
+                return None
+            cur_t = c0[:, None] + (c1 - c0)[:, None] * t  # (n_cells, m) at the samples
+            if hold is None and (volts.max() > v_max or volts.min() < v_min):
+                return None  # a limit is crossed inside the step: shorten towards it
+            if prev is not None:  # secant over the step: what a ramp change really does
+                di = (cur_t - prev[0]).mean(axis=1)
+                dv = (volts - prev[1]).mean(axis=1)
+                ok = (np.abs(di) > 1e-4) & (np.abs(dv) > SECANT_MIN_DV)
+                r_new = -dv[ok] / di[ok]
+                self.R[ok] = np.clip(np.where(np.isfinite(r_new), r_new, self.R[ok]),
+                                     R_LOW * self.r_init, R_HIGH * self.r_init)
+            prev = (cur_t, volts)
+            a = volts + self.R[:, None] * cur_t  # intercepts at every sample
+            if self.trace is not None:
+                self.trace.append((it, p1, c1.copy(), volts.copy(), "multi", self.R.copy()))
+            if self._within(volts, v_max, hold):
+                fit = np.polynomial.polynomial.polyfit(t, a.T, 1)  # (2, n_cells)
+                self.curvature = self._max_spread(a - (fit[0][:, None] + fit[1][:, None] * t))
+                self.drift = (a[:, -1] - a[:, 0]) / (m - 1)
+                self.a_prev, self.a = a[:, -2], a[:, -1]
+                self.i_prev_request, self.prev_hold = i_request, hold
+                self.solutions = sols
+                self.cur_hist = [c1.copy()]
+                period = c0[:, None] + (c1 - c0)[:, None] * tm
+                return StepResult(float(p1), c1.copy(), volts[:, -1].copy(), hold, it, sols,
+                                  n_periods=m, sample_voltages=volts.T.copy(),
+                                  period_currents=period.T.copy())
+            # Straight lines through each cell's intercepts: the ramp that would equalise them.
+            fit = np.polynomial.polynomial.polyfit(t, a.T, 1)  # (2, n_cells)
+            a0, a1 = fit[0], fit[0] + fit[1]
+            new = self._ramp_plan(a0, a1, i_request, v_min, v_max, hold)
+            if new is None:
+                return None
+            (_, n0), (_, n1) = new
+            pred = a - self.R[:, None] * (n0[:, None] + (n1 - n0)[:, None] * t)
+            # Intercepts that leave a straight line by more than the tolerance cannot be
+            # followed by a ramp: the step is too long.
+            if not self._within(pred, v_max, hold):
+                return None
+            plans = new
+        return None
+
+    def _within(self, volts: np.ndarray, v_max: float, hold: str | None) -> bool:
+        """Every group's spread <= tol at every sample (and the CV group on v_max within tol)."""
+        if self._max_spread(volts) > self.tol:
+            return False
+        if hold is None:
+            return True
+        edge = np.max([volts[s].mean(axis=0) for s in self.groups()], axis=0)
+        return bool(np.abs(edge - v_max).max() <= self.tol and volts.max() <= v_max + self.tol)
+
+    def _max_spread(self, volts: np.ndarray) -> float:
+        """Largest voltage spread of any group at any sample, volts (n_cells, n_samples)."""
+        return max(float(np.ptp(volts[s], axis=0).max()) for s in self.groups())

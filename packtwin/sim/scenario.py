@@ -5,9 +5,11 @@ out like the store without the scenario dimension. Failures are caught and retur
 message; cycles finished before a failure are kept (status PARTIAL).
 
 Time convention on the stored grid: sample k is the state at ``k * period_s`` after the cycle
-start, and ``current[k]`` is the constant current over the step that ends at sample k (sample 0
-repeats the previous step's current). A one-period rest precedes cycle 1 so that its sample 0 is
-a solved state like every later cycle's.
+start, and ``current[k]`` is the mean current over the period that ends at sample k (sample 0
+repeats the previous period's): constant in a one-period coupling step, a linear ramp inside a
+longer one (``solver.max_step_periods``, see :mod:`packtwin.sim.pack`). A one-period rest
+precedes cycle 1 so that its sample 0 is a solved state like every later cycle's. Coupling steps
+end at every change of the requested current (phase changes, pulse edges).
 
 Cycle: discharge (CC, or the pulse pattern scaled by the C-rate) until the first cell reaches
 v_min, rest, CC charge until the first cell reaches v_max, CV hold of that cell until the pack
@@ -24,7 +26,7 @@ import numpy as np
 
 from packtwin import schema
 from packtwin.sim import config as cfgmod
-from packtwin.sim.cell import get_model
+from packtwin.sim.cell import CURRENT, RAMP_START, SLOPE, get_model
 from packtwin.sim.pack import PackStepper
 
 FIELD_VARS = [n for n, v in schema.VARIABLES.items() if v.dims[:4] == schema.T4]
@@ -35,6 +37,14 @@ SUMMARY_VARS = [n for n, v in schema.VARIABLES.items() if v.kind == "summary"]
 
 class ScenarioFailure(RuntimeError):
     """The protocol could not be carried out (e.g. the cut-off is reached at once)."""
+
+
+def _pulse_run(pattern, k: int, n_max: int, dt: float) -> tuple[float, int]:
+    """Multiplier at period k and how many periods from k (at most n_max) keep it."""
+    mult, n = _pulse_multiplier(pattern, k * dt), 1
+    while n < n_max and _pulse_multiplier(pattern, (k + n) * dt) == mult:
+        n += 1
+    return mult, n
 
 
 def _pulse_multiplier(pattern, t: float) -> float:
@@ -83,7 +93,7 @@ def run_scenario(task: dict) -> dict:
     result = {"scenario": s, "status": schema.STATUS_FAILED, "cycles_done": 0, "message": None,
               "snapshots": {}, "summary": {n: np.full((n_cells, n_cycles), np.nan)
                                            for n in SUMMARY_VARS},
-              "iterations": 0, "steps": 0}
+              "iterations": 0, "steps": 0, "periods": 0, "cell_solves": 0}
     try:
         _simulate(cfg, task, result)
     except Exception as exc:  # PyBaMM raises many types; every one is a recorded failure
@@ -117,36 +127,54 @@ def _simulate(cfg, task: dict, result: dict) -> None:
     dt = cfg.solver.period_s
     last_vals: list[dict | None] = [None] * n_cells
 
-    def step_cell(j, old, current, dt_):
+    def step_cell(j, old, current, dt_, n=None):
+        # The stepper keeps (PyBaMM solution, outputs at each sample) as the cell's state.
+        # ``current`` is a constant, or (start, end) of a linear ramp over the step.
+        i0, i1 = current if isinstance(current, tuple) else (current, current)
+        sol_old = None if old is None else old[0]
         inputs = dict(base_inputs[j])
-        inputs["Current function [A]"] = current
-        sol = models[j].step(old, inputs, dt_)
-        vals = models[j].read(sol, inputs)
-        last_vals[j] = vals
-        return (sol, vals), float(vals["voltage"][0])
+        inputs.update({CURRENT: i0, SLOPE: (i1 - i0) / dt_,
+                       RAMP_START: 0.0 if sol_old is None else float(sol_old.t[-1])})
+        result["cell_solves"] += 1
+        sol = models[j].step(sol_old, inputs, dt_, n or 1)
+        vals = models[j].read_samples(sol, inputs, n or 1)
+        volts = np.array([float(v["voltage"][0]) for v in vals])
+        return (sol, vals), (volts if n else float(volts[-1]))
 
-    # PackStepper keeps what step_cell returns as the cell's "solution"; unwrap for PyBaMM.
-    def step_cell_unwrapped(j, old, current, dt_):
-        return step_cell(j, None if old is None else old[0], current, dt_)
-
-    stepper = PackStepper(ns, npar, step_cell_unwrapped, cfg.solver.voltage_tol,
-                          cfg.solver.max_iterations)
+    stepper = PackStepper(ns, npar, step_cell, cfg.solver.voltage_tol,
+                          cfg.solver.max_iterations, max_periods=cfg.solver.max_step_periods)
     p = cfg.protocol
     shapes = _field_shapes(models[0])
     snaps = cfgmod.snapshot_cycles(cfg)
     n_t = cfgmod.n_time(cfg)
     steps = cfgmod.phase_steps(cfg, sc)
 
-    def do_step(rec, i_req, hold=None):
-        res = stepper.step(dt, i_req, p.v_min, p.v_max, hold)
+    def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0):
+        """One coupling step of up to n_max periods; records every period's sample."""
+        res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor)
         result["iterations"] += res.iterations
         result["steps"] += 1
-        vals = [sol[1] for sol in res.solutions]
-        out = [_stored(v, lim, shapes) for v, lim in zip(vals, limits)]
-        pack_v = sum(float(np.mean(res.voltages[g * npar:(g + 1) * npar])) for g in range(ns))
-        if rec is not None:
-            rec.add(out, res.cell_currents, pack_v, res.i_pack)
+        result["periods"] += res.n_periods
+        volts, currents = res.samples(), res.currents()
+        for k in range(res.n_periods):
+            out = [_stored(sol[1][k], lim, shapes) for sol, lim in zip(res.solutions, limits)]
+            pack_v = sum(float(np.mean(volts[k, g * npar:(g + 1) * npar])) for g in range(ns))
+            if rec is not None:
+                rec.add(out, currents[k], pack_v, float(currents[k, :npar].sum()))
         return res, out, pack_v
+
+    def segment(rec, i_req, n, hold=None, stop=lambda res: False, ah=None, i_floor=0.0):
+        """Periods [0, n) at one request; ends early where ``stop(step result)``. Returns the
+        last step and the number of periods done; adds the cells' charge [A.h] to ``ah``."""
+        k, last = 0, None
+        while k < n:
+            last = do_step(rec, i_req, n - k, hold, i_floor)
+            k += last[0].n_periods
+            if ah is not None:
+                ah += last[0].currents().sum(axis=0) * dt / 3600.0
+            if stop(last[0]):
+                break
+        return last, k
 
     # Initial rest: the state every cycle's sample 0 is taken from.
     res, out, pack_v = do_step(None, 0.0)
@@ -155,13 +183,18 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         record = cycle in snaps
         rec = _Recorder(shapes, n_t, n_cells, record)
         res0, out0, pv0 = state
-        rec.add(out0, res0.cell_currents, pv0, res0.i_pack)
+        i0 = res0.currents()[-1]
+        rec.add(out0, i0, pv0, float(i0[:npar].sum()))
         charge_ah = np.zeros(n_cells)
-        # --- discharge ---
-        for k in range(steps["discharge"]):
-            mult = (_pulse_multiplier(p.pulse_pattern, k * dt) if sc.protocol == "pulse" else 1.0)
-            res, out, pv = do_step(rec, sc.discharge_c_rate * q_pack * mult)
-            charge_ah += res.cell_currents * dt / 3600.0
+        # --- discharge: one segment per run of periods at one current (pulse edges end steps) ---
+        k = 0
+        while k < steps["discharge"]:
+            mult, n = 1.0, steps["discharge"] - k
+            if sc.protocol == "pulse":
+                mult, n = _pulse_run(p.pulse_pattern, k, n, dt)
+            (res, out, pv), done = segment(rec, sc.discharge_c_rate * q_pack * mult, n,
+                                           stop=lambda r: r.limit == "v_min", ah=charge_ah)
+            k += done
             if res.limit == "v_min":
                 break
         if charge_ah.sum() < p.min_capacity_fraction * q_pack:
@@ -169,22 +202,15 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                 f"discharge at {sc.discharge_c_rate}C, {sc.ambient_temperature} degC reached the "
                 f"{p.v_min} V cut-off after {charge_ah.sum():.3f} A.h (< {p.min_capacity_fraction:.0%}"
                 f" of the pack's {q_pack:.2f} A.h): the cell cannot sustain this rate here")
-        for _ in range(steps["rest"]):
-            res, out, pv = do_step(rec, 0.0)
+        (res, out, pv), _ = segment(rec, 0.0, steps["rest"])
         # --- CC charge, then CV hold ---
-        cv = False
-        for _ in range(steps["cc"]):
-            res, out, pv = do_step(rec, -sc.charge_c_rate * q_pack)
-            if res.limit == "v_max":
-                cv = True
-                break
-        if cv:
-            for _ in range(steps["cv"]):
-                res, out, pv = do_step(rec, -sc.charge_c_rate * q_pack, hold="v_max")
-                if abs(res.i_pack) < p.cv_cutoff_c * q_pack:
-                    break
-        for _ in range(steps["rest"]):
-            res, out, pv = do_step(rec, 0.0)
+        (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cc"],
+                                    stop=lambda r: r.limit == "v_max")
+        if res.limit == "v_max":
+            i_cut = p.cv_cutoff_c * q_pack
+            (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cv"], hold="v_max",
+                                        stop=lambda r: abs(r.i_pack) < i_cut, i_floor=i_cut)
+        (res, out, pv), _ = segment(rec, 0.0, steps["rest"])
         state = (res, out, pv)
         c = cycle - 1
         summ = result["summary"]

@@ -37,11 +37,16 @@ class AnalyticCells:
     def ocv(self, q):
         return 4.2 - 1.2 * q / self.cap - 0.3 * (q / self.cap) ** 3
 
-    def step(self, j, old, current, dt):
+    def step(self, j, old, current, dt, n=None):
+        """One step of dt; with n, the voltages at n samples of a current ramp (i0, i1)."""
         q = self.q0[j] if old is None else old
-        q_new = q + current * dt / 3600.0
-        r = self.r0[j] * (1 + 0.2 * np.tanh(current / 10.0) ** 2)
-        return q_new, float(self.ocv(q_new) - r * current)
+        i0, i1 = current if isinstance(current, tuple) else (current, current)
+        t = np.arange(1, (n or 1) + 1) / (n or 1)
+        i_t = i0 + (i1 - i0) * t
+        q_t = q + (i0 * t + 0.5 * (i1 - i0) * t ** 2) * dt / 3600.0
+        r = self.r0[j] * (1 + 0.2 * np.tanh(i_t / 10.0) ** 2)
+        v = self.ocv(q_t) - r * i_t
+        return float(q_t[-1]), (v if n else float(v[-1]))
 
 
 def test_parallel_group_voltages_agree_and_currents_sum():
@@ -96,3 +101,83 @@ def test_a_trial_the_cell_cannot_carry_ends_the_step_at_a_limit():
     assert 0.0 < res.i_pack <= 15.0 and res.cell_currents.max() <= 12.0
     assert res.cell_currents.sum() == pytest.approx(res.i_pack, rel=1e-12)
     assert np.ptp(res.voltages) <= 1e-4
+
+
+def _run(st, periods, i_req, **kw):
+    """Steps of up to ``periods`` storage periods of 60 s; the step results."""
+    out, k = [], 0
+    while k < periods:
+        res = st.advance(60.0, periods - k, i_req, 2.5, 4.2, **kw)
+        out.append(res)
+        k += res.n_periods
+        if res.limit == "v_min":
+            break
+    return out
+
+
+def test_long_steps_bound_the_split_at_every_sample_and_match_60s_coupling():
+    q0, r0 = [0.0, 0.3, 0.1, 0.2], [0.03, 0.02, 0.035, 0.025]
+    ref = PackStepper(2, 2, AnalyticCells(q0, r0).step, voltage_tol=1e-4, max_iterations=20)
+    st = PackStepper(2, 2, AnalyticCells(q0, r0).step, voltage_tol=1e-4, max_iterations=20,
+                     max_periods=16)
+    ref_cur = np.array([ref.step(60.0, 10.0, 2.5, 4.2).cell_currents for _ in range(50)])
+    steps = _run(st, 50, 10.0)
+    assert max(r.n_periods for r in steps) >= 8 and len(steps) < 20  # long steps were taken
+    cur = np.concatenate([r.currents() for r in steps])
+    volts = np.concatenate([r.samples() for r in steps])
+    assert cur.shape == (50, 4)
+    for g in range(2):
+        sl = slice(2 * g, 2 * g + 2)
+        np.testing.assert_allclose(cur[:, sl].sum(axis=1), 10.0, rtol=1e-12)
+        assert np.ptp(volts[:, sl], axis=1).max() <= 1e-4  # at every sample, not only step ends
+    # the split equals the one of coupling at every period within 1 % of the group current
+    assert np.abs(cur - ref_cur).max() <= 0.01 * 10.0
+
+
+def test_steps_are_halved_where_the_split_moves_fast_and_stay_one_period_at_the_cut_off():
+    cells = AnalyticCells(q0=[3.0, 3.6], r0=[0.03, 0.02])  # nearly empty, far apart: the knee
+    st = PackStepper(1, 2, cells.step, voltage_tol=1e-4, max_iterations=20, max_periods=16)
+    steps = _run(st, 200, 10.0)
+    assert st.rejected > 0 and steps[-1].limit == "v_min" and steps[-1].n_periods == 1
+    volts = np.concatenate([r.samples() for r in steps])
+    assert np.ptp(volts, axis=1).max() <= 1e-4 and volts.min() >= 2.5 - 1e-4
+
+
+def test_a_series_string_steps_without_split_iterations_up_to_its_limit():
+    cells = AnalyticCells(q0=[0.0, 0.2, 0.1], r0=[0.03, 0.025, 0.035])
+    st = PackStepper(3, 1, cells.step, voltage_tol=1e-5, max_iterations=20, max_periods=32)
+    steps = _run(st, 400, 5.0)
+    assert all(r.iterations == 1 for r in steps if r.limit is None)
+    assert max(r.n_periods for r in steps) >= 16 and len(steps) <= 15
+    assert steps[-1].limit == "v_min"
+    assert steps[-1].voltages.min() == pytest.approx(2.5, abs=1e-5)
+    q = np.array([0.0, 0.2, 0.1])  # one current through the string: the cells' own answer
+    assert st.solutions == pytest.approx(list(q + sum(r.currents()[:, 0].sum() for r in steps)
+                                              * 60.0 / 3600.0), rel=1e-9)
+
+
+def test_cv_hold_in_long_steps_keeps_vmax_at_every_sample_and_stops_at_the_floor():
+    cells = AnalyticCells(q0=[3.0, 3.1, 2.9, 3.05], r0=[0.03, 0.03, 0.02, 0.04])
+    st = PackStepper(2, 2, cells.step, voltage_tol=1e-4, max_iterations=20, max_periods=16)
+    while st.advance(60.0, 100, -10.0, 2.5, 4.2).limit != "v_max":
+        pass
+    steps = _run(st, 60, -10.0, hold="v_max", i_floor=1.0)
+    assert max(r.n_periods for r in steps) > 1
+    volts = np.concatenate([r.samples() for r in steps])
+    group_v = np.stack([volts[:, :2].mean(axis=1), volts[:, 2:].mean(axis=1)], axis=1)
+    assert np.abs(group_v.max(axis=1) - 4.2).max() <= 1e-4
+    i_pack = np.concatenate([r.currents()[:, :2].sum(axis=1) for r in steps])
+    assert np.all(np.diff(-i_pack) <= 1e-6)  # the charge current decays
+    assert all(abs(r.i_pack) >= 1.0 for r in steps if r.n_periods > 1)
+
+
+def test_one_period_steps_are_the_per_period_coupling():
+    q0, r0 = [0.0, 0.3, 0.1, 0.2], [0.03, 0.02, 0.035, 0.025]
+    ref = PackStepper(2, 2, AnalyticCells(q0, r0).step, voltage_tol=1e-4, max_iterations=20)
+    st = PackStepper(2, 2, AnalyticCells(q0, r0).step, voltage_tol=1e-4, max_iterations=20,
+                     max_periods=1)
+    for i_req in [10.0] * 20 + [0.0] * 5 + [-10.0] * 10:
+        a, b = ref.step(60.0, i_req, 2.5, 4.2), st.advance(60.0, 100, i_req, 2.5, 4.2)
+        assert b.n_periods == 1
+        np.testing.assert_array_equal(a.cell_currents, b.cell_currents)
+        np.testing.assert_array_equal(a.voltages, b.voltages)
