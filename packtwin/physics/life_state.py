@@ -1,0 +1,177 @@
+"""The twin over life: slow states (SEI thickness, lost lithium, capacity) carried cycle to cycle.
+
+Only measured signals enter: each cycle's temperature samples and its discharge capacity (the
+coulomb count of the measured current). The states and the law that carries them:
+
+* SEI thickness L [m]: solvent-diffusion-limited growth (:func:`packtwin.physics.sei.sei_growth_rate`)
+  gives d(L^2)/dt = 2 V_bar D c_sol / z * Arrhenius(T(t)), so over one cycle
+  L_c^2 = L_{c-1}^2 + D * g_c with g_c = int 2 V_bar c_sol / z Arrhenius(T) dt from the measured
+  temperature (:func:`cycle_exposure`). The rate D is the cell's SEI solvent diffusivity.
+* Lost lithium n [mol]: the SEI's lithium, gamma (L - L_0) with gamma = z a L_n A / V_bar (PyBaMM's
+  ``Loss of lithium to negative SEI``), plus lithium lost to irreversible plating, carried as
+  p [mol] per cycle: plating depends on the hidden negative-electrode potential, which this
+  module does not see, so its rate is a per-cell state learned from the measurements.
+* Capacity: Q_c = Q_ref - beta F / 3600 (n_c - n_ref): the cell is lithium-limited, so each mole
+  of lithium lost costs beta F / 3600 A h of discharge (beta ~ 1; :func:`calibrate` fits it).
+
+Correction: an extended Kalman filter on the per-cell parameters theta = (ln D, p), constant in
+time (no process noise: recursive nonlinear least squares), updated once per cycle by the
+capacity fade since the reference cycle (cycle 2: cycle 1 starts from the parameter set's initial
+state, not from a CV-full cell). The prior on ln D is the generator's nominal value with the
+spread of its cell-to-cell draw; the prior on p is wide. The prediction of cycle c (SEI, lithium,
+capacity before cycle c's capacity is read) is what a twin running live would show.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from packtwin.physics.constants import F, CellConstants, okane2022
+from packtwin.physics.sei import sei_growth_rate
+
+AH_PER_MOL = F / 3600.0  # A h of charge per mole of lithium
+
+
+@dataclass(frozen=True)
+class LifeModel:
+    """Constants of the slow-state model (SI)."""
+
+    L_0: float  # initial SEI thickness [m]
+    D_nominal: float  # nominal SEI solvent diffusivity [m2/s]
+    gamma: float  # lithium lost per metre of SEI [mol/m]
+    n_li0: float  # lithium in both electrodes' particles at the start [mol]
+    beta: float = 1.0  # capacity lost per lithium lost, as a fraction of F / 3600 [1]
+    D_spread: float = 0.10  # prior std of ln D (the generator's cell-to-cell spread)
+    p_prior_std: float = 1e-5  # prior std of the plating loss per cycle [mol]
+    noise_mol: float = 5e-6  # measurement noise of the capacity fade, in lithium [mol]
+
+
+def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
+    """The LifeModel of a cell's constants (default OKane2022), with optional field changes."""
+    c = cell or okane2022()
+    a_typ = 3.0 * c.neg.eps_s / c.neg.R  # PyBaMM's a_typ: the fresh electrode's surface area
+    gamma = c.sei.z * a_typ * c.neg.L * c.neg.A / c.sei.V_bar
+    n_li0 = c.neg.c_init * c.neg.active_volume + c.pos.c_init * c.pos.active_volume
+    base = dict(L_0=c.sei.L_0, D_nominal=c.sei.D_sol, gamma=gamma, n_li0=n_li0)
+    base.update(changes)
+    return LifeModel(**base)
+
+
+def cycle_exposure(temperature_k: np.ndarray, period_s: float,
+                   cell: CellConstants | None = None) -> np.ndarray:
+    """g_c = int 2 L dL/dt / D dt over each cycle [m2 per (m2/s)] from measured temperatures.
+
+    ``temperature_k`` is (..., samples) on a uniform ``period_s`` grid, NaN after a cycle's end
+    (the life data's padding). L_c^2 = L_{c-1}^2 + D g_c is exact for the growth law whatever the
+    temperature history (trapezoidal rule in time).
+    """
+    c = cell or okane2022()
+    T = np.asarray(temperature_k, dtype=float)
+    if T.ndim < 1 or T.shape[-1] < 2:
+        raise ValueError(f"cycle_exposure: need >= 2 temperature samples per cycle, got shape "
+                         f"{T.shape}")
+    ok = np.isfinite(T)
+    if np.any(T[ok] <= 0):
+        raise ValueError(f"cycle_exposure: temperatures must be in kelvin (> 0), found min "
+                         f"{T[ok].min()}")
+    # L dL/dt at L = 1 m and D = 1 m2/s is V_bar c_sol / z * Arrhenius(T): the law's own code.
+    rate = sei_growth_rate(torch.tensor(1.0, dtype=torch.float64),
+                           torch.as_tensor(np.where(ok, T, c.sei.T_ref)), c, D_sol=1.0).numpy()
+    pair = ok[..., 1:] & ok[..., :-1]
+    return np.sum(np.where(pair, rate[..., 1:] + rate[..., :-1], 0.0), axis=-1) * period_s
+
+
+def sei_path(D: float, exposure: np.ndarray, L_start: float) -> np.ndarray:
+    """L at the end of each cycle [m] from L_start, rate D [m2/s] and per-cycle exposures."""
+    return np.sqrt(L_start ** 2 + D * np.cumsum(np.asarray(exposure, dtype=float)))
+
+
+def lithium_lost(model: LifeModel, L: np.ndarray, plating_mol: np.ndarray) -> np.ndarray:
+    """Lost lithium [mol]: the SEI's plus the plating's."""
+    return model.gamma * (np.asarray(L) - model.L_0) + np.asarray(plating_mol)
+
+
+def capacity_from_lithium(q_ref: float, n: np.ndarray, n_ref: float, beta: float) -> np.ndarray:
+    """Discharge capacity [A h] once lithium n [mol] is lost, from the reference cycle's."""
+    return q_ref - beta * AH_PER_MOL * (np.asarray(n) - n_ref)
+
+
+@dataclass
+class LifeEstimate:
+    """Per-cycle estimates of one cell (arrays over cycles 1..N)."""
+
+    sei_nm: np.ndarray  # x-averaged SEI thickness at cycle end [nm]
+    lli_pct: np.ndarray  # loss of lithium inventory [%]
+    capacity_ah: np.ndarray  # discharge capacity predicted before the cycle's own is read [A h]
+    D: np.ndarray  # SEI solvent diffusivity estimate after each cycle [m2/s]
+    plating_mol_per_cycle: np.ndarray  # plating loss rate estimate after each cycle [mol]
+
+
+def _predict(theta: np.ndarray, model: LifeModel, g: np.ndarray, upto: int) -> tuple:
+    """SEI [m] and lost lithium [mol] at the end of cycles 1..upto for parameters theta."""
+    D, p = math.exp(theta[0]), theta[1]
+    L = sei_path(D, g[:upto], model.L_0)
+    n = lithium_lost(model, L, p * np.arange(1, upto + 1))
+    return L, n
+
+
+def estimate(exposure: np.ndarray, capacity_ah: np.ndarray, model: LifeModel,
+             ref_cycle: int = 2, update_until: int | None = None) -> LifeEstimate:
+    """Run the filter over one cell's cycles.
+
+    Args:
+        exposure: g_c per cycle (:func:`cycle_exposure`) [N].
+        capacity_ah: measured discharge capacity per cycle [N] (NaN: not measured, no update).
+        model: the LifeModel (``beta``, priors and noise from :func:`calibrate`).
+        ref_cycle: 1-based cycle whose capacity is the reference of the fade.
+        update_until: last 1-based cycle whose capacity corrects the states; later cycles are
+            carried by the growth law and the measured temperature alone (a forecast).
+    """
+    g = np.asarray(exposure, dtype=float)
+    q = np.asarray(capacity_ah, dtype=float)
+    N = len(g)
+    if q.shape != (N,):
+        raise ValueError(f"estimate: capacity has shape {q.shape}, exposure has {N} cycles")
+    last = N if update_until is None else min(int(update_until), N)
+    theta = np.array([math.log(model.D_nominal), 0.0])
+    P = np.diag([model.D_spread ** 2, model.p_prior_std ** 2])
+    R = model.noise_mol ** 2
+    r = ref_cycle - 1
+    q_ref = q[r] if N > r else math.nan
+    D_hist, p_hist = np.empty(N), np.empty(N)
+    q_pred = np.full(N, np.nan)
+    for c in range(N):
+        if c > r and math.isfinite(q_ref):
+            _, n = _predict(theta, model, g, c + 1)
+            q_pred[c] = capacity_from_lithium(q_ref, n[c], n[r], model.beta)
+        elif c <= r:
+            q_pred[c] = q[c]  # the reference itself is read, not predicted
+        if r < c < last and math.isfinite(q[c]) and math.isfinite(q_ref):
+            y = (q_ref - q[c]) / (model.beta * AH_PER_MOL)  # lithium lost since the reference
+            h, H = _measurement(theta, model, g, c, r)
+            S = float(H @ P @ H) + R
+            K = P @ H / S
+            theta = theta + K * (y - h)
+            P = P - np.outer(K, H @ P)
+        D_hist[c], p_hist[c] = math.exp(theta[0]), theta[1]
+    # States with the parameters known after each cycle: cumulative exposure up to that cycle.
+    L = np.sqrt(model.L_0 ** 2 + D_hist * np.cumsum(g))
+    n = lithium_lost(model, L, p_hist * np.arange(1, N + 1))
+    return LifeEstimate(sei_nm=L * 1e9, lli_pct=100.0 * n / model.n_li0, capacity_ah=q_pred,
+                        D=D_hist, plating_mol_per_cycle=p_hist)
+
+
+def _measurement(theta, model: LifeModel, g, c: int, r: int) -> tuple[float, np.ndarray]:
+    """h = lost lithium between cycle r and c (0-based) and its Jacobian in (ln D, p)."""
+    D = math.exp(theta[0])
+    G = np.cumsum(g[:c + 1])
+    L_c = math.sqrt(model.L_0 ** 2 + D * G[c])
+    L_r = math.sqrt(model.L_0 ** 2 + D * G[r])
+    h = model.gamma * (L_c - L_r) + theta[1] * (c - r)
+    # dL/d ln D = D G / (2 L)
+    dh_dlnD = model.gamma * D * (G[c] / (2 * L_c) - G[r] / (2 * L_r))
+    return h, np.array([dh_dlnD, float(c - r)])

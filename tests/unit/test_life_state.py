@@ -1,0 +1,97 @@
+"""The twin over life (packtwin.physics.life_state): growth law, temperature, and the filter."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from packtwin.physics.analytic import sei_thickness_constant_T
+from packtwin.physics.constants import okane2022
+from packtwin.physics.life_state import (AH_PER_MOL, cycle_exposure, estimate, life_model,
+                                         lithium_lost, sei_path)
+
+CELL = okane2022()
+PERIOD = 30.0
+N_SAMPLES = 361  # a 3 h cycle at 30 s
+
+
+def _history(T_k, n_cycles, wobble=0.0, seed=0):
+    """Temperature samples (cycles, samples) around T_k with a self-heating bump per cycle."""
+    rng = np.random.default_rng(seed)
+    phase = np.sin(np.linspace(0, 2 * np.pi, N_SAMPLES)) ** 2
+    T = T_k + 2.0 * phase[None, :] + wobble * rng.standard_normal((n_cycles, 1))
+    T[:, -20:] = np.nan  # shorter cycles are NaN-padded in the life data
+    return T
+
+
+def test_growth_law_matches_constant_T_solution():
+    T = np.full((50, N_SAMPLES), 310.0)
+    g = cycle_exposure(T, PERIOD)
+    L = sei_path(CELL.sei.D_sol, g, CELL.sei.L_0)
+    t = np.arange(1, 51) * (N_SAMPLES - 1) * PERIOD
+    exact = sei_thickness_constant_T(torch.tensor(t), CELL.sei.L_0, 310.0, CELL).numpy()
+    np.testing.assert_allclose(L, exact, rtol=1e-12)
+
+
+def test_padding_and_kelvin_checked():
+    T = np.full((2, 5), 300.0)
+    T[1, 3:] = np.nan
+    g = cycle_exposure(T, PERIOD)
+    assert g[1] == pytest.approx(g[0] / 2)  # two of four intervals
+    with pytest.raises(ValueError, match="kelvin"):
+        cycle_exposure(np.full((1, 5), 25.0) - 40.0, PERIOD)
+
+
+def _synthetic_capacity(model, g, D, p, q0=4.9):
+    L = sei_path(D, g, model.L_0)
+    n = lithium_lost(model, L, p * np.arange(1, len(g) + 1))
+    return q0 - AH_PER_MOL * (n - n[1]), L, n
+
+
+def test_hot_cell_estimate_grows_faster_than_cold():
+    model = life_model()
+    n_cycles = 100
+    hot = cycle_exposure(_history(318.15, n_cycles), PERIOD)
+    cold = cycle_exposure(_history(288.15, n_cycles), PERIOD)
+    # Same cell, same (flat) capacity record: only the measured temperature differs.
+    q = np.full(n_cycles, 4.9)
+    est_hot, est_cold = estimate(hot, q, model), estimate(cold, q, model)
+    growth_hot = est_hot.sei_nm[-1] - est_hot.sei_nm[0]
+    growth_cold = est_cold.sei_nm[-1] - est_cold.sei_nm[0]
+    assert growth_hot > 1.5 * growth_cold > 0  # Arrhenius: rate x4.5, sqrt growth ~x2
+    # and without any capacity (no correction at all) the law alone does the same
+    none = np.full(n_cycles, np.nan)
+    assert estimate(hot, none, model).sei_nm[-1] > estimate(cold, none, model).sei_nm[-1]
+
+
+@pytest.mark.parametrize("factor", [0.75, 1.3])
+def test_filter_corrects_a_wrong_rate(factor):
+    model = life_model()
+    n_cycles = 200
+    g = cycle_exposure(_history(308.15, n_cycles, wobble=3.0), PERIOD)
+    D_true, p_true = factor * model.D_nominal, 2e-6
+    q, L_true, n_true = _synthetic_capacity(model, g, D_true, p_true)
+    est = estimate(g, q, model)
+    open_loop = estimate(g, np.full(n_cycles, np.nan), model)  # prior rate, no correction
+    err = abs(est.sei_nm[-1] - L_true[-1] * 1e9)
+    err_open = abs(open_loop.sei_nm[-1] - L_true[-1] * 1e9)
+    assert est.D[-1] == pytest.approx(D_true, rel=0.02)
+    assert est.plating_mol_per_cycle[-1] == pytest.approx(p_true, rel=0.05)
+    assert err < 0.1 * err_open
+    np.testing.assert_allclose(est.lli_pct[-1], 100 * n_true[-1] / model.n_li0, rtol=0.01)
+    # one-step capacity predictions after the first few cycles are within 0.05 %
+    rel = np.abs(est.capacity_ah[20:] / q[20:] - 1)
+    assert rel.max() < 5e-4
+
+
+def test_forecast_after_calibration_window_uses_no_capacity():
+    model = life_model()
+    g = cycle_exposure(_history(308.15, 120), PERIOD)
+    q, _, _ = _synthetic_capacity(model, g, 1.2 * model.D_nominal, 1e-6)
+    q_bad = q.copy()
+    q_bad[60:] = 0.0  # nonsense after the window must not be read
+    a = estimate(g, q, model, update_until=60)
+    b = estimate(g, q_bad, model, update_until=60)
+    np.testing.assert_array_equal(a.sei_nm, b.sei_nm)
+    assert math.isclose(a.D[-1], a.D[59])
