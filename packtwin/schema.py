@@ -195,6 +195,10 @@ LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
         "life", "Current [A]"),
     Var("life_temperature", LIFE_SERIES_DIMS, "K", "Cell temperature in each life cycle", "life",
         "Volume-averaged cell temperature [K]", bounds=(200.0, 450.0)),
+    Var("life_resistance", SUMMARY_DIMS, "Ohm", "Resistance at the start of each discharge",
+        "life", description="Measured: (voltage at the end of the rest before the discharge - "
+                            "voltage once the discharge current flows) / that current, logged at "
+                            "the step change as cyclers do."),
     Var("sei_thickness_est", SUMMARY_DIMS, "nm", "Estimated x-averaged SEI thickness at cycle end",
         "estimate", bounds=(0.0, None)),
     Var("lli_est", SUMMARY_DIMS, "%", "Estimated loss of lithium inventory", "estimate"),

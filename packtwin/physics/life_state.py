@@ -8,17 +8,23 @@ coulomb count of the measured current). The states and the law that carries them
   L_c^2 = L_{c-1}^2 + D * g_c with g_c = int 2 V_bar c_sol / z Arrhenius(T) dt from the measured
   temperature (:func:`cycle_exposure`). The rate D is the cell's SEI solvent diffusivity.
 * Lost lithium n [mol]: the SEI's lithium, gamma (L - L_0) with gamma = z a L_n A / V_bar (PyBaMM's
-  ``Loss of lithium to negative SEI``), plus lithium lost to irreversible plating, carried as
-  p [mol] per cycle: plating depends on the hidden negative-electrode potential, which this
-  module does not see, so its rate is a per-cell state learned from the measurements.
+  ``Loss of lithium to negative SEI``), plus the dead lithium of partially reversible plating.
+  OKane2022 turns plated lithium dead at the rate gamma_0 L_0 / L (``Dead lithium decay rate``,
+  SEI-limited), so the dead lithium of a cycle is psi * int L_0 / L dt with psi = gamma_0 times
+  the cycle's mean reversibly plated lithium [mol]; how much plates depends on the hidden
+  negative-electrode potential (not measured here), so psi [mol/s] is a per-cell state learned
+  from the measurements (:func:`plating_driver` gives int L_0 / L dt from the law).
 * Capacity: Q_c = Q_ref - beta F / 3600 (n_c - n_ref): the cell is lithium-limited, so each mole
   of lithium lost costs beta F / 3600 A h of discharge (beta ~ 1; :func:`calibrate` fits it).
 
-Correction: an extended Kalman filter on the per-cell parameters theta = (ln D, p), constant in
-time (no process noise: recursive nonlinear least squares), updated once per cycle by the
+Correction: an extended Kalman filter on the per-cell parameters theta = (ln D, psi), ln D
+constant and psi a slow random walk (how much lithium plates drifts as the cell ages), updated once per cycle by the
 capacity fade since the reference cycle (cycle 2: cycle 1 starts from the parameter set's initial
 state, not from a CV-full cell). The prior on ln D is the generator's nominal value with the
-spread of its cell-to-cell draw; the prior on p is wide. The prediction of cycle c (SEI, lithium,
+spread of its cell-to-cell draw; the prior on psi comes from the calibration cells. Both losses
+grow like L once L >> L_0 (SEI ~ sqrt(D t), dead lithium ~ psi sqrt(t / D)), so capacity alone
+separates them only weakly (through the first cycles, where L ~ L_0, and the temperature
+history): the SEI estimate leans on the prior on D, the lithium and capacity on the measurements. The prediction of cycle c (SEI, lithium,
 capacity before cycle c's capacity is read) is what a twin running live would show.
 """
 
@@ -46,8 +52,12 @@ class LifeModel:
     n_li0: float  # lithium in both electrodes' particles at the start [mol]
     beta: float = 1.0  # capacity lost per lithium lost, as a fraction of F / 3600 [1]
     D_spread: float = 0.10  # prior std of ln D (the generator's cell-to-cell spread)
-    p_prior_std: float = 1e-5  # prior std of the plating loss per cycle [mol]
+    psi_prior: float = 0.0  # prior mean of the dead-lithium rate at L = L_0 [mol/s]
+    psi_prior_std: float = 1e-9  # its prior std [mol/s]
+    psi_walk: float = 0.0  # random-walk std of psi per cycle [mol/s] (plating drifts with age)
     noise_mol: float = 5e-6  # measurement noise of the capacity fade, in lithium [mol]
+    kappa: float = 4.9e4  # film resistance per SEI thickness at the discharge step [Ohm/m]
+    noise_ohm: float = 2e-5  # measurement noise of the resistance rise [Ohm]
 
 
 def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
@@ -56,7 +66,8 @@ def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
     a_typ = 3.0 * c.neg.eps_s / c.neg.R  # PyBaMM's a_typ: the fresh electrode's surface area
     gamma = c.sei.z * a_typ * c.neg.L * c.neg.A / c.sei.V_bar
     n_li0 = c.neg.c_init * c.neg.active_volume + c.pos.c_init * c.pos.active_volume
-    base = dict(L_0=c.sei.L_0, D_nominal=c.sei.D_sol, gamma=gamma, n_li0=n_li0)
+    kappa = c.sei.resistivity / (a_typ * c.neg.L * c.neg.A)  # uniform current: an upper bound
+    base = dict(L_0=c.sei.L_0, D_nominal=c.sei.D_sol, gamma=gamma, n_li0=n_li0, kappa=kappa)
     base.update(changes)
     return LifeModel(**base)
 
@@ -90,6 +101,20 @@ def sei_path(D: float, exposure: np.ndarray, L_start: float) -> np.ndarray:
     return np.sqrt(L_start ** 2 + D * np.cumsum(np.asarray(exposure, dtype=float)))
 
 
+def cycle_duration(temperature_k: np.ndarray, period_s: float) -> np.ndarray:
+    """Length of each cycle [s] from its valid (finite) samples on the uniform grid."""
+    ok = np.isfinite(np.asarray(temperature_k, dtype=float))
+    return (ok[..., 1:] & ok[..., :-1]).sum(axis=-1) * float(period_s)
+
+
+def plating_driver(D: float, exposure: np.ndarray, duration: np.ndarray, L_0: float) -> np.ndarray:
+    """int L_0 / L dt over each cycle [s] (the SEI-limited dead-lithium rate's time integral),
+    with L at the cycle's middle from the growth law."""
+    G = np.cumsum(np.asarray(exposure, dtype=float))
+    L_mid = np.sqrt(L_0 ** 2 + D * (G - 0.5 * np.asarray(exposure)))
+    return np.asarray(duration, dtype=float) * L_0 / L_mid
+
+
 def lithium_lost(model: LifeModel, L: np.ndarray, plating_mol: np.ndarray) -> np.ndarray:
     """Lost lithium [mol]: the SEI's plus the plating's."""
     return model.gamma * (np.asarray(L) - model.L_0) + np.asarray(plating_mol)
@@ -108,70 +133,87 @@ class LifeEstimate:
     lli_pct: np.ndarray  # loss of lithium inventory [%]
     capacity_ah: np.ndarray  # discharge capacity predicted before the cycle's own is read [A h]
     D: np.ndarray  # SEI solvent diffusivity estimate after each cycle [m2/s]
-    plating_mol_per_cycle: np.ndarray  # plating loss rate estimate after each cycle [mol]
+    psi: np.ndarray  # dead-lithium rate estimate after each cycle [mol/s]
 
 
-def _predict(theta: np.ndarray, model: LifeModel, g: np.ndarray, upto: int) -> tuple:
-    """SEI [m] and lost lithium [mol] at the end of cycles 1..upto for parameters theta."""
-    D, p = math.exp(theta[0]), theta[1]
-    L = sei_path(D, g[:upto], model.L_0)
-    n = lithium_lost(model, L, p * np.arange(1, upto + 1))
+def paths(theta: np.ndarray, model: LifeModel, g: np.ndarray, d: np.ndarray) -> tuple:
+    """SEI [m] and lost lithium [mol] at the end of every cycle for theta = (ln D, psi)."""
+    D, psi = math.exp(theta[0]), theta[1]
+    L = sei_path(D, g, model.L_0)
+    n = lithium_lost(model, L, psi * np.cumsum(plating_driver(D, g, d, model.L_0)))
     return L, n
 
 
-def estimate(exposure: np.ndarray, capacity_ah: np.ndarray, model: LifeModel,
-             ref_cycle: int = 2, update_until: int | None = None) -> LifeEstimate:
+def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray,
+             model: LifeModel, resistance_ohm: np.ndarray | None = None, ref_cycle: int = 2,
+             update_until: int | None = None) -> LifeEstimate:
     """Run the filter over one cell's cycles.
 
     Args:
         exposure: g_c per cycle (:func:`cycle_exposure`) [N].
+        duration: length of each cycle [s] (:func:`cycle_duration`) [N].
         capacity_ah: measured discharge capacity per cycle [N] (NaN: not measured, no update).
-        model: the LifeModel (``beta``, priors and noise from :func:`calibrate`).
+        resistance_ohm: measured resistance at each discharge's current step [N] (None or NaN:
+            capacity only).
+        model: the LifeModel (``beta``, priors and noise from calibration).
         ref_cycle: 1-based cycle whose capacity is the reference of the fade.
         update_until: last 1-based cycle whose capacity corrects the states; later cycles are
             carried by the growth law and the measured temperature alone (a forecast).
     """
     g = np.asarray(exposure, dtype=float)
+    d = np.asarray(duration, dtype=float)
     q = np.asarray(capacity_ah, dtype=float)
     N = len(g)
-    if q.shape != (N,):
-        raise ValueError(f"estimate: capacity has shape {q.shape}, exposure has {N} cycles")
+    res = np.full(N, np.nan) if resistance_ohm is None else np.asarray(resistance_ohm, float)
+    if q.shape != (N,) or d.shape != (N,) or res.shape != (N,):
+        raise ValueError(f"estimate: exposure has {N} cycles, duration shape {d.shape}, "
+                         f"capacity shape {q.shape}, resistance shape {res.shape}")
     last = N if update_until is None else min(int(update_until), N)
-    theta = np.array([math.log(model.D_nominal), 0.0])
-    P = np.diag([model.D_spread ** 2, model.p_prior_std ** 2])
-    R = model.noise_mol ** 2
+    theta = np.array([math.log(model.D_nominal), model.psi_prior])
+    P = np.diag([model.D_spread ** 2, model.psi_prior_std ** 2])
     r = ref_cycle - 1
     q_ref = q[r] if N > r else math.nan
-    D_hist, p_hist = np.empty(N), np.empty(N)
+    D_hist, psi_hist = np.empty(N), np.empty(N)
     q_pred = np.full(N, np.nan)
     for c in range(N):
+        P[1, 1] += model.psi_walk ** 2
         if c > r and math.isfinite(q_ref):
-            _, n = _predict(theta, model, g, c + 1)
+            _, n = paths(theta, model, g[:c + 1], d[:c + 1])
             q_pred[c] = capacity_from_lithium(q_ref, n[c], n[r], model.beta)
         elif c <= r:
             q_pred[c] = q[c]  # the reference itself is read, not predicted
-        if r < c < last and math.isfinite(q[c]) and math.isfinite(q_ref):
-            y = (q_ref - q[c]) / (model.beta * AH_PER_MOL)  # lithium lost since the reference
-            h, H = _measurement(theta, model, g, c, r)
-            S = float(H @ P @ H) + R
-            K = P @ H / S
-            theta = theta + K * (y - h)
-            P = P - np.outer(K, H @ P)
-        D_hist[c], p_hist[c] = math.exp(theta[0]), theta[1]
-    # States with the parameters known after each cycle: cumulative exposure up to that cycle.
-    L = np.sqrt(model.L_0 ** 2 + D_hist * np.cumsum(g))
-    n = lithium_lost(model, L, p_hist * np.arange(1, N + 1))
+        if r < c < last:
+            # lithium lost since the reference (capacity) and SEI film resistance rise
+            y = np.array([(q_ref - q[c]) / (model.beta * AH_PER_MOL), res[c] - res[r]])
+            noise = np.array([model.noise_mol, model.noise_ohm]) ** 2
+            h, H = _measurement(theta, model, g[:c + 1], d[:c + 1], r)
+            use = np.isfinite(y)
+            if use.any():
+                Hu = H[use]
+                S = Hu @ P @ Hu.T + np.diag(noise[use])
+                K = P @ Hu.T @ np.linalg.inv(S)
+                theta = theta + K @ (y[use] - h[use])
+                P = P - K @ Hu @ P
+        D_hist[c], psi_hist[c] = math.exp(theta[0]), theta[1]
+    # Every cycle's states with the parameters known after it (its whole history re-read).
+    L, n = np.empty(N), np.empty(N)
+    for c in range(N):
+        Lc, nc = paths(np.array([math.log(D_hist[c]), psi_hist[c]]), model, g[:c + 1], d[:c + 1])
+        L[c], n[c] = Lc[-1], nc[-1]
     return LifeEstimate(sei_nm=L * 1e9, lli_pct=100.0 * n / model.n_li0, capacity_ah=q_pred,
-                        D=D_hist, plating_mol_per_cycle=p_hist)
+                        D=D_hist, psi=psi_hist)
 
 
-def _measurement(theta, model: LifeModel, g, c: int, r: int) -> tuple[float, np.ndarray]:
-    """h = lost lithium between cycle r and c (0-based) and its Jacobian in (ln D, p)."""
-    D = math.exp(theta[0])
-    G = np.cumsum(g[:c + 1])
-    L_c = math.sqrt(model.L_0 ** 2 + D * G[c])
-    L_r = math.sqrt(model.L_0 ** 2 + D * G[r])
-    h = model.gamma * (L_c - L_r) + theta[1] * (c - r)
-    # dL/d ln D = D G / (2 L)
-    dh_dlnD = model.gamma * D * (G[c] / (2 * L_c) - G[r] / (2 * L_r))
-    return h, np.array([dh_dlnD, float(c - r)])
+def _measurement(theta, model: LifeModel, g, d, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """h = (lithium lost, film resistance rise) between cycle r and the last one (0-based) and
+    the Jacobian [2, 2] in (ln D, psi): exact in psi (h is linear in it), central difference in
+    ln D."""
+    def h_of(th):
+        L, n = paths(th, model, g, d)
+        return np.array([n[-1] - n[r], model.kappa * (L[-1] - L[r])])
+
+    h = h_of(theta)
+    eps = 1e-4
+    dh_dlnD = (h_of(theta + [eps, 0.0]) - h_of(theta - [eps, 0.0])) / (2 * eps)
+    dh_dpsi = h_of(np.array([theta[0], 1.0])) - h_of(np.array([theta[0], 0.0]))
+    return h, np.stack([dh_dlnD, dh_dpsi], axis=1)

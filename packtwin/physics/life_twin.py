@@ -3,7 +3,9 @@
 Reads from a :func:`packtwin.sim.life_reference.run_life` Dataset only what a cycler measures:
 ``life_temperature`` (the growth law's driver) and the per-cycle discharge ``capacity`` (a
 cycler's own per-step coulomb count). Truth variables (``lli``, ``sei_thickness_end``) are read
-only by :func:`calibrate`, on the calibration runs and cycles it is given.
+only by :func:`calibrate`, on the calibration runs and cycles it is given. ``life_resistance`` (the
+voltage step at each discharge's start over its current, logged at the step change) measures the
+SEI film.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from packtwin import schema
-from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, cycle_exposure, estimate,
-                                         life_model)
+from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, cycle_duration, cycle_exposure,
+                                         estimate, life_model)
 
 
 def _one_cell(ds):
@@ -28,13 +30,15 @@ def _one_cell(ds):
     return ds.isel({schema.SCENARIO: 0, schema.CELL: 0})
 
 
-def exposure_of(ds) -> np.ndarray:
-    """Per-cycle growth-law exposure g_c from the measured temperature of a one-cell run."""
+def exposure_of(ds) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cycle growth-law exposure g_c and cycle length [s] from a one-cell run's measured
+    temperature."""
     one = _one_cell(ds)
     if one["life_temperature"].attrs.get("units") != "K":
         raise ValueError(f"life_temperature has units {one['life_temperature'].attrs.get('units')!r}, "
                          f"expected 'K'")
-    return cycle_exposure(one["life_temperature"].values, float(ds.attrs["period_s"]))
+    T, period = one["life_temperature"].values, float(ds.attrs["period_s"])
+    return cycle_exposure(T, period), cycle_duration(T, period)
 
 
 def track(ds, model: LifeModel, update_until: int | None = None):
@@ -42,7 +46,10 @@ def track(ds, model: LifeModel, update_until: int | None = None):
     import xarray as xr
 
     one = _one_cell(ds)
-    est = estimate(exposure_of(ds), one["capacity"].values, model, update_until=update_until)
+    g, d = exposure_of(ds)
+    res = one["life_resistance"].values if "life_resistance" in one.variables else None
+    est = estimate(g, d, one["capacity"].values, model, resistance_ohm=res,
+                   update_until=update_until)
     out = xr.Dataset({
         name: (schema.SUMMARY_DIMS, np.asarray(val, dtype=float)[None, None, :])
         for name, val in (("sei_thickness_est", est.sei_nm), ("lli_est", est.lli_pct),
@@ -55,31 +62,47 @@ def track(ds, model: LifeModel, update_until: int | None = None):
 
 def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 100,
               ref_cycle: int = 2) -> LifeModel:
-    """Fit beta (capacity per lithium), the plating prior and the measurement noise on the
+    """Fit beta (capacity per lithium), the dead-lithium prior and the measurement noise on the
     calibration runs' cycles ref_cycle..upto_cycle, from their truth ``lli`` and SEI.
 
     beta: least squares through the origin of the capacity fade since the reference cycle on
-    the true lithium lost (in A h). Plating prior std: twice the largest per-cycle lithium loss
-    the SEI does not explain. Noise: the fade's RMS residual, in mol (floored at 1e-7 mol).
+    the true lithium lost (in A h); kappa likewise, resistance rise on true SEI growth. psi prior: the mean and spread (at least half the mean) of
+    each run's fit of the lithium the SEI does not explain on int L_0 / L dt (true L). Noise:
+    the fade's RMS residual, in mol (floored at 1e-7 mol).
     """
     model = model or life_model()
-    fades, losses, plating = [], [], []
+    fades, losses, psis, rises, grown = [], [], [], [], []
+    r = ref_cycle - 1
     for ds in runs:
         one = _one_cell(ds)
         q = one["capacity"].values[:upto_cycle]
         n = one["lli"].values[:upto_cycle] / 100.0 * model.n_li0
         L = one["sei_thickness_end"].values[:upto_cycle] * 1e-9
-        r = ref_cycle - 1
+        _, d = exposure_of(ds)
         fades.append(q[r] - q[r + 1:])
+        if "life_resistance" in one.variables:
+            res = one["life_resistance"].values[:upto_cycle]
+            rises.append(res[r + 1:] - res[r])
+            grown.append(L[r + 1:] - L[r])
         losses.append(AH_PER_MOL * (n[r + 1:] - n[r]))
         unexplained = n - model.gamma * (L - model.L_0)
-        cycles = np.arange(1, len(n) + 1)
-        plating.append(np.polyfit(cycles[r:], unexplained[r:], 1)[0])
+        L_mid = 0.5 * (np.concatenate([[model.L_0], L[:-1]]) + L)
+        U = np.cumsum(d[:len(L)] * model.L_0 / L_mid)
+        du, dn = U[r:] - U[r], unexplained[r:] - unexplained[r]
+        psis.append(float(du @ dn / (du @ du)))
     x, y = np.concatenate(losses), np.concatenate(fades)
     if x.size == 0 or not np.any(x):
         raise ValueError(f"calibrate: no lithium loss in the calibration cycles "
                          f"{ref_cycle}..{upto_cycle} of {len(runs)} runs")
     beta = float(x @ y / (x @ x))
     noise = float(np.sqrt(np.mean((y - beta * x) ** 2)) / (beta * AH_PER_MOL))
+    psi_mean = float(np.mean(psis))
+    psi_std = max(float(np.std(psis)), 0.5 * abs(psi_mean))
+    changes = {}
+    if rises:
+        xr_, yr_ = np.concatenate(grown), np.concatenate(rises)
+        kappa = float(xr_ @ yr_ / (xr_ @ xr_))
+        changes = dict(kappa=kappa,
+                       noise_ohm=max(float(np.sqrt(np.mean((yr_ - kappa * xr_) ** 2))), 1e-7))
     return dataclasses.replace(model, beta=beta, noise_mol=max(noise, 1e-7),
-                               p_prior_std=2.0 * float(np.max(np.abs(plating))))
+                               psi_prior=psi_mean, psi_prior_std=psi_std, **changes)

@@ -15,7 +15,8 @@ The result is an xarray Dataset on the schema's ``cycle`` dim (scenario and cell
 runs concatenate along them): the schema's per-cycle summaries (``capacity``, ``lli``,
 ``sei_thickness_end``, ``plated_lithium_end``, ``temperature_max``) plus the measured V/I/T of
 every cycle on a padded per-cycle sample axis (``life_voltage``, ``life_current``,
-``life_temperature``; ``life_*`` in :data:`packtwin.schema.LIFE_VARIABLES`).
+``life_temperature``) and the voltage step at the start of each discharge as a resistance
+(``life_resistance``; ``life_*`` in :data:`packtwin.schema.LIFE_VARIABLES`).
 """
 
 from __future__ import annotations
@@ -133,8 +134,13 @@ def _cycle_row(c, period_s: float) -> dict:
     temp = np.asarray(c[T_CELL].entries, dtype=float)
     # Resample on a uniform grid from the cycle start: the store's sample convention.
     grid = t[0] + np.arange(int(np.floor((t[-1] - t[0]) / period_s)) + 1) * period_s
-    dis = c.steps[3]
+    rest, dis = c.steps[2], c.steps[3]
     q = np.asarray(dis["Discharge capacity [A.h]"].entries, dtype=float)
+    # A cycler logs at every step change: the voltage step when the discharge current starts
+    # (the DAE's consistent start is the instantaneous response: ohmic + charge transfer + film).
+    v_rest = float(np.asarray(rest["Voltage [V]"].entries)[-1])
+    v_on = float(np.asarray(dis["Voltage [V]"].entries)[0])
+    i_on = float(np.asarray(dis["Current [A]"].entries)[0])
     return {
         "voltage": np.interp(grid, t, v), "current": np.interp(grid, t, i),
         "temperature": np.interp(grid, t, temp),
@@ -143,6 +149,7 @@ def _cycle_row(c, period_s: float) -> dict:
         "sei": float(np.asarray(c[SEI_AVG].entries)[-1]) * 1e9,
         "plated": float(np.asarray(c[PLATED].entries)[-1]),
         "tmax": float(temp.max()),
+        "resistance": (v_rest - v_on) / i_on,
     }
 
 
@@ -160,7 +167,8 @@ def _dataset(rows, ambient_c, charge_c_rate, discharge_c_rate, period_s, cell, c
             arr[0, 0, j, :len(r[src])] = r[src]
         series[name] = arr
     summ = {"capacity": "capacity", "lli": "lli", "sei": "sei_thickness_end",
-            "plated": "plated_lithium_end", "tmax": "temperature_max"}
+            "plated": "plated_lithium_end", "tmax": "temperature_max",
+            "resistance": "life_resistance"}
     data = {name: (schema.SUMMARY_DIMS, np.array([[[r[src] for r in rows]]], dtype=float))
             for src, name in summ.items()}
     data.update({name: (schema.LIFE_SERIES_DIMS, arr) for name, arr in series.items()})

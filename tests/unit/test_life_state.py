@@ -8,8 +8,8 @@ import torch
 
 from packtwin.physics.analytic import sei_thickness_constant_T
 from packtwin.physics.constants import okane2022
-from packtwin.physics.life_state import (AH_PER_MOL, cycle_exposure, estimate, life_model,
-                                         lithium_lost, sei_path)
+from packtwin.physics.life_state import (AH_PER_MOL, cycle_duration, cycle_exposure, estimate,
+                                         life_model, paths, sei_path)
 
 CELL = okane2022()
 PERIOD = 30.0
@@ -43,41 +43,43 @@ def test_padding_and_kelvin_checked():
         cycle_exposure(np.full((1, 5), 25.0) - 40.0, PERIOD)
 
 
-def _synthetic_capacity(model, g, D, p, q0=4.9):
-    L = sei_path(D, g, model.L_0)
-    n = lithium_lost(model, L, p * np.arange(1, len(g) + 1))
-    return q0 - AH_PER_MOL * (n - n[1]), L, n
+def _synthetic(model, T, D, psi, q0=4.9, r0=0.03):
+    """Capacity and discharge-step resistance of a cell that follows the model exactly."""
+    g, d = cycle_exposure(T, PERIOD), cycle_duration(T, PERIOD)
+    L, n = paths(np.array([math.log(D), psi]), model, g, d)
+    return g, d, q0 - AH_PER_MOL * (n - n[1]), r0 + model.kappa * (L - L[1]), L, n
 
 
 def test_hot_cell_estimate_grows_faster_than_cold():
     model = life_model()
     n_cycles = 100
-    hot = cycle_exposure(_history(318.15, n_cycles), PERIOD)
-    cold = cycle_exposure(_history(288.15, n_cycles), PERIOD)
+    T_hot, T_cold = _history(318.15, n_cycles), _history(288.15, n_cycles)
+    hot = cycle_exposure(T_hot, PERIOD), cycle_duration(T_hot, PERIOD)
+    cold = cycle_exposure(T_cold, PERIOD), cycle_duration(T_cold, PERIOD)
     # Same cell, same (flat) capacity record: only the measured temperature differs.
     q = np.full(n_cycles, 4.9)
-    est_hot, est_cold = estimate(hot, q, model), estimate(cold, q, model)
+    est_hot, est_cold = estimate(*hot, q, model), estimate(*cold, q, model)
     growth_hot = est_hot.sei_nm[-1] - est_hot.sei_nm[0]
     growth_cold = est_cold.sei_nm[-1] - est_cold.sei_nm[0]
     assert growth_hot > 1.5 * growth_cold > 0  # Arrhenius: rate x4.5, sqrt growth ~x2
     # and without any capacity (no correction at all) the law alone does the same
     none = np.full(n_cycles, np.nan)
-    assert estimate(hot, none, model).sei_nm[-1] > estimate(cold, none, model).sei_nm[-1]
+    assert estimate(*hot, none, model).sei_nm[-1] > estimate(*cold, none, model).sei_nm[-1]
 
 
 @pytest.mark.parametrize("factor", [0.75, 1.3])
 def test_filter_corrects_a_wrong_rate(factor):
     model = life_model()
     n_cycles = 200
-    g = cycle_exposure(_history(308.15, n_cycles, wobble=3.0), PERIOD)
-    D_true, p_true = factor * model.D_nominal, 2e-6
-    q, L_true, n_true = _synthetic_capacity(model, g, D_true, p_true)
-    est = estimate(g, q, model)
-    open_loop = estimate(g, np.full(n_cycles, np.nan), model)  # prior rate, no correction
+    D_true, psi_true = factor * model.D_nominal, 4e-10
+    g, d, q, res, L_true, n_true = _synthetic(model, _history(308.15, n_cycles, wobble=3.0),
+                                              D_true, psi_true)
+    est = estimate(g, d, q, model, resistance_ohm=res)
+    open_loop = estimate(g, d, np.full(n_cycles, np.nan), model)  # prior rate, no correction
     err = abs(est.sei_nm[-1] - L_true[-1] * 1e9)
     err_open = abs(open_loop.sei_nm[-1] - L_true[-1] * 1e9)
     assert est.D[-1] == pytest.approx(D_true, rel=0.02)
-    assert est.plating_mol_per_cycle[-1] == pytest.approx(p_true, rel=0.05)
+    assert est.psi[-1] == pytest.approx(psi_true, rel=0.05)
     assert err < 0.1 * err_open
     np.testing.assert_allclose(est.lli_pct[-1], 100 * n_true[-1] / model.n_li0, rtol=0.01)
     # one-step capacity predictions after the first few cycles are within 0.05 %
@@ -87,11 +89,11 @@ def test_filter_corrects_a_wrong_rate(factor):
 
 def test_forecast_after_calibration_window_uses_no_capacity():
     model = life_model()
-    g = cycle_exposure(_history(308.15, 120), PERIOD)
-    q, _, _ = _synthetic_capacity(model, g, 1.2 * model.D_nominal, 1e-6)
-    q_bad = q.copy()
+    g, d, q, res, _, _ = _synthetic(model, _history(308.15, 120), 1.2 * model.D_nominal, 4e-10)
+    q_bad, res_bad = q.copy(), res.copy()
     q_bad[60:] = 0.0  # nonsense after the window must not be read
-    a = estimate(g, q, model, update_until=60)
-    b = estimate(g, q_bad, model, update_until=60)
+    res_bad[60:] = 1.0
+    a = estimate(g, d, q, model, resistance_ohm=res, update_until=60)
+    b = estimate(g, d, q_bad, model, resistance_ohm=res_bad, update_until=60)
     np.testing.assert_array_equal(a.sei_nm, b.sei_nm)
     assert math.isclose(a.D[-1], a.D[59])
