@@ -97,3 +97,58 @@ def test_forecast_after_calibration_window_uses_no_capacity():
     b = estimate(g, d, q_bad, model, resistance_ohm=res_bad, update_until=60)
     np.testing.assert_array_equal(a.sei_nm, b.sei_nm)
     assert math.isclose(a.D[-1], a.D[59])
+
+
+def _synthetic_run(model, T_k, D, psi, cell=0):
+    """A life Dataset (the run_life layout) of a cell that follows the model exactly."""
+    import xarray as xr
+
+    from packtwin import schema
+
+    T = _history(T_k, 60, wobble=1.0, seed=cell)
+    g, d, q, res, L, n = _synthetic(model, T, D, psi)
+    dims = schema.SUMMARY_DIMS
+    ds = xr.Dataset({
+        "life_temperature": (schema.LIFE_SERIES_DIMS, T[None, None]),
+        "capacity": (dims, q[None, None]), "life_resistance": (dims, res[None, None]),
+        "lli": (dims, (100 * n / model.n_li0)[None, None]),
+        "sei_thickness_end": (dims, (L * 1e9)[None, None])},
+        coords={schema.SCENARIO: [0], schema.CELL: [cell], schema.CYCLE: np.arange(1, 61)})
+    ds.attrs["period_s"] = PERIOD
+    return schema.apply_attrs(ds)
+
+
+def test_calibrate_and_track_on_datasets():
+    from packtwin.physics.life_twin import calibrate, track
+
+    truth = life_model()
+    runs = [_synthetic_run(truth, 300.0, 1.1 * truth.D_nominal, 3e-10),
+            _synthetic_run(truth, 310.0, 0.9 * truth.D_nominal, 5e-10, cell=1)]
+    # start from a wrong film constant: calibration must find the data's
+    model = calibrate(runs, life_model(kappa=2 * truth.kappa), upto_cycle=30)
+    assert model.beta == pytest.approx(1.0, rel=1e-6)
+    assert model.kappa == pytest.approx(truth.kappa, rel=1e-6)
+    assert model.psi_prior == pytest.approx(4e-10, rel=0.05)
+    unseen = _synthetic_run(truth, 320.0, 1.25 * truth.D_nominal, 4e-10, cell=2)
+    est = track(unseen, model)
+    assert est["sei_thickness_est"].attrs["units"] == "nm"
+    err = np.abs(est["sei_thickness_est"] - unseen["sei_thickness_end"]).values[..., 30:]
+    growth = float(unseen["sei_thickness_end"].values.ravel()[-1]) - 5.0
+    assert err.max() < 0.01 * growth
+
+
+def test_life_data_problems_are_named():
+    from packtwin.physics.life_twin import calibrate, track
+
+    model = life_model()
+    run = _synthetic_run(model, 300.0, model.D_nominal, 3e-10)
+    with pytest.raises(ValueError, match="life_temperature"):
+        track(run.drop_vars("life_temperature"), model)
+    bad_units = run.copy()
+    bad_units["life_temperature"] = bad_units["life_temperature"].assign_attrs(units="degC")
+    with pytest.raises(ValueError, match="units 'degC'"):
+        track(bad_units, model)
+    flat = run.copy()
+    flat["lli"] = flat["lli"] * 0
+    with pytest.raises(ValueError, match="no lithium loss"):
+        calibrate([flat], model)
