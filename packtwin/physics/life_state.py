@@ -1,12 +1,14 @@
 """The twin over life: slow states (SEI thickness, lost lithium, capacity) carried cycle to cycle.
 
-Only measured signals enter: each cycle's temperature samples and its discharge capacity (the
-coulomb count of the measured current). The states and the law that carries them:
+Only measured signals enter: each cycle's temperature samples, its discharge capacity (a
+cycler's coulomb count) and the resistance at the current step that starts its discharge. The
+states and the laws that carry them:
 
 * SEI thickness L [m]: solvent-diffusion-limited growth (:func:`packtwin.physics.sei.sei_growth_rate`)
   gives d(L^2)/dt = 2 V_bar D c_sol / z * Arrhenius(T(t)), so over one cycle
   L_c^2 = L_{c-1}^2 + D * g_c with g_c = int 2 V_bar c_sol / z Arrhenius(T) dt from the measured
-  temperature (:func:`cycle_exposure`). The rate D is the cell's SEI solvent diffusivity.
+  temperature (:func:`cycle_exposure`); the carried state is the cumulative exposure
+  G_c = sum g. The rate D is the cell's SEI solvent diffusivity.
 * Lost lithium n [mol]: the SEI's lithium, gamma (L - L_0) with gamma = z a L_n A / V_bar (PyBaMM's
   ``Loss of lithium to negative SEI``), plus the dead lithium of partially reversible plating.
   OKane2022 turns plated lithium dead at the rate gamma_0 L_0 / L (``Dead lithium decay rate``,
@@ -15,17 +17,23 @@ coulomb count of the measured current). The states and the law that carries them
   negative-electrode potential (not measured here), so psi [mol/s] is a per-cell state learned
   from the measurements (:func:`plating_driver` gives int L_0 / L dt from the law).
 * Capacity: Q_c = Q_ref - beta F / 3600 (n_c - n_ref): the cell is lithium-limited, so each mole
-  of lithium lost costs beta F / 3600 A h of discharge (beta ~ 1; :func:`calibrate` fits it).
+  of lithium lost costs beta F / 3600 A h of discharge (beta ~ 1, fitted by calibration).
+* Resistance at each discharge's current step: the SEI's ohmic film adds kappa (L - L_ref)
+  (kappa ~ rho_sei / (a L_n A)), and the lithium lost moves the electrodes' stoichiometry at
+  the top of charge, which changes their charge-transfer resistance by -xi Arrhenius_ct(T) n
+  (Arrhenius of the negative exchange current, T the cycle's coolest measured temperature: the
+  rested cell at the step). kappa is the film's own; calibration fits xi. Both lithium
+  losses grow like L once L >> L_0 (SEI ~ sqrt(D t), dead lithium ~ psi sqrt(t / D)), so the
+  capacity alone hardly tells them apart: the resistance is what pins the SEI.
 
-Correction: an extended Kalman filter on the per-cell parameters theta = (ln D, psi), ln D
-constant and psi a slow random walk (how much lithium plates drifts as the cell ages), updated once per cycle by the
-capacity fade since the reference cycle (cycle 2: cycle 1 starts from the parameter set's initial
-state, not from a CV-full cell). The prior on ln D is the generator's nominal value with the
-spread of its cell-to-cell draw; the prior on psi comes from the calibration cells. Both losses
-grow like L once L >> L_0 (SEI ~ sqrt(D t), dead lithium ~ psi sqrt(t / D)), so capacity alone
-separates them only weakly (through the first cycles, where L ~ L_0, and the temperature
-history): the SEI estimate leans on the prior on D, the lithium and capacity on the measurements. The prediction of cycle c (SEI, lithium,
-capacity before cycle c's capacity is read) is what a twin running live would show.
+Correction: an extended Kalman filter on the per-cell parameters theta = (ln D, psi) (ln D
+constant, psi optionally a slow random walk: plating drifts as the cell ages), updated once per
+cycle by the lithium lost (capacity fade) and the resistance rise since the reference cycle
+(cycle 2: cycle 1 starts from the parameter set's initial state, not from a CV-full cell). The
+prior on ln D is the generator's nominal value with the spread of its cell-to-cell draw; the
+prior on psi comes from calibration cells. The capacity of cycle c is predicted before that
+cycle's own capacity is read (what a live twin would show); SEI and lithium are the states at
+the cycle's end with the parameters known after it.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from packtwin.physics.constants import F, CellConstants, okane2022
+from packtwin.physics.constants import F, R_GAS, CellConstants, okane2022
 from packtwin.physics.sei import sei_growth_rate
 
 AH_PER_MOL = F / 3600.0  # A h of charge per mole of lithium
@@ -56,7 +64,11 @@ class LifeModel:
     psi_prior_std: float = 1e-9  # its prior std [mol/s]
     psi_walk: float = 0.0  # random-walk std of psi per cycle [mol/s] (plating drifts with age)
     noise_mol: float = 5e-6  # measurement noise of the capacity fade, in lithium [mol]
-    kappa: float = 4.9e4  # film resistance per SEI thickness at the discharge step [Ohm/m]
+    kappa: float = 5.95e4  # film resistance per SEI thickness at the discharge step [Ohm/m]
+    xi: float = 0.0  # charge-transfer resistance change per lithium lost at T_ref [Ohm/mol]
+    E_ct: float = 35000.0  # activation energy of the charge-transfer term [J/mol]
+    T_ref: float = 298.15  # [K]
+    kappa_rel_std: float = 0.03  # cell-to-cell spread of kappa (1 / surface area: radius, eps)
     noise_ohm: float = 2e-5  # measurement noise of the resistance rise [Ohm]
 
 
@@ -66,8 +78,9 @@ def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
     a_typ = 3.0 * c.neg.eps_s / c.neg.R  # PyBaMM's a_typ: the fresh electrode's surface area
     gamma = c.sei.z * a_typ * c.neg.L * c.neg.A / c.sei.V_bar
     n_li0 = c.neg.c_init * c.neg.active_volume + c.pos.c_init * c.pos.active_volume
-    kappa = c.sei.resistivity / (a_typ * c.neg.L * c.neg.A)  # uniform current: an upper bound
-    base = dict(L_0=c.sei.L_0, D_nominal=c.sei.D_sol, gamma=gamma, n_li0=n_li0, kappa=kappa)
+    kappa = c.sei.resistivity / (a_typ * c.neg.L * c.neg.A)  # film in series with the reaction
+    base = dict(L_0=c.sei.L_0, D_nominal=c.sei.D_sol, gamma=gamma, n_li0=n_li0, kappa=kappa,
+                E_ct=c.neg.Ea_k, T_ref=c.T_ref)
     base.update(changes)
     return LifeModel(**base)
 
@@ -145,7 +158,8 @@ def paths(theta: np.ndarray, model: LifeModel, g: np.ndarray, d: np.ndarray) -> 
 
 
 def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray,
-             model: LifeModel, resistance_ohm: np.ndarray | None = None, ref_cycle: int = 2,
+             model: LifeModel, resistance_ohm: np.ndarray | None = None,
+             step_temperature_k: np.ndarray | None = None, ref_cycle: int = 2,
              update_until: int | None = None) -> LifeEstimate:
     """Run the filter over one cell's cycles.
 
@@ -155,6 +169,7 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
         capacity_ah: measured discharge capacity per cycle [N] (NaN: not measured, no update).
         resistance_ohm: measured resistance at each discharge's current step [N] (None or NaN:
             capacity only).
+        step_temperature_k: temperature at each discharge step [K] [N] (None: T_ref).
         model: the LifeModel (``beta``, priors and noise from calibration).
         ref_cycle: 1-based cycle whose capacity is the reference of the fade.
         update_until: last 1-based cycle whose capacity corrects the states; later cycles are
@@ -165,9 +180,13 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
     q = np.asarray(capacity_ah, dtype=float)
     N = len(g)
     res = np.full(N, np.nan) if resistance_ohm is None else np.asarray(resistance_ohm, float)
-    if q.shape != (N,) or d.shape != (N,) or res.shape != (N,):
+    T_step = (np.full(N, model.T_ref) if step_temperature_k is None
+              else np.asarray(step_temperature_k, float))
+    ct = np.exp(model.E_ct / R_GAS * (1.0 / model.T_ref - 1.0 / T_step))
+    if q.shape != (N,) or d.shape != (N,) or res.shape != (N,) or ct.shape != (N,):
         raise ValueError(f"estimate: exposure has {N} cycles, duration shape {d.shape}, "
-                         f"capacity shape {q.shape}, resistance shape {res.shape}")
+                         f"capacity shape {q.shape}, resistance shape {res.shape}, step temperature "
+                         f"shape {ct.shape}")
     last = N if update_until is None else min(int(update_until), N)
     theta = np.array([math.log(model.D_nominal), model.psi_prior])
     P = np.diag([model.D_spread ** 2, model.psi_prior_std ** 2])
@@ -185,8 +204,10 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
         if r < c < last:
             # lithium lost since the reference (capacity) and SEI film resistance rise
             y = np.array([(q_ref - q[c]) / (model.beta * AH_PER_MOL), res[c] - res[r]])
-            noise = np.array([model.noise_mol, model.noise_ohm]) ** 2
-            h, H = _measurement(theta, model, g[:c + 1], d[:c + 1], r)
+            h, H, grown = _measurement(theta, model, g[:c + 1], d[:c + 1], ct[:c + 1], r)
+            # the cell's own kappa is unknown within its spread: resistance noise grows with L
+            film = model.kappa_rel_std * model.kappa * grown
+            noise = np.array([model.noise_mol ** 2, model.noise_ohm ** 2 + film ** 2])
             use = np.isfinite(y)
             if use.any():
                 Hu = H[use]
@@ -204,16 +225,20 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
                         D=D_hist, psi=psi_hist)
 
 
-def _measurement(theta, model: LifeModel, g, d, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """h = (lithium lost, film resistance rise) between cycle r and the last one (0-based) and
-    the Jacobian [2, 2] in (ln D, psi): exact in psi (h is linear in it), central difference in
-    ln D."""
+def _measurement(theta, model: LifeModel, g, d, ct, r: int) -> tuple[np.ndarray, np.ndarray,
+                                                                     float]:
+    """h = (lithium lost, resistance rise) between cycle r and the last one (0-based), the
+    Jacobian [2, 2] in (ln D, psi) (exact in psi: h is linear in it; central difference in
+    ln D) and the SEI grown meanwhile [m]. ``ct``: Arrhenius factor of the charge-transfer term
+    per cycle."""
     def h_of(th):
         L, n = paths(th, model, g, d)
-        return np.array([n[-1] - n[r], model.kappa * (L[-1] - L[r])])
+        rise = model.kappa * (L[-1] - L[r]) - model.xi * (ct[-1] * n[-1] - ct[r] * n[r])
+        return np.array([n[-1] - n[r], rise])
 
     h = h_of(theta)
     eps = 1e-4
     dh_dlnD = (h_of(theta + [eps, 0.0]) - h_of(theta - [eps, 0.0])) / (2 * eps)
     dh_dpsi = h_of(np.array([theta[0], 1.0])) - h_of(np.array([theta[0], 0.0]))
-    return h, np.stack([dh_dlnD, dh_dpsi], axis=1)
+    L, _ = paths(theta, model, g, d)
+    return h, np.stack([dh_dlnD, dh_dpsi], axis=1), float(L[-1] - L[r])

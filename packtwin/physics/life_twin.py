@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from packtwin import schema
+from packtwin.physics.constants import R_GAS
 from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, cycle_duration, cycle_exposure,
                                          estimate, life_model)
 
@@ -41,6 +42,11 @@ def exposure_of(ds) -> tuple[np.ndarray, np.ndarray]:
     return cycle_exposure(T, period), cycle_duration(T, period)
 
 
+def step_temperature(ds) -> np.ndarray:
+    """Each cycle's coolest measured temperature [K]: the rested cell when its discharge starts."""
+    return np.nanmin(_one_cell(ds)["life_temperature"].values, axis=-1)
+
+
 def track(ds, model: LifeModel, update_until: int | None = None):
     """Estimates for every cycle of a one-cell run as a Dataset on (scenario, cell, cycle)."""
     import xarray as xr
@@ -49,7 +55,7 @@ def track(ds, model: LifeModel, update_until: int | None = None):
     g, d = exposure_of(ds)
     res = one["life_resistance"].values if "life_resistance" in one.variables else None
     est = estimate(g, d, one["capacity"].values, model, resistance_ohm=res,
-                   update_until=update_until)
+                   step_temperature_k=step_temperature(ds), update_until=update_until)
     out = xr.Dataset({
         name: (schema.SUMMARY_DIMS, np.asarray(val, dtype=float)[None, None, :])
         for name, val in (("sei_thickness_est", est.sei_nm), ("lli_est", est.lli_pct),
@@ -66,7 +72,8 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
     calibration runs' cycles ref_cycle..upto_cycle, from their truth ``lli`` and SEI.
 
     beta: least squares through the origin of the capacity fade since the reference cycle on
-    the true lithium lost (in A h); kappa likewise, resistance rise on true SEI growth. psi prior: the mean and spread (at least half the mean) of
+    the true lithium lost (in A h); xi: least squares of the resistance rise the film
+    (``model.kappa``, physical) does not explain on the Arrhenius-weighted true lithium lost. psi prior: the mean and spread (at least half the mean) of
     each run's fit of the lithium the SEI does not explain on int L_0 / L dt (true L). Noise:
     the fade's RMS residual, in mol (floored at 1e-7 mol).
     """
@@ -82,8 +89,11 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
         fades.append(q[r] - q[r + 1:])
         if "life_resistance" in one.variables:
             res = one["life_resistance"].values[:upto_cycle]
+            ct = np.exp(model.E_ct / R_GAS * (1.0 / model.T_ref
+                                              - 1.0 / step_temperature(ds)[:upto_cycle]))
             rises.append(res[r + 1:] - res[r])
-            grown.append(L[r + 1:] - L[r])
+            grown.append(np.stack([L[r + 1:] - L[r], -(ct[r + 1:] * n[r + 1:] - ct[r] * n[r])],
+                                  axis=1))
         losses.append(AH_PER_MOL * (n[r + 1:] - n[r]))
         unexplained = n - model.gamma * (L - model.L_0)
         L_mid = 0.5 * (np.concatenate([[model.L_0], L[:-1]]) + L)
@@ -100,9 +110,31 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
     psi_std = max(float(np.std(psis)), 0.5 * abs(psi_mean))
     changes = {}
     if rises:
-        xr_, yr_ = np.concatenate(grown), np.concatenate(rises)
-        kappa = float(xr_ @ yr_ / (xr_ @ xr_))
-        changes = dict(kappa=kappa,
-                       noise_ohm=max(float(np.sqrt(np.mean((yr_ - kappa * xr_) ** 2))), 1e-7))
-    return dataclasses.replace(model, beta=beta, noise_mol=max(noise, 1e-7),
-                               psi_prior=psi_mean, psi_prior_std=psi_std, **changes)
+        # kappa stays the film's own rho / (a L A): with one temperature the film and the
+        # charge-transfer terms are nearly collinear, so only xi is fitted, on what is left.
+        X, yr_ = np.concatenate(grown), np.concatenate(rises)
+        left = yr_ - model.kappa * X[:, 0]
+        xi = float(X[:, 1] @ left / (X[:, 1] @ X[:, 1]))
+        changes = dict(xi=xi, noise_ohm=max(float(np.sqrt(np.mean((left - xi * X[:, 1]) ** 2))),
+                                            1e-7))
+    fitted = dataclasses.replace(model, beta=beta, noise_mol=max(noise, 1e-7),
+                                 psi_prior=psi_mean, psi_prior_std=psi_std, **changes)
+    return _choose_walk(fitted, runs, upto_cycle)
+
+
+WALKS = (0.0, 0.005, 0.02, 0.05)  # psi random walk per cycle, as fractions of its prior mean
+
+
+def _choose_walk(model: LifeModel, runs: Sequence, upto_cycle: int) -> LifeModel:
+    """The psi random walk (of :data:`WALKS`) with the smallest SEI error on the calibration
+    runs' own cycles <= upto_cycle."""
+    def sei_error(m):
+        errs = []
+        for ds in runs:
+            est = track(ds.isel({schema.CYCLE: slice(0, upto_cycle)}), m)
+            true = _one_cell(ds)["sei_thickness_end"].values[:upto_cycle]
+            errs.append(np.abs(est["sei_thickness_est"].values.ravel() - true))
+        return float(np.mean(np.concatenate(errs)))
+
+    options = [dataclasses.replace(model, psi_walk=w * abs(model.psi_prior)) for w in WALKS]
+    return min(options, key=sei_error)
