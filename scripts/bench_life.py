@@ -223,6 +223,8 @@ def evaluate(tasks: list, args) -> dict:
     groups = {}
     for g in ("seen_cells_seen_temps", "unseen_cells_seen_temps", "unseen_temperature"):
         rows = [r for r in per_run if r["group"] == g]
+        if not rows:
+            continue
         groups[g] = {"runs": len(rows), **{m: {k: float(np.mean([r[m][k] for r in rows]))
                                                for k in rows[0][m]}
                                            for m in ("twin", "twin_forecast", "sqrt_fit")}}

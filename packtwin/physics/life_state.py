@@ -20,9 +20,9 @@ states and the laws that carry them:
   of lithium lost costs beta F / 3600 A h of discharge (beta ~ 1, fitted by calibration).
 * Resistance at each discharge's current step: the SEI's ohmic film adds kappa (L - L_ref)
   (kappa ~ rho_sei / (a L_n A)), and the lithium lost moves the electrodes' stoichiometry at
-  the top of charge, which changes their charge-transfer resistance by -xi Arrhenius_ct(T) n
-  (Arrhenius of the negative exchange current, T the cycle's coolest measured temperature: the
-  rested cell at the step). kappa is the film's own; calibration fits xi. Both lithium
+  the top of charge, which changes their charge-transfer resistance by -xi f_ct(T) n (f_ct:
+  1 / Arrhenius of the negative exchange current, :func:`charge_transfer_factor`; T the cycle's
+  coolest measured temperature, the rested cell at the step). kappa is the film's own; calibration fits xi. Both lithium
   losses grow like L once L >> L_0 (SEI ~ sqrt(D t), dead lithium ~ psi sqrt(t / D)), so the
   capacity alone hardly tells them apart: the resistance is what pins the SEI.
 
@@ -128,6 +128,12 @@ def plating_driver(D: float, exposure: np.ndarray, duration: np.ndarray, L_0: fl
     return np.asarray(duration, dtype=float) * L_0 / L_mid
 
 
+def charge_transfer_factor(T_k, model: LifeModel) -> np.ndarray:
+    """Charge-transfer resistance at T relative to T_ref: 1 / Arrhenius of the exchange current
+    (a hot cell's resistance is lower)."""
+    return np.exp(model.E_ct / R_GAS * (1.0 / np.asarray(T_k, dtype=float) - 1.0 / model.T_ref))
+
+
 def lithium_lost(model: LifeModel, L: np.ndarray, plating_mol: np.ndarray) -> np.ndarray:
     """Lost lithium [mol]: the SEI's plus the plating's."""
     return model.gamma * (np.asarray(L) - model.L_0) + np.asarray(plating_mol)
@@ -182,7 +188,7 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
     res = np.full(N, np.nan) if resistance_ohm is None else np.asarray(resistance_ohm, float)
     T_step = (np.full(N, model.T_ref) if step_temperature_k is None
               else np.asarray(step_temperature_k, float))
-    ct = np.exp(model.E_ct / R_GAS * (1.0 / model.T_ref - 1.0 / T_step))
+    ct = charge_transfer_factor(T_step, model)
     if q.shape != (N,) or d.shape != (N,) or res.shape != (N,) or ct.shape != (N,):
         raise ValueError(f"estimate: exposure has {N} cycles, duration shape {d.shape}, "
                          f"capacity shape {q.shape}, resistance shape {res.shape}, step temperature "

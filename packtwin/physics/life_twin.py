@@ -16,9 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from packtwin import schema
-from packtwin.physics.constants import R_GAS
-from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, cycle_duration, cycle_exposure,
-                                         estimate, life_model)
+from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, charge_transfer_factor,
+                                         cycle_duration, cycle_exposure, estimate, life_model)
 
 
 def _one_cell(ds):
@@ -89,8 +88,7 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
         fades.append(q[r] - q[r + 1:])
         if "life_resistance" in one.variables:
             res = one["life_resistance"].values[:upto_cycle]
-            ct = np.exp(model.E_ct / R_GAS * (1.0 / model.T_ref
-                                              - 1.0 / step_temperature(ds)[:upto_cycle]))
+            ct = charge_transfer_factor(step_temperature(ds)[:upto_cycle], model)
             rises.append(res[r + 1:] - res[r])
             grown.append(np.stack([L[r + 1:] - L[r], -(ct[r + 1:] * n[r + 1:] - ct[r] * n[r])],
                                   axis=1))
