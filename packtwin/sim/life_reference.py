@@ -89,10 +89,14 @@ def run_life(cell_values: Mapping[str, float], nominal: Mapping[str, float], n_c
         RuntimeError: PyBaMM stopped before ``n_cycles`` cycles (the message names the cycle and
             PyBaMM's termination reason; the finished cycles are in ``exc.partial``).
     """
-    import pybamm
-
     if n_cycles < 1 or chunk < 1:
         raise ValueError(f"run_life: n_cycles and chunk must be >= 1, got {n_cycles}, {chunk}")
+    unknown = sorted(set(cell_values) - set(schema.PARAMETERS))
+    if unknown:
+        raise ValueError(f"run_life: unknown cell parameter keys {unknown}; expected keys of "
+                         f"packtwin.schema.PARAMETERS")
+    import pybamm
+
     model_cfg = model_cfg or coarse_model_config()
     pv = cell_parameter_values(model_cfg, cell_values, nominal)
     ambient_k = ambient_c + 273.15

@@ -152,3 +152,12 @@ def test_life_data_problems_are_named():
     flat["lli"] = flat["lli"] * 0
     with pytest.raises(ValueError, match="no lithium loss"):
         calibrate([flat], model)
+
+
+def test_run_life_refuses_bad_requests_before_solving():
+    from packtwin.sim.life_reference import run_life
+
+    with pytest.raises(ValueError, match="n_cycles and chunk must be >= 1"):
+        run_life({}, {}, 0, 25.0)
+    with pytest.raises(ValueError, match="unknown cell parameter keys \\['sei_rate'\\]"):
+        run_life({"sei_rate": 1.0}, {}, 5, 25.0)
