@@ -184,6 +184,35 @@ VARIABLES: dict[str, Var] = {v.name: v for v in (
     Var("cycles_done", (SCENARIO,), "1", "Cycles completed", "meta", dtype="float32"),
 )}
 
+# ----------------------------------------------------------------------------------------------
+# Life data (``packtwin.sim.life_reference``) and the twin over life (``packtwin.physics.life_state``):
+# one cell aged cycle after cycle. Kept out of VARIABLES so truth stores do not change shape; the
+# per-cycle summaries above (capacity, lli, sei_thickness_end, ...) are shared with them.
+# ----------------------------------------------------------------------------------------------
+LIFE_SERIES_DIMS = (SCENARIO, CELL, CYCLE, TIME)
+
+LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
+    Var("life_voltage", LIFE_SERIES_DIMS, "V", "Terminal voltage in each life cycle", "life",
+        "Voltage [V]", bounds=(0.0, 5.0),
+        description="Measured; uniform period attrs['period_s'] from the cycle start, NaN after "
+                    "the cycle's end."),
+    Var("life_current", LIFE_SERIES_DIMS, "A", "Cell current in each life cycle (discharge > 0)",
+        "life", "Current [A]"),
+    Var("life_temperature", LIFE_SERIES_DIMS, "K", "Cell temperature in each life cycle", "life",
+        "Volume-averaged cell temperature [K]", bounds=(200.0, 450.0)),
+    Var("life_resistance", SUMMARY_DIMS, "Ohm", "Resistance at the start of each discharge",
+        "life", description="Measured: (voltage at the end of the rest before the discharge - "
+                            "voltage once the discharge current flows) / that current, logged at "
+                            "the step change as cyclers do."),
+    Var("sei_thickness_est", SUMMARY_DIMS, "nm", "Estimated x-averaged SEI thickness at cycle end",
+        "estimate", bounds=(0.0, None)),
+    Var("lli_est", SUMMARY_DIMS, "%", "Estimated loss of lithium inventory", "estimate"),
+    Var("capacity_est", SUMMARY_DIMS, "A.h", "Estimated discharge capacity of the cycle",
+        "estimate", bounds=(0.0, None)),
+    Var("sei_diffusivity_est", SUMMARY_DIMS, "m2/s", "Estimated SEI solvent diffusivity "
+        "(per-cell SEI rate) after the cycle", "estimate", bounds=(0.0, None)),
+)}
+
 MEASURED = tuple(n for n, v in VARIABLES.items() if v.kind == "measured")
 HIDDEN = tuple(n for n, v in VARIABLES.items() if v.kind == "hidden")
 
@@ -309,8 +338,8 @@ class SchemaError(PacktwinError, ValueError):
 # ----------------------------------------------------------------------------------------------
 def var_attrs(name: str) -> dict:
     """xarray attrs (units, long_name, PyBaMM name) of a declared variable or coordinate."""
-    if name in VARIABLES:
-        v = VARIABLES[name]
+    if name in VARIABLES or name in LIFE_VARIABLES:
+        v = VARIABLES.get(name) or LIFE_VARIABLES[name]
         attrs = {"units": v.units, "long_name": v.long_name, "kind": v.kind}
         if v.pybamm:
             attrs["pybamm_name"] = v.pybamm

@@ -1,0 +1,250 @@
+"""The twin over life: slow states (SEI thickness, lost lithium, capacity) carried cycle to cycle.
+
+Only measured signals enter: each cycle's temperature samples, its discharge capacity (a
+cycler's coulomb count) and the resistance at the current step that starts its discharge. The
+states and the laws that carry them:
+
+* SEI thickness L [m]: solvent-diffusion-limited growth (:func:`packtwin.physics.sei.sei_growth_rate`)
+  gives d(L^2)/dt = 2 V_bar D c_sol / z * Arrhenius(T(t)), so over one cycle
+  L_c^2 = L_{c-1}^2 + D * g_c with g_c = int 2 V_bar c_sol / z Arrhenius(T) dt from the measured
+  temperature (:func:`cycle_exposure`); the carried state is the cumulative exposure
+  G_c = sum g. The rate D is the cell's SEI solvent diffusivity.
+* Lost lithium n [mol]: the SEI's lithium, gamma (L - L_0) with gamma = z a L_n A / V_bar (PyBaMM's
+  ``Loss of lithium to negative SEI``), plus the dead lithium of partially reversible plating.
+  OKane2022 turns plated lithium dead at the rate gamma_0 L_0 / L (``Dead lithium decay rate``,
+  SEI-limited), so the dead lithium of a cycle is psi * int L_0 / L dt with psi = gamma_0 times
+  the cycle's mean reversibly plated lithium [mol]; how much plates depends on the hidden
+  negative-electrode potential (not measured here), so psi [mol/s] is a per-cell state learned
+  from the measurements (:func:`plating_driver` gives int L_0 / L dt from the law).
+* Capacity: Q_c = Q_ref - beta F / 3600 (n_c - n_ref): the cell is lithium-limited, so each mole
+  of lithium lost costs beta F / 3600 A h of discharge (beta ~ 1, fitted by calibration).
+* Resistance at each discharge's current step: the SEI's ohmic film adds kappa (L - L_ref)
+  (kappa ~ rho_sei / (a L_n A)), and the lithium lost moves the electrodes' stoichiometry at
+  the top of charge, which changes their charge-transfer resistance by -xi f_ct(T) n (f_ct:
+  1 / Arrhenius of the negative exchange current, :func:`charge_transfer_factor`; T the cycle's
+  coolest measured temperature, the rested cell at the step). kappa is the film's own; calibration fits xi. Both lithium
+  losses grow like L once L >> L_0 (SEI ~ sqrt(D t), dead lithium ~ psi sqrt(t / D)), so the
+  capacity alone hardly tells them apart: the resistance is what pins the SEI.
+
+Correction: an extended Kalman filter on the per-cell parameters theta = (ln D, psi) (ln D
+constant, psi optionally a slow random walk: plating drifts as the cell ages), updated once per
+cycle by the lithium lost (capacity fade) and the resistance rise since the reference cycle
+(cycle 2: cycle 1 starts from the parameter set's initial state, not from a CV-full cell). The
+prior on ln D is the generator's nominal value with the spread of its cell-to-cell draw; the
+prior on psi comes from calibration cells. The capacity of cycle c is predicted before that
+cycle's own capacity is read (what a live twin would show); SEI and lithium are the states at
+the cycle's end with the parameters known after it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from packtwin.physics.constants import F, R_GAS, CellConstants, okane2022
+from packtwin.physics.sei import sei_growth_rate
+
+AH_PER_MOL = F / 3600.0  # A h of charge per mole of lithium
+
+
+@dataclass(frozen=True)
+class LifeModel:
+    """Constants of the slow-state model (SI)."""
+
+    L_0: float  # initial SEI thickness [m]
+    D_nominal: float  # nominal SEI solvent diffusivity [m2/s]
+    gamma: float  # lithium lost per metre of SEI [mol/m]
+    n_li0: float  # lithium in both electrodes' particles at the start [mol]
+    beta: float = 1.0  # capacity lost per lithium lost, as a fraction of F / 3600 [1]
+    D_spread: float = 0.10  # prior std of ln D (the generator's cell-to-cell spread)
+    psi_prior: float = 0.0  # prior mean of the dead-lithium rate at L = L_0 [mol/s]
+    psi_prior_std: float = 1e-9  # its prior std [mol/s]
+    psi_walk: float = 0.0  # random-walk std of psi per cycle [mol/s] (plating drifts with age)
+    noise_mol: float = 5e-6  # measurement noise of the capacity fade, in lithium [mol]
+    kappa: float = 5.95e4  # film resistance per SEI thickness at the discharge step [Ohm/m]
+    xi: float = 0.0  # charge-transfer resistance change per lithium lost at T_ref [Ohm/mol]
+    E_ct: float = 35000.0  # activation energy of the charge-transfer term [J/mol]
+    T_ref: float = 298.15  # [K]
+    kappa_rel_std: float = 0.03  # cell-to-cell spread of kappa (1 / surface area: radius, eps)
+    noise_ohm: float = 2e-5  # measurement noise of the resistance rise [Ohm]
+
+
+def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
+    """The LifeModel of a cell's constants (default OKane2022), with optional field changes."""
+    c = cell or okane2022()
+    a_typ = 3.0 * c.neg.eps_s / c.neg.R  # PyBaMM's a_typ: the fresh electrode's surface area
+    gamma = c.sei.z * a_typ * c.neg.L * c.neg.A / c.sei.V_bar
+    n_li0 = c.neg.c_init * c.neg.active_volume + c.pos.c_init * c.pos.active_volume
+    kappa = c.sei.resistivity / (a_typ * c.neg.L * c.neg.A)  # film in series with the reaction
+    base = dict(L_0=c.sei.L_0, D_nominal=c.sei.D_sol, gamma=gamma, n_li0=n_li0, kappa=kappa,
+                E_ct=c.neg.Ea_k, T_ref=c.T_ref)
+    base.update(changes)
+    return LifeModel(**base)
+
+
+def cycle_exposure(temperature_k: np.ndarray, period_s: float,
+                   cell: CellConstants | None = None) -> np.ndarray:
+    """g_c = int 2 L dL/dt / D dt over each cycle [m2 per (m2/s)] from measured temperatures.
+
+    ``temperature_k`` is (..., samples) on a uniform ``period_s`` grid, NaN after a cycle's end
+    (the life data's padding). L_c^2 = L_{c-1}^2 + D g_c is exact for the growth law whatever the
+    temperature history (trapezoidal rule in time).
+    """
+    c = cell or okane2022()
+    T = np.asarray(temperature_k, dtype=float)
+    if T.ndim < 1 or T.shape[-1] < 2:
+        raise ValueError(f"cycle_exposure: need >= 2 temperature samples per cycle, got shape "
+                         f"{T.shape}")
+    ok = np.isfinite(T)
+    if np.any(T[ok] <= 0):
+        raise ValueError(f"cycle_exposure: temperatures must be in kelvin (> 0), found min "
+                         f"{T[ok].min()}")
+    # L dL/dt at L = 1 m and D = 1 m2/s is V_bar c_sol / z * Arrhenius(T): the law's own code.
+    rate = sei_growth_rate(torch.tensor(1.0, dtype=torch.float64),
+                           torch.as_tensor(np.where(ok, T, c.sei.T_ref)), c, D_sol=1.0).numpy()
+    pair = ok[..., 1:] & ok[..., :-1]
+    return np.sum(np.where(pair, rate[..., 1:] + rate[..., :-1], 0.0), axis=-1) * period_s
+
+
+def sei_path(D: float, exposure: np.ndarray, L_start: float) -> np.ndarray:
+    """L at the end of each cycle [m] from L_start, rate D [m2/s] and per-cycle exposures."""
+    return np.sqrt(L_start ** 2 + D * np.cumsum(np.asarray(exposure, dtype=float)))
+
+
+def cycle_duration(temperature_k: np.ndarray, period_s: float) -> np.ndarray:
+    """Length of each cycle [s] from its valid (finite) samples on the uniform grid."""
+    ok = np.isfinite(np.asarray(temperature_k, dtype=float))
+    return (ok[..., 1:] & ok[..., :-1]).sum(axis=-1) * float(period_s)
+
+
+def plating_driver(D: float, exposure: np.ndarray, duration: np.ndarray, L_0: float) -> np.ndarray:
+    """int L_0 / L dt over each cycle [s] (the SEI-limited dead-lithium rate's time integral),
+    with L at the cycle's middle from the growth law."""
+    G = np.cumsum(np.asarray(exposure, dtype=float))
+    L_mid = np.sqrt(L_0 ** 2 + D * (G - 0.5 * np.asarray(exposure)))
+    return np.asarray(duration, dtype=float) * L_0 / L_mid
+
+
+def charge_transfer_factor(T_k, model: LifeModel) -> np.ndarray:
+    """Charge-transfer resistance at T relative to T_ref: 1 / Arrhenius of the exchange current
+    (a hot cell's resistance is lower)."""
+    return np.exp(model.E_ct / R_GAS * (1.0 / np.asarray(T_k, dtype=float) - 1.0 / model.T_ref))
+
+
+def lithium_lost(model: LifeModel, L: np.ndarray, plating_mol: np.ndarray) -> np.ndarray:
+    """Lost lithium [mol]: the SEI's plus the plating's."""
+    return model.gamma * (np.asarray(L) - model.L_0) + np.asarray(plating_mol)
+
+
+def capacity_from_lithium(q_ref: float, n: np.ndarray, n_ref: float, beta: float) -> np.ndarray:
+    """Discharge capacity [A h] once lithium n [mol] is lost, from the reference cycle's."""
+    return q_ref - beta * AH_PER_MOL * (np.asarray(n) - n_ref)
+
+
+@dataclass
+class LifeEstimate:
+    """Per-cycle estimates of one cell (arrays over cycles 1..N)."""
+
+    sei_nm: np.ndarray  # x-averaged SEI thickness at cycle end [nm]
+    lli_pct: np.ndarray  # loss of lithium inventory [%]
+    capacity_ah: np.ndarray  # discharge capacity predicted before the cycle's own is read [A h]
+    D: np.ndarray  # SEI solvent diffusivity estimate after each cycle [m2/s]
+    psi: np.ndarray  # dead-lithium rate estimate after each cycle [mol/s]
+
+
+def paths(theta: np.ndarray, model: LifeModel, g: np.ndarray, d: np.ndarray) -> tuple:
+    """SEI [m] and lost lithium [mol] at the end of every cycle for theta = (ln D, psi)."""
+    D, psi = math.exp(theta[0]), theta[1]
+    L = sei_path(D, g, model.L_0)
+    n = lithium_lost(model, L, psi * np.cumsum(plating_driver(D, g, d, model.L_0)))
+    return L, n
+
+
+def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray,
+             model: LifeModel, resistance_ohm: np.ndarray | None = None,
+             step_temperature_k: np.ndarray | None = None, ref_cycle: int = 2,
+             update_until: int | None = None) -> LifeEstimate:
+    """Run the filter over one cell's cycles.
+
+    Args:
+        exposure: g_c per cycle (:func:`cycle_exposure`) [N].
+        duration: length of each cycle [s] (:func:`cycle_duration`) [N].
+        capacity_ah: measured discharge capacity per cycle [N] (NaN: not measured, no update).
+        resistance_ohm: measured resistance at each discharge's current step [N] (None or NaN:
+            capacity only).
+        step_temperature_k: temperature at each discharge step [K] [N] (None: T_ref).
+        model: the LifeModel (``beta``, priors and noise from calibration).
+        ref_cycle: 1-based cycle whose capacity is the reference of the fade.
+        update_until: last 1-based cycle whose capacity corrects the states; later cycles are
+            carried by the growth law and the measured temperature alone (a forecast).
+    """
+    g = np.asarray(exposure, dtype=float)
+    d = np.asarray(duration, dtype=float)
+    q = np.asarray(capacity_ah, dtype=float)
+    N = len(g)
+    res = np.full(N, np.nan) if resistance_ohm is None else np.asarray(resistance_ohm, float)
+    T_step = (np.full(N, model.T_ref) if step_temperature_k is None
+              else np.asarray(step_temperature_k, float))
+    ct = charge_transfer_factor(T_step, model)
+    if q.shape != (N,) or d.shape != (N,) or res.shape != (N,) or ct.shape != (N,):
+        raise ValueError(f"estimate: exposure has {N} cycles, duration shape {d.shape}, "
+                         f"capacity shape {q.shape}, resistance shape {res.shape}, step temperature "
+                         f"shape {ct.shape}")
+    last = N if update_until is None else min(int(update_until), N)
+    theta = np.array([math.log(model.D_nominal), model.psi_prior])
+    P = np.diag([model.D_spread ** 2, model.psi_prior_std ** 2])
+    r = ref_cycle - 1
+    q_ref = q[r] if N > r else math.nan
+    D_hist, psi_hist = np.empty(N), np.empty(N)
+    q_pred = np.full(N, np.nan)
+    for c in range(N):
+        P[1, 1] += model.psi_walk ** 2
+        if c > r and math.isfinite(q_ref):
+            _, n = paths(theta, model, g[:c + 1], d[:c + 1])
+            q_pred[c] = capacity_from_lithium(q_ref, n[c], n[r], model.beta)
+        elif c <= r:
+            q_pred[c] = q[c]  # the reference itself is read, not predicted
+        if r < c < last:
+            # lithium lost since the reference (capacity) and SEI film resistance rise
+            y = np.array([(q_ref - q[c]) / (model.beta * AH_PER_MOL), res[c] - res[r]])
+            h, H, grown = _measurement(theta, model, g[:c + 1], d[:c + 1], ct[:c + 1], r)
+            # the cell's own kappa is unknown within its spread: resistance noise grows with L
+            film = model.kappa_rel_std * model.kappa * grown
+            noise = np.array([model.noise_mol ** 2, model.noise_ohm ** 2 + film ** 2])
+            use = np.isfinite(y)
+            if use.any():
+                Hu = H[use]
+                S = Hu @ P @ Hu.T + np.diag(noise[use])
+                K = P @ Hu.T @ np.linalg.inv(S)
+                theta = theta + K @ (y[use] - h[use])
+                P = P - K @ Hu @ P
+        D_hist[c], psi_hist[c] = math.exp(theta[0]), theta[1]
+    # Every cycle's states with the parameters known after it (its whole history re-read).
+    L, n = np.empty(N), np.empty(N)
+    for c in range(N):
+        Lc, nc = paths(np.array([math.log(D_hist[c]), psi_hist[c]]), model, g[:c + 1], d[:c + 1])
+        L[c], n[c] = Lc[-1], nc[-1]
+    return LifeEstimate(sei_nm=L * 1e9, lli_pct=100.0 * n / model.n_li0, capacity_ah=q_pred,
+                        D=D_hist, psi=psi_hist)
+
+
+def _measurement(theta, model: LifeModel, g, d, ct, r: int) -> tuple[np.ndarray, np.ndarray,
+                                                                     float]:
+    """h = (lithium lost, resistance rise) between cycle r and the last one (0-based), the
+    Jacobian [2, 2] in (ln D, psi) (exact in psi: h is linear in it; central difference in
+    ln D) and the SEI grown meanwhile [m]. ``ct``: Arrhenius factor of the charge-transfer term
+    per cycle."""
+    def h_of(th):
+        L, n = paths(th, model, g, d)
+        rise = model.kappa * (L[-1] - L[r]) - model.xi * (ct[-1] * n[-1] - ct[r] * n[r])
+        return np.array([n[-1] - n[r], rise])
+
+    h = h_of(theta)
+    eps = 1e-4
+    dh_dlnD = (h_of(theta + [eps, 0.0]) - h_of(theta - [eps, 0.0])) / (2 * eps)
+    dh_dpsi = h_of(np.array([theta[0], 1.0])) - h_of(np.array([theta[0], 0.0]))
+    L, _ = paths(theta, model, g, d)
+    return h, np.stack([dh_dlnD, dh_dpsi], axis=1), float(L[-1] - L[r])

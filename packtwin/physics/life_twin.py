@@ -1,0 +1,138 @@
+"""The life estimator on life data: measured signals in, per-cycle estimates out (xarray).
+
+Reads from a :func:`packtwin.sim.life_reference.run_life` Dataset only what a cycler measures:
+``life_temperature`` (the growth law's driver) and the per-cycle discharge ``capacity`` (a
+cycler's own per-step coulomb count). Truth variables (``lli``, ``sei_thickness_end``) are read
+only by :func:`calibrate`, on the calibration runs and cycles it is given. ``life_resistance`` (the
+voltage step at each discharge's start over its current, logged at the step change) measures the
+SEI film.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from packtwin import schema
+from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, charge_transfer_factor,
+                                         cycle_duration, cycle_exposure, estimate, life_model)
+
+
+def _one_cell(ds):
+    if ds.sizes.get(schema.SCENARIO, 1) != 1 or ds.sizes.get(schema.CELL, 1) != 1:
+        raise ValueError(f"life data must hold one scenario and one cell, found sizes "
+                         f"{dict(ds.sizes)}")
+    missing = [v for v in ("life_temperature", "capacity") if v not in ds.variables]
+    if missing:
+        raise ValueError(f"life data lacks {missing} (expected run_life output)")
+    return ds.isel({schema.SCENARIO: 0, schema.CELL: 0})
+
+
+def exposure_of(ds) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cycle growth-law exposure g_c and cycle length [s] from a one-cell run's measured
+    temperature."""
+    one = _one_cell(ds)
+    if one["life_temperature"].attrs.get("units") != "K":
+        raise ValueError(f"life_temperature has units {one['life_temperature'].attrs.get('units')!r}, "
+                         f"expected 'K'")
+    T, period = one["life_temperature"].values, float(ds.attrs["period_s"])
+    return cycle_exposure(T, period), cycle_duration(T, period)
+
+
+def step_temperature(ds) -> np.ndarray:
+    """Each cycle's coolest measured temperature [K]: the rested cell when its discharge starts."""
+    return np.nanmin(_one_cell(ds)["life_temperature"].values, axis=-1)
+
+
+def track(ds, model: LifeModel, update_until: int | None = None):
+    """Estimates for every cycle of a one-cell run as a Dataset on (scenario, cell, cycle)."""
+    import xarray as xr
+
+    one = _one_cell(ds)
+    g, d = exposure_of(ds)
+    res = one["life_resistance"].values if "life_resistance" in one.variables else None
+    est = estimate(g, d, one["capacity"].values, model, resistance_ohm=res,
+                   step_temperature_k=step_temperature(ds), update_until=update_until)
+    out = xr.Dataset({
+        name: (schema.SUMMARY_DIMS, np.asarray(val, dtype=float)[None, None, :])
+        for name, val in (("sei_thickness_est", est.sei_nm), ("lli_est", est.lli_pct),
+                          ("capacity_est", est.capacity_ah),
+                          ("sei_diffusivity_est", est.D))},
+        coords={d: ds[d] for d in (schema.SCENARIO, schema.CELL, schema.CYCLE)})
+    out.attrs["update_until"] = -1 if update_until is None else int(update_until)
+    return schema.apply_attrs(out)
+
+
+def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 100,
+              ref_cycle: int = 2) -> LifeModel:
+    """Fit beta (capacity per lithium), the dead-lithium prior and the measurement noise on the
+    calibration runs' cycles ref_cycle..upto_cycle, from their truth ``lli`` and SEI.
+
+    beta: least squares through the origin of the capacity fade since the reference cycle on
+    the true lithium lost (in A h); xi: least squares of the resistance rise the film
+    (``model.kappa``, physical) does not explain on the Arrhenius-weighted true lithium lost. psi prior: the mean and spread (at least half the mean) of
+    each run's fit of the lithium the SEI does not explain on int L_0 / L dt (true L). Noise:
+    the fade's RMS residual, in mol (floored at 1e-7 mol).
+    """
+    model = model or life_model()
+    fades, losses, psis, rises, grown = [], [], [], [], []
+    r = ref_cycle - 1
+    for ds in runs:
+        one = _one_cell(ds)
+        q = one["capacity"].values[:upto_cycle]
+        n = one["lli"].values[:upto_cycle] / 100.0 * model.n_li0
+        L = one["sei_thickness_end"].values[:upto_cycle] * 1e-9
+        _, d = exposure_of(ds)
+        fades.append(q[r] - q[r + 1:])
+        if "life_resistance" in one.variables:
+            res = one["life_resistance"].values[:upto_cycle]
+            ct = charge_transfer_factor(step_temperature(ds)[:upto_cycle], model)
+            rises.append(res[r + 1:] - res[r])
+            grown.append(np.stack([L[r + 1:] - L[r], -(ct[r + 1:] * n[r + 1:] - ct[r] * n[r])],
+                                  axis=1))
+        losses.append(AH_PER_MOL * (n[r + 1:] - n[r]))
+        unexplained = n - model.gamma * (L - model.L_0)
+        L_mid = 0.5 * (np.concatenate([[model.L_0], L[:-1]]) + L)
+        U = np.cumsum(d[:len(L)] * model.L_0 / L_mid)
+        du, dn = U[r:] - U[r], unexplained[r:] - unexplained[r]
+        psis.append(float(du @ dn / (du @ du)))
+    x, y = np.concatenate(losses), np.concatenate(fades)
+    if x.size == 0 or not np.any(x):
+        raise ValueError(f"calibrate: no lithium loss in the calibration cycles "
+                         f"{ref_cycle}..{upto_cycle} of {len(runs)} runs")
+    beta = float(x @ y / (x @ x))
+    noise = float(np.sqrt(np.mean((y - beta * x) ** 2)) / (beta * AH_PER_MOL))
+    psi_mean = float(np.mean(psis))
+    psi_std = max(float(np.std(psis)), 0.5 * abs(psi_mean))
+    changes = {}
+    if rises:
+        # kappa stays the film's own rho / (a L A): with one temperature the film and the
+        # charge-transfer terms are nearly collinear, so only xi is fitted, on what is left.
+        X, yr_ = np.concatenate(grown), np.concatenate(rises)
+        left = yr_ - model.kappa * X[:, 0]
+        xi = float(X[:, 1] @ left / (X[:, 1] @ X[:, 1]))
+        changes = dict(xi=xi, noise_ohm=max(float(np.sqrt(np.mean((left - xi * X[:, 1]) ** 2))),
+                                            1e-7))
+    fitted = dataclasses.replace(model, beta=beta, noise_mol=max(noise, 1e-7),
+                                 psi_prior=psi_mean, psi_prior_std=psi_std, **changes)
+    return _choose_walk(fitted, runs, upto_cycle)
+
+
+WALKS = (0.0, 0.005, 0.02, 0.05)  # psi random walk per cycle, as fractions of its prior mean
+
+
+def _choose_walk(model: LifeModel, runs: Sequence, upto_cycle: int) -> LifeModel:
+    """The psi random walk (of :data:`WALKS`) with the smallest SEI error on the calibration
+    runs' own cycles <= upto_cycle."""
+    def sei_error(m):
+        errs = []
+        for ds in runs:
+            est = track(ds.isel({schema.CYCLE: slice(0, upto_cycle)}), m)
+            true = _one_cell(ds)["sei_thickness_end"].values[:upto_cycle]
+            errs.append(np.abs(est["sei_thickness_est"].values.ravel() - true))
+        return float(np.mean(np.concatenate(errs)))
+
+    options = [dataclasses.replace(model, psi_walk=w * abs(model.psi_prior)) for w in WALKS]
+    return min(options, key=sei_error)

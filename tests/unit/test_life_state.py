@@ -1,0 +1,163 @@
+"""The twin over life (packtwin.physics.life_state): growth law, temperature, and the filter."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from packtwin.physics.analytic import sei_thickness_constant_T
+from packtwin.physics.constants import okane2022
+from packtwin.physics.life_state import (AH_PER_MOL, cycle_duration, cycle_exposure, estimate,
+                                         life_model, paths, sei_path)
+
+CELL = okane2022()
+PERIOD = 30.0
+N_SAMPLES = 361  # a 3 h cycle at 30 s
+
+
+def _history(T_k, n_cycles, wobble=0.0, seed=0):
+    """Temperature samples (cycles, samples) around T_k with a self-heating bump per cycle."""
+    rng = np.random.default_rng(seed)
+    phase = np.sin(np.linspace(0, 2 * np.pi, N_SAMPLES)) ** 2
+    T = T_k + 2.0 * phase[None, :] + wobble * rng.standard_normal((n_cycles, 1))
+    T[:, -20:] = np.nan  # shorter cycles are NaN-padded in the life data
+    return T
+
+
+def test_growth_law_matches_constant_T_solution():
+    T = np.full((50, N_SAMPLES), 310.0)
+    g = cycle_exposure(T, PERIOD)
+    L = sei_path(CELL.sei.D_sol, g, CELL.sei.L_0)
+    t = np.arange(1, 51) * (N_SAMPLES - 1) * PERIOD
+    exact = sei_thickness_constant_T(torch.tensor(t), CELL.sei.L_0, 310.0, CELL).numpy()
+    np.testing.assert_allclose(L, exact, rtol=1e-12)
+
+
+def test_padding_and_kelvin_checked():
+    T = np.full((2, 5), 300.0)
+    T[1, 3:] = np.nan
+    g = cycle_exposure(T, PERIOD)
+    assert g[1] == pytest.approx(g[0] / 2)  # two of four intervals
+    with pytest.raises(ValueError, match="kelvin"):
+        cycle_exposure(np.full((1, 5), 25.0) - 40.0, PERIOD)
+
+
+def _synthetic(model, T, D, psi, q0=4.9, r0=0.03):
+    """Capacity and discharge-step resistance of a cell that follows the model exactly."""
+    g, d = cycle_exposure(T, PERIOD), cycle_duration(T, PERIOD)
+    L, n = paths(np.array([math.log(D), psi]), model, g, d)
+    return g, d, q0 - AH_PER_MOL * (n - n[1]), r0 + model.kappa * (L - L[1]), L, n
+
+
+def test_hot_cell_estimate_grows_faster_than_cold():
+    model = life_model()
+    n_cycles = 100
+    T_hot, T_cold = _history(318.15, n_cycles), _history(288.15, n_cycles)
+    hot = cycle_exposure(T_hot, PERIOD), cycle_duration(T_hot, PERIOD)
+    cold = cycle_exposure(T_cold, PERIOD), cycle_duration(T_cold, PERIOD)
+    # Same cell, same (flat) capacity record: only the measured temperature differs.
+    q = np.full(n_cycles, 4.9)
+    est_hot, est_cold = estimate(*hot, q, model), estimate(*cold, q, model)
+    growth_hot = est_hot.sei_nm[-1] - est_hot.sei_nm[0]
+    growth_cold = est_cold.sei_nm[-1] - est_cold.sei_nm[0]
+    assert growth_hot > 1.5 * growth_cold > 0  # Arrhenius: rate x4.5, sqrt growth ~x2
+    # and without any capacity (no correction at all) the law alone does the same
+    none = np.full(n_cycles, np.nan)
+    assert estimate(*hot, none, model).sei_nm[-1] > estimate(*cold, none, model).sei_nm[-1]
+
+
+@pytest.mark.parametrize("factor", [0.75, 1.3])
+def test_filter_corrects_a_wrong_rate(factor):
+    model = life_model()
+    n_cycles = 200
+    D_true, psi_true = factor * model.D_nominal, 4e-10
+    g, d, q, res, L_true, n_true = _synthetic(model, _history(308.15, n_cycles, wobble=3.0),
+                                              D_true, psi_true)
+    est = estimate(g, d, q, model, resistance_ohm=res)
+    open_loop = estimate(g, d, np.full(n_cycles, np.nan), model)  # prior rate, no correction
+    err = abs(est.sei_nm[-1] - L_true[-1] * 1e9)
+    err_open = abs(open_loop.sei_nm[-1] - L_true[-1] * 1e9)
+    assert est.D[-1] == pytest.approx(D_true, rel=0.02)
+    assert est.psi[-1] == pytest.approx(psi_true, rel=0.05)
+    assert err < 0.1 * err_open
+    np.testing.assert_allclose(est.lli_pct[-1], 100 * n_true[-1] / model.n_li0, rtol=0.01)
+    # one-step capacity predictions after the first few cycles are within 0.05 %
+    rel = np.abs(est.capacity_ah[20:] / q[20:] - 1)
+    assert rel.max() < 5e-4
+
+
+def test_forecast_after_calibration_window_uses_no_capacity():
+    model = life_model()
+    g, d, q, res, _, _ = _synthetic(model, _history(308.15, 120), 1.2 * model.D_nominal, 4e-10)
+    q_bad, res_bad = q.copy(), res.copy()
+    q_bad[60:] = 0.0  # nonsense after the window must not be read
+    res_bad[60:] = 1.0
+    a = estimate(g, d, q, model, resistance_ohm=res, update_until=60)
+    b = estimate(g, d, q_bad, model, resistance_ohm=res_bad, update_until=60)
+    np.testing.assert_array_equal(a.sei_nm, b.sei_nm)
+    assert math.isclose(a.D[-1], a.D[59])
+
+
+def _synthetic_run(model, T_k, D, psi, cell=0):
+    """A life Dataset (the run_life layout) of a cell that follows the model exactly."""
+    import xarray as xr
+
+    from packtwin import schema
+
+    T = _history(T_k, 60, wobble=1.0, seed=cell)
+    g, d, q, res, L, n = _synthetic(model, T, D, psi)
+    dims = schema.SUMMARY_DIMS
+    ds = xr.Dataset({
+        "life_temperature": (schema.LIFE_SERIES_DIMS, T[None, None]),
+        "capacity": (dims, q[None, None]), "life_resistance": (dims, res[None, None]),
+        "lli": (dims, (100 * n / model.n_li0)[None, None]),
+        "sei_thickness_end": (dims, (L * 1e9)[None, None])},
+        coords={schema.SCENARIO: [0], schema.CELL: [cell], schema.CYCLE: np.arange(1, 61)})
+    ds.attrs["period_s"] = PERIOD
+    return schema.apply_attrs(ds)
+
+
+def test_calibrate_and_track_on_datasets():
+    from packtwin.physics.life_twin import calibrate, track
+
+    truth = life_model()
+    runs = [_synthetic_run(truth, 300.0, 1.1 * truth.D_nominal, 3e-10),
+            _synthetic_run(truth, 310.0, 0.9 * truth.D_nominal, 5e-10, cell=1)]
+    # start from a wrong capacity-per-lithium: calibration must find the data's
+    model = calibrate(runs, life_model(beta=0.5), upto_cycle=30)
+    assert model.beta == pytest.approx(1.0, rel=1e-6)
+    assert abs(model.xi) < 1e-6 * truth.kappa * 1e-9  # no charge-transfer drift in these data
+    assert model.psi_prior == pytest.approx(4e-10, rel=0.05)
+    unseen = _synthetic_run(truth, 320.0, 1.25 * truth.D_nominal, 4e-10, cell=2)
+    est = track(unseen, model)
+    assert est["sei_thickness_est"].attrs["units"] == "nm"
+    err = np.abs(est["sei_thickness_est"] - unseen["sei_thickness_end"]).values[..., 30:]
+    growth = float(unseen["sei_thickness_end"].values.ravel()[-1]) - 5.0
+    assert err.max() < 0.01 * growth
+
+
+def test_life_data_problems_are_named():
+    from packtwin.physics.life_twin import calibrate, track
+
+    model = life_model()
+    run = _synthetic_run(model, 300.0, model.D_nominal, 3e-10)
+    with pytest.raises(ValueError, match="life_temperature"):
+        track(run.drop_vars("life_temperature"), model)
+    bad_units = run.copy()
+    bad_units["life_temperature"] = bad_units["life_temperature"].assign_attrs(units="degC")
+    with pytest.raises(ValueError, match="units 'degC'"):
+        track(bad_units, model)
+    flat = run.copy()
+    flat["lli"] = flat["lli"] * 0
+    with pytest.raises(ValueError, match="no lithium loss"):
+        calibrate([flat], model)
+
+
+def test_run_life_refuses_bad_requests_before_solving():
+    from packtwin.sim.life_reference import run_life
+
+    with pytest.raises(ValueError, match="n_cycles and chunk must be >= 1"):
+        run_life({}, {}, 0, 25.0)
+    with pytest.raises(ValueError, match="unknown cell parameter keys \\['sei_rate'\\]"):
+        run_life({"sei_rate": 1.0}, {}, 5, 25.0)
