@@ -74,6 +74,11 @@ DIMS: dict[str, str] = {
 # Protocol families, stored as integer codes with CF flag attributes (string coordinates cannot grow).
 PROTOCOLS: tuple[str, ...] = ("cccv", "pulse")
 
+# How a stored current sample relates to the current between samples (attrs["current_convention"]
+# of every store): the mean over the period, so the charge passed is a plain right sum.
+CURRENT_CONVENTION = ("current[k] is the mean current of the period ending at sample k (charge is "
+                      "exact as a right sum); discharge > 0")
+
 # Status codes of a scenario (float so that unwritten chunks read NaN = "not done yet").
 STATUS_OK = 1.0
 STATUS_FAILED = 0.0

@@ -34,8 +34,6 @@ from packtwin.data.ingest_repair import (check_current_sign, clean_timeline, con
                                          resample_point, resample_step, to_seconds, uniform_grid)
 from packtwin.errors import debug_enabled, one_line
 
-CURRENT_CONVENTION = ("current[k] is the constant current of the step ending at sample k; "
-                      "discharge > 0")
 
 
 def _sha256(path: Path) -> str:
@@ -191,7 +189,7 @@ def _dataset(log, time, arrays, pack_arrays, valid, period_s, ambient, cycle, pr
         "schema_version": schema.SCHEMA_VERSION, "store_kind": "measured",
         "n_series": int(log.n_series), "n_parallel": int(log.n_parallel),
         "period_s": float(period_s), "ingested_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "packtwin_version": packtwin.__version__, "current_convention": CURRENT_CONVENTION,
+        "packtwin_version": packtwin.__version__, "current_convention": schema.CURRENT_CONVENTION,
     })
     ds.attrs.update({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in prov.items()})
     problems = schema.validate(ds, kind="measured")

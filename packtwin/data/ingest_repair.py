@@ -10,7 +10,7 @@ Timeline: rows without a timestamp are dropped, rows are sorted by time (stable)
 rows are dropped, and two rows with one timestamp but different values are an error.
 
 Resampling to a uniform period: voltage and temperature are interpolated linearly; current keeps
-the stores' convention (current[k] is the constant current of the step ending at sample k), so the
+the stores' convention (current[k] is the mean current of the period ending at sample k), so the
 resampled current is the mean current over each new step and the charge passed is preserved.
 A grid point inside a gap longer than ``max_gap_s`` (between finite samples) or outside a cell's
 samples is not interpolated: it is NaN and the ``valid`` mask is 0 there.

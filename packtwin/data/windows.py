@@ -65,8 +65,8 @@ def _broadcast(da, sel: Selection) -> np.ndarray:
 def charge_passed(current: np.ndarray, time: np.ndarray) -> np.ndarray:
     """Charge passed since the first sample [C] along the last axis (NaN padding stays NaN).
 
-    The stores' convention (``attrs["current_convention"]``): current[k] is the constant current
-    of the step that *ends* at sample k, so Q(t_k) = sum_{j=1..k} I_j (t_j - t_{j-1}): exact and
+    The stores' convention (``attrs["current_convention"]``): current[k] is the mean current
+    of the period that *ends* at sample k, so Q(t_k) = sum_{j=1..k} I_j (t_j - t_{j-1}): exact and
     causal; a left sum would lag one step (3 % of c_max at 2C with 60 s samples).
     """
     inc = current[..., 1:] * np.diff(time)

@@ -109,7 +109,7 @@ def baseline_dataset(truth: xr.Dataset, train_scenarios: Sequence[int], train_ce
         sto_n0 = np.full(first.shape, const.neg.c_init / const.neg.c_max)
     sto_p0 = line.sto_p(sto_n0)
     # Charge passed since the first valid sample [C], with the stores' current convention
-    # (current[k] is the constant current of the step ending at sample k).
+    # (current[k] is the mean current of the period ending at sample k).
     q = audit.charge_passed(np.where(valid4, cur, 0.0), time)
     dn = conservation.expected_concentration_change(torch.as_tensor(q), const.neg).numpy()
     dp = conservation.expected_concentration_change(torch.as_tensor(q), const.pos).numpy()

@@ -234,9 +234,9 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
         "generator_config": config_json(cfg), "nominal_capacity_ah": m.capacity_ah,
         "parameter_overrides": dict(cfg.model.parameter_overrides),
         "param_reference": REFERENCE_NOTE,
-        "current_convention": "current[k] is the mean current of the period ending at sample k "
-                              "(constant in a one-period coupling step, a linear ramp inside a "
-                              "longer one; charge is exact); discharge > 0",
+        # Inside a period the generator's current is constant (one-period coupling step) or a
+        # linear ramp (longer steps); either way the stored sample is the period's mean.
+        "current_convention": schema.CURRENT_CONVENTION,
         "sei_note": "SEI solvent diffusivity as in the parameter set (x cell multiplier); "
                     "no ageing acceleration",
         "messages": {},
