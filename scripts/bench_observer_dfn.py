@@ -1,0 +1,228 @@
+"""State estimators on the reduced core against PyBaMM DFN logs (the core is no longer exact).
+
+    .venv/bin/python scripts/bench_observer_dfn.py [--out reports/bench_observer_dfn.json]
+        [--seeds 0 1 2] [--train-cells 8] [--test-cells 4] [--iterations 30] [--period 10]
+        [--only COND ...] [--nominal]
+
+Truth: PyBaMM's DFN with the generator's options (SEI, partially reversible plating, lumped
+thermal; ``packtwin.sim.reference.run_profile`` on a 30-radial-point, 16/8/16 mesh), the
+generator's cell-to-cell draws (``packtwin.eval.dfn_logs.draw``: seed 100 + s for training,
+200 + s for testing, so every test cell is unseen), 10 s sampling, 10 mV voltage noise, the DFN's
+lumped temperature as the measured T. Fields are compared on the core's grid: the DFN's c_s(x, r)
+interpolated linearly onto the core's 8 particles x 12 shell centres per electrode
+(``packtwin.eval.dfn_logs.to_core_grid``); RMSE over all of them in % of c_max.
+
+Logs (``packtwin.eval.dfn_logs.Condition``): every cell first runs a lead-in from full (1C for a
+drawn 2-30 min), then the log starts UNDER LOAD with the condition's current, and every
+estimator starts at rest at the true SOC +-30 % (random sign). Training (25 degC only): random
+0.5-1C drives and the generator's pulse pattern scaled 0.5-1, 10 min logs. Held out: 2C at
+45 degC, 3C at 25 degC, pulses at 0 degC and at -10 degC, and a rested start (25 degC, 30 min
+rest after the lead-in, prior = the first noisy voltage read as an OCV).
+
+Estimators, all on the core with each cell's TRUE parameters from the draw (oracle-parameter
+setting; ``--nominal`` adds the same rows with nominal parameters, a new cell without a truth
+table): the open-loop core, coulomb counting (uniform particles), the EKF
+(``packtwin.physics.ekf``), the learned observer trained on core-made logs (the recipe of
+``scripts/bench_observer.py``: before) and trained on the DFN training logs (after), and, as the
+floor of the core's model-form error, the open-loop core started from the DFN's true state.
+Reported per condition: c_s RMSE per electrode at 2 / 10 min and over the last 5 min, time after
+which both stay below 1 % of c_max (per cell), model-voltage RMSE against the noise-free DFN
+voltage; then mean +- std over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from packtwin.eval.dfn_logs import Condition, cat_logs, dfn_logs, draw, pulses  # noqa: E402
+from packtwin.eval.observer_bench import (ESTIMATORS, core_made_logs, core_made_pack,  # noqa: E402
+                                         mean_std, run_estimator, run_learned, run_open_loop,
+                                         soc_window, summarise, train_observer)
+from packtwin.physics.core import ReducedCore  # noqa: E402
+from packtwin.physics.core_params import CoreParams  # noqa: E402
+from packtwin.physics.learned_observer import ObserverNet  # noqa: E402
+from packtwin.sim.reference import fine_model_config  # noqa: E402
+from bench_report import write_report  # noqa: E402  (scripts/ is on sys.path when run)
+
+TRAIN = (
+    Condition("drive_25degC", 25.0, drive=True, drive_s=600.0, lead_s=(120.0, 2400.0),
+              lead_c=(0.5, 1.0), soc_error=(0.15, 0.30)),
+    Condition("pulses_25degC", 25.0, profile=pulses(1), scale=(0.5, 1.0), lead_s=(120.0, 2400.0),
+              lead_c=(0.5, 1.0), soc_error=(0.15, 0.30)),
+)
+TEST = (
+    Condition("2C_45degC", 45.0, profile=((2.0, 900.0),), lead_s=(120.0, 900.0)),
+    Condition("3C_25degC", 25.0, profile=((3.0, 600.0),), lead_s=(120.0, 600.0)),
+    Condition("pulses_0degC", 0.0, profile=pulses(2), lead_s=(120.0, 1800.0)),
+    Condition("pulses_-10degC", -10.0, profile=pulses(2), lead_s=(120.0, 1200.0)),
+    Condition("pulses_25degC_rested", 25.0, profile=pulses(2), lead_s=(600.0, 1800.0),
+              rest_s=1800.0, prior="ocv"),
+)
+
+
+def core_for(cells: list[dict]) -> ReducedCore:
+    return ReducedCore(CoreParams.from_truth({k: [c[k] for c in cells] for k in cells[0]}))
+
+
+def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
+    """The learned observer trained on core-made logs (before) and on DFN logs (after)."""
+    nets, info = {}, {}
+    g = torch.Generator().manual_seed(1000 + seed)
+    core, lo, hi = core_made_pack(args.train_cells * len(TRAIN), g)
+    log = core_made_logs(core, lo, hi, int(round(600 / args.period)), args.period, g)
+    torch.manual_seed(seed)
+    net = ObserverNet().double()
+    t0 = time.perf_counter()
+    losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
+                            " (core logs)")
+    nets["learned_observer_core_trained"] = net
+    info["learned_observer_core_trained"] = {"seconds": time.perf_counter() - t0,
+                                             "loss_first": losses[0], "loss_last": losses[-1]}
+    g = torch.Generator().manual_seed(3000 + seed)
+    cells, nominal = draw(100 + seed, args.train_cells)
+    core = core_for(cells * len(TRAIN))
+    single = core_for(cells)
+    log = cat_logs([dfn_logs(single, cells, nominal, cond, args.period, g, dfn_cfg)
+                    for cond in TRAIN])
+    lo, hi = soc_window(core)
+    torch.manual_seed(seed)
+    net = ObserverNet().double()
+    t0 = time.perf_counter()
+    losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
+                            " (DFN logs)")
+    nets["learned_observer"] = net
+    info["learned_observer"] = {"seconds": time.perf_counter() - t0, "loss_first": losses[0],
+                                "loss_last": losses[-1], "dfn_seconds": log["dfn_seconds"],
+                                "train_cells": args.train_cells,
+                                "conditions": [c.name for c in TRAIN]}
+    return nets, info
+
+
+def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=()) -> dict:
+    lo, hi = soc_window(core)
+    out = {}
+    runs = [(name, None) for name in ESTIMATORS if name != "learned_observer"]
+    runs += [(name, net) for name, net in nets.items()]
+    for name, net in runs:
+        if name in skip:
+            continue
+        t0 = time.perf_counter()
+        if net is None:
+            c_n, c_p, v = run_estimator(name, core, log, lo, hi, period)
+        else:
+            with torch.no_grad():
+                c_n, c_p, v = run_learned(core, net, log, lo, hi, period)
+        out[name] = summarise(core, c_n, c_p, v, log, period)
+        out[name]["seconds"] = time.perf_counter() - t0
+        print(name, {k: v for k, v in out[name].items() if "series" not in k}, flush=True)
+    if with_floor:
+        c_n, c_p, v = run_open_loop(core, log, lo, hi, period, start=log["true_start"])
+        out["open_loop_core_true_start"] = summarise(core, c_n, c_p, v, log, period)
+    return out
+
+
+def one_seed(args, seed: int, dfn_cfg) -> dict:
+    nets, info = train_nets(args, seed, dfn_cfg)
+    res: dict = {"training": info, "conditions": {}}
+    cells, nominal = draw(200 + seed, args.test_cells)
+    core = core_for(cells)
+    g = torch.Generator().manual_seed(4000 + seed)
+    for cond in TEST:
+        if args.only and cond.name not in args.only:
+            continue
+        log = dfn_logs(core, cells, nominal, cond, args.period, g, dfn_cfg)
+        entry = {"ambient_c": cond.ambient_c, "prior": cond.prior, "lead_s": log["lead_s"],
+                 "soc_start": log["soc_start"].tolist(),
+                 "prior_soc_error": log["prior_soc_error"].tolist(),
+                 "first_current_a": log["I"][:, 0].tolist(),
+                 "duration_s": args.period * log["I"].shape[1], "dfn_seconds": log["dfn_seconds"]}
+        print(f"seed {seed} {cond.name}", flush=True)
+        entry["oracle_parameters"] = evaluate(core, log, nets, args.period, True, args.skip)
+        if args.nominal:
+            nom = ReducedCore(CoreParams.from_truth(
+                {k: [nominal[k]] * len(cells) for k in cells[0]}))
+            entry["nominal_parameters"] = evaluate(nom, log, nets, args.period, False, args.skip)
+        res["conditions"][cond.name] = entry
+    return res
+
+
+def summary_over_seeds(per_seed: dict) -> dict:
+    """Per condition, parameter setting and estimator: mean and std over seeds."""
+    first = next(iter(per_seed.values()))["conditions"]
+    out: dict = {}
+    for cond, entry in first.items():
+        out[cond] = {}
+        for setting in ("oracle_parameters", "nominal_parameters"):
+            if setting not in entry:
+                continue
+            out[cond][setting] = {
+                name: mean_std([r["conditions"][cond][setting][name] for r in per_seed.values()])
+                for name in entry[setting]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "reports" / "bench_observer_dfn.json"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--train-cells", type=int, default=8,
+                    help="cells per training condition (one DFN log each)")
+    ap.add_argument("--test-cells", type=int, default=4)
+    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--period", type=float, default=10.0)
+    ap.add_argument("--only", nargs="*", help="held-out condition names (default: all)")
+    ap.add_argument("--nominal", action="store_true",
+                    help="also run every estimator with nominal parameters")
+    ap.add_argument("--skip", nargs="*", default=[], help="estimator rows to leave out")
+    ap.add_argument("--dfn-r", type=int, default=30)
+    ap.add_argument("--dfn-x", type=int, default=16)
+    ap.add_argument("--merge", nargs="*", help="per-seed JSON files of earlier runs to merge "
+                    "into --out instead of running (e.g. seeds run as separate processes)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    command = " ".join(["scripts/bench_observer_dfn.py"] + (argv if argv is not None
+                                                            else sys.argv[1:]))
+    if args.merge:
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        result = parts[0]
+        result["merged_from"] = [p["command"] for p in parts]
+        result["command"] = command
+        result["per_seed"] = {k: v for p in parts for k, v in p["per_seed"].items()}
+        result["summary"] = summary_over_seeds(result["per_seed"])
+        write_report(result, args.out)
+        return 0
+    dfn_cfg = fine_model_config(args.dfn_r, args.dfn_x)
+    result: dict = {"command": command,
+                    "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                                "torch_version": torch.__version__, "threads": 1,
+                                "note": "2-core dev machine shared with other engineers' jobs",
+                                "loadavg_1_5_15_at_start": list(os.getloadavg())},
+                    "config": vars(args), "dfn_var_pts": dfn_cfg.var_pts,
+                    "comparison_grid": "DFN fields interpolated onto the core's grid "
+                                       "(8 particles x 12 shell centres per electrode)",
+                    "parameters": "oracle: each cell's true parameters from the draw",
+                    "train_conditions": [c.__dict__ for c in TRAIN],
+                    "test_conditions": [c.__dict__ for c in TEST], "per_seed": {}}
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        result["per_seed"][str(seed)] = one_seed(args, seed, dfn_cfg)
+    result["total_seconds"] = time.perf_counter() - t0
+    result["summary"] = summary_over_seeds(result["per_seed"])
+    write_report(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
