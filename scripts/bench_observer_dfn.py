@@ -106,6 +106,17 @@ def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
                                 "loss_last": losses[-1], "dfn_seconds": log["dfn_seconds"],
                                 "train_cells": args.train_cells,
                                 "conditions": [c.name for c in TRAIN]}
+    if args.closure_mv > 0:  # the same DFN logs, a voltage closure head and a voltage loss
+        torch.manual_seed(seed)
+        net = ObserverNet(closure_v=args.closure_mv / 1000).double()
+        t0 = time.perf_counter()
+        losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
+                                " (DFN logs, closure)", args.voltage_weight)
+        nets["learned_observer_closure"] = net
+        info["learned_observer_closure"] = {"seconds": time.perf_counter() - t0,
+                                            "loss_first": losses[0], "loss_last": losses[-1],
+                                            "closure_mV": args.closure_mv,
+                                            "voltage_weight": args.voltage_weight}
     return nets, info
 
 
@@ -185,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="held-out condition names (default: all)")
     ap.add_argument("--nominal", action="store_true",
                     help="also run every estimator with nominal parameters")
+    ap.add_argument("--closure-mv", type=float, default=0.0,
+                    help="> 0: also train a learned observer with a voltage closure head of "
+                         "this bound [mV] on the DFN logs")
+    ap.add_argument("--voltage-weight", type=float, default=1.0,
+                    help="weight of the voltage term in the closure observer's training loss")
     ap.add_argument("--skip", nargs="*", default=[], help="estimator rows to leave out")
     ap.add_argument("--dfn-r", type=int, default=30)
     ap.add_argument("--dfn-x", type=int, default=16)
@@ -196,10 +212,22 @@ def main(argv: list[str] | None = None) -> int:
                                                             else sys.argv[1:]))
     if args.merge:
         parts = [json.loads(Path(p).read_text()) for p in args.merge]
-        result = parts[0]
+        result = json.loads(json.dumps(parts[0]))
         result["merged_from"] = [p["command"] for p in parts]
         result["command"] = command
-        result["per_seed"] = {k: v for p in parts for k, v in p["per_seed"].items()}
+        result["per_seed"] = {}
+        for p in parts:  # seeds side by side; the same seed's rows from several runs united
+            for k, run in p["per_seed"].items():
+                if k not in result["per_seed"]:
+                    result["per_seed"][k] = run
+                    continue
+                have = result["per_seed"][k]
+                have["training"].update(run["training"])
+                for cond, entry in run["conditions"].items():
+                    for setting in ("oracle_parameters", "nominal_parameters"):
+                        if setting in entry:
+                            have["conditions"][cond].setdefault(setting, {}).update(
+                                entry[setting])
         result["summary"] = summary_over_seeds(result["per_seed"])
         write_report(result, args.out)
         return 0

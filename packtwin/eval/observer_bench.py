@@ -199,14 +199,18 @@ def field_loss(core, c_n, c_p, log) -> Tensor:
 
 
 def train_observer(net: ObserverNet, core, log, lo, hi, period, iterations: int, lr: float,
-                   label: str = "") -> list[float]:
-    """Adam on :func:`field_loss`, back-propagating through the core over the whole log."""
+                   label: str = "", voltage_weight: float = 0.0) -> list[float]:
+    """Adam on :func:`field_loss` (plus ``voltage_weight`` x the mean squared model-voltage
+    error against the measured voltage in units of the noise, which is what trains a closure
+    head), back-propagating through the core over the whole log."""
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
     for it in range(iterations):
         opt.zero_grad()
-        c_n, c_p, _ = run_learned(core, net, log, lo, hi, period)
+        c_n, c_p, v = run_learned(core, net, log, lo, hi, period)
         loss = field_loss(core, c_n, c_p, log)
+        if voltage_weight > 0:
+            loss = loss + voltage_weight * (((v - log["V"]) / NOISE_V) ** 2).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()

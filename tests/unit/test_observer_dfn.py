@@ -1,8 +1,6 @@
 """The observer on a PyBaMM DFN log (the core is no longer exact): the log path, a voltage-fed
 correction that undoes a wrong prior (and fails without it), stream == whole sequence."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
