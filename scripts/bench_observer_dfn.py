@@ -78,17 +78,19 @@ def core_for(cells: list[dict]) -> ReducedCore:
 def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
     """The learned observer trained on core-made logs (before) and on DFN logs (after)."""
     nets, info = {}, {}
-    g = torch.Generator().manual_seed(1000 + seed)
-    core, lo, hi = core_made_pack(args.train_cells * len(TRAIN), g)
-    log = core_made_logs(core, lo, hi, int(round(600 / args.period)), args.period, g)
-    torch.manual_seed(seed)
-    net = ObserverNet().double()
-    t0 = time.perf_counter()
-    losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
-                            " (core logs)")
-    nets["learned_observer_core_trained"] = net
-    info["learned_observer_core_trained"] = {"seconds": time.perf_counter() - t0,
-                                             "loss_first": losses[0], "loss_last": losses[-1]}
+    if "learned_observer_core_trained" in args.nets:
+        g = torch.Generator().manual_seed(1000 + seed)
+        core, lo, hi = core_made_pack(args.train_cells * len(TRAIN), g)
+        log = core_made_logs(core, lo, hi, int(round(600 / args.period)), args.period, g)
+        torch.manual_seed(seed)
+        net = ObserverNet().double()
+        t0 = time.perf_counter()
+        losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
+                                " (core logs)")
+        nets["learned_observer_core_trained"] = net
+        info["learned_observer_core_trained"] = {"seconds": time.perf_counter() - t0,
+                                                 "loss_first": losses[0],
+                                                 "loss_last": losses[-1]}
     g = torch.Generator().manual_seed(3000 + seed)
     cells, nominal = draw(100 + seed, args.train_cells)
     core = core_for(cells * len(TRAIN))
@@ -96,17 +98,19 @@ def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
     log = cat_logs([dfn_logs(single, cells, nominal, cond, args.period, g, dfn_cfg)
                     for cond in TRAIN])
     lo, hi = soc_window(core)
-    torch.manual_seed(seed)
-    net = ObserverNet().double()
-    t0 = time.perf_counter()
-    losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
-                            " (DFN logs)")
-    nets["learned_observer"] = net
-    info["learned_observer"] = {"seconds": time.perf_counter() - t0, "loss_first": losses[0],
-                                "loss_last": losses[-1], "dfn_seconds": log["dfn_seconds"],
-                                "train_cells": args.train_cells,
-                                "conditions": [c.name for c in TRAIN]}
-    if args.closure_mv > 0:  # the same DFN logs, a voltage closure head and a voltage loss
+    if "learned_observer" in args.nets:
+        torch.manual_seed(seed)
+        net = ObserverNet().double()
+        t0 = time.perf_counter()
+        losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
+                                " (DFN logs)")
+        nets["learned_observer"] = net
+        info["learned_observer"] = {"seconds": time.perf_counter() - t0,
+                                    "loss_first": losses[0], "loss_last": losses[-1],
+                                    "dfn_seconds": log["dfn_seconds"],
+                                    "train_cells": args.train_cells,
+                                    "conditions": [c.name for c in TRAIN]}
+    if "learned_observer_closure" in args.nets:  # the same DFN logs, a voltage closure head and a voltage loss
         torch.manual_seed(seed)
         net = ObserverNet(closure_v=args.closure_mv / 1000).double()
         t0 = time.perf_counter()
@@ -196,9 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="held-out condition names (default: all)")
     ap.add_argument("--nominal", action="store_true",
                     help="also run every estimator with nominal parameters")
-    ap.add_argument("--closure-mv", type=float, default=0.0,
-                    help="> 0: also train a learned observer with a voltage closure head of "
-                         "this bound [mV] on the DFN logs")
+    ap.add_argument("--nets", nargs="*", default=["learned_observer_core_trained",
+                                                  "learned_observer"],
+                    help="learned observers to train: learned_observer_core_trained (core "
+                         "logs), learned_observer (DFN logs), learned_observer_closure (DFN "
+                         "logs, voltage closure head)")
+    ap.add_argument("--closure-mv", type=float, default=30.0,
+                    help="bound of learned_observer_closure's voltage closure term [mV]")
     ap.add_argument("--voltage-weight", type=float, default=1.0,
                     help="weight of the voltage term in the closure observer's training loss")
     ap.add_argument("--skip", nargs="*", default=[], help="estimator rows to leave out")
