@@ -187,6 +187,35 @@ def summary_over_seeds(per_seed: dict) -> dict:
     return out
 
 
+ROW_NAMES = {"open_loop_core": "open-loop core", "coulomb_counting": "coulomb counting",
+             "ekf": "EKF", "learned_observer_core_trained": "learned, trained on core logs",
+             "learned_observer": "learned, trained on DFN logs",
+             "learned_observer_closure": "learned + voltage closure, DFN logs",
+             "open_loop_core_true_start": "core from the true state (floor)"}
+
+
+def markdown_table(summary: dict, setting: str = "oracle_parameters") -> str:
+    """The README's table: one row per condition and estimator, mean +- std over seeds."""
+
+    def cell(m: dict, key: str, fmt: str = "{:.2f}") -> str:
+        if key not in m:
+            return "-"
+        return (fmt + "±" + fmt).format(m[key]["mean"], m[key]["std"])
+
+    lines = ["| condition | estimator | c_s n / p at 2 min [% c_max] | at 10 min | last 5 min "
+             "| cells < 1 % by the end | voltage RMSE [mV] |", "|---|---|---|---|---|---|---|"]
+    for cond, settings in summary.items():
+        for name, m in settings.get(setting, {}).items():
+            lines.append(
+                f"| {cond} | {ROW_NAMES.get(name, name)} "
+                f"| {cell(m, 'c_s_n_rmse_pct_at_s_120')} / {cell(m, 'c_s_p_rmse_pct_at_s_120')} "
+                f"| {cell(m, 'c_s_n_rmse_pct_at_s_600')} / {cell(m, 'c_s_p_rmse_pct_at_s_600')} "
+                f"| {cell(m, 'c_s_n_rmse_pct_last_5min')} / {cell(m, 'c_s_p_rmse_pct_last_5min')} "
+                f"| {cell(m, 'cells_below_1pct_by_end', '{:.1f}')} "
+                f"| {cell(m, 'voltage_rmse_mV', '{:.1f}')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_observer_dfn.json"))
@@ -214,7 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dfn-x", type=int, default=16)
     ap.add_argument("--merge", nargs="*", help="per-seed JSON files of earlier runs to merge "
                     "into --out instead of running (e.g. seeds run as separate processes)")
+    ap.add_argument("--table", action="store_true",
+                    help="print the markdown table of an existing --out and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        summary = json.loads(Path(args.out).read_text())["summary"]
+        for setting in ("oracle_parameters", "nominal_parameters"):
+            if any(setting in v for v in summary.values()):
+                print(f"{setting}:\n" + markdown_table(summary, setting))
+        return 0
     torch.set_num_threads(1)
     command = " ".join(["scripts/bench_observer_dfn.py"] + (argv if argv is not None
                                                             else sys.argv[1:]))

@@ -215,8 +215,9 @@ def train_observer(net: ObserverNet, core, log, lo, hi, period, iterations: int,
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
-        print(f"train{label} iteration {it}: mean squared c_s error {losses[-1]:.4f} "
-              f"(% c_max)^2", flush=True)
+        print(f"train{label} iteration {it}: loss {losses[-1]:.4f} (mean squared c_s error, "
+              f"(% c_max)^2{', plus the voltage term' if voltage_weight > 0 else ''})",
+              flush=True)
     return losses
 
 
