@@ -75,52 +75,46 @@ def core_for(cells: list[dict]) -> ReducedCore:
     return ReducedCore(CoreParams.from_truth({k: [c[k] for c in cells] for k in cells[0]}))
 
 
+def _train(args, seed, core, log, label, closure_mv=0.0, voltage_weight=0.0):
+    lo, hi = soc_window(core)
+    torch.manual_seed(seed)
+    net = ObserverNet(closure_v=closure_mv / 1000).double()
+    t0 = time.perf_counter()
+    losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
+                            f" ({label})", voltage_weight)
+    return net, {"seconds": time.perf_counter() - t0, "loss_first": losses[0],
+                 "loss_last": losses[-1], "logs": label, "closure_mV": closure_mv,
+                 "voltage_weight": voltage_weight}
+
+
 def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
-    """The learned observer trained on core-made logs (before) and on DFN logs (after)."""
+    """The learned observers of ``args.nets``: trained on core-made logs (the recipe of
+    scripts/bench_observer.py: before), on DFN logs (after), on DFN logs with a voltage
+    closure head and a voltage loss term."""
     nets, info = {}, {}
     if "learned_observer_core_trained" in args.nets:
         g = torch.Generator().manual_seed(1000 + seed)
         core, lo, hi = core_made_pack(args.train_cells * len(TRAIN), g)
         log = core_made_logs(core, lo, hi, int(round(600 / args.period)), args.period, g)
-        torch.manual_seed(seed)
-        net = ObserverNet().double()
-        t0 = time.perf_counter()
-        losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
-                                " (core logs)")
-        nets["learned_observer_core_trained"] = net
-        info["learned_observer_core_trained"] = {"seconds": time.perf_counter() - t0,
-                                                 "loss_first": losses[0],
-                                                 "loss_last": losses[-1]}
+        key = "learned_observer_core_trained"
+        nets[key], info[key] = _train(args, seed, core, log, "core logs")
     g = torch.Generator().manual_seed(3000 + seed)
     cells, nominal = draw(100 + seed, args.train_cells)
     core = core_for(cells * len(TRAIN))
     single = core_for(cells)
     log = cat_logs([dfn_logs(single, cells, nominal, cond, args.period, g, dfn_cfg)
                     for cond in TRAIN])
-    lo, hi = soc_window(core)
+    dfn_info = {"dfn_seconds": log["dfn_seconds"], "train_cells": args.train_cells,
+                "conditions": [c.name for c in TRAIN]}
     if "learned_observer" in args.nets:
-        torch.manual_seed(seed)
-        net = ObserverNet().double()
-        t0 = time.perf_counter()
-        losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
-                                " (DFN logs)")
-        nets["learned_observer"] = net
-        info["learned_observer"] = {"seconds": time.perf_counter() - t0,
-                                    "loss_first": losses[0], "loss_last": losses[-1],
-                                    "dfn_seconds": log["dfn_seconds"],
-                                    "train_cells": args.train_cells,
-                                    "conditions": [c.name for c in TRAIN]}
-    if "learned_observer_closure" in args.nets:  # the same DFN logs, a voltage closure head and a voltage loss
-        torch.manual_seed(seed)
-        net = ObserverNet(closure_v=args.closure_mv / 1000).double()
-        t0 = time.perf_counter()
-        losses = train_observer(net, core, log, lo, hi, args.period, args.iterations, args.lr,
-                                " (DFN logs, closure)", args.voltage_weight)
-        nets["learned_observer_closure"] = net
-        info["learned_observer_closure"] = {"seconds": time.perf_counter() - t0,
-                                            "loss_first": losses[0], "loss_last": losses[-1],
-                                            "closure_mV": args.closure_mv,
-                                            "voltage_weight": args.voltage_weight}
+        nets["learned_observer"], info["learned_observer"] = _train(args, seed, core, log,
+                                                                    "DFN logs")
+        info["learned_observer"].update(dfn_info)
+    if "learned_observer_closure" in args.nets:
+        key = "learned_observer_closure"
+        nets[key], info[key] = _train(args, seed, core, log, "DFN logs, closure",
+                                      args.closure_mv, args.voltage_weight)
+        info[key].update(dfn_info)
     return nets, info
 
 
