@@ -141,7 +141,9 @@ def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=()) ->
     return out
 
 
-def one_seed(args, seed: int, dfn_cfg) -> dict:
+def one_seed(args, seed: int, dfn_cfg, progress=None) -> dict:
+    """Train the nets, then every held-out condition; ``progress(partial result)`` after each
+    condition (so a failure later loses nothing computed)."""
     nets, info = train_nets(args, seed, dfn_cfg)
     res: dict = {"training": info, "conditions": {}}
     cells, nominal = draw(200 + seed, args.test_cells)
@@ -155,7 +157,8 @@ def one_seed(args, seed: int, dfn_cfg) -> dict:
                  "soc_start": log["soc_start"].tolist(),
                  "prior_soc_error": log["prior_soc_error"].tolist(),
                  "first_current_a": log["I"][:, 0].tolist(),
-                 "duration_s": args.period * log["I"].shape[1], "dfn_seconds": log["dfn_seconds"]}
+                 "duration_s": args.period * log["I"].shape[1], "dfn_seconds": log["dfn_seconds"],
+                 "dfn_failures_redrawn": log["dfn_failures"]}
         print(f"seed {seed} {cond.name}", flush=True)
         entry["oracle_parameters"] = evaluate(core, log, nets, args.period, True, args.skip)
         if args.nominal:
@@ -163,6 +166,8 @@ def one_seed(args, seed: int, dfn_cfg) -> dict:
                 {k: [nominal[k]] * len(cells) for k in cells[0]}))
             entry["nominal_parameters"] = evaluate(nom, log, nets, args.period, False, args.skip)
         res["conditions"][cond.name] = entry
+        if progress is not None:
+            progress(res)
     return res
 
 
@@ -284,7 +289,12 @@ def main(argv: list[str] | None = None) -> int:
                     "test_conditions": [c.__dict__ for c in TEST], "per_seed": {}}
     t0 = time.perf_counter()
     for seed in args.seeds:
-        result["per_seed"][str(seed)] = one_seed(args, seed, dfn_cfg)
+        def progress(res, seed=seed):
+            result["per_seed"][str(seed)] = res
+            Path(args.out + ".partial").parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out + ".partial").write_text(json.dumps(result, indent=1))
+
+        result["per_seed"][str(seed)] = one_seed(args, seed, dfn_cfg, progress)
     result["total_seconds"] = time.perf_counter() - t0
     result["summary"] = summary_over_seeds(result["per_seed"])
     write_report(result, args.out)

@@ -29,6 +29,7 @@ from packtwin.physics.ocv_inversion import invert_ocv
 
 CAPACITY_AH = 5.0
 PRIORS = ("offset", "ocv")
+MAX_DRAWS = 4  # draws of a cell's lead-in (and drive) before a DFN failure is raised
 
 
 @dataclass(frozen=True)
@@ -112,39 +113,59 @@ def to_core_grid(core: ReducedCore, field_: np.ndarray, x_src, r_src, electrode:
     return moved.transpose(-1, -2)
 
 
+def _draw_segments(cond: Condition, period: float, gen: torch.Generator):
+    """One cell's lead-in and load [(A, s)] for ``cond``."""
+    lo_s, hi_s = cond.lead_s
+    lead = period * int(torch.randint(int(lo_s / period), int(hi_s / period) + 1, (1,),
+                                      generator=gen))
+    lead_c = cond.lead_c[0] + (cond.lead_c[1] - cond.lead_c[0]) * float(
+        torch.rand(1, generator=gen))
+    scale = cond.scale[0] + (cond.scale[1] - cond.scale[0]) * float(torch.rand(1, generator=gen))
+    load = random_drive(gen, cond.drive_s, period) if cond.drive else list(cond.profile)
+    segments = [(CAPACITY_AH * lead_c, lead)]
+    if cond.rest_s > 0:
+        segments.append((0.0, cond.rest_s))
+    segments += [(CAPACITY_AH * scale * c, s) for c, s in load]
+    return lead, segments, load
+
+
 def dfn_logs(core: ReducedCore, cells: Sequence[dict], nominal: dict, cond: Condition,
              period: float, gen: torch.Generator, dfn_cfg=None) -> dict:
     """One log per cell of ``cells`` (the true parameters of ``core``'s cells, same order) for
     ``cond``; see the module doc. Adds to the log dict of :mod:`packtwin.eval.observer_bench`:
     ``I_start`` (the current over the step ending at sample 0), ``true_start`` (the DFN's
     state at sample 0 on the core's grid), ``soc_start``,
-    ``prior_soc_error``, ``lead_s`` and ``dfn_seconds``.
+    ``prior_soc_error``, ``lead_s``, ``dfn_failures`` and ``dfn_seconds``.
+
+    A cell whose DFN run fails (PyBaMM's solver error, or an early stop when the condition
+    empties it) is drawn again (lead-in and drive), up to :data:`MAX_DRAWS` times; the failed
+    draws are listed in ``dfn_failures`` (a draw without failures is unchanged by this).
 
     Raises:
-        packtwin.sim.cell.StepTerminated: a DFN run stopped early (the condition empties a cell).
+        pybamm.SolverError, packtwin.sim.cell.StepTerminated: the last draw failed too.
     """
     import time
 
+    import pybamm
+
+    from packtwin.sim.cell import StepTerminated
     from packtwin.sim.reference import run_profile
 
     if len(cells) != core.params.n_cells:
         raise ValueError(f"dfn_logs: {len(cells)} cells but the core has {core.params.n_cells}")
     ambient = 273.15 + cond.ambient_c
     per_cell, leads, t0 = [], [], time.perf_counter()
-    for cell in cells:
-        lo_s, hi_s = cond.lead_s
-        lead = period * int(torch.randint(int(lo_s / period), int(hi_s / period) + 1, (1,),
-                                          generator=gen))
-        lead_c = cond.lead_c[0] + (cond.lead_c[1] - cond.lead_c[0]) * float(
-            torch.rand(1, generator=gen))
-        scale = cond.scale[0] + (cond.scale[1] - cond.scale[0]) * float(
-            torch.rand(1, generator=gen))
-        load = (random_drive(gen, cond.drive_s, period) if cond.drive else list(cond.profile))
-        segments = [(CAPACITY_AH * lead_c, lead)]
-        if cond.rest_s > 0:
-            segments.append((0.0, cond.rest_s))
-        segments += [(CAPACITY_AH * scale * c, s) for c, s in load]
-        ref = run_profile(cell, nominal, segments, ambient, period, dfn_cfg)
+    failures: list[dict] = []
+    for b, cell in enumerate(cells):
+        for attempt in range(MAX_DRAWS):
+            lead, segments, load = _draw_segments(cond, period, gen)
+            try:
+                ref = run_profile(cell, nominal, segments, ambient, period, dfn_cfg)
+                break
+            except (pybamm.SolverError, StepTerminated) as err:  # draw again
+                if attempt == MAX_DRAWS - 1:
+                    raise
+                failures.append({"cell": b, "lead_s": lead, "error": str(err)[:200]})
         k0 = int(round((lead + cond.rest_s) / period))
         K = int(round(sum(s for _, s in load) / period))
         per_cell.append((ref, k0, K))
@@ -184,7 +205,7 @@ def dfn_logs(core: ReducedCore, cells: Sequence[dict], nominal: dict, cond: Cond
             "T": stack("temperature", log_sl), "V_true": V_true,
             "V": V_true + noise[:, 1:], "c_n": c_n, "c_p": c_p, "true_start": true_start,
             "soc_start": soc_start, "prior_soc": prior_soc, "prior_soc_error": prior_soc - soc_start,
-            "lead_s": leads, "dfn_seconds": time.perf_counter() - t0}
+            "lead_s": leads, "dfn_failures": failures, "dfn_seconds": time.perf_counter() - t0}
 
 
 def cat_logs(logs: Sequence[dict]) -> dict:
