@@ -172,17 +172,20 @@ def one_seed(args, seed: int, dfn_cfg, progress=None) -> dict:
 
 
 def summary_over_seeds(per_seed: dict) -> dict:
-    """Per condition, parameter setting and estimator: mean and std over seeds."""
-    first = next(iter(per_seed.values()))["conditions"]
+    """Per condition, parameter setting and estimator: mean and std over the seeds that ran it
+    (``seeds`` lists them: a run cut short leaves a condition with fewer)."""
     out: dict = {}
-    for cond, entry in first.items():
-        out[cond] = {}
-        for setting in ("oracle_parameters", "nominal_parameters"):
-            if setting not in entry:
-                continue
-            out[cond][setting] = {
-                name: mean_std([r["conditions"][cond][setting][name] for r in per_seed.values()])
-                for name in entry[setting]}
+    for run in per_seed.values():
+        for cond, entry in run["conditions"].items():
+            for setting in ("oracle_parameters", "nominal_parameters"):
+                for name in entry.get(setting, {}):
+                    out.setdefault(cond, {}).setdefault(setting, {}).setdefault(name, None)
+    for cond, settings in out.items():
+        for setting, rows in settings.items():
+            for name in rows:
+                have = {k: r["conditions"][cond][setting][name] for k, r in per_seed.items()
+                        if name in r["conditions"].get(cond, {}).get(setting, {})}
+                rows[name] = {"seeds": sorted(have), **mean_std(list(have.values()))}
     return out
 
 
@@ -197,7 +200,7 @@ def markdown_table(summary: dict, setting: str = "oracle_parameters") -> str:
     """The README's table: one row per condition and estimator, mean +- std over seeds."""
 
     def cell(m: dict, key: str, fmt: str = "{:.2f}") -> str:
-        if key not in m:
+        if key not in m or not isinstance(m[key], dict):
             return "-"
         return (fmt + "±" + fmt).format(m[key]["mean"], m[key]["std"])
 
