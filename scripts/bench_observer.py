@@ -5,8 +5,8 @@
         [--test-samples 120] [--period 10]
 
 Data: made by the reduced core itself (``packtwin.physics.core``, default resolution), so the
-model is exact here and the comparison isolates the estimators; a DFN-made comparison is left to
-``scripts/bench_core.py``'s EKF section and to future work. Each cell has its own parameters
+model is exact here and the comparison isolates the estimators; the same comparison on PyBaMM DFN logs
+is ``scripts/bench_observer_dfn.py``. Each cell has its own parameters
 (D_n, D_p, k_n, k_p, contact resistance drawn within +-20 % of nominal; known to every
 estimator, as in the EKF bench), temperature (10-40 degC) and a piecewise-constant current
 (-0.5C to 1.5C, some rests, segments of 1-5 min). The truth runs from rest at SOC 40-95 % for

@@ -100,3 +100,24 @@ def test_stream_equals_whole_sequence_on_a_dfn_log(dfn_case):
             assert torch.allclose(a, b, rtol=1e-10, atol=1e-9), (k, name)
     # the DFN's current steps at the lead-in's end and the temperature drifts: not a trivial log
     assert float(log["T"].max() - log["T"].min()) > 0.0
+
+
+def test_coulomb_counting_moves_the_same_lithium_as_the_core():
+    """The baseline's uniform particles follow the charge exactly as the core's particles do
+    (their mean concentrations agree), only without gradients."""
+    from packtwin.eval.observer_bench import run_coulomb
+    from packtwin.physics.particle_fv import particle_average
+
+    core = ReducedCore(CoreParams.nominal(2), SMALL)
+    lo, hi = soc_window(core)
+    I = torch.tensor([[5.0] * 10 + [-2.5] * 10, [10.0] * 20], dtype=torch.float64)
+    log = {"I": I, "T": torch.full_like(I, 298.15),
+           "prior_soc": torch.tensor([0.8, 0.7], dtype=torch.float64)}
+    a, b = run_open_loop(core, log, lo, hi, PERIOD), run_coulomb(core, log, lo, hi, PERIOD)
+    for k in (0, 1):
+        mean_a = particle_average(a[k], core.sphere).mean(-1)
+        mean_b = particle_average(b[k], core.sphere).mean(-1)
+        assert torch.allclose(mean_a, mean_b, rtol=1e-9)
+    # not vacuous: the charge moved the state, and the core's particles have gradients
+    assert float((b[0][:, -1] - b[0][:, 0]).abs().max()) > 1000.0
+    assert float((a[0][..., -1] - a[0][..., 0]).abs().max()) > 10.0
