@@ -46,6 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from packtwin.eval.observer_bench import time_below  # noqa: E402
 from packtwin.physics.core import CoreConfig, ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.ekf import CoreEKF, EKFConfig  # noqa: E402
@@ -129,14 +130,6 @@ def pack_speed(n_cells: int = 100, period: float = 60.0, repeats: int = 3) -> di
     return {"n_cells": n_cells, "period_s": period, "samples": K,
             "seconds_per_1C_discharge_hour": float(np.median(times)),
             "ms_per_sample": 1e3 * float(np.median(times)) / K}
-
-
-def _time_below(t: np.ndarray, err: np.ndarray, level: float) -> float | None:
-    """First time after which ``err`` stays below ``level`` to the end (None: never)."""
-    above = np.nonzero(err >= level)[0]
-    if above.size == 0:
-        return float(t[0])
-    return None if above[-1] == len(err) - 1 else float(t[above[-1] + 1])
 
 
 def _fv_average(c: np.ndarray, rho: np.ndarray) -> np.ndarray:
@@ -232,7 +225,7 @@ def ekf_experiment(cells: list[dict], nominal: dict, dfn_cfg, period: float,
         for name in ("ekf", "open_loop"):
             series = {m: np.array([r[b][m] for r in rows[name]]) for m in rows[name][0][b]}
             cell[name] = {
-                "time_to_below_1pct_s": {m: _time_below(t, np.abs(series[m]), 1.0)
+                "time_to_below_1pct_s": {m: time_below(t, np.abs(series[m]), 1.0)
                                          for m in ("c_s_n_rmse_pct", "c_s_p_rmse_pct",
                                                    "c_n_mean_error_pct")},
                 "final": {m: float(v[-1]) for m, v in series.items()},

@@ -86,3 +86,32 @@ def test_training_gradient_reaches_the_network_through_the_core():
     loss.backward()
     g = net.mlp[-1].weight.grad
     assert g is not None and float(g.abs().max()) > 0
+
+
+def test_closure_head_is_bounded_blind_to_the_innovation_and_moves_no_lithium():
+    core, _, window, state = _setup()
+    torch.manual_seed(1)
+    net = ObserverNet(closure_v=0.02).double()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    I, T = torch.full((3,), 5.0, dtype=torch.float64), torch.full((3,), 298.15, dtype=torch.float64)
+    f = features(core, state, I, T, torch.zeros(3, dtype=torch.float64), window)
+    dv = net.closure_voltage(f)
+    assert (dv.abs() <= 0.02 + 1e-15).all() and float(dv.abs().max()) > 1e-4
+    f2 = f.clone()
+    f2[:, 0] = 7.0  # another innovation: the closure does not read it
+    assert torch.equal(net.closure_voltage(f2), dv)
+    # the step's model voltage carries the closure; the state keeps the cell's lithium
+    obs = LearnedObserver(core, net, window)
+    V = torch.full((3,), 3.7, dtype=torch.float64)
+    new, v_model, e, _ = obs.step(state, I, T, V, 10.0)
+    pred, guess = core.advance(state, I, T, 10.0)
+    v_core = core.measure(pred, I, T, guess).voltage
+    f_pred = features(core, pred, I, T, torch.zeros(3, dtype=torch.float64), window)
+    assert torch.allclose(v_model, v_core + net.closure_voltage(f_pred), atol=1e-12)
+    assert torch.allclose(e, V - v_model, atol=1e-12)
+    n0, p0, _ = core.lithium(state)
+    n1, p1, _ = core.lithium(new)
+    assert torch.allclose(n1 + p1, n0 + p0, rtol=1e-12, atol=0)
+    # without a closure head the term is zero
+    assert torch.equal(ObserverNet().double().closure_voltage(f), torch.zeros(3, dtype=torch.float64))
