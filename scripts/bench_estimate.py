@@ -1,23 +1,29 @@
-"""Coverage of ``packtwin estimate``'s seed-ensemble band on a simulated pack, as JSON.
+"""Coverage of ``packtwin estimate``'s seed-ensemble band, raw and calibrated, on a simulated pack.
 
     .venv/bin/python scripts/bench_estimate.py --store data/demo.zarr \
         --checkpoints reports/ablation_demo/runs/physics/seed{0,1,2}/model.ckpt \
-        [--scenarios 6,7,8,10,12 --snapshots 1 --steps 150] [--out reports/bench_estimate.json]
+        [--scenarios 2,6,7,8,10,12 --calibrate-scenarios 2,6,7 --calibrate-cells 0,1 \
+         --snapshots 1 --steps 150] [--out reports/bench_estimate.json]
 
 Every cell of the selected scenarios is estimated as ``packtwin estimate`` does (each cell new,
-its embedding fitted from V/I/T alone, once per checkpoint), then compared with the store's
-hidden truth, which the estimate never reads:
+its embedding fitted from V/I/T alone, once per checkpoint, over all the selected scenarios at
+once), then compared with the store's hidden truth, which the estimate never reads:
 
 - for each nominal level, the share of truth values inside mean +- k std (the Student-t band
   recorded in the estimate's attrs), per variable, over every valid sample, cell and grid point;
 - the same for the members' [min, max] (nominal (K-1)/(K+1));
 - the ratio of the mean's RMSE to the RMS spread (1 would be a spread as large as the error);
-- coverage at the default level per cell and per scenario.
+- coverage at the default level per cell and per scenario;
+- ``calibrated``: for each level, the band calibrated (``packtwin.eval.estimate.make_calibration``,
+  split-conformal scaling) on the calibration scenarios x calibration cells only, and its raw
+  and calibrated coverage on four splits: the calibration entries themselves, the test scenarios
+  (the other ones), the held-out cells (the other ones), and both held out.
 
 The default scenarios of the demo pack (``configs/generate/demo.yaml``) are one per condition:
-25 degC 1C constant current (a training condition), its pulse protocol, 45 and -10 degC, 2C; the
-default snapshot is the second cycle, never trained on. Cells 0-2 were trained on (as other cells
-in the demo ablation), cell 3 never; here all four are fitted as new cells.
+10 and 25 degC 1C constant current and 25 degC pulse (train-like conditions: the calibration
+ones), 45 and -10 degC 1C, 25 degC 2C (the test ones); the default snapshot is the second cycle,
+never trained on. Cells 0-2 were trained on (as other cells in the demo ablation), cell 3 never;
+here all four are fitted as new cells; cells 0-1 calibrate, 2-3 are held out.
 """
 
 from __future__ import annotations

@@ -371,25 +371,29 @@ def _cal_file(tmp_path, **change):
     return p
 
 
-BAD_CAL = [  # id, change to a good file, fragment of the one-line error
-    ("a variable that is not estimated", dict(variables={"soc_x": {"units": "1"}}),
+BAD_CAL = [  # id, change to a good file, extra argv, fragment of the one-line error
+    ("a variable that is not estimated", dict(variables={"soc_x": {"units": "1"}}), [],
      r"variable 'soc_x' is not estimated here"),
-    ("wrong units", dict(soc_units="%"), r"variable 'soc' has units '%', the estimate has '1'"),
-    ("another ensemble size", dict(members=3), r"ensemble of 3 checkpoints, this estimate has 2"),
-    ("not a calibration", dict(kind="something"), r"is not a band calibration"),
-    ("a negative scale", dict(soc_scale=-1.0), r"has scale -1.0, expected a finite number"),
-    ("a missing file", None, r"calibration '.*none.json' does not exist"),
+    ("wrong units", dict(soc_units="%"), [],
+     r"variable 'soc' has units '%', the estimate has '1'"),
+    ("another ensemble size", dict(members=3), [],
+     r"ensemble of 3 checkpoints, this estimate has 2"),
+    ("not a calibration", dict(kind="something"), [], r"is not a band calibration"),
+    ("a negative scale", dict(soc_scale=-1.0), [], r"has scale -1.0, expected a finite number"),
+    ("a missing file", None, [], r"calibration '.*none.json' does not exist"),
+    ("another --level than the file's", {}, ["--level", "0.8"],
+     r"--level 0.8 differs from calibration .* level 0.9"),
 ]
 
 
 @pytest.mark.parametrize("case", BAD_CAL, ids=[c[0] for c in BAD_CAL])
 def test_bad_calibration_is_one_clear_line(case, ckpts, synthetic_store, tmp_path, capsys):
-    _, change, fragment = case
+    _, change, extra, fragment = case
     path = tmp_path / "none.json" if change is None else _cal_file(tmp_path, **change)
     out = tmp_path / "out.zarr"
     members = sum((["--checkpoint", c] for c in ckpts), [])
     rc, msg = run(["estimate", *members, "--store", str(synthetic_store), "--out", str(out),
-                   *FIT, "--calibration", str(path)], capsys)
+                   *FIT, "--calibration", str(path), *extra], capsys)
     assert rc == 2, msg
     assert msg.startswith("packtwin estimate: error: ") and msg.count("\n") == 1, msg
     assert re.search(fragment, msg), msg
