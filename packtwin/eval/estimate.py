@@ -417,11 +417,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    inputs = [args.store, *args.checkpoint]
-    outputs.guard(args.out, predict.PREDICTION_KIND, inputs, what="--out")
-    say = None if args.quiet else print
+def calibration_args(args: argparse.Namespace, inputs: Sequence[str]
+                     ) -> tuple[dict | None, float]:
+    """The calibration to apply (None: none) and the band's level; every refusal before any
+    fit."""
     n = len(args.checkpoint)
     cal, level = None, DEFAULT_LEVEL if args.level is None else args.level
     if args.calibration and args.write_calibration:
@@ -430,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.calibration or args.write_calibration) and n < 2:
         raise uncertainty.CalibrationError("a band calibration needs an ensemble: give at "
                                            "least 2 --checkpoint")
-    if args.calibration:  # refused before any work
+    if args.calibration:
         units = {v: schema.units(v) for v in quantities.ESTIMATED}  # the calibrated ones
         cal = uncertainty.load_calibration(args.calibration, units, n)
         if args.level is not None and args.level != cal["level"]:
@@ -439,21 +438,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = cal["level"]
     if args.write_calibration:
         check_calibration_path(args.write_calibration, inputs)
+        has = store.open_store(args.store, check=False).variables
+        missing = [v for v in quantities.ESTIMATED if v not in has]
+        if missing:
+            raise uncertainty.CalibrationError(
+                f"--write-calibration: store {args.store!r} has no truth for {missing}: "
+                f"calibrate on a simulated store")
+    return cal, level
+
+
+def write_calibration(ds: xr.Dataset, args: argparse.Namespace, level: float, say) -> None:
+    """The calibration of ``ds`` against the store's truth, written to --write-calibration."""
+    made = make_calibration(ds, store.open_store(args.store, check=False), level,
+                            source=str(args.store))
+    Path(args.write_calibration).write_text(json.dumps(made, indent=1) + "\n")
+    if say:
+        for v, e in made["variables"].items():
+            say(f"{v}: scale {e['scale']:.4g}, floor {e['floor']:.4g} {e['units']}; coverage "
+                f"at {level:g} raw {e['coverage_raw']:.3f} -> {e['coverage_calibrated']:.3f}")
+        say(f"wrote {args.write_calibration}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    inputs = [args.store, *args.checkpoint]
+    outputs.guard(args.out, predict.PREDICTION_KIND, inputs, what="--out")
+    say = None if args.quiet else print
+    cal, level = calibration_args(args, inputs)
     ds = estimate(args.checkpoint, args.store, steps=args.steps, lr=args.lr, tol=args.tol,
                   level=level, scenarios=args.scenarios, snapshots=args.snapshots,
                   log=say)
-    if args.write_calibration:
-        made = make_calibration(ds, store.open_store(args.store, check=False), level,
-                                source=str(args.store))
-        Path(args.write_calibration).write_text(json.dumps(made, indent=1) + "\n")
-        if say:
-            for v, e in made["variables"].items():
-                say(f"{v}: scale {e['scale']:.4g}, floor {e['floor']:.4g} {e['units']}; coverage "
-                    f"at {level:g} raw {e['coverage_raw']:.3f} -> {e['coverage_calibrated']:.3f}")
-            say(f"wrote {args.write_calibration}")
     if cal is not None:
         ds = apply_calibration(ds, cal, source=str(args.calibration))
-    write(ds, args.out, inputs)
+    write(ds, args.out, inputs)  # before the calibration: the estimate is kept if that fails
+    if args.write_calibration:
+        write_calibration(ds, args, level, say)
     if say:
         say(f"wrote {args.out}: {ds.sizes[schema.CELL]} cells x {ds.sizes[schema.TIME]} samples, "
             f"{len(args.checkpoint)} checkpoint(s)"

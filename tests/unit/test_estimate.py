@@ -398,3 +398,15 @@ def test_bad_calibration_is_one_clear_line(case, ckpts, synthetic_store, tmp_pat
     assert msg.startswith("packtwin estimate: error: ") and msg.count("\n") == 1, msg
     assert re.search(fragment, msg), msg
     assert not out.exists()
+
+
+def test_write_calibration_needs_a_truth(ckpts, synthetic_store, tmp_path, capsys):
+    """A store without hidden truth (here: soc dropped) is refused before any fit."""
+    path = _edit(synthetic_store, tmp_path / "no_soc.zarr", lambda ds: ds.drop_vars("soc"))
+    members = sum((["--checkpoint", c] for c in ckpts), [])
+    out, cal = tmp_path / "out.zarr", tmp_path / "cal.json"
+    rc, msg = run(["estimate", *members, "--store", str(path), "--out", str(out), *FIT,
+                   "--write-calibration", str(cal)], capsys)
+    assert rc == 2 and msg.count("\n") == 1, msg
+    assert re.search(r"has no truth for \['soc'\]: calibrate on a simulated store", msg), msg
+    assert not out.exists() and not cal.exists()
