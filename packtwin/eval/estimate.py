@@ -315,7 +315,8 @@ def make_calibration(est: xr.Dataset, truth: xr.Dataset, level: float,
                       f"the calibration entries; floor = {uncertainty.FLOOR_FRACTION:g} x RMS of "
                       "k std there (the variable's units)",
             "level": level, "members": n, "k": k, "variables": variables,
-            "provenance": {"truth_store": source, "checkpoints": json.loads(est.attrs["checkpoints"]),
+            "provenance": {"truth_store": source,
+                           "checkpoints": json.loads(est.attrs["checkpoints"]),
                            "scenarios": [int(s) for s in picked["scenario"].values],
                            "cells": [int(c) for c in picked["cell"].values],
                            "snapshots": [int(s) for s in picked["snapshot"].values],
@@ -350,7 +351,8 @@ def apply_calibration(est: xr.Dataset, cal: dict, source: str = "") -> xr.Datase
                  "band": "mean +- k * <name>_std, <name>_std calibrated (split-conformal "
                          "scaling of the members' spread)",
                  "calibration": {"file": source, "method": cal.get("method"),
-                                 "variables": {n: {key: e[key] for key in ("units", "scale", "floor")}
+                                 "variables": {n: {key: e[key]
+                                                   for key in ("units", "scale", "floor")}
                                                for n, e in cal["variables"].items()},
                                  "provenance": cal.get("provenance")},
                  "caveat": "calibrated on the provenance's scenarios and cells; coverage on "

@@ -15,7 +15,9 @@ counterpart: a new exchangeable draw falls inside it with probability (K - 1) / 
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -151,7 +153,8 @@ def fit_scale(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float, le
     scale = conformal_quantile(np.abs(t - m) / (k * s + floor), level)
     return {"scale": scale, "floor": float(floor), "n": int(ok.sum()),
             "coverage_raw": coverage(t, m, s, k)["coverage"],
-            "coverage_calibrated": coverage(t, m, calibrated_std(s, k, scale, floor), k)["coverage"]}
+            "coverage_calibrated":
+                coverage(t, m, calibrated_std(s, k, scale, floor), k)["coverage"]}
 
 
 def calibrated_std(std, k: float, scale: float, floor: float):
@@ -162,9 +165,6 @@ def calibrated_std(std, k: float, scale: float, floor: float):
 def load_calibration(path, units: dict[str, str], n_members: int) -> dict:
     """A calibration file checked against an estimate: ``units`` maps each estimated variable
     to its units; the file's ensemble size must be ``n_members`` (k depends on it)."""
-    import json
-    from pathlib import Path
-
     src = f"calibration {str(path)!r}"
     try:
         cal = json.loads(Path(path).read_text())
@@ -176,7 +176,7 @@ def load_calibration(path, units: dict[str, str], n_members: int) -> dict:
         raise CalibrationError(f"{src} is not a band calibration (kind "
                                f"{cal.get('kind') if isinstance(cal, dict) else None!r}, "
                                f"expected {CALIBRATION_KIND!r})")
-    if cal.get("members") != n_members:
+    if not isinstance(cal.get("members"), int) or cal.get("members") != n_members:
         raise CalibrationError(f"{src} was made for an ensemble of {cal.get('members')} "
                                f"checkpoints, this estimate has {n_members}")
     variables = cal.get("variables")
@@ -198,4 +198,5 @@ def load_calibration(path, units: dict[str, str], n_members: int) -> dict:
     level = cal.get("level")
     if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
         raise CalibrationError(f"{src} has level {level!r}, expected a number in (0, 1)")
+    cal["k"] = band_factor(n_members, level)  # the band's k, whatever the file says
     return cal
