@@ -11,6 +11,11 @@ With several checkpoints (the seeds ``packtwin evaluate`` trains), each one esti
 on its own and the output holds the ensemble mean under each variable's name and the spread over
 the seeds as ``<name>_std`` (:mod:`packtwin.eval.uncertainty`, which also defines the band).
 
+With ``--calibration CAL.json`` the spread is replaced by a calibrated uncertainty (the band
+rescaled per variable so that it covered the truth at its level on a simulated pack, written by
+``--write-calibration``; :mod:`packtwin.eval.uncertainty`); the measured coverage of both bands
+is in ``reports/bench_estimate.json``.
+
 The output store is aligned with the input (same scenario, cell, snapshot and time coordinates),
 follows ``packtwin/schema.py`` (``schema.validate(ds, kind="estimate")``) and is written through
 :mod:`packtwin.data.outputs` like ``packtwin predict``'s.
@@ -264,6 +269,114 @@ def describe_band(n_members: int, level: float) -> dict:
                       "spread; measured coverage: scripts/bench_estimate.py"}
 
 
+# ---- calibrated band ---------------------------------------------------------------------------
+def truth_aligned(truth: xr.Dataset, est: xr.Dataset, name: str) -> np.ndarray:
+    """The truth of ``name`` on the estimate's scenarios/cells/snapshots, NaN outside valid."""
+    sub = truth[name].sel(scenario=est["scenario"].values, cell=est["cell"].values,
+                          snapshot=est["snapshot"].values)
+    valid = truth["valid"].sel(scenario=est["scenario"].values,
+                               snapshot=est["snapshot"].values).values.astype(bool)
+    arr = np.asarray(sub.transpose(*est[name].dims).values, dtype=np.float64)
+    mask = valid[:, None].reshape(valid[:, None].shape + (1,) * (arr.ndim - 4))
+    return np.where(mask, arr, np.nan)
+
+
+def calibrated_names(est: xr.Dataset) -> list[str]:
+    """The estimated time series that have a spread (the per-cell parameters are not
+    calibrated: one value per cell is too few entries)."""
+    return [str(n) for n in est.data_vars
+            if schema.std_var(str(n)) in est.data_vars and schema.TIME in est[n].dims]
+
+
+def make_calibration(est: xr.Dataset, truth: xr.Dataset, level: float,
+                     names: Sequence[str] | None = None, cells: Sequence[int] | None = None,
+                     source: str = "") -> dict:
+    """The band calibration (JSON-ready) of ``est``'s variables against ``truth``'s hidden
+    variables, over the estimate's scenarios and snapshots and ``cells`` (cell labels; None:
+    every cell of the estimate)."""
+    n = int(est.attrs["ensemble_size"])
+    k = uncertainty.band_factor(n, level)
+    names = list(names or calibrated_names(est))
+    missing = [v for v in names if v not in truth.variables]
+    if missing:
+        raise uncertainty.CalibrationError(f"store {source!r} has no truth for {missing}: "
+                                           f"calibrate on a simulated store")
+    picked = est if cells is None else est.sel(cell=list(cells))
+    variables = {}
+    for name in names:
+        fit = uncertainty.fit_scale(truth_aligned(truth, picked, name),
+                                    picked[name].values.astype(np.float64),
+                                    picked[schema.std_var(name)].values.astype(np.float64),
+                                    k, level)
+        variables[name] = {"units": est[name].attrs["units"], **fit}
+    return {"kind": uncertainty.CALIBRATION_KIND, "version": uncertainty.CALIBRATION_VERSION,
+            "method": "split-conformal scaling: half width = scale * (k * std + floor), scale "
+                      "the ceil((n+1) level)-th smallest |truth - mean| / (k std + floor) over "
+                      f"the calibration entries; floor = {uncertainty.FLOOR_FRACTION:g} x RMS of "
+                      "k std there (the variable's units)",
+            "level": level, "members": n, "k": k, "variables": variables,
+            "provenance": {"truth_store": source,
+                           "checkpoints": json.loads(est.attrs["checkpoints"]),
+                           "scenarios": [int(s) for s in picked["scenario"].values],
+                           "cells": [int(c) for c in picked["cell"].values],
+                           "snapshots": [int(s) for s in picked["snapshot"].values],
+                           "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
+
+
+def _round_up(x: np.ndarray, dtype) -> np.ndarray:
+    """``x`` in ``dtype``, never below ``x``: the entries on the band's edge at calibration
+    stay inside once the std is stored in float32."""
+    y = x.astype(dtype)
+    with np.errstate(invalid="ignore"):
+        return np.where(y < x, np.nextafter(y, np.inf), y).astype(dtype)
+
+
+def apply_calibration(est: xr.Dataset, cal: dict, source: str = "") -> xr.Dataset:
+    """``est`` with each calibrated variable's ``<name>_std`` replaced by the calibrated one, so
+    that mean +- k std is the calibrated band at the calibration's level."""
+    out = est.copy()
+    k = float(cal["k"])
+    for name, entry in cal["variables"].items():
+        s = schema.std_var(name)
+        wide = uncertainty.calibrated_std(est[s].astype("float64"), k, entry["scale"],
+                                          entry["floor"])
+        out[s] = wide.copy(data=_round_up(wide.values, est[s].dtype))
+        out[s].attrs = {**schema.var_attrs(s),
+                        "description": f"calibrated standard uncertainty: scale x (ensemble "
+                                       f"spread + floor / k), scale {entry['scale']:.6g}, floor "
+                                       f"{entry['floor']:.6g} {entry['units']}, k {k:.6g}"}
+    band = json.loads(est.attrs["uncertainty"])
+    band.update({"kind": "ensemble over seeds, calibrated", "k": k,
+                 "nominal_coverage": cal["level"],
+                 "band": "mean +- k * <name>_std, <name>_std calibrated (split-conformal "
+                         "scaling of the members' spread)",
+                 "calibration": {"file": source, "method": cal.get("method"),
+                                 "variables": {n: {key: e[key]
+                                                   for key in ("units", "scale", "floor")}
+                                               for n, e in cal["variables"].items()},
+                                 "provenance": cal.get("provenance")},
+                 "caveat": "calibrated on the provenance's scenarios and cells; coverage on "
+                           "other conditions: scripts/bench_estimate.py"})
+    band.pop("range_nominal_coverage", None)
+    out.attrs["uncertainty"] = json.dumps(band)
+    return out
+
+
+def check_calibration_path(path: str, inputs: Sequence[str]) -> None:
+    """Refuse a --write-calibration path that is an input or an existing non-calibration file."""
+    p = Path(path).expanduser().resolve()
+    if any(p == Path(i).expanduser().resolve() for i in inputs):
+        raise EstimateError(f"--write-calibration {path!r} is an input: choose another path")
+    if p.exists():
+        try:
+            kind = json.loads(p.read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        if kind != uncertainty.CALIBRATION_KIND:
+            raise EstimateError(f"--write-calibration {path!r} exists and is not a band "
+                                f"calibration; refusing to replace it: choose another path")
+
+
 def write(ds: xr.Dataset, out: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> Path:
     return predict.write_predictions(ds, out, inputs)
 
@@ -290,8 +403,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.05, help="embedding fit: learning rate")
     p.add_argument("--tol", type=float, default=1e-4,
                    help="embedding fit: relative improvement below which it stops")
-    p.add_argument("--level", type=float, default=DEFAULT_LEVEL,
-                   help="nominal coverage of the band mean +- k std recorded in the attrs")
+    p.add_argument("--level", type=float, default=None,
+                   help=f"nominal coverage of the band mean +- k std recorded in the attrs "
+                        f"(default {DEFAULT_LEVEL}, or the --calibration file's)")
+    p.add_argument("--calibration", metavar="CAL.json",
+                   help="apply a band calibration (from --write-calibration): <name>_std becomes "
+                        "the calibrated uncertainty")
+    p.add_argument("--write-calibration", metavar="CAL.json",
+                   help="calibrate the band against the --store's hidden truth (a simulated "
+                        "store) and write the calibration file; --out gets the raw estimate")
     p.add_argument("--scenarios", type=_ints, help="positional scenarios to estimate, e.g. 0,3 "
                    "(default: every usable one; a measured store has one)")
     p.add_argument("--snapshots", type=_ints, help="positional snapshots (default: all)")
@@ -299,15 +419,62 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def calibration_args(args: argparse.Namespace, inputs: Sequence[str]
+                     ) -> tuple[dict | None, float]:
+    """The calibration to apply (None: none) and the band's level; every refusal before any
+    fit."""
+    n = len(args.checkpoint)
+    cal, level = None, DEFAULT_LEVEL if args.level is None else args.level
+    if args.calibration and args.write_calibration:
+        raise EstimateError("give --calibration (apply one) or --write-calibration (make one), "
+                            "not both")
+    if (args.calibration or args.write_calibration) and n < 2:
+        raise uncertainty.CalibrationError("a band calibration needs an ensemble: give at "
+                                           "least 2 --checkpoint")
+    if args.calibration:
+        units = {v: schema.units(v) for v in quantities.ESTIMATED}  # the calibrated ones
+        cal = uncertainty.load_calibration(args.calibration, units, n)
+        if args.level is not None and args.level != cal["level"]:
+            raise EstimateError(f"--level {args.level} differs from calibration "
+                                f"{args.calibration!r}'s level {cal['level']}")
+        level = cal["level"]
+    if args.write_calibration:
+        check_calibration_path(args.write_calibration, inputs)
+        has = store.open_store(args.store, check=False).variables
+        missing = [v for v in quantities.ESTIMATED if v not in has]
+        if missing:
+            raise uncertainty.CalibrationError(
+                f"--write-calibration: store {args.store!r} has no truth for {missing}: "
+                f"calibrate on a simulated store")
+    return cal, level
+
+
+def write_calibration(ds: xr.Dataset, args: argparse.Namespace, level: float, say) -> None:
+    """The calibration of ``ds`` against the store's truth, written to --write-calibration."""
+    made = make_calibration(ds, store.open_store(args.store, check=False), level,
+                            source=str(args.store))
+    Path(args.write_calibration).write_text(json.dumps(made, indent=1) + "\n")
+    if say:
+        for v, e in made["variables"].items():
+            say(f"{v}: scale {e['scale']:.4g}, floor {e['floor']:.4g} {e['units']}; coverage "
+                f"at {level:g} raw {e['coverage_raw']:.3f} -> {e['coverage_calibrated']:.3f}")
+        say(f"wrote {args.write_calibration}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     inputs = [args.store, *args.checkpoint]
     outputs.guard(args.out, predict.PREDICTION_KIND, inputs, what="--out")
     say = None if args.quiet else print
+    cal, level = calibration_args(args, inputs)
     ds = estimate(args.checkpoint, args.store, steps=args.steps, lr=args.lr, tol=args.tol,
-                  level=args.level, scenarios=args.scenarios, snapshots=args.snapshots,
+                  level=level, scenarios=args.scenarios, snapshots=args.snapshots,
                   log=say)
-    write(ds, args.out, inputs)
+    if cal is not None:
+        ds = apply_calibration(ds, cal, source=str(args.calibration))
+    write(ds, args.out, inputs)  # before the calibration: the estimate is kept if that fails
+    if args.write_calibration:
+        write_calibration(ds, args, level, say)
     if say:
         say(f"wrote {args.out}: {ds.sizes[schema.CELL]} cells x {ds.sizes[schema.TIME]} samples, "
             f"{len(args.checkpoint)} checkpoint(s)"

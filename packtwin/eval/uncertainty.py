@@ -15,7 +15,9 @@ counterpart: a new exchangeable draw falls inside it with probability (K - 1) / 
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -102,3 +104,99 @@ def range_coverage(truth: np.ndarray, member_values: np.ndarray) -> dict:
     n = int(ok.sum())
     return {"n": n, "covered": int(hit[ok].sum()),
             "coverage": int(hit[ok].sum()) / n if n else float("nan")}
+
+
+# ---- calibration -------------------------------------------------------------------------------
+# The seed spread is much smaller than the error (scripts/bench_estimate.py), so the band is
+# rescaled per variable by split-conformal calibration on estimates whose truth is known:
+#
+#     half width = scale * (k * std + floor)
+#
+# ``floor`` (the variable's units) keeps the band from vanishing where the members agree exactly
+# (e.g. the first sample); ``scale`` is the conformal quantile of |truth - mean| / (k std + floor)
+# on the calibration entries, so that at least ``level`` of them are inside the band by
+# construction. The guarantee is for new entries exchangeable with the calibration ones; other
+# conditions (temperatures, rates) must be measured (scripts/bench_estimate.py).
+CALIBRATION_KIND = "packtwin estimate band calibration"
+CALIBRATION_VERSION = 1
+FLOOR_FRACTION = 0.1  # floor = this share of the RMS of k * std on the calibration entries
+
+
+class CalibrationError(PacktwinError, ValueError):
+    """A band calibration that cannot be computed or applied; the message names the problem."""
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The ceil((n + 1) level)-th smallest finite score: the split-conformal quantile."""
+    check_level(level)
+    s = np.sort(np.asarray(scores, dtype=np.float64)[np.isfinite(scores)])
+    n = s.size
+    rank = math.ceil((n + 1) * level)
+    if rank > n:
+        raise CalibrationError(f"{n} calibration entries are too few for level {level}: "
+                               f"need at least {math.ceil(level / (1 - level))}")
+    return float(s[rank - 1])
+
+
+def fit_scale(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float, level: float,
+              floor: float | None = None) -> dict:
+    """``scale`` and ``floor`` of the calibrated band on these entries (finite ones only), with
+    the raw and calibrated coverage achieved on them."""
+    ok = np.isfinite(truth) & np.isfinite(mean) & np.isfinite(std)
+    if not ok.any():
+        raise CalibrationError("no calibration entry where truth, mean and std are all finite")
+    t, m, s = truth[ok], mean[ok], std[ok]
+    if floor is None:
+        floor = FLOOR_FRACTION * float(np.sqrt(np.mean((k * s) ** 2)))
+    if not floor > 0:  # every member equal everywhere: the band is the error alone
+        floor = float(np.sqrt(np.mean((t - m) ** 2))) or 1.0
+    scale = conformal_quantile(np.abs(t - m) / (k * s + floor), level)
+    return {"scale": scale, "floor": float(floor), "n": int(ok.sum()),
+            "coverage_raw": coverage(t, m, s, k)["coverage"],
+            "coverage_calibrated":
+                coverage(t, m, calibrated_std(s, k, scale, floor), k)["coverage"]}
+
+
+def calibrated_std(std, k: float, scale: float, floor: float):
+    """The std whose band mean +- k std is the calibrated band scale * (k std + floor)."""
+    return scale * (std + floor / k)
+
+
+def load_calibration(path, units: dict[str, str], n_members: int) -> dict:
+    """A calibration file checked against an estimate: ``units`` maps each estimated variable
+    to its units; the file's ensemble size must be ``n_members`` (k depends on it)."""
+    src = f"calibration {str(path)!r}"
+    try:
+        cal = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"{src} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{src} is not a readable JSON file ({exc})") from None
+    if not isinstance(cal, dict) or cal.get("kind") != CALIBRATION_KIND:
+        raise CalibrationError(f"{src} is not a band calibration (kind "
+                               f"{cal.get('kind') if isinstance(cal, dict) else None!r}, "
+                               f"expected {CALIBRATION_KIND!r})")
+    if not isinstance(cal.get("members"), int) or cal.get("members") != n_members:
+        raise CalibrationError(f"{src} was made for an ensemble of {cal.get('members')} "
+                               f"checkpoints, this estimate has {n_members}")
+    variables = cal.get("variables")
+    if not isinstance(variables, dict) or not variables:
+        raise CalibrationError(f"{src} has no 'variables'")
+    for name, entry in variables.items():
+        if name not in units:
+            raise CalibrationError(f"{src}: variable {name!r} is not estimated here "
+                                   f"(estimated: {sorted(units)})")
+        if not isinstance(entry, dict) or entry.get("units") != units[name]:
+            found = entry.get("units") if isinstance(entry, dict) else None
+            raise CalibrationError(f"{src}: variable {name!r} has units {found!r}, the "
+                                   f"estimate has {units[name]!r}")
+        for key in ("scale", "floor"):
+            v = entry.get(key)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise CalibrationError(f"{src}: variable {name!r} has {key} {v!r}, expected a "
+                                       f"finite number >= 0")
+    level = cal.get("level")
+    if not isinstance(level, (int, float)) or not 0.0 < level < 1.0:
+        raise CalibrationError(f"{src} has level {level!r}, expected a number in (0, 1)")
+    cal["k"] = band_factor(n_members, level)  # the band's k, whatever the file says
+    return cal

@@ -273,3 +273,140 @@ def test_combine_refuses_members_on_other_grids():
     b = xr.Dataset({"soc": (("cell",), np.zeros(2))}, coords={"cell": [0, 2]})
     with pytest.raises(uncertainty.EnsembleError, match="coordinate 'cell'"):
         uncertainty.combine([a, b], ["soc"])
+
+
+# ---- the calibrated band -----------------------------------------------------------------------
+def test_conformal_quantile_is_the_finite_sample_rank():
+    scores = np.array([5.0, 1.0, 3.0, 2.0, 4.0, 9.0, 8.0, 7.0, 6.0, np.nan])
+    # 9 finite scores, level 0.8: the ceil(10 * 0.8) = 8th smallest
+    assert uncertainty.conformal_quantile(scores, 0.8) == 8.0
+    assert uncertainty.conformal_quantile(scores, 0.9) == 9.0
+    with pytest.raises(uncertainty.CalibrationError, match="too few for level 0.95"):
+        uncertainty.conformal_quantile(scores, 0.95)
+
+
+@pytest.mark.parametrize("level", [0.5, 0.9])
+def test_calibration_recovers_a_known_scale_and_covers_at_its_level(level):
+    """Errors c times larger than the spread: the fitted scale is c z / k, the calibration
+    entries are covered at >= level by construction, new draws at level."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(1)
+    c, k = 4.0, uncertainty.band_factor(3, level)
+
+    def draw(n):
+        std = rng.uniform(0.5, 2.0, n)
+        mean = rng.normal(size=n)
+        return mean + c * std * rng.normal(size=n), mean, std
+
+    truth, mean, std = draw(20000)
+    fit = uncertainty.fit_scale(truth, mean, std, k, level, floor=1e-9)
+    assert fit["scale"] == pytest.approx(c * norm.ppf(0.5 + level / 2) / k, rel=0.03)
+    assert level <= fit["coverage_calibrated"] <= level + 2 / fit["n"]
+    assert fit["coverage_raw"] < level  # the spread alone is too narrow
+    t2, m2, s2 = draw(20000)
+    got = uncertainty.coverage(t2, m2, uncertainty.calibrated_std(s2, k, fit["scale"],
+                                                                  fit["floor"]), k)
+    assert got["coverage"] == pytest.approx(level, abs=0.01)
+
+
+def test_calibration_floor_covers_where_the_members_agree():
+    """Where the spread is 0 the band is scale * floor wide, not empty; the default floor is
+    FLOOR_FRACTION of the RMS of k std."""
+    truth = np.r_[np.full(50, 0.01), np.linspace(-1, 1, 50)]
+    std = np.r_[np.zeros(50), np.ones(50)]
+    fit = uncertainty.fit_scale(truth, np.zeros(100), std, 1.0, 0.9)
+    assert fit["floor"] == pytest.approx(uncertainty.FLOOR_FRACTION * np.sqrt(0.5))
+    assert fit["coverage_calibrated"] >= 0.9
+    half = uncertainty.calibrated_std(0.0, 1.0, fit["scale"], fit["floor"])
+    assert half >= 0.01
+
+
+def test_write_and_apply_a_calibration(ckpts, synthetic_store, tmp_path, capsys):
+    """--write-calibration on a simulated store, --calibration applied to its estimate: the
+    calibrated band covers the calibration entries at >= its level, <name>_std is
+    scale * (spread + floor / k), the attrs say so."""
+    members = sum((["--checkpoint", c] for c in ckpts), [])
+    common = [*members, "--store", str(synthetic_store), "--scenarios", "0,1", *FIT]
+    cal_path = tmp_path / "cal.json"
+    rc, msg = run(["estimate", *common, "--out", str(tmp_path / "raw.zarr"),
+                   "--write-calibration", str(cal_path), "--level", "0.8"], capsys)
+    assert rc == 0, msg
+    cal = json.loads(cal_path.read_text())
+    assert cal["kind"] == uncertainty.CALIBRATION_KIND and cal["members"] == 2
+    assert cal["level"] == 0.8 and cal["provenance"]["scenarios"] == [0, 1]
+    assert cal["variables"]["soc"]["units"] == "1"
+    assert cal["variables"]["c_s_n"]["units"] == schema.units("c_s_n")
+    rc, msg = run(["estimate", *common, "--out", str(tmp_path / "cal.zarr"),
+                   "--calibration", str(cal_path)], capsys)
+    assert rc == 0, msg
+    raw = store.open_store(tmp_path / "raw.zarr", kind="estimate")
+    got = store.open_store(tmp_path / "cal.zarr", kind="estimate")
+    truth = store.open_store(synthetic_store)
+    band = json.loads(got.attrs["uncertainty"])
+    assert band["nominal_coverage"] == 0.8 and "calibration" in band
+    for name in ("soc", "c_s_n", "voltage"):
+        e = cal["variables"][name]
+        want = e["scale"] * (raw[schema.std_var(name)].values.astype(np.float64)
+                             + e["floor"] / cal["k"])
+        np.testing.assert_allclose(got[schema.std_var(name)].values, want, rtol=1e-5)
+        t = est.truth_aligned(truth, got, name)
+        c = uncertainty.coverage(t, got[name].values.astype(np.float64),
+                                 got[schema.std_var(name)].values.astype(np.float64), cal["k"])
+        assert c["coverage"] >= 0.8, name  # by construction, float32 storage included
+        assert c["coverage"] == pytest.approx(e["coverage_calibrated"], abs=1e-3)
+
+
+def _cal_file(tmp_path, **change):
+    entry = {"units": "1", "scale": 2.0, "floor": 0.01}
+    cal = {"kind": uncertainty.CALIBRATION_KIND, "version": 1, "level": 0.9, "members": 2,
+           "k": uncertainty.band_factor(2, 0.9), "variables": {"soc": entry}}
+    for key, value in change.items():
+        if key.startswith("soc_"):
+            entry[key[4:]] = value
+        else:
+            cal[key] = value
+    p = tmp_path / "cal.json"
+    p.write_text(json.dumps(cal))
+    return p
+
+
+BAD_CAL = [  # id, change to a good file, extra argv, fragment of the one-line error
+    ("a variable that is not estimated", dict(variables={"soc_x": {"units": "1"}}), [],
+     r"variable 'soc_x' is not estimated here"),
+    ("wrong units", dict(soc_units="%"), [],
+     r"variable 'soc' has units '%', the estimate has '1'"),
+    ("another ensemble size", dict(members=3), [],
+     r"ensemble of 3 checkpoints, this estimate has 2"),
+    ("not a calibration", dict(kind="something"), [], r"is not a band calibration"),
+    ("a negative scale", dict(soc_scale=-1.0), [], r"has scale -1.0, expected a finite number"),
+    ("a missing file", None, [], r"calibration '.*none.json' does not exist"),
+    ("another --level than the file's", {}, ["--level", "0.8"],
+     r"--level 0.8 differs from calibration .* level 0.9"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_CAL, ids=[c[0] for c in BAD_CAL])
+def test_bad_calibration_is_one_clear_line(case, ckpts, synthetic_store, tmp_path, capsys):
+    _, change, extra, fragment = case
+    path = tmp_path / "none.json" if change is None else _cal_file(tmp_path, **change)
+    out = tmp_path / "out.zarr"
+    members = sum((["--checkpoint", c] for c in ckpts), [])
+    rc, msg = run(["estimate", *members, "--store", str(synthetic_store), "--out", str(out),
+                   *FIT, "--calibration", str(path), *extra], capsys)
+    assert rc == 2, msg
+    assert msg.startswith("packtwin estimate: error: ") and msg.count("\n") == 1, msg
+    assert re.search(fragment, msg), msg
+    assert not out.exists()
+
+
+def test_write_calibration_needs_a_truth(ckpts, synthetic_store, tmp_path, capsys):
+    """A store without hidden truth (here: soc dropped) is refused before any fit."""
+    path = _edit(synthetic_store, tmp_path / "no_soc.zarr", lambda ds: ds.drop_vars("soc"))
+    members = sum((["--checkpoint", c] for c in ckpts), [])
+    out, cal = tmp_path / "out.zarr", tmp_path / "cal.json"
+    rc, msg = run(["estimate", *members, "--store", str(path), "--out", str(out), *FIT,
+                   "--write-calibration", str(cal)], capsys)
+    assert rc == 2 and msg.count("\n") == 1, msg
+    assert re.search(r"has no truth for \['soc'\]: calibrate on a simulated store", msg), msg
+    assert not out.exists() and not cal.exists()
