@@ -191,7 +191,9 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
               f"- plating event: margin < {attrs.get('plating_threshold_V', 0.0)} V in PyBaMM's "
               f"output vs in the estimate, per sample",
               f"- baseline: {attrs.get('baseline', '')} (init: {attrs.get('baseline_init', '?')}; "
-              f"see packtwin/eval/baselines.py)", ""]
+              f"see packtwin/eval/baselines.py)"]
+    lines += [f"- {name}: {desc} (deterministic, run once; see packtwin/eval/observer_predict.py)"
+              for name, desc in json.loads(attrs.get("observers", "{}")).items()] + [""]
     resolved = json.loads(attrs.get("splits_resolved", "{}"))
     config = json.loads(attrs.get("config", "{}"))
     if resolved:
