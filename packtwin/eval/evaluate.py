@@ -246,6 +246,7 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
     bar = tqdm(total=len(jobs) * (1 + len(split_sel)) + (2 + len(cfg.observers)) * len(split_sel),
                desc="evaluate", disable=not progress, file=sys.stderr)
     ckpts: dict[str, list[str]] = {}
+    restarts: dict[str, dict[str, int]] = {}
     for variant, i, seed in jobs:
         given = (cfg.checkpoints or {}).get(variant)
         if given:
@@ -297,6 +298,7 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
             if cfg.save_predictions:
                 _save_prediction(pred, out / "predictions" / f"{obs}_{name}.zarr", cfg.store)
             results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0)
+            restarts.setdefault(obs, {})[name] = int(pred.attrs.get("resets", 0))
             bar.update(1)
         bar.set_postfix_str(f"PyBaMM audit: {name}")
         truth_sel = ds.isel({schema.SCENARIO: sel.scenarios, schema.CELL: sel.cells,
@@ -318,6 +320,7 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
         "baseline": baseline_desc,
         "baseline_init": cfg.baseline_init,
         "observers": json.dumps({o: observer_predict.DESCRIPTIONS[o] for o in cfg.observers}),
+        "observer_restarts": json.dumps(restarts),
         "splits_resolved": json.dumps({n: {"scenarios": s.scenarios.tolist(),
                                            "cells": s.cells.tolist(),
                                            "snapshots": s.snapshots.tolist()}

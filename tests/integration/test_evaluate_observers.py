@@ -39,8 +39,10 @@ def test_ekf_row_in_metrics_and_report(synthetic_store, tmp_path, one_torch_thre
     assert ds["pack_voltage_rmse"].attrs["units"] == "mV"
     assert not np.isfinite(float(ekf["pack_sei_mae"]))  # no SEI estimate: no score
     assert "ekf" in json.loads(ds.attrs["observers"])
+    assert set(json.loads(ds.attrs["observer_restarts"])["ekf"]) == {"pulse"}
     text = (out / "report.md").read_text()
     assert "| pulse | ekf |" in text and "oracle parameters" in text
+    assert "restarts per split: {\"pulse\": " in text
 
 
 def test_store_without_parameter_table_refused_before_work(synthetic_store, tmp_path):
