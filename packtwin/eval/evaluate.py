@@ -91,7 +91,8 @@ class Config:
     (``packtwin.eval.observer_predict.OBSERVERS``: "ekf", with the store's true per-cell
     parameters: the oracle-parameter setting); default none"""
     observer_core: dict[str, Any] = field(default_factory=dict)
-    """``CoreConfig`` overrides of the observers' reduced core, e.g. ``{n_r: 6}`` (coarser, faster)"""
+    """``CoreConfig`` overrides of the observers' reduced core, e.g. ``{n_r: 6}``
+    (coarser, faster)"""
     plating_threshold: float = 0.0
     """[V] plating event where the margin is below this"""
     save_predictions: bool = False

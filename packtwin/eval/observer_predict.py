@@ -61,7 +61,7 @@ RESET_INNOVATION_V = 1.0
 DESCRIPTIONS = {
     "ekf": ("iterated EKF on the reduced core (packtwin/physics/ekf.py), oracle parameters (each "
             "cell's true parameters from the store's table), start: first voltage read as OCV "
-            "with a 30 % SOC prior std, restarted so where it diverges (see attrs resets); "
+            "with a 30 % SOC prior std, restarted where it diverges (see attrs resets); "
             "voltage = one-step-ahead model voltage; no SEI estimate"),
 }
 
