@@ -6,8 +6,9 @@ For each variant (physics, data_only) and seed the twin is trained in-process wi
 ``packtwin.train.fit`` (the same fit configs and overrides for every variant: only the variant's
 own config files differ) or loaded from a given checkpoint. New embeddings are fitted, from V/I/T alone,
 for every evaluated cell that was not trained on. Each split is then predicted and scored against
-the truth, next to the trivial baseline (``packtwin.eval.baselines``) and, for the residual audit,
-PyBaMM's own output. Written to ``output``:
+the truth, next to the trivial baseline (``packtwin.eval.baselines``), the configured classical
+``observers`` (``packtwin.eval.observer_predict``: the EKF on the reduced core with the store's true
+per-cell parameters) and, for the residual audit, PyBaMM's own output. Written to ``output``:
 
 - ``metrics.zarr``: dims (split, variant, seed, cell); ``pack_*`` variables pooled over cells;
 - ``report.md``: tables of every split x variant, mean +- spread over seeds, physics/data-only ratio;
@@ -29,7 +30,7 @@ import xarray as xr
 
 from packtwin import schema
 from packtwin.data import outputs, splits, store
-from packtwin.eval import audit, baselines, metrics, report
+from packtwin.eval import audit, baselines, metrics, observer_predict, report
 
 BASELINE, PYBAMM = "baseline", "pybamm"
 METRICS_KIND, EVALUATION_KIND = "metrics", "evaluation"
@@ -85,6 +86,13 @@ class Config:
     adapt: Adapt = field(default_factory=Adapt)
     baseline_init: str = "ocv"
     """baseline start: "ocv" (first voltage sample inverted on the OCV) or "fresh" """
+    observers: list[str] = field(default_factory=list)
+    """classical state estimators scored next to the baseline, one row each
+    (``packtwin.eval.observer_predict.OBSERVERS``: "ekf", with the store's true per-cell
+    parameters: the oracle-parameter setting); default none"""
+    observer_core: dict[str, Any] = field(default_factory=dict)
+    """``CoreConfig`` overrides of the observers' reduced core, e.g. ``{n_r: 6}``
+    (coarser, faster)"""
     plating_threshold: float = 0.0
     """[V] plating event where the margin is below this"""
     save_predictions: bool = False
@@ -210,6 +218,14 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
     if unknown:
         raise ValueError(f"checkpoints given for unknown variants {sorted(unknown)}; variants: "
                          f"{sorted(cfg.variants)}")
+    observer_predict.check_observers(cfg.observers)
+    taken = set(cfg.observers) & {*cfg.variants, BASELINE, PYBAMM}
+    if taken or len(set(cfg.observers)) != len(cfg.observers):
+        raise ValueError(f"observers {cfg.observers} repeat a name or reuse a variant, "
+                         f"{BASELINE!r} or {PYBAMM!r}: {sorted(taken)}")
+    if cfg.observers:  # refuse a store the observers cannot use before any training
+        observer_predict.core_config(cfg.observer_core)
+        observer_predict.check_store(ds, source=repr(cfg.store))
     train_sel = splits.select(ds, cfg.train, name="train selection")
     train_cells = set(int(c) for c in train_sel.cells)
     split_sel, skipped = {}, {}
@@ -228,9 +244,10 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
     sei0 = _initial_sei_nm(ds)
     results: dict[tuple[str, str, int], xr.Dataset] = {}
     jobs = [(v, i, s) for v in cfg.variants for i, s in enumerate(cfg.seeds)]
-    bar = tqdm(total=len(jobs) * (1 + len(split_sel)) + 2 * len(split_sel),
+    bar = tqdm(total=len(jobs) * (1 + len(split_sel)) + (2 + len(cfg.observers)) * len(split_sel),
                desc="evaluate", disable=not progress, file=sys.stderr)
     ckpts: dict[str, list[str]] = {}
+    restarts: dict[str, dict[str, int]] = {}
     for variant, i, seed in jobs:
         given = (cfg.checkpoints or {}).get(variant)
         if given:
@@ -274,13 +291,23 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
         baseline_desc = str(base.attrs.get("description", ""))
         results[(name, BASELINE, cfg.seeds[0])] = _score(ds, base, cfg, sei0)
         bar.update(1)
+        for obs in cfg.observers:
+            bar.set_postfix_str(f"{obs}: {name}")
+            pred = observer_predict.observer_dataset(
+                obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
+                core=cfg.observer_core)
+            if cfg.save_predictions:
+                _save_prediction(pred, out / "predictions" / f"{obs}_{name}.zarr", cfg.store)
+            results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0)
+            restarts.setdefault(obs, {})[name] = int(pred.attrs.get("resets", 0))
+            bar.update(1)
         bar.set_postfix_str(f"PyBaMM audit: {name}")
         truth_sel = ds.isel({schema.SCENARIO: sel.scenarios, schema.CELL: sel.cells,
                              schema.SNAPSHOT: sel.snapshots})
         results[(name, PYBAMM, cfg.seeds[0])] = audit.residual_audit(ds, truth_sel)
         bar.update(1)
     bar.close()
-    variants = list(cfg.variants) + [BASELINE, PYBAMM]
+    variants = list(cfg.variants) + [BASELINE, *cfg.observers, PYBAMM]
     result = _stack(results, list(split_sel), variants, list(cfg.seeds))
     result.attrs.update({
         "store": cfg.store, "config": json.dumps(_jsonable(cfg)),
@@ -293,6 +320,8 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
         "sei_label": metrics.SIMULATED_VS_SIMULATED,
         "baseline": baseline_desc,
         "baseline_init": cfg.baseline_init,
+        "observers": json.dumps({o: observer_predict.DESCRIPTIONS[o] for o in cfg.observers}),
+        "observer_restarts": json.dumps(restarts),
         "splits_resolved": json.dumps({n: {"scenarios": s.scenarios.tolist(),
                                            "cells": s.cells.tolist(),
                                            "snapshots": s.snapshots.tolist()}

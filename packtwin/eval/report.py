@@ -191,7 +191,11 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
               f"- plating event: margin < {attrs.get('plating_threshold_V', 0.0)} V in PyBaMM's "
               f"output vs in the estimate, per sample",
               f"- baseline: {attrs.get('baseline', '')} (init: {attrs.get('baseline_init', '?')}; "
-              f"see packtwin/eval/baselines.py)", ""]
+              f"see packtwin/eval/baselines.py)"]
+    restarts = json.loads(attrs.get("observer_restarts", "{}"))
+    lines += [f"- {name}: {desc} (deterministic, run once; see packtwin/eval/observer_predict.py); "
+              f"restarts per split: {json.dumps(restarts.get(name, {}))}"
+              for name, desc in json.loads(attrs.get("observers", "{}")).items()] + [""]
     resolved = json.loads(attrs.get("splits_resolved", "{}"))
     config = json.loads(attrs.get("config", "{}"))
     if resolved:

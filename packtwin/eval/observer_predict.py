@@ -1,0 +1,283 @@
+"""Classical state estimators on the reduced core as prediction datasets (``packtwin evaluate``'s
+``observers`` rows), in the oracle-parameter setting.
+
+For every selected (scenario, cell, snapshot) cycle of a truth store, :class:`CoreEKF` runs on
+:class:`ReducedCore` over the cycle's measured V/I/T (the store's period), with each cell's
+**true** parameters from the store's parameter table (:func:`core_params.truth_table`): the
+*oracle-parameter* setting, an upper bound on what the EKF reaches with identified parameters.
+The SEI thickness starts at the parameter set's initial value at every snapshot (the table holds
+no ageing state), so a late snapshot's film resistance and lithium loss are the EKF's to absorb.
+
+Start: the cycle's first valid voltage read as an open-circuit voltage on the cell's
+lithium-inventory line (the stores start each cycle at rest; the number of cycles whose first
+sample is nonetheless under load is recorded in ``attrs["started_under_load"]``), the prior's
+covariance spanning 30 % SOC along that line (:class:`EKFConfig`).
+
+Outputs, on the store's grid and dims like :func:`packtwin.eval.predict.predict_dataset`:
+``c_s_n``/``c_s_p`` (posterior particles, linear in r through the shell centres and the core's
+surface, then in x), ``soc`` (negative electrode-mean stoichiometry within the cell's own window),
+``plating_margin`` and ``voltage``. The voltage is the one-step-ahead model voltage *before* each
+sample's correction (a posterior voltage would repeat the measurement it was fitted to). The core
+does not estimate SEI growth here and the parameters are given, not identified: no
+``sei_thickness_avg`` and no ``param_*`` variables, so their metrics stay empty (an oracle's
+0 % parameter error would mean nothing).
+
+Divergence: where a cycle's one-step-ahead voltage is off by more than
+:data:`RESET_INNOVATION_V` or its state turns non-finite, that cycle's filter is restarted from
+the sample's voltage read as an OCV (the start's prior; that sample's voltage is then the
+restarted state's); restarts are counted in ``attrs["resets"]`` and the cycles listed in
+``attrs["reset_cycles"]``. A non-finite estimate left inside valid samples is an error.
+
+Cycles of one selection are filtered together as one batch (padding after a short cycle is
+stepped at zero current and discarded).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from packtwin import quantities, schema
+from packtwin.errors import PacktwinError
+from packtwin.eval.observer_bench import soc_window
+from packtwin.eval.predict import selection_of
+from packtwin.physics.core import CoreConfig, ReducedCore
+from packtwin.physics.core_params import CoreParams, okane2022_design, truth_table
+from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
+from packtwin.physics.observer_stream import cell_lines
+from packtwin.physics.ocv_inversion import invert_ocv
+
+OBSERVERS = ("ekf",)
+REST_CURRENT_A = 0.05  # |I| at the first sample above which a cycle counts as started under load
+# A one-step-ahead voltage this far off (or a non-finite state) is a diverged filter, not an
+# innovation: measured on the demo pack at -10 C, where the end of a 1C discharge takes a
+# particle surface to its bound, the core's voltage solve returned -3 kV and the update then
+# drove the state to NaN. The legitimate innovations there stayed below 0.75 V.
+RESET_INNOVATION_V = 1.0
+DESCRIPTIONS = {
+    "ekf": ("iterated EKF on the reduced core (packtwin/physics/ekf.py), oracle parameters (each "
+            "cell's true parameters from the store's table), start: first voltage read as OCV "
+            "with a 30 % SOC prior std, restarted where it diverges (see attrs resets); "
+            "voltage = one-step-ahead model voltage; no SEI estimate"),
+}
+
+
+class ObserverError(PacktwinError, ValueError):
+    """An observer cannot run on this store; the message names the store and the problem."""
+
+
+def check_observers(names: Sequence[str]) -> None:
+    """Refuse an unknown observer name (before anything is computed)."""
+    unknown = [n for n in names if n not in OBSERVERS]
+    if unknown:
+        raise ObserverError(f"unknown observers {unknown}; known: {list(OBSERVERS)}")
+
+
+def oracle_params(truth: xr.Dataset, cells: Sequence[int], source: str = "truth store"
+                  ) -> CoreParams:
+    """The core's parameters of the given cells (positional) from the store's parameter table.
+
+    Raises:
+        ObserverError: the store holds no parameter table (e.g. a measured log) or a bad value.
+    """
+    try:
+        table = truth_table(truth)
+        return CoreParams.from_truth({k: np.asarray(v, float)[list(cells)]
+                                      for k, v in table.items()}, n_cells=len(cells))
+    except ValueError as exc:
+        raise ObserverError(f"observer in the oracle-parameter setting needs each cell's true "
+                            f"parameters, but {source} cannot give them: {exc}") from None
+
+
+def _period(truth: xr.Dataset, source: str) -> float:
+    period = float(truth.attrs.get("period_s", np.nan))
+    if not (np.isfinite(period) and period > 0):
+        raise ObserverError(f"{source}: attribute 'period_s' (sample period [s]) is missing or not "
+                            f"> 0: {truth.attrs.get('period_s')!r}")
+    return period
+
+
+def _check_finite(name: str, arr: np.ndarray, valid: np.ndarray, t: xr.Dataset, source: str
+                  ) -> None:
+    bad = valid & ~np.isfinite(arr)
+    if bad.any():
+        s, c, n, k = (int(i[0]) for i in np.nonzero(bad))
+        raise ObserverError(
+            f"{source}: {int(bad.sum())} NaN/inf {name!r} values inside valid samples (first: "
+            f"scenario {int(t[schema.SCENARIO][s])}, cell {int(t[schema.CELL][c])}, snapshot "
+            f"{int(t[schema.SNAPSHOT][n])}, time index {k}); the EKF needs every valid sample's "
+            f"V, I and T")
+
+
+def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None,
+                       cells: Sequence[int] | None = None,
+                       snapshots: Sequence[int] | None = None,
+                       ekf_config: EKFConfig = EKFConfig(),
+                       core_config: CoreConfig = CoreConfig(),
+                       source: str = "truth store", batch: int = 64) -> xr.Dataset:
+    """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
+
+    Args:
+        truth: truth store (``packtwin.data.store.open_store``) with a parameter table.
+        scenarios, cells, snapshots: positional indices (None: every usable scenario, all cells,
+            all snapshots).
+        source: the store's name for messages.
+        batch: cycles filtered together (bounds memory: the EKF's Jacobian core holds
+            ``batch x (states + 1)`` cells).
+
+    Raises:
+        ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, or valid
+            samples that do not form one run from the cycle's start.
+    """
+    sel = selection_of(truth, scenarios, cells, snapshots)
+    sc, ce, sn = sel.scenarios, sel.cells, sel.snapshots
+    params = oracle_params(truth, ce, source)
+    period = _period(truth, source)
+    t = truth.isel({schema.SCENARIO: sc, schema.CELL: ce, schema.SNAPSHOT: sn})
+    order = (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
+    valid3 = np.asarray(t["valid"].transpose(schema.SCENARIO, schema.SNAPSHOT, schema.TIME)
+                        .values > 0)
+    shape = (len(sc), len(ce), len(sn), t.sizes[schema.TIME])
+    valid = np.broadcast_to(valid3[:, None], shape)
+    meas = {}
+    for name in ("voltage", "current", "temperature"):
+        meas[name] = np.asarray(t[name].transpose(*order).values, float)
+        _check_finite(name, meas[name], valid, t, source)
+    lengths = valid.sum(-1)
+    runs = valid.cumsum(-1) == np.arange(1, shape[-1] + 1)  # a prefix of valid samples
+    if not (runs | ~valid).all():
+        raise ObserverError(f"{source}: valid samples of a cycle do not form one run from its "
+                            f"first sample; the EKF filters one contiguous log per cycle")
+    idx = np.argwhere(lengths > 0)  # [cycles, 3]: (scenario, cell, snapshot) positions
+    names = ("c_s_n", "c_s_p", "soc", "plating_margin", "voltage")
+    grid = {d: torch.tensor(np.asarray(t[d].values, float)) for d in
+            (schema.X_N, schema.R_N, schema.X_P, schema.R_P)}
+    out = {n: np.full(shape + ((t.sizes[schema.X_N], t.sizes[schema.R_N]) if n == "c_s_n" else
+                               (t.sizes[schema.X_P], t.sizes[schema.R_P]) if n == "c_s_p" else ()),
+                      np.nan, dtype=np.float32) for n in names}
+    under_load, resets, reset_cycles = 0, 0, []
+    for a in range(0, len(idx), batch):
+        part = idx[a:a + batch]
+        seq = {n: torch.as_tensor(meas[n][part[:, 0], part[:, 1], part[:, 2]]) for n in meas}
+        L = lengths[part[:, 0], part[:, 1], part[:, 2]]
+        est, n_reset = _run_ekf(CoreParams(**{k: getattr(params, k)[torch.as_tensor(part[:, 1])]
+                                              for k in params.names()}),
+                                seq, L, period, grid, ekf_config, core_config)
+        under_load += int((seq["current"][:, 0].abs() > REST_CURRENT_A).sum())
+        for i, (s, c, k) in enumerate(part):
+            for n in names:
+                out[n][s, c, k, :L[i]] = est[n][i, :L[i]]
+                if not np.isfinite(out[n][s, c, k, :L[i]]).all():
+                    raise ObserverError(
+                        f"{source}: the EKF's {n!r} is not finite inside valid samples of "
+                        f"scenario {int(t[schema.SCENARIO][s])}, cell {int(t[schema.CELL][c])}, "
+                        f"snapshot {int(t[schema.SNAPSHOT][k])} despite restarts")
+            if n_reset[i]:
+                resets += int(n_reset[i])
+                reset_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
+                                     int(t[schema.SNAPSHOT][k]), int(n_reset[i])])
+    data = {}
+    for n in names:
+        dims = schema.VARIABLES[n].dims
+        attrs = schema.var_attrs(n)
+        if n in quantities.FIELD_TARGETS:
+            e = quantities.electrode_of(n)
+            attrs = dict(attrs, c_max=float(e.c_max_of(truth)
+                                            or e.constants(okane2022_design().constants).c_max))
+        data[n] = xr.Variable(dims, out[n], attrs)
+    ds = xr.Dataset(data, coords={k: v for k, v in t.coords.items()})
+    ds.attrs.update({
+        "schema_version": schema.SCHEMA_VERSION, "variant": "ekf", "parameters": "oracle",
+        "description": DESCRIPTIONS["ekf"], "period_s": period, "truth_store": source,
+        "cycles": int(len(idx)), "started_under_load": under_load, "resets": resets,
+        "reset_cycles": json.dumps(reset_cycles),  # [scenario, cell, snapshot, restarts]
+    })
+    problems = schema.validate(ds, kind="prediction")
+    if problems:
+        raise schema.SchemaError(problems, source="EKF prediction dataset")
+    return ds
+
+
+def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, grid: dict,
+             ekf_config: EKFConfig, core_config: CoreConfig
+             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Filter B cycles [B, K] together; per-sample estimates [B, K, ...] (past a cycle's length
+    the input is held at zero current, last V and T, and the output is junk to discard) and
+    each cycle's restarts within its valid samples [B]."""
+    core = ReducedCore(params, core_config)
+    c = core.design.constants
+    K = int(lengths.max())
+    V, I, T = (seq[n][:, :K].clone() for n in ("voltage", "current", "temperature"))
+    for i, n in enumerate(lengths):  # padding: rest at the last valid voltage and temperature
+        V[i, n:], T[i, n:], I[i, n:] = V[i, n - 1], T[i, n - 1], 0.0
+    lo, hi = soc_window(core)
+    line = cell_lines(core)
+    ekf = CoreEKF(core, ekf_config)
+
+    def prior(k: int) -> EKFState:  # sample k's voltage read as an OCV, the load's profile
+        sto = invert_ocv(V[:, k], line)
+        return ekf.init(core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max),
+                        hi - lo, I[:, k], T[:, k])
+
+    est = prior(0)
+    restarts = torch.zeros(len(lengths), dtype=torch.long)
+    in_cycle = torch.as_tensor(np.asarray(lengths))
+    x_n, x_p = core.grid_x.x_n(core.dtype), core.grid_x.x_p(core.dtype)
+    rows: dict[str, list] = {n: [] for n in ("c_s_n", "c_s_p", "soc", "plating_margin",
+                                             "voltage")}
+    with torch.no_grad():
+        for k in range(K):
+            if k == 0:  # the prior itself, measured at the first sample's load
+                st = ekf.state(est)
+                o = core.measure(st, I[:, 0], T[:, 0])
+                v_model = o.voltage
+            else:
+                est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
+                bad = ~torch.isfinite(est.x).all(1) | ~(innov.abs() <= RESET_INNOVATION_V)
+                if bad.any():
+                    fresh = prior(k)
+                    est = EKFState(torch.where(bad[:, None], fresh.x, est.x),
+                                   torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
+                    restarts += (bad & (k < in_cycle)).long()
+                st = ekf.state(est)
+                o = core.measure(st, I[:, k], T[:, k])
+                v_model = torch.where(bad, o.voltage, V[:, k] - innov)
+            rows["c_s_n"].append(core.particle_field(st.c_n, o.c_n_surf, x_n, grid[schema.X_N],
+                                                     grid[schema.R_N]))
+            rows["c_s_p"].append(core.particle_field(st.c_p, o.c_p_surf, x_p, grid[schema.X_P],
+                                                     grid[schema.R_P]))
+            rows["soc"].append((o.c_n_avg / c.neg.c_max - lo) / (hi - lo))
+            rows["plating_margin"].append(o.plating_margin)
+            rows["voltage"].append(v_model)
+    return {n: torch.stack(v, 1).numpy() for n, v in rows.items()}, restarts.numpy()
+
+
+def core_config(overrides: dict | None) -> CoreConfig:
+    """:class:`CoreConfig` with ``overrides`` (e.g. ``{"n_r": 6}``); unknown keys refused."""
+    try:
+        return CoreConfig(**(overrides or {}))
+    except TypeError:
+        known = list(CoreConfig.__dataclass_fields__)
+        raise ObserverError(f"observer core overrides {sorted(overrides or {})} name unknown "
+                            f"CoreConfig fields; known: {known}") from None
+
+
+def check_store(truth: xr.Dataset, source: str = "truth store") -> None:
+    """What every observer needs of a store, checked before anything is computed: a period and
+    the parameter table of every cell (oracle-parameter setting)."""
+    _period(truth, source)
+    oracle_params(truth, range(schema.n_cells(truth)), source)
+
+
+def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | None = None,
+                     cells: Sequence[int] | None = None, snapshots: Sequence[int] | None = None,
+                     source: str = "truth store", core: dict | None = None) -> xr.Dataset:
+    """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
+    :class:`CoreConfig` overrides)."""
+    check_observers([name])
+    return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=core_config(core),
+                              source=source)

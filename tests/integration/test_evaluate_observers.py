@@ -1,0 +1,56 @@
+"""`packtwin evaluate` with `observers: [ekf]`: the EKF row next to the baseline, and a store
+the oracle-parameter setting cannot use refused before anything is computed."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from packtwin.data import store
+from packtwin.eval import evaluate, observer_predict
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+COARSE = {"n_x_n": 2, "n_x_s": 1, "n_x_p": 2, "n_r": 4}
+
+
+def _argv(store_path, out, **extra):
+    args = {"store": str(store_path), "output": str(out),
+            "train": json.dumps({"ambient_temperature": {"max": 25}, "protocol": ["cccv"],
+                                 "cells": [0, 1, 2]}),
+            "splits": json.dumps({"pulse": {"protocol": ["pulse"], "cells": [0, 1],
+                                            "snapshots": [0]}}),
+            "variants": "{}", "seeds": "[0]", "observers": '["ekf"]',
+            "observer_core": json.dumps(COARSE), "plots": "false", "progress": "false"}
+    args.update(extra)
+    return [a for k, v in args.items() for a in (f"--{k}", v)]
+
+
+def test_ekf_row_in_metrics_and_report(synthetic_store, tmp_path, one_torch_thread):
+    out = tmp_path / "eval"
+    assert evaluate.main(_argv(synthetic_store, out)) == 0
+    ds = xr.open_zarr(out / "metrics.zarr", consolidated=False).load()
+    assert list(ds["variant"].values) == ["baseline", "ekf", "pybamm"]
+    ekf = ds.sel(split="pulse", variant="ekf", seed=0)
+    for name in ("c_s_n_rmse_pct", "c_s_p_rmse_pct", "voltage_rmse", "soc_mae"):
+        assert np.isfinite(float(ekf[f"pack_{name}"])), name
+    assert ds["pack_c_s_n_rmse_pct"].attrs["units"] == "% of c_max"
+    assert ds["pack_voltage_rmse"].attrs["units"] == "mV"
+    assert not np.isfinite(float(ekf["pack_sei_mae"]))  # no SEI estimate: no score
+    assert "ekf" in json.loads(ds.attrs["observers"])
+    assert set(json.loads(ds.attrs["observer_restarts"])["ekf"]) == {"pulse"}
+    text = (out / "report.md").read_text()
+    assert "| pulse | ekf |" in text and "oracle parameters" in text
+    assert "restarts per split: {\"pulse\": " in text
+
+
+def test_store_without_parameter_table_refused_before_work(synthetic_store, tmp_path):
+    bare = tmp_path / "bare.zarr"
+    ds = store.open_store(synthetic_store)
+    ds.drop_vars([v for v in ds.data_vars if str(v).startswith("param_")]).to_zarr(
+        bare, **store.ZARR_KW)
+    out = tmp_path / "eval"
+    with pytest.raises(observer_predict.ObserverError, match="oracle-parameter"):
+        evaluate.run(evaluate.parse(_argv(bare, out))[0], progress=False)
+    assert not (out / "metrics.zarr").exists()

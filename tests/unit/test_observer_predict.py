@@ -1,0 +1,109 @@
+"""The EKF on the reduced core as a prediction dataset (oracle parameters), scored by the metrics
+core; on the synthetic store (not a battery model: only the plumbing and contracts are tested,
+the numbers mean nothing) with a coarse core to stay fast."""
+
+import numpy as np
+import pytest
+
+from packtwin import schema
+from packtwin.data import store
+from packtwin.eval import metrics, observer_predict
+from packtwin.physics.core import CoreConfig
+
+COARSE = CoreConfig(n_x_n=2, n_x_s=1, n_x_p=2, n_r=4)
+PULSE, CCCV = 2, 1  # synthetic scenarios: 25 C 2C pulse (22 valid samples), 25 C 1C (44)
+
+
+@pytest.fixture(scope="module")
+def truth(synthetic_store):
+    return store.open_store(synthetic_store)
+
+
+@pytest.fixture(scope="module")
+def pred(truth, one_torch_thread):
+    return observer_predict.ekf_oracle_dataset(truth, scenarios=[CCCV, PULSE], cells=[0, 1],
+                                               snapshots=[0], core_config=COARSE)
+
+
+def test_prediction_follows_the_schema_and_the_valid_mask(pred, truth):
+    assert schema.validate(pred, kind="prediction") == []
+    assert {"c_s_n", "c_s_p", "soc", "plating_margin", "voltage"} <= set(pred.data_vars)
+    # the core estimates neither SEI growth nor (given, not identified) parameters
+    assert "sei_thickness_avg" not in pred and not schema.param_keys_in(pred)
+    assert pred.attrs["variant"] == "ekf" and pred.attrs["parameters"] == "oracle"
+    assert pred["c_s_n"].attrs["c_max"] == truth["c_s_n"].attrs["c_max"]
+    valid = truth["valid"].isel(scenario=[CCCV, PULSE], snapshot=[0]).values > 0
+    for name in ("c_s_n", "voltage", "soc"):
+        v = pred[name].transpose("scenario", "cell", "snapshot", "time", ...).values
+        v = v.reshape(v.shape[:4] + (-1,))
+        assert np.isfinite(v[np.broadcast_to(valid[:, None], v.shape[:4])]).all(), name
+        assert np.isnan(v[np.broadcast_to(~valid[:, None], v.shape[:4])]).all(), name
+    c = pred["c_s_n"].values
+    c = c[np.isfinite(c)]
+    assert (c > 0).all() and (c < truth["c_s_n"].attrs["c_max"]).all()
+
+
+def test_diverged_filter_is_restarted_and_counted(pred, truth):
+    """On the synthetic store's made-up voltages the filter runs off (a -1.8 kV one-step-ahead
+    voltage was seen before restarts existed): restarts keep every model voltage within
+    RESET_INNOVATION_V of the measurement or at a restarted state's, and are counted."""
+    import json
+
+    meas = truth["voltage"].sel(scenario=pred["scenario"], cell=pred["cell"],
+                                snapshot=pred["snapshot"])
+    err = np.abs(pred["voltage"] - meas).values
+    assert np.nanmax(err) < 2.0
+    cycles = json.loads(pred.attrs["reset_cycles"])
+    assert pred.attrs["resets"] == sum(r[-1] for r in cycles)
+
+
+def test_metrics_core_scores_it_unchanged(pred, truth):
+    m = metrics.compute_metrics(truth, pred)
+    for name, units in (("c_s_n_rmse_pct", "% of c_max"), ("c_s_p_rmse_pct", "% of c_max"),
+                        ("voltage_rmse", "mV"), ("soc_mae", "%"), ("plating_margin_mae", "mV")):
+        assert np.isfinite(float(m[f"pack_{name}"])), name
+        assert m[f"pack_{name}"].attrs["units"] == units
+    assert "pack_sei_mae" not in m
+
+
+def test_batched_cycles_equal_one_alone(pred, truth):
+    """The 22-sample pulse cycle of cell 1 filtered in a batch (with a 44-sample cycle and
+    another cell) gives the estimates it gets alone: each cycle gets its own cell's parameters,
+    inputs and place in the output. Only the first samples are compared: on the synthetic
+    store's made-up voltages the filter is ill-conditioned later (one sample's model voltage
+    runs off), so the batched BLAS's rounding (1e-7) grows there (1e-5 by sample 5)."""
+    alone = observer_predict.ekf_oracle_dataset(truth, scenarios=[PULSE], cells=[1],
+                                                snapshots=[0], core_config=COARSE)
+    lab = {"scenario": int(alone["scenario"].values[0]), "cell": 1}
+    first = slice(0, 5)
+    for name in ("c_s_n", "c_s_p", "voltage", "soc", "plating_margin"):
+        a = alone[name].isel(scenario=0, cell=0, snapshot=0, time=first).values
+        b = pred[name].sel(lab).isel(snapshot=0, time=first).values
+        np.testing.assert_allclose(a, b, rtol=1e-4, err_msg=name)
+    other = pred["voltage"].sel(scenario=lab["scenario"], cell=0).isel(snapshot=0, time=first)
+    assert not np.allclose(other.values, alone["voltage"].values.ravel()[first], rtol=1e-5)
+
+
+def test_store_without_parameter_table_is_refused_in_one_line(truth):
+    bare = truth.drop_vars([v for v in truth.data_vars if str(v).startswith("param_")])
+    with pytest.raises(observer_predict.ObserverError, match="oracle-parameter") as err:
+        observer_predict.ekf_oracle_dataset(bare, scenarios=[PULSE], cells=[0], snapshots=[0],
+                                            core_config=COARSE, source="bare.zarr")
+    msg = str(err.value)
+    assert "\n" not in msg and "bare.zarr" in msg and "param_" in msg
+
+
+def test_nan_inside_valid_samples_is_named(truth):
+    cur = truth["current"].load().copy(deep=True)  # dims (scenario, cell, snapshot, time)
+    cur[PULSE, 0, 0, 5] = np.nan
+    bad = truth.assign(current=cur)
+    with pytest.raises(observer_predict.ObserverError, match="'current'.*time index 5"):
+        observer_predict.ekf_oracle_dataset(bad, scenarios=[PULSE], cells=[0], snapshots=[0],
+                                            core_config=COARSE)
+
+
+def test_unknown_observer_and_core_key_refused():
+    with pytest.raises(observer_predict.ObserverError, match="unknown observers"):
+        observer_predict.check_observers(["ukf"])
+    with pytest.raises(observer_predict.ObserverError, match="n_shells"):
+        observer_predict.core_config({"n_shells": 3})
