@@ -71,7 +71,11 @@ def generate(args) -> tuple[list, dict]:
     if args.workers > 1:
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(args.workers) as pool:
+        from packtwin.sim.generate import _die_with_parent
+
+        # Workers end with this script (a killed bench must not leave solves running).
+        with mp.get_context("spawn").Pool(args.workers, initializer=_die_with_parent,
+                                          initargs=(os.getpid(),)) as pool:
             done = pool.map(_one_run, tasks, chunksize=1)
     else:
         done = [_one_run(t) for t in tasks]
