@@ -48,10 +48,11 @@ sys.path.insert(0, str(ROOT))
 from packtwin.eval.dfn_logs import Condition, cat_logs, dfn_logs, draw, pulses  # noqa: E402
 from packtwin.eval.observer_bench import (ESTIMATORS, core_made_logs, core_made_pack,  # noqa: E402
                                          mean_std, run_estimator, run_learned, run_open_loop,
-                                         soc_window, summarise, train_observer)
+                                         summarise, train_observer)
 from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.learned_observer import ObserverNet  # noqa: E402
+from packtwin.physics.observer_stream import cell_soc_window  # noqa: E402
 from packtwin.sim.reference import fine_model_config  # noqa: E402
 from bench_report import write_report  # noqa: E402  (scripts/ is on sys.path when run)
 
@@ -76,7 +77,7 @@ def core_for(cells: list[dict]) -> ReducedCore:
 
 
 def _train(args, seed, core, log, label, closure_mv=0.0, voltage_weight=0.0):
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     torch.manual_seed(seed)
     net = ObserverNet(closure_v=closure_mv / 1000).double()
     t0 = time.perf_counter()
@@ -119,7 +120,7 @@ def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
 
 
 def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=()) -> dict:
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     out = {}
     runs = [(name, None) for name in ESTIMATORS if name != "learned_observer"]
     runs += [(name, net) for name, net in nets.items()]

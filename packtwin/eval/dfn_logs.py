@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from packtwin.eval.observer_bench import NOISE_V, prior_soc_errors, soc_of, soc_window
+from packtwin.eval.observer_bench import NOISE_V, prior_soc_errors, soc_of
 from packtwin.physics.core import CoreState, ReducedCore
 from packtwin.physics.core_grid import interp_linear
-from packtwin.physics.observer_stream import cell_lines
+from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.ocv_inversion import invert_ocv
 
 CAPACITY_AH = 5.0
@@ -192,7 +192,7 @@ def dfn_logs(core: ReducedCore, cells: Sequence[dict], nominal: dict, cond: Cond
     true_start = CoreState(s_n, s_p, c_e0, core.params.L_sei.clone())
     V_true = stack("voltage", log_sl)
     noise = NOISE_V * torch.randn((V_true.shape[0], K + 1), generator=gen, dtype=dtype)
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     soc_start = soc_of(core, s_n, lo, hi)
     B = len(cells)
     if cond.prior == "offset":

@@ -22,8 +22,7 @@ from packtwin.physics.core import CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import CoreEKF
 from packtwin.physics.learned_observer import LearnedObserver, ObserverNet
-from packtwin.physics.observer_stream import cell_lines
-from packtwin.physics.ocv_inversion import invert_ocv
+from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.particle_fv import particle_average
 
 CAPACITY_AH = 5.0
@@ -32,15 +31,6 @@ ESTIMATORS = ("open_loop_core", "coulomb_counting", "ekf", "learned_observer")
 
 
 # -- the cell's SOC window and rest states ------------------------------------------------------
-def soc_window(core: ReducedCore) -> tuple[Tensor, Tensor]:
-    """Each cell's negative stoichiometry at 0 % and 100 % SOC [B] (its own parameters)."""
-    c = core.design.constants
-    n = core.params.n_cells
-    line = cell_lines(core)
-    return (invert_ocv(torch.full((n,), c.v_min, dtype=torch.float64), line),
-            invert_ocv(torch.full((n,), c.v_max, dtype=torch.float64), line))
-
-
 def rest_state(core: ReducedCore, soc: Tensor, lo: Tensor, hi: Tensor) -> CoreState:
     """Uniform particles at ``soc`` [B] on each cell's inventory line."""
     c = core.design.constants
@@ -64,7 +54,7 @@ def core_made_pack(n: int, gen: torch.Generator) -> tuple[ReducedCore, Tensor, T
         setattr(p, k, getattr(p, k) * (0.8 + 0.4 * torch.rand(n, generator=gen,
                                                                 dtype=torch.float64)))
     core = ReducedCore(p)
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     return core, lo, hi
 
 

@@ -43,12 +43,11 @@ import xarray as xr
 
 from packtwin import quantities, schema
 from packtwin.errors import PacktwinError
-from packtwin.eval.observer_bench import soc_window
 from packtwin.eval.predict import selection_of
 from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import CoreParams, okane2022_design, truth_table
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
-from packtwin.physics.observer_stream import cell_lines
+from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.ocv_inversion import invert_ocv
 
 OBSERVERS = ("ekf",)
@@ -214,7 +213,7 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     V, I, T = (seq[n][:, :K].clone() for n in ("voltage", "current", "temperature"))
     for i, n in enumerate(lengths):  # padding: rest at the last valid voltage and temperature
         V[i, n:], T[i, n:], I[i, n:] = V[i, n - 1], T[i, n - 1], 0.0
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     line = cell_lines(core)
     ekf = CoreEKF(core, ekf_config)
 

@@ -64,6 +64,16 @@ def cell_lines(core: ReducedCore) -> StoichiometryLine:
                              c.neg.c_max * vol_n, c.pos.c_max * vol_p)
 
 
+def cell_soc_window(core: ReducedCore) -> tuple[Tensor, Tensor]:
+    """Each cell's negative stoichiometry at 0 % and 100 % SOC [B]: where its own OCV meets the
+    voltage limits (the per-cell, tensor form of :func:`ocv_inversion.soc_window`)."""
+    c = core.design.constants
+    n = core.params.n_cells
+    v = torch.tensor([c.v_min, c.v_max], dtype=core.dtype)
+    line = cell_lines(core)
+    return invert_ocv(v[0].expand(n), line), invert_ocv(v[1].expand(n), line)
+
+
 class PackStream:
     """Per-cell state of a pack stepped through the core one sample at a time.
 
@@ -87,11 +97,7 @@ class PackStream:
         self._last_I: Tensor | None = None
         self._guess: tuple[Tensor, Tensor] | None = None
         self._last_T: Tensor | None = None
-        c = core.design.constants
-        line = cell_lines(core)
-        v = torch.tensor([c.v_min, c.v_max], dtype=core.dtype)
-        self.sto_window = (invert_ocv(v[0].expand(self.n_cells), line),
-                           invert_ocv(v[1].expand(self.n_cells), line))
+        self.sto_window = cell_soc_window(core)
 
     @classmethod
     def from_rest(cls, core: ReducedCore, V0, I0, T0, grid: dict | None = None,

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from packtwin.eval.dfn_logs import Condition, dfn_logs, draw, to_core_grid
-from packtwin.eval.observer_bench import (field_errors, run_learned, run_open_loop, soc_window,
-                                          summarise)
+from packtwin.eval.observer_bench import field_errors, run_learned, run_open_loop, summarise
 from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.learned_observer import ObserverNet
-from packtwin.physics.observer_stream import PackStream
+from packtwin.physics.observer_stream import PackStream, cell_soc_window
 from packtwin.sim.reference import fine_model_config
 
 SMALL = CoreConfig(n_x_n=4, n_x_s=2, n_x_p=4, n_r=8)
@@ -44,7 +43,7 @@ def test_dfn_log_layout_and_truth_on_the_core_grid(dfn_case):
         float(log["prior_soc"][0]) in (0.02, 0.98)
     # the core started from the DFN's own state follows the DFN: the log's truth is on the
     # core's grid in the core's units (a wrong interpolation or unit shows here)
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     c_n, c_p, v = run_open_loop(core, log, lo, hi, PERIOD, start=log["true_start"])
     en, ep = field_errors(core, c_n, c_p, log)
     assert en.max() < 1.0 and ep.max() < 1.0
@@ -73,7 +72,7 @@ def _proportional_net(gain: float) -> ObserverNet:
 
 def test_observer_corrects_a_wrong_prior_on_a_dfn_log(dfn_case):
     core, log = dfn_case
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     on = summarise(core, *run_learned(core, _proportional_net(0.5), log, lo, hi, PERIOD), log,
                    PERIOD, last_s=60.0)
     off = summarise(core, *run_learned(core, _proportional_net(0.0), log, lo, hi, PERIOD), log,
@@ -109,7 +108,7 @@ def test_coulomb_counting_moves_the_same_lithium_as_the_core():
     from packtwin.physics.particle_fv import particle_average
 
     core = ReducedCore(CoreParams.nominal(2), SMALL)
-    lo, hi = soc_window(core)
+    lo, hi = cell_soc_window(core)
     I = torch.tensor([[5.0] * 10 + [-2.5] * 10, [10.0] * 20], dtype=torch.float64)
     log = {"I": I, "T": torch.full_like(I, 298.15),
            "prior_soc": torch.tensor([0.8, 0.7], dtype=torch.float64)}
