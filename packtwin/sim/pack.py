@@ -209,13 +209,7 @@ class PackStepper:
                 prev_cur, prev_v = None, None
                 continue
             if prev_cur is not None:
-                di = cur - prev_cur
-                # A secant is only trusted where the voltage change is well above the solver's
-                # noise (~1e-6 relative, i.e. a few microvolts).
-                ok = (np.abs(di) > 1e-4) & (np.abs(volts - prev_v) > SECANT_MIN_DV)
-                r_new = -(volts - prev_v)[ok] / di[ok]
-                self.R[ok] = np.clip(np.where(np.isfinite(r_new), r_new, self.R[ok]),
-                                     R_LOW * self.r_init, R_HIGH * self.r_init)
+                self._secant(cur - prev_cur, volts - prev_v)
             a = volts + self.R * cur
             a_last, v_last = a, volts
             if self.trace is not None:
@@ -321,12 +315,7 @@ class PackStepper:
             if hold is None and (volts.max() > v_max or volts.min() < v_min):
                 return None  # a limit is crossed inside the step: shorten towards it
             if prev is not None:  # secant over the step: what a ramp change really does
-                di = (cur_t - prev[0]).mean(axis=1)
-                dv = (volts - prev[1]).mean(axis=1)
-                ok = (np.abs(di) > 1e-4) & (np.abs(dv) > SECANT_MIN_DV)
-                r_new = -dv[ok] / di[ok]
-                self.R[ok] = np.clip(np.where(np.isfinite(r_new), r_new, self.R[ok]),
-                                     R_LOW * self.r_init, R_HIGH * self.r_init)
+                self._secant((cur_t - prev[0]).mean(axis=1), (volts - prev[1]).mean(axis=1))
             prev = (cur_t, volts)
             a = volts + self.R[:, None] * cur_t  # intercepts at every sample
             if self.trace is not None:
@@ -366,6 +355,16 @@ class PackStepper:
             return True
         edge = np.max([volts[s].mean(axis=0) for s in self.groups()], axis=0)
         return bool(np.abs(edge - v_max).max() <= self.tol and volts.max() <= v_max + self.tol)
+
+    def _secant(self, di: np.ndarray, dv: np.ndarray) -> None:
+        """Update each cell's resistance from a current change ``di`` and its voltage change
+        ``dv`` between two trials of the same step."""
+        # A secant is only trusted where the voltage change is well above the solver's noise
+        # (~1e-6 relative, i.e. a few microvolts).
+        ok = (np.abs(di) > 1e-4) & (np.abs(dv) > SECANT_MIN_DV)
+        r_new = -dv[ok] / di[ok]
+        self.R[ok] = np.clip(np.where(np.isfinite(r_new), r_new, self.R[ok]),
+                             R_LOW * self.r_init, R_HIGH * self.r_init)
 
     def _max_spread(self, volts: np.ndarray) -> float:
         """Largest voltage spread of any group at any sample, volts (n_cells, n_samples)."""
