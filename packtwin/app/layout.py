@@ -12,6 +12,7 @@ from packtwin import schema
 from packtwin.app import views
 from packtwin.app.sources import Sources, open_sources
 from packtwin.app.state import PackData
+from packtwin.app.summary_view import PackSummary
 
 TITLE = "packtwin · pack explorer"
 ACCENT = "#1b6f8a"
@@ -35,8 +36,10 @@ class Explorer:
             return
         self.data = d = PackData(sources)
         self.overview = views.PackOverview(d)
-        self.sei = views.SeiSpread(d)
+        # SEI over every cycle needs the store's per-cycle summaries (a measured log has none).
+        self.sei = views.SeiSpread(d) if d.reader.has_truth("sei_thickness_end") else None
         self.cursor = views.TimeCursor(d)
+        self.summary = PackSummary(d, self.cursor)
         self.maps = views.ParticleMaps(d, self.cursor)
         self.signals = views.Signals(d, self.cursor)
         self.plating = views.Plating(d, self.cursor)
@@ -86,9 +89,12 @@ class Explorer:
         ds = self.data.truth
         n_s, n_p = schema.pack_shape(ds)
         twins = ", ".join(self.sources.variants) or "none"
-        return (f"**Store** `{self.store_name}` · {n_s}S{n_p}P pack, {ds.sizes['cell']} cells, "
-                f"{ds.sizes['scenario']} scenarios, {ds.sizes['cycle']} cycles · model "
-                f"{ds.attrs.get('model')} ({ds.attrs.get('parameter_set')}) · twins: {twins}")
+        head = f"**Store** `{self.store_name}` · {n_s}S{n_p}P pack, {ds.sizes['cell']} cells, "
+        if self.sources.measured:
+            return (head + f"measured log ({ds.attrs.get('source_format')}), no truth · "
+                    f"estimates and twins: {twins}")
+        return (head + f"{ds.sizes['scenario']} scenarios, {ds.sizes.get('cycle', 0)} cycles · "
+                f"model {ds.attrs.get('model')} ({ds.attrs.get('parameter_set')}) · twins: {twins}")
 
     def _sidebar(self) -> list:
         w = self.widgets
@@ -110,7 +116,9 @@ class Explorer:
             pn.Column(pn.pane.Markdown(self._store_summary()), self.messages, self.notice,
                       sizing_mode="stretch_width"),
             section("Pack · click a cell to select it"),
-            pn.Row(self.overview.panel(), self.sei.panel()),
+            pn.Row(self.overview.panel(), *([self.sei.panel()] if self.sei else [])),
+            section("Pack summary"),
+            self.summary.panel(),
             section("Particle concentration of the selected cell"),
             self.maps.panel(),
             section("Measured signals and plating risk"),
@@ -141,8 +149,12 @@ class Explorer:
 
 def build_app(store: str | os.PathLike | None, predictions: Sequence[str | os.PathLike] = (),
               checkpoint: str | os.PathLike | None = None, *, live_load: Callable | None = None,
-              live_predict: Callable | None = None) -> Explorer:
-    """Open the stores (lazily) and build the explorer; never raises for bad inputs."""
+              live_predict: Callable | None = None,
+              estimates: Sequence[str | os.PathLike] = ()) -> Explorer:
+    """Open the stores (lazily) and build the explorer; never raises for bad inputs.
+
+    ``store`` is a truth store (``packtwin generate``) or a measured one (``packtwin ingest``);
+    ``estimates`` are stores from ``packtwin estimate``, shown with their bands."""
     sources = open_sources(store, predictions, checkpoint, live_load=live_load,
-                           live_predict=live_predict)
+                           live_predict=live_predict, estimates=estimates)
     return Explorer(sources, store_name=Path(store).name if store is not None else "")

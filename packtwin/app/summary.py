@@ -111,6 +111,15 @@ class Criterion:
     higher_is_worse: bool
 
 
+# Identified per-cell parameters that mark a weak cell, and which end is worse. Capacity follows
+# the lithium inventory and the active material; resistance the contact resistance; SEI growth the
+# solvent diffusivity and rate constant.
+PARAM_WORSE: dict[str, bool] = {
+    "neg_c_init": False, "neg_am_fraction": False, "pos_am_fraction": False,
+    "contact_resistance": True, "sei_solvent_diffusivity": True, "sei_rate_constant": True,
+}
+
+
 def weakest_cells(cells: np.ndarray, figures: dict[Criterion, tuple[np.ndarray, np.ndarray | None]],
                   n: int = 3) -> pd.DataFrame:
     """The ``n`` worst cells by each criterion, with the band half-width where known.

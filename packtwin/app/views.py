@@ -17,6 +17,7 @@ import panel as pn
 
 from packtwin import schema
 from packtwin.app.reader import display_unit
+from packtwin.app.selection import OVERVIEW
 from packtwin.app.reductions import (PERCENTILES, X_AVG, broken_lines, finite_extent, sei_band,
                                      spread_format)
 from packtwin.app.state import PRED, TRUE, PackData
@@ -126,7 +127,21 @@ def _when(data: PackData) -> str:
 
 
 def _source_title(data: PackData, source: str) -> str:
-    return {TRUE: "True", PRED: f"Predicted ({data.sel.variant})", "error": "Error"}[source]
+    k = data.reader.band_factor(data.sel.variant)
+    return {TRUE: "True", PRED: f"Predicted ({data.sel.variant})", "error": "Error",
+            "band": f"Band ±{k or 0:.3g} std ({data.sel.variant})"}[source]
+
+
+def band_area(x: np.ndarray, mid: np.ndarray | None, half_width: np.ndarray | None,
+              kdim: hv.Dimension, vdim: hv.Dimension, label: str) -> hv.Area:
+    """The band ``mid ± half_width`` as an Area (empty without a band: overlay layers are fixed)."""
+    hi = hv.Dimension(f"{vdim.name}_hi", label="upper", unit=vdim.unit)
+    if mid is None or half_width is None:
+        x, lo, up = np.array([]), np.array([]), np.array([])
+    else:
+        lo, up = mid - half_width, mid + half_width
+    return hv.Area((x, lo, up), kdim, [vdim, hi], label=label).opts(
+        color=PALETTE["pred"], alpha=0.25, line_alpha=0)
 
 
 # ------------------------------------------------------------------ particle concentration maps
@@ -143,8 +158,13 @@ class ParticleMaps:
     def __init__(self, data: PackData, cursor: TimeCursor):
         self.data = data
         self.cursor = cursor
-        # Without any twin, the predicted and error columns would only ever be empty.
-        self.sources = (PRED, TRUE, "error") if data.sel.variant is not None else (TRUE,)
+        # Without any twin, the predicted and error columns would only ever be empty; without the
+        # truth of c_s (a measured store), the twin's estimate sits beside its band.
+        var = data.sel.electrode_spec.var
+        if not data.reader.has_truth(var):
+            self.sources = (PRED, "band") if data.sel.variant is not None else ()
+        else:
+            self.sources = (PRED, TRUE, "error") if data.sel.variant is not None else (TRUE,)
         self.at_time = {s: hv.DynamicMap(partial(self._at_time, s),
                                          streams=[selection_stream(data, *self.DEPS, "time_index")])
                         for s in self.sources}
@@ -159,20 +179,22 @@ class ParticleMaps:
                    clim=d.cs_clim(source, at_time))
         if source == "error":
             return dict(cmap="RdBu_r", symmetric=True, **bar)
+        if source == "band":
+            return dict(cmap="Purples", **{**bar, "clabel": f"{unit} (± band)"})
         return dict(cmap="viridis", **bar)
 
     def _vdim(self, source: str) -> hv.Dimension:
         var = self.data.sel.electrode_spec.var
-        if source == "error":
+        if source in ("error", "band"):
             a = schema.var_attrs(var)
-            return hv.Dimension("c_s_error", label=f"{a['long_name']} error",
+            return hv.Dimension(f"c_s_{source}", label=f"{a['long_name']} {source}",
                                 unit=display_unit(var))
         return dim(var)
 
     def _at_time(self, source: str, **_) -> hv.QuadMesh:
         d = self.data
         e = d.sel.electrode_spec
-        x, r = d.truth[e.x].values * M_TO_UM, d.truth[e.r].values
+        x, r = d.reader.coord(e.x) * M_TO_UM, d.reader.coord(e.r)
         z = d.cs_at_time(source)
         missing = z is None
         if missing:
@@ -187,14 +209,14 @@ class ParticleMaps:
     def _over_time(self, source: str, **_) -> hv.QuadMesh:
         d = self.data
         e = d.sel.electrode_spec
-        t, r = d.times() * S_TO_MIN, d.truth[e.r].values
+        t, r = d.times() * S_TO_MIN, d.reader.coord(e.r)
         z = d.cs_over_time(source)
         missing = z is None or t.size == 0
         if missing:
             t = t if t.size else np.array([0.0, 1.0])
             z = np.full((r.size, t.size), np.nan)
         where = ("x-averaged" if d.sel.x_index == X_AVG
-                 else f"x = {d.truth[e.x].values[d.sel.x_index] * M_TO_UM:.1f} µm")
+                 else f"x = {d.reader.coord(e.x)[d.sel.x_index] * M_TO_UM:.1f} µm")
         title = f"{_source_title(d, source)} · cell {d.sel.cell} · {where}"
         if missing and source != TRUE:
             title = f"{_source_title(d, source)}: no prediction"
@@ -204,6 +226,9 @@ class ParticleMaps:
 
     def panel(self) -> pn.viewable.Viewable:
         pane = lambda m: pn.pane.HoloViews(m, linked_axes=False)  # noqa: E731
+        if not self.sources:
+            return pn.pane.Markdown("No particle concentration to show: the store has no truth "
+                                    "of it and no estimates are loaded.")
         if self.sources == (TRUE,):  # truth only: both maps on one row
             return pn.Row(pane(self.at_time[TRUE]), pane(self.over_time[TRUE]))
         return pn.Column(pn.Row(*map(pane, self.at_time.values())),
@@ -257,6 +282,9 @@ class PackOverview:
         q = d.sel.quantity
         n_s, n_p = schema.pack_shape(d.truth)
         when = "" if q in ("Max plating risk", "c_s error") else f" · {_when(d)}"
+        var = OVERVIEW[q][0]
+        if var is not None and d.source_of(var) == PRED:
+            when += f" · estimated ({d.sel.variant})"
         return follow(hv.Rectangles(rects, vdims=[vdim, "cell"]).opts(
             color="value", cmap=self.CMAPS[q], clim=d.overview_clim(df.value.values),
             colorbar=True, clabel=f"{name} [{unit}]" if unit != "1" else name,
@@ -361,6 +389,8 @@ class Signals:
             # A fixed label: the overlay's layers must keep their keys from frame to frame.
             parts.append(hv.Curve((tp, yp), time_dim(), dim(name), label="twin").opts(
                 color=PALETTE["pred"], line_dash="dashed", line_width=2))
+            hw = d.half_width(name) if p is not None else None
+            parts.append(band_area(t, p, hw, time_dim(), dim(name), "twin band"))
         title = f"{schema.var_attrs(name)['long_name']} · cell {d.sel.cell}"
         if name == "voltage" and d.sel.variant is not None:
             title += " · twin dashed"
@@ -381,24 +411,35 @@ class Plating:
     def __init__(self, data: PackData, cursor: TimeCursor):
         self.data = data
         self.cursor = cursor
-        self.twin_label = "twin" if data.sel.variant is not None else ""
+        self.twin_label = ("twin" if data.sel.variant is not None
+                           and data.source_of("plating_margin") == TRUE else "")
         self.dmap = hv.DynamicMap(self._plot, streams=[selection_stream(data, *self.DEPS)])
 
     def _plot(self, **_) -> hv.Overlay:
         d = self.data
         t = d.times() * S_TO_MIN
         tdim, mdim = time_dim(), dim("plating_margin")
-        every = d.pack("plating_margin")
-        mine = d.signal("plating_margin")
-        pred = d.signal("plating_margin", PRED) if d.sel.variant is not None else None
-        # The 0 V threshold always in view, with every cell's and the twin's margin.
-        lo, hi = finite_extent(every, pred, np.array([self.THRESHOLD_V]))
+        # Without its truth (a measured store) every cell's margin is the twin's estimate, and
+        # the selected cell's carries the twin's band.
+        src = d.source_of("plating_margin")
+        every = d.pack("plating_margin", src)
+        every = np.empty((0, t.size)) if every is None else every
+        mine = d.signal("plating_margin", src)
+        mine = np.full(t.size, np.nan) if mine is None else mine
+        est = d.signal("plating_margin", PRED) if d.sel.variant is not None else None
+        pred = est if src == TRUE else None
+        hw = d.half_width("plating_margin") if est is not None else None
+        band = band_area(t, est, hw, tdim, mdim, "twin band")
+        # The 0 V threshold always in view, with every cell's and the twin's margin and band.
+        lo, hi = finite_extent(every, pred, band.dimension_values(1), band.dimension_values(2),
+                               np.array([self.THRESHOLD_V]))
         pad = 0.08 * (hi - lo) or 0.01
         tp, yp = (t, pred) if pred is not None else (np.array([]), np.array([]))
         parts = [
             hv.Curve(broken_lines(t, every), tdim, mdim, label="cells").opts(
                 color=PALETTE["grey"], alpha=0.5, line_width=1),
             hv.HSpan(lo - pad, self.THRESHOLD_V).opts(color=PALETTE["risk"], alpha=0.12),
+            band,
             hv.Curve((t, mine), tdim, mdim, label="selected cell").opts(color=PALETTE["cell"],
                                                                         line_width=2.5),
             hv.Curve((tp, yp), tdim, mdim, label=self.twin_label).opts(color=PALETTE["pred"],
@@ -436,6 +477,8 @@ class ParamsTable:
 
     def _title(self) -> str:
         label = self.data.reader.cell_label(self.data.sel.cell)
+        if self.data.reader.measured:
+            return f"**{label}**: each twin's identified value (no truth: a measured pack)"
         return f"**{label}**: each twin's identified value vs the truth"
 
     def _frame(self) -> pd.DataFrame:
@@ -446,6 +489,8 @@ class ParamsTable:
                 continue
             if col.endswith("[%]"):
                 out[col] = [f"{v:+.2f}" if np.isfinite(v) else "–" for v in df[col]]
+            elif col.endswith("±"):
+                out[col] = [f"± {v:.2g}" if np.isfinite(v) else "–" for v in df[col]]
             else:
                 out[col] = [f"{v:.4g}" if np.isfinite(v) else "–" for v in df[col]]
         return out
