@@ -1,0 +1,176 @@
+"""The pack explorer on a measured-only store (``packtwin ingest``) with an estimate store: the
+estimates and their bands take the truth's place, nothing asks for a hidden variable, and the pack
+summary names the weak, alarming and outlying cells planted in the estimates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+pytest.importorskip("panel", reason="the app extra (panel, holoviews) is not installed")
+
+from packtwin import quantities, schema  # noqa: E402
+from packtwin.app import summary as sm  # noqa: E402
+from packtwin.app.layout import build_app  # noqa: E402
+from packtwin.app.state import PRED  # noqa: E402
+from packtwin.data import ingest, store, synthetic  # noqa: E402
+from tests.unit.test_ingest import long_log  # noqa: E402
+
+K = 2.0  # band factor written into the estimate store's attrs
+REL_STD = 0.01
+SEI_OUTLIER, ALARM_CELL, POSSIBLE_CELL = 2, 1, 3
+
+
+def make_estimate_store(sim: xr.Dataset, measured: xr.Dataset, out) -> xr.Dataset:
+    """A store shaped like ``packtwin estimate``'s on ``measured``: the simulated hidden variables
+    as the mean (cell 2's SEI 30 % thicker, cells 1 and 3 with a lower plating margin), a
+    ``<name>_std`` of 1 % of the value (20 mV for the margin) and the band's k in attrs."""
+    names = list(quantities.ESTIMATED)
+    keys = schema.param_keys_in(sim)
+    src = sim[names + [schema.param_var(k) for k in keys]].isel(scenario=[0], snapshot=[0])
+    valid = sim["valid"].values[0, 0].astype(bool)
+    src = src.isel(time=np.flatnonzero(valid))
+    src = src.drop_vars([c for c in src.coords if c not in src.dims and c not in
+                         (schema.X_N, schema.X_P, schema.R_N, schema.R_P)])
+    src = src.assign_coords({d: measured[d].values for d in
+                             (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)})
+    ds = src.load().copy(deep=True)
+    ds["sei_thickness_avg"][:, SEI_OUTLIER] *= 1.3
+    ds["plating_margin"][:, ALARM_CELL] -= 0.12
+    ds["plating_margin"][:, POSSIBLE_CELL] -= 0.06
+    for name in list(ds.data_vars):
+        std = np.abs(ds[name]) * REL_STD
+        if name == "plating_margin":
+            std = xr.full_like(ds[name], 0.02)
+        ds[schema.std_var(name)] = std.astype(ds[name].dtype)
+    ds = ds.assign_coords({c: measured[c] for c in measured.coords
+                           if c not in ds.coords and set(measured[c].dims) <= set(ds.dims)})
+    ds = schema.apply_attrs(ds)
+    for name in ds.data_vars:
+        if schema.std_base(str(name)):
+            ds[name].attrs = schema.var_attrs(str(name))
+    for e in quantities.ELECTRODES:
+        ds[e.variable].attrs["c_max"] = float(sim[e.variable].attrs["c_max"])
+    ds.attrs = {"schema_version": schema.SCHEMA_VERSION, "variant": "physics",
+                "checkpoints": json.dumps(["a.ckpt", "b.ckpt"]), "input_store": "measured.zarr",
+                "input_kind": "measured", "ensemble_size": 2, "embedding_fit": "{}",
+                "uncertainty": json.dumps({"kind": "ensemble over seeds", "k": K})}
+    assert schema.validate(ds, kind="estimate") == []
+    ds.to_zarr(out, mode="w", **store.ZARR_KW)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def measured_pack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app_measured")
+    sim = synthetic.make_store(root / "sim.zarr", n_snapshots=1, n_time=24, seed=7, scenarios=[
+        dict(ambient_temperature=20.0, charge_c_rate=0.5, discharge_c_rate=0.5, protocol="cccv")])
+    sim = sim.load()
+    log = root / "log.csv"
+    long_log(sim).to_csv(log, index=False)
+    ingest.ingest([log], root / "measured.zarr", topology="2s2p",
+                  period_s=float(sim.attrs["period_s"]), ambient_temperature=20.0, cycle=1,
+                  units={"voltage": "V", "current": "A", "temperature": "K"})
+    measured = store.open_store(root / "measured.zarr", kind="measured")
+    est = make_estimate_store(sim, measured, root / "est.zarr")
+    return {"measured": root / "measured.zarr", "est": root / "est.zarr", "est_ds": est}
+
+
+def frame(dmap):
+    return dmap[()]
+
+
+def layer(overlay, label: str):
+    hits = [el for el in overlay if el.label == label]
+    assert hits, f"no layer {label!r} in {[el.label for el in overlay]}"
+    return hits[0]
+
+
+def test_measured_store_alone_shows_signals_and_says_what_is_missing(measured_pack):
+    ex = build_app(measured_pack["measured"])
+    assert ex.data is not None, ex.sources.errors
+    assert ex.sources.measured and ex.sei is None  # no per-cycle summaries in a log
+    assert "--estimates" in ex.data.notice
+    assert "c_s error" not in ex.widgets["quantity"].options
+    v = frame(ex.signals.dmaps["voltage"]).get(0).dimension_values(1)
+    assert v.size == ex.data.times().size and np.isfinite(v).all()
+    # Every view builds; hidden quantities are simply empty (NaN), not an error.
+    assert np.isnan(frame(ex.overview.dmap).get(0).dimension_values("value")).all()
+    assert ex.maps.sources == ()
+    assert ex.params.table.object.empty
+    ex.layout  # noqa: B018 (the page object exists)
+    frame(ex.plating.dmap), frame(ex.summary.soc), frame(ex.summary.sei)
+
+
+def test_estimates_and_bands_take_the_truths_place(measured_pack):
+    ex = build_app(measured_pack["measured"], estimates=[measured_pack["est"]])
+    assert ex.data is not None and not ex.sources.warnings, ex.sources.warnings
+    est = measured_pack["est_ds"]
+    d = ex.data
+    assert d.sel.variant == "estimate" and ex.sources.bands == {"estimate": K}
+    assert "no truth" in d.notice and f"± {K:.3g} std" in d.notice
+    # Overview: the estimated SOC of every cell at the chosen time.
+    ex.widgets["quantity"].value = "SOC"
+    got = frame(ex.overview.dmap).get(0).dimension_values("value")
+    np.testing.assert_allclose(got, est["soc"].values[0, :, 0, d.sel.time_index], rtol=1e-6)
+    # Particle maps: the estimate beside its band k * std.
+    assert ex.maps.sources == (PRED, "band")
+    c_est = np.asarray(frame(ex.maps.at_time[PRED]).dimension_values(2, flat=False), float)
+    band = np.asarray(frame(ex.maps.at_time["band"]).dimension_values(2, flat=False), float)
+    np.testing.assert_allclose(band, K * REL_STD * np.abs(c_est), rtol=1e-4)
+    # Plating: the selected cell's band around its estimate, every cell's estimate drawn.
+    ex.widgets["cell"].value = ALARM_CELL
+    pl = frame(ex.plating.dmap)
+    m = est["plating_margin"].values[0, ALARM_CELL, 0]
+    area = layer(pl, "twin band")
+    np.testing.assert_allclose(area.dimension_values(1), m - K * 0.02, rtol=1e-5)
+    np.testing.assert_allclose(area.dimension_values(2), m + K * 0.02, rtol=1e-5)
+    np.testing.assert_allclose(layer(pl, "selected cell").dimension_values(1), m, rtol=1e-6)
+    # Twin voltage with its band beside the measured voltage.
+    vb = layer(frame(ex.signals.dmaps["voltage"]), "twin band")
+    assert vb.dimension_values(1).size == d.times().size
+    # Identified parameters: estimate and band, no truth column.
+    table = ex.params.table.object
+    assert "truth" not in table.columns and "estimate ±" in table.columns
+    assert len(table) == len(schema.param_keys_in(est))
+
+
+def test_pack_summary_names_the_planted_cells(measured_pack):
+    ex = build_app(measured_pack["measured"], estimates=[measured_pack["est"]])
+    d = ex.data
+    alarms = d.plating_alarms().set_index("cell")
+    assert alarms.status[ALARM_CELL] == sm.ALARM
+    assert alarms.status[POSSIBLE_CELL] == sm.POSSIBLE  # only its band goes below 0 V
+    assert (alarms.status.drop([ALARM_CELL, POSSIBLE_CELL]) == sm.OK).all()
+    assert f"[{ALARM_CELL}]" in ex.summary.headline.object
+    out = d.outliers()
+    assert out.cell.tolist() == [SEI_OUTLIER] and out.quantity[0].startswith("SEI")
+    weak = d.weakest_cells()
+    sei_rank = weak[weak.criterion.str.startswith("SEI")]
+    assert sei_rank.cell.iloc[0] == SEI_OUTLIER and np.isfinite(sei_rank.band.iloc[0])
+    plating = weak[weak.criterion.str.startswith("Lowest plating")]
+    assert plating.cell.tolist()[:2] == [ALARM_CELL, POSSIBLE_CELL]
+    # SOC spread: the band over the cells and the selected cell's estimate band.
+    ov = frame(ex.summary.soc)
+    est = measured_pack["est_ds"]["soc"].values[0, :, 0]
+    np.testing.assert_allclose(layer(ov, "pack min–max").dimension_values(1), est.min(0),
+                               rtol=1e-6)
+    sb = layer(ov, "selected cell band")
+    np.testing.assert_allclose(sb.dimension_values(2) - sb.dimension_values(1),
+                               2 * K * REL_STD * np.abs(est[d.sel.cell]), rtol=1e-4)
+    sei = frame(ex.summary.sei)
+    assert layer(sei, "outlier (|robust z| > 3.5)").dimension_values(0).tolist() == [SEI_OUTLIER]
+    # Tables follow the selection (a time change re-ranks SOC).
+    assert "rank" in ex.summary.weakest.object.columns
+    assert ex.summary.alarms.object.cell.tolist()[:2] == [ALARM_CELL, POSSIBLE_CELL]
+
+
+def test_estimate_store_on_another_pack_is_a_warning_not_a_crash(measured_pack, tmp_path):
+    other = measured_pack["est_ds"].isel(time=slice(0, 5))
+    other.to_zarr(tmp_path / "short.zarr", mode="w", **store.ZARR_KW)
+    ex = build_app(measured_pack["measured"], estimates=[tmp_path / "short.zarr"])
+    assert ex.data is not None and ex.data.sel.variant is None
+    assert any("Estimates not shown" in w and "'time'" in w for w in ex.sources.warnings)
