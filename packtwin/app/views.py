@@ -284,7 +284,7 @@ class PackOverview:
         when = "" if q in ("Max plating risk", "c_s error") else f" · {_when(d)}"
         var = OVERVIEW[q][0]
         if var is not None and d.source_of(var) == PRED:
-            when += f" · estimated ({d.sel.variant})"
+            when += " · estimate"
         return follow(hv.Rectangles(rects, vdims=[vdim, "cell"]).opts(
             color="value", cmap=self.CMAPS[q], clim=d.overview_clim(df.value.values),
             colorbar=True, clabel=f"{name} [{unit}]" if unit != "1" else name,
