@@ -174,3 +174,17 @@ def test_estimate_store_on_another_pack_is_a_warning_not_a_crash(measured_pack, 
     ex = build_app(measured_pack["measured"], estimates=[tmp_path / "short.zarr"])
     assert ex.data is not None and ex.data.sel.variant is None
     assert any("Estimates not shown" in w and "'time'" in w for w in ex.sources.warnings)
+
+
+def test_summary_reads_the_truth_where_the_store_has_it(synthetic_store):
+    ex = build_app(synthetic_store)
+    d = ex.data
+    truth = store.open_store(synthetic_store)
+    cap = truth["capacity"].sel(scenario=d.sel.scenario, cycle=d.snapshot_cycle()).values
+    weak = d.weakest_cells(n=4)
+    by_cap = weak[weak.criterion == "Discharge capacity of the cycle"]
+    assert by_cap.cell.tolist() == np.argsort(cap).tolist() and by_cap.band.isna().all()
+    assert (d.plating_alarms().status == sm.OK).all()  # 1C: margin stays at +50 mV
+    ex.widgets["c_rate"].value = "2C charge / 2C discharge"  # pulses to 3C: margin -50 mV
+    assert (d.plating_alarms().status == sm.ALARM).all()
+    assert "4 cell(s)" in ex.summary.headline.object
