@@ -12,6 +12,7 @@ from packtwin import schema
 from packtwin.app import views
 from packtwin.app.sources import Sources, open_sources
 from packtwin.app.state import PackData
+from packtwin.app.life_view import CapacityFade, snapshot_player
 from packtwin.app.summary_view import PackSummary
 
 TITLE = "packtwin · pack explorer"
@@ -36,8 +37,10 @@ class Explorer:
             return
         self.data = d = PackData(sources)
         self.overview = views.PackOverview(d)
-        # SEI over every cycle needs the store's per-cycle summaries (a measured log has none).
-        self.sei = views.SeiSpread(d) if d.reader.has_truth("sei_thickness_end") else None
+        # Over life needs per-cycle summaries: the store's, or a twin's per-cycle estimates (a
+        # measured log has neither unless a life estimate is loaded).
+        self.sei = views.SeiSpread(d) if d.has_life("sei") else None
+        self.fade = CapacityFade(d) if d.has_life("capacity") else None
         self.cursor = views.TimeCursor(d)
         self.summary = PackSummary(d, self.cursor)
         self.maps = views.ParticleMaps(d, self.cursor)
@@ -45,6 +48,8 @@ class Explorer:
         self.plating = views.Plating(d, self.cursor)
         self.params = views.ParamsTable(d)
         self.widgets = self._widgets()
+        if self.fade is not None:
+            self.widgets["snapshot_player"] = snapshot_player(d)
         self.messages = pn.Column(*[pn.pane.Alert(w, alert_type="warning") for w in sources.warnings],
                                   sizing_mode="stretch_width")
         self.notice = pn.pane.Alert(d.notice, alert_type="info", visible=bool(d.notice),
@@ -119,6 +124,7 @@ class Explorer:
             pn.Row(self.overview.panel(), *([self.sei.panel()] if self.sei else [])),
             section("Pack summary"),
             self.summary.panel(),
+            *self._life(),
             section("Particle concentration of the selected cell"),
             self.maps.panel(),
             section("Measured signals and plating risk"),
@@ -127,6 +133,13 @@ class Explorer:
             section("Identified parameters"),
             self.params.panel(),
         ]
+
+    def _life(self) -> list:
+        if self.fade is None:
+            return []
+        return [pn.pane.Markdown("### Pack over life · step the snapshot cycle to see its fields",
+                                 margin=(10, 10, 0, 10)),
+                self.widgets["snapshot_player"], self.fade.panel()]
 
     def _page(self) -> pn.viewable.Viewable:
         return pn.Row(pn.Column(pn.pane.Markdown(f"## {TITLE}"), *self._sidebar(), width=310,

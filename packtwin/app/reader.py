@@ -154,7 +154,8 @@ class StoreReader:
         if source == TRUE:
             return self.truth if name in self.truth.data_vars else None
         ds, _ = self.prediction(variant, scenario)
-        if ds is None or name not in ds.data_vars or snapshot not in ds[schema.SNAPSHOT].values:
+        if (ds is None or name not in ds.data_vars or schema.SNAPSHOT not in ds[name].dims
+                or snapshot not in ds[schema.SNAPSHOT].values):
             return None
         if cell is not None and cell not in ds[schema.CELL].values:
             return None
@@ -221,26 +222,31 @@ class StoreReader:
                  ) -> np.ndarray | None:
         """A per-cycle summary (scenario, cell, cycle) of every cell at one cycle, None where the
         source lacks the variable or the cycle."""
+        series = self.cycle_series(name, source, variant, scenario)
+        if series is None or cycle not in series[0]:
+            return None
+        return series[1][:, int(np.flatnonzero(series[0] == cycle)[0])]
+
+    def cycle_series(self, name: str, source: str, variant: str | None, scenario: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(cycles, a per-cycle summary of every cell, (cell, cycle)) of a scenario from the
+        truth or a twin (life estimates such as ``sei_thickness_est``); None where it lacks it."""
         ds = self.truth if source == TRUE else self.prediction(variant, scenario)[0]
         if (ds is None or name not in ds.data_vars or schema.CYCLE not in ds[name].dims
-                or cycle not in ds[schema.CYCLE].values):
+                or scenario not in ds[schema.SCENARIO].values):
             return None
 
         def load():
-            da = ds[name].sel({schema.SCENARIO: scenario, schema.CYCLE: cycle})
-            return np.asarray(da.reindex({schema.CELL: self.cells}).values, float)
+            da = ds[name].sel({schema.SCENARIO: scenario}).reindex({schema.CELL: self.cells})
+            return (ds[schema.CYCLE].values.astype(int),
+                    np.asarray(da.transpose(schema.CELL, schema.CYCLE).values, float))
 
-        return self._cached(("at_cycle", name, source, variant if source == PRED else None,
-                             scenario, cycle), load)
+        return self._cached(("cycles", name, source, variant if source == PRED else None,
+                             scenario), load)
 
     def sei_end(self, scenario: int) -> tuple[np.ndarray, np.ndarray]:
         """(cycles, SEI thickness at cycle end per cell and cycle) of a scenario."""
-        def load():
-            da = self.truth["sei_thickness_end"].sel({schema.SCENARIO: scenario})
-            return (self.truth[schema.CYCLE].values.astype(int),
-                    np.asarray(da.transpose(schema.CELL, schema.CYCLE).values, float))
-
-        return self._cached(("sei_end", scenario), load)
+        return self.cycle_series("sei_thickness_end", TRUE, None, scenario)
 
     def sei_snapshots(self, source: str, variant: str | None, scenario: int) -> np.ndarray | None:
         """x-averaged SEI thickness of every cell over every snapshot, (cell, snapshot, time)."""

@@ -26,6 +26,8 @@ VARIANTS = ("physics", "data_only")
 LIVE = "live"
 # Prediction variables a heatmap/overlay can use; a prediction store may hold a subset.
 PREDICTED = quantities.ESTIMATED  # what a prediction store holds (truth's names)
+# Per-cycle estimates of the twin over life (``sei_thickness_est``, ...): a store may hold only these.
+LIFE_ESTIMATED = tuple(n for n, v in schema.LIFE_VARIABLES.items() if v.kind == "estimate")
 # Grid coordinates a prediction must share with the truth to be compared sample by sample.
 SHARED_GRID = (schema.X_N, schema.X_P, schema.R_N, schema.R_P, schema.TIME)
 
@@ -82,10 +84,11 @@ def check_prediction(pred: xr.Dataset, truth: xr.Dataset, source: str,
     """Ways a prediction (or estimate) dataset cannot be compared with ``truth`` (empty =
     comparable); grids a measured store lacks (particle radii) are the estimate's own."""
     problems = list(schema.validate(pred, kind=kind))
-    if not any(v in pred.data_vars for v in PREDICTED):
-        problems.append(f"none of the predicted variables {PREDICTED} is present")
-    for dim in (schema.SCENARIO, schema.CELL, schema.SNAPSHOT):
-        if dim in pred.dims:
+    if not any(v in pred.data_vars for v in PREDICTED + LIFE_ESTIMATED):
+        problems.append(f"none of the predicted variables {PREDICTED} or per-cycle estimates "
+                        f"{LIFE_ESTIMATED} is present")
+    for dim in (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.CYCLE):
+        if dim in pred.dims and dim in truth.dims:
             extra = np.setdiff1d(pred[dim].values, truth[dim].values)
             if extra.size:
                 problems.append(f"{dim} values {extra.tolist()} are not in the truth store")

@@ -14,6 +14,8 @@ its place (``source_of``) and its band ``k * <name>_std`` comes with it (``half_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import param
@@ -25,7 +27,22 @@ from packtwin.app.reader import PRED, TRUE, StoreReader, display_unit
 from packtwin.app.selection import OVERVIEW, Selection
 from packtwin.app.sources import Sources
 
-__all__ = ["PackData", "PRED", "TRUE"]
+__all__ = ["LIFE", "LifeSeries", "PackData", "PRED", "TRUE"]
+
+# Over life: what -> (truth's per-cycle summary, the life twin's per-cycle estimate).
+LIFE = {"sei": ("sei_thickness_end", "sei_thickness_est"), "capacity": ("capacity", "capacity_est")}
+
+
+@dataclass(frozen=True)
+class LifeSeries:
+    """A per-cycle quantity of every cell (cell, cycle) and what the life views mark on it."""
+
+    cycles: np.ndarray
+    values: np.ndarray
+    source: str  # TRUE or PRED: where ``values`` come from
+    twin: tuple[np.ndarray, np.ndarray] | None  # (cycles, values) of the twin beside the truth
+    rates: np.ndarray  # per cell, mean change per cycle
+    fastest: int  # position of the fastest-changing cell (-1: none)
 
 
 class PackData(param.Parameterized):
@@ -182,9 +199,33 @@ class PackData(param.Parameterized):
     def overview_clim(self, values: np.ndarray) -> tuple[float, float]:
         return red.colour_range(values, floor=red.COLOUR_FLOORS[self.sel.quantity])
 
-    def sei_curves(self) -> tuple[np.ndarray, np.ndarray]:
-        """(cycles, SEI thickness at cycle end per cell and cycle) of the selected scenario."""
-        return self.reader.sei_end(self.sel.scenario)
+    def has_life(self, what: str) -> bool:
+        """Whether the store or a twin holds ``what`` ("sei", "capacity") over cycles."""
+        true_name, est_name = LIFE[what]
+        return self.reader.has_truth(true_name) or any(
+            est_name in ds.data_vars for ds in self.reader.sources.predictions.values())
+
+    def life(self, what: str) -> LifeSeries | None:
+        """``what`` ("sei": SEI at cycle end [nm]; "capacity": capacity retention [% of the
+        first cycle]) of every cell over the cycles of the selected scenario: the truth where
+        the store has it, else the twin's per-cycle estimate; the twin's estimate of the truth's
+        cells beside it; and the cell that changes fastest (SEI up, capacity down)."""
+        s, r = self.sel, self.reader
+        true_name, est_name = LIFE[what]
+        truth = r.cycle_series(true_name, TRUE, None, s.scenario)
+        est = (r.cycle_series(est_name, PRED, s.variant, s.scenario)
+               if s.variant is not None else None)
+        base, source = (truth, TRUE) if truth is not None else (est, PRED)
+        if base is None:
+            return None
+        scale = sm.percent_of_first if what == "capacity" else (lambda v: v)
+        cycles, values = base[0], scale(base[1])
+        rates = sm.growth_per_cycle(cycles, values)
+        twin = None
+        if source == TRUE and est is not None:
+            twin = (est[0], scale(est[1]))
+        return LifeSeries(cycles, values, source, twin, rates,
+                          sm.fastest(rates, higher=(what == "sei")))
 
     def sei_at_snapshots(self, source: str) -> tuple[np.ndarray, np.ndarray]:
         """The selected cell's x-averaged SEI thickness at the end of each snapshot cycle."""

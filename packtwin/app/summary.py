@@ -173,3 +173,37 @@ def nanmin_rows(signal: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmin(np.asarray(signal, float), axis=1)
+
+
+# ------------------------------------------------------------------ over life
+def first_finite(signal: np.ndarray) -> np.ndarray:
+    """Each row's first finite value; NaN if none."""
+    return last_finite(np.asarray(signal, float)[:, ::-1])
+
+
+def growth_per_cycle(cycles: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each cell's mean growth per cycle over its finite cycles, (last - first) / (cycles between),
+    of a (cell, cycle) array; NaN for a cell with fewer than two finite cycles."""
+    v = np.asarray(values, float)
+    c = np.asarray(cycles, float)
+    out = np.full(v.shape[0], np.nan)
+    for i, row in enumerate(v):
+        idx = np.flatnonzero(np.isfinite(row))
+        if idx.size >= 2 and c[idx[-1]] > c[idx[0]]:
+            out[i] = (row[idx[-1]] - row[idx[0]]) / (c[idx[-1]] - c[idx[0]])
+    return out
+
+
+def fastest(rates: np.ndarray, higher: bool = True) -> int:
+    """Index of the fastest cell (highest rate, or lowest with ``higher=False``); -1 if none."""
+    r = np.asarray(rates, float)
+    if not np.isfinite(r).any():
+        return -1
+    return int(np.nanargmax(r) if higher else np.nanargmin(r))
+
+
+def percent_of_first(values: np.ndarray) -> np.ndarray:
+    """A (cell, cycle) array as % of each cell's first finite value (capacity retention)."""
+    v = np.asarray(values, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100.0 * v / first_finite(v)[:, None]

@@ -20,7 +20,7 @@ from packtwin.app.reader import display_unit
 from packtwin.app.selection import OVERVIEW
 from packtwin.app.reductions import (PERCENTILES, X_AVG, broken_lines, finite_extent, sei_band,
                                      spread_format)
-from packtwin.app.state import PRED, TRUE, PackData
+from packtwin.app.state import LIFE, PRED, TRUE, LifeSeries, PackData
 
 hv.extension("bokeh", logo=False)
 # A prediction missing for the selection is drawn as an all-NaN map; HoloViews' range code warns on it.
@@ -316,36 +316,76 @@ class PackOverview:
 
 
 # ------------------------------------------------------------------ SEI spread over cycles
+def life_layers(d: PackData, life: LifeSeries, cdim: hv.Dimension, vdim: hv.Dimension,
+                twin_label: str) -> list:
+    """A per-cycle quantity of every cell: pack band, cells, median, the fastest-changing cell,
+    the selected cell and (beside the truth) the twin's per-cycle estimate of it. The layers are
+    the same in every frame (an empty one where there is nothing to draw)."""
+    cycles, vals = life.cycles, life.values
+    band = sei_band(vals)
+    hi = hv.Dimension(f"{vdim.name}_hi", label="upper", unit=vdim.unit)
+    lo_p, hi_p = (int(p) for p in PERCENTILES)
+    pos = d.reader.cell_pos[d.sel.cell]
+    fast = vals[life.fastest] if life.fastest >= 0 else np.full(cycles.size, np.nan)
+    tc, tv = (life.twin[0], life.twin[1][pos]) if life.twin else (np.array([]), np.array([]))
+    return [
+        hv.Area((cycles, band["min"], band["max"]), cdim, [vdim, hi], label="pack min–max"
+                ).opts(color=PALETTE["band"], alpha=0.15, line_alpha=0),
+        hv.Area((cycles, band["lo"], band["hi"]), cdim, [vdim, hi],
+                label=f"{lo_p}–{hi_p}th percentile").opts(color=PALETTE["band"], alpha=0.3,
+                                                          line_alpha=0),
+        hv.Curve(broken_lines(cycles, vals), cdim, vdim, label="cells").opts(
+            color=PALETTE["grey"], alpha=0.5, line_width=1),
+        hv.Curve((cycles, band["median"]), cdim, vdim, label="pack median").opts(
+            color=PALETTE["band"], line_dash="dashed", line_width=1.5),
+        hv.Curve((cycles, fast), cdim, vdim, label="fastest cell").opts(
+            color=PALETTE["risk"], line_width=2),
+        hv.Curve((cycles, vals[pos]), cdim, vdim, label="selected cell").opts(
+            color=PALETTE["cell"], line_width=3),
+        hv.Curve((tc, tv), cdim, vdim, label=twin_label).opts(
+            color=PALETTE["pred"], line_dash="dashed", line_width=2),
+    ]
+
+
+def life_twin_label(d: PackData, what: str) -> str:
+    """Legend label of the twin's per-cycle estimate beside the truth (fixed per page: an
+    overlay's layers keep their keys from frame to frame); empty where no twin has one."""
+    true_name, est_name = LIFE[what]
+    twins = [ds for ds in d.reader.sources.predictions.values() if est_name in ds.data_vars]
+    return "twin over life" if twins and d.reader.has_truth(true_name) else ""
+
+
+def empty_life(d: PackData) -> LifeSeries:
+    n = d.reader.cells.size
+    return LifeSeries(np.array([], int), np.empty((n, 0)), PRED, None, np.full(n, np.nan), -1)
+
+
+def fastest_text(d: PackData, life: LifeSeries, unit: str) -> str:
+    if life.fastest < 0:
+        return ""
+    cell = int(d.reader.cells[life.fastest])
+    return f" · fastest: cell {cell} ({life.rates[life.fastest]:+.3g} {unit}/cycle)"
+
+
 class SeiSpread:
-    """Every cell's SEI thickness at cycle end, the pack band and the selected cell vs the twin."""
+    """Every cell's SEI thickness at cycle end, the pack band, the fastest-growing cell and the
+    selected cell vs the twin (at snapshots, and over life where the twin estimates per cycle).
+    Without the truth's per-cycle summaries, the twin's per-cycle estimate is drawn instead."""
 
     DEPS = ("scenario", "cell", "variant", "snapshot")
 
     def __init__(self, data: PackData):
         self.data = data
         self.twin_label = "predicted at snapshots" if data.sel.variant is not None else ""
+        self.life_label = life_twin_label(data, "sei")
         self.dmap = hv.DynamicMap(self._plot, streams=[selection_stream(data, *self.DEPS)])
 
     def _plot(self, **_) -> hv.Overlay:
         d = self.data
-        cycles, sei = d.sei_curves()
-        band = sei_band(sei)
         cdim, sdim = dim(schema.CYCLE), dim("sei_thickness_end")
-        hi = hv.Dimension("sei_hi", label="upper", unit=sdim.unit)
-        lo_p, hi_p = (int(p) for p in PERCENTILES)
-        parts = [
-            hv.Area((cycles, band["min"], band["max"]), cdim, [sdim, hi], label="pack min–max"
-                    ).opts(color=PALETTE["band"], alpha=0.15, line_alpha=0),
-            hv.Area((cycles, band["lo"], band["hi"]), cdim, [sdim, hi],
-                    label=f"{lo_p}–{hi_p}th percentile").opts(color=PALETTE["band"], alpha=0.3,
-                                                              line_alpha=0),
-            hv.Curve(broken_lines(cycles, sei), cdim, sdim, label="cells").opts(
-                color=PALETTE["grey"], alpha=0.5, line_width=1),
-            hv.Curve((cycles, band["median"]), cdim, sdim, label="pack median").opts(
-                color=PALETTE["band"], line_dash="dashed", line_width=1.5),
-            hv.Curve((cycles, sei[d.reader.cell_pos[d.sel.cell]]), cdim, sdim,
-                     label="selected cell").opts(color=PALETTE["cell"], line_width=3),
-        ]
+        # A twin without SEI over life: an empty frame of the same layers.
+        life = d.life("sei") or empty_life(d)
+        parts = life_layers(d, life, cdim, sdim, self.life_label)
         tc, tv = d.sei_at_snapshots(TRUE)
         parts.append(hv.Scatter((tc, tv), cdim, sdim, label="true at snapshots").opts(
             color=PALETTE["cell"], size=8, marker="circle"))
@@ -356,7 +396,8 @@ class SeiSpread:
             color=PALETTE["pred"], size=11, marker="diamond"))
         parts.append(hv.VLine(d.snapshot_cycle()).opts(color=PALETTE["cursor"], line_dash="dotted"))
         return follow(hv.Overlay(parts)).opts(
-            title=f"SEI spread over cycles · cell {d.sel.cell} highlighted",
+            title=(f"SEI spread over cycles{' (estimated)' if life.source == PRED else ''}"
+                   f" · cell {d.sel.cell}{fastest_text(d, life, 'nm')}"),
             legend_position="right", width=760, height=320, toolbar="right", padding=0.05,
             xticks=integer_ticks(), hooks=[_autohide_toolbar])
 

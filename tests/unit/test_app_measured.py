@@ -188,3 +188,81 @@ def test_summary_reads_the_truth_where_the_store_has_it(synthetic_store):
     ex.widgets["c_rate"].value = "2C charge / 2C discharge"  # pulses to 3C: margin -50 mV
     assert (d.plating_alarms().status == sm.ALARM).all()
     assert "4 cell(s)" in ex.summary.headline.object
+
+
+# ------------------------------------------------------------------ the pack over life
+FAST_SEI, FAST_FADE = 1, 3
+
+
+@pytest.fixture(scope="module")
+def life_pack(tmp_path_factory):
+    """A 30-cycle synthetic store with 3 snapshots (cell 3's capacity fading 3x faster) and a
+    per-cycle life estimate store (``sei_thickness_est``, ``capacity_est``) of its cells."""
+    root = tmp_path_factory.mktemp("app_life")
+    ds = synthetic.make_store(root / "life.zarr", n_cycles=30, n_snapshots=3, n_time=16, seed=3,
+                              scenarios=[dict(ambient_temperature=25.0, charge_c_rate=1.0,
+                                              discharge_c_rate=1.0, protocol="cccv")]).load()
+    cyc = ds["cycle"].values
+    cap = ds["capacity"].values.copy()
+    cap[0, FAST_FADE] = cap[0, FAST_FADE, 0] * (1 - 0.003 * (cyc - cyc[0]))
+    sei = ds["sei_thickness_end"].values.copy()
+    sei[0, FAST_SEI] = 5.0 + 4.0 * np.sqrt(cyc)  # twice the others' growth
+    ds["capacity"].values[:], ds["sei_thickness_end"].values[:] = cap, sei
+    ds[["capacity", "sei_thickness_end"]].chunk({"scenario": 1, "cell": 1}).to_zarr(
+        root / "life.zarr", mode="r+", **store.ZARR_KW)
+    est = xr.Dataset({"sei_thickness_est": (schema.SUMMARY_DIMS, sei * 1.02),
+                      "capacity_est": (schema.SUMMARY_DIMS, cap * 0.99)},
+                     coords={d: ds[d] for d in schema.SUMMARY_DIMS})
+    est = schema.apply_attrs(est)
+    est.attrs = {"schema_version": schema.SCHEMA_VERSION, "variant": "life"}
+    est.to_zarr(root / "life_est.zarr", mode="w", **store.ZARR_KW)
+    return {"truth": root / "life.zarr", "est": root / "life_est.zarr", "sei": sei, "cap": cap,
+            "cycles": cyc}
+
+
+def test_life_views_mark_the_fastest_cells_and_follow_the_snapshot(life_pack):
+    ex = build_app(life_pack["truth"], [life_pack["est"]])
+    assert ex.data is not None and not ex.sources.warnings, ex.sources.warnings
+    d = ex.data
+    assert d.sel.variant == "life" and ex.sei is not None and ex.fade is not None
+    sei = frame(ex.sei.dmap)
+    np.testing.assert_allclose(layer(sei, "fastest cell").dimension_values(1),
+                               life_pack["sei"][0, FAST_SEI])
+    assert f"fastest: cell {FAST_SEI}" in sei.opts.get().kwargs["title"]
+    # The twin's per-cycle estimate of the selected cell beside the truth.
+    ex.widgets["cell"].value = 2
+    np.testing.assert_allclose(layer(frame(ex.sei.dmap), "twin over life").dimension_values(1),
+                               1.02 * life_pack["sei"][0, 2], rtol=1e-6)
+    fade = frame(ex.fade.dmap)
+    cap = life_pack["cap"][0]
+    np.testing.assert_allclose(layer(fade, "fastest cell").dimension_values(1),
+                               100 * cap[FAST_FADE] / cap[FAST_FADE, 0], rtol=1e-6)
+    np.testing.assert_allclose(layer(fade, "selected cell").dimension_values(1),
+                               100 * cap[2] / cap[2, 0], rtol=1e-6)
+    assert f"fastest: cell {FAST_FADE}" in fade.opts.get().kwargs["title"]
+    # The player steps the snapshot: the cycle marker and the fields follow it.
+    player = ex.widgets["snapshot_player"]
+    assert len(player.options) == 3
+    before = frame(ex.overview.dmap).get(0).dimension_values("value")
+    player.value = list(player.options.values())[-1]
+    last = int(d.truth["snapshot_cycle"].values[-1])
+    assert d.snapshot_cycle() == last
+    vline = [el for el in frame(ex.fade.dmap) if type(el).__name__ == "VLine"][0]
+    assert vline.data == last
+    assert not np.allclose(frame(ex.overview.dmap).get(0).dimension_values("value"), before)
+
+
+def test_life_estimates_alone_draw_the_pack_over_life(life_pack, measured_pack):
+    """A measured log has no per-cycle truth: with a twin's per-cycle estimates of its cells
+    the pack over life is the estimate's; without them there is no life view."""
+    alone = build_app(measured_pack["measured"], estimates=[measured_pack["est"]])
+    assert alone.sei is None and alone.fade is None
+    ex = build_app(measured_pack["measured"], [life_pack["est"]])
+    assert ex.data is not None and not ex.sources.warnings, ex.sources.warnings
+    sei = frame(ex.sei.dmap)
+    assert "(estimated)" in sei.opts.get().kwargs["title"]
+    np.testing.assert_allclose(layer(sei, "fastest cell").dimension_values(1),
+                               1.02 * life_pack["sei"][0, FAST_SEI], rtol=1e-6)
+    assert layer(sei, "cells").dimension_values(1).size == 4 * (life_pack["cycles"].size + 1)
+    fade = frame(ex.fade.dmap)
+    assert f"fastest: cell {FAST_FADE}" in fade.opts.get().kwargs["title"]

@@ -79,3 +79,17 @@ def test_outlier_table_and_row_helpers():
     sig = np.array([[1.0, 2.0, np.nan], [np.nan, np.nan, np.nan], [3.0, 0.5, 4.0]])
     np.testing.assert_array_equal(sm.last_finite(sig), [2.0, np.nan, 4.0])
     np.testing.assert_array_equal(sm.nanmin_rows(sig), [1.0, np.nan, 0.5])
+
+
+def test_growth_fastest_and_retention_over_cycles():
+    cycles = np.array([1, 2, 3, 5])
+    sei = np.array([[1.0, 2.0, 3.0, 5.0],        # 1 nm per cycle
+                    [np.nan, 1.0, 4.0, 7.0],     # (7 - 1) / (5 - 2) = 2 nm per cycle
+                    [1.0, np.nan, np.nan, np.nan]])
+    rate = sm.growth_per_cycle(cycles, sei)
+    np.testing.assert_allclose(rate, [1.0, 2.0, np.nan])
+    assert sm.fastest(rate) == 1 and sm.fastest(rate, higher=False) == 0
+    assert sm.fastest(np.full(2, np.nan)) == -1
+    cap = np.array([[5.0, 4.5, np.nan], [np.nan, 4.0, 3.0]])
+    np.testing.assert_allclose(sm.percent_of_first(cap), [[100, 90, np.nan], [np.nan, 100, 75]])
+    np.testing.assert_array_equal(sm.first_finite(cap), [5.0, 4.0])
