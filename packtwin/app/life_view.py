@@ -12,9 +12,9 @@ import holoviews as hv
 import panel as pn
 
 from packtwin import schema
-from packtwin.app.state import PRED, PackData
-from packtwin.app.views import (PALETTE, _autohide_toolbar, dim, empty_life, fastest_text, follow,
-                                integer_ticks, life_layers, life_twin_label, selection_stream)
+from packtwin.app.state import PackData
+from packtwin.app.views import (dim, empty_life, life_layers, life_plot, life_twin_label,
+                                selection_stream)
 
 
 class CapacityFade:
@@ -33,14 +33,8 @@ class CapacityFade:
         cdim = dim(schema.CYCLE)
         vdim = hv.Dimension("capacity_retention", label="Capacity retention",
                             unit="% of the first cycle")
-        parts = life_layers(d, life, cdim, vdim, self.life_label)
-        parts.append(hv.VLine(d.snapshot_cycle()).opts(color=PALETTE["cursor"],
-                                                       line_dash="dotted"))
-        return follow(hv.Overlay(parts)).opts(
-            title=(f"Capacity fade{' (estimated)' if life.source == PRED else ''} · cell "
-                   f"{d.sel.cell}{fastest_text(d, life, '%')}"),
-            legend_position="right", width=760, height=320, toolbar="right", padding=0.05,
-            xticks=integer_ticks(), hooks=[_autohide_toolbar])
+        return life_plot(d, life, life_layers(d, life, cdim, vdim, self.life_label),
+                         "Capacity fade", "%")
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.pane.HoloViews(self.dmap, linked_axes=False)

@@ -367,6 +367,18 @@ def fastest_text(d: PackData, life: LifeSeries, unit: str) -> str:
     return f" · fastest: cell {cell} ({life.rates[life.fastest]:+.3g} {unit}/cycle)"
 
 
+def life_plot(d: PackData, life: LifeSeries, parts: list, what: str, unit: str) -> hv.Overlay:
+    """The layers of a plot over cycles with the snapshot cycle marked, titled with the selected
+    and the fastest-changing cell."""
+    parts = [*parts, hv.VLine(d.snapshot_cycle()).opts(color=PALETTE["cursor"],
+                                                       line_dash="dotted")]
+    return follow(hv.Overlay(parts)).opts(
+        title=(f"{what}{' (estimated)' if life.source == PRED else ''} · cell {d.sel.cell}"
+               f"{fastest_text(d, life, unit)}"),
+        legend_position="right", width=760, height=320, toolbar="right", padding=0.05,
+        xticks=integer_ticks(), hooks=[_autohide_toolbar])
+
+
 class SeiSpread:
     """Every cell's SEI thickness at cycle end, the pack band, the fastest-growing cell and the
     selected cell vs the twin (at snapshots, and over life where the twin estimates per cycle).
@@ -394,12 +406,7 @@ class SeiSpread:
         # Without any twin the layer stays (the overlay's layers are fixed) but leaves the legend.
         parts.append(hv.Scatter((pc, pv), cdim, sdim, label=self.twin_label).opts(
             color=PALETTE["pred"], size=11, marker="diamond"))
-        parts.append(hv.VLine(d.snapshot_cycle()).opts(color=PALETTE["cursor"], line_dash="dotted"))
-        return follow(hv.Overlay(parts)).opts(
-            title=(f"SEI spread over cycles{' (estimated)' if life.source == PRED else ''}"
-                   f" · cell {d.sel.cell}{fastest_text(d, life, 'nm')}"),
-            legend_position="right", width=760, height=320, toolbar="right", padding=0.05,
-            xticks=integer_ticks(), hooks=[_autohide_toolbar])
+        return life_plot(d, life, parts, "SEI spread over cycles", "nm")
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.pane.HoloViews(self.dmap, linked_axes=False)

@@ -17,6 +17,7 @@ from packtwin.app import summary as sm  # noqa: E402
 from packtwin.app.layout import build_app  # noqa: E402
 from packtwin.app.state import PRED  # noqa: E402
 from packtwin.data import ingest, store, synthetic  # noqa: E402
+from tests.unit.test_app import frame, layer  # noqa: E402
 from tests.unit.test_ingest import long_log  # noqa: E402
 
 K = 2.0  # band factor written into the estimate store's attrs
@@ -77,16 +78,6 @@ def measured_pack(tmp_path_factory):
     measured = store.open_store(root / "measured.zarr", kind="measured")
     est = make_estimate_store(sim, measured, root / "est.zarr")
     return {"measured": root / "measured.zarr", "est": root / "est.zarr", "est_ds": est}
-
-
-def frame(dmap):
-    return dmap[()]
-
-
-def layer(overlay, label: str):
-    hits = [el for el in overlay if el.label == label]
-    assert hits, f"no layer {label!r} in {[el.label for el in overlay]}"
-    return hits[0]
 
 
 def test_measured_store_alone_shows_signals_and_says_what_is_missing(measured_pack):
