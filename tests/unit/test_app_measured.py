@@ -15,7 +15,7 @@ pytest.importorskip("panel", reason="the app extra (panel, holoviews) is not ins
 from packtwin import quantities, schema  # noqa: E402
 from packtwin.app import summary as sm  # noqa: E402
 from packtwin.app.layout import build_app  # noqa: E402
-from packtwin.app.state import PRED  # noqa: E402
+from packtwin.app.state import PRED, TRUE  # noqa: E402
 from packtwin.data import ingest, store, synthetic  # noqa: E402
 from tests.unit.test_app import frame, layer  # noqa: E402
 from tests.unit.test_ingest import long_log  # noqa: E402
@@ -257,3 +257,42 @@ def test_life_estimates_alone_draw_the_pack_over_life(life_pack, measured_pack):
     assert layer(sei, "cells").dimension_values(1).size == 4 * (life_pack["cycles"].size + 1)
     fade = frame(ex.fade.dmap)
     assert f"fastest: cell {FAST_FADE}" in fade.opts.get().kwargs["title"]
+
+
+def test_estimates_on_a_simulated_store_sit_beside_the_truth(synthetic_store, tmp_path):
+    """On a simulated store the truth stays (c_s true/error maps, truth in the parameter table)
+    and the estimate brings its band; an estimate of one checkpoint (no spread) has none."""
+    truth = store.open_store(synthetic_store).load()
+    names = list(quantities.ESTIMATED) + [schema.param_var(k) for k in schema.param_keys_in(truth)]
+    ds = truth[names]
+    for name in names:
+        ds[schema.std_var(name)] = (0.01 * np.abs(ds[name])).astype(ds[name].dtype)
+    ds = schema.apply_attrs(ds)
+    for name in ds.data_vars:
+        if schema.std_base(str(name)):
+            ds[name].attrs = schema.var_attrs(str(name))
+    ds.attrs = {"schema_version": schema.SCHEMA_VERSION, "variant": "physics", "checkpoints": "[]",
+                "input_store": str(synthetic_store), "input_kind": "simulated",
+                "ensemble_size": 2, "embedding_fit": "{}",
+                "uncertainty": json.dumps({"kind": "ensemble over seeds", "k": K})}
+    ds.to_zarr(tmp_path / "est.zarr", mode="w", **store.ZARR_KW)
+    ex = build_app(synthetic_store, estimates=[tmp_path / "est.zarr"])
+    assert ex.data is not None and not ex.sources.warnings, ex.sources.warnings
+    assert ex.maps.sources == (PRED, TRUE, "error")
+    table = ex.params.table.object
+    assert {"truth", "estimate", "estimate ±", "estimate error [%]"} <= set(table.columns)
+    d = ex.data
+    m = truth["plating_margin"].isel(scenario=0, snapshot=0, cell=0).values
+    m = m[truth["valid"].isel(scenario=0, snapshot=0).values.astype(bool)]
+    area = layer(frame(ex.plating.dmap), "twin band")
+    np.testing.assert_allclose(area.dimension_values(2) - area.dimension_values(1),
+                               2 * K * 0.01 * np.abs(m), rtol=1e-4)
+    assert "Lowest plating margin in the cycle" in set(d.weakest_cells().criterion)
+
+    one = ds.drop_vars([n for n in ds.data_vars if schema.std_base(str(n))])
+    one.attrs["uncertainty"] = json.dumps({"kind": "none"})
+    one.to_zarr(tmp_path / "one.zarr", mode="w", **store.ZARR_KW)
+    ex1 = build_app(synthetic_store, estimates=[tmp_path / "one.zarr"])
+    assert any("no band" in w for w in ex1.sources.warnings)
+    assert ex1.data.sel.variant == "estimate" and not ex1.sources.bands
+    assert layer(frame(ex1.plating.dmap), "twin band").dimension_values(1).size == 0
