@@ -41,7 +41,10 @@ class PackSummary:
         self.data = data
         self.cursor = cursor
         self.soc = hv.DynamicMap(self._soc, streams=[selection_stream(data, *self.DEPS)])
-        self.sei = hv.DynamicMap(self._sei, streams=[selection_stream(data, *self.DEPS)])
+        # Not on the selected cell: the pack overview marks it, and every plot that follows the
+        # cell costs each cell change a redraw (measured by scripts/bench_app.py).
+        self.sei = hv.DynamicMap(self._sei, streams=[selection_stream(data, "scenario",
+                                                                     "snapshot", "variant")])
         self.headline = pn.pane.Markdown(self._headline(), sizing_mode="stretch_width")
         self.weakest = _table(self._weakest())
         self.alarms = _table(self._alarms())
@@ -97,16 +100,13 @@ class PackSummary:
         cdim = hv.Dimension("cell", label="Cell")
         sdim = dim("sei_thickness_end")
         x = cells.astype(float)
-        chosen = cells == d.sel.cell
         parts = [
             hv.ErrorBars((x, end, np.nan_to_num(err)), cdim, [sdim, "band"], label="band").opts(
                 color=PALETTE["pred"], line_width=1.5),
             hv.Scatter((x[~flag], end[~flag]), cdim, sdim, label="cells").opts(
                 color=PALETTE["band"], size=8),
-            hv.Scatter((x[flag], end[flag]), cdim, sdim, label="outlier (|robust z| > 3.5)").opts(
+            hv.Scatter((x[flag], end[flag]), cdim, sdim, label=f"outlier (|robust z| > {sm.OUTLIER_Z:g})").opts(
                 color=PALETTE["risk"], size=12, marker="triangle"),
-            hv.Scatter((x[chosen], end[chosen]), cdim, sdim, label="selected cell").opts(
-                color=PALETTE["cell"], size=14, marker="circle", fill_alpha=0, line_width=2),
         ]
         return follow(hv.Overlay(parts)).opts(
             title=f"SEI at the end of cycle {d.snapshot_cycle()} per cell{self._where(name)}",
