@@ -105,7 +105,8 @@ class PackSummary:
                 color=PALETTE["pred"], line_width=1.5),
             hv.Scatter((x[~flag], end[~flag]), cdim, sdim, label="cells").opts(
                 color=PALETTE["band"], size=8),
-            hv.Scatter((x[flag], end[flag]), cdim, sdim, label=f"outlier (|robust z| > {sm.OUTLIER_Z:g})").opts(
+            hv.Scatter((x[flag], end[flag]), cdim, sdim,
+                       label=f"outlier (|robust z| > {sm.OUTLIER_Z:g})").opts(
                 color=PALETTE["risk"], size=12, marker="triangle"),
         ]
         return follow(hv.Overlay(parts)).opts(
