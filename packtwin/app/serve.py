@@ -11,7 +11,8 @@ ADDRESS = "127.0.0.1"  # loopback only: the app reads local files and has no aut
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="packtwin app", description="Serve the pack explorer "
-                                "(per-cell heatmaps, pack SEI spread, twin vs truth) on 127.0.0.1.")
+                                "(per-cell heatmaps, pack SEI spread, twin vs truth or estimates with "
+                                "their bands, pack summary) on 127.0.0.1.")
     p.add_argument("--store", required=True,
                    help="truth store written by 'packtwin generate', or a measured store written "
                         "by 'packtwin ingest' (no truth: hidden states come from --estimates)")

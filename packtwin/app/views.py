@@ -283,7 +283,7 @@ class PackOverview:
         n_s, n_p = schema.pack_shape(d.truth)
         when = "" if q in ("Max plating risk", "c_s error") else f" · {_when(d)}"
         var = OVERVIEW[q][0]
-        if var is not None and d.source_of(var) == PRED:
+        if var is not None and d.source_of(var) == PRED and d.sel.variant is not None:
             when += " · estimate"
         return follow(hv.Rectangles(rects, vdims=[vdim, "cell"]).opts(
             color="value", cmap=self.CMAPS[q], clim=d.overview_clim(df.value.values),
