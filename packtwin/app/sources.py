@@ -107,6 +107,15 @@ def band_factor(ds: xr.Dataset) -> float | None:
     return float(k) if k is not None and np.isfinite(float(k)) else None
 
 
+def is_estimate_store(path: str | os.PathLike) -> bool:
+    """Whether a store was written by ``packtwin estimate`` (its attrs), whichever option names it."""
+    try:
+        ds = store_io.open_store(path, check=False)
+    except store_io.StoreError:
+        return False  # opening it as a prediction store reports the problem
+    return all(a in ds.attrs for a in schema.ESTIMATE_ATTRS)
+
+
 def open_predictions(paths: Sequence[str | os.PathLike], truth: xr.Dataset,
                      kind: str = "prediction", taken: Sequence[str] = ()
                      ) -> tuple[dict[str, xr.Dataset], list[str]]:
@@ -176,6 +185,9 @@ def open_sources(store: str | os.PathLike | None, predictions: Sequence[str | os
     truth, error = open_truth(store)
     if truth is None:
         return Sources(errors=[error])
+    # An estimate store given with --predictions is opened as what it is (with its band).
+    estimates = [*estimates, *(p for p in predictions if is_estimate_store(p))]
+    predictions = [p for p in predictions if p not in estimates]
     preds, warnings = open_predictions(predictions, truth)
     ests, more = open_predictions(estimates, truth, kind="estimate", taken=list(preds))
     warnings += more

@@ -159,6 +159,12 @@ def test_pack_summary_names_the_planted_cells(measured_pack):
     assert ex.summary.alarms.object.cell.tolist()[:2] == [ALARM_CELL, POSSIBLE_CELL]
 
 
+def test_estimate_store_given_as_predictions_keeps_its_band(measured_pack):
+    ex = build_app(measured_pack["measured"], [measured_pack["est"]])
+    assert not ex.sources.warnings, ex.sources.warnings
+    assert ex.data.sel.variant == "estimate" and ex.sources.bands == {"estimate": K}
+
+
 def test_estimate_store_on_another_pack_is_a_warning_not_a_crash(measured_pack, tmp_path):
     other = measured_pack["est_ds"].isel(time=slice(0, 5))
     other.to_zarr(tmp_path / "short.zarr", mode="w", **store.ZARR_KW)
