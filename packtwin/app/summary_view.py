@@ -55,7 +55,9 @@ class PackSummary:
     # ------------------------------------------------------------------ plots
     def _where(self, name: str) -> str:
         d = self.data
-        return "" if d.source_of(name) == TRUE else f" · estimated ({d.sel.variant})"
+        if d.source_of(name) == TRUE:
+            return ""
+        return " · estimated" + ("" if d.sel.variant == "estimate" else f" ({d.sel.variant})")
 
     def _soc(self, **_) -> hv.Overlay:
         d = self.data
