@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/screenshot_app.py --store data/demo.zarr \\
         --predictions runs/demo/physics.zarr runs/demo/data_only.zarr --out docs/app.png
+    .venv/bin/python scripts/screenshot_app.py --store measured.zarr --estimates est.zarr \\
+        --figures 10 --out docs/app_measured.png
 
 Uses Debian's Chromium through Playwright (never ``playwright install``) and waits until Bokeh
 has drawn every plot (a bare ``chromium --screenshot`` shoots before the websocket fills them).
@@ -36,11 +38,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(store: str, predictions: list[str], port: int, log) -> subprocess.Popen:
+def serve(store: str, predictions: list[str], port: int, log,
+          estimates: list[str] = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "packtwin", "app", "--store", store, "--port", str(port),
            "--no-show"]
     if predictions:
         cmd += ["--predictions", *predictions]
+    if estimates:
+        cmd += ["--estimates", *estimates]
     # Output to a file, not a pipe nobody reads: a full pipe would block the server.
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", required=True)
     p.add_argument("--predictions", nargs="*", default=[])
+    p.add_argument("--estimates", nargs="*", default=[],
+                   help="estimate stores (packtwin estimate), e.g. of a measured --store")
     p.add_argument("--out", default="docs/app.png")
     p.add_argument("--width", type=int, default=1720)
     p.add_argument("--height", type=int, default=2350)
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     log = tempfile.TemporaryFile("w+")
-    proc = serve(args.store, args.predictions, port, log)
+    proc = serve(args.store, args.predictions, port, log, args.estimates)
     try:
         url = f"http://127.0.0.1:{port}/"
         with sync_playwright() as pw:

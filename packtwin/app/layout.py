@@ -12,6 +12,8 @@ from packtwin import schema
 from packtwin.app import views
 from packtwin.app.sources import Sources, open_sources
 from packtwin.app.state import PackData
+from packtwin.app.life_view import CapacityFade, snapshot_player
+from packtwin.app.summary_view import PackSummary
 
 TITLE = "packtwin · pack explorer"
 ACCENT = "#1b6f8a"
@@ -35,13 +37,19 @@ class Explorer:
             return
         self.data = d = PackData(sources)
         self.overview = views.PackOverview(d)
-        self.sei = views.SeiSpread(d)
+        # Over life needs per-cycle summaries: the store's, or a twin's per-cycle estimates (a
+        # measured log has neither unless a life estimate is loaded).
+        self.sei = views.SeiSpread(d) if d.has_life("sei") else None
+        self.fade = CapacityFade(d) if d.has_life("capacity") else None
         self.cursor = views.TimeCursor(d)
+        self.summary = PackSummary(d, self.cursor)
         self.maps = views.ParticleMaps(d, self.cursor)
         self.signals = views.Signals(d, self.cursor)
         self.plating = views.Plating(d, self.cursor)
         self.params = views.ParamsTable(d)
         self.widgets = self._widgets()
+        if self.fade is not None:
+            self.widgets["snapshot_player"] = snapshot_player(d)
         self.messages = pn.Column(*[pn.pane.Alert(w, alert_type="warning") for w in sources.warnings],
                                   sizing_mode="stretch_width")
         self.notice = pn.pane.Alert(d.notice, alert_type="info", visible=bool(d.notice),
@@ -86,9 +94,12 @@ class Explorer:
         ds = self.data.truth
         n_s, n_p = schema.pack_shape(ds)
         twins = ", ".join(self.sources.variants) or "none"
-        return (f"**Store** `{self.store_name}` · {n_s}S{n_p}P pack, {ds.sizes['cell']} cells, "
-                f"{ds.sizes['scenario']} scenarios, {ds.sizes['cycle']} cycles · model "
-                f"{ds.attrs.get('model')} ({ds.attrs.get('parameter_set')}) · twins: {twins}")
+        head = f"**Store** `{self.store_name}` · {n_s}S{n_p}P pack, {ds.sizes['cell']} cells, "
+        if self.sources.measured:
+            return (head + f"measured log ({ds.attrs.get('source_format')}), no truth · "
+                    f"estimates and twins: {twins}")
+        return (head + f"{ds.sizes['scenario']} scenarios, {ds.sizes.get('cycle', 0)} cycles · "
+                f"model {ds.attrs.get('model')} ({ds.attrs.get('parameter_set')}) · twins: {twins}")
 
     def _sidebar(self) -> list:
         w = self.widgets
@@ -110,7 +121,10 @@ class Explorer:
             pn.Column(pn.pane.Markdown(self._store_summary()), self.messages, self.notice,
                       sizing_mode="stretch_width"),
             section("Pack · click a cell to select it"),
-            pn.Row(self.overview.panel(), self.sei.panel()),
+            pn.Row(self.overview.panel(), *([self.sei.panel()] if self.sei else [])),
+            section("Pack summary"),
+            self.summary.panel(),
+            *self._life(),
             section("Particle concentration of the selected cell"),
             self.maps.panel(),
             section("Measured signals and plating risk"),
@@ -119,6 +133,13 @@ class Explorer:
             section("Identified parameters"),
             self.params.panel(),
         ]
+
+    def _life(self) -> list:
+        if self.fade is None:
+            return []
+        return [pn.pane.Markdown("### Pack over life · step the snapshot cycle to see its fields",
+                                 margin=(10, 10, 0, 10)),
+                self.widgets["snapshot_player"], self.fade.panel()]
 
     def _page(self) -> pn.viewable.Viewable:
         return pn.Row(pn.Column(pn.pane.Markdown(f"## {TITLE}"), *self._sidebar(), width=310,
@@ -141,8 +162,12 @@ class Explorer:
 
 def build_app(store: str | os.PathLike | None, predictions: Sequence[str | os.PathLike] = (),
               checkpoint: str | os.PathLike | None = None, *, live_load: Callable | None = None,
-              live_predict: Callable | None = None) -> Explorer:
-    """Open the stores (lazily) and build the explorer; never raises for bad inputs."""
+              live_predict: Callable | None = None,
+              estimates: Sequence[str | os.PathLike] = ()) -> Explorer:
+    """Open the stores (lazily) and build the explorer; never raises for bad inputs.
+
+    ``store`` is a truth store (``packtwin generate``) or a measured one (``packtwin ingest``);
+    ``estimates`` are stores from ``packtwin estimate``, shown with their bands."""
     sources = open_sources(store, predictions, checkpoint, live_load=live_load,
-                           live_predict=live_predict)
+                           live_predict=live_predict, estimates=estimates)
     return Explorer(sources, store_name=Path(store).name if store is not None else "")

@@ -5,6 +5,10 @@ one scalar signal of every cell) and keeps it in a small LRU cache, so moving th
 switching views re-reads nothing. Every read names its whole selection (scenario, snapshot, cell,
 variant): the reader holds no selection of its own.
 
+The store may be measured-only (``packtwin ingest``): a read of the truth of a variable it lacks
+returns None, as a twin's read of a variable it lacks does; grids it lacks (particle radii) come
+from the twins' stores.
+
 Units are converted here, once, at the app's boundary: the app shows temperatures in degC
 (``DISPLAY_UNITS``) while the stores hold the cell temperature in K.
 """
@@ -67,7 +71,28 @@ class StoreReader:
         self._cache: OrderedDict = OrderedDict()
         self.cells = self.truth[schema.CELL].values.astype(int)
         self.cell_pos = {int(c): i for i, c in enumerate(self.cells)}
-        self.status = np.asarray(self.truth["status"].values, dtype=float)
+        # A measured log has no solver status: every scenario of it is data.
+        self.status = (np.asarray(self.truth["status"].values, dtype=float)
+                       if "status" in self.truth.variables
+                       else np.full(self.truth.sizes[schema.SCENARIO], schema.STATUS_OK))
+
+    @property
+    def measured(self) -> bool:
+        return self.sources.measured
+
+    def has_truth(self, name: str) -> bool:
+        return name in self.truth.data_vars
+
+    def coord(self, name: str) -> np.ndarray:
+        """A coordinate of the store, else of the first twin holding it (empty if none does)."""
+        for ds in (self.truth, *self.sources.predictions.values()):
+            if name in ds.coords:
+                return np.asarray(ds[name].values)
+        return np.array([])
+
+    def band_factor(self, variant: str | None) -> float | None:
+        """k of a twin's band (mean +- k std), None when it has none."""
+        return self.sources.bands.get(variant) if variant is not None else None
 
     # ------------------------------------------------------------------ small, store-wide facts
     def cell_label(self, cell: int) -> str:
@@ -84,8 +109,10 @@ class StoreReader:
         return int(self.truth["snapshot_cycle"].sel({schema.SNAPSHOT: snapshot}).values)
 
     def c_max(self, var: str) -> float | None:
-        val = self.truth[var].attrs.get("c_max")
-        return float(val) if val is not None else None
+        for ds in (self.truth, *self.sources.predictions.values()):
+            if var in ds.data_vars and ds[var].attrs.get("c_max") is not None:
+                return float(ds[var].attrs["c_max"])
+        return None
 
     def reason(self, scenario: int) -> str:
         from packtwin.data.store import json_attr
@@ -125,9 +152,10 @@ class StoreReader:
                  name: str, cell: int | None = None) -> xr.Dataset | None:
         """The dataset to read ``name`` from, None where it lacks the selection."""
         if source == TRUE:
-            return self.truth
+            return self.truth if name in self.truth.data_vars else None
         ds, _ = self.prediction(variant, scenario)
-        if ds is None or name not in ds.data_vars or snapshot not in ds[schema.SNAPSHOT].values:
+        if (ds is None or name not in ds.data_vars or schema.SNAPSHOT not in ds[name].dims
+                or snapshot not in ds[schema.SNAPSHOT].values):
             return None
         if cell is not None and cell not in ds[schema.CELL].values:
             return None
@@ -163,9 +191,10 @@ class StoreReader:
     def cell_signal(self, name: str, source: str, variant: str | None, scenario: int,
                     snapshot: int, cell: int) -> np.ndarray | None:
         """One cell's signal over the valid part of a cycle (None: not available)."""
-        if self._dataset(source, variant, scenario, snapshot, name, cell) is None:
+        ds = self._dataset(source, variant, scenario, snapshot, name, cell)
+        if ds is None:
             return None
-        if self.truth[name].ndim == 4:
+        if ds[name].ndim == 4:
             # A scalar signal: one read of every cell serves all later cell changes.
             return self.pack_signal(name, source, variant, scenario, snapshot)[self.cell_pos[cell]]
         key = (name, source, variant if source == PRED else None, scenario, cell, snapshot)
@@ -179,14 +208,45 @@ class StoreReader:
         return self._cached(key, load)
 
     # ------------------------------------------------------------------ over cycles
-    def sei_end(self, scenario: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cycles, SEI thickness at cycle end per cell and cycle) of a scenario."""
+    def spread(self, name: str, variant: str | None, scenario: int, snapshot: int
+               ) -> np.ndarray | None:
+        """Band half-width ``k * <name>_std`` of a twin's estimate of every cell, shape (cell,
+        valid time, ...); None if the twin has no band for ``name``."""
+        k = self.band_factor(variant)
+        if k is None:
+            return None
+        std = self.pack_signal(schema.std_var(name), PRED, variant, scenario, snapshot)
+        return None if std is None else k * std
+
+    def at_cycle(self, name: str, source: str, variant: str | None, scenario: int, cycle: int
+                 ) -> np.ndarray | None:
+        """A per-cycle summary (scenario, cell, cycle) of every cell at one cycle, None where the
+        source lacks the variable or the cycle."""
+        series = self.cycle_series(name, source, variant, scenario)
+        if series is None or cycle not in series[0]:
+            return None
+        return series[1][:, int(np.flatnonzero(series[0] == cycle)[0])]
+
+    def cycle_series(self, name: str, source: str, variant: str | None, scenario: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(cycles, a per-cycle summary of every cell, (cell, cycle)) of a scenario from the
+        truth or a twin (life estimates such as ``sei_thickness_est``); None where it lacks it."""
+        ds = self.truth if source == TRUE else self.prediction(variant, scenario)[0]
+        if (ds is None or name not in ds.data_vars or schema.CYCLE not in ds[name].dims
+                or scenario not in ds[schema.SCENARIO].values):
+            return None
+
         def load():
-            da = self.truth["sei_thickness_end"].sel({schema.SCENARIO: scenario})
-            return (self.truth[schema.CYCLE].values.astype(int),
+            da = ds[name].sel({schema.SCENARIO: scenario}).reindex({schema.CELL: self.cells})
+            return (ds[schema.CYCLE].values.astype(int),
                     np.asarray(da.transpose(schema.CELL, schema.CYCLE).values, float))
 
-        return self._cached(("sei_end", scenario), load)
+        return self._cached(("cycles", name, source, variant if source == PRED else None,
+                             scenario), load)
+
+    def sei_end(self, scenario: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cycles, SEI thickness at cycle end per cell and cycle) of a scenario."""
+        return self.cycle_series("sei_thickness_end", TRUE, None, scenario)
 
     def sei_snapshots(self, source: str, variant: str | None, scenario: int) -> np.ndarray | None:
         """x-averaged SEI thickness of every cell over every snapshot, (cell, snapshot, time)."""

@@ -144,16 +144,28 @@ def last_valid(values: np.ndarray, masks: list[np.ndarray], cycles: np.ndarray
     return np.asarray(cyc, int), np.asarray(out, float)
 
 
-def params_table(rows: list[tuple[str, str, float]], twins: dict[str, list[float]]) -> pd.DataFrame:
-    """Truth vs each twin's value and relative error; ``rows`` = (name, units, truth)."""
+def params_table(rows: list[tuple[str, str, float]], twins: dict[str, list[float]],
+                 bands: dict[str, list[float]] | None = None) -> pd.DataFrame:
+    """Truth vs each twin's value and relative error; ``rows`` = (name, units, truth).
+
+    ``bands`` adds a twin's band half-width (``<twin> ±``). Without any truth (a measured store:
+    every truth NaN) the truth and error columns are left out rather than shown empty.
+    """
+    bands = bands or {}
+    with_truth = any(np.isfinite(t) for _, _, t in rows)
     out = []
     for i, (name, units, truth) in enumerate(rows):
-        row = {"parameter": name, "units": units, "truth": truth}
+        row = {"parameter": name, "units": units}
+        if with_truth:
+            row["truth"] = truth
         for variant, vals in twins.items():
             val = vals[i]
             row[variant] = val
-            row[f"{variant} error [%]"] = (100.0 * (val - truth) / truth
-                                           if np.isfinite(val) and truth else np.nan)
+            if variant in bands:
+                row[f"{variant} ±"] = bands[variant][i]
+            if with_truth:
+                row[f"{variant} error [%]"] = (100.0 * (val - truth) / truth
+                                               if np.isfinite(val) and truth else np.nan)
         out.append(row)
     return pd.DataFrame(out)
 

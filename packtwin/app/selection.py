@@ -27,20 +27,36 @@ OVERVIEW = {
 }
 
 
+NOT_DECLARED = "not declared"  # a measured log's C-rate or protocol (no cycler protocol ran)
+NO_PROTOCOL = -1
+
+
 def c_rate_label(charge: float, discharge: float) -> str:
+    if not (np.isfinite(charge) and np.isfinite(discharge)):
+        return NOT_DECLARED
     return f"{charge:g}C charge / {discharge:g}C discharge"
 
 
+def protocol_label(code: int) -> str:
+    return schema.PROTOCOLS[code] if 0 <= code < len(schema.PROTOCOLS) else NOT_DECLARED
+
+
 def scenario_table(truth) -> pd.DataFrame:
-    """One row per scenario: its coordinate, ambient [degC], C-rate label and protocol."""
-    c, d = truth["charge_c_rate"].values, truth["discharge_c_rate"].values
+    """One row per scenario: its coordinate, ambient [degC], C-rate label and protocol
+    (a measured store may lack the C-rates and protocol: "not declared")."""
+    n = truth.sizes[schema.SCENARIO]
+
+    def coord(name, fill):
+        return truth[name].values if name in truth.coords else np.full(n, fill)
+
+    c, d = coord("charge_c_rate", np.nan), coord("discharge_c_rate", np.nan)
     return pd.DataFrame({
         "scenario": truth[schema.SCENARIO].values.astype(int),
         "ambient": truth["ambient_temperature"].values.astype(float),
         # A label, not a (charge, discharge) tuple: pandas compares tuples element-wise.
         "c_rate": [c_rate_label(float(a), float(b)) for a, b in zip(c, d)],
         "c_rate_key": [(float(a), float(b)) for a, b in zip(c, d)],
-        "protocol": truth["protocol"].values.astype(int),
+        "protocol": coord("protocol", NO_PROTOCOL).astype(int),
     })
 
 
@@ -68,12 +84,16 @@ class Selection(param.Parameterized):
         self.scenarios = scenario_table(ds)
         # Bounds and options first, then values (a value outside old bounds would be refused).
         self.param.ambient.objects = {f"{t:g} °C": t for t in sorted(set(self.scenarios.ambient))}
-        self.param.c_rate.objects = [c_rate_label(*c) for c in sorted(set(self.scenarios.c_rate_key))]
-        self.param.protocol.objects = {schema.PROTOCOLS[p]: p
+        self.param.c_rate.objects = list(dict.fromkeys(  # NaN keys (not declared) are never equal
+            c_rate_label(*c) for c in sorted(set(self.scenarios.c_rate_key))))
+        self.param.protocol.objects = {protocol_label(p): p
                                        for p in sorted(set(self.scenarios.protocol))}
         self.param.snapshot.objects = {f"cycle {int(c)}": int(i) for i, c in zip(
             ds[schema.SNAPSHOT].values, ds["snapshot_cycle"].values)}
         self.param.cell.objects = {reader.cell_label(int(c)): int(c) for c in reader.cells}
+        # Colourings a source can fill: a c_s error needs the truth of c_s.
+        self.param.quantity.objects = [q for q, (var, how) in OVERVIEW.items()
+                                       if how != "cycle rmse" or reader.has_truth("c_s_n")]
         variants = reader.sources.variants
         ordered = [v for v in VARIANTS if v in variants] + [v for v in variants if v not in VARIANTS]
         self.param.variant.objects = ordered or [None]
@@ -126,7 +146,7 @@ class Selection(param.Parameterized):
 
     @param.depends("electrode", watch=True)
     def _x_options(self) -> None:
-        xs = self._reader.truth[self.electrode_spec.x].values
+        xs = self._reader.coord(self.electrode_spec.x)
         opts = {"x-averaged": X_AVG}
         opts.update({f"x = {x * 1e6:.1f} µm": i for i, x in enumerate(xs)})
         self.param.x_index.objects = opts

@@ -11,10 +11,16 @@ ADDRESS = "127.0.0.1"  # loopback only: the app reads local files and has no aut
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="packtwin app", description="Serve the pack explorer "
-                                "(per-cell heatmaps, pack SEI spread, twin vs truth) on 127.0.0.1.")
-    p.add_argument("--store", required=True, help="truth store written by 'packtwin generate'")
+                                "(per-cell heatmaps, pack SEI spread, twin vs truth or estimates with "
+                                "their bands, pack summary) on 127.0.0.1.")
+    p.add_argument("--store", required=True,
+                   help="truth store written by 'packtwin generate', or a measured store written "
+                        "by 'packtwin ingest' (no truth: hidden states come from --estimates)")
     p.add_argument("--predictions", nargs="*", default=[], metavar="PATH",
                    help="prediction stores written by 'packtwin predict' (physics and/or data_only)")
+    p.add_argument("--estimates", nargs="*", default=[], metavar="PATH",
+                   help="estimate stores written by 'packtwin estimate' on this store (shown with "
+                        "their uncertainty bands, mean +- k std)")
     p.add_argument("--checkpoint", default=None, help="a trained twin to run live on the selection")
     p.add_argument("--port", type=int, default=5006, help="port on 127.0.0.1 (0: any free port)")
     p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
@@ -57,7 +63,7 @@ def build_page(args: argparse.Namespace):
 
     load, predict = twin_functions() if args.checkpoint else (None, None)
     return build_app(args.store, args.predictions, args.checkpoint, live_load=load,
-                     live_predict=predict)
+                     live_predict=predict, estimates=args.estimates)
 
 
 def make_page(args: argparse.Namespace):

@@ -1,4 +1,8 @@
-"""Open what the app shows: a truth store, prediction stores and optionally a live twin.
+"""Open what the app shows: a store, prediction or estimate stores and optionally a live twin.
+
+The store is either a simulated truth store (``packtwin generate``) or a measured-only store
+(``packtwin ingest``: V/I/T, no hidden variables, no parameter table); estimate stores
+(``packtwin estimate``) are compared like prediction stores and carry ``<name>_std`` bands.
 
 Every failure becomes a message (naming the file and the problem) that the page shows instead of
 a blank page or a server traceback: a bad truth store is fatal for the page, a bad prediction store
@@ -22,6 +26,8 @@ VARIANTS = ("physics", "data_only")
 LIVE = "live"
 # Prediction variables a heatmap/overlay can use; a prediction store may hold a subset.
 PREDICTED = quantities.ESTIMATED  # what a prediction store holds (truth's names)
+# Per-cycle estimates of the twin over life (``sei_thickness_est``, ...): a store may hold only these.
+LIFE_ESTIMATED = tuple(n for n, v in schema.LIFE_VARIABLES.items() if v.kind == "estimate")
 # Grid coordinates a prediction must share with the truth to be compared sample by sample.
 SHARED_GRID = (schema.X_N, schema.X_P, schema.R_N, schema.R_P, schema.TIME)
 
@@ -33,8 +39,14 @@ class Sources:
     truth: xr.Dataset | None = None
     predictions: dict[str, xr.Dataset] = field(default_factory=dict)
     live: "LiveTwin | None" = None
+    bands: dict[str, float] = field(default_factory=dict)  # variant -> band factor k (mean +- k std)
     errors: list[str] = field(default_factory=list)  # fatal: the page shows only these
     warnings: list[str] = field(default_factory=list)  # the page works without the part named
+
+    @property
+    def measured(self) -> bool:
+        """A measured-only store: no truth for any hidden variable."""
+        return self.truth is not None and self.truth.attrs.get("store_kind") == "measured"
 
     @property
     def variants(self) -> list[str]:
@@ -49,11 +61,16 @@ def _describe(exc: Exception) -> str:
 
 
 def open_truth(path: str | os.PathLike | None) -> tuple[xr.Dataset | None, str | None]:
-    """The truth store (lazy), or None and a message saying why it cannot be shown."""
+    """The truth or measured store (lazy), or None and a message saying why it cannot be shown."""
     if path is None:
-        return None, "No store given: start the app with --store PATH (a store made by packtwin generate)."
+        return None, ("No store given: start the app with --store PATH (a store made by packtwin "
+                      "generate or packtwin ingest).")
     try:
-        ds = store_io.open_store(path, kind="truth")
+        ds = store_io.open_store(path, check=False)
+        kind = "measured" if ds.attrs.get("store_kind") == "measured" else "truth"
+        problems = schema.validate(ds, kind=kind)
+        if problems:
+            raise schema.SchemaError(problems, source=f"{kind} store {str(path)!r}")
     except (schema.SchemaError, store_io.StoreError) as exc:
         return None, f"Cannot show store {str(path)!r}: {_describe(exc)}"
     # Coordinates over scenario/cell are tiny and read on every interaction: load them once.
@@ -62,41 +79,63 @@ def open_truth(path: str | os.PathLike | None) -> tuple[xr.Dataset | None, str |
     return ds, None
 
 
-def check_prediction(pred: xr.Dataset, truth: xr.Dataset, source: str) -> list[str]:
-    """Ways a prediction dataset cannot be compared with ``truth`` (empty = comparable)."""
-    problems = list(schema.validate(pred, kind="prediction"))
-    if not any(v in pred.data_vars for v in PREDICTED):
-        problems.append(f"none of the predicted variables {PREDICTED} is present")
-    for dim in (schema.SCENARIO, schema.CELL, schema.SNAPSHOT):
-        if dim in pred.dims:
+def check_prediction(pred: xr.Dataset, truth: xr.Dataset, source: str,
+                     kind: str = "prediction") -> list[str]:
+    """Ways a prediction (or estimate) dataset cannot be compared with ``truth`` (empty =
+    comparable); grids a measured store lacks (particle radii) are the estimate's own."""
+    problems = list(schema.validate(pred, kind=kind))
+    if not any(v in pred.data_vars for v in PREDICTED + LIFE_ESTIMATED):
+        problems.append(f"none of the predicted variables {PREDICTED} or per-cycle estimates "
+                        f"{LIFE_ESTIMATED} is present")
+    for dim in (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.CYCLE):
+        if dim in pred.dims and dim in truth.dims:
             extra = np.setdiff1d(pred[dim].values, truth[dim].values)
             if extra.size:
                 problems.append(f"{dim} values {extra.tolist()} are not in the truth store")
     for dim in SHARED_GRID:
-        if dim in pred.dims and (pred.sizes[dim] != truth.sizes[dim] or
+        if dim in pred.dims and dim in truth.dims and (pred.sizes[dim] != truth.sizes[dim] or
                                  not np.allclose(pred[dim].values, truth[dim].values)):
             problems.append(f"coordinate {dim!r} differs from the truth store's "
                             f"({pred.sizes[dim]} vs {truth.sizes[dim]} points)")
     return [f"{source}: {p}" for p in problems]
 
 
-def open_predictions(paths: Sequence[str | os.PathLike], truth: xr.Dataset
+def band_factor(ds: xr.Dataset) -> float | None:
+    """k of an estimate store's band (mean +- k * <name>_std), None if it has no band."""
+    band = store_io.json_attr(ds, "uncertainty", {}) or {}
+    k = band.get("k") if isinstance(band, dict) else None
+    return float(k) if k is not None and np.isfinite(float(k)) else None
+
+
+def is_estimate_store(path: str | os.PathLike) -> bool:
+    """Whether a store was written by ``packtwin estimate`` (its attrs), whichever option names it."""
+    try:
+        ds = store_io.open_store(path, check=False)
+    except store_io.StoreError:
+        return False  # opening it as a prediction store reports the problem
+    return all(a in ds.attrs for a in schema.ESTIMATE_ATTRS)
+
+
+def open_predictions(paths: Sequence[str | os.PathLike], truth: xr.Dataset,
+                     kind: str = "prediction", taken: Sequence[str] = ()
                      ) -> tuple[dict[str, xr.Dataset], list[str]]:
-    """Prediction stores keyed by their variant ("physics", "data_only"; else the file name)."""
+    """Prediction stores keyed by their variant ("physics", "data_only"; else the file name);
+    with ``kind="estimate"`` estimate stores, keyed "estimate" (then "estimate (file name)")."""
     out: dict[str, xr.Dataset] = {}
     warnings: list[str] = []
+    what = "Estimates" if kind == "estimate" else "Predictions"
     for path in paths:
         try:
-            ds = store_io.open_store(path, kind="prediction")
+            ds = store_io.open_store(path, kind=kind)
         except (schema.SchemaError, store_io.StoreError) as exc:
-            warnings.append(f"Predictions not shown: {_describe(exc)}")
+            warnings.append(f"{what} not shown: {_describe(exc)}")
             continue
-        problems = check_prediction(ds, truth, f"store {str(path)!r}")
+        problems = check_prediction(ds, truth, f"store {str(path)!r}", kind=kind)
         if problems:
-            warnings.append("Predictions not shown: " + "; ".join(problems))
+            warnings.append(f"{what} not shown: " + "; ".join(problems))
             continue
-        name = str(ds.attrs.get("variant") or Path(path).stem)
-        if name in out:
+        name = "estimate" if kind == "estimate" else str(ds.attrs.get("variant") or Path(path).stem)
+        if name in out or name in taken:
             name = f"{name} ({Path(path).stem})"
         out[name] = ds
     return out, warnings
@@ -140,16 +179,28 @@ class LiveTwin:
 
 def open_sources(store: str | os.PathLike | None, predictions: Sequence[str | os.PathLike] = (),
                  checkpoint: str | os.PathLike | None = None, *, live_load: Callable | None = None,
-                 live_predict: Callable | None = None) -> Sources:
+                 live_predict: Callable | None = None,
+                 estimates: Sequence[str | os.PathLike] = ()) -> Sources:
     """Open everything the page shows; never raises for bad inputs (see ``Sources.errors``)."""
     truth, error = open_truth(store)
     if truth is None:
         return Sources(errors=[error])
+    # An estimate store given with --predictions is opened as what it is (with its band).
+    estimates = [*estimates, *(p for p in predictions if is_estimate_store(p))]
+    predictions = [p for p in predictions if p not in estimates]
     preds, warnings = open_predictions(predictions, truth)
+    ests, more = open_predictions(estimates, truth, kind="estimate", taken=list(preds))
+    warnings += more
+    bands = {name: k for name, ds in ests.items() if (k := band_factor(ds)) is not None}
+    for name, ds in ests.items():
+        if name not in bands:
+            warnings.append(f"The {name} store has no band (one checkpoint, no <name>_std): its "
+                            f"estimates are shown without uncertainty.")
+    preds.update(ests)
     live = None
     if checkpoint is not None:
         try:
             live = LiveTwin(checkpoint, truth, load=live_load, predict=live_predict)
         except Exception as exc:  # any failure to load a model must not take the page down
             warnings.append(f"Live twin unavailable ({str(checkpoint)!r}): {_describe(exc)}")
-    return Sources(truth=truth, predictions=preds, live=live, warnings=warnings)
+    return Sources(truth=truth, predictions=preds, live=live, warnings=warnings, bands=bands)

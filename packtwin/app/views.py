@@ -17,9 +17,10 @@ import panel as pn
 
 from packtwin import schema
 from packtwin.app.reader import display_unit
+from packtwin.app.selection import OVERVIEW
 from packtwin.app.reductions import (PERCENTILES, X_AVG, broken_lines, finite_extent, sei_band,
                                      spread_format)
-from packtwin.app.state import PRED, TRUE, PackData
+from packtwin.app.state import LIFE, PRED, TRUE, LifeSeries, PackData
 
 hv.extension("bokeh", logo=False)
 # A prediction missing for the selection is drawn as an all-NaN map; HoloViews' range code warns on it.
@@ -126,7 +127,21 @@ def _when(data: PackData) -> str:
 
 
 def _source_title(data: PackData, source: str) -> str:
-    return {TRUE: "True", PRED: f"Predicted ({data.sel.variant})", "error": "Error"}[source]
+    k = data.reader.band_factor(data.sel.variant)
+    return {TRUE: "True", PRED: f"Predicted ({data.sel.variant})", "error": "Error",
+            "band": f"Band ±{k or 0:.3g} std ({data.sel.variant})"}[source]
+
+
+def band_area(x: np.ndarray, mid: np.ndarray | None, half_width: np.ndarray | None,
+              kdim: hv.Dimension, vdim: hv.Dimension, label: str) -> hv.Area:
+    """The band ``mid ± half_width`` as an Area (empty without a band: overlay layers are fixed)."""
+    hi = hv.Dimension(f"{vdim.name}_hi", label="upper", unit=vdim.unit)
+    if mid is None or half_width is None:
+        x, lo, up = np.array([]), np.array([]), np.array([])
+    else:
+        lo, up = mid - half_width, mid + half_width
+    return hv.Area((x, lo, up), kdim, [vdim, hi], label=label).opts(
+        color=PALETTE["pred"], alpha=0.25, line_alpha=0)
 
 
 # ------------------------------------------------------------------ particle concentration maps
@@ -143,8 +158,13 @@ class ParticleMaps:
     def __init__(self, data: PackData, cursor: TimeCursor):
         self.data = data
         self.cursor = cursor
-        # Without any twin, the predicted and error columns would only ever be empty.
-        self.sources = (PRED, TRUE, "error") if data.sel.variant is not None else (TRUE,)
+        # Without any twin, the predicted and error columns would only ever be empty; without the
+        # truth of c_s (a measured store), the twin's estimate sits beside its band.
+        var = data.sel.electrode_spec.var
+        if not data.reader.has_truth(var):
+            self.sources = (PRED, "band") if data.sel.variant is not None else ()
+        else:
+            self.sources = (PRED, TRUE, "error") if data.sel.variant is not None else (TRUE,)
         self.at_time = {s: hv.DynamicMap(partial(self._at_time, s),
                                          streams=[selection_stream(data, *self.DEPS, "time_index")])
                         for s in self.sources}
@@ -159,20 +179,22 @@ class ParticleMaps:
                    clim=d.cs_clim(source, at_time))
         if source == "error":
             return dict(cmap="RdBu_r", symmetric=True, **bar)
+        if source == "band":
+            return dict(cmap="Purples", **{**bar, "clabel": f"{unit} (± band)"})
         return dict(cmap="viridis", **bar)
 
     def _vdim(self, source: str) -> hv.Dimension:
         var = self.data.sel.electrode_spec.var
-        if source == "error":
+        if source in ("error", "band"):
             a = schema.var_attrs(var)
-            return hv.Dimension("c_s_error", label=f"{a['long_name']} error",
+            return hv.Dimension(f"c_s_{source}", label=f"{a['long_name']} {source}",
                                 unit=display_unit(var))
         return dim(var)
 
     def _at_time(self, source: str, **_) -> hv.QuadMesh:
         d = self.data
         e = d.sel.electrode_spec
-        x, r = d.truth[e.x].values * M_TO_UM, d.truth[e.r].values
+        x, r = d.reader.coord(e.x) * M_TO_UM, d.reader.coord(e.r)
         z = d.cs_at_time(source)
         missing = z is None
         if missing:
@@ -187,14 +209,14 @@ class ParticleMaps:
     def _over_time(self, source: str, **_) -> hv.QuadMesh:
         d = self.data
         e = d.sel.electrode_spec
-        t, r = d.times() * S_TO_MIN, d.truth[e.r].values
+        t, r = d.times() * S_TO_MIN, d.reader.coord(e.r)
         z = d.cs_over_time(source)
         missing = z is None or t.size == 0
         if missing:
             t = t if t.size else np.array([0.0, 1.0])
             z = np.full((r.size, t.size), np.nan)
         where = ("x-averaged" if d.sel.x_index == X_AVG
-                 else f"x = {d.truth[e.x].values[d.sel.x_index] * M_TO_UM:.1f} µm")
+                 else f"x = {d.reader.coord(e.x)[d.sel.x_index] * M_TO_UM:.1f} µm")
         title = f"{_source_title(d, source)} · cell {d.sel.cell} · {where}"
         if missing and source != TRUE:
             title = f"{_source_title(d, source)}: no prediction"
@@ -204,6 +226,9 @@ class ParticleMaps:
 
     def panel(self) -> pn.viewable.Viewable:
         pane = lambda m: pn.pane.HoloViews(m, linked_axes=False)  # noqa: E731
+        if not self.sources:
+            return pn.pane.Markdown("No particle concentration to show: the store has no truth "
+                                    "of it and no estimates are loaded.")
         if self.sources == (TRUE,):  # truth only: both maps on one row
             return pn.Row(pane(self.at_time[TRUE]), pane(self.over_time[TRUE]))
         return pn.Column(pn.Row(*map(pane, self.at_time.values())),
@@ -257,6 +282,9 @@ class PackOverview:
         q = d.sel.quantity
         n_s, n_p = schema.pack_shape(d.truth)
         when = "" if q in ("Max plating risk", "c_s error") else f" · {_when(d)}"
+        var = OVERVIEW[q][0]
+        if var is not None and d.source_of(var) == PRED and d.sel.variant is not None:
+            when += " · estimate"
         return follow(hv.Rectangles(rects, vdims=[vdim, "cell"]).opts(
             color="value", cmap=self.CMAPS[q], clim=d.overview_clim(df.value.values),
             colorbar=True, clabel=f"{name} [{unit}]" if unit != "1" else name,
@@ -288,36 +316,88 @@ class PackOverview:
 
 
 # ------------------------------------------------------------------ SEI spread over cycles
+def life_layers(d: PackData, life: LifeSeries, cdim: hv.Dimension, vdim: hv.Dimension,
+                twin_label: str) -> list:
+    """A per-cycle quantity of every cell: pack band, cells, median, the fastest-changing cell,
+    the selected cell and (beside the truth) the twin's per-cycle estimate of it. The layers are
+    the same in every frame (an empty one where there is nothing to draw)."""
+    cycles, vals = life.cycles, life.values
+    band = sei_band(vals)
+    hi = hv.Dimension(f"{vdim.name}_hi", label="upper", unit=vdim.unit)
+    lo_p, hi_p = (int(p) for p in PERCENTILES)
+    pos = d.reader.cell_pos[d.sel.cell]
+    fast = vals[life.fastest] if life.fastest >= 0 else np.full(cycles.size, np.nan)
+    tc, tv = (life.twin[0], life.twin[1][pos]) if life.twin else (np.array([]), np.array([]))
+    return [
+        hv.Area((cycles, band["min"], band["max"]), cdim, [vdim, hi], label="pack min–max"
+                ).opts(color=PALETTE["band"], alpha=0.15, line_alpha=0),
+        hv.Area((cycles, band["lo"], band["hi"]), cdim, [vdim, hi],
+                label=f"{lo_p}–{hi_p}th percentile").opts(color=PALETTE["band"], alpha=0.3,
+                                                          line_alpha=0),
+        hv.Curve(broken_lines(cycles, vals), cdim, vdim, label="cells").opts(
+            color=PALETTE["grey"], alpha=0.5, line_width=1),
+        hv.Curve((cycles, band["median"]), cdim, vdim, label="pack median").opts(
+            color=PALETTE["band"], line_dash="dashed", line_width=1.5),
+        hv.Curve((cycles, fast), cdim, vdim, label="fastest cell").opts(
+            color=PALETTE["risk"], line_width=2),
+        hv.Curve((cycles, vals[pos]), cdim, vdim, label="selected cell").opts(
+            color=PALETTE["cell"], line_width=3),
+        hv.Curve((tc, tv), cdim, vdim, label=twin_label).opts(
+            color=PALETTE["pred"], line_dash="dashed", line_width=2),
+    ]
+
+
+def life_twin_label(d: PackData, what: str) -> str:
+    """Legend label of the twin's per-cycle estimate beside the truth (fixed per page: an
+    overlay's layers keep their keys from frame to frame); empty where no twin has one."""
+    true_name, est_name = LIFE[what]
+    twins = [ds for ds in d.reader.sources.predictions.values() if est_name in ds.data_vars]
+    return "twin over life" if twins and d.reader.has_truth(true_name) else ""
+
+
+def empty_life(d: PackData) -> LifeSeries:
+    n = d.reader.cells.size
+    return LifeSeries(np.array([], int), np.empty((n, 0)), PRED, None, np.full(n, np.nan), -1)
+
+
+def fastest_text(d: PackData, life: LifeSeries, unit: str) -> str:
+    if life.fastest < 0:
+        return ""
+    cell = int(d.reader.cells[life.fastest])
+    return f" · fastest: cell {cell} ({life.rates[life.fastest]:+.3g} {unit}/cycle)"
+
+
+def life_plot(d: PackData, life: LifeSeries, parts: list, what: str, unit: str) -> hv.Overlay:
+    """The layers of a plot over cycles with the snapshot cycle marked, titled with the selected
+    and the fastest-changing cell."""
+    parts = [*parts, hv.VLine(d.snapshot_cycle()).opts(color=PALETTE["cursor"],
+                                                       line_dash="dotted")]
+    return follow(hv.Overlay(parts)).opts(
+        title=(f"{what}{' (estimated)' if life.source == PRED else ''} · cell {d.sel.cell}"
+               f"{fastest_text(d, life, unit)}"),
+        legend_position="right", width=760, height=320, toolbar="right", padding=0.05,
+        xticks=integer_ticks(), hooks=[_autohide_toolbar])
+
+
 class SeiSpread:
-    """Every cell's SEI thickness at cycle end, the pack band and the selected cell vs the twin."""
+    """Every cell's SEI thickness at cycle end, the pack band, the fastest-growing cell and the
+    selected cell vs the twin (at snapshots, and over life where the twin estimates per cycle).
+    Without the truth's per-cycle summaries, the twin's per-cycle estimate is drawn instead."""
 
     DEPS = ("scenario", "cell", "variant", "snapshot")
 
     def __init__(self, data: PackData):
         self.data = data
         self.twin_label = "predicted at snapshots" if data.sel.variant is not None else ""
+        self.life_label = life_twin_label(data, "sei")
         self.dmap = hv.DynamicMap(self._plot, streams=[selection_stream(data, *self.DEPS)])
 
     def _plot(self, **_) -> hv.Overlay:
         d = self.data
-        cycles, sei = d.sei_curves()
-        band = sei_band(sei)
         cdim, sdim = dim(schema.CYCLE), dim("sei_thickness_end")
-        hi = hv.Dimension("sei_hi", label="upper", unit=sdim.unit)
-        lo_p, hi_p = (int(p) for p in PERCENTILES)
-        parts = [
-            hv.Area((cycles, band["min"], band["max"]), cdim, [sdim, hi], label="pack min–max"
-                    ).opts(color=PALETTE["band"], alpha=0.15, line_alpha=0),
-            hv.Area((cycles, band["lo"], band["hi"]), cdim, [sdim, hi],
-                    label=f"{lo_p}–{hi_p}th percentile").opts(color=PALETTE["band"], alpha=0.3,
-                                                              line_alpha=0),
-            hv.Curve(broken_lines(cycles, sei), cdim, sdim, label="cells").opts(
-                color=PALETTE["grey"], alpha=0.5, line_width=1),
-            hv.Curve((cycles, band["median"]), cdim, sdim, label="pack median").opts(
-                color=PALETTE["band"], line_dash="dashed", line_width=1.5),
-            hv.Curve((cycles, sei[d.reader.cell_pos[d.sel.cell]]), cdim, sdim,
-                     label="selected cell").opts(color=PALETTE["cell"], line_width=3),
-        ]
+        # A twin without SEI over life: an empty frame of the same layers.
+        life = d.life("sei") or empty_life(d)
+        parts = life_layers(d, life, cdim, sdim, self.life_label)
         tc, tv = d.sei_at_snapshots(TRUE)
         parts.append(hv.Scatter((tc, tv), cdim, sdim, label="true at snapshots").opts(
             color=PALETTE["cell"], size=8, marker="circle"))
@@ -326,11 +406,7 @@ class SeiSpread:
         # Without any twin the layer stays (the overlay's layers are fixed) but leaves the legend.
         parts.append(hv.Scatter((pc, pv), cdim, sdim, label=self.twin_label).opts(
             color=PALETTE["pred"], size=11, marker="diamond"))
-        parts.append(hv.VLine(d.snapshot_cycle()).opts(color=PALETTE["cursor"], line_dash="dotted"))
-        return follow(hv.Overlay(parts)).opts(
-            title=f"SEI spread over cycles · cell {d.sel.cell} highlighted",
-            legend_position="right", width=760, height=320, toolbar="right", padding=0.05,
-            xticks=integer_ticks(), hooks=[_autohide_toolbar])
+        return life_plot(d, life, parts, "SEI spread over cycles", "nm")
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.pane.HoloViews(self.dmap, linked_axes=False)
@@ -361,6 +437,8 @@ class Signals:
             # A fixed label: the overlay's layers must keep their keys from frame to frame.
             parts.append(hv.Curve((tp, yp), time_dim(), dim(name), label="twin").opts(
                 color=PALETTE["pred"], line_dash="dashed", line_width=2))
+            hw = d.half_width(name) if p is not None else None
+            parts.append(band_area(t, p, hw, time_dim(), dim(name), "twin band"))
         title = f"{schema.var_attrs(name)['long_name']} · cell {d.sel.cell}"
         if name == "voltage" and d.sel.variant is not None:
             title += " · twin dashed"
@@ -381,24 +459,35 @@ class Plating:
     def __init__(self, data: PackData, cursor: TimeCursor):
         self.data = data
         self.cursor = cursor
-        self.twin_label = "twin" if data.sel.variant is not None else ""
+        self.twin_label = ("twin" if data.sel.variant is not None
+                           and data.source_of("plating_margin") == TRUE else "")
         self.dmap = hv.DynamicMap(self._plot, streams=[selection_stream(data, *self.DEPS)])
 
     def _plot(self, **_) -> hv.Overlay:
         d = self.data
         t = d.times() * S_TO_MIN
         tdim, mdim = time_dim(), dim("plating_margin")
-        every = d.pack("plating_margin")
-        mine = d.signal("plating_margin")
-        pred = d.signal("plating_margin", PRED) if d.sel.variant is not None else None
-        # The 0 V threshold always in view, with every cell's and the twin's margin.
-        lo, hi = finite_extent(every, pred, np.array([self.THRESHOLD_V]))
+        # Without its truth (a measured store) every cell's margin is the twin's estimate, and
+        # the selected cell's carries the twin's band.
+        src = d.source_of("plating_margin")
+        every = d.pack("plating_margin", src)
+        every = np.empty((0, t.size)) if every is None else every
+        mine = d.signal("plating_margin", src)
+        mine = np.full(t.size, np.nan) if mine is None else mine
+        est = d.signal("plating_margin", PRED) if d.sel.variant is not None else None
+        pred = est if src == TRUE else None
+        hw = d.half_width("plating_margin") if est is not None else None
+        band = band_area(t, est, hw, tdim, mdim, "twin band")
+        # The 0 V threshold always in view, with every cell's and the twin's margin and band.
+        lo, hi = finite_extent(every, pred, band.dimension_values(1), band.dimension_values(2),
+                               np.array([self.THRESHOLD_V]))
         pad = 0.08 * (hi - lo) or 0.01
         tp, yp = (t, pred) if pred is not None else (np.array([]), np.array([]))
         parts = [
             hv.Curve(broken_lines(t, every), tdim, mdim, label="cells").opts(
                 color=PALETTE["grey"], alpha=0.5, line_width=1),
             hv.HSpan(lo - pad, self.THRESHOLD_V).opts(color=PALETTE["risk"], alpha=0.12),
+            band,
             hv.Curve((t, mine), tdim, mdim, label="selected cell").opts(color=PALETTE["cell"],
                                                                         line_width=2.5),
             hv.Curve((tp, yp), tdim, mdim, label=self.twin_label).opts(color=PALETTE["pred"],
@@ -436,6 +525,8 @@ class ParamsTable:
 
     def _title(self) -> str:
         label = self.data.reader.cell_label(self.data.sel.cell)
+        if self.data.reader.measured:
+            return f"**{label}**: each twin's identified value (no truth: a measured pack)"
         return f"**{label}**: each twin's identified value vs the truth"
 
     def _frame(self) -> pd.DataFrame:
@@ -446,6 +537,8 @@ class ParamsTable:
                 continue
             if col.endswith("[%]"):
                 out[col] = [f"{v:+.2f}" if np.isfinite(v) else "–" for v in df[col]]
+            elif col.endswith("±"):
+                out[col] = [f"± {v:.2g}" if np.isfinite(v) else "–" for v in df[col]]
             else:
                 out[col] = [f"{v:.4g}" if np.isfinite(v) else "–" for v in df[col]]
         return out

@@ -56,6 +56,8 @@ def figures(ex) -> dict:
     """Every plot of the page as a Bokeh figure kept up to date by its DynamicMap's streams."""
     r = hv.renderer("bokeh")
     dmaps = {"pack": ex.overview.dmap, "sei": ex.sei.dmap, "plating": ex.plating.dmap,
+             "SOC spread": ex.summary.soc, "SEI per cell": ex.summary.sei,
+             "capacity fade": ex.fade.dmap,
              **{f"signal {k}": m for k, m in ex.signals.dmaps.items()},
              **{f"c_s(x, r) {k}": m for k, m in ex.maps.at_time.items()},
              **{f"c_s(t, r) {k}": m for k, m in ex.maps.over_time.items()}}
