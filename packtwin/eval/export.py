@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -59,21 +60,11 @@ class ExportedTwin(nn.Module):
         return tuple(out[k] for k in OUTPUTS)
 
 
-def load_net(ckpt: str | None) -> nn.Module:
+def load_net(ckpt: str | os.PathLike) -> nn.Module:
     """The TwinNet of a TwinModule checkpoint, in eval mode on the CPU."""
-    from packtwin.model.module import TwinModule
+    from packtwin.model.checkpoint import load_twin
 
-    if not Path(ckpt).exists():
-        raise FileNotFoundError(f"checkpoint {ckpt!r} does not exist")
-    import pickle
-
-    try:
-        # weights_only: a checkpoint is data; unpickling arbitrary objects would run its code
-        module = TwinModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ExportError(f"checkpoint {ckpt!r} holds more than weights and plain data; refusing "
-                          f"to unpickle it (weights_only): {str(exc).splitlines()[0]}") from exc
-    return module.net.eval()
+    return load_twin(ckpt).net
 
 
 def example_inputs(net: nn.Module, batch: int, n_time: int, period_s: float, seed: int = 0
@@ -227,16 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rtol", type=float, default=1e-4, help="tolerated relative mismatch")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     outputs.guard(args.out, EXPORT_KIND, [args.ckpt], what="--out")  # before loading anything
-    net = load_net(args.ckpt)
-    period = float(getattr(net, "period_s", 0) or 0) or _period_from_ckpt(args.ckpt)
-    info = export_model(net, args.out, args.format, args.batch, args.time, period, args.rtol,
+    from packtwin.model.checkpoint import load_twin
+
+    twin = load_twin(args.ckpt)
+    info = export_model(twin.net, args.out, args.format, args.batch, args.time, twin.period_s,
+                        args.rtol,
                         meta={"checkpoint": str(args.ckpt)}, inputs=[args.ckpt])
     print(json.dumps({k: info[k] for k in ("path", "format", "batch", "n_time",
                                            "max_rel_error")}, indent=2))
     return 0
 
-
-def _period_from_ckpt(ckpt: str) -> float:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # see load_net
-    info = state.get("hyper_parameters", {}).get("store_info", {})
-    return float(info.get("period_s") or 20.0)
