@@ -33,6 +33,10 @@ STATE = ("gru", "h0", "theta0", "flux", "time", "charge", "steps")
 OUTPUTS = ("theta_n", "theta_p", "surf_n", "surf_p", "avg_n", "avg_p", "sei_thickness_avg",
            "plating_margin", "soc", "voltage")
 START_INPUTS = ("voltage", "time0")
+# Graph names must be unique: the estimated voltage is not the measured one, the new state is not
+# the old.
+EXPORT_OUTPUTS = (tuple("voltage_estimate" if n == "voltage" else n for n in OUTPUTS)
+                  + tuple(f"{s}_next" for s in STATE))
 
 
 class StreamStart(nn.Module):

@@ -88,3 +88,28 @@ def test_bad_shapes_are_named(info):
         stream.step(torch.full((3,), 3.7), torch.zeros(2), 298.0, 1.0)
     with pytest.raises(ValueError, match=r"embeddings have shape \(3, 2\)"):
         TwinStream(net, embeddings=torch.zeros(3, 2))
+
+
+def save_checkpoint(net_module, path):
+    """Save a TwinModule the way Lightning does (hooks included), without training it."""
+    import lightning
+
+    ckpt = {"state_dict": net_module.state_dict(), "hyper_parameters": dict(net_module.hparams),
+            "pytorch-lightning_version": lightning.__version__}
+    net_module.on_save_checkpoint(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(synthetic_store, tmp_path_factory):
+    """An untrained physics twin with the synthetic store's statistics, as a checkpoint file."""
+    from packtwin.data.datamodule import TwinDataModule
+    from packtwin.model.module import TwinModule
+
+    torch.manual_seed(0)
+    dm = TwinDataModule(str(synthetic_store), batch_size=8)
+    dm.setup("fit")
+    module = TwinModule(dm.n_cells, dm.info, hidden=16, n_modes=4, trunk_width=8)
+    module.net.set_stats(dm.stats)
+    return save_checkpoint(module, tmp_path_factory.mktemp("twin") / "twin.ckpt")
