@@ -15,9 +15,10 @@ printed when a condition starts:
 
 Cells are new by default (the embedding table's mean for every cell: nothing is fitted from data
 the stream has not seen yet); ``--trained-cells`` uses the table's rows when the store's cells
-are the training store's. ``--out`` writes the streamed estimates as a prediction store aligned
-with the input (same scenario, cell, snapshot and time coordinates; samples not streamed are NaN),
-with the alarms in ``attrs["replay"]``.
+are the training store's. ``--out`` writes the streamed estimates as an estimate store of one member
+(``schema.validate(ds, kind="estimate")``, as ``packtwin estimate`` writes with one checkpoint)
+aligned with the input (same scenario, cell, snapshot and time coordinates; samples not streamed
+are NaN), with the run and its alarms in ``attrs["replay"]``.
 """
 
 from __future__ import annotations
@@ -191,6 +192,28 @@ def cell_embeddings(net, cells: np.ndarray, trained: bool) -> torch.Tensor:
     return table.mean(0, keepdim=True).expand(len(cells), -1).clone()
 
 
+def write_estimates(twin, ds, sel, seq: windows.Sequences, outs: dict, cells: np.ndarray,
+                    emb: torch.Tensor, record: dict, out: str, inputs: Sequence[str]) -> None:
+    """The streamed estimates as an estimate store of one member (``schema`` kind
+    ``estimate``, as ``packtwin estimate`` writes with one checkpoint), aligned with the input."""
+    from packtwin.eval import estimate, predict
+
+    attrs = {"checkpoints": json.dumps([record["checkpoint"]]), "input_store": record["store"],
+             "input_kind": record["input_kind"], "ensemble_size": 1,
+             "uncertainty": json.dumps(estimate.describe_band(1, estimate.DEFAULT_LEVEL)),
+             "embedding_fit": json.dumps({"what": "none: streamed causally; cells as "
+                                                  + record["cells_as"]}),
+             "replay": json.dumps(record)}
+    embeddings = {int(c): emb[i] for i, c in enumerate(cells)}
+    ds_out = predict.assemble(twin.module, estimate.with_grid(ds, twin.store_info), sel, seq,
+                              [{k: torch.from_numpy(v) for k, v in outs.items()}], embeddings,
+                              attrs, schema_kind=estimate.SCHEMA_KIND)
+    ds_out.attrs.pop("adapted_cells", None)
+    for e in quantities.ELECTRODES:
+        ds_out[e.variable].attrs["c_max"] = float(twin.net.c_max[e.index])
+    predict.write_predictions(ds_out, out, inputs)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="packtwin replay",
@@ -254,12 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record.update({"checkpoint": str(args.checkpoint), "store": str(args.store),
                    "input_kind": kind, "cells_as": "trained" if args.trained_cells else "new"})
     if args.out:
-        embeddings = {int(c): emb[i] for i, c in enumerate(cells)}
-        out = predict.assemble(twin.module, estimate.with_grid(ds, twin.store_info), sel, seq,
-                               [{k: torch.from_numpy(v) for k, v in outs.items()}], embeddings,
-                               {"checkpoint": str(args.checkpoint), "input_store": str(args.store),
-                                "replay": json.dumps(record)})
-        predict.write_predictions(out, args.out, inputs)
+        write_estimates(twin, ds, sel, seq, outs, cells, emb, record, args.out, inputs)
     if say:
         say(f"replayed {record['samples']} pack samples x {record['cells']} cells in "
             f"{record['wall_s']:.2f} s (speed {args.speed:g}; step median "
