@@ -19,6 +19,8 @@ Every tensor has the cells first ([n_cells, ...]); the GRU state is [n_cells, la
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
 
@@ -84,8 +86,7 @@ class StreamStep(nn.Module):
             self.register_buffer(f"weights_{key}", b.weights.detach().clone(), persistent=False)
 
     def bases(self) -> dict:
-        import dataclasses
-
+        """``TwinNet.bases`` of the net, its tensors this module's buffers."""
         return {k: dataclasses.replace(b, phi=getattr(self, f"phi_{k}"),
                                        rho=getattr(self, f"rho_{k}"),
                                        weights=getattr(self, f"weights_{k}"))
