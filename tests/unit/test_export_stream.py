@@ -72,6 +72,7 @@ def _onnx_case(tmp_path, info, physics):
     stream_through(run(start), run(step), net, n_cells=6)  # traced with 3 cells: dynamic axis
 
 
+@pytest.mark.slow  # torch.export + the ONNX translation: ~10-25 s on 2 cores
 def test_onnx_stream_equals_eager_data_only(tmp_path, info):
     _onnx_case(tmp_path, info, physics=False)
 
