@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "every cell of any pack (measured or simulated), as new cells; seed ensemble"),
     "evaluate": ("packtwin.eval.evaluate", "main", "held-out splits, ablation, baselines, report"),
     "export": ("packtwin.eval.export", "main", "export the twin for CPU deployment"),
+    "replay": ("packtwin.eval.replay", "main",
+               "stream a store through the streaming twin at a multiple of real time, alarms"),
     "app": ("packtwin.app.serve", "main", "serve the pack explorer on 127.0.0.1"),
     "demo": ("packtwin.demo", "main", "the README main job: generate -> train -> evaluate -> app"),
 }

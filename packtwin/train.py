@@ -24,6 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from packtwin.data.datamodule import TwinDataModule
 from packtwin.eval.predict import PredictionWriter
+from packtwin.model.checkpoint import read_checkpoint
 from packtwin.model.module import CheckpointMismatchError, TwinModule
 
 # Model arguments that the store sets (linked from the data module), not the configuration.
@@ -86,15 +87,7 @@ class TwinCLI(LightningCLI):
             given = self.config[sub].get("model")
             given = dict(vars(given)) if given is not None and not isinstance(given, dict) \
                 else dict(given or {})
-            try:
-                state = torch.load(ckpt, weights_only=True, map_location="cpu")
-            except Exception as exc:  # not a checkpoint at all, or not one torch can trust
-                raise CheckpointMismatchError(
-                    f"--ckpt_path {str(ckpt)!r} is not a readable packtwin checkpoint "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
-            if not isinstance(state, dict) or "state_dict" not in state:
-                raise CheckpointMismatchError(f"--ckpt_path {str(ckpt)!r} is not a Lightning "
-                                              f"checkpoint (no 'state_dict')")
+            state = read_checkpoint(ckpt, what="--ckpt_path")
             # Optimiser settings matter only to training: predict/test/validate ignore them.
             ignore = () if sub == "fit" else _OPTIMISER
             check_model_config(state.get("hyper_parameters", {}),

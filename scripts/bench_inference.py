@@ -23,6 +23,15 @@
    keeps the other sections of an existing ``--out`` file; ``--core-key`` stores it under
    another key (e.g. a run of an older checkout of the core, for a before/after comparison).
 
+5. Streaming twin (``packtwin.model.stream``, key ``stream``): latency of one sample for every
+   cell of a pack (``StreamStep``: state in, estimates and new state out) for 1, 16, 100, 1536
+   cells, one thread: eager (``torch.no_grad``), TorchScript and onnxruntime, the artefacts
+   of ``packtwin export --stream`` (exported once at 16 cells; ONNX has a dynamic cell axis, the
+   TorchScript trace runs any size), physics and data-only twins, the state some samples into a
+   cycle. The net is the same as in 2 (trained checkpoint or freshly initialised on the DFN's
+   mesh, taken from the existing ``--out`` file when ``--sections stream`` runs alone). Target
+   (issue 11): 100 cells <= 1 ms per sample on one thread.
+
 Each timing is the median of ``--repeats`` calls after one warm-up call. A batch whose estimated
 memory exceeds ``--mem-limit-gb`` is skipped and recorded as such (never silently dropped).
 """
@@ -82,6 +91,9 @@ def dfn_cycle(period_s: float) -> dict:
             "build_s": t_build, "first_solve_s": t_first, "solve_s": statistics.median(repeats),
             "solve_repeats_s": repeats, "grid": {"x_n": int(c_n.shape[1]), "r_n": int(c_n.shape[0]),
                                                  "x_p": int(c_p.shape[1]), "r_p": int(c_p.shape[0])}}
+
+
+DEFAULT_GRID = {"x_n": 8, "r_n": 10, "x_p": 8, "r_p": 10}  # the generator's default DFN mesh
 
 
 def make_net(ckpt: str | None, grid: dict, physics: bool):
@@ -169,6 +181,52 @@ def _core_section(cells: list[int], period: float, repeats: int) -> dict:
     return out
 
 
+def stream_section(ckpt: str | None, grid: dict, cells: list[int], period: float,
+                   repeats: int) -> dict:
+    """Per-sample latency of the streaming twin (eager, TorchScript, onnxruntime), one thread."""
+    from packtwin.eval import export_stream
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: dict = {"threads": 1, "period_s": period, "grid": grid, "repeats": repeats,
+                 "statistic": "median seconds per step call over repeats, after 3 warm-up calls",
+                 "loadavg_1_5_15_at_start": list(os.getloadavg()), "runs": []}
+    tmp = Path(tempfile.mkdtemp(prefix="packtwin_bench_stream_"))
+    for physics in (True, False):
+        net, source = make_net(ckpt, grid, physics)
+        if ckpt and bool(net.physics) != physics:
+            continue  # a checkpoint is one twin
+        variant = "physics" if net.physics else "data_only"
+        reports, graphs = {}, {}
+        for fmt, name in (("torchscript", "stream.pt"), ("onnx", "stream.onnx")):
+            t0 = time.perf_counter()
+            reports[fmt] = export_stream.export_stream(net, tmp / f"{variant}_{name}", fmt,
+                                                       n_cells=16, period_s=period)
+            reports[fmt]["export_s"] = time.perf_counter() - t0
+        graphs["torchscript"] = export_mod.load_torchscript(tmp / f"{variant}_stream.pt")
+        sess = export_stream.onnx_session(tmp / f"{variant}_stream.onnx", threads=1)
+        step = export_stream.StreamGraph(net).eval()
+        for n in cells:
+            args, _ = export_stream.example(net, n, period, seed=0)
+            feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
+            row = {"twin": variant, "cells": n,
+                   "eager_ms": 1e3 * timed(lambda: step(*args), repeats),
+                   "torchscript_ms": 1e3 * timed(lambda: graphs["torchscript"](*args), repeats),
+                   "onnxruntime_ms": 1e3 * timed(lambda: sess.run(None, feeds), repeats)}
+            row["per_cell_us"] = {k[:-3]: 1e3 * v / n for k, v in row.items()
+                                  if k.endswith("_ms")}
+            out["runs"].append(row)
+            print(json.dumps(row), flush=True)
+        out[f"{variant}_export"] = {
+            "source": source, "n_parameters": sum(p.numel() for p in net.parameters()),
+            **{fmt: {"max_rel_error_vs_eager": max(r["max_rel_error"].values()),
+                     "export_s": r["export_s"], "cell_axis": r["cell_axis"]}
+               for fmt, r in reports.items()}}
+    out["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+    torch.set_num_threads(threads)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default=None, help="trained TwinModule checkpoint (optional)")
@@ -178,16 +236,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data-only", action="store_true", help="time the data-only twin instead")
     ap.add_argument("--mem-limit-gb", type=float, default=6.0)
-    ap.add_argument("--sections", nargs="+", choices=["twin", "core"], default=["twin", "core"],
-                    help="'twin': PyBaMM and TwinNet (1-3); 'core': the reduced core (4)")
+    ap.add_argument("--sections", nargs="+", choices=["twin", "core", "stream"],
+                    default=["twin", "core", "stream"],
+                    help="'twin': PyBaMM and TwinNet (1-3); 'core': the reduced core (4); "
+                         "'stream': the streaming twin (5)")
     ap.add_argument("--core-key", default="core", help="JSON key of the core section")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    if "twin" not in args.sections:  # core alone: keep the other sections of the file
+    command = " ".join(["scripts/bench_inference.py"] + (argv or sys.argv[1:]))
+    if "twin" not in args.sections:  # core/stream alone: keep the other sections of the file
         result = json.loads(out.read_text()) if out.exists() else {}
-        result[args.core_key] = core_section(args.cells, args.period, args.repeats)
-        result[args.core_key]["command"] = " ".join(["scripts/bench_inference.py"]
-                                                    + (argv or sys.argv[1:]))
+        if "core" in args.sections:
+            result[args.core_key] = core_section(args.cells, args.period, args.repeats)
+            result[args.core_key]["command"] = command
+        if "stream" in args.sections:
+            grid = result.get("pybamm_dfn", {}).get("grid") or DEFAULT_GRID
+            result["stream"] = stream_section(args.ckpt, grid, args.cells, args.period,
+                                              max(args.repeats, 20))
+            result["stream"]["command"] = command
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         print(f"wrote {out}")
@@ -236,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
     if "core" in args.sections:
         result[args.core_key] = core_section(args.cells, args.period, args.repeats)
+    if "stream" in args.sections:
+        result["stream"] = stream_section(args.ckpt, dfn["grid"], args.cells, args.period,
+                                          max(args.repeats, 20))
     write_report(result, out)
     return 0
 

@@ -40,9 +40,9 @@ def twin_functions() -> tuple[Callable, Callable]:
     """
     try:
         from packtwin.eval.predict import predict_dataset
-        from packtwin.model.module import TwinModule
+        from packtwin.model.checkpoint import load_twin
     except ImportError as exc:
-        why = (f"the live twin needs packtwin.model.module.TwinModule and "
+        why = (f"the live twin needs packtwin.model.checkpoint.load_twin and "
                f"packtwin.eval.predict.predict_dataset, which cannot be imported: {exc}")
 
         def unavailable(*_, **__):
@@ -51,8 +51,7 @@ def twin_functions() -> tuple[Callable, Callable]:
         return unavailable, unavailable
 
     def load(checkpoint):
-        # weights_only: a checkpoint is data; unpickling arbitrary objects would run its code
-        return TwinModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+        return load_twin(checkpoint).module
 
     return load, predict_dataset
 

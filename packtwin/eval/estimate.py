@@ -24,7 +24,6 @@ follows ``packtwin/schema.py`` (``schema.validate(ds, kind="estimate")``) and is
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
@@ -68,23 +67,9 @@ def open_input(path: str | os.PathLike) -> tuple[xr.Dataset, str]:
 
 def load_checkpoint(path: str | os.PathLike):
     """A TwinModule from a checkpoint file, in eval mode on the CPU (clear errors otherwise)."""
-    from packtwin.model.module import CheckpointMismatchError, TwinModule
+    from packtwin.model.checkpoint import load_twin
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(errno.ENOENT, "checkpoint does not exist", str(p))
-    try:
-        state = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception as exc:  # not a checkpoint at all, or not one torch can trust
-        raise CheckpointMismatchError(f"checkpoint {str(p)!r} is not a readable packtwin "
-                                      f"checkpoint ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0][:200]})") from exc
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise CheckpointMismatchError(f"checkpoint {str(p)!r} is not a Lightning checkpoint "
-                                      f"(no 'state_dict')")
-    module = TwinModule.load_from_checkpoint(str(p), map_location="cpu", weights_only=True)
-    module.eval()
-    return module
+    return load_twin(path).module
 
 
 def _store_grid(ds: xr.Dataset, trained: dict) -> dict:

@@ -156,11 +156,9 @@ def _fit(cfg: Config, variant: str, seed: int, run_dir: Path) -> Path:
 
 
 def _load(ckpt: Path):
-    from packtwin.model.module import TwinModule
+    from packtwin.model.checkpoint import load_twin
 
-    module = TwinModule.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=True)
-    module.eval()
-    return module
+    return load_twin(ckpt).module
 
 
 def _adapt(module, ds: xr.Dataset, cfg: Config, new_cells: list[int]) -> dict:

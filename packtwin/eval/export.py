@@ -8,10 +8,12 @@ with a loop over time steps, which tracing unrolls. The shape is recorded with t
 
 Every export is checked numerically against the eager model on a *second* input of the same shape
 (not the one traced), so a data-dependent branch frozen by tracing shows up as a mismatch.
-ONNX is checked with ``onnx.reference.ReferenceEvaluator`` (onnxruntime is not a dependency).
-ONNX export uses ``torch.export``; it works for the data-only twin, while the physics twin fails
-there (``packtwin.physics.conservation.average_concentration`` reads its grid as Python floats,
-a data-dependent guard for ``torch.export``): use TorchScript for it.
+ONNX is checked with ``onnx.reference.ReferenceEvaluator``.
+ONNX export uses ``torch.export``; it works for the data-only twin, while the physics twin's
+window forward fails there (``TwinNet.bases`` reads its grid and c_max as Python floats on every
+call, a data-dependent guard for ``torch.export``): use TorchScript for it. The streaming step
+(``--stream``, :mod:`packtwin.eval.export_stream`) computes those constants once, outside the
+graph, and exports to ONNX for both twins.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -59,21 +62,11 @@ class ExportedTwin(nn.Module):
         return tuple(out[k] for k in OUTPUTS)
 
 
-def load_net(ckpt: str | None) -> nn.Module:
+def load_net(ckpt: str | os.PathLike) -> nn.Module:
     """The TwinNet of a TwinModule checkpoint, in eval mode on the CPU."""
-    from packtwin.model.module import TwinModule
+    from packtwin.model.checkpoint import load_twin
 
-    if not Path(ckpt).exists():
-        raise FileNotFoundError(f"checkpoint {ckpt!r} does not exist")
-    import pickle
-
-    try:
-        # weights_only: a checkpoint is data; unpickling arbitrary objects would run its code
-        module = TwinModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ExportError(f"checkpoint {ckpt!r} holds more than weights and plain data; refusing "
-                          f"to unpickle it (weights_only): {str(exc).splitlines()[0]}") from exc
-    return module.net.eval()
+    return load_twin(ckpt).net
 
 
 def example_inputs(net: nn.Module, batch: int, n_time: int, period_s: float, seed: int = 0
@@ -123,10 +116,13 @@ def load_torchscript(path: str | Path, extra_files: dict | None = None):
         return torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files or {})
 
 
-def _compare(ref: Sequence[torch.Tensor], got: Sequence, rtol: float) -> dict[str, float]:
+def _compare(ref: Sequence[torch.Tensor], got: Sequence, rtol: float,
+             names: Sequence[str] = OUTPUTS) -> dict[str, float]:
     """Max |error| per output relative to that output's range; raises beyond ``rtol``."""
     errs = {}
-    for name, a, b in zip(OUTPUTS, ref, got):
+    if len(got) != len(ref):
+        raise ExportError(f"export returns {len(got)} outputs, eager {len(ref)}")
+    for name, a, b in zip(names, ref, got):
         a = a.detach().numpy().astype(np.float64)
         b = np.asarray(b, dtype=np.float64)
         if a.shape != b.shape:
@@ -214,29 +210,38 @@ def _write(wrapper: nn.Module, fmt: str, out: Path, trace_in, check_in, info: di
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``packtwin export --ckpt PATH --out PATH [--format torchscript|onnx] [--batch N] [--time T]``."""
+    """``packtwin export --ckpt PATH --out PATH [--format torchscript|onnx] [--batch N] [--time T]
+    [--stream]``."""
     from jsonargparse import ArgumentParser
 
     p = ArgumentParser(prog="packtwin export", description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", type=str, required=True, help="TwinModule checkpoint (.ckpt)")
     p.add_argument("--out", type=str, required=True, help="output file (.pt or .onnx)")
     p.add_argument("--format", type=str, default="torchscript", choices=list(FORMATS))
-    p.add_argument("--batch", type=int, default=16, help="cells per call in the traced graph")
+    p.add_argument("--batch", type=int, default=16,
+                   help="cells per call in the traced graph (--stream ONNX: any pack size runs)")
     p.add_argument("--time", type=int, default=None,
                    help="samples per cycle in the traced graph (default: one hour of samples)")
-    p.add_argument("--rtol", type=float, default=1e-4, help="tolerated relative mismatch")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="tolerated relative mismatch (default 1e-4; --stream 1e-5)")
+    p.add_argument("--stream", action="store_true",
+                   help="export the streaming step (one sample per call, state in and out; "
+                        "packtwin.eval.export_stream) instead of the whole-window forward")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     outputs.guard(args.out, EXPORT_KIND, [args.ckpt], what="--out")  # before loading anything
-    net = load_net(args.ckpt)
-    period = float(getattr(net, "period_s", 0) or 0) or _period_from_ckpt(args.ckpt)
-    info = export_model(net, args.out, args.format, args.batch, args.time, period, args.rtol,
-                        meta={"checkpoint": str(args.ckpt)}, inputs=[args.ckpt])
-    print(json.dumps({k: info[k] for k in ("path", "format", "batch", "n_time",
-                                           "max_rel_error")}, indent=2))
+    from packtwin.model.checkpoint import load_twin
+
+    twin = load_twin(args.ckpt)
+    meta = {"checkpoint": str(args.ckpt)}
+    if args.stream:
+        from packtwin.eval.export_stream import export_stream
+
+        info = export_stream(twin.net, args.out, args.format, args.batch, twin.period_s,
+                             args.rtol or 1e-5, meta=meta, inputs=[args.ckpt])
+        keys = ("path", "format", "traced_cells", "cell_axis", "max_rel_error")
+    else:
+        info = export_model(twin.net, args.out, args.format, args.batch, args.time,
+                            twin.period_s, args.rtol or 1e-4, meta=meta, inputs=[args.ckpt])
+        keys = ("path", "format", "batch", "n_time", "max_rel_error")
+    print(json.dumps({k: info[k] for k in keys}, indent=2))
     return 0
-
-
-def _period_from_ckpt(ckpt: str) -> float:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # see load_net
-    info = state.get("hyper_parameters", {}).get("store_info", {})
-    return float(info.get("period_s") or 20.0)

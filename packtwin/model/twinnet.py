@@ -32,6 +32,8 @@ Why this architecture
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
 
@@ -39,7 +41,25 @@ from packtwin.model import spm_prior
 from packtwin.quantities import (ELECTRODES, FEATURES, NEG, POS, SCALAR_TARGETS, Electrode,
                                  Features)
 from packtwin.physics import ocv_inversion
-from packtwin.physics.conservation import average_concentration
+from packtwin.physics.conservation import volume_weights
+from packtwin.physics.constants import ElectrodeConstants
+
+
+@dataclasses.dataclass(frozen=True)
+class ElectrodeBasis:
+    """What :meth:`TwinNet.decode` reads of one electrode: its decoder modes on the stored grid
+    (zero-mean for the physics twin) with their rho derivatives, and its constants as numbers."""
+
+    phi: Tensor  # [X * rho, K] modes on the (x, rho) grid
+    d1: Tensor | None  # d phi / d rho (derivs only)
+    d2: Tensor | None
+    rho: Tensor  # radial grid, the stored nodes extended with the surface
+    weights: Tensor  # volume weights of the stored radial nodes (conservation.volume_weights)
+    n_x: int
+    n_r: int  # stored radial nodes (a prefix of rho)
+    electrode: ElectrodeConstants
+    c_max: float  # the store's maximum concentration [mol/m3]
+    kappa: float  # d theta_mean / dQ [1/C]
 
 
 def mlp(n_in: int, width: int, n_out: int, depth: int = 2, act=nn.Tanh) -> nn.Sequential:
@@ -192,6 +212,30 @@ class TwinNet(nn.Module):
         xx, rr = torch.meshgrid(xn, r, indexing="ij")
         return xx.reshape(-1), rr.reshape(-1), r
 
+    def bases(self, derivs: bool = False) -> dict[str, "ElectrodeBasis"]:
+        """Each electrode's decoder basis on its stored grid and the constants the decoder reads
+        (Python floats read from the buffers here, once, not inside :meth:`decode`)."""
+        out = {}
+        for e in ELECTRODES:
+            xg, rg, rho = self.grid(e)
+            x_nodes, r = self.nodes(e)  # stored nodes (r is a prefix of rho)
+            n_x, n_r, n_rho = x_nodes.numel(), r.numel(), rho.numel()
+            d1 = d2 = None
+            if derivs:
+                phi, d1, d2 = self.trunk[e.key](xg, rg, derivs=True)
+            else:
+                phi = self.trunk[e.key](xg, rg)
+            weights = volume_weights(r).to(phi.dtype)
+            if self.physics:
+                # Zero-mean modes on the stored grid: the electrode's lithium is then exactly
+                # the conserved mean.
+                phi = phi - (phi.T.reshape(-1, n_x, n_rho)[..., :n_r] * weights).sum(-1).mean(-1)
+            electrode = e.constants(self.constants)
+            c_max = float(self.c_max[e.index])
+            out[e.key] = ElectrodeBasis(phi, d1, d2, rho, weights, n_x, n_r, electrode, c_max,
+                                        spm_prior.charge_to_stoichiometry(electrode, c_max))
+        return out
+
     def forward(self, features: Tensor, cell: Tensor, valid: Tensor | None = None,
                 embeddings: Tensor | None = None, derivs: bool = False) -> dict[str, Tensor]:
         """Estimates for a batch of sequences.
@@ -222,39 +266,51 @@ class TwinNet(nn.Module):
         i_feat = f.current * valid
         temp = torch.where(valid > 0, f.temperature, torch.full_like(f.temperature, 298.15))
         q = f.charge_passed - f.charge_passed[:, :1]  # [C] since the first sample of this window
-        cap = 1.0 + 0.1 * torch.tanh(self.capacity_head(emb))  # [B, 3] within +-10 %
-        if self.physics:
-            theta0 = self.ocv_initial_state(f.voltage[:, 0])  # [B, electrodes]
-        out: dict[str, Tensor] = {}
+        theta0 = self.ocv_initial_state(f.voltage[:, 0]) if self.physics else None
         # Time is zeroed in the padding: negative steps there are clamped to 0 (no dynamics).
         time = f.time.max(0).values
         dt = torch.diff(time, prepend=time[:1]).clamp_min(0.0)
+        bases = self.bases(derivs)
+        flux = {}
+        if self.physics:
+            for key, b in bases.items():
+                flux[key] = spm_prior.flux_state(i_feat, temp, dt, b.electrode, b.c_max)
+        out = self.decode(h, h0, emb, i_feat, temp, q, theta0, flux, bases, derivs)
+        out["dt"] = dt
+        out["temperature"] = temp
+        out["current"] = i_feat
+        return out
+
+    def decode(self, h: Tensor, h0: Tensor, emb: Tensor, current: Tensor, temp: Tensor,
+               q: Tensor, theta0: Tensor | None, flux: dict[str, tuple[Tensor, Tensor]],
+               bases: dict[str, "ElectrodeBasis"], derivs: bool = False) -> dict[str, Tensor]:
+        """The estimates from the encoder state: every step on its own (no recurrence), so a
+        whole window ([B, T, ...]) and one streamed sample (T = 1) share this code.
+
+        Args:
+            h: encoder output [B, T, hidden]; h0: what the initial-state heads read ([B, T or 1,
+                hidden]).
+            emb: embeddings [B, d]; current [A], temp [K], q [C] since the first sample: [B, T].
+            theta0: physics twin: OCV-inverted initial stoichiometries [B, 2] (else None).
+            flux: physics twin: each electrode's (G, H) [B, T] from ``spm_prior``.
+            bases: :meth:`bases`.
+        """
+        B, T = h.shape[:2]
+        cap = 1.0 + 0.1 * torch.tanh(self.capacity_head(emb))  # [B, 3] within +-10 %
+        out: dict[str, Tensor] = {}
         for e in ELECTRODES:
-            k = e.index
-            xg, rg, rho = self.grid(e)
-            x_nodes, r = self.nodes(e)  # stored nodes (r is a prefix of rho)
-            n_x = x_nodes.numel()
-            n_r, n_rho = r.numel(), rho.numel()
-            if derivs:
-                phi, d1, d2 = self.trunk[e.key](xg, rg, derivs=True)
-            else:
-                phi = self.trunk[e.key](xg, rg)
-            if self.physics:
-                # Zero-mean modes on the stored grid: the electrode's lithium is then exactly
-                # the conserved mean.
-                w = average_concentration(phi.T.reshape(-1, n_x, n_rho)[..., :n_r], r).mean(-1)
-                phi = phi - w
+            k, b = e.index, bases[e.key]
+            n_x, n_r, rho = b.n_x, b.n_r, b.rho
+            n_rho = rho.numel()
             a = 0.05 * self.coef[e.key](h)  # [B, T, K]; profiles deviate a few % of c_max
-            mode = torch.einsum("btk,pk->btp", a, phi).reshape(B, T, n_x, n_rho)
+            mode = torch.einsum("btk,pk->btp", a, b.phi).reshape(B, T, n_x, n_rho)
             if self.physics:
-                electrode = e.constants(self.constants)
-                kappa = spm_prior.charge_to_stoichiometry(electrode, float(self.c_max[k]))
                 corr = self.initial_correction_max * torch.tanh(self.mean_head[e.key](h0)[..., 0])
-                mean = theta0[:, k:k + 1] + corr + kappa * q / cap[:, k:k + 1]
+                mean = theta0[:, k:k + 1] + corr + b.kappa * q / cap[:, k:k + 1]
                 if e is NEG:
                     mean = mean + self.side_reaction_max * torch.tanh(self.drift_head(h)[..., 0])
-                G, H = spm_prior.flux_state(i_feat, temp, dt, electrode, float(self.c_max[k]))
-                shape, s1, s2 = spm_prior.profile_shape(G, H, rho, n_avg=n_r)
+                G, H = flux[e.key]
+                shape, s1, s2 = spm_prior.profile_shape(G, H, rho, n_avg=n_r, weights=b.weights)
                 theta = mean[..., None, None] + shape[:, :, None, :] + mode
                 if e is NEG:
                     mean_n = mean
@@ -266,8 +322,8 @@ class TwinNet(nn.Module):
             out[f"rho_{e.key}"] = rho
             if derivs:
                 out[f"{e.theta}_ext"] = theta
-                dm1 = torch.einsum("btk,pk->btp", a, d1).reshape(B, T, n_x, n_rho)
-                dm2 = torch.einsum("btk,pk->btp", a, d2).reshape(B, T, n_x, n_rho)
+                dm1 = torch.einsum("btk,pk->btp", a, b.d1).reshape(B, T, n_x, n_rho)
+                dm2 = torch.einsum("btk,pk->btp", a, b.d2).reshape(B, T, n_x, n_rho)
                 if self.physics:
                     dm1 = dm1 + s1[:, :, None, :]
                     dm2 = dm2 + s2[:, :, None, :]
@@ -278,31 +334,28 @@ class TwinNet(nn.Module):
         out["sei_thickness_avg"] = mean_t[0] + std_t[0] * z[..., 0]
         out["plating_margin"] = mean_t[1] + std_t[1] * z[..., 1]
         mean_f, std_f = Features.unpack(self.feat_mean), Features.unpack(self.feat_std)
-        i_norm = (i_feat - mean_f.current) / std_f.current
+        i_norm = (current - mean_f.current) / std_f.current
         t_norm = (temp - mean_f.temperature) / std_f.temperature
         v_in = torch.stack([surf_n, surf_p, i_norm, t_norm], -1)
         v_corr = self.voltage_head(torch.cat([v_in, emb[:, None, :].expand(B, T, -1)], -1))[..., 0]
         if self.physics:
             # SOC from the same state: the negative mean stoichiometry on the SOC window.
-            scale = self.constants.neg.c_max / float(self.c_max[NEG.index])
+            scale = self.constants.neg.c_max / bases[NEG.key].c_max
             s0, s100 = (s * scale for s in self.soc_window)
             out["soc"] = (mean_n - s0) / (s100 - s0)
             from packtwin.physics.voltage import spm_terminal_voltage
 
             r_ohm = 0.02 * nn.functional.softplus(self.r_ohm_head(emb) + 1.0)  # [B, 1] Ohm
-            c_max_n, c_max_p = (self.c_max[e.index] for e in (NEG, POS))
-            c_n = (surf_n * c_max_n).clamp(1.0, float(c_max_n) - 1.0)
-            c_p = (surf_p * c_max_p).clamp(1.0, float(c_max_p) - 1.0)
-            v_spm = spm_terminal_voltage(c_n, c_p, i_feat, temp, self.constants, R_ohm=r_ohm)
+            c_max_n, c_max_p = (bases[e.key].c_max for e in (NEG, POS))
+            c_n = (surf_n * c_max_n).clamp(1.0, c_max_n - 1.0)
+            c_p = (surf_p * c_max_p).clamp(1.0, c_max_p - 1.0)
+            v_spm = spm_terminal_voltage(c_n, c_p, current, temp, self.constants, R_ohm=r_ohm)
             out["voltage_spm"] = v_spm
             out["voltage"] = v_spm + 0.1 * std_t[3] * v_corr
         else:
             out["soc"] = mean_t[2] + std_t[2] * z[..., 2]
             out["voltage"] = mean_t[3] + std_t[3] * v_corr
         out["params_z"] = self.param_head(emb)[:, :len(self.param_keys)]
-        out["dt"] = dt
-        out["temperature"] = temp
-        out["current"] = i_feat
         return out
 
     def ocv_initial_state(self, v0: Tensor) -> Tensor:

@@ -79,11 +79,20 @@ def average_concentration(c: Tensor, rho: Tensor, method: str = "auto") -> Tenso
     if rho.ndim != 1 or rho.shape[0] != c.shape[-1]:
         raise ValueError(f"average_concentration: rho has shape {tuple(rho.shape)}, expected "
                          f"({c.shape[-1]},) to match c's last axis (c shape {tuple(c.shape)})")
+    w = volume_weights(rho, method).to(dtype=c.dtype, device=c.device)
+    return (c * w).sum(-1)
+
+
+def volume_weights(rho: Tensor, method: str = "auto") -> Tensor:
+    """The weights [R] (float64, summing to 1) of :func:`average_concentration` on grid ``rho``.
+
+    Reading the grid decides the method (Python floats): a graph that must not depend on the
+    grid's values (``torch.export``) computes these once, outside, and applies them itself.
+    """
     if method == "auto":
         spans = abs(float(rho[0])) < 1e-12 and abs(float(rho[-1]) - 1.0) < 1e-12
         method = "trapezoid" if spans else "finite_volume"
-    w = _volume_weights(rho, method).to(dtype=c.dtype, device=c.device)
-    return (c * w).sum(-1)
+    return _volume_weights(rho, method)
 
 
 def lithium_moles(c_avg: Tensor, electrode: ElectrodeConstants, eps_s=None) -> Tensor:

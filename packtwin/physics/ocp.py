@@ -70,7 +70,12 @@ def _spline_piece(sto: Tensor) -> tuple[Tensor, Tensor]:
         sto = sto.to(torch.get_default_dtype())
     x, coeffs = _spline_tensors(sto.dtype, sto.device)
     # Interval index: searchsorted on the inner knots clamps out-of-range points to the end pieces.
-    i = torch.searchsorted(x[1:-1].contiguous(), sto.detach().contiguous(), right=True)
+    inner = x[1:-1].contiguous()
+    if torch.compiler.is_exporting():
+        # ONNX has no searchsorted: the same index as the count of inner knots <= sto.
+        i = (sto.detach()[..., None] >= inner).sum(-1)
+    else:
+        i = torch.searchsorted(inner, sto.detach().contiguous(), right=True)
     return sto - x[i], coeffs[i]
 
 

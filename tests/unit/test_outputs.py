@@ -141,14 +141,16 @@ def test_checkpoints_are_loaded_weights_only(tmp_path):
     from lightning.fabric.utilities.cloud_io import _load as lightning_load
 
     from packtwin.eval import export
+    from packtwin.model.checkpoint import read_checkpoint
+    from packtwin.model.module import CheckpointMismatchError
 
     pwned = tmp_path / "pwned"
     ckpt = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": _Evil(pwned)}}, ckpt)
-    with pytest.raises(export.ExportError, match="refusing to unpickle"):
-        export.load_net(str(ckpt))
-    with pytest.raises(Exception, match="[Ww]eights only load failed"):
-        export._period_from_ckpt(str(ckpt))
+    with pytest.raises(CheckpointMismatchError, match="evil.ckpt.*refusing to unpickle"):
+        export.load_net(str(ckpt))  # every reader goes through packtwin.model.checkpoint
+    with pytest.raises(CheckpointMismatchError, match="[Ww]eights only load failed"):
+        read_checkpoint(str(ckpt))
     # the Trainer's own --ckpt_path loading (weights_only left to torch's default)
     with pytest.raises(Exception, match="[Ww]eights only load failed"):
         lightning_load(str(ckpt), map_location="cpu")
