@@ -172,7 +172,7 @@ def _refuse_table_options(fmt: str, **given: bool) -> None:
     """Options that describe a table's layout mean nothing for a cycler file: say so, not ignore."""
     bad = [f"--{k}" for k, v in given.items() if v]
     if bad:
-        raise IngestError(f"--format {fmt}: {', '.join(bad)} do(es) not apply; battery-data-toolkit "
+        raise IngestError(f"--format {fmt}: {', '.join(bad)} not applicable: battery-data-toolkit "
                           f"reads the file's columns, units and layout (one cell)")
 
 

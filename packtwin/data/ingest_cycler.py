@@ -124,9 +124,9 @@ def _fail(fmt: str, paths: Sequence[Path], exc: Exception) -> IngestError:
     files = [str(p) for p in culprit]
     if isinstance(exc, KeyError):
         return IngestError(f"{fmt} file(s) {files}: column {exc.args[0]!r} missing; expected "
-                           f"{what} (read by battery-data-toolkit)")
-    return IngestError(f"{fmt} file(s) {files} cannot be read as {what} by battery-data-toolkit: "
-                       f"{type(exc).__name__}: {exc}")
+                           f"{what}, as battery-data-toolkit reads it")
+    return IngestError(f"{fmt} file(s) {files} cannot be read as {what}; battery-data-toolkit "
+                       f"says {type(exc).__name__}: {exc}")
 
 
 def read_cycler(paths: Sequence[Path], fmt: str, ambient_temperature: float | None = None) -> Log:
