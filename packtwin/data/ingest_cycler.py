@@ -129,6 +129,23 @@ def _fail(fmt: str, paths: Sequence[Path], exc: Exception) -> IngestError:
                        f"says {type(exc).__name__}: {exc}")
 
 
+def _space_files(t: np.ndarray, file_number: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Later files one sampling step after the previous file's end, not on it.
+
+    The toolkit starts file k+1's test_time at file k's last time, so their boundary samples
+    would share a timestamp (a clash ingest refuses, or a sample dropped as a duplicate). The
+    real pause between files is not in what its readers keep; one median step is assumed.
+    """
+    steps = np.concatenate([np.diff(t[file_number == k]) for k in np.unique(file_number)])
+    steps = steps[steps > 0]
+    step = float(np.median(steps)) if steps.size else 1.0
+    rank = np.searchsorted(np.unique(file_number), file_number)
+    notes.append(f"{rank.max() + 1} files joined end to start by the toolkit; each later file "
+                 f"is placed one median sampling step ({step:.6g} s) after the previous one ends "
+                 f"(the pause between files is not in the data the toolkit reads)")
+    return t + rank * step
+
+
 def read_cycler(paths: Sequence[Path], fmt: str, ambient_temperature: float | None = None) -> Log:
     """One cell's cycler test (all ``paths``) as ingest's long form, in the toolkit's units."""
     if fmt not in FORMATS:
@@ -154,6 +171,9 @@ def read_cycler(paths: Sequence[Path], fmt: str, ambient_temperature: float | No
             raise IngestError(f"{fmt} file(s) {files}: the toolkit's raw_data has no "
                               f"{_QUANTITIES[q]!r} column; found {list(raw.columns)}")
     table = pd.DataFrame({q: raw[col].to_numpy() for q, col in _QUANTITIES.items() if col in raw})
+    if len(paths) > 1 and "file_number" in raw:
+        table["time"] = _space_files(table["time"].to_numpy(float), raw["file_number"].to_numpy(),
+                                     notes)
     if "temperature" not in table or table["temperature"].isna().all():
         if ambient_temperature is None:
             raise IngestError(f"{fmt} file(s) {files} hold no cell temperature (the toolkit's "

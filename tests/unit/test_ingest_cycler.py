@@ -142,6 +142,25 @@ def test_cycler_file_becomes_one_cell_with_packtwin_units_and_sign(fmt, tmp_path
         assert any("ambient 25 degC" in n for n in notes)
 
 
+def test_several_files_are_one_test_in_order(tmp_path, capsys):
+    """Two Arbin files split from one test come back as the one-file store, times included."""
+    p = profile()
+    first = write_arbin(p.iloc[:30], tmp_path / "part1.csv")
+    second = write_arbin(p.iloc[30:].reset_index(drop=True), tmp_path / "part2.csv")
+    whole = write_arbin(p, tmp_path / "whole.csv")
+    stores = []
+    for name, logs in (("split", [first, second]), ("whole", [whole])):
+        out = tmp_path / f"{name}.zarr"
+        rc, err = ingest_cli([*map(str, logs), "--format", "arbin", "--out", str(out)], capsys)
+        assert rc == 0, err
+        stores.append(store.open_store(out, kind="measured").load())
+    split, one = stores
+    np.testing.assert_array_equal(split["time"].values, one["time"].values)
+    for q in ("voltage", "current", "temperature"):
+        np.testing.assert_array_equal(split[q].values, one[q].values)
+    assert any("2 files joined" in n for n in json.loads(split.attrs["assumptions"]))
+
+
 def test_declaring_the_opposite_sign_is_stopped_by_the_ohmic_check(tmp_path, capsys):
     log = write_arbin(profile(), tmp_path / "cell.csv")
     rc, err = ingest_cli([str(log), "--format", "arbin", "--out", str(tmp_path / "o.zarr"),
