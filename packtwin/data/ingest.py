@@ -6,7 +6,8 @@ with a uniform period, the ``valid`` mask, the pack current (wide form) and pack
 logged), no hidden variables and no parameter table. Provenance (files and their sha256, format,
 units and how they were decided, every repair, every assumption) is in the store attrs.
 
-Reading: :mod:`packtwin.data.ingest_read`; units, timestamps, resampling:
+Reading: :mod:`packtwin.data.ingest_read` (tables), :mod:`packtwin.data.ingest_cycler` (single-cell
+cycler files through battery-data-toolkit, extra 'cycler'); units, timestamps, resampling:
 :mod:`packtwin.data.ingest_repair`. The output is written to a temporary sibling and renamed; an
 existing output is replaced only if it is a previous ingest output and ``--overwrite`` is given.
 """
@@ -278,7 +279,8 @@ def parser() -> argparse.ArgumentParser:
                         "toolkit's charge-positive)")
     p.add_argument("--max-gap-s", type=float,
                    help="longest gap interpolated [s] (default 3 x max(period, median step))")
-    p.add_argument("--ambient-temperature", type=float, help="ambient temperature [degC]")
+    p.add_argument("--ambient-temperature", type=float, help="ambient temperature [degC] (also "
+                   "the cell temperature of a cycler file that logs none, e.g. MACCOR)")
     p.add_argument("--cycle", type=int, help="cycle number of the log (default 1)")
     p.add_argument("--voltage-pattern", default=VOLTAGE_PATTERN, help="wide form: regex of "
                    "voltage columns, first group = index")
