@@ -6,7 +6,8 @@ with a uniform period, the ``valid`` mask, the pack current (wide form) and pack
 logged), no hidden variables and no parameter table. Provenance (files and their sha256, format,
 units and how they were decided, every repair, every assumption) is in the store attrs.
 
-Reading: :mod:`packtwin.data.ingest_read`; units, timestamps, resampling:
+Reading: :mod:`packtwin.data.ingest_read` (tables), :mod:`packtwin.data.ingest_cycler` (single-cell
+cycler files through battery-data-toolkit, extra 'cycler'); units, timestamps, resampling:
 :mod:`packtwin.data.ingest_repair`. The output is written to a temporary sibling and renamed; an
 existing output is replaced only if it is a previous ingest output and ``--overwrite`` is given.
 """
@@ -27,7 +28,7 @@ import xarray as xr
 
 import packtwin
 from packtwin import schema
-from packtwin.data import outputs, store
+from packtwin.data import ingest_cycler, outputs, store
 from packtwin.data.ingest_read import (TEMPERATURE_PATTERN, VOLTAGE_PATTERN, IngestError,
                                        read_log)
 from packtwin.data.ingest_repair import (check_current_sign, clean_timeline, convert_units,
@@ -68,15 +69,29 @@ def _median_step(t: np.ndarray, cells: np.ndarray) -> float:
 def build_dataset(paths: Sequence[Path], period_s: float | None = None, fmt: str = "auto",
                   form: str = "auto", columns: Mapping[str, str] | None = None,
                   topology: str | None = None, units: Mapping[str, str] | None = None,
-                  capacity_ah: float | None = None, current_sign: str = "discharge-positive",
+                  capacity_ah: float | None = None, current_sign: str | None = None,
                   max_gap_s: float | None = None, ambient_temperature: float | None = None,
                   cycle: int | None = None, voltage_pattern: str = VOLTAGE_PATTERN,
                   temperature_pattern: str = TEMPERATURE_PATTERN) -> xr.Dataset:
-    """The measured-only dataset of a log (in memory); raises IngestError on a bad log."""
+    """The measured-only dataset of a log (in memory); raises IngestError on a bad log.
+
+    ``current_sign`` is the file's: discharge-positive for tables unless declared; for the cycler
+    formats the toolkit's convention (charge-positive) unless declared.
+    """
     paths = [Path(p) for p in paths]
     units = dict(units or {})
-    log = read_log(paths, fmt, form, dict(columns or {}), topology, voltage_pattern,
-                   temperature_pattern)
+    if fmt in ingest_cycler.FORMATS:
+        _refuse_table_options(fmt, form=form != "auto", columns=bool(columns), units=bool(units),
+                              topology=topology is not None)
+        log = ingest_cycler.read_cycler(paths, fmt, ambient_temperature)
+        units = ingest_cycler.toolkit_units()
+        current_sign = current_sign or ingest_cycler.CURRENT_SIGN
+        log.notes.append(f"units and sign from battery-data-toolkit's RawData schema: {units}, "
+                         f"current {ingest_cycler.CURRENT_SIGN} (--current-sign overrides the sign)")
+    else:
+        log = read_log(paths, fmt, form, dict(columns or {}), topology, voltage_pattern,
+                       temperature_pattern)
+    current_sign = current_sign or "discharge-positive"
     repairs: list[str] = []
     assumptions = list(log.notes)
     unit_record = convert_units(log, units, capacity_ah, current_sign)
@@ -152,6 +167,14 @@ def build_dataset(paths: Sequence[Path], period_s: float | None = None, fmt: str
                             "max_gap_s": float(max_gap_s),
                             "start_time": start if start else float(t0),
                             "cell_labels": [str(c) for c in log.cell_labels]})
+
+
+def _refuse_table_options(fmt: str, **given: bool) -> None:
+    """Options that describe a table's layout mean nothing for a cycler file: say so, not ignore."""
+    bad = [f"--{k}" for k, v in given.items() if v]
+    if bad:
+        raise IngestError(f"--format {fmt}: {', '.join(bad)} not applicable: battery-data-toolkit "
+                          f"reads the file's columns, units and layout (one cell)")
 
 
 def _dataset(log, time, arrays, pack_arrays, valid, period_s, ambient, cycle, prov) -> xr.Dataset:
@@ -240,7 +263,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--period-s", type=float, help="uniform period of the store [s] "
                                                   "(default: the log's median step)")
     p.add_argument("--format", dest="fmt", default="auto",
-                   choices=("auto", "csv", "parquet"))
+                   choices=("auto", "csv", "parquet", *ingest_cycler.FORMATS),
+                   help="csv/parquet tables (default by extension) or a single-cell cycler file "
+                        "read by battery-data-toolkit (extra 'cycler')")
     p.add_argument("--form", default="auto", choices=("auto", "long", "wide"),
                    help="long: a 'cell' column; wide: one row per time (default: by 'cell' column)")
     p.add_argument("--topology", help="pack topology NsMp, e.g. 12s4p (required for >1 cell)")
@@ -249,11 +274,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--units", help="quantity=unit: voltage=V|mV, current=A|mA, "
                                    "temperature=K|degC, time=s|ms|min|h")
     p.add_argument("--capacity-ah", type=float, help="cell capacity [A.h] (lets A vs mA be inferred)")
-    p.add_argument("--current-sign", default="discharge-positive",
-                   choices=("discharge-positive", "charge-positive"))
+    p.add_argument("--current-sign", choices=("discharge-positive", "charge-positive"),
+                   help="the file's sign (default: discharge-positive; cycler formats: the "
+                        "toolkit's charge-positive)")
     p.add_argument("--max-gap-s", type=float,
                    help="longest gap interpolated [s] (default 3 x max(period, median step))")
-    p.add_argument("--ambient-temperature", type=float, help="ambient temperature [degC]")
+    p.add_argument("--ambient-temperature", type=float, help="ambient temperature [degC] (also "
+                   "the cell temperature of a cycler file that logs none, e.g. MACCOR)")
     p.add_argument("--cycle", type=int, help="cycle number of the log (default 1)")
     p.add_argument("--voltage-pattern", default=VOLTAGE_PATTERN, help="wide form: regex of "
                    "voltage columns, first group = index")

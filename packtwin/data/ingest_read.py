@@ -2,8 +2,8 @@
 
 Accepted inputs: CSV and Parquet in long form (one row per cell and time) or the usual BMS wide
 form (one row per time: per-cell or per-group voltages, per-cell/per-group/per-module
-temperatures, one pack current). Cycler files (Arbin, MACCOR) are not read: battery-data-toolkit
-0.4.6, the library meant for them, fails on pandas 3 (read-only arrays in its step tagging).
+temperatures, one pack current). Single-cell cycler files (Arbin, MACCOR, ...) are read by
+battery-data-toolkit in :mod:`packtwin.data.ingest_cycler`.
 Values stay in the file's units here; :mod:`packtwin.data.ingest_repair` converts them.
 
 Wide form and parallel cells: a pack current alone cannot say how a parallel group shares it, so
