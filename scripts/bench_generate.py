@@ -6,6 +6,7 @@ of one cell over the same cycle, and a mesh convergence study of the cell model 
     .venv/bin/python scripts/bench_generate.py [--out reports/bench_generate.json] [--scenarios 4]
     .venv/bin/python scripts/bench_generate.py --mesh-study-only   # only the mesh study (~minutes)
     .venv/bin/python scripts/bench_generate.py --speed-only   # only old vs new stepping (key speed)
+    .venv/bin/python scripts/bench_generate.py --stored-grid-only  # stored x grid vs solver mesh
 
 The mesh study (:mod:`packtwin.sim.convergence`) runs the hardest conditions of the presets in
 configs/generate (the coldest pulse scenario, and the highest C-rate the cell can sustain) through
@@ -348,6 +349,52 @@ def mesh_cost() -> dict:
     return out
 
 
+STORED_X_CANDIDATES = ({"x_n": 8, "x_s": 4, "x_p": 8}, {"x_n": 16, "x_s": 8, "x_p": 16},
+                       {"x_n": 24, "x_s": 8, "x_p": 16})
+
+
+def stored_grid_study(only=None) -> dict:
+    """The stored x grid (ModelConfig.stored_x_points) against the solver's mesh: each hardest
+    condition run once on the preset's own (default) mesh, its fields then stored on each
+    candidate grid (no re-solve), with the values per stored sample and cell that each grid keeps."""
+    from packtwin.sim.config import ModelConfig
+    from packtwin.sim.convergence import scenario_currents, stored_grid_errors, trace
+
+    conds = hardest_conditions()
+    conds.pop("_skipped")
+    conds = {k: v for k, v in conds.items() if not only or k in only}
+    default = ModelConfig().stored_x_points
+    out = {"what": "fields of one nominal cell on the condition's own solver mesh, stored on "
+                   "each candidate x grid (conservative cell means); errors are the largest "
+                   "over every 60 s sample",
+           "default_stored_x_points": default, "conditions": {}}
+    for label, (preset, idx, cfg) in conds.items():
+        sc = cfg.scenarios[idx]
+        t0 = time.process_time()
+        tr = trace(cfg.model, scenario_currents(cfg, idx), cfg.solver.period_s,
+                   sc.ambient_temperature)
+        rows = []
+        for cand in STORED_X_CANDIDATES:
+            row = stored_grid_errors(tr, cand)
+            n = row["stored_x_points"]
+            nr = {k: tr.c_stored_n.shape[2] if k == "n" else tr.c_stored_p.shape[2] for k in "np"}
+            # values per sample and cell of the x-resolved fields (c_s_n, c_s_p, c_e, SEI)
+            row["x_field_values"] = (n["x_n"] * nr["n"] + n["x_p"] * nr["p"]
+                                     + sum(n.values()) + n["x_n"])
+            rows.append(row)
+            print(f"[stored grid] {label}: {row}", file=sys.stderr, flush=True)
+        solver = rows[0]["solver_x_points"]
+        out["conditions"][label] = {
+            "preset": preset, "scenario_index": idx, "scenario": dataclasses.asdict(sc),
+            "solver_var_pts": dict(cfg.model.var_pts), "solver_submesh": dict(cfg.model.submesh),
+            "samples": int(len(tr.voltage)), "cpu_s": time.process_time() - t0,
+            "solver_x_field_values": (solver["x_n"] * tr.c_stored_n.shape[2]
+                                      + solver["x_p"] * tr.c_stored_p.shape[2]
+                                      + sum(solver.values()) + solver["x_n"]),
+            "rows": rows}
+    return out
+
+
 def merge_mesh_study(old: dict, new: dict, groups) -> dict:
     """``new`` with the rows of ``old`` that this run did not redo (other groups or conditions),
     so a partial run (--mesh-groups, --mesh-conditions) updates only what it measured."""
@@ -398,7 +445,13 @@ def main(argv=None) -> int:
     ap.add_argument("--speed-only", action="store_true",
                     help="run only the stepping speed comparison (key 'speed': 2s2p, old vs new "
                          "stepping, ratio to an uninterrupted PyBaMM solve) and update it in --out")
+    ap.add_argument("--stored-grid-only", action="store_true",
+                    help="run only the stored x grid's errors against the solver's mesh (key "
+                         "stored_grid; --mesh-conditions selects conditions)")
     args = ap.parse_args(argv)
+    if args.stored_grid_only:
+        only = [c for c in args.mesh_conditions.split(",") if c]
+        return _update_key(Path(args.out), "stored_grid", lambda: stored_grid_study(only))
     if args.speed_only:
         return _update_key(Path(args.out), "speed", speed)
     groups = tuple(g for g in args.mesh_groups.split(",") if g)
@@ -437,6 +490,7 @@ def main(argv=None) -> int:
     out["speedup"] = (out["generate"][1]["cell_cycles_per_minute"]
                       / out["generate"][0]["cell_cycles_per_minute"])
     out["mesh_study"] = mesh_study()
+    out["stored_grid"] = stored_grid_study()
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -54,6 +54,12 @@ def _default_submesh() -> dict:
     return {"r_n": dict(surface), "r_p": dict(surface)}
 
 
+def _default_stored_x() -> dict:
+    # Chosen by measurement (scripts/bench_generate.py --stored-grid-only, key "stored_grid" of
+    # reports/bench_generate.json; data/README.md): see data/README.md "Stored grid".
+    return {"x_n": 16, "x_s": 8, "x_p": 16}
+
+
 def _default_overrides() -> dict:
     return {
         # OKane2022 has no contact resistance; 5 mOhm is a welded-tab pack value and gives the
@@ -84,6 +90,11 @@ class ModelConfig:
     """Radial points stored per particle: uniform cell centres r/R = (i + 1/2) / n, filled by
     linear interpolation from the solver's mesh (store size and the twin's decoder grid do not
     grow with the solver mesh); None stores the solver's own nodes."""
+    stored_x_points: Optional[dict] = field(default_factory=_default_stored_x)
+    """Most x cells stored per domain (x_n, x_s, x_p): where the solver has more, the fields are
+    stored on that many uniform cells, each the width-weighted mean of the solver's cells it
+    overlaps (the electrode's lithium and the x-averaged SEI are kept exactly); a domain with no
+    more solver cells, absent from the mapping, or null for all, is stored on the solver's nodes."""
     parameter_overrides: dict = field(default_factory=_default_overrides)
     """Parameter values replacing the set's own (nominal values before cell variation)."""
     temperature_range_c: list[float] = field(default_factory=lambda: [-10.0, 60.0])
@@ -320,6 +331,22 @@ def n_time(cfg: GenerateConfig) -> int:
     return 1 + max(total(s) for s in cfg.scenarios)
 
 
+def _stored_x_problems(stored) -> list[str]:
+    if stored is None:
+        return []
+    if not isinstance(stored, dict):
+        return [f"model.stored_x_points must be a mapping of x_n/x_s/x_p to a number of cells, "
+                f"or null for the solver's nodes, found {stored!r}"]
+    problems = [f"model.stored_x_points key {k!r} unknown{nearest(k, MESH_KEYS[:3])}"
+                for k in sorted(set(stored) - set(MESH_KEYS[:3]))]
+    for key in MESH_KEYS[:3]:
+        n = stored.get(key)
+        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
+            problems.append(f"model.stored_x_points.{key} must be an integer >= 2 or null (the "
+                            f"solver's nodes), found {n!r}")
+    return problems
+
+
 def validate(cfg: GenerateConfig, source: str = "config") -> None:
     """Raise ConfigError listing every problem in ``cfg`` at once."""
     problems: list[str] = []
@@ -386,6 +413,7 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
             problems.append(f"model.stored_r_points must be an integer in [2, {n_solver}] (at most "
                             f"the solver's radial points var_pts r_n/r_p; a finer stored grid "
                             f"would invent data) or null for the solver's nodes, found {n_store!r}")
+    problems += _stored_x_problems(cfg.model.stored_x_points)
     if cfg.n_cycles < 1:
         problems.append(f"n_cycles must be >= 1, found {cfg.n_cycles}")
     if cfg.snapshot_every < 1:

@@ -240,8 +240,31 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
         "sei_note": "SEI solvent diffusivity as in the parameter set (x cell multiplier); "
                     "no ageing acceleration",
         "messages": {},
+        "stored_grid": stored_grid_note(cfg, m),
+        "stored_grid_error": {},
     }
     return grid, attrs, {"c_s_n": m.c_max_n, "c_s_p": m.c_max_p}
+
+
+def stored_grid_note(cfg: GenerateConfig, m) -> dict:
+    """How the store's grid relates to the solver's mesh (store attr ``stored_grid``)."""
+    x = {k: len(mp.solver_nodes) for k, mp in m.grid.maps.items()}
+    return {
+        "solver_var_pts": dict(cfg.model.var_pts), "solver_submesh": dict(cfg.model.submesh),
+        "stored_x_points": {k: len(mp.nodes) for k, mp in m.grid.maps.items()},
+        "stored_r_points": {"r_n": len(m.r_n), "r_p": len(m.r_p)},
+        "x": ("solver's nodes" if not m.grid.coarsened else
+              f"uniform cells, each the width-weighted mean of the solver's {x} cells it overlaps "
+              "(conservative: the x-integral of every field, so each electrode's lithium and the "
+              "x-averaged SEI, is the solver's)"),
+        "r": ("solver's nodes" if cfg.model.stored_r_points is None else
+              "uniform cell centres r/R = (i + 1/2) / n, linear interpolation of the solver's "
+              "nodes (point values; not conservative)"),
+        "error": "attr stored_grid_error: per scenario, the largest difference over the stored "
+                 "samples at the stored nodes (stored value - solver field linearly interpolated "
+                 "there) and at the solver's nodes (stored field linearly interpolated there, "
+                 "flat beyond the outer stored nodes - solver value); c_s in % of c_max",
+    }
 
 
 def _incomplete(path: Path) -> bool:
@@ -381,14 +404,19 @@ def write_result(path: Path, res: dict) -> None:
     store.write_region(path, done, region)
 
 
-def _record_message(path: Path, s: int, message: str | None) -> None:
+def _record_message(path: Path, s: int, message) -> None:
+    _record_per_scenario(path, "messages", s, message)
+
+
+def _record_per_scenario(path: Path, key: str, s: int, value) -> None:
+    """Set (or, for an empty value, drop) scenario ``s``'s entry of the JSON attr ``key``."""
     attrs = store.read_attrs(path)
-    msgs = store.json_attr(attrs, "messages", {}) or {}
-    if message:
-        msgs[str(s)] = message
+    entries = store.json_attr(attrs, key, {}) or {}
+    if value:
+        entries[str(s)] = value
     else:
-        msgs.pop(str(s), None)
-    store.update_attrs(path, messages=msgs)
+        entries.pop(str(s), None)
+    store.update_attrs(path, **{key: entries})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,6 +527,8 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
             for res in results(ex, run_scenario, tasks):
                 write_result(path, res)
                 _record_message(path, res["scenario"], res["message"])
+                _record_per_scenario(path, "stored_grid_error", res["scenario"],
+                                     res.get("stored_grid_error"))
                 key = {schema.STATUS_OK: "ok", schema.STATUS_PARTIAL: "partial"}.get(
                     res["status"], "failed")
                 counts[key] += 1
