@@ -263,7 +263,7 @@ def stored_grid_note(cfg: GenerateConfig, m) -> dict:
         "error": "attr stored_grid_error: per scenario, the largest difference over the stored "
                  "samples at the stored nodes (stored value - solver field linearly interpolated "
                  "there) and at the solver's nodes (stored field linearly interpolated there, "
-                 "flat beyond the outer stored nodes - solver value); c_s in % of c_max",
+                 "extrapolated beyond the outer stored nodes - solver value); c_s in % of c_max",
     }
 
 

@@ -21,6 +21,17 @@ from packtwin import schema
 X_DOMAINS = ("x_n", "x_s", "x_p")
 
 
+def stored_sizes(model_cfg) -> dict[str, int]:
+    """Points of each stored dimension (x_n, x_s, x_p, r_n, r_p) of a ModelConfig, without
+    building the model (the store-size estimate)."""
+    vp = model_cfg.var_pts
+    n_x = model_cfg.stored_x_points or {}
+    out = {k: min(int(vp.get(k, 0)), int(n_x.get(k) or vp.get(k, 0))) for k in X_DOMAINS}
+    n_r = model_cfg.stored_r_points
+    out.update({k: int(vp.get(k, 0)) if n_r is None else int(n_r) for k in ("r_n", "r_p")})
+    return out
+
+
 def stored_radial_grid(n: int) -> np.ndarray:
     """Uniform cell centres r/R = (i + 1/2) / n: the stored radial grid of ModelConfig.stored_r_points."""
     if int(n) < 2:
@@ -34,6 +45,14 @@ def linear_interpolation(r_from: np.ndarray, r_to: np.ndarray) -> np.ndarray:
     outermost nodes: the profile has zero slope at a particle's centre)."""
     eye = np.eye(len(r_from))
     return np.stack([np.interp(r_to, r_from, eye[j]) for j in range(len(r_from))], axis=1)
+
+
+def linear_extrapolation(x_from: np.ndarray, x_to: np.ndarray) -> np.ndarray:
+    """Like :func:`linear_interpolation`, but continued linearly beyond the outermost nodes (a
+    coarse cell centre is half a cell from the domain's edge, where x profiles are steepest)."""
+    from scipy.interpolate import interp1d
+
+    return interp1d(x_from, np.eye(len(x_from)), axis=0, fill_value="extrapolate")(x_to)
 
 
 def cell_average(edges_from: np.ndarray, edges_to: np.ndarray) -> np.ndarray:
@@ -54,7 +73,7 @@ class XMap:
     nodes: np.ndarray  # stored
     edges: np.ndarray
     to_stored: np.ndarray  # cell_average, (n stored, n solver)
-    to_solver: np.ndarray  # linear interpolation of stored values to the solver's nodes
+    to_solver: np.ndarray  # stored values linearly interpolated (extrapolated) to the solver's nodes
 
     @property
     def coarsened(self) -> bool:
@@ -70,7 +89,7 @@ def x_map(solver_nodes: np.ndarray, solver_edges: np.ndarray, n_store: int | Non
         return XMap(nodes, edges, nodes, edges, eye, eye)
     e = np.linspace(edges[0], edges[-1], int(n_store) + 1)
     c = 0.5 * (e[:-1] + e[1:])
-    return XMap(nodes, edges, c, e, cell_average(edges, e), linear_interpolation(c, nodes))
+    return XMap(nodes, edges, c, e, cell_average(edges, e), linear_extrapolation(c, nodes))
 
 
 def block(maps, attr: str) -> np.ndarray:
@@ -129,8 +148,8 @@ class StoredGrid:
 
     def errors(self, name: str, solver: np.ndarray, stored: np.ndarray) -> tuple[float, float]:
         """(at the stored nodes: |stored value - solver field linearly interpolated there|,
-        at the solver's nodes: |stored field linearly interpolated there - solver value|),
-        largest over the field, in its units; flat beyond the outermost nodes."""
+        at the solver's nodes: |stored field linearly interpolated there - solver value|, linear
+        extrapolation beyond the outermost stored nodes), largest over the field, in its units."""
         dim = self._dim(name)
         w, back = self._mats[dim]
         s = solver.reshape(w.shape[1], -1)

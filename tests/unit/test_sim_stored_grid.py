@@ -74,3 +74,16 @@ def test_stored_x_points_are_validated():
     msg = str(exc.value)
     assert "model.stored_x_points.x_n must be an integer >= 2" in msg
     assert "model.stored_x_points key 'xp' unknown (did you mean 'x_p'?)" in msg
+
+
+def test_store_estimate_follows_the_stored_grid():
+    from packtwin.sim import budget
+    from packtwin.sim.stored_grid import stored_sizes
+
+    cfg = cfgmod.GenerateConfig()
+    sizes = stored_sizes(cfg.model)
+    assert sizes == {"x_n": 16, "x_s": 8, "x_p": 16, "r_n": 10, "r_p": 10}
+    coarse = budget.estimate(cfg).store_bytes
+    cfg.model.stored_x_points = None
+    assert stored_sizes(cfg.model)["x_n"] == cfg.model.var_pts["x_n"]
+    assert budget.estimate(cfg).store_bytes > 1.5 * coarse
