@@ -185,7 +185,7 @@ def experiment_cost(cfg) -> dict:
 SURFACE_REFINED = {"type": "exponential", "side": "right"}
 X_OLD = {"x_n": 8, "x_s": 4, "x_p": 8}
 X_PREVIOUS = {"x_n": 16, "x_s": 8, "x_p": 16}  # the default before the thickness study
-MESH_GROUPS = ("radial", "thickness")
+MESH_GROUPS = ("radial", "thickness", "surface_cs")
 
 
 def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, str]]:
@@ -206,6 +206,8 @@ def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, st
         out = [(*c, "radial") for c in out]
     if "thickness" in groups:
         out += [(*c, "thickness") for c in thickness_candidates(default, THICKNESS_KEYS)]
+    if "surface_cs" in groups:
+        out += [(*c, "surface_cs") for c in surface_cs_candidates(default, THICKNESS_KEYS)]
     out += [("default mesh, every domain doubled", dict(default.var_pts), default.submesh,
              RADIAL_KEYS + THICKNESS_KEYS, "default")]
     return out
@@ -231,6 +233,27 @@ def thickness_candidates(default, keys) -> list[tuple[str, dict, dict, tuple]]:
         out.append((f"thickness x={n}/8/{s} exponential towards the separator"
                     f" (stretch {stretch or 2.3})",
                     uniform({"x_n": n, "x_s": 8, "x_p": s}), {**radial, **towards}, keys))
+    return out
+
+
+def surface_cs_candidates(default, keys) -> list[tuple]:
+    """Why surface c_s next to the separator converges slowly at 5C, and cheap remedies: finer
+    uniform x_n (the asymptotic rate), lithium plating switched off (is it the cause?), x_n alone refined towards the separator with the same count, and more x_n
+    points with fewer radial points. A 6th entry holds model options replacing the default's."""
+    radial = {k: v for k, v in default.submesh.items() if k.startswith("r_")}
+    x48 = {**default.var_pts, "x_n": 48, "x_s": 8, "x_p": 16}
+    out = [(f"thickness x={n}/8/16 uniform", {**x48, "x_n": n}, radial, keys) for n in (64, 96)]
+    out += [("thickness x=48/8/16 uniform, no plating", x48, radial, keys,
+             {"lithium plating": "none"}),
+            ]
+    for stretch in (1.5, 2.3):
+        sub = {**radial, "x_n": {"type": "exponential", "side": "right", "stretch": stretch}}
+        out.append((f"thickness x=48/8/16, x_n exponential towards the separator (stretch "
+                    f"{stretch})", x48, sub, keys))
+    for n, r in ((64, 25), (96, 20)):
+        out.append((f"x={n}/8/16 uniform, r={r} exponential(right), every domain doubled",
+                    {**x48, "x_n": n, "r_n": r, "r_p": r}, radial,
+                    tuple(keys) + ("r_n", "r_p")))
     return out
 
 
@@ -288,14 +311,16 @@ def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None, cost: bool = True
         cache: dict[str, object] = {}
 
         def run(mc):
-            key = json.dumps([mc.var_pts, mc.submesh], sort_keys=True)
+            key = json.dumps([mc.var_pts, mc.submesh, mc.options], sort_keys=True)
             if key not in cache:
                 cache[key] = trace(mc, currents, cfg.solver.period_s, sc.ambient_temperature)
             return cache[key]
 
         rows = []
-        for name, pts, sub, keys, group in mesh_candidates(groups):
+        for name, pts, sub, keys, *options, group in mesh_candidates(groups):
             coarse_cfg = with_mesh(cfg.model, pts, sub)
+            if options:
+                coarse_cfg.options = {**coarse_cfg.options, **options[0]}
             fine_cfg = refined(coarse_cfg, keys, factor)
             try:
                 coarse, fine = run(coarse_cfg), run(fine_cfg)
@@ -307,6 +332,7 @@ def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None, cost: bool = True
                 continue
             rows.append({"mesh": name, "group": group, "var_pts": coarse_cfg.var_pts,
                          "submesh": coarse_cfg.submesh, "reference_var_pts": fine_cfg.var_pts,
+                         **({"options": options[0]} if options else {}),
                          **errors(coarse, fine), "build_s": coarse.build_s,
                          "solve_s": coarse.solve_s, "reference_solve_s": fine.solve_s})
             print(f"[mesh study] {label}: {rows[-1]}", file=sys.stderr, flush=True)

@@ -232,6 +232,8 @@ def errors(coarse: Trace, fine: Trace) -> dict:
         out[f"interp_c_s_{side}_max_pct"] = linear_vs_cubic(
             getattr(coarse, f"c_solver_{side}"), getattr(coarse, f"r_{side}_solver"),
             getattr(coarse, f"r_{side}")) / c_max * 100.0
+    if coarse.c_e is not None:  # electrolyte depletion concentrates the reaction (5C charge)
+        out["c_e_min_mol_per_m3"] = float(coarse.c_e.min())
     ds = coarse.sei_nm - fine.sei_nm
     out["sei_max_nm"] = float(np.max(np.abs(ds)))
     out["sei_max_pct"] = float(np.max(np.abs(ds) / np.abs(fine.sei_nm)) * 100.0)
