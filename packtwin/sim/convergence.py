@@ -211,7 +211,8 @@ def errors(coarse: Trace, fine: Trace) -> dict:
     :func:`linear_vs_cubic`)."""
     dv = (coarse.voltage - fine.voltage) * 1e3
     out = {"voltage_rmse_mv": float(np.sqrt(np.mean(dv ** 2))),
-           "voltage_max_mv": float(np.max(np.abs(dv)))}
+           "voltage_max_mv": float(np.max(np.abs(dv))),
+           "voltage_max_at_sample": int(np.argmax(np.abs(dv)))}
     for side, c_max in (("n", coarse.c_max_n), ("p", coarse.c_max_p)):
         c = getattr(coarse, f"c_surf_{side}")
         fx, cx = getattr(fine, f"x_{side}"), getattr(coarse, f"x_{side}")
