@@ -267,6 +267,20 @@ def stored_grid_note(cfg: GenerateConfig, m) -> dict:
     }
 
 
+def _before_stored_x(old: dict, cfg: GenerateConfig) -> dict:
+    """A store made before model.stored_x_points kept x on the solver's nodes: it matches a
+    config whose stored x grid is the solver's (e.g. the demo's 16/8/16 with the default)."""
+    from packtwin.sim.stored_grid import stored_sizes
+
+    model = old.get("model")
+    if isinstance(model, dict) and "stored_x_points" not in model:
+        same = all(stored_sizes(cfg.model)[k] == cfg.model.var_pts.get(k)
+                   for k in ("x_n", "x_s", "x_p"))
+        old = {**old, "model": {**model, "stored_x_points": (cfg.model.stored_x_points if same
+                                                              else None)}}
+    return old
+
+
 def _incomplete(path: Path) -> bool:
     """A store the generator began to create but never finished (made by a killed older run):
     generator attrs but no status array. Nothing was simulated into it, so it is recreated."""
@@ -300,7 +314,7 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
         if stored is None:
             raise store.StoreError(f"store {str(path)!r} has no generator_config; it was not made "
                                    "by packtwin generate")
-        old, new = json.loads(stored), cfgmod.to_dict(cfg)
+        old, new = _before_stored_x(json.loads(stored), cfg), cfgmod.to_dict(cfg)
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise store.StoreError(
