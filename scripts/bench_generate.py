@@ -242,7 +242,8 @@ def surface_cs_candidates(default, keys) -> list[tuple]:
     points with fewer radial points. A 6th entry holds model options replacing the default's."""
     radial = {k: v for k, v in default.submesh.items() if k.startswith("r_")}
     x48 = {**default.var_pts, "x_n": 48, "x_s": 8, "x_p": 16}
-    out = [(f"thickness x={n}/8/16 uniform", {**x48, "x_n": n}, radial, keys) for n in (64, 96)]
+    out = [(f"thickness x={n}/8/16 uniform" + (" (default)" if n == 48 else ""),
+            {**x48, "x_n": n}, radial, keys) for n in (48, 64, 96)]
     out += [("thickness x=48/8/16 uniform, no plating", x48, radial, keys,
              {"lithium plating": "none"}),
             ]

@@ -81,6 +81,7 @@ class Trace:
     c_e: np.ndarray | None = None  # (n, x) mol/m3
     sei_x_nm: np.ndarray | None = None  # (n, x_n)
     mesh: dict | None = None  # x domain -> (nodes, edges) of the solver [m]
+    current: np.ndarray | None = None  # (n,) A, discharge > 0: the step ending at each sample
 
 
 def build(model_cfg: cfgmod.ModelConfig) -> CellModel:
@@ -168,7 +169,8 @@ def trace(model_cfg: cfgmod.ModelConfig, currents, period_s: float, ambient_c: f
                  r_p=model.r_p, c_max_n=model.c_max_n, c_max_p=model.c_max_p,
                  build_s=t1 - t0, solve_s=t2 - t1, c_e=stack("c_e"),
                  sei_x_nm=stack("sei_thickness") * 1e9,
-                 mesh={k: (m.solver_nodes, m.solver_edges) for k, m in model.grid.maps.items()})
+                 mesh={k: (m.solver_nodes, m.solver_edges) for k, m in model.grid.maps.items()},
+                 current=np.asarray(currents[:len(out)], dtype=float))
 
 
 def restrict(field: np.ndarray, fine_edges: np.ndarray, coarse_edges: np.ndarray) -> np.ndarray:
@@ -233,6 +235,16 @@ def errors(coarse: Trace, fine: Trace) -> dict:
         out[f"interp_c_s_{side}_max_pct"] = linear_vs_cubic(
             getattr(coarse, f"c_solver_{side}"), getattr(coarse, f"r_{side}_solver"),
             getattr(coarse, f"r_{side}")) / c_max * 100.0
+    if coarse.current is not None and (coarse.current < 0).any():
+        # The first charge step is where a 5C cycle departs (data/README.md): the errors up to it
+        k = int(np.argmax(coarse.current < 0))
+        out["before_charge"] = {"samples": k, "voltage_max_mv": float(np.max(np.abs(dv[:k])))}
+        for side, c_max in (("n", coarse.c_max_n), ("p", coarse.c_max_p)):
+            cx, fx = getattr(coarse, f"x_{side}"), getattr(fine, f"x_{side}")
+            d = getattr(coarse, f"c_surf_{side}")[:k] - restrict(
+                getattr(fine, f"c_surf_{side}")[:k], fx, cx)
+            out["before_charge"][f"c_surf_{side}_max_pct"] = float(np.max(np.abs(d)) / c_max
+                                                                   * 100.0)
     if coarse.c_e is not None:  # electrolyte depletion concentrates the reaction (5C charge)
         out["c_e_min_mol_per_m3"] = float(coarse.c_e.min())
     ds = coarse.sei_nm - fine.sei_nm
