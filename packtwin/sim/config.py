@@ -41,8 +41,8 @@ def _default_var_pts() -> dict:
     # (Exponential1DSubMesh) were no better for the voltage at the same count. Surface c_s
     # through the thickness is NOT within 0.05 % of c_max on this mesh (0.08 % at -10 C, 0.27 %
     # at the 5C charge step, where the electrolyte is depleted and refinement stalls: 96 points
-    # still 0.20 %; see data/README.md). Fields are stored on 16/8/16 cells (stored_x_points
-    # below), so the store and the twin's grid do not grow with x_n. Cost: 3.05x the
+    # still 0.20 %; see data/README.md). Fields are stored on 16/8/16 cells (stored_x_points),
+    # so the store and the twin's grid do not grow with x_n. Cost: 3.05x the
     # previous 16/8/16 in CPU time per cell-cycle (the study's "cost" key), so the demo preset
     # declares 16/8/16 in its yaml.
     return {"x_n": 48, "x_s": 8, "x_p": 16, "r_n": 30, "r_p": 30}
