@@ -4,7 +4,6 @@ integral (an electrode's lithium, the x-averaged SEI) and the store's coordinate
 import numpy as np
 import pytest
 
-from packtwin import schema
 from packtwin.sim import config as cfgmod
 from packtwin.sim.stored_grid import cell_average, x_map
 
