@@ -6,6 +6,7 @@ of one cell over the same cycle, and a mesh convergence study of the cell model 
     .venv/bin/python scripts/bench_generate.py [--out reports/bench_generate.json] [--scenarios 4]
     .venv/bin/python scripts/bench_generate.py --mesh-study-only   # only the mesh study (~minutes)
     .venv/bin/python scripts/bench_generate.py --speed-only   # only old vs new stepping (key speed)
+    .venv/bin/python scripts/bench_generate.py --stored-grid-only  # stored x grid vs solver mesh
 
 The mesh study (:mod:`packtwin.sim.convergence`) runs the hardest conditions of the presets in
 configs/generate (the coldest pulse scenario, and the highest C-rate the cell can sustain) through
@@ -184,7 +185,7 @@ def experiment_cost(cfg) -> dict:
 SURFACE_REFINED = {"type": "exponential", "side": "right"}
 X_OLD = {"x_n": 8, "x_s": 4, "x_p": 8}
 X_PREVIOUS = {"x_n": 16, "x_s": 8, "x_p": 16}  # the default before the thickness study
-MESH_GROUPS = ("radial", "thickness")
+MESH_GROUPS = ("radial", "thickness", "surface_cs")
 
 
 def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, str]]:
@@ -205,6 +206,8 @@ def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, st
         out = [(*c, "radial") for c in out]
     if "thickness" in groups:
         out += [(*c, "thickness") for c in thickness_candidates(default, THICKNESS_KEYS)]
+    if "surface_cs" in groups:
+        out += [(*c, "surface_cs") for c in surface_cs_candidates(default, THICKNESS_KEYS)]
     out += [("default mesh, every domain doubled", dict(default.var_pts), default.submesh,
              RADIAL_KEYS + THICKNESS_KEYS, "default")]
     return out
@@ -230,6 +233,28 @@ def thickness_candidates(default, keys) -> list[tuple[str, dict, dict, tuple]]:
         out.append((f"thickness x={n}/8/{s} exponential towards the separator"
                     f" (stretch {stretch or 2.3})",
                     uniform({"x_n": n, "x_s": 8, "x_p": s}), {**radial, **towards}, keys))
+    return out
+
+
+def surface_cs_candidates(default, keys) -> list[tuple]:
+    """Why surface c_s next to the separator converges slowly at 5C, and cheap remedies: finer
+    uniform x_n (the asymptotic rate), lithium plating switched off (is it the cause?), x_n alone refined towards the separator with the same count, and more x_n
+    points with fewer radial points. A 6th entry holds model options replacing the default's."""
+    radial = {k: v for k, v in default.submesh.items() if k.startswith("r_")}
+    x48 = {**default.var_pts, "x_n": 48, "x_s": 8, "x_p": 16}
+    out = [(f"thickness x={n}/8/16 uniform" + (" (default)" if n == 48 else ""),
+            {**x48, "x_n": n}, radial, keys) for n in (48, 64, 96)]
+    out += [("thickness x=48/8/16 uniform, no plating", x48, radial, keys,
+             {"lithium plating": "none"}),
+            ]
+    for stretch in (1.5, 2.3):
+        sub = {**radial, "x_n": {"type": "exponential", "side": "right", "stretch": stretch}}
+        out.append((f"thickness x=48/8/16, x_n exponential towards the separator (stretch "
+                    f"{stretch})", x48, sub, keys))
+    for n, r in ((64, 25), (96, 20)):
+        out.append((f"x={n}/8/16 uniform, r={r} exponential(right), every domain doubled",
+                    {**x48, "x_n": n, "r_n": r, "r_p": r}, radial,
+                    tuple(keys) + ("r_n", "r_p")))
     return out
 
 
@@ -287,14 +312,16 @@ def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None, cost: bool = True
         cache: dict[str, object] = {}
 
         def run(mc):
-            key = json.dumps([mc.var_pts, mc.submesh], sort_keys=True)
+            key = json.dumps([mc.var_pts, mc.submesh, mc.options], sort_keys=True)
             if key not in cache:
                 cache[key] = trace(mc, currents, cfg.solver.period_s, sc.ambient_temperature)
             return cache[key]
 
         rows = []
-        for name, pts, sub, keys, group in mesh_candidates(groups):
+        for name, pts, sub, keys, *options, group in mesh_candidates(groups):
             coarse_cfg = with_mesh(cfg.model, pts, sub)
+            if options:
+                coarse_cfg.options = {**coarse_cfg.options, **options[0]}
             fine_cfg = refined(coarse_cfg, keys, factor)
             try:
                 coarse, fine = run(coarse_cfg), run(fine_cfg)
@@ -306,6 +333,7 @@ def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None, cost: bool = True
                 continue
             rows.append({"mesh": name, "group": group, "var_pts": coarse_cfg.var_pts,
                          "submesh": coarse_cfg.submesh, "reference_var_pts": fine_cfg.var_pts,
+                         **({"options": options[0]} if options else {}),
                          **errors(coarse, fine), "build_s": coarse.build_s,
                          "solve_s": coarse.solve_s, "reference_solve_s": fine.solve_s})
             print(f"[mesh study] {label}: {rows[-1]}", file=sys.stderr, flush=True)
@@ -345,6 +373,52 @@ def mesh_cost() -> dict:
         for key in ("s_per_cell_cycle", "cpu_s_per_cell_cycle"):
             out[f"{key} ratio to {name.split(',')[0]}"] = \
                 out["default"][key] / out[name][key]
+    return out
+
+
+STORED_X_CANDIDATES = ({"x_n": 8, "x_s": 4, "x_p": 8}, {"x_n": 16, "x_s": 8, "x_p": 16},
+                       {"x_n": 24, "x_s": 8, "x_p": 16})
+
+
+def stored_grid_study(only=None) -> dict:
+    """The stored x grid (ModelConfig.stored_x_points) against the solver's mesh: each hardest
+    condition run once on the preset's own (default) mesh, its fields then stored on each
+    candidate grid (no re-solve), with the values per stored sample and cell that each grid keeps."""
+    from packtwin.sim.config import ModelConfig
+    from packtwin.sim.convergence import scenario_currents, stored_grid_errors, trace
+
+    conds = hardest_conditions()
+    conds.pop("_skipped")
+    conds = {k: v for k, v in conds.items() if not only or k in only}
+    default = ModelConfig().stored_x_points
+    out = {"what": "fields of one nominal cell on the condition's own solver mesh, stored on "
+                   "each candidate x grid (conservative cell means); errors are the largest "
+                   "over every 60 s sample",
+           "default_stored_x_points": default, "conditions": {}}
+    for label, (preset, idx, cfg) in conds.items():
+        sc = cfg.scenarios[idx]
+        t0 = time.process_time()
+        tr = trace(cfg.model, scenario_currents(cfg, idx), cfg.solver.period_s,
+                   sc.ambient_temperature)
+        rows = []
+        for cand in STORED_X_CANDIDATES:
+            row = stored_grid_errors(tr, cand)
+            n = row["stored_x_points"]
+            nr = {k: tr.c_stored_n.shape[2] if k == "n" else tr.c_stored_p.shape[2] for k in "np"}
+            # values per sample and cell of the x-resolved fields (c_s_n, c_s_p, c_e, SEI)
+            row["x_field_values"] = (n["x_n"] * nr["n"] + n["x_p"] * nr["p"]
+                                     + sum(n.values()) + n["x_n"])
+            rows.append(row)
+            print(f"[stored grid] {label}: {row}", file=sys.stderr, flush=True)
+        solver = rows[0]["solver_x_points"]
+        out["conditions"][label] = {
+            "preset": preset, "scenario_index": idx, "scenario": dataclasses.asdict(sc),
+            "solver_var_pts": dict(cfg.model.var_pts), "solver_submesh": dict(cfg.model.submesh),
+            "samples": int(len(tr.voltage)), "cpu_s": time.process_time() - t0,
+            "solver_x_field_values": (solver["x_n"] * tr.c_stored_n.shape[2]
+                                      + solver["x_p"] * tr.c_stored_p.shape[2]
+                                      + sum(solver.values()) + solver["x_n"]),
+            "rows": rows}
     return out
 
 
@@ -398,7 +472,13 @@ def main(argv=None) -> int:
     ap.add_argument("--speed-only", action="store_true",
                     help="run only the stepping speed comparison (key 'speed': 2s2p, old vs new "
                          "stepping, ratio to an uninterrupted PyBaMM solve) and update it in --out")
+    ap.add_argument("--stored-grid-only", action="store_true",
+                    help="run only the stored x grid's errors against the solver's mesh (key "
+                         "stored_grid; --mesh-conditions selects conditions)")
     args = ap.parse_args(argv)
+    if args.stored_grid_only:
+        only = [c for c in args.mesh_conditions.split(",") if c]
+        return _update_key(Path(args.out), "stored_grid", lambda: stored_grid_study(only))
     if args.speed_only:
         return _update_key(Path(args.out), "speed", speed)
     groups = tuple(g for g in args.mesh_groups.split(",") if g)
@@ -437,6 +517,7 @@ def main(argv=None) -> int:
     out["speedup"] = (out["generate"][1]["cell_cycles_per_minute"]
                       / out["generate"][0]["cell_cycles_per_minute"])
     out["mesh_study"] = mesh_study()
+    out["stored_grid"] = stored_grid_study()
     out["machine"]["load_average_at_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -19,9 +19,21 @@ C_MAX_N, C_MAX_P = 33133.0, 63104.0  # OKane2022 maximum concentrations [mol/m3]
 Q_NOM = 5.0  # nominal capacity [A.h]
 
 
+def _x_grid(points: tuple[int, int, int] | None) -> dict:
+    if points is None:
+        return {"x_n": np.linspace(0, 85e-6, 5), "x_p": np.linspace(97e-6, 173e-6, 5),
+                "x": np.linspace(0, 173e-6, 13)}
+    n, s, p = points
+    x_n, x_p = np.linspace(0, 85e-6, n), np.linspace(97e-6, 173e-6, p)
+    return {"x_n": x_n, "x_p": x_p,
+            "x": np.concatenate([x_n, np.linspace(85e-6, 97e-6, s + 2)[1:-1], x_p])}
+
+
 def make_store(path: str | Path, n_series: int = 2, n_parallel: int = 2, n_time: int = 48,
                n_snapshots: int = 2, n_cycles: int = 4, seed: int = 0,
-               scenarios: list[dict] | None = None) -> xr.Dataset:
+               scenarios: list[dict] | None = None,
+               x_points: tuple[int, int, int] | None = None) -> xr.Dataset:
+    """``x_points``: (x_n, x_s, x_p) points of the store's x grid (default 5, 5 and 13 in all)."""
     rng = np.random.default_rng(seed)
     scenarios = scenarios or [
         dict(ambient_temperature=t, charge_c_rate=c, discharge_c_rate=c, protocol=p)
@@ -31,8 +43,7 @@ def make_store(path: str | Path, n_series: int = 2, n_parallel: int = 2, n_time:
     grid = schema.Grid(
         scenarios=scenarios, n_series=n_series, n_parallel=n_parallel,
         snapshot_cycles=list(range(1, n_cycles + 1, max(1, n_cycles // n_snapshots)))[:n_snapshots],
-        n_cycles=n_cycles, n_time=n_time, period_s=3600.0 / (n_time / 2.2), x_n=np.linspace(0, 85e-6, 5),
-        x_p=np.linspace(97e-6, 173e-6, 5), x=np.linspace(0, 173e-6, 13),
+        n_cycles=n_cycles, n_time=n_time, period_s=3600.0 / (n_time / 2.2), **_x_grid(x_points),
         r_n=np.linspace(0, 1, 6), r_p=np.linspace(0, 1, 6), param_keys=keys)
     attrs = {"pybamm_version": "synthetic", "parameter_set": "synthetic", "model": "synthetic",
              "model_options": {}, "seed": seed, "generator_config": {"synthetic": True},

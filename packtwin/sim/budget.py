@@ -48,7 +48,9 @@ class Estimate:
 
 def estimate(cfg: GenerateConfig, workers: int = 1) -> Estimate:
     """Estimate the run of ``cfg`` with ``workers`` scenarios in flight (pure arithmetic)."""
-    vp = cfg.model.var_pts
+    from packtwin.sim.stored_grid import stored_sizes
+
+    vp = stored_sizes(cfg.model)  # the store's grid, not the solver's mesh
     n_cells = cfg.pack.n_series * cfg.pack.n_parallel
     n_time = cfgmod.n_time(cfg)
     # len(range) is O(1): snapshot_cycles() would build a list of every cycle (1e8 for 1e8 cycles)

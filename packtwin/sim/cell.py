@@ -17,6 +17,8 @@ from typing import Mapping
 import numpy as np
 
 from packtwin import schema
+from packtwin.sim.stored_grid import (StoredGrid, linear_interpolation, stored_radial_grid,
+                                      x_map)
 
 # Parameters fixing the geometry/mesh: a change needs a rebuild instead of an input.
 GEOMETRIC_KEYS = ("neg_radius", "pos_radius")
@@ -35,6 +37,8 @@ INITIAL_T = "Initial temperature [K]"
 # Extra PyBaMM outputs the generator needs besides the schema's variables.
 STOICHIOMETRY_N = "Average negative particle stoichiometry"
 LLI = "Loss of lithium inventory [%]"
+# Key prefix of an x-coarsened output's solver-mesh values in CellModel.stored's result.
+SOLVER_PREFIX = "_solver:"
 
 
 def pybamm_outputs() -> dict[str, str]:
@@ -138,21 +142,6 @@ def nominal_values(model_cfg, keys) -> dict[str, float]:
     return {k: reference_value(pv, k) for k in keys}
 
 
-def stored_radial_grid(n: int) -> np.ndarray:
-    """Uniform cell centres r/R = (i + 1/2) / n: the stored radial grid of ModelConfig.stored_r_points."""
-    if int(n) < 2:
-        raise ValueError(f"model.stored_r_points must be >= 2 (or None for the solver's nodes), "
-                         f"found {n}")
-    return (np.arange(int(n)) + 0.5) / int(n)
-
-
-def radial_interpolation(r_from: np.ndarray, r_to: np.ndarray) -> np.ndarray:
-    """Matrix W with ``W @ c(r_from) = c(r_to)`` by linear interpolation (held flat beyond the
-    outermost nodes: the profile has zero slope at the centre)."""
-    eye = np.eye(len(r_from))
-    return np.stack([np.interp(r_to, r_from, eye[j]) for j in range(len(r_from))], axis=1)
-
-
 class StepTerminated(RuntimeError):
     """A cell step stopped before its end time (a PyBaMM event fired)."""
 
@@ -216,10 +205,14 @@ class CellModel:
             start += e.numel()
         self._fn = casadi.Function("outputs", [t, y, p], [casadi.vertcat(*exprs)])
         mesh = self.sim.mesh
-        self.x_n = np.asarray(mesh["negative electrode"].nodes, dtype=float)
-        self.x_p = np.asarray(mesh["positive electrode"].nodes, dtype=float)
-        self.x = np.concatenate([self.x_n, np.asarray(mesh["separator"].nodes, dtype=float),
-                                 self.x_p])
+        # x: the solver's cells and the stored ones (coarser uniform cells averaged from the
+        # solver's, ModelConfig.stored_x_points); the store's coordinates are the stored nodes
+        n_x = getattr(model_cfg, "stored_x_points", None) or {}
+        self.grid = StoredGrid({key: x_map(mesh[MESH_DOMAINS[key]].nodes,
+                                           mesh[MESH_DOMAINS[key]].edges, n_x.get(key))
+                                for key in ("x_n", "x_s", "x_p")})
+        self.x_n, self.x_p = self.grid.maps["x_n"].nodes, self.grid.maps["x_p"].nodes
+        self.x = self.grid.x
         # r / R of the solver's nodes, and of the stored grid the particle fields are read on
         self.r_n_solver = np.asarray(mesh["negative particle"].nodes, dtype=float) / radii[0]
         self.r_p_solver = np.asarray(mesh["positive particle"].nodes, dtype=float) / radii[1]
@@ -227,7 +220,7 @@ class CellModel:
         self.r_n = self.r_n_solver if n_store is None else stored_radial_grid(n_store)
         self.r_p = self.r_p_solver if n_store is None else stored_radial_grid(n_store)
         self._to_stored = {
-            name: radial_interpolation(r_solver, r_store)
+            name: linear_interpolation(r_solver, r_store)
             for name, r_solver, r_store in (("c_s_n", self.r_n_solver, self.r_n),
                                             ("c_s_p", self.r_p_solver, self.r_p))
             if name in self.slices and not np.array_equal(r_solver, r_store)}
@@ -280,12 +273,32 @@ class CellModel:
         p = np.array([inputs[name] for name in self.input_names], dtype=float)
         out = []
         for k in range(y.shape[1] - int(n), y.shape[1]):
-            vec = np.asarray(self._fn(float(t[k]), y[:, k], p)).ravel()
-            vals = {name: vec[s] for name, s in self.slices.items()}
-            for name, w in self._to_stored.items():
-                # PyBaMM's particle values are x-major: rows are x nodes, columns the solver's r
-                vals[name] = (vals[name].reshape(-1, w.shape[1]) @ w.T).ravel()
-            out.append(vals)
+            out.append(self.stored(np.asarray(self._fn(float(t[k]), y[:, k], p)).ravel()))
+        return out
+
+    def stored(self, vec: np.ndarray) -> dict[str, np.ndarray]:
+        """The compiled outputs (one flat vector) -> each output on the stored grid; the
+        x-coarsened ones keep their solver-mesh values (stored radial grid) under
+        ``SOLVER_PREFIX + name`` for :meth:`stored_grid_errors`."""
+        vals = {name: vec[s] for name, s in self.slices.items()}
+        for name, w in self._to_stored.items():
+            # PyBaMM's particle values are x-major: rows are x nodes, columns the solver's r
+            vals[name] = (vals[name].reshape(-1, w.shape[1]) @ w.T).ravel()
+        for name in self.grid.names():
+            if name in vals:
+                vals[SOLVER_PREFIX + name] = vals[name]
+                vals[name] = self.grid.restrict(name, vals[name])
+        return vals
+
+    def stored_grid_errors(self, vals: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Per x-coarsened output of :meth:`stored`: the stored grid's largest error against the
+        solver's mesh (PyBaMM units), at the stored nodes and back at the solver's nodes."""
+        out = {}
+        for name in self.grid.names():
+            if SOLVER_PREFIX + name in vals:
+                at_stored, at_solver = self.grid.errors(name, vals[SOLVER_PREFIX + name], vals[name])
+                out[f"{name}_at_stored_nodes"] = at_stored
+                out[f"{name}_at_solver_nodes"] = at_solver
         return out
 
     def stoichiometry_limits(self, cell_values: Mapping[str, float]) -> tuple[float, float]:

@@ -40,7 +40,9 @@ def _default_var_pts() -> dict:
     # 96/16/32 there (16/8/16 was 10 mV off, 32/8/16 2 mV). Cells shrinking towards the separator
     # (Exponential1DSubMesh) were no better for the voltage at the same count. Surface c_s
     # through the thickness is NOT within 0.05 % of c_max on this mesh (0.08 % at -10 C, 0.27 %
-    # at the 5C charge step; it converges at first order, see data/README.md). Cost: 3.05x the
+    # at the 5C charge step, where the electrolyte is depleted and refinement stalls: 96 points
+    # still 0.20 %; see data/README.md). Fields are stored on 16/8/16 cells (stored_x_points),
+    # so the store and the twin's grid do not grow with x_n. Cost: 3.05x the
     # previous 16/8/16 in CPU time per cell-cycle (the study's "cost" key), so the demo preset
     # declares 16/8/16 in its yaml.
     return {"x_n": 48, "x_s": 8, "x_p": 16, "r_n": 30, "r_p": 30}
@@ -52,6 +54,12 @@ def _default_submesh() -> dict:
     # such points are 0.44 mV from twice as many; 40 uniform points are 8.2 mV from 80.
     surface = {"type": "exponential", "side": "right"}
     return {"r_n": dict(surface), "r_p": dict(surface)}
+
+
+def _default_stored_x() -> dict:
+    # Chosen by measurement (scripts/bench_generate.py --stored-grid-only, key "stored_grid" of
+    # reports/bench_generate.json; data/README.md): see data/README.md "Stored grid".
+    return {"x_n": 16, "x_s": 8, "x_p": 16}
 
 
 def _default_overrides() -> dict:
@@ -84,6 +92,11 @@ class ModelConfig:
     """Radial points stored per particle: uniform cell centres r/R = (i + 1/2) / n, filled by
     linear interpolation from the solver's mesh (store size and the twin's decoder grid do not
     grow with the solver mesh); None stores the solver's own nodes."""
+    stored_x_points: Optional[dict] = field(default_factory=_default_stored_x)
+    """Most x cells stored per domain (x_n, x_s, x_p): where the solver has more, the fields are
+    stored on that many uniform cells, each the width-weighted mean of the solver's cells it
+    overlaps (the electrode's lithium and the x-averaged SEI are kept exactly); a domain with no
+    more solver cells, absent from the mapping, or null for all, is stored on the solver's nodes."""
     parameter_overrides: dict = field(default_factory=_default_overrides)
     """Parameter values replacing the set's own (nominal values before cell variation)."""
     temperature_range_c: list[float] = field(default_factory=lambda: [-10.0, 60.0])
@@ -320,6 +333,22 @@ def n_time(cfg: GenerateConfig) -> int:
     return 1 + max(total(s) for s in cfg.scenarios)
 
 
+def _stored_x_problems(stored) -> list[str]:
+    if stored is None:
+        return []
+    if not isinstance(stored, dict):
+        return [f"model.stored_x_points must be a mapping of x_n/x_s/x_p to a number of cells, "
+                f"or null for the solver's nodes, found {stored!r}"]
+    problems = [f"model.stored_x_points key {k!r} unknown{nearest(k, MESH_KEYS[:3])}"
+                for k in sorted(set(stored) - set(MESH_KEYS[:3]))]
+    for key in MESH_KEYS[:3]:
+        n = stored.get(key)
+        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
+            problems.append(f"model.stored_x_points.{key} must be an integer >= 2 or null (the "
+                            f"solver's nodes), found {n!r}")
+    return problems
+
+
 def validate(cfg: GenerateConfig, source: str = "config") -> None:
     """Raise ConfigError listing every problem in ``cfg`` at once."""
     problems: list[str] = []
@@ -386,6 +415,7 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
             problems.append(f"model.stored_r_points must be an integer in [2, {n_solver}] (at most "
                             f"the solver's radial points var_pts r_n/r_p; a finer stored grid "
                             f"would invent data) or null for the solver's nodes, found {n_store!r}")
+    problems += _stored_x_problems(cfg.model.stored_x_points)
     if cfg.n_cycles < 1:
         problems.append(f"n_cycles must be >= 1, found {cfg.n_cycles}")
     if cfg.snapshot_every < 1:

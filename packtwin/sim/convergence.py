@@ -16,6 +16,7 @@ CV hold is left out: it is a voltage-controlled phase whose current follows the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -77,10 +78,16 @@ class Trace:
     c_max_p: float
     build_s: float
     solve_s: float
+    c_e: np.ndarray | None = None  # (n, x) mol/m3
+    sei_x_nm: np.ndarray | None = None  # (n, x_n)
+    mesh: dict | None = None  # x domain -> (nodes, edges) of the solver [m]
+    current: np.ndarray | None = None  # (n,) A, discharge > 0: the step ending at each sample
 
 
 def build(model_cfg: cfgmod.ModelConfig) -> CellModel:
+    """The cell model read on the solver's x nodes (meshes are compared, not stored grids)."""
     radii = nominal_values(model_cfg, ["neg_radius", "pos_radius"])
+    model_cfg = dataclasses.replace(model_cfg, stored_x_points=None)
     return CellModel(model_cfg, (), (radii["neg_radius"], radii["pos_radius"]), EXTRA)
 
 
@@ -160,7 +167,10 @@ def trace(model_cfg: cfgmod.ModelConfig, currents, period_s: float, ambient_c: f
                  x_p=np.asarray(mesh["positive electrode"].edges, dtype=float),
                  r_n_solver=model.r_n_solver, r_p_solver=model.r_p_solver, r_n=model.r_n,
                  r_p=model.r_p, c_max_n=model.c_max_n, c_max_p=model.c_max_p,
-                 build_s=t1 - t0, solve_s=t2 - t1)
+                 build_s=t1 - t0, solve_s=t2 - t1, c_e=stack("c_e"),
+                 sei_x_nm=stack("sei_thickness") * 1e9,
+                 mesh={k: (m.solver_nodes, m.solver_edges) for k, m in model.grid.maps.items()},
+                 current=np.asarray(currents[:len(out)], dtype=float))
 
 
 def restrict(field: np.ndarray, fine_edges: np.ndarray, coarse_edges: np.ndarray) -> np.ndarray:
@@ -203,7 +213,8 @@ def errors(coarse: Trace, fine: Trace) -> dict:
     :func:`linear_vs_cubic`)."""
     dv = (coarse.voltage - fine.voltage) * 1e3
     out = {"voltage_rmse_mv": float(np.sqrt(np.mean(dv ** 2))),
-           "voltage_max_mv": float(np.max(np.abs(dv)))}
+           "voltage_max_mv": float(np.max(np.abs(dv))),
+           "voltage_max_at_sample": int(np.argmax(np.abs(dv)))}
     for side, c_max in (("n", coarse.c_max_n), ("p", coarse.c_max_p)):
         c = getattr(coarse, f"c_surf_{side}")
         fx, cx = getattr(fine, f"x_{side}"), getattr(coarse, f"x_{side}")
@@ -224,6 +235,18 @@ def errors(coarse: Trace, fine: Trace) -> dict:
         out[f"interp_c_s_{side}_max_pct"] = linear_vs_cubic(
             getattr(coarse, f"c_solver_{side}"), getattr(coarse, f"r_{side}_solver"),
             getattr(coarse, f"r_{side}")) / c_max * 100.0
+    if coarse.current is not None and (coarse.current < 0).any():
+        # The first charge step is where a 5C cycle departs (data/README.md): the errors up to it
+        k = int(np.argmax(coarse.current < 0))
+        out["before_charge"] = {"samples": k, "voltage_max_mv": float(np.max(np.abs(dv[:k])))}
+        for side, c_max in (("n", coarse.c_max_n), ("p", coarse.c_max_p)):
+            cx, fx = getattr(coarse, f"x_{side}"), getattr(fine, f"x_{side}")
+            d = getattr(coarse, f"c_surf_{side}")[:k] - restrict(
+                getattr(fine, f"c_surf_{side}")[:k], fx, cx)
+            out["before_charge"][f"c_surf_{side}_max_pct"] = float(np.max(np.abs(d)) / c_max
+                                                                   * 100.0)
+    if coarse.c_e is not None:  # electrolyte depletion concentrates the reaction (5C charge)
+        out["c_e_min_mol_per_m3"] = float(coarse.c_e.min())
     ds = coarse.sei_nm - fine.sei_nm
     out["sei_max_nm"] = float(np.max(np.abs(ds)))
     out["sei_max_pct"] = float(np.max(np.abs(ds) / np.abs(fine.sei_nm)) * 100.0)
@@ -234,3 +257,38 @@ def converged(err: dict, voltage_mv: float = 1.0, c_surf_pct: float = 0.05) -> b
     """The issue's targets: voltage and surface c_s of both electrodes within these bounds."""
     return (err["voltage_max_mv"] <= voltage_mv and err["c_surf_n_max_pct"] <= c_surf_pct
             and err["c_surf_p_max_pct"] <= c_surf_pct)
+
+
+def stored_grid_errors(tr: Trace, stored_x_points: dict | None) -> dict:
+    """Errors of storing ``tr``'s solver-mesh fields on the x grid ``stored_x_points``
+    (ModelConfig.stored_x_points), largest over every sample: at the stored nodes (the stored
+    cell mean against the solver field interpolated there), back at the solver's nodes (the
+    stored field interpolated there) and of each domain's mean (conservation; round-off). c_s on
+    the stored radial grid and the true surface value, in % of c_max; c_e mol/m3; SEI nm."""
+    from packtwin.sim.stored_grid import X_DOMAINS, StoredGrid, x_map
+
+    grid = StoredGrid({k: x_map(*tr.mesh[k], (stored_x_points or {}).get(k)) for k in X_DOMAINS})
+    out = {"stored_x_points": {k: len(m.nodes) for k, m in grid.maps.items()},
+           "solver_x_points": {k: len(m.solver_nodes) for k, m in grid.maps.items()}}
+    fields = (("c_s_n", tr.c_stored_n, 100.0 / tr.c_max_n, "pct_c_max"),
+              ("c_s_p", tr.c_stored_p, 100.0 / tr.c_max_p, "pct_c_max"),
+              ("c_surf_n", tr.c_surf_n, 100.0 / tr.c_max_n, "pct_c_max"),
+              ("c_surf_p", tr.c_surf_p, 100.0 / tr.c_max_p, "pct_c_max"),
+              ("c_e", tr.c_e, 1.0, "mol_per_m3"), ("sei_thickness", tr.sei_x_nm, 1.0, "nm"))
+    from packtwin.sim.stored_grid import x_dim
+
+    dims = {"c_surf_n": schema.X_N, "c_surf_p": schema.X_P}
+    for name, arr, scale, unit in fields:
+        dim = dims.get(name) or x_dim(name)
+        if arr is None or not any(m.coarsened for m in grid.domains(dim)):
+            continue  # stored on the solver's nodes: no error
+        worst = np.zeros(3)
+        for sample in arr:
+            flat = np.asarray(sample, dtype=float).ravel()
+            st = grid.restrict(dim, flat)
+            worst = np.maximum(worst, [*grid.errors(dim, flat, st),
+                                       grid.integral_change(dim, flat, st)])
+        out[f"{name}_at_stored_nodes_{unit}"] = float(worst[0] * scale)
+        out[f"{name}_at_solver_nodes_{unit}"] = float(worst[1] * scale)
+        out[f"{name}_domain_mean_change_{unit}"] = float(worst[2] * scale)
+    return out

@@ -240,8 +240,45 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
         "sei_note": "SEI solvent diffusivity as in the parameter set (x cell multiplier); "
                     "no ageing acceleration",
         "messages": {},
+        "stored_grid": stored_grid_note(cfg, m),
+        "stored_grid_error": {},
     }
     return grid, attrs, {"c_s_n": m.c_max_n, "c_s_p": m.c_max_p}
+
+
+def stored_grid_note(cfg: GenerateConfig, m) -> dict:
+    """How the store's grid relates to the solver's mesh (store attr ``stored_grid``)."""
+    x = {k: len(mp.solver_nodes) for k, mp in m.grid.maps.items()}
+    return {
+        "solver_var_pts": dict(cfg.model.var_pts), "solver_submesh": dict(cfg.model.submesh),
+        "stored_x_points": {k: len(mp.nodes) for k, mp in m.grid.maps.items()},
+        "stored_r_points": {"r_n": len(m.r_n), "r_p": len(m.r_p)},
+        "x": ("solver's nodes" if not m.grid.coarsened else
+              f"uniform cells, each the width-weighted mean of the solver's {x} cells it overlaps "
+              "(conservative: the x-integral of every field, so each electrode's lithium and the "
+              "x-averaged SEI, is the solver's)"),
+        "r": ("solver's nodes" if cfg.model.stored_r_points is None else
+              "uniform cell centres r/R = (i + 1/2) / n, linear interpolation of the solver's "
+              "nodes (point values; not conservative)"),
+        "error": "attr stored_grid_error: per scenario, the largest difference over the stored "
+                 "samples at the stored nodes (stored value - solver field linearly interpolated "
+                 "there) and at the solver's nodes (stored field linearly interpolated there, "
+                 "extrapolated beyond the outer stored nodes - solver value); c_s in % of c_max",
+    }
+
+
+def _before_stored_x(old: dict, cfg: GenerateConfig) -> dict:
+    """A store made before model.stored_x_points kept x on the solver's nodes: it matches a
+    config whose stored x grid is the solver's (e.g. the demo's 16/8/16 with the default)."""
+    from packtwin.sim.stored_grid import stored_sizes
+
+    model = old.get("model")
+    if isinstance(model, dict) and "stored_x_points" not in model:
+        same = all(stored_sizes(cfg.model)[k] == cfg.model.var_pts.get(k)
+                   for k in ("x_n", "x_s", "x_p"))
+        old = {**old, "model": {**model, "stored_x_points": (cfg.model.stored_x_points if same
+                                                              else None)}}
+    return old
 
 
 def _incomplete(path: Path) -> bool:
@@ -277,7 +314,7 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
         if stored is None:
             raise store.StoreError(f"store {str(path)!r} has no generator_config; it was not made "
                                    "by packtwin generate")
-        old, new = json.loads(stored), cfgmod.to_dict(cfg)
+        old, new = _before_stored_x(json.loads(stored), cfg), cfgmod.to_dict(cfg)
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise store.StoreError(
@@ -381,14 +418,19 @@ def write_result(path: Path, res: dict) -> None:
     store.write_region(path, done, region)
 
 
-def _record_message(path: Path, s: int, message: str | None) -> None:
+def _record_message(path: Path, s: int, message) -> None:
+    _record_per_scenario(path, "messages", s, message)
+
+
+def _record_per_scenario(path: Path, key: str, s: int, value) -> None:
+    """Set (or, for an empty value, drop) scenario ``s``'s entry of the JSON attr ``key``."""
     attrs = store.read_attrs(path)
-    msgs = store.json_attr(attrs, "messages", {}) or {}
-    if message:
-        msgs[str(s)] = message
+    entries = store.json_attr(attrs, key, {}) or {}
+    if value:
+        entries[str(s)] = value
     else:
-        msgs.pop(str(s), None)
-    store.update_attrs(path, messages=msgs)
+        entries.pop(str(s), None)
+    store.update_attrs(path, **{key: entries})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,6 +541,8 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
             for res in results(ex, run_scenario, tasks):
                 write_result(path, res)
                 _record_message(path, res["scenario"], res["message"])
+                _record_per_scenario(path, "stored_grid_error", res["scenario"],
+                                     res.get("stored_grid_error"))
                 key = {schema.STATUS_OK: "ok", schema.STATUS_PARTIAL: "partial"}.get(
                     res["status"], "failed")
                 counts[key] += 1

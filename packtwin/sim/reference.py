@@ -22,11 +22,11 @@ FIELDS = ("voltage", "temperature", "c_s_n", "c_s_p", "c_e", "plating_margin",
 
 def fine_model_config(r_points: int = 30, x_points: int = 10) -> ModelConfig:
     """The generator's model with a finer mesh (mesh error below the core's, field notes), read
-    on the solver's own radial nodes (no stored-grid interpolation: the core is compared with
+    on the solver's own nodes (no stored-grid interpolation: the core is compared with
     the DFN itself)."""
     return dataclasses.replace(ModelConfig(), var_pts={
         "x_n": x_points, "x_s": max(3, x_points // 2), "x_p": x_points,
-        "r_n": r_points, "r_p": r_points}, stored_r_points=None)
+        "r_n": r_points, "r_p": r_points}, stored_r_points=None, stored_x_points=None)
 
 
 def run_profile(cell_values: Mapping[str, float], nominal: Mapping[str, float],
@@ -75,8 +75,7 @@ def run_profile(cell_values: Mapping[str, float], nominal: Mapping[str, float],
         p = np.array([inputs[name] for name in model.input_names], dtype=float)
         start = 0 if not rows else 1  # the first column repeats the previous segment's end
         for col in range(start, y.shape[1]):
-            vec = np.asarray(model._fn(float(t[col]), y[:, col], p)).ravel()
-            rows.append({name: vec[s] for name, s in model.slices.items()})
+            rows.append(model.stored(np.asarray(model._fn(float(t[col]), y[:, col], p)).ravel()))
             currents.append(float(current) if len(rows) > 1 else 0.0)
     out: dict[str, np.ndarray] = {}
     for name in FIELDS:
