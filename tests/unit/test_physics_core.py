@@ -286,7 +286,7 @@ def test_cold_discharge_to_cut_off_stays_bounded():
 def test_current_an_empty_cell_cannot_carry_is_cut_short():
     """From 25 % at 1C for 25 min the negative electrode empties after ~8 min: the core
     passes what it can (less than I t), stays bounded, balanced and finite, and its voltage
-    stays far below the cut-off instead of blowing up (-7.9 kV before, from 30 % for 60 min)."""
+    stays far below the cut-off instead of blowing up (-120 V and c_n < 0 before)."""
     core, s0, s1, out = _cold_run(0.25, 25)
     moved = _assert_bounded(core, s0, s1, out)
     assert float(moved) < 0.9 * 5.0 * 1500 / F
