@@ -120,14 +120,16 @@ class ElectrodePair:
                 evaluation at the solution.
 
         Bounded Newton: every iterate keeps c_surf inside (0, c_max) where the surface starts
-        inside. Where the start violates a bound, that particle's start is moved
-        half-way back from its current state; a step that would cross a bound is shortened,
-        for the whole electrode of that cell, to :data:`TO_BOUNDARY` of the way (an interior
-        point method's fraction-to-boundary rule). Both act only at a bound, so ordinary
-        solves are unchanged. The equations hold a log barrier there (j0 -> 0, so the
-        overpotential grows without bound), so the root lies inside whenever the electrode
-        can carry the current; when it cannot (a surface emptied or saturated, the DFN past
-        its cut-off), the iterate stays at the bound and the charge balance is left unmet.
+        inside. Where the start violates a bound, that particle's start is moved half-way
+        back from s0; a step that would cross a bound is shortened, for that particle, to
+        :data:`TO_BOUNDARY` of the way (an interior point method's fraction-to-boundary rule),
+        and while the charge balance is left unmet so, up to :data:`EXTRA_ROUNDS` more rounds
+        of ``iterations`` follow. All of it acts only at a bound, so ordinary solves are
+        unchanged. The equations hold a log barrier there (j0 -> 0, so the overpotential
+        grows; j0's concentration is clamped c_eps inside the bounds), so the root lies inside
+        whenever the electrode can carry the current. When it cannot (a surface emptied or
+        saturated, past the cut-off), both electrodes pass the charge the weaker one carries
+        (:meth:`_deliverable`).
         """
         B, X = s0.shape
         n = self.n_n
@@ -174,7 +176,8 @@ class ElectrodePair:
             j = self.sign * i_app_c / (adx * self.n_particles)
         else:
             j = j_init
-        j = self._feasible_start(j, s0, g)
+        inside = self._inside(s0)
+        j = self._feasible_start(j, s0, g, inside)
         for k in range(iterations * (1 + EXTRA_ROUNDS)):
             # a step shortened at a bound leaves the charge balance unmet: iterate on (up to
             # EXTRA_ROUNDS more rounds) until it is met or the electrode is stuck at its bound
@@ -197,7 +200,7 @@ class ElectrodePair:
                 J = d[:, None, :] * self.sup_minus_diag + J_const
                 step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
                                   torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
-            j = j - self._to_boundary(step, j, s0, g)
+            j = j - self._to_boundary(step, j, s0, g, inside)
         j = self._deliverable(j, adx, i_app)
         if j_only:
             return j
@@ -237,22 +240,20 @@ class ElectrodePair:
         handed in outside is left to the unbounded iteration, as before)."""
         return (s0 > 0.0) & (s0 < self.c_max)
 
-    def _feasible_start(self, j: Tensor, s0: Tensor, g: Tensor) -> Tensor:
+    def _feasible_start(self, j: Tensor, s0: Tensor, g: Tensor, inside: Tensor) -> Tensor:
         """``j`` where it keeps c_surf = s0 + g j inside (0, c_max); elsewhere the current that
         takes c_surf half-way from s0 (its value at j = 0) to the bound it crossed."""
         c_surf = s0 + g * j
-        inside = self._inside(s0)
         return torch.where(inside & (c_surf <= 0.0), -0.5 * s0 / g,
                            torch.where(inside & (c_surf >= self.c_max),
                                        0.5 * (self.c_max - s0) / g, j))
 
-    def _to_boundary(self, step: Tensor, j: Tensor, s0: Tensor, g: Tensor) -> Tensor:
-        """Newton ``step`` (j -> j - step), shortened per cell and electrode so that no
-        surface crosses more than TO_BOUNDARY of its distance to its bound."""
+    def _to_boundary(self, step: Tensor, j: Tensor, s0: Tensor, g: Tensor, inside: Tensor
+                     ) -> Tensor:
+        """Newton ``step`` (j -> j - step), shortened per particle so that no surface goes more
+        than TO_BOUNDARY of its distance to its bound (c_eps inside 0 and c_max)."""
         c_surf = s0 + g * j
-        dc = -g * step  # change of c_surf
-        room = torch.where(dc < 0.0, c_surf - self.c_eps,
-                           self.c_max - self.c_eps - c_surf).clamp_min(0.0)
-        frac = torch.where(self._inside(s0), room * TO_BOUNDARY / dc.abs().clamp_min(1e-300),
-                           float("inf"))
-        return frac.clamp(0.0, 1.0) * step
+        dc = g * step  # minus the change of c_surf
+        room = torch.where(dc > 0.0, c_surf - self.c_eps, self.c_max - self.c_eps - c_surf)
+        frac = (TO_BOUNDARY * room.clamp_min(0.0) / dc.abs().clamp_min(1e-300)).clamp(max=1.0)
+        return torch.where(inside, frac, 1.0) * step
