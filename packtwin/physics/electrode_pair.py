@@ -30,6 +30,15 @@ from packtwin.physics.ocp import ocp_negative, ocp_negative_with_slope, ocp_posi
     ocp_positive_with_slope
 
 
+# A Newton step that would carry a particle surface across 0 or c_max goes this fraction of the
+# way to the bound instead.
+TO_BOUNDARY = 0.9
+# An electrode carrying less than (1 - this) of i_app after the iterations cannot carry it.
+SHORTFALL_TOL = 1e-10
+# Rounds of the configured Newton iterations added while a shortened step leaves it unmet.
+EXTRA_ROUNDS = 3
+
+
 class PairSolution(NamedTuple):
     j: Tensor  # [B, X] reaction current density [A/m2]
     dphi: Tensor  # [B, X] phi_s - phi_e [V]
@@ -109,6 +118,18 @@ class ElectrodePair:
             iterations: Newton iterations; j_init: [B, X] start (default uniform).
             j_only: return j [B, X] alone (a time step needs nothing else), skipping the
                 evaluation at the solution.
+
+        Bounded Newton: every iterate keeps c_surf inside (0, c_max) where the surface starts
+        inside. Where the start violates a bound, that particle's start is moved half-way
+        back from s0; a step that would cross a bound is shortened, for that particle, to
+        :data:`TO_BOUNDARY` of the way (an interior point method's fraction-to-boundary rule),
+        and while the charge balance is left unmet so, up to :data:`EXTRA_ROUNDS` more rounds
+        of ``iterations`` follow. All of it acts only at a bound, so ordinary solves are
+        unchanged. The equations hold a log barrier there (j0 -> 0, so the overpotential
+        grows; j0's concentration is clamped c_eps inside the bounds), so the root lies inside
+        whenever the electrode can carry the current. When it cannot (a surface emptied or
+        saturated, past the cut-off), both electrodes pass the charge the weaker one carries
+        (:meth:`_deliverable`).
         """
         B, X = s0.shape
         n = self.n_n
@@ -155,13 +176,21 @@ class ElectrodePair:
             j = self.sign * i_app_c / (adx * self.n_particles)
         else:
             j = j_init
-        for _ in range(iterations):
+        inside = self._inside(s0)
+        j = self._feasible_start(j, s0, g, inside)
+        for k in range(iterations * (1 + EXTRA_ROUNDS)):
+            # a step shortened at a bound leaves the charge balance unmet: iterate on (up to
+            # EXTRA_ROUNDS more rounds) until it is met or the electrode is stuck at its bound
+            if k >= iterations and not bool(self._shortfall(j, adx, i_app)[0].any()):
+                break
             c_surf, j0, x, dphi, i_e, dU = terms(j, True)
             i_s = i_app_c - i_e
             dphi_next = torch.cat([dphi[:, 1:], dphi[:, -1:]], dim=1)
             r_pot = dphi_next - dphi - (-i_s * self.dx_sigma + i_e * R_e - diffusion)
             res = torch.where(self.is_charge, i_e - self.is_charge_n * i_app_c, r_pot)
-            dlnj0 = 0.5 * (1.0 / c_surf - 1.0 / (c_max - c_surf)) * g
+            # (at the clamp of j0's concentration, as j0 itself: finite next to a bound)
+            c_cl = torch.minimum(torch.maximum(c_surf, c_eps), c_max - c_eps)
+            dlnj0 = 0.5 * (1.0 / c_cl - 1.0 / (c_max - c_cl)) * g
             d = (dU / c_max * g + RT_F * (1.0 - j * dlnj0) / (j0 * torch.sqrt(1.0 + x * x))
                  + R_film)
             if self.blocked:
@@ -171,8 +200,60 @@ class ElectrodePair:
                 J = d[:, None, :] * self.sup_minus_diag + J_const
                 step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
                                   torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
-            j = j - step
+            j = j - self._to_boundary(step, j, s0, g, inside)
+        j = self._deliverable(j, adx, i_app)
         if j_only:
             return j
         c_surf, _, _, dphi, i_e, _ = terms(j, False)
         return PairSolution(j, dphi, c_surf, i_e)
+
+    def _shortfall(self, j: Tensor, adx: Tensor, i_app: Tensor
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Cells [B] whose electrodes carry less than i_app, the share r in [0, 1] the weaker
+        one carries, and each electrode's share (r_n, r_p)."""
+        n = self.n_n
+        q = adx * j
+        safe = torch.where(i_app == 0.0, 1.0, i_app)
+        r_n = q[:, :n].sum(1) / safe
+        r_p = -q[:, n:].sum(1) / safe
+        r = torch.minimum(r_n, r_p).clamp(0.0, 1.0)
+        return (i_app != 0.0) & (r < 1.0 - SHORTFALL_TOL), r, r_n, r_p
+
+    def _deliverable(self, j: Tensor, adx: Tensor, i_app: Tensor) -> Tensor:
+        """Where an electrode stuck at its bound carries less than i_app (past the cut-off),
+        both electrodes' currents scaled to the weaker one's charge: the electrolyte's salt and
+        the particles' lithium stay balanced, and a lower current only moves each surface
+        back towards its start (so it stays inside its bounds). Unchanged elsewhere."""
+        short, r, r_n, r_p = self._shortfall(j, adx, i_app)
+        if not bool(short.any()):
+            return j
+
+        def factor(r_x):  # an electrode carrying nothing (or the wrong way) is stopped
+            return torch.where(short, torch.where(r_x > 0.0, r / r_x.clamp_min(1e-300), 0.0),
+                               1.0)
+
+        scale = self.columns(factor(r_n), factor(r_p))
+        return j * scale
+
+    def _inside(self, s0: Tensor) -> Tensor:
+        """Columns whose surface starts inside (0, c_max): only those are bounded (a state
+        handed in outside is left to the unbounded iteration, as before)."""
+        return (s0 > 0.0) & (s0 < self.c_max)
+
+    def _feasible_start(self, j: Tensor, s0: Tensor, g: Tensor, inside: Tensor) -> Tensor:
+        """``j`` where it keeps c_surf = s0 + g j inside (0, c_max); elsewhere the current that
+        takes c_surf half-way from s0 (its value at j = 0) to the bound it crossed."""
+        c_surf = s0 + g * j
+        return torch.where(inside & (c_surf <= 0.0), -0.5 * s0 / g,
+                           torch.where(inside & (c_surf >= self.c_max),
+                                       0.5 * (self.c_max - s0) / g, j))
+
+    def _to_boundary(self, step: Tensor, j: Tensor, s0: Tensor, g: Tensor, inside: Tensor
+                     ) -> Tensor:
+        """Newton ``step`` (j -> j - step), shortened per particle so that no surface goes more
+        than TO_BOUNDARY of its distance to its bound (c_eps inside 0 and c_max)."""
+        c_surf = s0 + g * j
+        dc = g * step  # minus the change of c_surf
+        room = torch.where(dc > 0.0, c_surf - self.c_eps, self.c_max - self.c_eps - c_surf)
+        frac = (TO_BOUNDARY * room.clamp_min(0.0) / dc.abs().clamp_min(1e-300)).clamp(max=1.0)
+        return torch.where(inside, frac, 1.0) * step

@@ -91,7 +91,34 @@ def electrolyte_step(c_e: Tensor, source: Tensor, T: Tensor, eps: Tensor, tortuo
         G = dt * face_conductance(D_eff, dx)  # [B, N-1]
         # M = diag(vol) + dt K, K the stiffness of tridiagonal_stiffness(G), kept as 3 diagonals
         c_new = tridiagonal_solve(-G, vol + pad(G, (0, 1)) + pad(G, (1, 0)), -G, rhs)
-    return c_new
+    return keep_positive(c_new, vol)
+
+
+# Floor of the electrolyte after a step [mol/m3]: 1e-3 of the OKane2022 initial 1000 mol/m3.
+C_MIN = 1.0
+
+
+def keep_positive(c: Tensor, vol: Tensor, c_min: float = C_MIN) -> Tensor:
+    """Raise cells below ``c_min`` to it, taking the salt from the cells above it in proportion
+    to their excess, so that each cell's salt sum(vol c) is unchanged [B, N].
+
+    Why: the reaction of a step is computed at the step's start, so in the cold or at a high
+    rate a nearly drained cell can be driven below zero within one step; once there, the
+    floors in kappa, sqrt(c_e) and log(c_e) remove the feedback that would throttle its
+    reaction, and it runs away (-2.4 kV terminal voltage at the end of a 1C discharge at
+    -10 degC). At c_min the log(c_e) diffusion potential already shifts the reaction away.
+    A cell whose total salt is below c_min everywhere (not a physical state) is left as is.
+    Without a cell below c_min this returns c itself (ordinary steps are unchanged).
+    """
+    low = c < c_min
+    if not bool(low.any()):
+        return c
+    deficit = (torch.where(low, c_min - c, 0.0) * vol).sum(-1, keepdim=True)
+    excess = torch.where(low, 0.0, c - c_min) * vol
+    share = deficit / excess.sum(-1, keepdim=True).clamp_min(1e-300)
+    fixable = share <= 1.0
+    fixed = torch.where(low, c_min, c - share * torch.where(low, 0.0, c - c_min))
+    return torch.where(fixable, fixed, c)
 
 
 # Above this batch a Python-level Thomas sweep beats LAPACK's per-matrix loop (19 cells: 0.3 ms

@@ -228,3 +228,79 @@ def test_params_from_a_store_truth_table(synthetic_store):
     np.testing.assert_allclose(p.c_n_init.numpy(), ds["param_neg_c_init"].values)
     with pytest.raises(ValueError, match="no 'param_\\*' variables"):
         truth_table(ds.drop_vars([f"param_{k}" for k in table]))
+
+
+def _cold_run(start_sto, minutes, config=SMALL):
+    """1C at a fixed -10 degC (no self-heating) from a rest state at negative stoichiometry
+    ``start_sto`` on the cell's lithium line, 60 s samples: the electrolyte next to the
+    positive collector drains and the particle surfaces reach their bounds."""
+    from packtwin.physics.observer_stream import cell_lines
+
+    core = _core(n_cells=1, config=config)
+    sto = torch.tensor([start_sto], dtype=torch.float64)
+    s0 = core.initial_state(sto * CELL.neg.c_max, cell_lines(core).sto_p(sto) * CELL.pos.c_max)
+    I = torch.full((1, minutes), 5.0, dtype=torch.float64)
+    s1, out = core.simulate(s0, I, torch.full_like(I, 263.15), 60.0)
+    return core, s0, s1, out
+
+
+def _assert_bounded(core, s0, s1, out):
+    for c, c_max in ((out["c_n"], CELL.neg.c_max), (out["c_p"], CELL.pos.c_max),
+                     (out["c_n_surf"], CELL.neg.c_max), (out["c_p_surf"], CELL.pos.c_max)):
+        assert torch.isfinite(c).all()
+        assert float(c.min()) > 0.0 and float(c.max()) < c_max
+    assert torch.isfinite(out["voltage"]).all() and float(out["voltage"].min()) > 0.0
+    assert float(out["c_e"].min()) > 0.0
+    n0, p0, e0 = core.lithium(s0)
+    n1, p1, e1 = core.lithium(s1)
+    torch.testing.assert_close(e1, e0, rtol=1e-10, atol=0.0)  # salt conserved
+    torch.testing.assert_close(n0 - n1, p1 - p0, rtol=1e-8, atol=0.0)  # cyclable lithium
+    return n0 - n1
+
+
+def test_cold_discharge_to_cut_off_stays_bounded():
+    """A 1C discharge at -10 degC from 55 % to past its 2.5 V cut-off (the end of a discharge,
+    where evaluate's EKF saw a -3 kV model voltage): before the bounded Newton and the
+    electrolyte floor the core went to -2.4 kV with c_e < 0 and both particles out of bounds
+    (from full, 60 min, 60 s samples)."""
+    core, s0, s1, out = _cold_run(0.55, 30)
+    moved = _assert_bounded(core, s0, s1, out)
+    V = out["voltage"][0]
+    assert float(V[0]) > 3.3 and float(V[-1]) < 2.5  # falls through the cut-off ...
+    k = int((V < 2.5).nonzero()[0, 0])
+    assert float(V[k:].max()) < 2.51  # ... and stays there
+    # the drain really happened: the electrolyte at its floor, the positive surface at c_max
+    assert float(out["c_e"].min()) <= 1.0 + 1e-9
+    assert float(out["c_p_surf"].max()) > 0.999 * CELL.pos.c_max
+    # every coulomb was delivered until the cut-off (to 1e-5: a sub-step whose Newton stays
+    # stuck at a bound passes a little less); past it, less (the positive is full)
+    from packtwin.physics.core import CoreState
+
+    at_cut = CoreState(*(out[n][:, k] for n in CoreState._fields))
+    charge = torch.tensor([5.0 * 60.0 * (k + 1) / F], dtype=torch.float64)
+    torch.testing.assert_close(core.lithium(s0)[0] - core.lithium(at_cut)[0], charge,
+                               rtol=1e-5, atol=0.0)
+    assert float(moved) < 5.0 * 1800 / F
+
+
+def test_current_an_empty_cell_cannot_carry_is_cut_short():
+    """From 25 % at 1C for 25 min the negative electrode empties after ~8 min: the core
+    passes what it can (less than I t), stays bounded, balanced and finite, and its voltage
+    stays far below the cut-off instead of blowing up (-120 V and c_n < 0 before)."""
+    core, s0, s1, out = _cold_run(0.25, 25)
+    moved = _assert_bounded(core, s0, s1, out)
+    assert float(moved) < 0.9 * 5.0 * 1500 / F
+    assert float(out["voltage"][0, 10:].max()) < 2.0
+
+
+def test_keep_positive_conserves_salt_and_leaves_ordinary_profiles_alone():
+    from packtwin.physics.electrolyte import C_MIN, keep_positive
+
+    vol = torch.tensor([1.0, 2.0, 1.0, 0.5], dtype=torch.float64)
+    c = torch.tensor([[900.0, 600.0, 30.0, -20.0], [1000.0, 990.0, 980.0, 970.0]],
+                     dtype=torch.float64)
+    out = keep_positive(c, vol)
+    torch.testing.assert_close((out * vol).sum(1), (c * vol).sum(1), rtol=1e-14, atol=0.0)
+    assert float(out[0].min()) == C_MIN and float(out[0, 2]) < 30.0
+    assert torch.equal(out[1], c[1])
+    assert keep_positive(c[1:], vol) is c[1:] or torch.equal(keep_positive(c[1:], vol), c[1:])
