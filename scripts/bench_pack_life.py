@@ -3,7 +3,7 @@
 chunk of cycles) on the same cell, mesh, temperature and C-rates, in the same run. Writes JSON.
 
     .venv/bin/python scripts/bench_pack_life.py [--config configs/generate/life-demo.yaml]
-        [--scenario 0] [--cycles 3] [--out reports/bench_pack_life.json]
+        [--scenario 0] [--cycles 3] [--max-step-periods N] [--out reports/bench_pack_life.json]
 
 Both are timed in this process's CPU time (the machine is shared: wall time says more about the
 load than the cost), after an untimed first run that builds and caches the models.
@@ -56,11 +56,15 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=str(ROOT / "configs" / "generate" / "life-demo.yaml"))
     ap.add_argument("--scenario", type=int, default=0)
     ap.add_argument("--cycles", type=int, default=3)
+    ap.add_argument("--max-step-periods", type=int, default=None,
+                    help="override the config's solver.max_step_periods")
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_pack_life.json"))
     args = ap.parse_args(argv)
     cfg, _ = parse(["--config", args.config])
     cfg = dataclasses.replace(cfg, scenarios=[cfg.scenarios[args.scenario]], n_cycles=args.cycles,
                               snapshot_every=args.cycles)
+    if args.max_step_periods is not None:
+        cfg.solver.max_step_periods = args.max_step_periods
     out = {"machine": machine(), "config": args.config,
            "scenario": dataclasses.asdict(cfg.scenarios[0]),
            "pack": f"{cfg.pack.n_series}s{cfg.pack.n_parallel}p", "cycles": args.cycles,
