@@ -303,6 +303,15 @@ def snapshot_cycles(cfg: GenerateConfig) -> list[int]:
     return cycles
 
 
+SERIES_VARS = ("life_voltage", "life_current", "life_temperature")  # stored with cycle_series
+
+
+def life_vars(cfg: GenerateConfig) -> list[str]:
+    """The schema's LIFE_VARIABLES a store of this config holds (per-cycle series, check-ups)."""
+    names = list(SERIES_VARS) if cfg.cycle_series else []
+    return names + (["checkup"] if cfg.protocol.checkup_every > 0 else [])
+
+
 def is_checkup(cfg: GenerateConfig, cycle: int) -> bool:
     """Whether 1-based ``cycle`` is a check-up cycle (protocol.checkup_every)."""
     n = cfg.protocol.checkup_every

@@ -209,14 +209,6 @@ def check_cells(cfg: GenerateConfig, cells: list[dict], nominal: dict) -> None:
                           + more)
 
 
-def life_vars(cfg: GenerateConfig) -> list[str]:
-    """The schema's LIFE_VARIABLES this config stores (per-cycle series, check-up flags)."""
-    from packtwin.sim.scenario import SERIES_VARS
-
-    names = list(SERIES_VARS) if cfg.cycle_series else []
-    return names + (["checkup"] if cfg.protocol.checkup_every > 0 else [])
-
-
 def config_json(cfg: GenerateConfig) -> str:
     return json.dumps(cfgmod.to_dict(cfg), sort_keys=True)
 
@@ -236,7 +228,7 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
         snapshot_cycles=cfgmod.snapshot_cycles(cfg), n_cycles=cfg.n_cycles,
         n_time=cfgmod.n_time(cfg), period_s=cfg.solver.period_s,
         x_n=m.x_n, x_p=m.x_p, x=m.x, r_n=m.r_n, r_p=m.r_p, param_keys=list(keys),
-        life_vars=life_vars(cfg))
+        life_vars=cfgmod.life_vars(cfg))
     attrs = {
         "pybamm_version": pybamm.__version__, "parameter_set": cfg.model.parameter_set,
         "model": cfg.model.model, "model_options": dict(cfg.model.options), "seed": cfg.seed,

@@ -33,7 +33,7 @@ FIELD_VARS = [n for n, v in schema.VARIABLES.items() if v.dims[:4] == schema.T4]
 PACK_VARS = ["pack_voltage", "pack_current"]
 PLATING_NOISE = 1e-2  # mol/m3: 3e-7 of c_max_n; round-off seen after 200-500 mol/m3 plated and stripped
 SUMMARY_VARS = [n for n, v in schema.VARIABLES.items() if v.kind == "summary"]
-SERIES_VARS = ("life_voltage", "life_current", "life_temperature")  # GenerateConfig.cycle_series
+SERIES_VARS = cfgmod.SERIES_VARS
 
 
 class ScenarioFailure(RuntimeError):
