@@ -150,3 +150,23 @@ def test_a_store_without_cycle_series_is_refused_by_name():
     ds = _store(n_cycles=5).drop_vars("life_current")
     with pytest.raises(ValueError, match=r"life_current.*cycle_series"):
         track_pack(ds, life_model())
+
+
+def test_judged_beyond_the_calibration_window_by_group():
+    from packtwin.eval.life import judge, sqrt_fit
+
+    ds = _store(n_cycles=60)
+    model = calibrate_pack(ds, scenarios=[0], cells=[0], upto_cycle=20)
+    live, forecast = track_pack(ds, model), track_pack(ds, model, update_until=20)
+    rep = judge(ds, live, forecast, [0], [0], 20, model.L_0 * 1e9)
+    assert [(r["scenario"], r["cell"], r["group"]) for r in rep["per_run"]] == [
+        (0, 0, "seen_cells"), (0, 1, "unseen_cells"), (1, 0, "other_scenarios"),
+        (1, 1, "other_scenarios")]
+    for g in rep["groups"].values():
+        assert g["twin"]["sei_mae_pct_of_growth"] < 5.0  # the cells follow the model exactly
+        assert np.isfinite(g["twin"]["capacity_mae_pct"])
+    # the baseline is a least-squares a + b sqrt(cycle) of the window (check-ups left out)
+    c = np.arange(1, 11, dtype=float)
+    y = 2.0 + 3.0 * np.sqrt(c)
+    y[4] = np.nan
+    np.testing.assert_allclose(sqrt_fit(c, y, 8), 2.0 + 3.0 * np.sqrt(c))
