@@ -101,7 +101,7 @@ def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Seque
 
 
 def run(store: str, out: str | None, calib_scenarios: Sequence[int],
-        calib_cells: Sequence[int] | None, upto: int) -> dict:
+        calib_cells: Sequence[int] | None, upto: int, use_resistance: bool = False) -> dict:
     import dataclasses
 
     from packtwin.data import outputs
@@ -118,11 +118,13 @@ def run(store: str, out: str | None, calib_scenarios: Sequence[int],
                          f"({n_cells} cells, {ds.sizes[schema.SCENARIO]} scenarios)")
     if out:
         outputs.guard(out, ESTIMATE_KIND, [store], what="--out")
-    model = calibrate_pack(ds, calib_scenarios, cells, upto_cycle=upto)
-    live = track_pack(ds, model)
-    forecast = track_pack(ds, model, update_until=upto)
+    model = calibrate_pack(ds, calib_scenarios, cells, upto_cycle=upto,
+                           use_resistance=use_resistance)
+    live = track_pack(ds, model, use_resistance=use_resistance)
+    forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance)
     report = {"store": str(store), "calibration": {
         "scenarios": list(calib_scenarios), "cells": cells, "upto_cycle": upto,
+        "use_resistance": use_resistance,
         **{f.name: getattr(model, f.name) for f in dataclasses.fields(model)}},
         "judged": f"cycles > {upto} of every cell",
         **judge(ds, live, forecast, calib_scenarios, cells, upto, model.L_0 * 1e9)}
@@ -145,10 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calib-cells", type=int, nargs="+", default=None,
                     help="default: the first half of the cells")
     ap.add_argument("--calib-cycles", type=int, default=50)
+    ap.add_argument("--use-resistance", action="store_true",
+                    help="also correct by the discharge-start resistance (see life_pack)")
     args = ap.parse_args(argv)
     try:
         report = run(args.store, args.out, args.calib_scenarios, args.calib_cells,
-                     args.calib_cycles)
+                     args.calib_cycles, args.use_resistance)
     except (PacktwinError, ValueError, OSError) as exc:
         print(f"packtwin.eval.life: error: {exc}", file=sys.stderr)
         return 2

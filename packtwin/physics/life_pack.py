@@ -6,10 +6,13 @@ From the store only what a pack's cell-level logger measures enters the estimate
 * the cell's temperature in every cycle (``life_temperature``: the growth law's driver);
 * its discharge capacity, counted from its own measured current (``life_current``): the largest
   charge drawn since the cycle's start (:func:`measured_capacity`; regenerative pulses net out);
-* the resistance at the start of each discharge from measured V/I (:func:`step_resistance`): the
-  voltage drop over the first storage period of the discharge over the current, i.e. a
-  ``period_s`` resistance (60 s on the presets), not the instantaneous step of
-  :func:`packtwin.sim.life_reference.run_life`; calibration fits what the film does not explain.
+* optionally (``use_resistance``), the resistance at the start of each discharge from measured
+  V/I (:func:`step_resistance`): the voltage drop over the first storage period of the discharge
+  over the current, i.e. a ``period_s`` resistance (60 s on the presets), not the instantaneous
+  step of :func:`packtwin.sim.life_reference.run_life`. Off by default: on the life-demo pack
+  (50 cycles, calibrated at 25 C) it pulled the 45 C cells' SEI rate to 0.27-0.41 of the truth
+  (SEI MAE 3.3-4.5 nm), where the capacity alone gave 0.86-1.04 (0.13-0.57 nm): this
+  resistance does not follow the film + charge-transfer law calibrated at another temperature.
 
 Check-up cycles (``checkup`` == 1, a slow capacity test) carry their temperature into the growth
 law but neither their capacity nor their resistance into the fade: both are at another rate than
@@ -63,11 +66,12 @@ def _require(ds, names: Sequence[str], what: str) -> None:
             raise ValueError(f"{what}: variable {n!r} has units {got!r}, expected {want!r}")
 
 
-def cell_life(ds, scenario: int, cell: int, truth: bool = False):
+def cell_life(ds, scenario: int, cell: int, truth: bool = False, use_resistance: bool = False):
     """One cell of one scenario as :mod:`packtwin.physics.life_twin` reads it (a one-cell
     ``run_life``-like Dataset): measured temperature, capacity and resistance per cycle, for the
     cycles the scenario finished; with ``truth``, also the store's ``lli`` and
-    ``sei_thickness_end`` (for calibration only)."""
+    ``sei_thickness_end`` (for calibration only); ``life_resistance`` only with
+    ``use_resistance``."""
     import xarray as xr
 
     _require(ds, SERIES, f"cell_life(scenario={scenario}, cell={cell})")
@@ -83,7 +87,9 @@ def cell_life(ds, scenario: int, cell: int, truth: bool = False):
         slow = one["checkup"].values == 1
         cap, res = np.where(slow, np.nan, cap), np.where(slow, np.nan, res)
     data = {"life_temperature": one["life_temperature"].astype(float),
-            "capacity": (schema.SUMMARY_DIMS, cap), "life_resistance": (schema.SUMMARY_DIMS, res)}
+            "capacity": (schema.SUMMARY_DIMS, cap)}
+    if use_resistance:
+        data["life_resistance"] = (schema.SUMMARY_DIMS, res)
     if truth:
         data.update({n: one[n].astype(float) for n in ("lli", "sei_thickness_end")})
     out = xr.Dataset(data, coords={d: one[d] for d in (schema.SCENARIO, schema.CELL,
@@ -99,19 +105,22 @@ def _cells(ds, scenarios, cells) -> list[tuple[int, int]]:
 
 
 def calibrate_pack(ds, scenarios: Sequence[int] | None = None, cells: Sequence[int] | None = None,
-                   upto_cycle: int = 50, model: LifeModel | None = None) -> LifeModel:
+                   upto_cycle: int = 50, model: LifeModel | None = None,
+                   use_resistance: bool = False) -> LifeModel:
     """:func:`packtwin.physics.life_twin.calibrate` on the given scenarios' cells (default all),
     their cycles <= ``upto_cycle`` (truth read only there)."""
     from packtwin.physics.life_twin import calibrate
 
-    runs = [cell_life(ds, s, c, truth=True) for s, c in _cells(ds, scenarios, cells)]
+    runs = [cell_life(ds, s, c, truth=True, use_resistance=use_resistance)
+            for s, c in _cells(ds, scenarios, cells)]
     runs = [r for r in runs if r.sizes[schema.CYCLE] > 2]
     if not runs:
         raise ValueError("calibrate_pack: no calibration cell has more than 2 finished cycles")
     return calibrate(runs, model=model, upto_cycle=upto_cycle)
 
 
-def track_pack(ds, model: LifeModel, update_until: int | None = None):
+def track_pack(ds, model: LifeModel, update_until: int | None = None,
+               use_resistance: bool = False):
     """``sei_thickness_est``, ``lli_est``, ``capacity_est`` and ``sei_diffusivity_est`` for every
     scenario and cell of a store, on its (scenario, cell, cycle) grid (NaN for cycles not run)."""
     import xarray as xr
@@ -122,7 +131,7 @@ def track_pack(ds, model: LifeModel, update_until: int | None = None):
     names = ESTIMATES + ("sei_diffusivity_est",)
     out = {n: np.full(shape, np.nan) for n in names}
     for s, c in _cells(ds, None, None):
-        one = cell_life(ds, s, c)
+        one = cell_life(ds, s, c, use_resistance=use_resistance)
         n = one.sizes[schema.CYCLE]
         if n < 1:
             continue
@@ -133,5 +142,6 @@ def track_pack(ds, model: LifeModel, update_until: int | None = None):
                      coords={d: ds[d] for d in schema.SUMMARY_DIMS})
     res.attrs.update({"period_s": float(ds.attrs["period_s"]),
                       "update_until": -1 if update_until is None else int(update_until),
+                      "use_resistance": int(use_resistance),
                       "estimator": "packtwin.physics.life_pack.track_pack"})
     return schema.apply_attrs(res)

@@ -101,6 +101,8 @@ def test_capacity_and_resistance_from_measured_current_and_voltage():
 def test_cell_life_reads_measured_signals_only_and_drops_checkups():
     ds = _store(n_cycles=30)
     one = cell_life(ds, 1, 0)
+    assert set(one.data_vars) == {"life_temperature", "capacity"}
+    one = cell_life(ds, 1, 0, use_resistance=True)
     assert set(one.data_vars) == {"life_temperature", "capacity", "life_resistance"}
     q = one["capacity"].values.ravel()
     true_q = ds["capacity"].values[1, 0]
@@ -110,18 +112,20 @@ def test_cell_life_reads_measured_signals_only_and_drops_checkups():
     assert one["life_temperature"].attrs["units"] == "K"
 
 
-def test_hot_cell_estimate_grows_faster_than_the_same_cell_cold():
+@pytest.mark.parametrize("use_resistance", [False, True])
+def test_hot_cell_estimate_grows_faster_than_the_same_cell_cold(use_resistance):
     ds = _store()
-    est = track_pack(ds, life_model())
+    est = track_pack(ds, life_model(), use_resistance=use_resistance)
     sei = est["sei_thickness_est"].values  # (scenario, cell, cycle)
     for cell in range(ds.sizes["cell"]):
         cold, hot = sei[0, cell], sei[1, cell]
         assert (hot[-1] - hot[0]) > 1.5 * (cold[-1] - cold[0]) > 0
-    # and it follows the truth the measurements came from (cell 1: D 16 % above the prior)
+    # and it follows the truth the measurements came from (cell 1: D 16 % above the prior); the
+    # capacity alone cannot tell SEI from dead lithium (free in the uncalibrated model): looser
     truth = ds["sei_thickness_end"].values
     growth = truth[..., -1] - truth[..., 0]
     err = np.abs(sei[..., -1] - truth[..., -1])
-    assert (err < 0.05 * growth).all(), (err, growth)
+    assert (err < (0.05 if use_resistance else 0.15) * growth).all(), (err, growth)
 
 
 def test_estimates_aligned_with_the_store_and_nan_where_not_run():
