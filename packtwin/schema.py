@@ -209,6 +209,10 @@ LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
         "life", description="Measured: (voltage at the end of the rest before the discharge - "
                             "voltage once the discharge current flows) / that current, logged at "
                             "the step change as cyclers do."),
+    Var("checkup", SUMMARY_DIMS, "1", "Check-up cycle", "life",
+        description="1: a slow capacity test (CC discharge at the generator's "
+                    "protocol.checkup_c_rate after a full charge), 0: a regular cycle of the "
+                    "scenario; NaN: not run. Capacities of the two kinds are not comparable."),
     Var("sei_thickness_est", SUMMARY_DIMS, "nm", "Estimated x-averaged SEI thickness at cycle end",
         "estimate", bounds=(0.0, None)),
     Var("lli_est", SUMMARY_DIMS, "%", "Estimated loss of lithium inventory", "estimate"),
@@ -499,6 +503,7 @@ class Grid:
     r_n: np.ndarray
     r_p: np.ndarray
     param_keys: Sequence[str] = field(default_factory=list)
+    life_vars: Sequence[str] = field(default_factory=list)  # LIFE_VARIABLES the store also holds
 
     @property
     def n_cells(self) -> int:
@@ -580,6 +585,12 @@ def template(grid: Grid, attrs: Mapping | None = None, chunk_time: int | None = 
         fill = 0 if np.dtype(v.dtype).kind in "iu" else np.nan
         arr = da.full(shape, fill, dtype=v.dtype, chunks=chunks)
         data_vars[name] = xr.Variable(v.dims, arr, var_attrs(name))
+    for name in grid.life_vars:
+        v = LIFE_VARIABLES[name]
+        shape = tuple(sizes[d] for d in v.dims)
+        chunks = tuple(1 if d in (SCENARIO, CELL) else sizes[d] for d in v.dims)
+        data_vars[name] = xr.Variable(v.dims, da.full(shape, np.nan, dtype=v.dtype, chunks=chunks),
+                                      var_attrs(name))
     for key in grid.param_keys:
         name = param_var(key)
         data_vars[name] = xr.Variable((CELL,), da.full((grid.n_cells,), np.nan, chunks=(1,)),

@@ -149,39 +149,16 @@ def main(argv=None) -> int:
     return 0
 
 
-def sqrt_fit(cycles: np.ndarray, values: np.ndarray, upto: int) -> np.ndarray:
-    """Baseline: a + b sqrt(cycle) fitted on cycles 2..upto of one run, evaluated everywhere."""
-    sel = (cycles >= 2) & (cycles <= upto)
-    A = np.stack([np.ones(sel.sum()), np.sqrt(cycles[sel])], axis=1)
-    coef, *_ = np.linalg.lstsq(A, values[sel], rcond=None)
-    return coef[0] + coef[1] * np.sqrt(cycles)
-
-
 def run_metrics(truth, est: dict, judged: np.ndarray) -> dict:
-    """Errors of one run over the judged cycles."""
-    sei_t = truth["sei_thickness_end"][judged]
-    growth = float(truth["sei_thickness_end"][-1] - 5.0)  # grown since the initial 5 nm
-    sei_mae = float(np.mean(np.abs(est["sei"][judged] - sei_t)))
-    return {
-        "sei_mae_nm": sei_mae,
-        "sei_mae_pct_of_growth": 100.0 * sei_mae / growth,
-        "sei_growth_nm": growth,
-        "lli_mae_points": float(np.mean(np.abs(est["lli"][judged] - truth["lli"][judged]))),
-        "capacity_mae_pct": float(100 * np.mean(np.abs(est["capacity"][judged]
-                                                        / truth["capacity"][judged] - 1))),
-    }
+    """Errors of one run over the judged cycles (SEI growth from the initial 5 nm)."""
+    from packtwin.eval.life import run_metrics as metrics
 
-
-TARGETS = {"sei_mae_nm": 1.0, "sei_mae_pct_of_growth": 5.0, "lli_mae_points": 0.2,
-           "capacity_mae_pct": 0.5}  # issue 10
-
-
-def meets_targets(metrics: dict) -> dict:
-    return {k: bool(metrics[k] <= v) for k, v in TARGETS.items()}
+    return metrics(truth, est, judged, 5.0)
 
 
 def judge_run(t: dict, ds, model, args, train_cells: set, train_temps: set) -> dict:
     """The twin (live and frozen after the calibration window) and the baseline on one run."""
+    from packtwin.eval.life import sqrt_fit
     from packtwin.physics.life_twin import track
 
     cycles = ds["cycle"].values
@@ -213,6 +190,7 @@ def judge_run(t: dict, ds, model, args, train_cells: set, train_temps: set) -> d
 def evaluate(tasks: list, args) -> dict:
     import xarray as xr
 
+    from packtwin.eval.life import meets_targets
     from packtwin.physics.life_twin import calibrate
 
     runs = []

@@ -99,6 +99,8 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
         du, dn = U[r:] - U[r], unexplained[r:] - unexplained[r]
         psis.append(float(du @ dn / (du @ du)))
     x, y = np.concatenate(losses), np.concatenate(fades)
+    ok = np.isfinite(x) & np.isfinite(y)  # cycles without a capacity (check-ups) are left out
+    x, y = x[ok], y[ok]
     if x.size == 0 or not np.any(x):
         raise ValueError(f"calibrate: no lithium loss in the calibration cycles "
                          f"{ref_cycle}..{upto_cycle} of {len(runs)} runs")
@@ -111,6 +113,8 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
         # kappa stays the film's own rho / (a L A): with one temperature the film and the
         # charge-transfer terms are nearly collinear, so only xi is fitted, on what is left.
         X, yr_ = np.concatenate(grown), np.concatenate(rises)
+        ok = np.isfinite(yr_) & np.isfinite(X).all(axis=1)
+        X, yr_ = X[ok], yr_[ok]
         left = yr_ - model.kappa * X[:, 0]
         xi = float(X[:, 1] @ left / (X[:, 1] @ X[:, 1]))
         changes = dict(xi=xi, noise_ohm=max(float(np.sqrt(np.mean((left - xi * X[:, 1]) ** 2))),

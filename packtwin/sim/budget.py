@@ -62,7 +62,8 @@ def estimate(cfg: GenerateConfig, workers: int = 1) -> Estimate:
              schema.R_P: vp.get("r_p", 0),
              schema.X: vp.get("x_n", 0) + vp.get("x_s", 0) + vp.get("x_p", 0)}
     store_bytes = scenario_values = 0.0
-    for v in schema.VARIABLES.values():
+    life = (schema.LIFE_VARIABLES[n] for n in cfgmod.life_vars(cfg))
+    for v in [*schema.VARIABLES.values(), *life]:
         n = math.prod(float(sizes.get(d, 1)) for d in v.dims)
         store_bytes += n * schema.np.dtype(v.dtype).itemsize
         scenario_values += n / max(sizes[schema.SCENARIO], 1)

@@ -189,6 +189,12 @@ class ProtocolConfig:
     """Pulse protocol discharge: repeated [multiple of the C-rate, seconds] segments."""
     min_capacity_fraction: float = 0.05
     """A discharge delivering less than this fraction of nominal counts as a failed solve."""
+    checkup_every: int = 0
+    """Every N-th cycle (N, 2N, ...) is a check-up: after the previous cycle's full charge, a
+    slow CC discharge at checkup_c_rate (whatever the scenario's rate and protocol), then the
+    scenario's charge. 0: no check-ups. Flagged per cycle in the store's ``checkup``."""
+    checkup_c_rate: float = 0.2
+    """Discharge rate of a check-up cycle [C] (a slow capacity test, as test labs run)."""
 
 
 @dataclass
@@ -227,6 +233,10 @@ class GenerateConfig:
     """Full fields are stored for cycles 1, 1 + k, 1 + 2k, ... and always the last cycle."""
     seed: int = 0
     """Seed of the cell-to-cell variation (numpy default_rng)."""
+    cycle_series: bool = False
+    """Also store every cycle's measured voltage, current and temperature of every cell
+    (life_voltage, life_current, life_temperature on cycle x time): what a cycler logs, and what
+    the twin over life reads between snapshots."""
 
 
 def nearest(name: str, valid, what: str = "") -> str:
@@ -284,7 +294,9 @@ def from_dict(d: dict) -> GenerateConfig:
             correlation=d["variation"].get("correlation")),
         protocol=ProtocolConfig(**d["protocol"]),
         solver=SolverConfig(**d["solver"]),
-        n_cycles=d["n_cycles"], snapshot_every=d["snapshot_every"], seed=d["seed"])
+        n_cycles=d["n_cycles"], snapshot_every=d["snapshot_every"], seed=d["seed"],
+        # absent from stores made before the option: its default reproduces them
+        cycle_series=bool(d.get("cycle_series", False)))
 
 
 def _plain(v):
@@ -304,6 +316,21 @@ def snapshot_cycles(cfg: GenerateConfig) -> list[int]:
     return cycles
 
 
+SERIES_VARS = ("life_voltage", "life_current", "life_temperature")  # stored with cycle_series
+
+
+def life_vars(cfg: GenerateConfig) -> list[str]:
+    """The schema's LIFE_VARIABLES a store of this config holds (per-cycle series, check-ups)."""
+    names = list(SERIES_VARS) if cfg.cycle_series else []
+    return names + (["checkup"] if cfg.protocol.checkup_every > 0 else [])
+
+
+def is_checkup(cfg: GenerateConfig, cycle: int) -> bool:
+    """Whether 1-based ``cycle`` is a check-up cycle (protocol.checkup_every)."""
+    n = cfg.protocol.checkup_every
+    return n > 0 and cycle % n == 0
+
+
 def discharge_multiplier_mean(cfg: GenerateConfig, protocol: str) -> float:
     """Mean discharge current of a protocol as a multiple of its C-rate."""
     if protocol != "pulse":
@@ -316,8 +343,11 @@ def phase_steps(cfg: GenerateConfig, sc: Scenario) -> dict[str, int]:
     """Most pack steps each phase of a cycle may take (time-outs of the protocol)."""
     p, dt = cfg.protocol, cfg.solver.period_s
     mean = max(discharge_multiplier_mean(cfg, sc.protocol), 1e-6)
+    rate = sc.discharge_c_rate * mean
+    if p.checkup_every > 0 and p.checkup_every <= cfg.n_cycles:
+        rate = min(rate, p.checkup_c_rate)  # the padded axis holds the slow check-up discharge
     return {
-        "discharge": int(math.ceil(p.phase_margin * 3600.0 / (sc.discharge_c_rate * mean) / dt)),
+        "discharge": int(math.ceil(p.phase_margin * 3600.0 / rate / dt)),
         "rest": int(math.ceil(p.rest_s / dt)),
         "cc": int(math.ceil(p.phase_margin * 3600.0 / sc.charge_c_rate / dt)),
         "cv": int(math.ceil(p.cv_max_s / dt)),
@@ -418,6 +448,12 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
     problems += _stored_x_problems(cfg.model.stored_x_points)
     if cfg.n_cycles < 1:
         problems.append(f"n_cycles must be >= 1, found {cfg.n_cycles}")
+    if not (isinstance(cfg.protocol.checkup_every, int) and cfg.protocol.checkup_every >= 0):
+        problems.append(f"protocol.checkup_every must be an integer >= 0 (0: no check-ups), "
+                        f"found {cfg.protocol.checkup_every!r}")
+    c = cfg.protocol.checkup_c_rate
+    if not (isinstance(c, (int, float)) and math.isfinite(c) and c > 0):
+        problems.append(f"protocol.checkup_c_rate must be a positive C-rate, found {c!r}")
     if cfg.snapshot_every < 1:
         problems.append(f"snapshot_every must be >= 1, found {cfg.snapshot_every}")
     if cfg.solver.period_s <= 0:

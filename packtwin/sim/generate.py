@@ -227,7 +227,8 @@ def _grid_and_attrs(cfg: GenerateConfig, nominal: dict) -> tuple[schema.Grid, di
         n_series=cfg.pack.n_series, n_parallel=cfg.pack.n_parallel,
         snapshot_cycles=cfgmod.snapshot_cycles(cfg), n_cycles=cfg.n_cycles,
         n_time=cfgmod.n_time(cfg), period_s=cfg.solver.period_s,
-        x_n=m.x_n, x_p=m.x_p, x=m.x, r_n=m.r_n, r_p=m.r_p, param_keys=list(keys))
+        x_n=m.x_n, x_p=m.x_p, x=m.x, r_n=m.r_n, r_p=m.r_p, param_keys=list(keys),
+        life_vars=cfgmod.life_vars(cfg))
     attrs = {
         "pybamm_version": pybamm.__version__, "parameter_set": cfg.model.parameter_set,
         "model": cfg.model.model, "model_options": dict(cfg.model.options), "seed": cfg.seed,
@@ -314,7 +315,8 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
         if stored is None:
             raise store.StoreError(f"store {str(path)!r} has no generator_config; it was not made "
                                    "by packtwin generate")
-        old, new = _before_stored_x(json.loads(stored), cfg), cfgmod.to_dict(cfg)
+        old = _before_stored_x(_with_new_defaults(json.loads(stored)), cfg)
+        new = cfgmod.to_dict(cfg)
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise store.StoreError(
@@ -337,6 +339,22 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+# Options added after stores were made, with the value that reproduces those stores: an older
+# store resumes under a config that leaves them at these values.
+NEW_DEFAULTS = {"cycle_series": False,
+                "protocol": {"checkup_every": 0, "checkup_c_rate": 0.2}}
+
+
+def _with_new_defaults(stored: dict) -> dict:
+    out = dict(stored)
+    for key, val in NEW_DEFAULTS.items():
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
+            out[key] = {**val, **out[key]}
+        else:
+            out.setdefault(key, val)
+    return out
 
 
 def _parameter_table(cfg: GenerateConfig, cells: list[dict]):
@@ -410,6 +428,10 @@ def write_result(path: Path, res: dict) -> None:
                 else:
                     arr[:, si] = snap["fields"][name]
         data[name] = (v.dims, arr[None].astype(v.dtype))
+    for name, arr in res.get("life", {}).items():
+        if name in ds_store.variables:
+            data[name] = (schema.LIFE_VARIABLES[name].dims,
+                          np.asarray(arr)[None].astype(schema.LIFE_VARIABLES[name].dtype))
     ds = xr.Dataset(data)
     region = {schema.SCENARIO: slice(s, s + 1)}
     store.write_region(path, ds, region)

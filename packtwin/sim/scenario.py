@@ -33,6 +33,7 @@ FIELD_VARS = [n for n, v in schema.VARIABLES.items() if v.dims[:4] == schema.T4]
 PACK_VARS = ["pack_voltage", "pack_current"]
 PLATING_NOISE = 1e-2  # mol/m3: 3e-7 of c_max_n; round-off seen after 200-500 mol/m3 plated and stripped
 SUMMARY_VARS = [n for n, v in schema.VARIABLES.items() if v.kind == "summary"]
+SERIES_VARS = cfgmod.SERIES_VARS
 
 
 class ScenarioFailure(RuntimeError):
@@ -60,8 +61,11 @@ def _pulse_multiplier(pattern, t: float) -> float:
 class _Recorder:
     """Per-step outputs of all cells, in stored units, for one cycle."""
 
-    def __init__(self, shapes: dict[str, tuple], n_time: int, n_cells: int, record_fields: bool):
+    def __init__(self, shapes: dict[str, tuple], n_time: int, n_cells: int, record_fields: bool,
+                 series: dict[str, np.ndarray] | None = None):
         self.k = 0
+        # (n_cells, n_time) views of this cycle in the scenario's per-cycle series, or None
+        self.series = series
         self.n_time = n_time
         self.record_fields = record_fields
         self.fields = {n: np.full((n_cells, n_time) + shapes[n], np.nan) for n in FIELD_VARS} \
@@ -74,6 +78,10 @@ class _Recorder:
             raise ScenarioFailure(f"cycle longer than the padded time axis ({self.n_time} samples)")
         for j, vals in enumerate(values):
             self.t_max[j] = max(self.t_max[j], float(vals["temperature"]))
+            if self.series is not None:
+                self.series["life_voltage"][j, self.k] = vals["voltage"]
+                self.series["life_current"][j, self.k] = currents[j]
+                self.series["life_temperature"][j, self.k] = vals["temperature"]
             if self.record_fields:
                 for n in FIELD_VARS:
                     self.fields[n][j, self.k] = vals[n]
@@ -94,7 +102,7 @@ def run_scenario(task: dict) -> dict:
               "snapshots": {}, "summary": {n: np.full((n_cells, n_cycles), np.nan)
                                            for n in SUMMARY_VARS},
               "iterations": 0, "steps": 0, "periods": 0, "cell_solves": 0,
-              "stored_grid_error": {}}
+              "stored_grid_error": {}, "life": {}}
     try:
         _simulate(cfg, task, result)
     except Exception as exc:  # PyBaMM raises many types; every one is a recorded failure
@@ -102,6 +110,8 @@ def run_scenario(task: dict) -> dict:
         result["message"] = msg[:2000]
         result["traceback"] = traceback.format_exc()[-4000:]
     done = result["cycles_done"]
+    for name, arr in result["life"].items():
+        arr[:, done:] = np.nan  # an unfinished cycle's samples are no cycle's record
     if result["message"] is None:
         result["status"] = schema.STATUS_OK
     else:
@@ -149,6 +159,12 @@ def _simulate(cfg, task: dict, result: dict) -> None:
     snaps = cfgmod.snapshot_cycles(cfg)
     n_t = cfgmod.n_time(cfg)
     steps = cfgmod.phase_steps(cfg, sc)
+    life = result["life"]
+    if cfg.cycle_series:
+        for name in SERIES_VARS:  # float32 as stored: 16 cells x 1000 cycles x 500 samples = 32 MB
+            life[name] = np.full((n_cells, cfg.n_cycles, n_t), np.nan, dtype="float32")
+    if p.checkup_every > 0:
+        life["checkup"] = np.full((n_cells, cfg.n_cycles), np.nan)
 
     def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0):
         """One coupling step of up to n_max periods; records every period's sample."""
@@ -185,7 +201,12 @@ def _simulate(cfg, task: dict, result: dict) -> None:
     state = (res, out, pack_v)
     for cycle in range(1, cfg.n_cycles + 1):
         record = cycle in snaps
-        rec = _Recorder(shapes, n_t, n_cells, record)
+        series = {n: life[n][:, cycle - 1] for n in SERIES_VARS} if cfg.cycle_series else None
+        rec = _Recorder(shapes, n_t, n_cells, record, series)
+        checkup = cfgmod.is_checkup(cfg, cycle)
+        # a check-up is a slow CC capacity test whatever the scenario's rate and protocol
+        d_rate = p.checkup_c_rate if checkup else sc.discharge_c_rate
+        pulse = sc.protocol == "pulse" and not checkup
         res0, out0, pv0 = state
         i0 = res0.currents()[-1]
         rec.add(out0, i0, pv0, float(i0[:npar].sum()))
@@ -194,16 +215,16 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         k = 0
         while k < steps["discharge"]:
             mult, n = 1.0, steps["discharge"] - k
-            if sc.protocol == "pulse":
+            if pulse:
                 mult, n = _pulse_run(p.pulse_pattern, k, n, dt)
-            (res, out, pv), done = segment(rec, sc.discharge_c_rate * q_pack * mult, n,
+            (res, out, pv), done = segment(rec, d_rate * q_pack * mult, n,
                                            stop=lambda r: r.limit == "v_min", ah=charge_ah)
             k += done
             if res.limit == "v_min":
                 break
         if charge_ah.sum() < p.min_capacity_fraction * q_pack:
             raise ScenarioFailure(
-                f"discharge at {sc.discharge_c_rate}C, {sc.ambient_temperature} degC reached the "
+                f"discharge at {d_rate}C, {sc.ambient_temperature} degC reached the "
                 f"{p.v_min} V cut-off after {charge_ah.sum():.3f} A.h (< {p.min_capacity_fraction:.0%}"
                 f" of the pack's {q_pack:.2f} A.h): the cell cannot sustain this rate here")
         (res, out, pv), _ = segment(rec, 0.0, steps["rest"])
@@ -223,6 +244,8 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         summ["sei_thickness_end"][:, c] = [o["sei_thickness_avg"] for o in out]
         summ["plated_lithium_end"][:, c] = [o["plated_lithium"] for o in out]
         summ["temperature_max"][:, c] = rec.t_max
+        if "checkup" in life:
+            life["checkup"][:, c] = float(checkup)
         if record:
             valid = np.zeros(n_t, dtype="uint8")
             valid[:rec.k] = 1

@@ -1,0 +1,168 @@
+"""The twin over life on a pack store, judged: ``python -m packtwin.eval.life --store S --out E``.
+
+Calibrates :mod:`packtwin.physics.life_twin` on some scenarios' cells and early cycles (truth read
+only there), runs :func:`packtwin.physics.life_pack.track_pack` on every cell of the store (live:
+corrected by every cycle's measurements; forecast: corrected only up to the calibration window,
+then carried by the growth law and the measured temperature), writes the estimates as a Zarr store
+on the truth store's (scenario, cell, cycle) grid and reports errors beyond the calibration window
+against a per-cell sqrt(cycle) fit of the truth over that window:
+
+* seen cells at the calibration scenarios, unseen cells there, and the other scenarios (another
+  ambient temperature or C-rate than calibration);
+* SEI MAE in nm and in % of the SEI grown, lost lithium MAE in percentage points, capacity MAE in %
+  (regular cycles only: a check-up's slow capacity is another quantity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from packtwin import schema
+from packtwin.errors import PacktwinError
+
+ESTIMATE_KIND = "life_estimate"
+TARGETS = {"sei_mae_nm": 1.0, "sei_mae_pct_of_growth": 5.0, "lli_mae_points": 0.2,
+           "capacity_mae_pct": 0.5}  # issue 10
+
+
+def sqrt_fit(cycles: np.ndarray, values: np.ndarray, upto: int) -> np.ndarray:
+    """Baseline: a + b sqrt(cycle) fitted on cycles 2..upto of one run, evaluated everywhere
+    (NaN values, e.g. check-ups, left out of the fit)."""
+    sel = (cycles >= 2) & (cycles <= upto) & np.isfinite(values)
+    A = np.stack([np.ones(sel.sum()), np.sqrt(cycles[sel])], axis=1)
+    coef, *_ = np.linalg.lstsq(A, values[sel], rcond=None)
+    return coef[0] + coef[1] * np.sqrt(cycles)
+
+
+def run_metrics(truth: dict, est: dict, judged: np.ndarray, sei_start: float) -> dict:
+    """Errors of one run over the judged cycles (``capacity`` judged where both are finite)."""
+    sei_t = truth["sei_thickness_end"][judged]
+    growth = float(np.nanmax(truth["sei_thickness_end"]) - sei_start)
+    sei_mae = float(np.nanmean(np.abs(est["sei"][judged] - sei_t)))
+    cap = judged & np.isfinite(truth["capacity"]) & np.isfinite(est["capacity"])
+    return {
+        "sei_mae_nm": sei_mae,
+        "sei_mae_pct_of_growth": 100.0 * sei_mae / growth,
+        "sei_growth_nm": growth,
+        "lli_mae_points": float(np.nanmean(np.abs(est["lli"][judged] - truth["lli"][judged]))),
+        "capacity_mae_pct": float(100 * np.mean(np.abs(est["capacity"][cap]
+                                                        / truth["capacity"][cap] - 1))),
+    }
+
+
+def meets_targets(metrics: dict) -> dict:
+    return {k: bool(metrics[k] <= v) for k, v in TARGETS.items()}
+
+
+def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Sequence[int],
+          upto: int, sei_start: float) -> dict:
+    """Per-run and grouped errors of the live twin, the forecast and the sqrt(cycle) fit."""
+    cycles = ds[schema.CYCLE].values
+    slow = ds["checkup"].values == 1 if "checkup" in ds.variables else \
+        np.zeros(ds["capacity"].shape, bool)
+    done = np.nan_to_num(ds["cycles_done"].values).astype(int)
+    rows = []
+    for s in range(ds.sizes[schema.SCENARIO]):
+        judged = (cycles > upto) & (cycles <= done[s])
+        if not judged.any():
+            continue
+        for c in range(ds.sizes[schema.CELL]):
+            truth = {v: ds[v].values[s, c].astype(float)
+                     for v in ("sei_thickness_end", "lli", "capacity")}
+            truth["capacity"] = np.where(slow[s, c], np.nan, truth["capacity"])
+            methods = {name: {"sei": e["sei_thickness_est"].values[s, c],
+                              "lli": e["lli_est"].values[s, c],
+                              "capacity": e["capacity_est"].values[s, c]}
+                       for name, e in (("twin", live), ("twin_forecast", forecast))}
+            methods["sqrt_fit"] = {k: sqrt_fit(cycles, truth[v], upto) for k, v in
+                                   (("sei", "sei_thickness_end"), ("lli", "lli"),
+                                    ("capacity", "capacity"))}
+            group = ("other_scenarios" if s not in calib_scenarios else
+                     "seen_cells" if c in calib_cells else "unseen_cells")
+            rows.append({"scenario": s, "cell": c, "group": group,
+                         "ambient_c": float(ds["ambient_temperature"].values[s]),
+                         **{m: run_metrics(truth, e, judged, sei_start)
+                            for m, e in methods.items()}})
+    groups = {}
+    for g in ("seen_cells", "unseen_cells", "other_scenarios"):
+        sel = [r for r in rows if r["group"] == g]
+        if sel:
+            groups[g] = {"runs": len(sel), **{m: {k: float(np.mean([r[m][k] for r in sel]))
+                                                  for k in sel[0][m]}
+                                              for m in ("twin", "twin_forecast", "sqrt_fit")}}
+            groups[g]["twin_meets_targets"] = meets_targets(groups[g]["twin"])
+    return {"groups": groups, "per_run": rows}
+
+
+def run(store: str, out: str | None, calib_scenarios: Sequence[int],
+        calib_cells: Sequence[int] | None, upto: int, use_resistance: bool = False) -> dict:
+    import dataclasses
+
+    from packtwin.data import outputs
+    from packtwin.data import store as storemod
+    from packtwin.physics.life_pack import calibrate_pack, track_pack
+
+    ds = storemod.open_store(store).load()
+    n_cells = ds.sizes[schema.CELL]
+    cells = list(range(max(1, n_cells // 2))) if calib_cells is None else list(calib_cells)
+    bad = [c for c in cells if not 0 <= c < n_cells] + \
+        [s for s in calib_scenarios if not 0 <= s < ds.sizes[schema.SCENARIO]]
+    if bad:
+        raise ValueError(f"calibration cells/scenarios {bad} are not in the store {store!r} "
+                         f"({n_cells} cells, {ds.sizes[schema.SCENARIO]} scenarios)")
+    if out:
+        outputs.guard(out, ESTIMATE_KIND, [store], what="--out")
+    model = calibrate_pack(ds, calib_scenarios, cells, upto_cycle=upto,
+                           use_resistance=use_resistance)
+    live = track_pack(ds, model, use_resistance=use_resistance)
+    forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance)
+    report = {"store": str(store), "calibration": {
+        "scenarios": list(calib_scenarios), "cells": cells, "upto_cycle": upto,
+        "use_resistance": use_resistance,
+        **{f.name: getattr(model, f.name) for f in dataclasses.fields(model)}},
+        "judged": f"cycles > {upto} of every cell",
+        **judge(ds, live, forecast, calib_scenarios, cells, upto, model.L_0 * 1e9)}
+    if out:
+        est = live.copy()
+        est.attrs.update({"source_store": str(store), "calibration": json.dumps(
+            report["calibration"])})
+        with outputs.replace(out, ESTIMATE_KIND) as tmp:
+            est.to_zarr(tmp, consolidated=False)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m packtwin.eval.life",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--store", required=True, help="pack store made with cycle_series: true")
+    ap.add_argument("--out", default=None, help="Zarr store for the estimates (optional)")
+    ap.add_argument("--report", default=None, help="JSON report path (default: print only)")
+    ap.add_argument("--calib-scenarios", type=int, nargs="+", default=[0])
+    ap.add_argument("--calib-cells", type=int, nargs="+", default=None,
+                    help="default: the first half of the cells")
+    ap.add_argument("--calib-cycles", type=int, default=50)
+    ap.add_argument("--use-resistance", action="store_true",
+                    help="also correct by the discharge-start resistance (see life_pack)")
+    args = ap.parse_args(argv)
+    try:
+        report = run(args.store, args.out, args.calib_scenarios, args.calib_cells,
+                     args.calib_cycles, args.use_resistance)
+    except (PacktwinError, ValueError, OSError) as exc:
+        print(f"packtwin.eval.life: error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(report, indent=1)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(text)
+    print(json.dumps(report["groups"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

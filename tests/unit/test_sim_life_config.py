@@ -1,0 +1,52 @@
+"""Generator options for life runs: check-up cycles and every cycle's V/I/T (no PyBaMM)."""
+
+import dataclasses
+
+import pytest
+
+from packtwin.errors import ConfigError
+from packtwin.sim import budget
+from packtwin.sim import config as cfgmod
+from packtwin.sim.generate import _with_new_defaults
+
+
+def _cfg(**protocol):
+    return cfgmod.GenerateConfig(protocol=cfgmod.ProtocolConfig(**protocol), n_cycles=10)
+
+
+def test_checkup_cycles_and_their_padded_discharge():
+    cfg = _cfg(checkup_every=4, checkup_c_rate=0.2)
+    assert [c for c in range(1, 11) if cfgmod.is_checkup(cfg, c)] == [4, 8]
+    assert not any(cfgmod.is_checkup(_cfg(), c) for c in range(1, 11))
+    # the time axis holds a C/5 discharge (1.3 x 5 h at 60 s), not only the 1C one
+    assert cfgmod.phase_steps(cfg, cfg.scenarios[0])["discharge"] == 390
+    assert cfgmod.phase_steps(_cfg(), cfg.scenarios[0])["discharge"] == 78
+    assert cfgmod.n_time(cfg) == cfgmod.n_time(_cfg()) + 390 - 78
+
+
+def test_bad_checkup_options_are_named():
+    with pytest.raises(ConfigError) as err:
+        cfgmod.validate(_cfg(checkup_every=-1, checkup_c_rate=0.0))
+    assert "protocol.checkup_every must be an integer >= 0" in str(err.value)
+    assert "protocol.checkup_c_rate must be a positive C-rate, found 0.0" in str(err.value)
+
+
+def test_life_variables_stored_and_budgeted():
+    cfg = _cfg(checkup_every=5)
+    assert cfgmod.life_vars(cfg) == ["checkup"]
+    series = dataclasses.replace(cfg, cycle_series=True)
+    assert cfgmod.life_vars(series) == ["life_voltage", "life_current", "life_temperature",
+                                        "checkup"]
+    extra = budget.estimate(series).store_bytes - budget.estimate(cfg).store_bytes
+    n = 4 * 10 * cfgmod.n_time(cfg)  # cells x cycles x samples, float32, 3 series
+    assert extra == pytest.approx(3 * 4 * n)
+
+
+def test_a_store_made_before_the_life_options_resumes_with_their_defaults():
+    old = cfgmod.to_dict(cfgmod.GenerateConfig())
+    del old["cycle_series"], old["protocol"]["checkup_every"], old["protocol"]["checkup_c_rate"]
+    assert _with_new_defaults(old) == cfgmod.to_dict(cfgmod.GenerateConfig())
+    assert cfgmod.from_dict(old) == cfgmod.GenerateConfig()
+    # but not with other values: that would be other physics
+    other = cfgmod.GenerateConfig(protocol=cfgmod.ProtocolConfig(checkup_every=3))
+    assert _with_new_defaults(old) != cfgmod.to_dict(other)
