@@ -361,10 +361,14 @@ class PackStepper:
         ``dv`` between two trials of the same step."""
         # A secant is only trusted where the voltage change is well above the solver's noise
         # (~1e-6 relative, i.e. a few microvolts).
-        ok = (np.abs(di) > 1e-4) & (np.abs(dv) > SECANT_MIN_DV)
-        r_new = -dv[ok] / di[ok]
-        self.R[ok] = np.clip(np.where(np.isfinite(r_new), r_new, self.R[ok]),
-                             R_LOW * self.r_init, R_HIGH * self.r_init)
+        # A voltage that moves WITH the current change (a negative secant) is the cell's own
+        # dynamics inside the step, not its resistance: such a secant is skipped, since clipping
+        # it to the lower bound made the next split wildly uneven (a 2p group near the knee of a
+        # discharge then stopped converging).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_new = -dv / di
+        ok = (np.abs(di) > 1e-4) & (np.abs(dv) > SECANT_MIN_DV) & np.isfinite(r_new) & (r_new > 0)
+        self.R[ok] = np.clip(r_new[ok], R_LOW * self.r_init, R_HIGH * self.r_init)
 
     def _max_spread(self, volts: np.ndarray) -> float:
         """Largest voltage spread of any group at any sample, volts (n_cells, n_samples)."""

@@ -181,3 +181,16 @@ def test_one_period_steps_are_the_per_period_coupling():
         assert b.n_periods == 1
         np.testing.assert_array_equal(a.cell_currents, b.cell_currents)
         np.testing.assert_array_equal(a.voltages, b.voltages)
+
+
+def test_a_negative_secant_is_skipped_not_clipped_to_the_lower_bound():
+    # Between two trials of a long step a cell's own dynamics can move its voltage WITH the
+    # current change; taking that as a (clipped) resistance made the next split wildly uneven.
+    st = PackStepper(1, 2, step_cell=None, voltage_tol=1e-3, max_iterations=12, r_init=0.03)
+    st.R[:] = [0.04, 0.05]
+    st._secant(np.array([0.02, 0.02]), np.array([0.001, -0.001]))  # cell 0: dv/di > 0
+    assert st.R[0] == pytest.approx(0.04)
+    assert st.R[1] == pytest.approx(0.05)
+    st._secant(np.array([0.02, 0.0]), np.array([-0.0012, -0.001]))  # cell 1: di ~ 0
+    assert st.R[0] == pytest.approx(0.06)  # a positive secant is still taken
+    assert st.R[1] == pytest.approx(0.05)
