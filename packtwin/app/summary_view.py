@@ -137,14 +137,7 @@ class PackSummary:
             "robust z": [f"{z:+.1f}" if np.isfinite(z) else "–" for z in df.robust_z]})
 
     def _alarms(self) -> pd.DataFrame:
-        df = self.data.plating_alarms()
-        df = df[df.status != sm.OK] if (df.status != sm.OK).any() else df.head(3)
-        return pd.DataFrame({
-            "cell": df.cell, "status": [STATUS_TEXT[s] for s in df.status],
-            "lowest margin [V]": [_fmt(v) for v in df.min_margin],
-            "±": [("± " + _fmt(b, 2)) if np.isfinite(b) else "–" for b in df.band],
-            "at [min]": [_fmt(v / 60.0, 3) for v in df.t_min],
-            "below 0 V [min]": [f"{v:.1f}" for v in df.minutes_below]})
+        return alarms_table(self.data.plating_alarms())
 
     def _outliers(self) -> pd.DataFrame:
         df = self.data.outliers()
@@ -177,3 +170,14 @@ class PackSummary:
                              self.outliers, sizing_mode="stretch_width"),
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
+
+
+def alarms_table(df: pd.DataFrame) -> pd.DataFrame:
+    """``summary.plating_alarms`` as shown: the cells not ok (or the three lowest margins)."""
+    df = df[df.status != sm.OK] if (df.status != sm.OK).any() else df.head(3)
+    return pd.DataFrame({
+        "cell": df.cell, "status": [STATUS_TEXT[s] for s in df.status],
+        "lowest margin [V]": [_fmt(v) for v in df.min_margin],
+        "±": [("± " + _fmt(b, 2)) if np.isfinite(b) else "–" for b in df.band],
+        "at [min]": [_fmt(v / 60.0, 3) for v in df.t_min],
+        "below 0 V [min]": [f"{v:.1f}" for v in df.minutes_below]})

@@ -283,6 +283,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--voltage-alarm", type=float, default=0.05,
                    help="[V] |estimated - measured voltage| above: alarm")
     p.add_argument("--quiet", action="store_true", help="no summary or alarm lines")
+    p.add_argument("--app", action="store_true",
+                   help="watch it live: serve a page on 127.0.0.1 (per-cell SOC and voltage, "
+                        "SOC and plating-margin bars, alarms; play/pause and speed)")
+    p.add_argument("--port", type=int, default=5006, help="--app: port (0: any free port)")
+    p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
+                   help="--app: open a browser tab")
     return p
 
 
@@ -308,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ReplayError(f"--speed must be >= 0 (0: as fast as possible), got {args.speed}")
     if args.max_samples is not None and args.max_samples < 1:
         raise ReplayError(f"--max-samples must be >= 1, got {args.max_samples}")
+    if args.app and args.out:
+        raise ReplayError("--out and --app do not go together: the page streams; run without "
+                          "--app to write the estimates")
     say = None if args.quiet else print
     twin = load_twin(args.checkpoint)
     ds, kind = estimate.open_input(args.store)
@@ -319,9 +328,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        f"{args.checkpoint!r}")
     cells = np.unique(seq.cell)
     emb = cell_embeddings(twin.net, cells, args.trained_cells)
-    alarms = Alarms(args.plating_alarm, args.soc_spread_alarm, args.voltage_alarm)
-    outs, record = replay(twin.net, seq, emb, args.speed, args.max_samples, args.every, alarms,
-                          say)
+
+    def alarms() -> Alarms:
+        return Alarms(args.plating_alarm, args.soc_spread_alarm, args.voltage_alarm)
+
+    if args.app:
+        from packtwin.app.live import serve_live
+
+        return serve_live(lambda: Run(twin.net, seq, emb, 0.0, args.max_samples, alarms()),
+                          args.speed, args.port, args.show,
+                          f"**store** `{args.store}`  \n**checkpoint** `{args.checkpoint}`",
+                          f"packtwin replay: streaming {args.store} live")
+    outs, record = replay(twin.net, seq, emb, args.speed, args.max_samples, args.every,
+                          alarms(), say)
     record.update({"checkpoint": str(args.checkpoint), "store": str(args.store),
                    "input_kind": kind, "cells_as": "trained" if args.trained_cells else "new"})
     if args.out:
