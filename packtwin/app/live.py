@@ -70,7 +70,8 @@ class LivePack:
         self.strip = Pipe(data=self._strip_frame(np.full(len(self.cells), np.nan),
                                                  np.full(len(self.cells), np.nan)))
         self.widgets = {
-            "play": pn.widgets.Toggle(label="▶ play / ❚❚ pause", value=False, button_type="primary"),
+            "play": pn.widgets.Toggle(label="▶ play / ❚❚ pause", value=False,
+                                      button_type="primary"),
             "speed": pn.widgets.FloatInput(label="Speed (x real time; 0: as fast as drawn)",
                                            value=float(speed), start=0.0, step=10.0),
             "step": pn.widgets.Button(label="one sample"),

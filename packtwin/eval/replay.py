@@ -19,6 +19,9 @@ are the training store's. ``--out`` writes the streamed estimates as an estimate
 (``schema.validate(ds, kind="estimate")``, as ``packtwin estimate`` writes with one checkpoint)
 aligned with the input (same scenario, cell, snapshot and time coordinates; samples not streamed
 are NaN), with the run and its alarms in ``attrs["replay"]``.
+
+``--app [--port P] [--show]`` serves the replay as a live page instead
+(:mod:`packtwin.app.live`): the same :class:`Run` advanced by the page's periodic callback.
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ def serve_app(app_args: list[str], log_path: Path, command: str = "app"):
                         break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"'packtwin {command}' did not listen on port {port} in 45 s")
+                        raise RuntimeError(f"'packtwin {command}' did not listen on port "
+                                           f"{port} in 45 s")
                     time.sleep(0.2)
             yield f"http://127.0.0.1:{port}/", log_path
         finally:

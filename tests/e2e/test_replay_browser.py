@@ -15,8 +15,8 @@ pytestmark = pytest.mark.e2e
 TITLES_JS = """() => (window.Bokeh && Bokeh.documents.length) ? [...Bokeh.documents[0].all_models]
   .filter(m => m.type === 'Figure' && m.title).map(m => m.title.text) : []"""
 # Points on the SOC lines in the browser: the Curve sources (the bars' sources also hold 'state').
-SOC_POINTS_JS = """() => (window.Bokeh && Bokeh.documents.length) ? [...Bokeh.documents[0].all_models]
-  .filter(m => m.type === 'ColumnDataSource' && m.data.soc && !m.data.state)
+SOC_POINTS_JS = """() => (window.Bokeh && Bokeh.documents.length)
+  ? [...Bokeh.documents[0].all_models].filter(m => m.type === 'ColumnDataSource' && m.data.soc && !m.data.state)
   .reduce((n, m) => n + m.data.soc.length, 0) : 0"""
 
 
