@@ -336,7 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Alarms(args.plating_alarm, args.soc_spread_alarm, args.voltage_alarm)
 
     if args.app:
-        from packtwin.app.live import serve_live
+        try:
+            from packtwin.app.live import serve_live
+        except ImportError as exc:
+            raise ReplayError(f"--app needs the app extra (pip install 'packtwin[app]'): "
+                              f"{exc}") from None
 
         return serve_live(lambda: Run(twin.net, seq, emb, 0.0, args.max_samples, alarms()),
                           args.speed, args.port, args.show,
