@@ -116,7 +116,7 @@ class LivePack:
             soc = self.last.est["soc"].numpy().astype(float)
             self.strip.send(self._strip_frame(soc, self._margins[-1]))
             self.alarm_list.object = self._alarm_frame()
-            self.plating.object = alarms_table(self.plating_status())
+            self.plating.object = alarms_table(self.plating_status(), self.run.alarms.plating)
         self.status.object = self._status()
         return got
 
@@ -158,7 +158,7 @@ class LivePack:
             "snapshot": [e["snapshot"] for e in events],
             "at [min]": [f"{e['time_s'] * S_TO_MIN:.4g}" for e in events],
             "cells": [f"spread {e['spread']:.3f}" if e["alarm"] == "soc_spread"
-                      else ", ".join(map(str, e["cells"])) for e in events]})[::-1]
+                      else ", ".join(str(c) for c in sorted(e["cells"])) for e in events]})[::-1]
 
     def _status(self) -> str:
         s = self.last
@@ -178,6 +178,8 @@ class LivePack:
             period_ms = pacing(self.period_s, self.widgets["speed"].value)[0]
             if self.callback is None:
                 self.callback = pn.state.add_periodic_callback(self.tick, period=period_ms)
+                # a closed tab stops its replay (no writes to a closed websocket)
+                pn.state.on_session_destroyed(lambda _ctx: self.callback.stop())
             else:
                 self.callback.period = period_ms
                 self.callback.start()
@@ -205,13 +207,13 @@ class LivePack:
             title="Voltage per cell: measured (dashed) vs estimated", framewise=True)
 
     def _bars(self, data: pd.DataFrame, y: str, title: str):
-        bars = hv.Bars(data, "cell", [y, "state"]).opts(
-            color=hv.dim("state").categorize({"ok": OK_COLOR, "alarm": ALARM_COLOR}),
-            title=title, framewise=True)
-        if y == "margin_mV":
-            return (bars * hv.HLine(1e3 * self.run.alarms.plating).opts(
-                color=ALARM_COLOR, line_dash="dashed")).opts(framewise=True)
-        return bars
+        bars = hv.Bars(data, "cell", [y, "state"]).opts(title=title, framewise=True)
+        if y != "margin_mV":
+            return bars.opts(color=PALETTE["band"])
+        bars = bars.opts(color=hv.dim("state").categorize({"ok": OK_COLOR,
+                                                           "alarm": ALARM_COLOR}))
+        return (bars * hv.HLine(1e3 * self.run.alarms.plating).opts(
+            color=ALARM_COLOR, line_dash="dashed")).opts(framewise=True)
 
     def _plots(self) -> dict:
         common = dict(responsive=True, height=300, hooks=[_autohide_toolbar])
