@@ -4,6 +4,7 @@ replay streams, pause stops them, and nothing errs."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -22,9 +23,9 @@ SOC_POINTS_JS = """() => (window.Bokeh && Bokeh.documents.length)
 
 @pytest.fixture
 def served_live(tiny_checkpoint, synthetic_store, tmp_path):  # noqa: F811
-    # 165 s samples at 1650x: one sample every 100 ms, 48 samples in the cycle
+    # 165 s samples at 825x: one sample every 200 ms, 48 samples (~10 s) in the cycle
     with serve_app(["--checkpoint", str(tiny_checkpoint), "--store", str(synthetic_store),
-                    "--scenarios", "0", "--snapshots", "0", "--speed", "1650", "--app"],
+                    "--scenarios", "0", "--snapshots", "0", "--speed", "825", "--app"],
                    tmp_path / "server.log", command="replay") as served:
         yield served
 
@@ -34,7 +35,22 @@ def streamed(page) -> int:
     return int(re.search(r"(\d+) pack samples streamed", text).group(1))
 
 
-def test_live_page_streams_and_pauses(page, served_live, open_app):
+def settled(page, quiet_s: float = 1.5, timeout_s: float = 20.0) -> int:
+    """The SOC point count once it has not changed for ``quiet_s`` (the pause reached the
+    server and the last update reached the browser)."""
+    last, since = page.evaluate(SOC_POINTS_JS), time.monotonic()
+    deadline = since + timeout_s
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        now = page.evaluate(SOC_POINTS_JS)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return now
+    raise AssertionError(f"the lines still grew {timeout_s} s after pause")
+
+
+def test_live_page_streams_pauses_and_resumes(page, served_live, open_app):
     url, server_log = served_live
     errors = open_app(url)
     page.wait_for_function(f"() => ({TITLES_JS})().length >= 4", timeout=30_000)
@@ -45,11 +61,14 @@ def test_live_page_streams_and_pauses(page, served_live, open_app):
     page.wait_for_function(f"() => ({SOC_POINTS_JS})() >= 4 * {first + 5}", timeout=20_000)
     assert streamed(page) > first  # the status follows the lines
 
-    page.get_by_role("button", name=re.compile("play")).click()  # pause
-    page.wait_for_timeout(500)
-    paused = page.evaluate(SOC_POINTS_JS)
+    toggle = page.get_by_role("button", name=re.compile("play"))
+    toggle.click()  # pause
+    paused = settled(page)
+    assert paused < 4 * 48  # stopped before the cycle's end
     page.wait_for_timeout(1000)
-    assert page.evaluate(SOC_POINTS_JS) == paused < 4 * 48
+    assert page.evaluate(SOC_POINTS_JS) == paused
+    toggle.click()  # play again
+    page.wait_for_function(f"() => ({SOC_POINTS_JS})() > {paused}", timeout=20_000)
     assert errors == [], f"browser console errors: {errors}"
     log = server_log.read_text()
     assert "Traceback" not in log and "ERROR" not in log, f"server log:\n{log}"
