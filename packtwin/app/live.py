@@ -71,7 +71,7 @@ class LivePack:
                                                  np.full(len(self.cells), np.nan)))
         self.widgets = {
             "play": pn.widgets.Toggle(label="▶ play / ❚❚ pause", value=False,
-                                      button_type="primary"),
+                                      color="primary"),
             "speed": pn.widgets.FloatInput(label="Speed (x real time; 0: as fast as drawn)",
                                            value=float(speed), start=0.0, step=10.0),
             "step": pn.widgets.Button(label="one sample"),
