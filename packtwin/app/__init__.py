@@ -15,7 +15,9 @@ The only package that imports Panel, HoloViews or Bokeh. Submodules:
   (the pack summary) and ``life_view`` (capacity fade, snapshot player) likewise;
 - ``layout``: ``build_app``, the page (widgets + views);
 - ``serve``: ``main(argv)``, the ``packtwin app`` command; it injects the live twin, the only
-  place the app reaches the model code.
+  place the app reaches the model code; ``serve()`` also serves the live replay page;
+- ``live``: ``LivePack``, the page of ``packtwin replay --app`` (the replay's ``Run``, given by
+  ``packtwin.eval.replay``, streamed into HoloViews ``Buffer``/``Pipe`` streams).
 
 Nothing here is imported by ``import packtwin``, and no data is read at import time.
 """

@@ -78,24 +78,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def serve(make_page: Callable[[], object], port: int, show: bool, title: str,
+          banner: str) -> int:
+    """Serve ``make_page`` (called once per browser session) on 127.0.0.1 until Ctrl+C; prints
+    ``banner`` and the URL. ``port`` 0: any free port."""
     import panel as pn
 
-    from packtwin.app.sources import open_truth
-
-    _, error = open_truth(args.store)
-    if error:  # the page shows it too; say it where the user typed the command
-        print(f"packtwin app: {error}", file=sys.stderr)
-    port = args.port or free_port()  # Bokeh's origin allow-list needs the port before start
-    server = pn.serve({"/": lambda: make_page(args)}, address=ADDRESS, port=port,
-                      show=False, start=False, title="packtwin pack explorer",
+    port = port or free_port()  # Bokeh's origin allow-list needs the port before start
+    server = pn.serve({"/": make_page}, address=ADDRESS, port=port, show=False, start=False,
+                      title=title,
                       # An explicit allow-list: only pages served from this loopback port.
                       websocket_origin=[f"{ADDRESS}:{port}", f"localhost:{port}"])
     server.start()
     url = f"http://{ADDRESS}:{server.port}/"
-    print(f"packtwin app: serving {args.store} at {url} (Ctrl+C to stop)", flush=True)
-    if args.show:
+    print(f"{banner} at {url} (Ctrl+C to stop)", flush=True)
+    if show:
         server.io_loop.add_callback(server.show, "/")
     try:
         server.io_loop.start()
@@ -104,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from packtwin.app.sources import open_truth
+
+    _, error = open_truth(args.store)
+    if error:  # the page shows it too; say it where the user typed the command
+        print(f"packtwin app: {error}", file=sys.stderr)
+    return serve(lambda: make_page(args), args.port, args.show, "packtwin pack explorer",
+                 f"packtwin app: serving {args.store}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from packtwin.app.state import TRUE, PackData
 from packtwin.app.views import (PALETTE, S_TO_MIN, TABLE_CSS, TimeCursor, _autohide_toolbar,
                                 band_area, broken_lines, dim, follow, selection_stream, time_dim)
 
-STATUS_TEXT = {sm.ALARM: "ALARM: margin below 0 V", sm.POSSIBLE: "possible: band below 0 V",
-               sm.OK: "ok"}
+
+def status_text(threshold: float = sm.PLATING_THRESHOLD_V) -> dict[str, str]:
+    return {sm.ALARM: f"ALARM: margin below {threshold:g} V",
+            sm.POSSIBLE: f"possible: band below {threshold:g} V", sm.OK: "ok"}
 
 
 def _fmt(v: float, digits: int = 4) -> str:
@@ -137,14 +139,7 @@ class PackSummary:
             "robust z": [f"{z:+.1f}" if np.isfinite(z) else "–" for z in df.robust_z]})
 
     def _alarms(self) -> pd.DataFrame:
-        df = self.data.plating_alarms()
-        df = df[df.status != sm.OK] if (df.status != sm.OK).any() else df.head(3)
-        return pd.DataFrame({
-            "cell": df.cell, "status": [STATUS_TEXT[s] for s in df.status],
-            "lowest margin [V]": [_fmt(v) for v in df.min_margin],
-            "±": [("± " + _fmt(b, 2)) if np.isfinite(b) else "–" for b in df.band],
-            "at [min]": [_fmt(v / 60.0, 3) for v in df.t_min],
-            "below 0 V [min]": [f"{v:.1f}" for v in df.minutes_below]})
+        return alarms_table(self.data.plating_alarms())
 
     def _outliers(self) -> pd.DataFrame:
         df = self.data.outliers()
@@ -177,3 +172,16 @@ class PackSummary:
                              self.outliers, sizing_mode="stretch_width"),
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
+
+
+def alarms_table(df: pd.DataFrame, threshold: float = sm.PLATING_THRESHOLD_V) -> pd.DataFrame:
+    """``summary.plating_alarms`` (made at ``threshold`` [V]) as shown: the cells not ok (or the
+    three lowest margins)."""
+    df = df[df.status != sm.OK] if (df.status != sm.OK).any() else df.head(3)
+    text = status_text(threshold)
+    return pd.DataFrame({
+        "cell": df.cell, "status": [text[s] for s in df.status],
+        "lowest margin [V]": [_fmt(v) for v in df.min_margin],
+        "±": [("± " + _fmt(b, 2)) if np.isfinite(b) else "–" for b in df.band],
+        "at [min]": [_fmt(v / 60.0, 3) for v in df.t_min],
+        f"below {threshold:g} V [min]": [f"{v:.1f}" for v in df.minutes_below]})

@@ -19,6 +19,9 @@ are the training store's. ``--out`` writes the streamed estimates as an estimate
 (``schema.validate(ds, kind="estimate")``, as ``packtwin estimate`` writes with one checkpoint)
 aligned with the input (same scenario, cell, snapshot and time coordinates; samples not streamed
 are NaN), with the run and its alarms in ``attrs["replay"]``.
+
+``--app [--port P] [--show]`` serves the replay as a live page instead
+(:mod:`packtwin.app.live`): the same :class:`Run` advanced by the page's periodic callback.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -93,91 +96,139 @@ def summary_line(where: dict, est: dict, v_meas: torch.Tensor, cells: np.ndarray
             f"{1e3 * float(margin[m]):.1f} mV (cell {cells[m]})")
 
 
-def replay(net, seq: windows.Sequences, embeddings: torch.Tensor, speed: float = 0.0,
-           max_samples: int | None = None, every: int = 10, alarms: Alarms | None = None,
-           say: Callable[[str], None] | None = print,
-           sleep: Callable[[float], None] = time.sleep,
-           clock: Callable[[], float] = time.monotonic) -> tuple[dict, dict]:
-    """Stream ``seq`` cycle by cycle through a TwinStream; returns (outputs, record).
+@dataclass
+class Sample:
+    """One streamed pack sample: where it is, every cell's estimates and the alarms it started."""
+
+    where: dict  # scenario, snapshot, time_s [s] (store clock), sample (time index)
+    rows: np.ndarray  # rows of the sequences, in cell order
+    cells: np.ndarray  # the cells of those rows
+    est: dict  # quantities.NET_OUTPUTS -> [n_cells, ...] tensors
+    v_meas: torch.Tensor  # [n_cells] measured voltage [V]
+    alarms: list[str]  # alarm lines of the conditions that started at this sample
+    index: int  # pack samples streamed before this one
+    new_cycle: bool  # the first sample of a (scenario, snapshot) cycle
+
+
+class Run:
+    """The replay's stepping loop as an iterator of :class:`Sample` (the CLI printer and the live
+    app both consume it), with its record (samples, wall time, per-step latency, alarm events).
 
     Args:
         net: the TwinNet.
         seq: the store's sequences (``windows.load_sequences``), rows scenario x cell x
             snapshot; every cell of a (scenario, snapshot) is one pack sample.
         embeddings: [n_cells of seq, d], in the order of ``np.unique(seq.cell)``.
-        speed: multiple of real time (0: no pacing); sample k of a cycle is due at
-            (t_k - t_0) / speed after the cycle's start.
+        speed: multiple of real time (0: no pacing, e.g. when the caller paces); sample k of a
+            cycle is due at (t_k - t_0) / speed after the cycle's start.
         max_samples: stop after this many pack samples (None: all).
-        every: a summary line every ``every`` samples (0: none).
         sleep, clock: injected for tests.
-    Returns:
-        outputs: ``quantities.NET_OUTPUTS`` -> [N, T, ...] float32 (NaN where not streamed),
-        record: samples, wall time, per-step latency, alarm events.
     """
-    if speed < 0:
-        raise ReplayError(f"--speed must be >= 0 (0: as fast as possible), got {speed}")
-    alarms = alarms or Alarms()
+
+    def __init__(self, net, seq: windows.Sequences, embeddings: torch.Tensor, speed: float = 0.0,
+                 max_samples: int | None = None, alarms: Alarms | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic):
+        if speed < 0:
+            raise ReplayError(f"--speed must be >= 0 (0: as fast as possible), got {speed}")
+        self.net, self.seq, self.embeddings = net, seq, embeddings
+        self.speed, self.max_samples = speed, max_samples
+        self.alarms = alarms or Alarms()
+        self.sleep, self.clock = sleep, clock
+        self.cells = np.unique(seq.cell)
+        self.done, self._step_s, self._lag_s, self._t_start = 0, [], 0.0, None
+
+    def period_s(self) -> float:
+        """The store's sample period [s] (median step of the first row's clock)."""
+        t = Features.unpack(torch.from_numpy(self.seq.features[:1])).time[0].numpy()
+        ok = self.seq.valid[0].astype(bool)
+        return float(np.median(np.diff(t[ok]))) if ok.sum() > 1 else 1.0
+
+    def __iter__(self) -> Iterator[Sample]:
+        seq, clock = self.seq, self.clock
+        f = Features.unpack(torch.from_numpy(seq.features))
+        groups = sorted({(int(a), int(b)) for a, b in zip(seq.scenario, seq.snapshot)})
+        self._t_start = clock()
+        stream = TwinStream(self.net, embeddings=self.embeddings)
+        for scenario, snapshot in groups:
+            rows = np.flatnonzero((seq.scenario == scenario) & (seq.snapshot == snapshot))
+            rows = rows[np.argsort(seq.cell[rows], kind="stable")]
+            samples = np.flatnonzero(seq.valid[rows].all(axis=0))
+            if not samples.size or self._full():
+                continue
+            time_s = f.time[rows]
+            stream.reset(time0=float(time_s[0, samples[0]]))
+            self.alarms.reset()
+            t0_wall, prev = clock(), None
+            for k in samples:
+                if self._full():
+                    break
+                if self.speed > 0:
+                    due = t0_wall + float(time_s[0, k] - time_s[0, samples[0]]) / self.speed
+                    wait = due - clock()
+                    if wait > 0:
+                        self.sleep(wait)
+                    else:
+                        self._lag_s = max(self._lag_s, -wait)
+                dt = torch.zeros(len(rows)) if prev is None else time_s[:, k] - time_s[:, prev]
+                tic = time.perf_counter()
+                est = stream.step(f.voltage[rows, k], f.current[rows, k], f.temperature[rows, k],
+                                  dt, f.ambient_temperature[rows, k], f.cycle[rows, k])
+                self._step_s.append(time.perf_counter() - tic)
+                where = {"scenario": scenario, "snapshot": snapshot,
+                         "time_s": float(time_s[0, k]), "sample": int(k)}
+                v_meas = f.voltage[rows, k]
+                lines = self.alarms.check(where, est, v_meas, seq.cell[rows])
+                yield Sample(where, rows, seq.cell[rows], est, v_meas, lines, self.done,
+                             prev is None)
+                prev = k
+                self.done += 1
+
+    def _full(self) -> bool:
+        return self.max_samples is not None and self.done >= self.max_samples
+
+    def record(self) -> dict:
+        """What was streamed so far; raises if nothing was."""
+        if not self.done:
+            raise ReplayError("no valid pack sample to stream (every sample of the selection has "
+                              "a cell with valid = 0)")
+        a = self.alarms
+        return {"samples": self.done, "cells": int(len(self.cells)), "speed": self.speed,
+                "wall_s": round(self.clock() - self._t_start, 3),
+                "max_lag_s": round(self._lag_s, 3),
+                "step_ms_median": round(1e3 * float(np.median(self._step_s)), 4),
+                "step_ms_max": round(1e3 * float(np.max(self._step_s)), 4),
+                "thresholds": {"plating_margin_below_V": a.plating,
+                               "soc_spread_above": a.soc_spread,
+                               "voltage_error_above_V": a.voltage},
+                "alarms": a.events}
+
+
+def replay(net, seq: windows.Sequences, embeddings: torch.Tensor, speed: float = 0.0,
+           max_samples: int | None = None, every: int = 10, alarms: Alarms | None = None,
+           say: Callable[[str], None] | None = print,
+           sleep: Callable[[float], None] = time.sleep,
+           clock: Callable[[], float] = time.monotonic) -> tuple[dict, dict]:
+    """Stream ``seq`` cycle by cycle (:class:`Run`), printing summaries every ``every`` samples
+    (0: none) and alarm lines through ``say``; returns (outputs, record).
+
+    outputs: ``quantities.NET_OUTPUTS`` -> [N, T, ...] float32 (NaN where not streamed).
+    """
+    run = Run(net, seq, embeddings, speed, max_samples, alarms, sleep, clock)
     n, n_t = seq.valid.shape
-    cells = np.unique(seq.cell)
     outs: dict[str, np.ndarray] = {}
-    f = Features.unpack(torch.from_numpy(seq.features))
-    groups = sorted({(int(a), int(b)) for a, b in zip(seq.scenario, seq.snapshot)})
-    done, step_s, lag_s, t_start = 0, [], 0.0, clock()
-    stream = TwinStream(net, embeddings=embeddings)
-    for scenario, snapshot in groups:
-        rows = np.flatnonzero((seq.scenario == scenario) & (seq.snapshot == snapshot))
-        rows = rows[np.argsort(seq.cell[rows], kind="stable")]
-        samples = np.flatnonzero(seq.valid[rows].all(axis=0))
-        if not samples.size or (max_samples is not None and done >= max_samples):
-            continue
-        time_s = f.time[rows]
-        stream.reset(time0=float(time_s[0, samples[0]]))
-        alarms.reset()
-        t0_wall, prev = clock(), None
-        for k in samples:
-            if max_samples is not None and done >= max_samples:
-                break
-            if speed > 0:
-                due = t0_wall + float(time_s[0, k] - time_s[0, samples[0]]) / speed
-                wait = due - clock()
-                if wait > 0:
-                    sleep(wait)
-                else:
-                    lag_s = max(lag_s, -wait)
-            dt = torch.zeros(len(rows)) if prev is None else time_s[:, k] - time_s[:, prev]
-            tic = time.perf_counter()
-            est = stream.step(f.voltage[rows, k], f.current[rows, k], f.temperature[rows, k],
-                              dt, f.ambient_temperature[rows, k], f.cycle[rows, k])
-            step_s.append(time.perf_counter() - tic)
-            prev = k
-            for name in quantities.NET_OUTPUTS:
-                arr = est[name].numpy()
-                if name not in outs:
-                    outs[name] = np.full((n, n_t) + arr.shape[1:], np.nan, dtype=np.float32)
-                outs[name][rows, k] = arr
-            where = {"scenario": scenario, "snapshot": snapshot,
-                     "time_s": float(time_s[0, k]), "sample": int(k)}
-            v_meas = f.voltage[rows, k]
-            lines = alarms.check(where, est, v_meas, seq.cell[rows])
-            if say:
-                if every and done % every == 0:
-                    say(summary_line(where, est, v_meas, seq.cell[rows]))
-                for line in lines:
-                    say(line)
-            done += 1
-    if not done:
-        raise ReplayError("no valid pack sample to stream (every sample of the selection has "
-                          "a cell with valid = 0)")
-    wall = clock() - t_start
-    record = {"samples": done, "cells": int(len(cells)), "speed": speed,
-              "wall_s": round(wall, 3), "max_lag_s": round(lag_s, 3),
-              "step_ms_median": round(1e3 * float(np.median(step_s)), 4),
-              "step_ms_max": round(1e3 * float(np.max(step_s)), 4),
-              "thresholds": {"plating_margin_below_V": alarms.plating,
-                             "soc_spread_above": alarms.soc_spread,
-                             "voltage_error_above_V": alarms.voltage},
-              "alarms": alarms.events}
-    return outs, record
+    for s in run:
+        for name in quantities.NET_OUTPUTS:
+            arr = s.est[name].numpy()
+            if name not in outs:
+                outs[name] = np.full((n, n_t) + arr.shape[1:], np.nan, dtype=np.float32)
+            outs[name][s.rows, s.where["sample"]] = arr
+        if say:
+            if every and s.index % every == 0:
+                say(summary_line(s.where, s.est, s.v_meas, s.cells))
+            for line in s.alarms:
+                say(line)
+    return outs, run.record()
 
 
 def cell_embeddings(net, cells: np.ndarray, trained: bool) -> torch.Tensor:
@@ -235,6 +286,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--voltage-alarm", type=float, default=0.05,
                    help="[V] |estimated - measured voltage| above: alarm")
     p.add_argument("--quiet", action="store_true", help="no summary or alarm lines")
+    p.add_argument("--app", action="store_true",
+                   help="watch it live: serve a page on 127.0.0.1 (per-cell SOC and voltage, "
+                        "SOC and plating-margin bars, alarms; play/pause and speed)")
+    p.add_argument("--port", type=int, default=5006, help="--app: port (0: any free port)")
+    p.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
+                   help="--app: open a browser tab")
     return p
 
 
@@ -260,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ReplayError(f"--speed must be >= 0 (0: as fast as possible), got {args.speed}")
     if args.max_samples is not None and args.max_samples < 1:
         raise ReplayError(f"--max-samples must be >= 1, got {args.max_samples}")
+    if args.app and args.out:
+        raise ReplayError("--out and --app do not go together: the page streams; run without "
+                          "--app to write the estimates")
     say = None if args.quiet else print
     twin = load_twin(args.checkpoint)
     ds, kind = estimate.open_input(args.store)
@@ -271,9 +331,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        f"{args.checkpoint!r}")
     cells = np.unique(seq.cell)
     emb = cell_embeddings(twin.net, cells, args.trained_cells)
-    alarms = Alarms(args.plating_alarm, args.soc_spread_alarm, args.voltage_alarm)
-    outs, record = replay(twin.net, seq, emb, args.speed, args.max_samples, args.every, alarms,
-                          say)
+
+    def alarms() -> Alarms:
+        return Alarms(args.plating_alarm, args.soc_spread_alarm, args.voltage_alarm)
+
+    if args.app:
+        try:
+            from packtwin.app.live import serve_live
+        except ImportError as exc:
+            raise ReplayError(f"--app needs the app extra (pip install 'packtwin[app]'): "
+                              f"{exc}") from None
+
+        return serve_live(lambda: Run(twin.net, seq, emb, 0.0, args.max_samples, alarms()),
+                          args.speed, args.port, args.show,
+                          f"**store** `{args.store}`  \n**checkpoint** `{args.checkpoint}`",
+                          f"packtwin replay: streaming {args.store} live")
+    outs, record = replay(twin.net, seq, emb, args.speed, args.max_samples, args.every,
+                          alarms(), say)
     record.update({"checkpoint": str(args.checkpoint), "store": str(args.store),
                    "input_kind": kind, "cells_as": "trained" if args.trained_cells else "new"})
     if args.out:

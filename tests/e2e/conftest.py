@@ -99,10 +99,11 @@ def app_stores(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def serve_app(app_args: list[str], log_path: Path):
-    """(URL, server log) of ``packtwin app <app_args>`` on a free loopback port; stopped after."""
+def serve_app(app_args: list[str], log_path: Path, command: str = "app"):
+    """(URL, server log) of ``packtwin <command> <app_args>`` (``app``, or ``replay ... --app``)
+    on a free loopback port; stopped after."""
     port = free_port()
-    cmd = [sys.executable, "-m", "packtwin", "app", *app_args, "--port", str(port), "--no-show"]
+    cmd = [sys.executable, "-m", "packtwin", command, *app_args, "--port", str(port), "--no-show"]
     with open(log_path, "w+") as log:
         # A file, not a pipe nobody reads: a full pipe would block the server mid-test.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -110,14 +111,15 @@ def serve_app(app_args: list[str], log_path: Path):
         try:
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"'packtwin app' exited with {proc.returncode}:\n"
+                    raise RuntimeError(f"'packtwin {command}' exited with {proc.returncode}:\n"
                                        f"{log_path.read_text()}")
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                         break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"'packtwin app' did not listen on port {port} in 45 s")
+                        raise RuntimeError(f"'packtwin {command}' did not listen on port "
+                                           f"{port} in 45 s")
                     time.sleep(0.2)
             yield f"http://127.0.0.1:{port}/", log_path
         finally:

@@ -75,6 +75,7 @@ def test_pacing_follows_the_store_clock(tiny_checkpoint, synthetic_store):
 @pytest.mark.parametrize("extra,fragment", [
     (["--speed", "-1"], "--speed must be >= 0"),
     (["--max-samples", "0"], "--max-samples must be >= 1"),
+    (["--app", "--out", "x.zarr"], "--out and --app do not go together"),
 ])
 def test_bad_arguments_are_one_line(tiny_checkpoint, synthetic_store, capsys, extra, fragment):
     rc, _, err = run(["replay", "--checkpoint", str(tiny_checkpoint), "--store",
