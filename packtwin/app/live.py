@@ -170,7 +170,8 @@ class LivePack:
         return (head + f" · scenario {s.where['scenario']} snapshot {s.where['snapshot']} · "
                 f"t = {s.where['time_s'] * S_TO_MIN:.1f} min · SOC spread "
                 f"{float(soc.max() - soc.min()):.3f}" + (" · **replay finished**"
-                                                         if self.finished else ""))
+                                                         if self.finished else "")
+                + ("" if self.finished or self.widgets["play"].value else " · **paused**"))
 
     # ------------------------------------------------------------------ controls
     def _play(self, event) -> None:
@@ -185,6 +186,10 @@ class LivePack:
                 self.callback.start()
         elif self.callback is not None and self.callback.running:
             self.callback.stop()
+        # The status says "paused" once the server has stopped streaming (a reader of the page,
+        # or a test, can tell a pause that took effect from one still in flight).
+        if hasattr(self, "status"):
+            self.status.object = self._status()
 
     def _speed(self, event) -> None:
         if self.callback is not None:

@@ -63,9 +63,12 @@ def test_live_page_streams_pauses_and_resumes(page, served_live, open_app):
 
     toggle = page.get_by_role("button", name=re.compile("play"))
     toggle.click()  # pause
+    # Updates reach the browser in order, so once the server's "paused" status is shown every
+    # sample streamed before the pause is drawn (under load the click can take seconds to land).
+    page.get_by_text(re.compile(r"paused")).first.wait_for(timeout=30_000)
     paused = settled(page)
     assert paused < 4 * 48  # stopped before the cycle's end
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(2000)
     assert page.evaluate(SOC_POINTS_JS) == paused
     toggle.click()  # play again
     page.wait_for_function(f"() => ({SOC_POINTS_JS})() > {paused}", timeout=20_000)

@@ -64,6 +64,7 @@ def test_ticks_stream_the_cli_replay_estimates(tiny_checkpoint, synthetic_store,
     strip = live.strip.data  # the bars: the latest sample of every cell
     np.testing.assert_allclose(strip.soc.values, ref["soc"].values[:, 11], rtol=1e-5)
     assert "12 pack samples streamed" in live.status.object
+    assert "paused" in live.status.object  # stepped by hand, not playing
     # the plot callbacks draw what the streams hold (one SOC curve per cell)
     soc = live.plots["soc"][()]
     assert len(soc) == n_cells and len(soc.values()[0]) == 12
