@@ -190,6 +190,19 @@ def _stack(results: dict[tuple[str, str, int], xr.Dataset], split_names, variant
     return out.reindex(split=list(split_names), variant=list(variants), seed=list(seeds))
 
 
+def _never_written(path: str) -> list[int]:
+    """Scenarios of a generated store that no generation wrote (status NaN: an interrupted run);
+    a failed or partial scenario was written, with its reason."""
+    from packtwin.sim.generate import pending
+
+    status = Path(path) / "status"
+    if not status.exists():
+        return []  # not a generated store (e.g. an ingested one): nothing to resume
+    import zarr
+
+    return pending(Path(path), int(zarr.open_array(str(status), mode="r").shape[0]), False)
+
+
 def run(cfg: Config, progress: bool = True) -> xr.Dataset:
     """Run the whole evaluation described by ``cfg``; returns the metrics dataset."""
     from tqdm.auto import tqdm
@@ -206,6 +219,18 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
         if rc or not Path(cfg.store).exists():
             raise store.StoreError(f"'packtwin generate --config {cfg.generate}' (exit {rc}) did "
                                    f"not write the store {cfg.store!r} named in 'store'")
+    elif cfg.generate is not None and _never_written(cfg.store):
+        # An interrupted generation: resume it (finished scenarios are kept) rather than train
+        # and judge on whatever scenarios happen to be there.
+        from packtwin.sim import generate
+
+        generate.main(["--config", cfg.generate])
+    left = _never_written(cfg.store)
+    if left:
+        how = (f"'packtwin generate --config {cfg.generate}' did not finish them" if cfg.generate
+               else "finish its generation with 'packtwin generate --config ...' (it resumes)")
+        raise store.StoreError(f"store {cfg.store!r} is incomplete: scenarios {left} were never "
+                               f"written; {how}")
     ds = store.open_store(cfg.store)
     if cfg.baseline_init not in baselines.INITS:
         raise ValueError(f"baseline_init must be one of {baselines.INITS}, got "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import yaml
 
@@ -118,6 +119,19 @@ def evaluate(w: World, output: str | Path, store: str | Path | None = None) -> l
            "checkpoints": {"physics": [str(w.ckpt)]}, "variants": {"physics": []},
            "seeds": [0], "plots": False, "progress": False}
     return ["evaluate", "--config", str(w.file("eval.yaml", yaml.safe_dump(cfg)))]
+
+
+def interrupted_store(w: World) -> Path:
+    """A copy of the truth store whose first scenario no generation wrote (status NaN), as an
+    interrupted ``packtwin generate`` leaves it."""
+    import zarr
+
+    p = w.tmp / "interrupted.zarr"
+    shutil.copytree(w.source, p)
+    status = zarr.open_array(str(p / "status"), mode="r+")
+    status[0] = np.nan
+    w.protect.append(p)
+    return p
 
 
 def estimate(w: World, out: str | Path, *extra: str, store: str | Path | None = None
@@ -341,6 +355,9 @@ CASES = [
     Case("evaluate-store-missing",
          lambda w: evaluate(w, w.tmp / "ev", store=w.tmp / "missing.zarr"), "does not exist",
          needs="lightning"),
+    Case("evaluate-store-interrupted",
+         lambda w: evaluate(w, w.tmp / "ev", store=interrupted_store(w)),
+         "is incomplete: scenarios [0] were never written", needs="lightning"),
     Case("evaluate-config-missing",
          lambda w: ["evaluate", "--config", str(w.tmp / "nope.yaml")], "nope.yaml",
          needs="lightning"),
