@@ -73,11 +73,9 @@ def main(argv=None) -> int:
     out["run_life_same_cell"] = single_cell_cost(cfg)
     out["ratio_cpu_pack_to_run_life"] = (out["pack_generator"]["cpu_s_per_cell_cycle"]
                                         / out["run_life_same_cell"]["cpu_s_per_cell_cycle"])
-    import os
+    from bench_report import write_report  # scripts/ is on sys.path when run
 
-    out["machine"]["load_average_at_end"] = list(os.getloadavg())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    write_report(out, args.out)
     print(json.dumps(out, indent=2))
     return 0
 
