@@ -9,27 +9,13 @@ pytest.importorskip("panel", reason="the app extra (panel, holoviews) is not ins
 
 pytestmark = pytest.mark.slow  # imports torch + Lightning (~5 s)
 
+from tests.unit.test_stream import tiny_checkpoint  # noqa: E402,F401 (fixture)
+
 
 @pytest.fixture(scope="module")
-def checkpoint(synthetic_store, tmp_path_factory):
+def checkpoint(tiny_checkpoint):  # noqa: F811
     """An (untrained) twin saved the way Lightning saves it, hooks included."""
-    import lightning
-    import torch
-
-    from packtwin.data.datamodule import TwinDataModule
-    from packtwin.model.module import TwinModule
-
-    torch.manual_seed(0)
-    dm = TwinDataModule(str(synthetic_store), batch_size=8)
-    dm.setup("fit")
-    module = TwinModule(dm.n_cells, dm.info, hidden=16, n_modes=4, trunk_width=8)
-    module.net.set_stats(dm.stats)
-    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-            "pytorch-lightning_version": lightning.__version__}
-    module.on_save_checkpoint(ckpt)
-    path = tmp_path_factory.mktemp("twin") / "twin.ckpt"
-    torch.save(ckpt, path)
-    return path
+    return tiny_checkpoint
 
 
 def test_live_twin_from_checkpoint_fills_prediction_views(synthetic_store, checkpoint):
