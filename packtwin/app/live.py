@@ -188,8 +188,7 @@ class LivePack:
             self.callback.stop()
         # The status says "paused" once the server has stopped streaming (a reader of the page,
         # or a test, can tell a pause that took effect from one still in flight).
-        if hasattr(self, "status"):
-            self.status.object = self._status()
+        self.status.object = self._status()
 
     def _speed(self, event) -> None:
         if self.callback is not None:
