@@ -16,6 +16,7 @@ it for several seeds.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -69,7 +70,8 @@ def features(one, use_resistance: bool = False) -> np.ndarray:
     T = one["life_temperature"].isel(sel).values.astype(float)
     period = float(one.attrs["period_s"])
     dur_h = cycle_duration(T, period) / 3600.0
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a cycle not run: all NaN, mean NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean_T = np.nanmean(T, axis=-1)
     q = one["capacity"].isel(sel).values.astype(float)
     last_q = _last_before(q)
@@ -116,7 +118,8 @@ def fit(runs: Sequence[tuple], upto: int, seed: int, config: DataOnlyConfig = Da
     X, Y = np.concatenate(X), np.concatenate(Y)
     if not len(X):
         raise ValueError(f"data-only life estimator: no calibration cycles {REF_CYCLE}..{upto}")
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # an unused feature (resistance off) is all NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         x_mean, x_std = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
         y_mean, y_std = np.nanmean(Y, axis=0), np.nanstd(Y, axis=0)
     x_mean, y_mean = np.nan_to_num(x_mean), np.nan_to_num(y_mean)

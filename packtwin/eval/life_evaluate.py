@@ -200,16 +200,10 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     upto = int(cfg.calibration["upto_cycle"])
     model, live, forecast = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
                                                 cfg.use_resistance)
-    runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells}
-                  | {(s, c) for s in calib.scenarios for c in calib.cells})
+    runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}
-    # The data-only fit reads truth of the calibration runs only, and of their cycles <= K only
-    # (life_data_only.fit), like the twin's calibration.
-    fitted = {seed: life_data_only.fit([(measured[r], truth[r]) for r in runs
-                                        if r[0] in calib.scenarios and r[1] in calib.cells],
-                                       upto, seed, cfg.data_only, cfg.use_resistance)
-              for seed in cfg.seeds}
+    fitted = fit_data_only(ds, cfg, calib)
     cycles = ds[schema.CYCLE].values
     done = life.cycles_done(ds)
     sei0 = model.L_0 * 1e9
@@ -240,6 +234,19 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                                           "rows": fitted[cfg.seeds[0]].rows,
                                           "features": list(life_data_only.FEATURES)}},
             "targets": life.TARGETS, "splits": report_splits, "coverage": coverage(ds, calib)}
+
+
+def fit_data_only(ds, cfg: LifeConfig, calib: LifeSplit) -> dict:
+    """seed -> the data-only estimator fitted on the calibration runs, reading their truth of
+    cycles <= upto_cycle only (:func:`packtwin.eval.life_data_only.fit`), as the twin's
+    calibration does."""
+    from packtwin.eval import life_data_only
+    from packtwin.physics.life_pack import cell_life
+
+    runs = [(cell_life(ds, s, c, use_resistance=cfg.use_resistance), life.run_truth(ds, s, c))
+            for s in calib.scenarios for c in calib.cells]
+    return {seed: life_data_only.fit(runs, int(cfg.calibration["upto_cycle"]), seed,
+                                     cfg.data_only, cfg.use_resistance) for seed in cfg.seeds}
 
 
 def _pad(v: np.ndarray, n_all: int, n: int) -> np.ndarray:
