@@ -149,7 +149,7 @@ def resolve(ds, cfg: LifeConfig) -> tuple[LifeSplit, dict[str, LifeSplit]]:
         sc, ce = _select(ds, spec, f"life split {name!r}")
         want = np.ones(cycles.shape, bool)
         if spec.get(CYCLE_KEY) is not None:
-            want = splits._mask(cycles, spec[CYCLE_KEY], CYCLE_KEY)
+            want = splits._mask(cycles, spec[CYCLE_KEY], CYCLE_KEY)  # the same {min, max} | list
             if (want & (cycles <= upto)).any():
                 raise LifeConfigError(
                     f"life split {name!r}: cycles {spec[CYCLE_KEY]} reach into the calibration "
@@ -181,10 +181,8 @@ def describe(ds, calib: LifeSplit, split: LifeSplit) -> str:
         lo, hi = float(seen.min()), float(seen.max())
         for v in sorted({float(vals[s]) for s in split.scenarios}):
             if v < lo or v > hi:
-                parts.append(f"{key} {v:g} ({v - hi:+g} {unit} beyond the calibration's "
-                             f"{lo:g}..{hi:g})" if v > hi else
-                             f"{key} {v:g} ({v - lo:+g} {unit} beyond the calibration's "
-                             f"{lo:g}..{hi:g})")
+                parts.append(f"{key} {v:g} ({v - (hi if v > hi else lo):+g} {unit} beyond the "
+                             f"calibration's {lo:g}..{hi:g})")
             elif not np.isclose(seen, v).any():
                 parts.append(f"{key} {v:g} (within the calibration's range, not calibrated on)")
     return ", ".join(parts) or "the calibration runs' conditions and cells (cycles only)"
@@ -220,8 +218,9 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                         "twin_forecast": life.run_estimate(forecast, s, c),
                         "sqrt_fit": life.sqrt_baseline(cycles, truth[(s, c)], upto)}
                 for seed, m in fitted.items():
-                    ests[f"data_only/{seed}"] = {k: _pad(v, len(cycles), n) for k, v in
-                                                 life_data_only.predict(m, measured[(s, c)]).items()}
+                    pred = life_data_only.predict(m, measured[(s, c)])
+                    ests[f"data_only/{seed}"] = {k: _pad(v, len(cycles), n)
+                                                 for k, v in pred.items()}
                 per_run.append({"scenario": s, "cell": c, **{
                     k: life.run_metrics(truth[(s, c)], e, judged, sei0) for k, e in ests.items()}})
         report_splits[name] = _summarise(ds, calib, sp, per_run, cfg.seeds)
@@ -281,7 +280,8 @@ def _summarise(ds, calib: LifeSplit, sp: LifeSplit, per_run: list, seeds: list[i
 def coverage(ds, calib: LifeSplit) -> list[str]:
     """What the store cannot hold out (one line each): a single C-rate or temperature."""
     lines = []
-    for key, what in (("discharge_c_rate", "C-rate"), ("ambient_temperature", "ambient temperature")):
+    for key, what in (("discharge_c_rate", "C-rate"),
+                      ("ambient_temperature", "ambient temperature")):
         if key in ds.coords:
             vals = sorted({float(v) for v in ds[key].values})
             if len(vals) < 2:

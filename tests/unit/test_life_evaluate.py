@@ -137,7 +137,6 @@ def _config(tmp_path, store, **life_changes) -> str:
     return str(path)
 
 
-@pytest.mark.slow  # ~4 s: zarr round trip, the CLI's imports, one more calibration
 def test_packtwin_evaluate_runs_the_life_section_and_writes_its_report(life_store, tmp_path,
                                                                        one_torch_thread, cli_argv,
                                                                        capsys):
