@@ -165,3 +165,14 @@ def test_packtwin_evaluate_refuses_a_store_without_life_series_by_name(synthetic
     with pytest.raises(LifeConfigError, match=r"unknown keys \['temperature'\]"):
         evaluate.main(["--config", _config(tmp_path, synthetic_store,
                                            splits={"x": {"temperature": [1]}})])
+
+
+def test_the_life_section_scores_as_the_standalone_life_evaluation(report, life_store):
+    from packtwin.eval import life
+
+    model, live, forecast = life.twin_estimates(life_store, [0], [0], UPTO)
+    groups = life.judge(life_store, live, forecast, [0], [0], UPTO, model.L_0 * 1e9)["groups"]
+    for split, group in (("cycles_beyond", "seen_cells"), ("unseen_cells", "unseen_cells")):
+        for est in ("twin", "twin_forecast", "sqrt_fit"):
+            got = report["splits"][split]["estimators"][est]["mean"]
+            assert got == pytest.approx(groups[group][est], rel=1e-12), (split, est)
