@@ -101,8 +101,9 @@ def select(ds, selection: Mapping[str, Any] | None, name: str = "selection") -> 
             keep &= _mask(values, selection[key], key)
     scenarios = np.flatnonzero(keep)
     cells = _index_list(selection.get("cells"), schema.n_cells(ds), "cells", name)
-    snapshots = _index_list(selection.get("snapshots"), ds.sizes[schema.SNAPSHOT], "snapshots",
-                            name)
+    # A per-cycle life selection may be made on the summaries alone (no snapshot dim): none.
+    snapshots = _index_list(selection.get("snapshots"), ds.sizes.get(schema.SNAPSHOT, 0),
+                            "snapshots", name)
     if scenarios.size == 0:
         desc = {k: ds[k].values.tolist() for k in SCENARIO_KEYS[:-1] if k in ds.coords}
         raise SelectionError(f"{name} {selection} selects no usable scenario; the store has "

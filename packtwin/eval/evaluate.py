@@ -58,10 +58,15 @@ class Config:
     """truth store (``packtwin generate``)"""
     output: str
     """output folder (metrics.zarr, report.md, plots/, runs/)"""
-    train: dict[str, Any]
-    """training selection (``packtwin.data.splits``): every variant and seed trains on it"""
-    splits: dict[str, dict[str, Any]]
+    train: Optional[dict[str, Any]] = None
+    """training selection (``packtwin.data.splits``): every variant and seed trains on it
+    (None with no ``splits``: a life-only evaluation)"""
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     """held-out splits: name -> selection (cells outside ``train.cells`` get fitted embeddings)"""
+    life: Optional[dict[str, Any]] = None
+    """the twin over life on a store made with ``cycle_series``
+    (``packtwin.eval.life_evaluate``: calibration, life splits, seeds, data_only); written to
+    ``life_report.json`` and ``life_report.md``"""
     val: Optional[dict[str, Any]] = None
     """validation selection for early stopping (default: the training selection)"""
     generate: Optional[str] = None
@@ -203,10 +208,20 @@ def _never_written(path: str) -> list[int]:
     return pending(Path(path), int(zarr.open_array(str(status), mode="r").shape[0]), False)
 
 
-def run(cfg: Config, progress: bool = True) -> xr.Dataset:
-    """Run the whole evaluation described by ``cfg``; returns the metrics dataset."""
+def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
+    """Run the whole evaluation described by ``cfg``; returns the metrics dataset (None for a
+    life-only evaluation)."""
     from tqdm.auto import tqdm
 
+    if cfg.train is None and not cfg.splits and cfg.life is None:
+        raise ValueError("config has neither 'train' + 'splits' (the twin's held-out splits) nor "
+                         "'life' (the twin over life): nothing to evaluate")
+    if cfg.splits and cfg.train is None:
+        raise ValueError("config 'splits' needs 'train' (the selection every variant trains on)")
+    if cfg.life is not None:
+        from packtwin.eval import life_evaluate
+
+        life_evaluate.parse(cfg.life)  # a malformed section fails before any generation
     out = Path(cfg.output)
     outputs.claim_folder(out, EVALUATION_KIND, [cfg.store, *_given_checkpoints(cfg)])
     if not Path(cfg.store).exists():
@@ -231,6 +246,10 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
                else "finish its generation with 'packtwin generate --config ...' (it resumes)")
         raise store.StoreError(f"store {cfg.store!r} is incomplete: scenarios {left} were never "
                                f"written; {how}")
+    if cfg.life is not None:
+        life_evaluate.run(cfg.life, cfg.store, out)
+        if cfg.train is None:
+            return None
     ds = store.open_store(cfg.store)
     if cfg.baseline_init not in baselines.INITS:
         raise ValueError(f"baseline_init must be one of {baselines.INITS}, got "
@@ -426,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     """``packtwin evaluate --config configs/experiments/<name>.yaml [--key value ...]``."""
     cfg, progress = parse(list(sys.argv[1:] if argv is None else argv))
     result = run(cfg, progress=progress)
-    print(f"wrote {Path(cfg.output) / 'report.md'} and {Path(cfg.output) / 'metrics.zarr'} "
-          f"({', '.join(f'{k}={v}' for k, v in result.sizes.items())})")
+    if cfg.life is not None:
+        from packtwin.eval.life_evaluate import REPORT_JSON, REPORT_MD
+
+        print(f"wrote {Path(cfg.output) / REPORT_MD} and {Path(cfg.output) / REPORT_JSON}")
+    if result is not None:
+        print(f"wrote {Path(cfg.output) / 'report.md'} and {Path(cfg.output) / 'metrics.zarr'} "
+              f"({', '.join(f'{k}={v}' for k, v in result.sizes.items())})")
     return 0

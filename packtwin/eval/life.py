@@ -56,6 +56,33 @@ def run_metrics(truth: dict, est: dict, judged: np.ndarray, sei_start: float) ->
     }
 
 
+def cycles_done(ds) -> np.ndarray:
+    """Cycles each scenario finished (0 where never run)."""
+    return np.nan_to_num(ds["cycles_done"].values).astype(int)
+
+
+def run_truth(ds, s: int, c: int) -> dict:
+    """Truth of one run by cycle: SEI [nm], lost lithium [%], capacity [A h] (NaN at check-ups:
+    a slow capacity is another quantity than the regular cycles' one)."""
+    truth = {v: ds[v].values[s, c].astype(float) for v in ("sei_thickness_end", "lli", "capacity")}
+    if "checkup" in ds.variables:
+        truth["capacity"] = np.where(ds["checkup"].values[s, c] == 1, np.nan, truth["capacity"])
+    return truth
+
+
+def run_estimate(est, s: int, c: int) -> dict:
+    """One run of an estimate store (``sei_thickness_est``, ``lli_est``, ``capacity_est``) in
+    :func:`run_metrics`' keys."""
+    return {k: est[v].values[s, c] for k, v in (("sei", "sei_thickness_est"), ("lli", "lli_est"),
+                                                ("capacity", "capacity_est"))}
+
+
+def sqrt_baseline(cycles: np.ndarray, truth: dict, upto: int) -> dict:
+    """:func:`sqrt_fit` of each truth of one run (:func:`run_truth`) on its cycles <= upto."""
+    return {k: sqrt_fit(cycles, truth[v], upto) for k, v in
+            (("sei", "sei_thickness_end"), ("lli", "lli"), ("capacity", "capacity"))}
+
+
 def meets_targets(metrics: dict) -> dict:
     return {k: bool(metrics[k] <= v) for k, v in TARGETS.items()}
 
@@ -64,25 +91,17 @@ def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Seque
           upto: int, sei_start: float) -> dict:
     """Per-run and grouped errors of the live twin, the forecast and the sqrt(cycle) fit."""
     cycles = ds[schema.CYCLE].values
-    slow = ds["checkup"].values == 1 if "checkup" in ds.variables else \
-        np.zeros(ds["capacity"].shape, bool)
-    done = np.nan_to_num(ds["cycles_done"].values).astype(int)
+    done = cycles_done(ds)
     rows = []
     for s in range(ds.sizes[schema.SCENARIO]):
         judged = (cycles > upto) & (cycles <= done[s])
         if not judged.any():
             continue
         for c in range(ds.sizes[schema.CELL]):
-            truth = {v: ds[v].values[s, c].astype(float)
-                     for v in ("sei_thickness_end", "lli", "capacity")}
-            truth["capacity"] = np.where(slow[s, c], np.nan, truth["capacity"])
-            methods = {name: {"sei": e["sei_thickness_est"].values[s, c],
-                              "lli": e["lli_est"].values[s, c],
-                              "capacity": e["capacity_est"].values[s, c]}
+            truth = run_truth(ds, s, c)
+            methods = {name: run_estimate(e, s, c)
                        for name, e in (("twin", live), ("twin_forecast", forecast))}
-            methods["sqrt_fit"] = {k: sqrt_fit(cycles, truth[v], upto) for k, v in
-                                   (("sei", "sei_thickness_end"), ("lli", "lli"),
-                                    ("capacity", "capacity"))}
+            methods["sqrt_fit"] = sqrt_baseline(cycles, truth, upto)
             group = ("other_scenarios" if s not in calib_scenarios else
                      "seen_cells" if c in calib_cells else "unseen_cells")
             rows.append({"scenario": s, "cell": c, "group": group,
@@ -100,13 +119,25 @@ def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Seque
     return {"groups": groups, "per_run": rows}
 
 
+def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int], upto: int,
+                   use_resistance: bool = False) -> tuple:
+    """The twin calibrated on the given runs' cycles <= upto, and its estimates of every run:
+    (model, live: corrected by every cycle, forecast: corrected only up to ``upto``)."""
+    from packtwin.physics.life_pack import calibrate_pack, track_pack
+
+    model = calibrate_pack(ds, calib_scenarios, calib_cells, upto_cycle=upto,
+                           use_resistance=use_resistance)
+    live = track_pack(ds, model, use_resistance=use_resistance)
+    forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance)
+    return model, live, forecast
+
+
 def run(store: str, out: str | None, calib_scenarios: Sequence[int],
         calib_cells: Sequence[int] | None, upto: int, use_resistance: bool = False) -> dict:
     import dataclasses
 
     from packtwin.data import outputs
     from packtwin.data import store as storemod
-    from packtwin.physics.life_pack import calibrate_pack, track_pack
 
     ds = storemod.open_store(store).load()
     n_cells = ds.sizes[schema.CELL]
@@ -118,10 +149,7 @@ def run(store: str, out: str | None, calib_scenarios: Sequence[int],
                          f"({n_cells} cells, {ds.sizes[schema.SCENARIO]} scenarios)")
     if out:
         outputs.guard(out, ESTIMATE_KIND, [store], what="--out")
-    model = calibrate_pack(ds, calib_scenarios, cells, upto_cycle=upto,
-                           use_resistance=use_resistance)
-    live = track_pack(ds, model, use_resistance=use_resistance)
-    forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance)
+    model, live, forecast = twin_estimates(ds, calib_scenarios, cells, upto, use_resistance)
     report = {"store": str(store), "calibration": {
         "scenarios": list(calib_scenarios), "cells": cells, "upto_cycle": upto,
         "use_resistance": use_resistance,

@@ -1,0 +1,312 @@
+"""The ``life:`` section of ``packtwin evaluate``: the twin over life on life splits, next to its
+baselines. Written to the evaluation's output folder as ``life_report.json`` and ``life_report.md``.
+
+One calibration (scenario filters, cells and ``upto_cycle`` K: truth is read only on those runs'
+cycles <= K) and named splits, each a selection of scenarios (the keys of
+:mod:`packtwin.data.splits`), ``cells`` and optionally ``cycles`` ({min, max} or a list), judged on
+their cycles > K. So every split extrapolates in cycles; a split of the calibration runs is that
+alone, others add unseen cells, another ageing temperature or another C-rate (described per
+split in the report). Estimators, all calibrated on the same runs and cycles:
+
+* ``twin``: :mod:`packtwin.physics.life_pack`, corrected by every cycle's measurements;
+* ``twin_forecast``: the same, corrected only up to cycle K, then carried by its growth law;
+* ``sqrt_fit``: a + b sqrt(cycle) fitted per run on its own truth of cycles <= K (this one reads
+  the judged run's early truth: on unseen cells it is an upper bound for a baseline);
+* ``data_only``: :mod:`packtwin.eval.life_data_only` (no growth law), one fit per seed.
+
+Metrics are :func:`packtwin.eval.life.run_metrics` per run, averaged over the split's runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from packtwin import schema
+from packtwin.data import splits
+from packtwin.eval import life
+from packtwin.eval.life_data_only import DataOnlyConfig
+
+ESTIMATORS = ("twin", "twin_forecast", "sqrt_fit", "data_only")
+DETERMINISTIC = ("twin", "twin_forecast", "sqrt_fit")
+CYCLE_KEY = "cycles"
+CALIBRATION_ONLY_KEYS = ("upto_cycle",)
+REPORT_JSON, REPORT_MD = "life_report.json", "life_report.md"
+NEEDED = {  # variable -> dims the life evaluation reads
+    "life_temperature": schema.LIFE_SERIES_DIMS, "life_current": schema.LIFE_SERIES_DIMS,
+    "life_voltage": schema.LIFE_SERIES_DIMS, "sei_thickness_end": schema.SUMMARY_DIMS,
+    "lli": schema.SUMMARY_DIMS, "capacity": schema.SUMMARY_DIMS,
+    "cycles_done": (schema.SCENARIO,)}
+
+
+class LifeConfigError(splits.SelectionError):
+    """The ``life`` section is malformed, or selects nothing, in the store it is run on."""
+
+
+@dataclass(frozen=True)
+class LifeConfig:
+    """The ``life`` section of an experiment config; every field is a key."""
+
+    calibration: dict[str, Any]
+    """runs and cycles the estimators are calibrated on: scenario filters, ``cells`` and
+    ``upto_cycle`` (K: truth read on cycles <= K only)"""
+    splits: dict[str, dict[str, Any]]
+    """name -> selection (scenario filters, ``cells``, ``cycles``), judged on cycles > K"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """seeds of the data-only estimator (the others are deterministic)"""
+    use_resistance: bool = False
+    """the twin and the data-only estimator also read the discharge-start resistance"""
+    data_only: DataOnlyConfig = field(default_factory=DataOnlyConfig)
+    note: str = ""
+    """free text at the top of the life report"""
+
+
+def parse(spec: Mapping[str, Any]) -> LifeConfig:
+    """A :class:`LifeConfig` from the config dict, refusing unknown or missing keys by name."""
+    if not isinstance(spec, Mapping):
+        raise LifeConfigError(f"config 'life' must be a mapping, got {type(spec).__name__}")
+    known = {f.name for f in fields(LifeConfig)}
+    _no_unknown(spec, known, "config 'life'")
+    missing = [k for k in ("calibration", "splits") if not spec.get(k)]
+    if missing:
+        raise LifeConfigError(f"config 'life' needs {missing} (calibration: runs and upto_cycle; "
+                              f"splits: name -> selection)")
+    cal = dict(spec["calibration"])
+    _no_unknown(cal, {*splits.SCENARIO_KEYS, "cells", *CALIBRATION_ONLY_KEYS},
+                "life calibration")
+    if not isinstance(cal.get("upto_cycle"), int) or cal["upto_cycle"] < 3:
+        raise LifeConfigError(f"life calibration: 'upto_cycle' must be an integer >= 3 (cycles "
+                              f"2..K are calibrated on), got {cal.get('upto_cycle')!r}")
+    for name, sp in dict(spec["splits"]).items():
+        if not isinstance(sp, Mapping):
+            raise LifeConfigError(f"life split {name!r} must be a mapping, got {sp!r}")
+        _no_unknown(sp, {*splits.SCENARIO_KEYS, "cells", CYCLE_KEY}, f"life split {name!r}")
+    seeds = [int(s) for s in spec.get("seeds", [0, 1, 2])]
+    if not seeds:
+        raise LifeConfigError("config 'life': 'seeds' is empty (the data-only estimator needs one)")
+    dcfg = dict(spec.get("data_only") or {})
+    _no_unknown(dcfg, {f.name for f in fields(DataOnlyConfig)}, "life data_only")
+    return LifeConfig(calibration=cal, splits={k: dict(v) for k, v in spec["splits"].items()},
+                      seeds=seeds, use_resistance=bool(spec.get("use_resistance", False)),
+                      data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")))
+
+
+def _no_unknown(spec: Mapping, known: set, where: str) -> None:
+    unknown = set(spec) - known
+    if unknown:
+        raise LifeConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+
+
+def check_store(ds, source: str) -> None:
+    """Refuse a store the life evaluation cannot read, naming variable, expected and found."""
+    if schema.CYCLE not in ds.dims:
+        raise LifeConfigError(
+            f"{source}: the life evaluation needs the {schema.CYCLE!r} dimension (per-cycle truth "
+            f"on {schema.SUMMARY_DIMS}); found dims {dict(ds.sizes)}. Make the store with "
+            f"`cycle_series: true` (e.g. configs/generate/life-demo.yaml)")
+    for name, dims in NEEDED.items():
+        if name not in ds.variables:
+            raise LifeConfigError(f"{source}: variable {name!r} is missing (expected dims {dims}); "
+                                  f"make the store with `cycle_series: true`")
+        if tuple(ds[name].dims) != tuple(dims):
+            raise LifeConfigError(f"{source}: variable {name!r} has dims {tuple(ds[name].dims)}, "
+                                  f"expected {dims}")
+
+
+@dataclass(frozen=True)
+class LifeSplit:
+    """Positional scenarios and cells, and the judged cycle mask (over the store's cycles)."""
+
+    scenarios: list[int]
+    cells: list[int]
+    cycles: np.ndarray
+
+
+def _select(ds, spec: Mapping[str, Any], name: str):
+    sel = {k: v for k, v in spec.items() if k not in (CYCLE_KEY, *CALIBRATION_ONLY_KEYS)}
+    got = splits.select(ds, sel, name=name)
+    return [int(s) for s in got.scenarios], [int(c) for c in got.cells]
+
+
+def resolve(ds, cfg: LifeConfig) -> tuple[LifeSplit, dict[str, LifeSplit]]:
+    """The calibration runs (cycles <= K) and every split's runs and judged cycles (> K and
+    finished), refusing a split that selects no cycle."""
+    cycles = ds[schema.CYCLE].values
+    upto = int(cfg.calibration["upto_cycle"])
+    done = life.cycles_done(ds)
+    sc, ce = _select(ds, cfg.calibration, "life calibration")
+    if max(done[s] for s in sc) <= upto:
+        raise LifeConfigError(f"life calibration: upto_cycle {upto} is not below the cycles its "
+                              f"scenarios {sc} finished ({[int(done[s]) for s in sc]}): nothing "
+                              f"would be left to judge")
+    calib = LifeSplit(sc, ce, cycles <= upto)
+    out = {}
+    for name, spec in cfg.splits.items():
+        sc, ce = _select(ds, spec, f"life split {name!r}")
+        want = np.ones(cycles.shape, bool)
+        if spec.get(CYCLE_KEY) is not None:
+            want = splits._mask(cycles, spec[CYCLE_KEY], CYCLE_KEY)  # the same {min, max} | list
+            if (want & (cycles <= upto)).any():
+                raise LifeConfigError(
+                    f"life split {name!r}: cycles {spec[CYCLE_KEY]} reach into the calibration "
+                    f"window (cycles <= upto_cycle {upto}, where the calibration and the "
+                    f"sqrt(cycle) fit read truth); judge cycles > {upto}")
+        judged = want & (cycles > upto) & (cycles <= max(done[s] for s in sc))
+        if not judged.any():
+            raise LifeConfigError(
+                f"life split {name!r} selects no cycles: cycles > upto_cycle {upto}"
+                + (f" within {spec[CYCLE_KEY]}" if spec.get(CYCLE_KEY) is not None else "")
+                + f" of scenarios {sc}, which finished {[int(done[s]) for s in sc]} cycles "
+                f"(store cycles {int(cycles.min())}..{int(cycles.max())})")
+        out[name] = LifeSplit(sc, ce, judged)
+    return calib, out
+
+
+def describe(ds, calib: LifeSplit, split: LifeSplit) -> str:
+    """What a split holds out relative to the calibration runs, from the store's coordinates."""
+    parts = []
+    new_cells = sorted(set(split.cells) - set(calib.cells))
+    if new_cells:
+        parts.append(f"unseen cells {new_cells}")
+    for key, unit in (("ambient_temperature", "C"), ("discharge_c_rate", "C-rate"),
+                      ("charge_c_rate", "charge C-rate")):
+        if key not in ds.coords:
+            continue
+        vals = ds[key].values.astype(float)
+        seen = vals[calib.scenarios]
+        lo, hi = float(seen.min()), float(seen.max())
+        for v in sorted({float(vals[s]) for s in split.scenarios}):
+            if v < lo or v > hi:
+                parts.append(f"{key} {v:g} ({v - (hi if v > hi else lo):+g} {unit} beyond the "
+                             f"calibration's {lo:g}..{hi:g})")
+            elif not np.isclose(seen, v).any():
+                parts.append(f"{key} {v:g} (within the calibration's range, not calibrated on)")
+    return ", ".join(parts) or "the calibration runs' conditions and cells (cycles only)"
+
+
+def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
+    """The life report (a JSON-able dict) of ``cfg`` on a loaded life store."""
+    from packtwin.eval import life_data_only
+    from packtwin.physics.life_pack import cell_life
+
+    check_store(ds, source)
+    calib, split_sel = resolve(ds, cfg)
+    upto = int(cfg.calibration["upto_cycle"])
+    model, live, forecast = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
+                                                cfg.use_resistance)
+    runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
+    measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
+    truth = {r: life.run_truth(ds, *r) for r in runs}
+    fitted = fit_data_only(ds, cfg, calib)
+    cycles = ds[schema.CYCLE].values
+    done = life.cycles_done(ds)
+    sei0 = model.L_0 * 1e9
+    report_splits = {}
+    for name, sp in split_sel.items():
+        per_run = []
+        for s in sp.scenarios:
+            judged = sp.cycles & (cycles <= done[s])
+            if not judged.any():
+                continue
+            for c in sp.cells:
+                n = measured[(s, c)].sizes[schema.CYCLE]
+                ests = {"twin": life.run_estimate(live, s, c),
+                        "twin_forecast": life.run_estimate(forecast, s, c),
+                        "sqrt_fit": life.sqrt_baseline(cycles, truth[(s, c)], upto)}
+                for seed, m in fitted.items():
+                    pred = life_data_only.predict(m, measured[(s, c)])
+                    ests[f"data_only/{seed}"] = {k: _pad(v, len(cycles), n)
+                                                 for k, v in pred.items()}
+                per_run.append({"scenario": s, "cell": c, **{
+                    k: life.run_metrics(truth[(s, c)], e, judged, sei0) for k, e in ests.items()}})
+        report_splits[name] = _summarise(ds, calib, sp, per_run, cfg.seeds)
+    return {"store": source, "note": cfg.note,
+            "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,
+                            "upto_cycle": upto, "use_resistance": cfg.use_resistance,
+                            "selection": cfg.calibration,
+                            "twin_model": {f.name: getattr(model, f.name) for f in fields(model)},
+                            "data_only": {**asdict(cfg.data_only), "seeds": cfg.seeds,
+                                          "rows": fitted[cfg.seeds[0]].rows,
+                                          "features": list(life_data_only.FEATURES)}},
+            "targets": life.TARGETS, "splits": report_splits, "coverage": coverage(ds, calib)}
+
+
+def fit_data_only(ds, cfg: LifeConfig, calib: LifeSplit) -> dict:
+    """seed -> the data-only estimator fitted on the calibration runs, reading their truth of
+    cycles <= upto_cycle only (:func:`packtwin.eval.life_data_only.fit`), as the twin's
+    calibration does."""
+    from packtwin.eval import life_data_only
+    from packtwin.physics.life_pack import cell_life
+
+    runs = [(cell_life(ds, s, c, use_resistance=cfg.use_resistance), life.run_truth(ds, s, c))
+            for s in calib.scenarios for c in calib.cells]
+    return {seed: life_data_only.fit(runs, int(cfg.calibration["upto_cycle"]), seed,
+                                     cfg.data_only, cfg.use_resistance) for seed in cfg.seeds}
+
+
+def _pad(v: np.ndarray, n_all: int, n: int) -> np.ndarray:
+    out = np.full(n_all, np.nan)
+    out[:n] = v
+    return out
+
+
+def _summarise(ds, calib: LifeSplit, sp: LifeSplit, per_run: list, seeds: list[int]) -> dict:
+    keys = list(life.TARGETS) + ["sei_growth_nm"]
+
+    def mean_over_runs(est: str) -> dict:
+        return {k: float(np.mean([r[est][k] for r in per_run])) for k in keys}
+
+    est = {e: {"deterministic": True, "mean": mean_over_runs(e)} for e in DETERMINISTIC}
+    by_seed = [mean_over_runs(f"data_only/{s}") for s in seeds]
+    est["data_only"] = {"deterministic": False, "seeds": seeds,
+                        "mean": {k: float(np.mean([b[k] for b in by_seed])) for k in keys},
+                        "std": {k: float(np.std([b[k] for b in by_seed])) for k in keys},
+                        "per_seed": by_seed}
+    twin = est["twin"]["mean"]
+    judged = ds[schema.CYCLE].values[sp.cycles]
+    return {"holds_out": describe(ds, calib, sp), "scenarios": sp.scenarios, "cells": sp.cells,
+            "cycles": [int(judged.min()), int(judged.max())], "runs": len(per_run),
+            "estimators": est, "twin_meets_targets": life.meets_targets(twin),
+            "twin_better_than_baselines": {
+                k: bool(twin[k] < est["sqrt_fit"]["mean"][k] and twin[k] <
+                        est["data_only"]["mean"][k]) for k in life.TARGETS},
+            "per_run": per_run}
+
+
+def coverage(ds, calib: LifeSplit) -> list[str]:
+    """What the store cannot hold out (one line each): a single C-rate or temperature."""
+    lines = []
+    for key, what in (("discharge_c_rate", "C-rate"),
+                      ("ambient_temperature", "ambient temperature")):
+        if key in ds.coords:
+            vals = sorted({float(v) for v in ds[key].values})
+            if len(vals) < 2:
+                lines.append(f"no unseen {what} split: the store holds only {key} {vals}")
+    return lines
+
+
+def run(spec: Mapping[str, Any], store_path: str, out: str | Path) -> dict:
+    """Parse the ``life`` section, evaluate it on ``store_path`` and write the report files into
+    ``out`` (the evaluation's claimed folder)."""
+    import xarray as xr
+
+    from packtwin.data import outputs
+    from packtwin.data import store as storemod
+    from packtwin.eval import life_report
+
+    cfg = parse(spec)
+    ds = storemod.open_store(store_path, check=False)
+    source = f"store {str(store_path)!r}"
+    check_store(ds, source)
+    keep = [v for v in (*NEEDED, "checkup", "status") if v in ds.variables]
+    ds = xr.Dataset({v: ds[v] for v in keep}, attrs=ds.attrs).load()
+    rep = evaluate(ds, cfg, source=str(store_path))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.write_text(out / REPORT_JSON, json.dumps(rep, indent=1))
+    outputs.write_text(out / REPORT_MD, life_report.markdown(rep))
+    return rep

@@ -1,0 +1,54 @@
+"""Markdown of a life report (:func:`packtwin.eval.life_evaluate.evaluate`): one table of every
+split x estimator, deterministic estimators as one value, seeded ones as mean +- std."""
+
+from __future__ import annotations
+
+TITLE = "# packtwin life evaluation report"
+COLUMNS = (("sei_mae_nm", "SEI MAE [nm]"), ("sei_mae_pct_of_growth", "SEI MAE [% of growth]"),
+           ("lli_mae_points", "LLI MAE [points]"), ("capacity_mae_pct", "capacity MAE [%]"))
+DESCRIPTIONS = {
+    "twin": "physics life twin (packtwin.physics.life_pack), corrected by every cycle",
+    "twin_forecast": "the same twin corrected only up to upto_cycle, then carried by its law",
+    "sqrt_fit": "a + b sqrt(cycle) per run, fitted on that run's own truth of cycles <= "
+                "upto_cycle",
+    "data_only": "MLP on the twin's measured per-cycle inputs (packtwin.eval.life_data_only), "
+                 "no growth law",
+}
+
+
+def _cell(est: dict, key: str) -> str:
+    if est["deterministic"]:
+        return f"{est['mean'][key]:.3g}"
+    return f"{est['mean'][key]:.3g} +- {est['std'][key]:.2g}"
+
+
+def markdown(rep: dict) -> str:
+    cal = rep["calibration"]
+    lines = [TITLE, ""]
+    if rep.get("note"):
+        lines += [f"> {rep['note']}", ""]
+    lines += [f"Store `{rep['store']}`. Calibration (every estimator): scenarios "
+              f"{cal['scenarios']}, cells {cal['cells']}, cycles <= {cal['upto_cycle']} "
+              f"(truth read there only); every split is judged on its cycles > "
+              f"{cal['upto_cycle']}. Regular cycles only for capacity (check-ups excluded).", ""]
+    lines += [f"- `{k}`: {v}" + ("" if k == "data_only" else " (deterministic)")
+              + (f"; seeds {cal['data_only']['seeds']}, mean +- std over seeds"
+                 if k == "data_only" else "") for k, v in DESCRIPTIONS.items()]
+    lines += [""] + [f"- {c}" for c in rep.get("coverage", [])]
+    header = ["split", "holds out", "runs", "cycles", "estimator", *(h for _, h in COLUMNS)]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, sp in rep["splits"].items():
+        for i, (est_name, est) in enumerate(sp["estimators"].items()):
+            first = [name, sp["holds_out"], str(sp["runs"]),
+                     f"{sp['cycles'][0]}-{sp['cycles'][1]}"] if i == 0 else [""] * 4
+            lines.append("| " + " | ".join([*first, est_name,
+                                            *(_cell(est, k) for k, _ in COLUMNS)]) + " |")
+    lines += ["", "Targets (issue 10): " + ", ".join(f"{k} <= {v}" for k, v in
+                                                     rep["targets"].items()), ""]
+    lines += ["| split | twin meets target | twin better than sqrt_fit and data_only |",
+              "|---|---|---|"]
+    for name, sp in rep["splits"].items():
+        met = ", ".join(k for k, ok in sp["twin_meets_targets"].items() if ok) or "none"
+        better = ", ".join(k for k, ok in sp["twin_better_than_baselines"].items() if ok) or "none"
+        lines.append(f"| {name} | {met} | {better} |")
+    return "\n".join(lines) + "\n"

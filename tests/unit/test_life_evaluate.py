@@ -1,0 +1,178 @@
+"""The ``life`` section of ``packtwin evaluate`` (packtwin.eval.life_evaluate) on a life store made
+by code (tests/unit/test_life_pack.py's cells that follow the life model exactly): config
+validation, the data-only estimator's blindness to judged cycles, the report's shape."""
+
+import json
+
+import numpy as np
+import pytest
+
+from packtwin.data.splits import SelectionError
+from packtwin.eval import life_data_only, life_evaluate, life_report
+from packtwin.eval.life_evaluate import LifeConfigError
+from packtwin.physics.life_pack import cell_life
+from tests.unit.test_life_pack import _store
+
+UPTO = 10
+TINY_FIT = {"steps": 40, "hidden": 8}
+SPLITS = {"cycles_beyond": {"ambient_temperature": [25], "cells": [0]},
+          "unseen_cells": {"ambient_temperature": [25], "cells": [1]},
+          "hotter_45C": {"ambient_temperature": [45], "cycles": {"min": 15}}}
+
+
+def _spec(**changes):
+    spec = {"calibration": {"ambient_temperature": [25], "cells": [0], "upto_cycle": UPTO},
+            "splits": SPLITS, "seeds": [0, 1, 2], "data_only": TINY_FIT}
+    spec.update(changes)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def life_store():
+    return _store(n_cycles=24, checkup_every=8).assign_coords(
+        discharge_c_rate=("scenario", [1.0, 1.0]))
+
+
+@pytest.fixture(scope="module")
+def report(life_store, one_torch_thread):
+    return life_evaluate.evaluate(life_store, life_evaluate.parse(_spec()), source="made.zarr")
+
+
+@pytest.mark.parametrize("spec, match", [
+    (_spec(splits={"x": {"temperature": [25]}}), r"life split 'x': unknown keys \['temperature'\]"),
+    (_spec(calibrate={}), r"config 'life': unknown keys \['calibrate'\]"),
+    (_spec(calibration={"cells": [0]}), r"'upto_cycle' must be an integer >= 3"),
+    (_spec(splits={}), r"needs \['splits'\]"),
+    (_spec(data_only={"epochs": 3}), r"life data_only: unknown keys \['epochs'\]"),
+])
+def test_malformed_life_config_is_refused_by_key(spec, match):
+    with pytest.raises(LifeConfigError, match=match):
+        life_evaluate.parse(spec)
+
+
+def test_a_split_selecting_no_cycles_is_refused_naming_it(life_store):
+    short = life_store.copy()
+    short["cycles_done"] = ("scenario", np.array([24.0, 9.0]))  # the hot run stopped at 9
+    with pytest.raises(LifeConfigError, match=r"'hotter_45C' selects no cycles.*finished \[9\]"):
+        life_evaluate.resolve(short, life_evaluate.parse(_spec()))
+    early = _spec(splits={"early": {"cells": [1], "cycles": {"max": 12}}})
+    with pytest.raises(LifeConfigError, match=r"'early': cycles .* reach into the calibration"):
+        life_evaluate.resolve(life_store, life_evaluate.parse(early))
+    with pytest.raises(SelectionError, match=r"life split 'none'.*selects no scenario"):
+        life_evaluate.resolve(life_store, life_evaluate.parse(
+            _spec(splits={"none": {"discharge_c_rate": [2.0]}})))
+
+
+def test_a_store_without_the_cycle_dim_is_refused_naming_what_is_missing(life_store):
+    flat = life_store.isel(cycle=0, drop=True)
+    with pytest.raises(LifeConfigError, match=r"x.zarr.*needs the 'cycle' dimension.*found dims"):
+        life_evaluate.check_store(flat, "x.zarr")
+    with pytest.raises(LifeConfigError, match=r"x.zarr: variable 'life_current' is missing "
+                                              r"\(expected dims \('scenario', 'cell', 'cycle'"):
+        life_evaluate.check_store(life_store.drop_vars("life_current"), "x.zarr")
+
+
+def test_data_only_estimator_never_reads_truth_of_judged_cycles_or_other_runs(life_store,
+                                                                           one_torch_thread):
+    cfg = life_evaluate.parse(_spec(seeds=[0]))
+    calib, _ = life_evaluate.resolve(life_store, cfg)
+    one = cell_life(life_store, 1, 1)
+
+    def predictions(ds):
+        return life_data_only.predict(life_evaluate.fit_data_only(ds, cfg, calib)[0], one)
+
+    base = predictions(life_store)
+    hidden = life_store.copy(deep=True)
+    for v in ("sei_thickness_end", "lli", "capacity"):
+        hidden[v][:, :, UPTO:] = 1e3  # every judged cycle's truth, garbage
+        hidden[v][1] = -1e3  # and all of the other scenario's
+        hidden[v][:, 1] = -1e3  # and of the unseen cell
+    for k in base:
+        np.testing.assert_array_equal(predictions(hidden)[k], base[k])
+    seen = life_store.copy(deep=True)  # the check can fail: calibration truth does matter
+    seen["sei_thickness_end"][0, 0, UPTO - 1] += 5.0
+    assert not np.array_equal(predictions(seen)["sei"], base["sei"])
+
+
+def test_data_only_features_of_a_cycle_use_no_later_measurement(life_store):
+    one = cell_life(life_store, 0, 0)
+    later = one.copy(deep=True)
+    later["capacity"][..., 15:] = 0.1
+    later["life_temperature"][..., 16:, :] = 400.0
+    a, b = life_data_only.features(one), life_data_only.features(later)
+    np.testing.assert_array_equal(a[:16], b[:16])  # capacity of cycle c enters from c + 1 on
+    assert not np.array_equal(a[16], b[16])
+
+
+def test_report_has_every_split_and_estimator(report, life_store):
+    assert list(report["splits"]) == list(SPLITS)
+    for name, sp in report["splits"].items():
+        assert list(sp["estimators"]) == list(life_evaluate.ESTIMATORS)
+        d = sp["estimators"]["data_only"]
+        assert not d["deterministic"] and len(d["per_seed"]) == 3 and d["std"]["sei_mae_nm"] >= 0
+        for est in sp["estimators"].values():
+            assert set(est["mean"]) >= {"sei_mae_nm", "sei_mae_pct_of_growth", "lli_mae_points",
+                                        "capacity_mae_pct"}
+            assert all(np.isfinite(v) for v in est["mean"].values())
+    hot = report["splits"]["hotter_45C"]
+    assert hot["cycles"] == [15, 24] and "ambient_temperature 45 (+20" in hot["holds_out"]
+    assert report["splits"]["unseen_cells"]["holds_out"] == "unseen cells [1]"
+    assert any("no unseen C-rate" in line for line in report["coverage"])
+    # the cells follow the twin's model exactly: it is far better than its baselines here
+    assert all(report["splits"]["unseen_cells"]["twin_better_than_baselines"].values())
+    json.dumps(report)  # the JSON file's content
+    md = life_report.markdown(report)
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
+    assert sum(any(f"| {e} |" in r for r in rows) for e in life_evaluate.ESTIMATORS) == 4
+    assert len([r for r in rows if " +- " in r]) == len(SPLITS)  # data_only: mean +- std
+
+
+def _config(tmp_path, store, **life_changes) -> str:
+    import yaml
+
+    cfg = {"store": str(store), "output": str(tmp_path / "out"),
+           "life": _spec(seeds=[0], **life_changes)}
+    path = tmp_path / "life.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def test_packtwin_evaluate_runs_the_life_section_and_writes_its_report(life_store, tmp_path,
+                                                                       one_torch_thread, cli_argv,
+                                                                       capsys):
+    from packtwin.eval import evaluate
+
+    store = tmp_path / "life.zarr"
+    life_store.to_zarr(store, consolidated=False)
+    assert evaluate.main(["--config", _config(tmp_path, store), "--progress", "false"]) == 0
+    out = tmp_path / "out"
+    rep = json.loads((out / life_evaluate.REPORT_JSON).read_text())
+    assert list(rep["splits"]) == list(SPLITS) and rep["calibration"]["upto_cycle"] == UPTO
+    assert (out / life_evaluate.REPORT_MD).read_text().startswith(life_report.TITLE)
+    assert not (out / "metrics.zarr").exists()  # life only: no twin training or metrics store
+    assert "life_report.md" in capsys.readouterr().out
+
+
+def test_packtwin_evaluate_refuses_a_store_without_life_series_by_name(synthetic_store, tmp_path,
+                                                                       cli_argv):
+    from packtwin.eval import evaluate
+
+    # the PINN's synthetic store: per-cycle summaries, but no per-cycle V/I/T
+    with pytest.raises(LifeConfigError, match=rf"{synthetic_store}': variable 'life_temperature' "
+                                              r"is missing \(expected dims \('scenario', 'cell', "
+                                              r"'cycle', 'time'\)\).*cycle_series: true"):
+        evaluate.main(["--config", _config(tmp_path, synthetic_store), "--progress", "false"])
+    with pytest.raises(LifeConfigError, match=r"unknown keys \['temperature'\]"):
+        evaluate.main(["--config", _config(tmp_path, synthetic_store,
+                                           splits={"x": {"temperature": [1]}})])
+
+
+def test_the_life_section_scores_as_the_standalone_life_evaluation(report, life_store):
+    from packtwin.eval import life
+
+    model, live, forecast = life.twin_estimates(life_store, [0], [0], UPTO)
+    groups = life.judge(life_store, live, forecast, [0], [0], UPTO, model.L_0 * 1e9)["groups"]
+    for split, group in (("cycles_beyond", "seen_cells"), ("unseen_cells", "unseen_cells")):
+        for est in ("twin", "twin_forecast", "sqrt_fit"):
+            got = report["splits"][split]["estimators"][est]["mean"]
+            assert got == pytest.approx(groups[group][est], rel=1e-12), (split, est)
