@@ -184,7 +184,7 @@ class PackStepper:
         pinned = self._pinned if self.a is not None else False
         prev_cur, prev_v, failure, spread = None, None, None, float("nan")
         a_last, v_last = None, np.full(self.n, np.nan)  # model and voltages of the last full trial
-        it = 0
+        it, n_failed = 0, 0
         while it < self.max_iter * (2 if forced else 1):
             it += 1
             sols, volts = [], np.empty(self.n)
@@ -195,12 +195,15 @@ class PackStepper:
                     volts[j] = v
             except Exception as exc:  # a trial beyond what the cell can carry
                 failure = exc
+                n_failed += 1
                 if not np.any(cur):
                     raise
                 forced = "v_min" if i_pack > 0 else "v_max"
                 i_request, hold = 0.5 * i_pack, None
                 a_model = a_last if a_last is not None else self.a
-                if a_model is None:
+                if a_model is None or (a_last is None and n_failed >= 3):
+                    # Halving the pack current does not help where the intercepts alone decide
+                    # the split (a spread far beyond R I): share the current equally instead.
                     cur = np.full(self.n, i_request / self.np_)
                     i_pack, limit, pinned = i_request, None, False
                 else:
@@ -368,7 +371,25 @@ class PackStepper:
         with np.errstate(divide="ignore", invalid="ignore"):
             r_new = -dv / di
         ok = (np.abs(di) > 1e-4) & (np.abs(dv) > SECANT_MIN_DV) & np.isfinite(r_new) & (r_new > 0)
+        r_old = self.R.copy()
         self.R[ok] = np.clip(r_new[ok], R_LOW * self.r_init, R_HIGH * self.r_init)
+        self._keep_accepted_voltages(self.R - r_old)
+
+    def _keep_accepted_voltages(self, dR: np.ndarray) -> None:
+        """Move the stored intercepts with a resistance change so that the linear model still
+        gives the voltages of the accepted states (V = a - R I at the currents they were taken at).
+
+        Without this a secant from a rejected trial left the intercepts of a resistance it
+        replaced: after a knee of a 2C discharge a cell's intercept of 11.8 V (made with a clipped
+        0.85 Ohm) met a new 0.06 Ohm, the split sent it 99 A of a 30 A pack, and no trial could
+        be solved again (the reference preset's 2C scenario failed in cycle 1)."""
+        if self.a is None or not np.any(dR) or not self.cur_hist:
+            return
+        self.a = self.a + dR * self.cur_hist[-1]  # self.a was taken at the last accepted split
+        if self.a_prev is not None:
+            # taken at the split before (one-period steps) or one period earlier on the ramp
+            # that ended at cur_hist[-1] (long steps): the same current to within one period
+            self.a_prev = self.a_prev + dR * self.cur_hist[0]
 
     def _max_spread(self, volts: np.ndarray) -> float:
         """Largest voltage spread of any group at any sample, volts (n_cells, n_samples)."""

@@ -194,3 +194,23 @@ def test_a_negative_secant_is_skipped_not_clipped_to_the_lower_bound():
     st._secant(np.array([0.02, 0.0]), np.array([-0.0012, -0.001]))  # cell 1: di ~ 0
     assert st.R[0] == pytest.approx(0.06)  # a positive secant is still taken
     assert st.R[1] == pytest.approx(0.05)
+
+
+def test_a_secant_update_keeps_the_accepted_voltages():
+    # The intercepts of the last accepted state were made with the resistances of that time; a
+    # secant from a later (rejected) trial must move them so V = a - R I still holds there, or a
+    # cell's stale intercept decides the next split alone (reference preset, 2C: 99 A into one
+    # cell of a 30 A pack, and no trial could be solved again).
+    st = PackStepper(1, 2, step_cell=None, voltage_tol=1e-3, max_iterations=12, r_init=0.03)
+    st.R[:] = [0.85, 0.05]
+    cur_prev, cur = np.array([10.5, 9.5]), np.array([10.0, 10.0])
+    v_prev, v = np.array([3.31, 3.31]), np.array([3.30, 3.30])
+    st.cur_hist = [cur_prev, cur]
+    st.a_prev, st.a = v_prev + st.R * cur_prev, v + st.R * cur
+    st._secant(np.array([0.5, 0.5]), np.array([-0.03, -0.025]))  # cell 0: 0.06 Ohm now
+    assert st.R[0] == pytest.approx(0.06)
+    np.testing.assert_allclose(st.a - st.R * cur, v, atol=1e-12)
+    np.testing.assert_allclose(st.a_prev - st.R * cur_prev, v_prev, atol=1e-12)
+    # the next split of the group current is then even, not all into cell 0
+    i_pack, split, _ = st._plan(st.a, 20.0, 2.5, 4.2, None)
+    assert split.max() < 12.0
