@@ -176,20 +176,25 @@ def _snapshot_array(res: dict, name: str, v, sizes: dict) -> np.ndarray:
 def write_rows(path: str | os.PathLike, res: dict, first: int, last: int,
                snapshot_cycles: list[int]) -> None:
     """Write cycles ``first+1 .. last`` of a running scenario (and their snapshots) into the
-    store; the scenario's status is left alone (it is still running)."""
-    import xarray as xr
+    store; the scenario's status is left alone (it is still running).
+
+    Written with Zarr directly (the dataset's values as the final write encodes them: float32
+    with NaN fill, uint8): xarray's open and region write cost ~0.1 CPU-s per checkpoint."""
+    import zarr
 
     s = res["scenario"]
-    ds_store = xr.open_zarr(path, consolidated=False)
-    sizes, life = dict(ds_store.sizes), set(ds_store.variables)
+    group = zarr.open_group(str(path), mode="r+")
+    arrays = dict(group.arrays())
+    sizes = {d: n for a in arrays.values() for d, n in zip(a.metadata.dimension_names, a.shape)}
     cycles = slice(first, last)
     snaps = [i for i, c in enumerate(snapshot_cycles) if first < c <= last]
-    ds = scenario_dataset(res, sizes, life, cycles=cycles)
-    store.write_region(path, ds, {schema.SCENARIO: slice(s, s + 1), schema.CYCLE: cycles})
-    if snaps:
-        sl = slice(snaps[0], snaps[-1] + 1)  # snapshot cycles are increasing: contiguous
-        ds = scenario_dataset(res, sizes, life, cycles=cycles, snapshots=sl)
-        store.write_region(path, ds, {schema.SCENARIO: slice(s, s + 1), schema.SNAPSHOT: sl})
+    # snapshot cycles are increasing: the ones in this range are contiguous
+    sl = slice(snaps[0], snaps[-1] + 1) if snaps else slice(0, 0)
+    ds = scenario_dataset(res, sizes, set(arrays), cycles=cycles, snapshots=sl)
+    region = {schema.SCENARIO: slice(s, s + 1), schema.CYCLE: cycles, schema.SNAPSHOT: sl}
+    for name, var in ds.data_vars.items():
+        if schema.CYCLE in var.dims or (snaps and schema.SNAPSHOT in var.dims):
+            arrays[name][tuple(region.get(d, slice(None)) for d in var.dims)] = var.values
 
 
 def read_rows(path: str | os.PathLike, res: dict, done: int, snapshot_cycles: list[int]) -> None:

@@ -570,7 +570,9 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
     conf = cfgmod.to_dict(cfg)
     tasks = [{"config": conf, "scenario": s, "cell_values": cells, "nominal": nominal,
               "store": str(path.resolve()), "checkpoint_every": checkpoint_every} for s in todo]
-    counts = {"ok": 0, "partial": 0, "failed": 0, "skipped": skipped, "cell_cycles": 0}
+    counts = {"ok": 0, "partial": 0, "failed": 0, "skipped": skipped, "cell_cycles": 0,
+              "checkpoints": 0, "checkpoint_s": 0.0, "checkpoint_cpu_s": 0.0,
+              "checkpoint_bytes": 0}
     if tasks:
         ex, close = make_executor(executor, workers, scheduler)
         try:
@@ -588,12 +590,16 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
                 # cell-cycles computed by this run (a resumed scenario's earlier ones were not)
                 counts["cell_cycles"] += (res["cycles_done"] - res.get("resumed_from", 0)) \
                     * len(cells)
+                for k in ("checkpoints", "checkpoint_s", "checkpoint_cpu_s", "checkpoint_bytes"):
+                    counts[k] += res.get(k, 0)
                 resumed = (f" (resumed after cycle {res['resumed_from']})"
                            if res.get("resumed_from") else "")
                 log(f"scenario {res['scenario']} written: {key}, {res['cycles_done']} cycles"
                     f"{resumed}, "
                     f"{res['elapsed_s']:.1f} s, {res['steps']} coupling steps, {res['iterations']} "
-                    f"split iterations, {res.get('cell_solves', 0)} cell solves" + (f" ({res['message']})" if res["message"] else ""))
+                    f"split iterations, {res.get('cell_solves', 0)} cell solves, "
+                    f"{res.get('checkpoints', 0)} checkpoints ({res.get('checkpoint_s', 0):.2f} s)"
+                    + (f" ({res['message']})" if res["message"] else ""))
                 bar.update(1)
             bar.close()
         finally:
