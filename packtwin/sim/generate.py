@@ -533,17 +533,20 @@ def run(cfg: GenerateConfig, store_path: str | os.PathLike, workers: int | None 
                            checkpoint_every)
 
 
-def _checkpoints(path: Path, cfg: GenerateConfig, todo: list[int], log) -> None:
-    """Check the checkpoints of the scenarios to run (a mismatch is an error naming the file)
-    and drop those of scenarios that have a status (a kill after the status was written)."""
+def _checkpoints(path: Path, cfg: GenerateConfig, log) -> None:
+    """Check the checkpoints of unfinished scenarios (a mismatch is an error naming the file)
+    and drop those of scenarios that have a status (left by a kill just after the status was
+    written; a retried failed or partial scenario starts from cycle 1)."""
     import pybamm
+    import zarr
 
     from packtwin.sim import checkpoint
 
+    status = np.asarray(zarr.open_array(str(path / "status"), mode="r")[:], dtype=float)
     expect = {"generator_config": config_json(cfg), "pybamm_version": pybamm.__version__,
               "n_cells": cfg.pack.n_series * cfg.pack.n_parallel}
     for s in range(len(cfg.scenarios)):
-        if s not in todo:
+        if np.isfinite(status[s]):
             checkpoint.remove(path, s)
             continue
         saved = checkpoint.load(path, s, expect)
@@ -564,7 +567,7 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
     skipped = len(cfg.scenarios) - len(todo)
     log(f"packtwin generate: store {path}: {len(cfg.scenarios)} scenarios, {skipped} already done, "
         f"{len(todo)} to run")
-    _checkpoints(path, cfg, todo, log)
+    _checkpoints(path, cfg, log)
     workers = workers or os.cpu_count() or 1
     workers = max(1, min(workers, len(todo))) if todo else 1
     conf = cfgmod.to_dict(cfg)
