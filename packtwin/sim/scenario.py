@@ -20,7 +20,8 @@ Checkpoints (``task["checkpoint_every"]`` cycles, :mod:`packtwin.sim.checkpoint`
 cycle (and after the last) the finished rows go into the store and the state to go on into the
 scenario's checkpoint file; a task whose store holds one resumes after its cycle (rows read back,
 cells and stepper restored) and takes exactly the steps an uninterrupted run takes. A failure is
-returned with the cycle, the phase and, where a cell's solve failed, the cell (``result["failure"]``).
+returned with the cycle, the phase and, where a cell's solve failed, the cell
+(``result["failure"]``).
 """
 
 from __future__ import annotations
@@ -359,8 +360,9 @@ def _resume(saved: dict, models, base_inputs, stepper: PackStepper, result: dict
     arrays, meta = saved["arrays"], saved["meta"]
     n = len(models)
     if meta.get("n_cells") != n:
-        raise checkpoint.CheckpointError(f"checkpoint {checkpoint.file_for(path, result['scenario'])}"
-                                         f" is for {meta.get('n_cells')} cells, the pack has {n}")
+        f = checkpoint.file_for(path, result["scenario"])
+        raise checkpoint.CheckpointError(f"checkpoint {str(f)!r} is for {meta.get('n_cells')} "
+                                         f"cells, the pack has {n}")
     st = dict(meta["stepper"])
     st.update({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("stepper.")})
     stepper.restore(st)

@@ -32,8 +32,9 @@ class Killed(BaseException):
     """Stands for a kill: not an Exception, so no scenario records it as a failure."""
 
 
-def _config(tmp_path: Path, name: str, temperatures=(25.0,)) -> Path:
-    """The tiny preset's 1s2p pack (coarse mesh, coupling steps up to 16 periods), 3 cycles."""
+def _config(tmp_path: Path, name: str, temperatures=(25.0, 45.0)) -> Path:
+    """The tiny preset's 1s2p pack (coarse mesh, coupling steps up to 16 periods), 3 cycles at
+    25 and 45 degC."""
     d = yaml.safe_load((PRESET_DIR / "tiny.yaml").read_text())
     d.update(n_cycles=3, snapshot_every=2, scenarios=[
         {"ambient_temperature": t, "charge_c_rate": 2.0, "discharge_c_rate": 2.0,
@@ -69,8 +70,8 @@ def reference(tmp_path_factory):
     cfg, _ = parse(["--config", str(cfg_file)])
     lines = []
     counts = run(cfg, tmp / "ref.zarr", workers=1, quiet=True, log=lines.append)
-    assert counts["ok"] == 1, lines
-    return {"store": tmp / "ref.zarr", "config": cfg_file, "solves": _solves(lines)[0]}
+    assert counts["ok"] == 2, lines
+    return {"store": tmp / "ref.zarr", "config": cfg_file, "solves": sum(_solves(lines))}
 
 
 def _assert_same_store(a: Path, b: Path) -> None:
@@ -88,7 +89,7 @@ def test_run_stopped_after_a_cycle_resumes_there_with_identical_values(
     seen = []
 
     def stop_after_first(s, cycle):
-        seen.append(cycle)
+        seen.append((s, cycle))
         if cycle == 1:
             raise Killed
 
@@ -103,51 +104,63 @@ def test_run_stopped_after_a_cycle_resumes_there_with_identical_values(
     assert checkpoint.load(path, 0)["cycle"] == 1
 
     lines = []
-    monkeypatch.setattr(scenario_mod, "CYCLE_HOOK", lambda s, c: seen.append(c))
+    monkeypatch.setattr(scenario_mod, "CYCLE_HOOK", lambda s, c: seen.append((s, c)))
     counts = run(cfg, path, workers=1, quiet=True, log=lines.append)
-    assert counts["ok"] == 1 and counts["cell_cycles"] == 2 * 2  # 2 cycles of 2 cells computed
-    assert any("resumes after cycle 1 of 3" in ln for ln in lines), lines
-    assert seen == [1, 2, 3]  # cycle 1 was not started again
+    assert counts["ok"] == 2 and counts["cell_cycles"] == (2 + 3) * 2  # cycles computed here
+    assert any("scenario 0 resumes after cycle 1 of 3" in ln for ln in lines), lines
+    assert seen == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]  # (0, 1) not started again
     # the two runs together solved exactly what the uninterrupted one solved
     assert count_solves["n"] == reference["solves"]
-    assert solves_before + _solves(lines)[0] == reference["solves"]
+    assert solves_before + sum(_solves(lines)) == reference["solves"]
     _assert_same_store(path, reference["store"])
-    assert checkpoint.load(path, 0) is None  # the status is the record now
+    assert not list((path / checkpoint.GROUP).glob("*.npz"))  # the status is the record now
 
 
-def test_kill_9_mid_life_then_rerun_resumes_with_identical_values(reference, tmp_path):
+def test_kill_9_of_two_workers_mid_life_then_rerun_resumes_with_identical_values(reference,
+                                                                                 tmp_path):
+    """Two pool workers checkpoint their scenarios into one store; the whole process group is
+    killed once both have a checkpoint."""
     path = tmp_path / "killed.zarr"
     cmd = [sys.executable, "-m", "packtwin", "generate", "--config", str(reference["config"]),
-           "--store", str(path), "--workers", "1", "--quiet"]
+           "--store", str(path), "--workers", "2", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    f = checkpoint.file_for(path, 0)
+    files = [checkpoint.file_for(path, s) for s in (0, 1)]
     try:
         deadline = time.time() + 600
-        while not f.exists() and proc.poll() is None and time.time() < deadline:
+        while not all(f.exists() for f in files) and proc.poll() is None \
+                and time.time() < deadline:
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)  # a real, unclean kill, soon after cycle 1
+        os.killpg(proc.pid, signal.SIGKILL)  # a real, unclean kill, soon after a cycle
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL, proc.stdout.read()
-    k = checkpoint.load(path, 0)["cycle"]
-    assert 1 <= k < 3
-    capacity = xr.open_zarr(path, consolidated=False)["capacity"].values[0]
-    assert np.isfinite(capacity[:, :k]).all() and np.isnan(capacity[:, k:]).all()
+    ds = xr.open_zarr(path, consolidated=False)
+    resumed = {}
+    for s in (0, 1):
+        saved = checkpoint.load(path, s)
+        if saved is None:  # finished just before the kill
+            assert ds["status"].values[s] == schema.STATUS_OK
+            continue
+        k = resumed[s] = saved["cycle"]
+        assert np.isnan(ds["status"].values[s]) and 1 <= k <= 3
+        capacity = ds["capacity"].values[s]
+        assert np.isfinite(capacity[:, :k]).all() and np.isnan(capacity[:, k:]).all()
+    assert resumed and any(k < 3 for k in resumed.values())  # killed mid-life
 
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"resumes after cycle {k} of 3" in out.stdout
-    assert f"3 cycles (resumed after cycle {k})" in out.stdout
+    for s, k in resumed.items():
+        assert f"scenario {s} resumes after cycle {k} of 3" in out.stdout, out.stdout
     _assert_same_store(path, reference["store"])
 
 
 def test_solve_failing_mid_life_keeps_earlier_cycles_and_names_cell_and_cycle(
         reference, tmp_path, monkeypatch):
     """Cell 1 of the 25 degC scenario cannot be solved from cycle 2 on; the 45 degC one goes on."""
-    cfg, _ = parse(["--config", str(_config(tmp_path, "two", (25.0, 45.0)))])
+    cfg, _ = parse(["--config", str(reference["config"])])
     cells, nominal = draw_cells(cfg)
     varied = tuple(p.key for p in cfg.variation.parameters)
     radii = (cells[1].get("neg_radius", nominal["neg_radius"]),
@@ -182,10 +195,12 @@ def test_solve_failing_mid_life_keeps_earlier_cycles_and_names_cell_and_cycle(
     assert "injected: IDA_CONV_FAIL" in failure["reason"] and "cell 1 " in failure["reason"]
     assert "0" in store.json_attr(ds, "messages") and "1" not in store.json_attr(ds, "failures")
     assert "stopped in cycle 2 of 3 (discharge, cell 1)" in store.json_attr(ds, "messages")["0"]
-    # cycle 1 as the uninterrupted run has it; the unfinished cycle 2 and cycle 3 are blank
+    # cycle 1 as the uninterrupted run has it; the unfinished cycle 2 and cycle 3 are blank;
+    # the other scenario is the uninterrupted run's
     ref = xr.open_zarr(reference["store"], consolidated=False).load()
     for name in ("capacity", "lli", "sei_thickness_end", "temperature_max"):
         np.testing.assert_array_equal(ds[name].values[0, :, 0], ref[name].values[0, :, 0])
         assert np.isnan(ds[name].values[0, :, 1:]).all()
-        assert np.isfinite(ds[name].values[1]).all()
+    for name in ds.data_vars:
+        np.testing.assert_array_equal(ds[name].values[1], ref[name].values[1], err_msg=name)
     assert not list((path / checkpoint.GROUP).glob("*.npz"))
