@@ -261,6 +261,25 @@ class CellModel:
                                  f"of {dt} s: {sol.termination}")
         return sol
 
+    def end_state(self, sol) -> tuple[float, np.ndarray]:
+        """(time [s], state vector) at the end of a step: all :meth:`step` needs to go on."""
+        last = sol.last_state
+        return float(last.t[-1]), np.array(last.all_ys[0], dtype=float).ravel()
+
+    def solution_at(self, t: float, y: np.ndarray, inputs: Mapping[str, float]):
+        """A one-point solution at (t, y) that :meth:`step` continues from exactly as from the
+        step that ended there (PyBaMM's step reads only the old solution's last time, state,
+        termination and model)."""
+        import pybamm
+
+        y = np.asarray(y, dtype=float).reshape(-1, 1)
+        if y.shape[0] != self.model.len_rhs_and_alg:
+            raise ValueError(f"a saved cell state has {y.shape[0]} values, the "
+                             f"{self.model_cfg.model} model built here has "
+                             f"{self.model.len_rhs_and_alg}")
+        return pybamm.Solution([np.array([float(t)])], [y], self.model, dict(inputs),
+                               termination="final time")
+
     def read(self, sol, inputs: Mapping[str, float]) -> dict[str, np.ndarray]:
         """All outputs at the end of a step (stored units not applied yet; PyBaMM units)."""
         return self.read_samples(sol, inputs, 1)[0]

@@ -3,9 +3,12 @@
 The main process draws the cells, creates the store from :func:`packtwin.schema.template`, hands
 one task per scenario to an executor (a process pool, or Dask through its concurrent.futures
 interface) and writes each finished scenario itself: data first, then ``status``/``cycles_done``,
-so a run killed between the two only redoes that scenario. A rerun skips every scenario with a
-status (``--retry-failed`` retries failed and partial ones); a store made with another config is
-refused.
+so a run killed between the two only redoes that scenario. A running scenario checkpoints every
+``--checkpoint-every`` cycles (:mod:`packtwin.sim.checkpoint`: its finished rows into the store,
+the state to go on into ``<store>/checkpoints``), so a killed run resumes it after its last
+checkpoint with the values of an uninterrupted run. A rerun skips every scenario with a status
+(``--retry-failed`` retries failed and partial ones, from cycle 1); a store made with another
+config is refused, and so is a checkpoint made with another config or PyBaMM version.
 
 Before anything runs the config is checked (unknown keys, hard limits of
 :mod:`packtwin.sim.limits`, PyBaMM's own options and parameter names) and the run's size and
@@ -36,7 +39,7 @@ from packtwin.sim.config import ConfigError, GenerateConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "generate"
 RUN_OPTIONS = ("config", "preset", "store", "workers", "executor", "scheduler", "retry_failed",
-               "quiet", "max_store_gb", "max_memory_gb")
+               "quiet", "max_store_gb", "max_memory_gb", "checkpoint_every")
 TRUTH_KIND = "truth"
 
 
@@ -80,6 +83,10 @@ def build_parser():
     parser.add_argument("--retry-failed", dest="retry_failed", action="store_true",
                         help="also rerun scenarios recorded as failed or partial")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=1,
+                        help="checkpoint a running scenario every N cycles (and after its last) "
+                             "so a killed run resumes it there; 0: never (a killed scenario "
+                             "reruns from cycle 1)")
     parser.add_argument("--max-store-gb", dest="max_store_gb", type=float,
                         default=budget.DEFAULT_MAX_STORE_GB,
                         help="refuse a run whose store is estimated larger than this [GB]")
@@ -409,30 +416,11 @@ def write_result(path: Path, res: dict) -> None:
     """Write one scenario: data first, then its status (the commit mark of the scenario)."""
     import xarray as xr
 
+    from packtwin.sim.checkpoint import scenario_dataset
+
     s = res["scenario"]
     ds_store = xr.open_zarr(path, consolidated=False)
-    data = {}
-    for name, v in schema.VARIABLES.items():
-        if name in ("status", "cycles_done"):
-            continue
-        shape = tuple(ds_store.sizes[d] for d in v.dims)[1:]
-        arr = np.full(shape, np.nan if np.dtype(v.dtype).kind == "f" else 0, dtype=v.dtype)
-        if schema.CYCLE in v.dims:
-            arr[:] = res["summary"][name]
-        else:
-            for si, snap in res["snapshots"].items():
-                if name == "valid":
-                    arr[si] = snap["valid"]
-                elif name in snap["pack"]:
-                    arr[si] = snap["pack"][name]
-                else:
-                    arr[:, si] = snap["fields"][name]
-        data[name] = (v.dims, arr[None].astype(v.dtype))
-    for name, arr in res.get("life", {}).items():
-        if name in ds_store.variables:
-            data[name] = (schema.LIFE_VARIABLES[name].dims,
-                          np.asarray(arr)[None].astype(schema.LIFE_VARIABLES[name].dtype))
-    ds = xr.Dataset(data)
+    ds = scenario_dataset(res, dict(ds_store.sizes), set(ds_store.variables))
     region = {schema.SCENARIO: slice(s, s + 1)}
     store.write_region(path, ds, region)
     done = xr.Dataset({"status": ((schema.SCENARIO,), np.array([res["status"]], "float32")),
@@ -526,22 +514,50 @@ def make_executor(kind: str, workers: int, scheduler: str | None):
 def run(cfg: GenerateConfig, store_path: str | os.PathLike, workers: int | None = None,
         executor: str = "process", scheduler: str | None = None, retry_failed: bool = False,
         quiet: bool = False, log=print, max_store_gb: float | None = None,
-        max_memory_gb: float | None = None) -> dict:
+        max_memory_gb: float | None = None, checkpoint_every: int = 1) -> dict:
     """Generate (or resume) a store; returns counts and timing."""
     path = Path(store_path)
     t0 = time.perf_counter()
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, found {workers}")
+    if checkpoint_every is None or checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0 (0: no checkpoints), found "
+                          f"{checkpoint_every}")
     budget.check(cfg, workers or os.cpu_count() or 1, max_store_gb, max_memory_gb)
     _check_writable(path)
     with lock.exclusive(path, command="packtwin generate") as held:
         if held.get("stale"):
             log(f"packtwin generate: taking over the lock of pid {held['stale'].get('pid')} "
                 f"(no longer running)")
-        return _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, log, t0)
+        return _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, log, t0,
+                           checkpoint_every)
 
 
-def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, log, t0) -> dict:
+def _checkpoints(path: Path, cfg: GenerateConfig, log) -> None:
+    """Check the checkpoints of unfinished scenarios (a mismatch is an error naming the file)
+    and drop those of scenarios that have a status (left by a kill just after the status was
+    written; a retried failed or partial scenario starts from cycle 1)."""
+    import pybamm
+    import zarr
+
+    from packtwin.sim import checkpoint
+
+    status = np.asarray(zarr.open_array(str(path / "status"), mode="r")[:], dtype=float)
+    expect = {"generator_config": config_json(cfg), "pybamm_version": pybamm.__version__,
+              "n_cells": cfg.pack.n_series * cfg.pack.n_parallel}
+    for s in range(len(cfg.scenarios)):
+        if np.isfinite(status[s]):
+            checkpoint.remove(path, s)
+            continue
+        saved = checkpoint.load(path, s, expect)
+        if saved is not None:
+            log(f"packtwin generate: scenario {s} resumes after cycle {saved['cycle']} of "
+                f"{cfg.n_cycles} (checkpoint {checkpoint.file_for(path, s)})")
+
+
+def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, log, t0,
+                checkpoint_every=1) -> dict:
+    from packtwin.sim import checkpoint
     from packtwin.sim.scenario import run_scenario
 
     cells, nominal = draw_cells(cfg)
@@ -551,27 +567,42 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
     skipped = len(cfg.scenarios) - len(todo)
     log(f"packtwin generate: store {path}: {len(cfg.scenarios)} scenarios, {skipped} already done, "
         f"{len(todo)} to run")
+    _checkpoints(path, cfg, log)
     workers = workers or os.cpu_count() or 1
     workers = max(1, min(workers, len(todo))) if todo else 1
     conf = cfgmod.to_dict(cfg)
-    tasks = [{"config": conf, "scenario": s, "cell_values": cells, "nominal": nominal} for s in todo]
-    counts = {"ok": 0, "partial": 0, "failed": 0, "skipped": skipped, "cell_cycles": 0}
+    tasks = [{"config": conf, "scenario": s, "cell_values": cells, "nominal": nominal,
+              "store": str(path.resolve()), "checkpoint_every": checkpoint_every} for s in todo]
+    counts = {"ok": 0, "partial": 0, "failed": 0, "skipped": skipped, "cell_cycles": 0,
+              "checkpoints": 0, "checkpoint_s": 0.0, "checkpoint_cpu_s": 0.0,
+              "checkpoint_bytes": 0}
     if tasks:
         ex, close = make_executor(executor, workers, scheduler)
         try:
             bar = _progress(len(tasks), quiet)
             for res in results(ex, run_scenario, tasks):
                 write_result(path, res)
+                checkpoint.remove(path, res["scenario"])  # the status is the scenario's record now
                 _record_message(path, res["scenario"], res["message"])
+                _record_per_scenario(path, "failures", res["scenario"], res.get("failure"))
                 _record_per_scenario(path, "stored_grid_error", res["scenario"],
                                      res.get("stored_grid_error"))
                 key = {schema.STATUS_OK: "ok", schema.STATUS_PARTIAL: "partial"}.get(
                     res["status"], "failed")
                 counts[key] += 1
-                counts["cell_cycles"] += res["cycles_done"] * len(cells)
-                log(f"scenario {res['scenario']} written: {key}, {res['cycles_done']} cycles, "
+                # cell-cycles computed by this run (a resumed scenario's earlier ones were not)
+                counts["cell_cycles"] += (res["cycles_done"] - res.get("resumed_from", 0)) \
+                    * len(cells)
+                for k in ("checkpoints", "checkpoint_s", "checkpoint_cpu_s", "checkpoint_bytes"):
+                    counts[k] += res.get(k, 0)
+                resumed = (f" (resumed after cycle {res['resumed_from']})"
+                           if res.get("resumed_from") else "")
+                log(f"scenario {res['scenario']} written: {key}, {res['cycles_done']} cycles"
+                    f"{resumed}, "
                     f"{res['elapsed_s']:.1f} s, {res['steps']} coupling steps, {res['iterations']} "
-                    f"split iterations, {res.get('cell_solves', 0)} cell solves" + (f" ({res['message']})" if res["message"] else ""))
+                    f"split iterations, {res.get('cell_solves', 0)} cell solves, "
+                    f"{res.get('checkpoints', 0)} checkpoints ({res.get('checkpoint_s', 0):.2f} s)"
+                    + (f" ({res['message']})" if res["message"] else ""))
                 bar.update(1)
             bar.close()
         finally:
@@ -597,7 +628,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         cfg, opts = parse(argv)
         counts = run(cfg, opts["store"], opts["workers"], opts["executor"], opts["scheduler"],
                      bool(opts["retry_failed"]), bool(opts["quiet"]),
-                     max_store_gb=opts["max_store_gb"], max_memory_gb=opts["max_memory_gb"])
+                     max_store_gb=opts["max_store_gb"], max_memory_gb=opts["max_memory_gb"],
+                     checkpoint_every=opts["checkpoint_every"])
     except PacktwinError as exc:
         if debug_enabled():
             raise

@@ -140,6 +140,38 @@ class PackStepper:
     def groups(self):
         return [slice(g * self.np_, (g + 1) * self.np_) for g in range(self.ns)]
 
+    # Everything that changes the next step besides the cells' own states (a checkpoint of a
+    # life run restores it, so a resumed run takes exactly the steps an uninterrupted one takes).
+    ADAPTIVE_STATE = ("R", "a", "a_prev", "i_prev_request", "cur_hist", "_pinned", "m", "drift",
+                      "rejected", "prev_hold", "curvature")
+
+    def state(self) -> dict:
+        """The adaptive state (resistances, intercepts, drift, step length, ...), copied; the
+        cells' solutions are the caller's (the stepper never sees PyBaMM)."""
+        out = {}
+        for name in self.ADAPTIVE_STATE:
+            val = getattr(self, name)
+            if name == "cur_hist":
+                val = np.array(val, dtype=float).reshape(len(val), self.n)
+            out[name] = val.copy() if isinstance(val, np.ndarray) else val
+        return out
+
+    def restore(self, state: dict) -> None:
+        """Set the adaptive state saved by :meth:`state` (for a stepper of the same pack)."""
+        missing = sorted(set(self.ADAPTIVE_STATE) - set(state))
+        if missing:
+            raise ValueError(f"pack stepper state lacks {missing}")
+        if np.shape(state["R"]) != (self.n,):
+            raise ValueError(f"pack stepper state is for {np.size(state['R'])} cells, this pack "
+                             f"has {self.n}")
+        for name in self.ADAPTIVE_STATE:
+            val = state[name]
+            if name == "cur_hist":
+                val = [np.array(row, dtype=float) for row in np.asarray(val, dtype=float)]
+            elif isinstance(val, np.ndarray):
+                val = val.astype(float).copy()
+            setattr(self, name, val)
+
     def _plan(self, a: np.ndarray, i_request: float | None, v_min: float, v_max: float,
               hold: str | None):
         lines = [group_line(a[s], self.R[s]) for s in self.groups()]

@@ -15,29 +15,50 @@ Cycle: discharge (CC, or the pulse pattern scaled by the C-rate) until the first
 v_min, rest, CC charge until the first cell reaches v_max, CV hold of that cell until the pack
 current falls below cv_cutoff_c, rest. Discharging first because the parameter set starts fully
 charged.
+
+Checkpoints (``task["checkpoint_every"]`` cycles, :mod:`packtwin.sim.checkpoint`): after such a
+cycle (and after the last) the finished rows go into the store and the state to go on into the
+scenario's checkpoint file; a task whose store holds one resumes after its cycle (rows read back,
+cells and stepper restored) and takes exactly the steps an uninterrupted run takes. A failure is
+returned with the cycle, the phase and, where a cell's solve failed, the cell
+(``result["failure"]``).
 """
 
 from __future__ import annotations
 
 import time as _time
 import traceback
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from packtwin import schema
+from packtwin.sim import checkpoint
 from packtwin.sim import config as cfgmod
 from packtwin.sim.cell import CURRENT, RAMP_START, SLOPE, get_model
-from packtwin.sim.pack import PackStepper
+from packtwin.sim.pack import PackStepper, StepResult
 
 FIELD_VARS = [n for n, v in schema.VARIABLES.items() if v.dims[:4] == schema.T4]
 PACK_VARS = ["pack_voltage", "pack_current"]
 PLATING_NOISE = 1e-2  # mol/m3: 3e-7 of c_max_n; round-off seen after 200-500 mol/m3 plated and stripped
 SUMMARY_VARS = [n for n, v in schema.VARIABLES.items() if v.kind == "summary"]
 SERIES_VARS = cfgmod.SERIES_VARS
+# Called as CYCLE_HOOK(scenario, cycle) after every finished (and checkpointed) cycle: tests use it
+# to stop a run at a chosen point.
+CYCLE_HOOK: Callable[[int, int], None] | None = None
 
 
 class ScenarioFailure(RuntimeError):
     """The protocol could not be carried out (e.g. the cut-off is reached at once)."""
+
+
+class CellSolveError(RuntimeError):
+    """PyBaMM could not solve one cell's step (the message names the cell)."""
+
+    def __init__(self, cell: int, message: str):
+        super().__init__(message)
+        self.cell = cell
 
 
 def _pulse_run(pattern, k: int, n_max: int, dt: float) -> tuple[float, int]:
@@ -102,13 +123,23 @@ def run_scenario(task: dict) -> dict:
               "snapshots": {}, "summary": {n: np.full((n_cells, n_cycles), np.nan)
                                            for n in SUMMARY_VARS},
               "iterations": 0, "steps": 0, "periods": 0, "cell_solves": 0,
-              "stored_grid_error": {}, "life": {}}
+              "stored_grid_error": {}, "life": {}, "resumed_from": 0, "checkpoints": 0,
+              "checkpoint_s": 0.0, "checkpoint_cpu_s": 0.0, "checkpoint_bytes": 0}
+    track = result["_track"] = {"phase": "set-up", "cell_error": None}
+    failed_cell = None
     try:
         _simulate(cfg, task, result)
     except Exception as exc:  # PyBaMM raises many types; every one is a recorded failure
         msg = f"{type(exc).__name__}: {exc}".strip()
         result["message"] = msg[:2000]
         result["traceback"] = traceback.format_exc()[-4000:]
+        # the cell whose solve failed: the error itself, or the failed trials of the step that
+        # did not converge (a protocol failure, e.g. too little capacity, is the pack's)
+        if isinstance(exc, CellSolveError):
+            failed_cell = exc.cell
+        elif not isinstance(exc, ScenarioFailure) and track["cell_error"] is not None:
+            failed_cell = track["cell_error"].cell
+    result.pop("_track")
     done = result["cycles_done"]
     for name, arr in result["life"].items():
         arr[:, done:] = np.nan  # an unfinished cycle's samples are no cycle's record
@@ -116,7 +147,11 @@ def run_scenario(task: dict) -> dict:
         result["status"] = schema.STATUS_OK
     else:
         result["status"] = schema.STATUS_PARTIAL if done > 0 else schema.STATUS_FAILED
-        result["message"] = f"stopped in cycle {done + 1} of {n_cycles}: {result['message']}"
+        result["failure"] = {"cycle": done + 1, "phase": track["phase"], "cell": failed_cell,
+                             "reason": result["message"]}
+        where = track["phase"] + ("" if failed_cell is None else f", cell {failed_cell}")
+        result["message"] = (f"stopped in cycle {done + 1} of {n_cycles} ({where}): "
+                             f"{result['message']}")
     result["elapsed_s"] = _time.perf_counter() - t0
     return result
 
@@ -147,7 +182,15 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         inputs.update({CURRENT: i0, SLOPE: (i1 - i0) / dt_,
                        RAMP_START: 0.0 if sol_old is None else float(sol_old.t[-1])})
         result["cell_solves"] += 1
-        sol = models[j].step(sol_old, inputs, dt_, n or 1)
+        try:
+            sol = models[j].step(sol_old, inputs, dt_, n or 1)
+        except Exception as exc:
+            t = 0.0 if sol_old is None else float(sol_old.t[-1])
+            err = CellSolveError(j, f"cell {j} (series group {j // npar}, parallel position "
+                                    f"{j % npar}) from t = {t:.0f} s at {i0:.4g}..{i1:.4g} A: "
+                                    f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+            track["cell_error"] = err
+            raise err from exc
         vals = models[j].read_samples(sol, inputs, n or 1)
         volts = np.array([float(v["voltage"][0]) for v in vals])
         return (sol, vals), (volts if n else float(volts[-1]))
@@ -166,8 +209,11 @@ def _simulate(cfg, task: dict, result: dict) -> None:
     if p.checkup_every > 0:
         life["checkup"] = np.full((n_cells, cfg.n_cycles), np.nan)
 
+    track = result["_track"]
+
     def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0):
         """One coupling step of up to n_max periods; records every period's sample."""
+        track["cell_error"] = None  # cell failures of this step's trials only
         res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor)
         result["iterations"] += res.iterations
         result["steps"] += 1
@@ -196,10 +242,20 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                 break
         return last, k
 
-    # Initial rest: the state every cycle's sample 0 is taken from.
-    res, out, pack_v = do_step(None, 0.0)
-    state = (res, out, pack_v)
-    for cycle in range(1, cfg.n_cycles + 1):
+    every = int(task.get("checkpoint_every") or 0)
+    path = task.get("store")
+    if path is not None and not Path(path).is_dir():
+        path = None  # a worker that does not see the store (a remote Dask worker): no checkpoints
+    saved = checkpoint.load(path, task["scenario"]) if path is not None else None
+    if saved is not None:
+        state = _resume(saved, models, base_inputs, stepper, result, path, snaps)
+    else:
+        # Initial rest: the state every cycle's sample 0 is taken from.
+        track["phase"] = "initial rest"
+        res, out, pack_v = do_step(None, 0.0)
+        state = (res, out, pack_v)
+    written = result["cycles_done"]  # cycles whose rows are in the store
+    for cycle in range(result["cycles_done"] + 1, cfg.n_cycles + 1):
         record = cycle in snaps
         series = {n: life[n][:, cycle - 1] for n in SERIES_VARS} if cfg.cycle_series else None
         rec = _Recorder(shapes, n_t, n_cells, record, series)
@@ -212,6 +268,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         rec.add(out0, i0, pv0, float(i0[:npar].sum()))
         charge_ah = np.zeros(n_cells)
         # --- discharge: one segment per run of periods at one current (pulse edges end steps) ---
+        track["phase"] = "check-up discharge" if checkup else "discharge"
         k = 0
         while k < steps["discharge"]:
             mult, n = 1.0, steps["discharge"] - k
@@ -227,14 +284,18 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                 f"discharge at {d_rate}C, {sc.ambient_temperature} degC reached the "
                 f"{p.v_min} V cut-off after {charge_ah.sum():.3f} A.h (< {p.min_capacity_fraction:.0%}"
                 f" of the pack's {q_pack:.2f} A.h): the cell cannot sustain this rate here")
+        track["phase"] = "rest after discharge"
         (res, out, pv), _ = segment(rec, 0.0, steps["rest"])
         # --- CC charge, then CV hold ---
+        track["phase"] = "CC charge"
         (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cc"],
                                     stop=lambda r: r.limit == "v_max")
         if res.limit == "v_max":
             i_cut = p.cv_cutoff_c * q_pack
+            track["phase"] = "CV hold"
             (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cv"], hold="v_max",
                                         stop=lambda r: abs(r.i_pack) < i_cut, i_floor=i_cut)
+        track["phase"] = "rest after charge"
         (res, out, pv), _ = segment(rec, 0.0, steps["rest"])
         state = (res, out, pv)
         c = cycle - 1
@@ -252,6 +313,73 @@ def _simulate(cfg, task: dict, result: dict) -> None:
             result["snapshots"][snaps.index(cycle)] = {"fields": rec.fields, "pack": rec.pack,
                                                        "valid": valid}
         result["cycles_done"] = cycle
+        if path is not None and every > 0 and (cycle % every == 0 or cycle == cfg.n_cycles):
+            _save(path, task, result, models, stepper, state, written, snaps)
+            written = cycle
+        if CYCLE_HOOK is not None:
+            CYCLE_HOOK(task["scenario"], cycle)
+
+
+def _save(path, task: dict, result: dict, models, stepper: PackStepper, state, written: int,
+          snaps: list[int]) -> None:
+    """Checkpoint after ``result["cycles_done"]``: rows of the cycles since ``written`` into the
+    store, then the state to go on (see :mod:`packtwin.sim.checkpoint`)."""
+    import json
+
+    import pybamm
+
+    t0, c0 = _time.perf_counter(), _time.process_time()
+    res, out, pack_v = state
+    arrays, scalars = {"i_last": res.currents()[-1]}, {}
+    ends = [m.end_state(sol[0]) for m, sol in zip(models, stepper.solutions)]
+    arrays["t"] = np.array([t for t, _ in ends])
+    for j, (_, y) in enumerate(ends):
+        arrays[f"y_{j}"] = y
+        for name, val in out[j].items():
+            arrays[f"out.{j}.{name}"] = np.asarray(val, dtype=float)
+    for name, val in stepper.state().items():
+        if isinstance(val, np.ndarray):
+            arrays[f"stepper.{name}"] = val
+        else:
+            scalars[name] = val
+    meta = {"stepper": scalars, "pack_voltage": float(pack_v),
+            "stored_grid_error": result["stored_grid_error"],
+            "generator_config": json.dumps(task["config"], sort_keys=True),
+            "pybamm_version": pybamm.__version__, "n_cells": len(models)}
+    checkpoint.write_rows(path, result, written, result["cycles_done"], snaps)
+    result["checkpoint_bytes"] += checkpoint.save(path, task["scenario"], result["cycles_done"],
+                                                  arrays, meta)
+    result["checkpoints"] += 1
+    result["checkpoint_s"] += _time.perf_counter() - t0
+    result["checkpoint_cpu_s"] += _time.process_time() - c0
+
+
+def _resume(saved: dict, models, base_inputs, stepper: PackStepper, result: dict, path,
+            snaps: list[int]):
+    """Restore a checkpoint into this run: rows, cells, stepper; returns the cycle-end state."""
+    arrays, meta = saved["arrays"], saved["meta"]
+    n = len(models)
+    if meta.get("n_cells") != n:
+        f = checkpoint.file_for(path, result["scenario"])
+        raise checkpoint.CheckpointError(f"checkpoint {str(f)!r} is for {meta.get('n_cells')} "
+                                         f"cells, the pack has {n}")
+    st = dict(meta["stepper"])
+    st.update({k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("stepper.")})
+    stepper.restore(st)
+    stepper.solutions = [(m.solution_at(arrays["t"][j], arrays[f"y_{j}"], base_inputs[j]), None)
+                         for j, m in enumerate(models)]
+    out = [{} for _ in range(n)]
+    for key, val in arrays.items():
+        if key.startswith("out."):
+            _, j, name = key.split(".", 2)
+            out[int(j)][name] = float(val) if val.ndim == 0 else val
+    i_last = np.asarray(arrays["i_last"], dtype=float)
+    res = StepResult(float(i_last[:stepper.np_].sum()), i_last,
+                     np.array([o["voltage"] for o in out]), None, 0)
+    result["stored_grid_error"] = dict(meta["stored_grid_error"])
+    checkpoint.read_rows(path, result, saved["cycle"], snaps)
+    result["cycles_done"] = result["resumed_from"] = saved["cycle"]
+    return res, out, float(meta["pack_voltage"])
 
 
 def _track_grid_error(worst: dict, model, vals: dict) -> None:
