@@ -89,7 +89,8 @@ class Config:
     observers: list[str] = field(default_factory=list)
     """classical state estimators scored next to the baseline, one row each
     (``packtwin.eval.observer_predict.OBSERVERS``: "ekf", with the store's true per-cell
-    parameters: the oracle-parameter setting); default none"""
+    parameters: the oracle-parameter setting; "ekf_identified", with each cell's parameters
+    identified from its own measured V/I/T); default none"""
     observer_core: dict[str, Any] = field(default_factory=dict)
     """``CoreConfig`` overrides of the observers' reduced core, e.g. ``{n_r: 6}``
     (coarser, faster)"""
@@ -248,7 +249,7 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
                          f"{BASELINE!r} or {PYBAMM!r}: {sorted(taken)}")
     if cfg.observers:  # refuse a store the observers cannot use before any training
         observer_predict.core_config(cfg.observer_core)
-        observer_predict.check_store(ds, source=repr(cfg.store))
+        observer_predict.check_store(ds, source=repr(cfg.store), names=cfg.observers)
     train_sel = splits.select(ds, cfg.train, name="train selection")
     train_cells = set(int(c) for c in train_sel.cells)
     split_sel, skipped = {}, {}
@@ -318,7 +319,8 @@ def run(cfg: Config, progress: bool = True) -> xr.Dataset:
             bar.set_postfix_str(f"{obs}: {name}")
             pred = observer_predict.observer_dataset(
                 obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
-                core=cfg.observer_core)
+                core=cfg.observer_core, train_scenarios=train_sel.scenarios,
+                train_cells=train_sel.cells)
             if cfg.save_predictions:
                 _save_prediction(pred, out / "predictions" / f"{obs}_{name}.zarr", cfg.store)
             results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0)
