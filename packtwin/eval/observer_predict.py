@@ -18,9 +18,13 @@ Outputs, on the store's grid and dims like :func:`packtwin.eval.predict.predict_
 surface, then in x), ``soc`` (negative electrode-mean stoichiometry within the cell's own window),
 ``plating_margin`` and ``voltage``. The voltage is the one-step-ahead model voltage *before* each
 sample's correction (a posterior voltage would repeat the measurement it was fitted to). The core
-does not estimate SEI growth here and the parameters are given, not identified: no
-``sei_thickness_avg`` and no ``param_*`` variables, so their metrics stay empty (an oracle's
-0 % parameter error would mean nothing).
+does not estimate SEI growth here: no ``sei_thickness_avg``. With oracle parameters there are no
+``param_*`` variables either (an oracle's 0 % parameter error would mean nothing).
+
+``ekf_identified`` (:func:`observer_dataset`): the same filter with each cell's parameters
+identified from its own measured V/I/T (:mod:`packtwin.eval.observer_identify`, no truth table
+needed); the identified values are written as ``param_*`` variables, so that evaluate reports
+their errors against the store's table.
 
 Divergence: where a cycle's state turns non-finite, that cycle's filter is restarted from the
 sample's voltage read as an OCV (the start's prior; that sample's voltage is then the restarted
@@ -50,7 +54,8 @@ from packtwin import quantities, schema
 from packtwin.errors import PacktwinError
 from packtwin.eval.predict import selection_of
 from packtwin.physics.core import CoreConfig, ReducedCore
-from packtwin.physics.core_params import CoreParams, okane2022_design, truth_table
+from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_table,
+                                          truth_values)
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.ocv_inversion import invert_ocv
@@ -305,25 +310,39 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      cells: Sequence[int] | None = None, snapshots: Sequence[int] | None = None,
                      source: str = "truth store", core: dict | None = None,
                      train_scenarios: Sequence[int] | None = None,
-                     train_cells: Sequence[int] | None = None) -> xr.Dataset:
+                     train_cells: Sequence[int] | None = None,
+                     identify: dict | None = None) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
-    selection, positional, whose cycles "ekf_identified" may identify its cells on)."""
+    selection, positional, whose cycles "ekf_identified" may identify its cells on;
+    ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides)."""
     check_observers([name])
     cfg = core_config(core)
     if name == "ekf":
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
                                   source=source)
     from packtwin.eval.observer_identify import identified_params
-    from packtwin.physics.identify import IdentifyError
+    from packtwin.physics.identify import IdentifyConfig, IdentifyError
 
     sel = selection_of(truth, scenarios, cells, snapshots)
     try:
+        ident = IdentifyConfig(**(identify or {}))
+    except TypeError:
+        raise ObserverError(f"identify overrides {sorted(identify or {})} name unknown "
+                            f"IdentifyConfig fields; known: "
+                            f"{list(IdentifyConfig.__dataclass_fields__)}") from None
+    try:
         params, info = identified_params(truth, sel.cells, train_scenarios or [],
                                          train_cells or [], sel.scenarios, sel.snapshots[0],
-                                         _period(truth, source), core_config=cfg, source=source)
+                                         _period(truth, source), config=ident, core_config=cfg,
+                                         source=source)
     except IdentifyError as exc:
         raise ObserverError(str(exc)) from None
-    return ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
-                              source=source, params=params, variant=name,
-                              extra_attrs={"identification": json.dumps(info)})
+    ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
+                            source=source, params=params, variant=name,
+                            extra_attrs={"identification": json.dumps(info)})
+    # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
+    for key, v in truth_values(params, ident.names).items():
+        ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,
+                                                schema.var_attrs(schema.param_var(key)))
+    return ds

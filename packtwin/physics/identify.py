@@ -23,8 +23,9 @@ coordinate is O(1)) and pulled toward nominal where the log says nothing about a
 
 Start: the first step's state is a rest state on the cell's inventory line, its negative
 stoichiometry fitted jointly (initialised from the first voltage on the nominal core,
-:func:`start_from_voltage`, ``start_std`` its prior std). A log whose first sample is under load starts with the
-particles' load profile missing: give ``skip_s`` to leave its first samples out of the fit.
+:func:`start_from_voltage`; ``start_std`` its prior std). A log whose first sample is under load
+starts with the particles' load profile missing: give ``skip_s`` to leave its first samples out
+of the fit.
 """
 
 from __future__ import annotations

@@ -137,3 +137,19 @@ def test_too_short_window_and_bad_shapes_are_refused():
         identify(CoreParams.nominal(3), V, I, T, PERIOD, core_config=TINY)
     with pytest.raises(IdentifyError, match="unknown \\['R_n'\\]"):
         identify(CoreParams.nominal(2), V, I, T, PERIOD, IdentifyConfig(names=("R_n",)), TINY)
+
+
+def test_truth_values_invert_from_truth():
+    """Identified parameters go back into the truth table's form (j0 at the reference state)
+    exactly: what evaluate scores against a store's param_* table."""
+    from packtwin.physics.core_params import truth_values
+
+    p = _scaled(CoreParams.nominal(2), {"k_n": [1.1, 0.9], "D_p": [0.8, 1.2],
+                                        "R_contact": [1.3, 1.0]})
+    table = truth_values(p, p.names())
+    assert {"neg_j0", "pos_j0", "neg_c_init", "contact_resistance"} <= set(table)
+    back = CoreParams.from_truth(table)
+    for name in ("c_n_init", "eps_s_n", "eps_s_p", "D_n", "D_p", "k_n", "k_p", "R_contact"):
+        assert torch.allclose(getattr(back, name), getattr(p, name), rtol=1e-12), name
+    # the exchange current is stored at the reference state, not as the prefactor
+    assert float(table["neg_j0"][0]) != pytest.approx(float(p.k_n[0]))
