@@ -297,6 +297,20 @@ def core_config(overrides: dict | None) -> CoreConfig:
                             f"CoreConfig fields; known: {known}") from None
 
 
+def identify_config(overrides: dict | None):
+    """:class:`packtwin.physics.identify.IdentifyConfig` with ``overrides``; unknown keys
+    refused."""
+    from packtwin.physics.identify import IdentifyConfig
+
+    try:
+        return IdentifyConfig(**{k: tuple(v) if k == "names" else v
+                                 for k, v in (overrides or {}).items()})
+    except TypeError:
+        known = list(IdentifyConfig.__dataclass_fields__)
+        raise ObserverError(f"observer identify overrides {sorted(overrides or {})} name "
+                            f"unknown IdentifyConfig fields; known: {known}") from None
+
+
 def check_store(truth: xr.Dataset, source: str = "truth store",
                 names: Sequence[str] = ("ekf",)) -> None:
     """What the observers ``names`` need of a store, checked before anything is computed: a
@@ -322,15 +336,10 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
                                   source=source)
     from packtwin.eval.observer_identify import identified_params
-    from packtwin.physics.identify import IdentifyConfig, IdentifyError
+    from packtwin.physics.identify import IdentifyError
 
     sel = selection_of(truth, scenarios, cells, snapshots)
-    try:
-        ident = IdentifyConfig(**(identify or {}))
-    except TypeError:
-        raise ObserverError(f"identify overrides {sorted(identify or {})} name unknown "
-                            f"IdentifyConfig fields; known: "
-                            f"{list(IdentifyConfig.__dataclass_fields__)}") from None
+    ident = identify_config(identify)
     try:
         params, info = identified_params(truth, sel.cells, train_scenarios or [],
                                          train_cells or [], sel.scenarios, sel.snapshots[0],
