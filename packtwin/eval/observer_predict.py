@@ -297,6 +297,10 @@ def core_config(overrides: dict | None) -> CoreConfig:
                             f"CoreConfig fields; known: {known}") from None
 
 
+def _positions(idx: Sequence[int] | None) -> list[int]:
+    return [] if idx is None else [int(i) for i in idx]
+
+
 def identify_config(overrides: dict | None):
     """:class:`packtwin.physics.identify.IdentifyConfig` with ``overrides``; unknown keys
     refused."""
@@ -341,8 +345,9 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     sel = selection_of(truth, scenarios, cells, snapshots)
     ident = identify_config(identify)
     try:
-        params, info = identified_params(truth, sel.cells, train_scenarios or [],
-                                         train_cells or [], sel.scenarios, sel.snapshots[0],
+        params, info = identified_params(truth, sel.cells, _positions(train_scenarios),
+                                         _positions(train_cells), sel.scenarios,
+                                         sel.snapshots[0],
                                          _period(truth, source), config=ident, core_config=cfg,
                                          source=source)
     except IdentifyError as exc:

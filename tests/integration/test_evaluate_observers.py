@@ -57,10 +57,10 @@ def test_ekf_identified_row_scores_parameters_without_the_table(synthetic_store,
     assert list(ds["variant"].values) == ["baseline", "ekf", "ekf_identified", "pybamm"]
     row = ds.sel(split="pulse", variant="ekf_identified", seed=0)
     assert np.isfinite(float(row["pack_c_s_n_rmse_pct"]))
-    assert np.isfinite(float(row["pack_param_contact_resistance_relerr"]))
+    assert np.isfinite(float(row["pack_param_neg_diffusivity_relerr"]))
     # the oracle row has no parameter errors (its parameters are the table's)
     assert not np.isfinite(float(ds.sel(split="pulse", variant="ekf",
-                                        seed=0)["pack_param_contact_resistance_relerr"]))
+                                        seed=0)["pack_param_neg_diffusivity_relerr"]))
     assert "IDENTIFIED parameters" in (out / "report.md").read_text()
     bare = tmp_path / "bare.zarr"
     st = store.open_store(synthetic_store)
