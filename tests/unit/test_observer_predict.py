@@ -168,8 +168,8 @@ def test_ekf_identified_dataset_on_a_store_without_parameter_table(truth):
     assert schema.validate(pred_id, kind="prediction") == []
     # the identified values are scored against the store's table
     m = metrics.compute_metrics(truth, pred_id)
-    assert np.isfinite(float(m["pack_param_contact_resistance_relerr"]))
-    assert np.isfinite(float(m["pack_param_neg_j0_relerr"]))
+    assert np.isfinite(float(m["pack_param_neg_diffusivity_relerr"]))
+    assert np.isfinite(float(m["pack_param_neg_c_init_relerr"]))
     oracle = observer_predict.ekf_oracle_dataset(truth, scenarios=[PULSE], cells=[0, 1],
                                                  snapshots=[0], core_config=COARSE)
     assert not np.allclose(pred_id["voltage"].values, oracle["voltage"].values,
