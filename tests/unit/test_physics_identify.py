@@ -82,7 +82,8 @@ def test_core_made_log_recovers_the_voltage_and_the_visible_parameters():
 def test_identified_parameters_predict_a_held_out_dfn_log_better_than_nominal():
     """One drawn cell: identified from a rested 6 min DFN drive at 25 degC (its own V/I/T), then
     the core from the DFN's true start over a held-out 4 min 2C log: the identified parameters'
-    voltage is closer to the DFN's than the nominal ones'."""
+    voltage is closer to the DFN's than the nominal ones' (measured: 11.0 against 19.9 mV
+    RMSE; 2-core dev machine)."""
     from packtwin.eval.dfn_logs import Condition, dfn_logs, draw
     from packtwin.eval.observer_bench import run_open_loop
     from packtwin.physics.observer_stream import cell_soc_window
