@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_observer_dfn.py [--out reports/bench_observer_dfn.json]
         [--seeds 0 1 2] [--train-cells 8] [--test-cells 4] [--iterations 30] [--period 10]
-        [--only COND ...] [--nominal]
+        [--only COND ...] [--nominal] [--identified]
 
 Truth: PyBaMM's DFN with the generator's options (SEI, partially reversible plating, lumped
 thermal; ``packtwin.sim.reference.run_profile`` on a 30-radial-point, 16/8/16 mesh), the
@@ -21,7 +21,9 @@ rest after the lead-in, prior = the first noisy voltage read as an OCV).
 
 Estimators, all on the core with each cell's TRUE parameters from the draw (oracle-parameter
 setting; ``--nominal`` adds the same rows with nominal parameters, a new cell without a truth
-table): the open-loop core, coulomb counting (uniform particles), the EKF
+table; ``--identified`` adds them with parameters identified from each test cell's own V/I/T by
+``packtwin.physics.identify``, on a separate identification log of that cell, :data:`IDENT`):
+the open-loop core, coulomb counting (uniform particles), the EKF
 (``packtwin.physics.ekf``), the learned observer trained on core-made logs (the recipe of
 ``scripts/bench_observer.py``: before) and trained on the DFN training logs (after), and, as the
 floor of the core's model-form error, the open-loop core started from the DFN's true state.
@@ -51,6 +53,7 @@ from packtwin.eval.observer_bench import (ESTIMATORS, core_made_logs, core_made_
                                          summarise, train_observer)
 from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
+from packtwin.physics.identify import IdentifyConfig, identify, parameter_errors  # noqa: E402
 from packtwin.physics.learned_observer import ObserverNet  # noqa: E402
 from packtwin.physics.observer_stream import cell_soc_window  # noqa: E402
 from packtwin.sim.reference import fine_model_config  # noqa: E402
@@ -70,6 +73,11 @@ TEST = (
     Condition("pulses_25degC_rested", 25.0, profile=pulses(2), lead_s=(600.0, 1800.0),
               rest_s=1800.0, prior="ocv"),
 )
+# The identification log of each test cell (its "training data"; never a held-out log): a rested
+# start after the lead-in, then a 20 min random drive at 0.75-2C (rest, regen) at 25 degC.
+IDENT = Condition("ident_drive_25degC", 25.0, drive=True, drive_s=1200.0, scale=(1.5, 2.0),
+                  lead_s=(120.0, 1200.0), rest_s=600.0, prior="ocv")
+SETTINGS = ("oracle_parameters", "nominal_parameters", "identified_parameters")
 
 
 def core_for(cells: list[dict]) -> ReducedCore:
@@ -142,6 +150,39 @@ def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=()) ->
     return out
 
 
+def nominal_params(cells: list[dict], nominal: dict) -> CoreParams:
+    return CoreParams.from_truth({k: [nominal[k]] * len(cells) for k in cells[0]})
+
+
+def identify_cells(args, seed: int, core, cells, nominal, dfn_cfg) -> tuple[CoreParams, dict]:
+    """Each test cell's parameters identified from its own :data:`IDENT` log (measured V/I/T
+    only; the truth enters only the reported errors)."""
+    g = torch.Generator().manual_seed(5000 + seed)
+    log = dfn_logs(core, cells, nominal, IDENT, args.period, g, dfn_cfg)
+    nom = nominal_params(cells, nominal)
+    t0 = time.perf_counter()
+    res = identify(nom, log["V"], log["I"], log["T"], args.period,
+                   IdentifyConfig(iterations=args.ident_iterations))
+    seconds = time.perf_counter() - t0
+    err = parameter_errors(res.params, core.params)
+    err_nom = parameter_errors(nom, core.params)
+    info = {"condition": IDENT.__dict__, "samples": int(log["V"].shape[1]),
+            "dfn_seconds": log["dfn_seconds"], "seconds": seconds,
+            "objective_evaluations": len(res.loss_history),
+            "loss_first": res.loss_history[0] if res.loss_history else None,
+            "loss_last": res.loss_history[-1] if res.loss_history else None,
+            "fit_voltage_rmse_mV": (1e3 * res.voltage_rmse).tolist(),
+            "relative_error_identified": {k: v.tolist() for k, v in err.items()},
+            "relative_error_nominal": {k: v.tolist() for k, v in err_nom.items()},
+            "mean_abs_error_pct_identified": {k: 100 * float(v.abs().mean())
+                                              for k, v in err.items()},
+            "mean_abs_error_pct_nominal": {k: 100 * float(v.abs().mean())
+                                           for k, v in err_nom.items()}}
+    print("identification", {k: round(v, 1) for k, v in
+                             info["mean_abs_error_pct_identified"].items()}, flush=True)
+    return res.params, info
+
+
 def one_seed(args, seed: int, dfn_cfg, progress=None) -> dict:
     """Train the nets, then every held-out condition; ``progress(partial result)`` after each
     condition (so a failure later loses nothing computed)."""
@@ -149,6 +190,10 @@ def one_seed(args, seed: int, dfn_cfg, progress=None) -> dict:
     res: dict = {"training": info, "conditions": {}}
     cells, nominal = draw(200 + seed, args.test_cells)
     core = core_for(cells)
+    identified = None
+    if args.identified:
+        identified, res["identification"] = identify_cells(args, seed, core, cells, nominal,
+                                                           dfn_cfg)
     g = torch.Generator().manual_seed(4000 + seed)
     for cond in TEST:
         if args.only and cond.name not in args.only:
@@ -163,9 +208,11 @@ def one_seed(args, seed: int, dfn_cfg, progress=None) -> dict:
         print(f"seed {seed} {cond.name}", flush=True)
         entry["oracle_parameters"] = evaluate(core, log, nets, args.period, True, args.skip)
         if args.nominal:
-            nom = ReducedCore(CoreParams.from_truth(
-                {k: [nominal[k]] * len(cells) for k in cells[0]}))
+            nom = ReducedCore(nominal_params(cells, nominal))
             entry["nominal_parameters"] = evaluate(nom, log, nets, args.period, False, args.skip)
+        if identified is not None:
+            entry["identified_parameters"] = evaluate(ReducedCore(identified), log, nets,
+                                                      args.period, False, args.skip)
         res["conditions"][cond.name] = entry
         if progress is not None:
             progress(res)
@@ -178,7 +225,7 @@ def summary_over_seeds(per_seed: dict) -> dict:
     out: dict = {}
     for run in per_seed.values():
         for cond, entry in run["conditions"].items():
-            for setting in ("oracle_parameters", "nominal_parameters"):
+            for setting in SETTINGS:
                 for name in entry.get(setting, {}):
                     out.setdefault(cond, {}).setdefault(setting, {}).setdefault(name, None)
     for cond, settings in out.items():
@@ -232,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="held-out condition names (default: all)")
     ap.add_argument("--nominal", action="store_true",
                     help="also run every estimator with nominal parameters")
+    ap.add_argument("--identified", action="store_true",
+                    help="also run every estimator with parameters identified from each test "
+                         "cell's own V/I/T (an identification log, IDENT)")
+    ap.add_argument("--ident-iterations", type=int, default=20,
+                    help="L-BFGS iterations of the identification")
     ap.add_argument("--nets", nargs="*", default=["learned_observer_core_trained",
                                                   "learned_observer"],
                     help="learned observers to train: learned_observer_core_trained (core "
@@ -251,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.table:
         summary = json.loads(Path(args.out).read_text())["summary"]
-        for setting in ("oracle_parameters", "nominal_parameters"):
+        for setting in SETTINGS:
             if any(setting in v for v in summary.values()):
                 print(f"{setting}:\n" + markdown_table(summary, setting))
         return 0
@@ -272,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 have = result["per_seed"][k]
                 have["training"].update(run["training"])
                 for cond, entry in run["conditions"].items():
-                    for setting in ("oracle_parameters", "nominal_parameters"):
+                    for setting in SETTINGS:
                         if setting in entry:
                             have["conditions"][cond].setdefault(setting, {}).update(
                                 entry[setting])

@@ -18,9 +18,13 @@ Outputs, on the store's grid and dims like :func:`packtwin.eval.predict.predict_
 surface, then in x), ``soc`` (negative electrode-mean stoichiometry within the cell's own window),
 ``plating_margin`` and ``voltage``. The voltage is the one-step-ahead model voltage *before* each
 sample's correction (a posterior voltage would repeat the measurement it was fitted to). The core
-does not estimate SEI growth here and the parameters are given, not identified: no
-``sei_thickness_avg`` and no ``param_*`` variables, so their metrics stay empty (an oracle's
-0 % parameter error would mean nothing).
+does not estimate SEI growth here: no ``sei_thickness_avg``. With oracle parameters there are no
+``param_*`` variables either (an oracle's 0 % parameter error would mean nothing).
+
+``ekf_identified`` (:func:`observer_dataset`): the same filter with each cell's parameters
+identified from its own measured V/I/T (:mod:`packtwin.eval.observer_identify`, no truth table
+needed); the identified values are written as ``param_*`` variables, so that evaluate reports
+their errors against the store's table.
 
 Divergence: where a cycle's state turns non-finite, that cycle's filter is restarted from the
 sample's voltage read as an OCV (the start's prior; that sample's voltage is then the restarted
@@ -50,12 +54,13 @@ from packtwin import quantities, schema
 from packtwin.errors import PacktwinError
 from packtwin.eval.predict import selection_of
 from packtwin.physics.core import CoreConfig, ReducedCore
-from packtwin.physics.core_params import CoreParams, okane2022_design, truth_table
+from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_table,
+                                          truth_values)
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.ocv_inversion import invert_ocv
 
-OBSERVERS = ("ekf",)
+OBSERVERS = ("ekf", "ekf_identified")
 REST_CURRENT_A = 0.05  # |I| at the first sample above which a cycle counts as started under load
 # A one-step-ahead voltage this far off is recorded: legitimate innovations on the demo pack at
 # -10 C stayed below 0.75 V.
@@ -65,6 +70,11 @@ DESCRIPTIONS = {
             "cell's true parameters from the store's table), start: first voltage read as OCV "
             "with a 30 % SOC prior std, restarted where its state turns non-finite (attrs resets); "
             "voltage = one-step-ahead model voltage; no SEI estimate"),
+    "ekf_identified": (
+        "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
+        "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
+        "cycle, unseen cells: their first cycle of the split; its first 30 min or 20 samples, "
+        "attrs identification), no truth table used"),
 }
 
 
@@ -120,7 +130,9 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        snapshots: Sequence[int] | None = None,
                        ekf_config: EKFConfig = EKFConfig(),
                        core_config: CoreConfig = CoreConfig(),
-                       source: str = "truth store", batch: int = 64) -> xr.Dataset:
+                       source: str = "truth store", batch: int = 64,
+                       params: CoreParams | None = None, variant: str = "ekf",
+                       extra_attrs: dict | None = None) -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -130,6 +142,8 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         source: the store's name for messages.
         batch: cycles filtered together (bounds memory: the EKF's Jacobian core holds
             ``batch x (states + 1)`` cells).
+        params: the selected cells' parameters (in ``cells``' order) instead of the oracle's
+            (``variant``'s description and ``extra_attrs`` then go into the dataset's attributes).
 
     Raises:
         ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, or valid
@@ -137,7 +151,11 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
     """
     sel = selection_of(truth, scenarios, cells, snapshots)
     sc, ce, sn = sel.scenarios, sel.cells, sel.snapshots
-    params = oracle_params(truth, ce, source)
+    if params is None:
+        params = oracle_params(truth, ce, source)
+    elif params.n_cells != len(ce):
+        raise ObserverError(f"{source}: {params.n_cells} cells' parameters given for "
+                            f"{len(ce)} selected cells")
     period = _period(truth, source)
     t = truth.isel({schema.SCENARIO: sc, schema.CELL: ce, schema.SNAPSHOT: sn})
     order = (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
@@ -196,13 +214,15 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         data[n] = xr.Variable(dims, out[n], attrs)
     ds = xr.Dataset(data, coords={k: v for k, v in t.coords.items()})
     ds.attrs.update({
-        "schema_version": schema.SCHEMA_VERSION, "variant": "ekf", "parameters": "oracle",
-        "description": DESCRIPTIONS["ekf"], "period_s": period, "truth_store": source,
+        "schema_version": schema.SCHEMA_VERSION, "variant": variant,
+        "parameters": "identified" if variant == "ekf_identified" else "oracle",
+        "description": DESCRIPTIONS[variant], "period_s": period, "truth_store": source,
         "cycles": int(len(idx)), "started_under_load": under_load, "resets": resets,
         "reset_cycles": json.dumps(reset_cycles),  # [scenario, cell, snapshot, restarts]
         "large_innovations": int(sum(r[-1] for r in large_cycles)),
         "large_innovation_cycles": json.dumps(large_cycles),  # [..., samples over 1 V]
     })
+    ds.attrs.update(extra_attrs or {})
     problems = schema.validate(ds, kind="prediction")
     if problems:
         raise schema.SchemaError(problems, source="EKF prediction dataset")
@@ -277,18 +297,66 @@ def core_config(overrides: dict | None) -> CoreConfig:
                             f"CoreConfig fields; known: {known}") from None
 
 
-def check_store(truth: xr.Dataset, source: str = "truth store") -> None:
-    """What every observer needs of a store, checked before anything is computed: a period and
-    the parameter table of every cell (oracle-parameter setting)."""
+def _positions(idx: Sequence[int] | None) -> list[int]:
+    return [] if idx is None else [int(i) for i in idx]
+
+
+def identify_config(overrides: dict | None):
+    """:class:`packtwin.physics.identify.IdentifyConfig` with ``overrides``; unknown keys
+    refused."""
+    from packtwin.physics.identify import IdentifyConfig
+
+    try:
+        return IdentifyConfig(**{k: tuple(v) if k == "names" else v
+                                 for k, v in (overrides or {}).items()})
+    except TypeError:
+        known = list(IdentifyConfig.__dataclass_fields__)
+        raise ObserverError(f"observer identify overrides {sorted(overrides or {})} name "
+                            f"unknown IdentifyConfig fields; known: {known}") from None
+
+
+def check_store(truth: xr.Dataset, source: str = "truth store",
+                names: Sequence[str] = ("ekf",)) -> None:
+    """What the observers ``names`` need of a store, checked before anything is computed: a
+    period, and for the oracle-parameter "ekf" the parameter table of every cell."""
     _period(truth, source)
-    oracle_params(truth, range(schema.n_cells(truth)), source)
+    if "ekf" in names:
+        oracle_params(truth, range(schema.n_cells(truth)), source)
 
 
 def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | None = None,
                      cells: Sequence[int] | None = None, snapshots: Sequence[int] | None = None,
-                     source: str = "truth store", core: dict | None = None) -> xr.Dataset:
+                     source: str = "truth store", core: dict | None = None,
+                     train_scenarios: Sequence[int] | None = None,
+                     train_cells: Sequence[int] | None = None,
+                     identify: dict | None = None) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
-    :class:`CoreConfig` overrides)."""
+    :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
+    selection, positional, whose cycles "ekf_identified" may identify its cells on;
+    ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides)."""
     check_observers([name])
-    return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=core_config(core),
-                              source=source)
+    cfg = core_config(core)
+    if name == "ekf":
+        return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
+                                  source=source)
+    from packtwin.eval.observer_identify import identified_params
+    from packtwin.physics.identify import IdentifyError
+
+    sel = selection_of(truth, scenarios, cells, snapshots)
+    ident = identify_config(identify)
+    try:
+        params, info = identified_params(truth, sel.cells, _positions(train_scenarios),
+                                         _positions(train_cells), sel.scenarios,
+                                         sel.snapshots[0],
+                                         _period(truth, source), config=ident, core_config=cfg,
+                                         source=source)
+    except IdentifyError as exc:
+        raise ObserverError(str(exc)) from None
+    ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
+                            source=source, params=params, variant=name,
+                            extra_attrs={"identification": json.dumps(info)})
+    # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
+    for key, v in truth_values(params, ident.names).items():
+        ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,
+                                                schema.var_attrs(schema.param_var(key)))
+    return ds

@@ -147,8 +147,7 @@ class CoreParams:
                 raise ValueError(f"CoreParams.from_truth: {k!r} must be finite and > 0, "
                                  f"found {v.tolist()}")
         out = cls.nominal(n_cells, design, dtype)
-        j0_ref_scale = {"n": math.sqrt(REF_C_E) * math.sqrt(REF_STO * (1 - REF_STO)) * c.neg.c_max,
-                        "p": math.sqrt(REF_C_E) * math.sqrt(REF_STO * (1 - REF_STO)) * c.pos.c_max}
+        j0_ref_scale = _j0_ref_scale(c)
         for key, v in vals.items():
             field_name, kind = _TRUTH_MAP[key]
             if kind == "unused":
@@ -160,6 +159,27 @@ class CoreParams:
                 v = v / j0_ref_scale["p"]
             setattr(out, field_name, torch.as_tensor(np.array(v), dtype=dtype))
         return out
+
+
+def _j0_ref_scale(c: CellConstants) -> dict[str, float]:
+    """Exchange current at the truth table's reference state per unit prefactor k, by electrode."""
+    s = math.sqrt(REF_C_E) * math.sqrt(REF_STO * (1 - REF_STO))
+    return {"n": s * c.neg.c_max, "p": s * c.pos.c_max}
+
+
+def truth_values(params: CoreParams, fields_: tuple[str, ...],
+                 design: CellDesign | None = None) -> dict[str, np.ndarray]:
+    """The truth-table form (``{key: [B] values}``, :meth:`CoreParams.from_truth`'s inverse) of
+    the given :class:`CoreParams` fields, e.g. to score identified parameters against a store's
+    table."""
+    scale = _j0_ref_scale((design or okane2022_design()).constants)
+    out = {}
+    for key, (name, kind) in _TRUTH_MAP.items():
+        if name not in fields_:
+            continue
+        v = getattr(params, name).detach().cpu().numpy().astype(np.float64)
+        out[key] = v * scale["n"] if kind == "j0_n" else v * scale["p"] if kind == "j0_p" else v
+    return out
 
 
 def truth_table(ds) -> dict[str, np.ndarray]:

@@ -45,6 +45,31 @@ def test_ekf_row_in_metrics_and_report(synthetic_store, tmp_path, one_torch_thre
     assert "restarts per split: {\"pulse\": " in text
 
 
+def test_ekf_identified_row_scores_parameters_without_the_table(synthetic_store, tmp_path,
+                                                                one_torch_thread):
+    """The identified-parameter EKF runs on a store whose parameter table is dropped (a real
+    pack's) and gets its identified values scored when the table is there."""
+    out = tmp_path / "eval"
+    argv = _argv(synthetic_store, out, observers='["ekf", "ekf_identified"]',
+                 observer_identify=json.dumps({"iterations": 2}))
+    assert evaluate.main(argv) == 0
+    ds = xr.open_zarr(out / "metrics.zarr", consolidated=False).load()
+    assert list(ds["variant"].values) == ["baseline", "ekf", "ekf_identified", "pybamm"]
+    row = ds.sel(split="pulse", variant="ekf_identified", seed=0)
+    assert np.isfinite(float(row["pack_c_s_n_rmse_pct"]))
+    assert np.isfinite(float(row["pack_param_neg_diffusivity_relerr"]))
+    # the oracle row has no parameter errors (its parameters are the table's)
+    assert not np.isfinite(float(ds.sel(split="pulse", variant="ekf",
+                                        seed=0)["pack_param_neg_diffusivity_relerr"]))
+    assert "IDENTIFIED parameters" in (out / "report.md").read_text()
+    bare = tmp_path / "bare.zarr"
+    st = store.open_store(synthetic_store)
+    st.drop_vars([v for v in st.data_vars if str(v).startswith("param_")]).to_zarr(
+        bare, **store.ZARR_KW)
+    assert evaluate.main(_argv(bare, tmp_path / "eval_bare", observers='["ekf_identified"]',
+                               observer_identify=json.dumps({"iterations": 0}))) == 0
+
+
 def test_store_without_parameter_table_refused_before_work(synthetic_store, tmp_path):
     bare = tmp_path / "bare.zarr"
     ds = store.open_store(synthetic_store)

@@ -2,6 +2,8 @@
 core; on the synthetic store (not a battery model: only the plumbing and contracts are tested,
 the numbers mean nothing) with a coarse core to stay fast."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,83 @@ def test_unknown_observer_and_core_key_refused():
         observer_predict.check_observers(["ukf"])
     with pytest.raises(observer_predict.ObserverError, match="n_shells"):
         observer_predict.core_config({"n_shells": 3})
+
+
+# -- identified parameters (ekf_identified) ----------------------------------------------------
+def test_identification_cycles_use_training_data_for_training_cells_only(truth):
+    from packtwin.eval.observer_identify import identification_cycles
+
+    cyc = identification_cycles(truth, cells=[0, 1, 2], train_scenarios=[CCCV],
+                                train_cells=[0, 1], split_scenarios=[PULSE, CCCV], snapshot=0,
+                                min_samples=20)
+    # cells 0 and 1 were trained on: their training cycle; cell 2 is new: its first split cycle
+    assert cyc == [(CCCV, 0, 0), (CCCV, 1, 0), (PULSE, 2, 0)]
+
+
+def test_identified_params_need_no_parameter_table(truth):
+    """The identification reads V/I/T alone (the store's param_* dropped) and records its data;
+    iterations=0: the plumbing, cheap (the fit itself: tests/unit/test_physics_identify.py)."""
+    from packtwin.eval.observer_identify import identified_params
+    from packtwin.physics.identify import IdentifyConfig
+
+    bare = truth.drop_vars([v for v in truth.data_vars if str(v).startswith("param_")])
+    observer_predict.check_store(bare, "bare.zarr", names=["ekf_identified"])
+    with pytest.raises(observer_predict.ObserverError, match="oracle-parameter"):
+        observer_predict.check_store(bare, "bare.zarr", names=["ekf", "ekf_identified"])
+    period = float(truth.attrs["period_s"])
+    # one core step per (164 s) sample, 5 samples: the plumbing only
+    params, info = identified_params(bare, [0, 1], [CCCV], [0], [PULSE], 0, period,
+                                     window_s=5 * period,
+                                     config=IdentifyConfig(iterations=0, min_samples=5),
+                                     core_config=replace(COARSE, max_substep_s=1e3))
+    assert info["cycles"] == [[int(truth["scenario"][CCCV]), 0, int(truth["snapshot"][0])],
+                              [int(truth["scenario"][PULSE]), 1, int(truth["snapshot"][0])]]
+    assert info["samples"] == 5 and len(info["fit_voltage_rmse_mV"]) == 2
+    assert params.n_cells == 2
+
+
+@pytest.mark.slow
+def test_ekf_identified_dataset_on_a_store_without_parameter_table(truth):
+    """Plumbing on the synthetic store (its voltages are made up, so the identified values mean
+    nothing here): the EKF runs with the identified parameters, records the identification,
+    follows the schema, and differs from the oracle run."""
+    import json
+
+    bare = truth.drop_vars([v for v in truth.data_vars if str(v).startswith("param_")])
+    pred_id = observer_predict.observer_dataset("ekf_identified", bare, scenarios=[PULSE],
+                                                cells=[0, 1], snapshots=[0], source="bare.zarr",
+                                                core={"n_x_n": 2, "n_x_s": 1, "n_x_p": 2,
+                                                      "n_r": 4},
+                                                train_scenarios=[CCCV], train_cells=[0],
+                                                identify={"iterations": 2})
+    assert pred_id.attrs["parameters"] == "identified"
+    assert pred_id.attrs["variant"] == "ekf_identified"
+    info = json.loads(pred_id.attrs["identification"])
+    assert info["cycles"][0][0] == int(truth["scenario"][CCCV])  # cell 0: its training cycle
+    assert info["cycles"][1][0] == int(truth["scenario"][PULSE])  # cell 1: new, the split's
+    assert schema.validate(pred_id, kind="prediction") == []
+    # the identified values are scored against the store's table
+    m = metrics.compute_metrics(truth, pred_id)
+    assert np.isfinite(float(m["pack_param_neg_diffusivity_relerr"]))
+    assert np.isfinite(float(m["pack_param_neg_c_init_relerr"]))
+    oracle = observer_predict.ekf_oracle_dataset(truth, scenarios=[PULSE], cells=[0, 1],
+                                                 snapshots=[0], core_config=COARSE)
+    assert not np.allclose(pred_id["voltage"].values, oracle["voltage"].values,
+                           equal_nan=True)
+    with pytest.raises(observer_predict.ObserverError, match="2 cells' parameters given for 1"):
+        observer_predict.ekf_oracle_dataset(bare, scenarios=[PULSE], cells=[0], snapshots=[0],
+                                            core_config=COARSE,
+                                            params=observer_predict.oracle_params(truth, [0, 1]))
+
+
+def test_identification_window_too_short_is_named(truth):
+    from packtwin.eval.observer_identify import identified_params
+    from packtwin.physics.identify import IdentifyConfig, IdentifyError
+
+    period = float(truth.attrs["period_s"])
+    # cell 1 is unseen: its first split cycle (the 22-sample pulse) is all it has
+    with pytest.raises(IdentifyError, match=r"bare.zarr: identification cycles \[\[.*give 21 "
+                                            r"samples after the start, at least 25"):
+        identified_params(truth, [1], [CCCV], [0], [PULSE], 0, period,
+                          config=IdentifyConfig(min_samples=25), core_config=COARSE,
+                          source="bare.zarr")

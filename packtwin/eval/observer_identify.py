@@ -1,0 +1,87 @@
+"""Each cell's reduced-core parameters identified from a store's measured V/I/T (the EKF's
+*identified-parameter* setting of ``packtwin evaluate``, next to the oracle one).
+
+Which data: one cycle per cell, never the truth fields nor the parameter table.
+  * a cell of the training selection: its cycle of the first training scenario (first snapshot
+    of the split) that has enough valid samples: data the twin may be trained on;
+  * an unseen cell: its first cycle of the split (first scenario, first snapshot): the first
+    cycle a new cell gives, the only data it has.
+Of that cycle the first ``window_s`` seconds are used (at least ``min_samples`` samples where
+the cycle has them) (the stores start each cycle at rest, the
+state the fit starts from), all cells fitted together by :func:`packtwin.physics.identify.identify`
+starting from the nominal parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from packtwin import schema
+from packtwin.physics.core import CoreConfig
+from packtwin.physics.core_params import CoreParams
+from packtwin.physics.identify import IdentifyConfig, IdentifyError, identify
+
+WINDOW_S = 1800.0  # identification window from the cycle's start [s]
+
+
+def identification_cycles(truth: xr.Dataset, cells: Sequence[int],
+                          train_scenarios: Sequence[int], train_cells: Sequence[int],
+                          split_scenarios: Sequence[int], snapshot: int, min_samples: int
+                          ) -> list[tuple[int, int, int]]:
+    """(scenario, cell, snapshot) positions of each cell's identification cycle (module doc)."""
+    valid = np.asarray(truth["valid"].transpose(schema.SCENARIO, schema.SNAPSHOT,
+                                                schema.TIME).values > 0)
+    n_valid = valid.sum(-1)  # [scenario, snapshot]
+    train_cells = {int(c) for c in train_cells}
+    out = []
+    for c in cells:
+        pool = ([s for s in train_scenarios if n_valid[s, snapshot] > min_samples]
+                if int(c) in train_cells else [])
+        out.append((int(pool[0] if pool else split_scenarios[0]), int(c), int(snapshot)))
+    return out
+
+
+def identified_params(truth: xr.Dataset, cells: Sequence[int], train_scenarios: Sequence[int],
+                      train_cells: Sequence[int], split_scenarios: Sequence[int], snapshot: int,
+                      period: float, window_s: float = WINDOW_S,
+                      config: IdentifyConfig = IdentifyConfig(),
+                      core_config: CoreConfig = CoreConfig(), source: str = "truth store"
+                      ) -> tuple[CoreParams, dict]:
+    """Identified :class:`CoreParams` of ``cells`` (positional, in order) and a record of what
+    they were fitted on (``cycles``: [scenario, cell, snapshot] coordinates, ``samples``,
+    ``fit_voltage_rmse_mV``).
+
+    Raises:
+        IdentifyError: a cycle too short or with NaN V/I/T inside its window (named).
+    """
+    cyc = identification_cycles(truth, cells, train_scenarios, train_cells, split_scenarios,
+                                snapshot, config.min_samples)
+    coords = [[int(truth[schema.SCENARIO][s]), int(truth[schema.CELL][c]),
+               int(truth[schema.SNAPSHOT][n])] for s, c, n in cyc]
+    valid = np.asarray(truth["valid"].transpose(schema.SCENARIO, schema.SNAPSHOT,
+                                                schema.TIME).values > 0)
+    # samples 1..K: sample 0 is the rested state the fit starts from
+    K = min(int(valid[s, n].sum()) for s, _, n in cyc) - 1
+    K = min(K, max(int(round(window_s / period)), config.min_samples))
+    if K < config.min_samples:
+        raise IdentifyError(f"{source}: identification cycles {coords} ([scenario, cell, "
+                            f"snapshot]) give {K} samples after the start, at least "
+                            f"{config.min_samples} needed")
+    seq = {}
+    for name in ("voltage", "current", "temperature"):
+        var = truth[name].transpose(schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
+        seq[name] = torch.as_tensor(np.stack([np.asarray(var[s, c, n, 1:K + 1].values, float)
+                                              for s, c, n in cyc]))
+    try:
+        res = identify(CoreParams.nominal(len(cells)), seq["voltage"], seq["current"],
+                       seq["temperature"], period, config, core_config)
+    except IdentifyError as exc:
+        raise IdentifyError(f"{source}: identification cycles {coords} ([scenario, cell, "
+                            f"snapshot], cells in this order): {exc}") from None
+    return res.params, {"cycles": coords, "samples": K, "window_s": K * period,
+                        "fit_voltage_rmse_mV": (1e3 * res.voltage_rmse).tolist(),
+                        "objective_evaluations": len(res.loss_history)}
