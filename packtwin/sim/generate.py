@@ -275,20 +275,6 @@ def stored_grid_note(cfg: GenerateConfig, m) -> dict:
     }
 
 
-def _before_stored_x(old: dict, cfg: GenerateConfig) -> dict:
-    """A store made before model.stored_x_points kept x on the solver's nodes: it matches a
-    config whose stored x grid is the solver's (e.g. the demo's 16/8/16 with the default)."""
-    from packtwin.sim.stored_grid import stored_sizes
-
-    model = old.get("model")
-    if isinstance(model, dict) and "stored_x_points" not in model:
-        same = all(stored_sizes(cfg.model)[k] == cfg.model.var_pts.get(k)
-                   for k in ("x_n", "x_s", "x_p"))
-        old = {**old, "model": {**model, "stored_x_points": (cfg.model.stored_x_points if same
-                                                              else None)}}
-    return old
-
-
 def _incomplete(path: Path) -> bool:
     """A store the generator began to create but never finished (made by a killed older run):
     generator attrs but no status array. Nothing was simulated into it, so it is recreated."""
@@ -322,7 +308,7 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
         if stored is None:
             raise store.StoreError(f"store {str(path)!r} has no generator_config; it was not made "
                                    "by packtwin generate")
-        old = _before_stored_x(_with_new_defaults(json.loads(stored)), cfg)
+        old = upgrade_stored_config(json.loads(stored), cfg)
         new = cfgmod.to_dict(cfg)
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -354,13 +340,26 @@ NEW_DEFAULTS = {"cycle_series": False,
                 "protocol": {"checkup_every": 0, "checkup_c_rate": 0.2}}
 
 
-def _with_new_defaults(stored: dict) -> dict:
+def upgrade_stored_config(stored: dict, cfg: GenerateConfig) -> dict:
+    """An older store's generator config with every key added since, each at the value that
+    reproduces what the store holds, so it compares equal to a config that would make it again.
+
+    Fixed values come from NEW_DEFAULTS; model.stored_x_points depends on the mesh: a store made
+    before it kept x on the solver's nodes, which a config reproduces only where its stored x grid
+    is the solver's (e.g. the demo's 16/8/16 with the default grid)."""
+    from packtwin.sim.stored_grid import stored_sizes
+
     out = dict(stored)
     for key, val in NEW_DEFAULTS.items():
         if isinstance(val, dict) and isinstance(out.get(key), dict):
             out[key] = {**val, **out[key]}
         else:
             out.setdefault(key, val)
+    model = out.get("model")
+    if isinstance(model, dict) and "stored_x_points" not in model:
+        same = all(stored_sizes(cfg.model)[k] == cfg.model.var_pts.get(k)
+                   for k in ("x_n", "x_s", "x_p"))
+        out["model"] = {**model, "stored_x_points": cfg.model.stored_x_points if same else None}
     return out
 
 

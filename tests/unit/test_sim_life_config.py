@@ -7,7 +7,7 @@ import pytest
 from packtwin.errors import ConfigError
 from packtwin.sim import budget
 from packtwin.sim import config as cfgmod
-from packtwin.sim.generate import _with_new_defaults
+from packtwin.sim.generate import upgrade_stored_config
 
 
 def _cfg(**protocol):
@@ -45,8 +45,9 @@ def test_life_variables_stored_and_budgeted():
 def test_a_store_made_before_the_life_options_resumes_with_their_defaults():
     old = cfgmod.to_dict(cfgmod.GenerateConfig())
     del old["cycle_series"], old["protocol"]["checkup_every"], old["protocol"]["checkup_c_rate"]
-    assert _with_new_defaults(old) == cfgmod.to_dict(cfgmod.GenerateConfig())
+    default = cfgmod.GenerateConfig()
+    assert upgrade_stored_config(old, default) == cfgmod.to_dict(default)
     assert cfgmod.from_dict(old) == cfgmod.GenerateConfig()
     # but not with other values: that would be other physics
     other = cfgmod.GenerateConfig(protocol=cfgmod.ProtocolConfig(checkup_every=3))
-    assert _with_new_defaults(old) != cfgmod.to_dict(other)
+    assert upgrade_stored_config(old, default) != cfgmod.to_dict(other)

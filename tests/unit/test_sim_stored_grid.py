@@ -89,13 +89,13 @@ def test_store_estimate_follows_the_stored_grid():
 
 
 def test_a_store_made_before_the_stored_x_grid_resumes_only_where_nothing_changes():
-    from packtwin.sim.generate import _before_stored_x
+    from packtwin.sim.generate import upgrade_stored_config
 
     cfg = cfgmod.GenerateConfig()
     cfg.model.var_pts.update({"x_n": 16, "x_s": 8, "x_p": 16})  # the demo: stored = solver's
     old = cfgmod.to_dict(cfg)
     del old["model"]["stored_x_points"]
-    assert _before_stored_x(old, cfg) == cfgmod.to_dict(cfg)
+    assert upgrade_stored_config(old, cfg) == cfgmod.to_dict(cfg)
     cfg.model.var_pts["x_n"] = 48  # now the store would hold 16 cells of 48: not the old data
     old["model"]["var_pts"]["x_n"] = 48
-    assert _before_stored_x(old, cfg) != cfgmod.to_dict(cfg)
+    assert upgrade_stored_config(old, cfg) != cfgmod.to_dict(cfg)
