@@ -413,8 +413,8 @@ def write_result(path: Path, res: dict) -> None:
     ds_store = xr.open_zarr(path, consolidated=False)
     data = {}
     for name, v in schema.VARIABLES.items():
-        if name in ("status", "cycles_done"):
-            continue
+        if name in ("status", "cycles_done") or name not in ds_store.variables:
+            continue  # absent: a store written before schema.ADDED_SUMMARIES
         shape = tuple(ds_store.sizes[d] for d in v.dims)[1:]
         arr = np.full(shape, np.nan if np.dtype(v.dtype).kind == "f" else 0, dtype=v.dtype)
         if schema.CYCLE in v.dims:
