@@ -1,0 +1,186 @@
+"""Plating over life from measured V/I/T: the reduced core driven through every cycle.
+
+Per cell and cycle, from what a pack's cell logger measures (the cycle's voltage, current and
+temperature, ``life_*`` of a ``cycle_series`` store) and the cell's life-tracked state (lost
+lithium and SEI thickness of :mod:`packtwin.physics.life_pack`, from earlier cycles):
+
+1. the cycle's start is a rested state: its measured voltage read as an open-circuit voltage on
+   the cell's *aged* lithium line (the fresh inventory less the lost lithium), which fixes both
+   electrodes' uniform concentrations (:func:`packtwin.physics.ocv_inversion.invert_ocv`);
+2. the core (:class:`packtwin.physics.core.ReducedCore`) is run through the cycle with the
+   measured current and temperature, its film resistance from the SEI estimate; its plating
+   margin (phi_s - phi_e of the negative electrode at the separator, as PyBaMM's) gives the
+   cycle's lowest margin and a plating event where it goes below 0 V;
+3. plated lithium: PyBaMM's partially reversible plating kinetics (OKane2022,
+   :class:`PlatingKinetics`) integrated along the core's phi_s - phi_e at every negative particle,
+   carried from cycle to cycle, x-averaged like the store's ``plated_lithium_end``.
+
+What it leaves out: the core does not take the plating current from the intercalation current
+(the plated share is small where the margin is only slightly negative), and its margin is sampled
+at the store's period, as the truth's. All cell-cycles of a store are run as one batch (cycles do
+not depend on each other in step 2), the kinetics of step 3 then sequentially per cell.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from packtwin.physics.constants import F, R_GAS
+from packtwin.physics.core import CoreConfig, ReducedCore
+from packtwin.physics.core_params import CoreParams
+from packtwin.physics.ocv_inversion import StoichiometryLine, invert_ocv
+
+EVENT_THRESHOLD_V = 0.0  # issue 10: plating event = margin below 0 V
+
+
+@dataclass(frozen=True)
+class PlatingKinetics:
+    """PyBaMM's lithium plating parameters of OKane2022 (names in brackets; a test compares)."""
+
+    k: float = 1e-9  # ["Lithium plating kinetic rate constant [m.s-1]"]
+    alpha: float = 0.65  # ["Lithium plating transfer coefficient"]; stripping: 1 - alpha
+    dead_decay: float = 1e-6  # ["Dead lithium decay constant [s-1]"], x L_0 / L_sei (OKane2022)
+
+
+def plated_step(c_pl: np.ndarray, eta: np.ndarray, c_e: np.ndarray, T: np.ndarray, a_n: np.ndarray,
+                decay: np.ndarray, dt: float, kin: PlatingKinetics = PlatingKinetics(),
+                charge_flux: np.ndarray | float = np.inf) -> np.ndarray:
+    """Plated lithium [mol/m3] after ``dt`` [s] of PyBaMM's partially reversible plating at a
+    fixed plating overpotential ``eta`` [V] (phi_s - phi_e + SEI film overpotential), electrolyte
+    ``c_e`` [mol/m3], temperature ``T`` [K], surface area density ``a_n`` [1/m] and dead-lithium
+    decay rate ``decay`` [1/s] (all broadcastable):
+
+        dc/dt = a k c_e exp(-alpha F eta / RT) - (a k exp((1 - alpha) F eta / RT) + decay) c
+
+    (plating source, stripping and decay to dead lithium, linear in c), solved exactly over the
+    step so that fast stripping (rest at a high potential) stays stable. The source is capped at
+    ``charge_flux`` [mol/m3/s], the lithium the charging current brings there (a j / F): the
+    core does not divert the plating current from intercalation, so where its margin runs far
+    below 0 V the uncapped law would plate more lithium than the current carries."""
+    f = F / (R_GAS * T)
+    # exponents capped: beyond +-60 the rates are either negligible or instantaneous anyway
+    source = np.minimum(a_n * kin.k * np.maximum(c_e, 0.0)
+                        * np.exp(np.minimum(-kin.alpha * f * eta, 60.0)), charge_flux)
+    sink = a_n * kin.k * np.exp(np.minimum((1.0 - kin.alpha) * f * eta, 60.0)) + decay
+    c_inf = source / sink
+    return c_inf + (c_pl - c_inf) * np.exp(-sink * dt)
+
+
+def aged_line(core: ReducedCore, lli_pct: torch.Tensor) -> StoichiometryLine:
+    """Each cell's lithium line [B] with ``lli_pct`` [B] % of its fresh inventory lost."""
+    c, p = core.design.constants, core.params
+    vol_n, vol_p = p.eps_s_n * c.neg.L * c.neg.A, p.eps_s_p * c.pos.L * c.pos.A
+    n_li = (p.c_n_init * vol_n + core.design.c_p_init * vol_p) * (1.0 - lli_pct / 100.0)
+    return StoichiometryLine(n_li, c.neg.c_max * vol_n, c.pos.c_max * vol_p)
+
+
+@dataclass
+class CycleRun:
+    """The core through a batch of cycles [B, K] (samples past a cycle's length are junk)."""
+
+    margin: np.ndarray  # [B, K] plating margin [V], sample 0 = the rested start
+    eta_n: np.ndarray  # [B, K, Xn] plating overpotential at each negative particle [V]
+    c_e_n: np.ndarray  # [B, K, Xn] electrolyte concentration there [mol/m3]
+    j_n: np.ndarray  # [B, K, Xn] reaction current density there [A/m2] (charge < 0)
+
+
+@torch.no_grad()
+def run_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray, lengths: np.ndarray,
+               lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
+               config: CoreConfig = CoreConfig()) -> CycleRun:
+    """Drive the core (one cell per row of ``params``) through B cycles of measured V, I, T
+    [B, K] (store convention: I[k] is the mean over the period ending at sample k), each started
+    rested at V[:, 0] read as an OCV on the line aged by ``lli_pct`` [B], with the SEI film of
+    ``sei_nm`` [B]."""
+    core = ReducedCore(params, config)
+    c = core.design.constants
+    dtype = core.dtype
+    V, I, T = (torch.as_tensor(np.asarray(a, float), dtype=dtype) for a in (V, I, T))
+    K = V.shape[1]
+    pad = torch.arange(K)[None, :] >= torch.as_tensor(lengths)[:, None]
+    I = torch.where(pad, torch.zeros_like(I), I)  # padding: rest at the last temperature
+    last_T = T.gather(1, torch.as_tensor(np.maximum(lengths - 1, 0))[:, None])
+    T = torch.where(pad, last_T.expand_as(T), T)
+    line = aged_line(core, torch.as_tensor(lli_pct, dtype=dtype))
+    sto = invert_ocv(V[:, 0], line)
+    state = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
+    state = state._replace(L_sei=torch.as_tensor(sei_nm, dtype=dtype) * 1e-9)
+    first = core.measure(state, I[:, 0], T[:, 0])
+    _, out = core.simulate(state, I[:, 1:], T[:, 1:], period_s)
+    R_film = core.film_resistance(state.L_sei)[:, None, None]
+    j_n = torch.cat([first.j_n[:, None], out["j_n"]], 1)
+    dphi = torch.cat([first.dphi_n[:, None], out["dphi_n"]], 1)
+    c_e = torch.cat([state.c_e[:, None], out["c_e"]], 1)[..., :core.grid_x.n_n]
+    # PyBaMM: plating overpotential = phi_s - phi_e + SEI film overpotential (-j_tot R_film)
+    return CycleRun(torch.cat([first.plating_margin[:, None], out["plating_margin"]], 1).numpy(),
+                    (dphi - j_n * R_film).numpy(), c_e.numpy(), j_n.numpy())
+
+
+def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray,
+                      lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
+                      config: CoreConfig = CoreConfig(), batch: int = 256,
+                      kinetics: PlatingKinetics = PlatingKinetics(),
+                      threshold_v: float = EVENT_THRESHOLD_V) -> dict:
+    """Plating estimates of N cells over C cycles from their logs V, I, T [N, C, K] (NaN after a
+    cycle's end; a cycle without a finite first sample is skipped) and their life-tracked state
+    at each cycle's start, ``lli_pct`` and ``sei_nm`` [N, C].
+
+    Returns ``margin_min_est`` [V], ``event_est`` (1/0), ``plated_end_est`` [mol/m3] (all
+    [N, C], NaN for skipped cycles), ``seconds`` (wall time) and ``cell_cycles``."""
+    t0 = time.perf_counter()
+    V, I, T = (np.asarray(a, float) for a in (V, I, T))
+    N, C, K = V.shape
+    finite = np.isfinite(V) & np.isfinite(I) & np.isfinite(T)
+    lengths = np.where(finite[..., 0], np.cumprod(finite, axis=-1).sum(-1), 0)
+    idx = np.argwhere(lengths > 0)
+    margin_min = np.full((N, C), np.nan)
+    eta = np.full((N, C, K, config.n_x_n), np.nan)
+    c_e, j_n = np.full_like(eta, np.nan), np.full_like(eta, np.nan)
+    for a in range(0, len(idx), batch):
+        part = idx[a:a + batch]
+        n, cyc = part[:, 0], part[:, 1]
+        L = lengths[n, cyc]
+        k = int(L.max())
+        sub = CoreParams(**{f: getattr(params, f)[torch.as_tensor(n)] for f in params.names()})
+        run = run_cycles(sub, V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L, lli_pct[n, cyc],
+                         sei_nm[n, cyc], period_s, config)
+        inside = np.arange(k)[None, :] < L[:, None]
+        margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
+        eta[n, cyc, :k], c_e[n, cyc, :k], j_n[n, cyc, :k] = run.eta_n, run.c_e_n, run.j_n
+    event = np.where(np.isfinite(margin_min), (margin_min < threshold_v).astype(float), np.nan)
+    plated = _integrate_plating(params, eta, c_e, j_n, T, lengths, sei_nm, period_s, kinetics)
+    return {"margin_min_est": margin_min, "event_est": event, "plated_end_est": plated,
+            "seconds": time.perf_counter() - t0, "cell_cycles": int(len(idx))}
+
+
+
+def _integrate_plating(params: CoreParams, eta: np.ndarray, c_e: np.ndarray, j_n: np.ndarray,
+                       T: np.ndarray,
+                       lengths: np.ndarray, sei_nm: np.ndarray, period_s: float,
+                       kin: PlatingKinetics) -> np.ndarray:
+    """Plated lithium at each cycle's end [N, C], x-averaged, carried over the cycles of each
+    cell (sample 0 of a cycle is the previous cycle's end, so it is not stepped again)."""
+    from packtwin.physics.constants import okane2022
+
+    N, C = lengths.shape
+    L_0 = okane2022().sei.L_0
+    a_n = (3.0 * params.eps_s_n / params.R_n).numpy()[:, None]  # [N, 1]
+    c_pl = np.zeros((N, eta.shape[-1]))
+    out = np.full((N, C), np.nan)
+    for cyc in range(C):
+        for k in range(1, int(lengths[:, cyc].max(initial=0))):
+            on = k < lengths[:, cyc]
+            if not on.any():
+                break
+            decay = kin.dead_decay * L_0 / (np.nan_to_num(sei_nm[:, cyc], nan=L_0 * 1e9) * 1e-9)
+            new = plated_step(c_pl, np.nan_to_num(eta[:, cyc, k]), np.nan_to_num(c_e[:, cyc, k]),
+                              np.nan_to_num(T[:, cyc, k], nan=298.15)[:, None], a_n,
+                              decay[:, None], period_s, kin,
+                              a_n * np.maximum(-np.nan_to_num(j_n[:, cyc, k]), 0.0) / F)
+            c_pl = np.where(on[:, None], new, c_pl)
+        out[:, cyc] = np.where(lengths[:, cyc] > 0, c_pl.mean(1), np.nan)
+    return out
