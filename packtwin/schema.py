@@ -230,6 +230,13 @@ LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
         "estimate", bounds=(0.0, None)),
     Var("sei_diffusivity_est", SUMMARY_DIMS, "m2/s", "Estimated SEI solvent diffusivity "
         "(per-cell SEI rate) after the cycle", "estimate", bounds=(0.0, None)),
+    Var("plating_event_est", SUMMARY_DIMS, "1", "Estimated plating event in the cycle", "estimate",
+        bounds=(0.0, 1.0), description="1 where plating_margin_min_est < 0 V "
+                                       "(packtwin.physics.plating)."),
+    Var("plating_margin_min_est", SUMMARY_DIMS, "V", "Estimated lowest plating margin in the cycle",
+        "estimate"),
+    Var("plated_lithium_end_est", SUMMARY_DIMS, "mol/m3", "Estimated plated lithium at cycle end",
+        "estimate", bounds=(0.0, None)),
 )}
 
 # Per-cycle summaries added after stores were first written (issue 10): a truth store made

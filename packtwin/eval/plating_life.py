@@ -49,7 +49,7 @@ def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
 
     from packtwin.physics.constants import okane2022
     from packtwin.physics.life_pack import SERIES, _require
-    from packtwin.physics.plating import plating_over_life
+    from packtwin.physics.plating import EVENT_THRESHOLD_V, plating_over_life
 
     _require(ds, SERIES, "plating estimate")
     S, N, C = (ds.sizes[d] for d in schema.SUMMARY_DIMS)
@@ -73,9 +73,8 @@ def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
     out = xr.Dataset({n: (schema.SUMMARY_DIMS, res[k].reshape(S, N, C)) for n, k in
                       zip(ESTIMATES, ("event_est", "margin_min_est", "plated_end_est"))},
                      coords={d: ds[d] for d in schema.SUMMARY_DIMS})
-    out["plating_event_est"].attrs.update(units="1", threshold_v=0.0)
-    out["plating_margin_min_est"].attrs["units"] = "V"
-    out["plated_lithium_end_est"].attrs["units"] = "mol/m3"
+    schema.apply_attrs(out)
+    out.attrs.update({"plating_params": params, "plating_threshold_v": EVENT_THRESHOLD_V})
     cost = {"params": params, "cell_cycles": res["cell_cycles"], "seconds": res["seconds"],
             "seconds_per_cell_cycle": res["seconds"] / max(res["cell_cycles"], 1)}
     return out, cost
