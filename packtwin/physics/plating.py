@@ -4,9 +4,15 @@ Per cell and cycle, from what a pack's cell logger measures (the cycle's voltage
 temperature, ``life_*`` of a ``cycle_series`` store) and the cell's life-tracked state (lost
 lithium and SEI thickness of :mod:`packtwin.physics.life_pack`, from earlier cycles):
 
-1. the cycle's start is a rested state: its measured voltage read as an open-circuit voltage on
-   the cell's *aged* lithium line (the fresh inventory less the lost lithium), which fixes both
-   electrodes' uniform concentrations (:func:`packtwin.physics.ocv_inversion.invert_ocv`);
+1. the cycle's start is a rested state with uniform particles on the cell's *aged* lithium line
+   (the fresh inventory less the lost lithium). ``start="coulomb"`` (default): the positive
+   electrode's stoichiometry is the first cycle's rested voltage read as an open-circuit voltage
+   (:func:`packtwin.physics.ocv_inversion.invert_ocv`) plus the charge the measured current has
+   passed since (side reactions take their lithium from the negative electrode only, so the
+   positive counts coulombs exactly), the negative holds the rest of the inventory.
+   ``start="ocv"``: every cycle's own first voltage read as an OCV; after a CV charge and a
+   5-minute rest that voltage is not yet relaxed, which read as a fuller cell (on plating-short:
+   margins 6-12 mV too low from cycle 2 on, plated lithium up to 43 % too high);
 2. the core (:class:`packtwin.physics.core.ReducedCore`) is run through the cycle with the
    measured current and temperature, its film resistance from the SEI estimate; its plating
    margin (phi_s - phi_e of the negative electrode at the separator, as PyBaMM's) gives the
@@ -91,11 +97,11 @@ class CycleRun:
 @torch.no_grad()
 def run_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray, lengths: np.ndarray,
                lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
-               config: CoreConfig = CoreConfig()) -> CycleRun:
+               config: CoreConfig = CoreConfig(), sto_p: np.ndarray | None = None) -> CycleRun:
     """Drive the core (one cell per row of ``params``) through B cycles of measured V, I, T
     [B, K] (store convention: I[k] is the mean over the period ending at sample k), each started
-    rested at V[:, 0] read as an OCV on the line aged by ``lli_pct`` [B], with the SEI film of
-    ``sei_nm`` [B]."""
+    rested on the line aged by ``lli_pct`` [B] at positive stoichiometry ``sto_p`` [B] (None:
+    V[:, 0] read as an OCV on that line), with the SEI film of ``sei_nm`` [B]."""
     core = ReducedCore(params, config)
     c = core.design.constants
     dtype = core.dtype
@@ -106,7 +112,13 @@ def run_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray, 
     last_T = T.gather(1, torch.as_tensor(np.maximum(lengths - 1, 0))[:, None])
     T = torch.where(pad, last_T.expand_as(T), T)
     line = aged_line(core, torch.as_tensor(lli_pct, dtype=dtype))
-    sto = invert_ocv(V[:, 0], line)
+    if sto_p is None:
+        sto = invert_ocv(V[:, 0], line)
+    else:  # the negative holds what the positive does not, inside the line's ends
+        lo = torch.clamp((line.n_li - line.cap_p) / line.cap_n, min=0.0) + 1e-4
+        hi = torch.clamp(line.n_li / line.cap_n, max=1.0) - 1e-4
+        sto = torch.minimum(torch.maximum(
+            (line.n_li - torch.as_tensor(sto_p, dtype=dtype) * line.cap_p) / line.cap_n, lo), hi)
     state = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
     state = state._replace(L_sei=torch.as_tensor(sei_nm, dtype=dtype) * 1e-9)
     first = core.measure(state, I[:, 0], T[:, 0])
@@ -124,10 +136,11 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
                       lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
                       config: CoreConfig = CoreConfig(), batch: int = 256,
                       kinetics: PlatingKinetics = PlatingKinetics(),
-                      threshold_v: float = EVENT_THRESHOLD_V) -> dict:
+                      threshold_v: float = EVENT_THRESHOLD_V, start: str = "coulomb") -> dict:
     """Plating estimates of N cells over C cycles from their logs V, I, T [N, C, K] (NaN after a
     cycle's end; a cycle without a finite first sample is skipped) and their life-tracked state
-    at each cycle's start, ``lli_pct`` and ``sei_nm`` [N, C].
+    at each cycle's start, ``lli_pct`` and ``sei_nm`` [N, C]; ``start``: how each cycle's
+    starting state is found ("coulomb" or "ocv", see the module's docstring).
 
     Returns ``margin_min_est`` [V], ``event_est`` (1/0), ``plated_end_est`` [mol/m3] (all
     [N, C], NaN for skipped cycles), ``seconds`` (wall time) and ``cell_cycles``."""
@@ -137,6 +150,10 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     finite = np.isfinite(V) & np.isfinite(I) & np.isfinite(T)
     lengths = np.where(finite[..., 0], np.cumprod(finite, axis=-1).sum(-1), 0)
     idx = np.argwhere(lengths > 0)
+    if start not in ("coulomb", "ocv"):
+        raise ValueError(f"plating_over_life: start must be 'coulomb' or 'ocv', got {start!r}")
+    sto_p = positive_start(params, V, I, lengths, lli_pct, period_s) if start == "coulomb" \
+        else None
     margin_min = np.full((N, C), np.nan)
     eta = np.full((N, C, K, config.n_x_n), np.nan)
     c_e, j_n = np.full_like(eta, np.nan), np.full_like(eta, np.nan)
@@ -147,7 +164,8 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
         k = int(L.max())
         sub = CoreParams(**{f: getattr(params, f)[torch.as_tensor(n)] for f in params.names()})
         run = run_cycles(sub, V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L, lli_pct[n, cyc],
-                         sei_nm[n, cyc], period_s, config)
+                         sei_nm[n, cyc], period_s, config,
+                         None if sto_p is None else sto_p[n, cyc])
         inside = np.arange(k)[None, :] < L[:, None]
         margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
         eta[n, cyc, :k], c_e[n, cyc, :k], j_n[n, cyc, :k] = run.eta_n, run.c_e_n, run.j_n
@@ -156,6 +174,27 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     return {"margin_min_est": margin_min, "event_est": event, "plated_end_est": plated,
             "seconds": time.perf_counter() - t0, "cell_cycles": int(len(idx))}
 
+
+
+@torch.no_grad()
+def positive_start(params: CoreParams, V: np.ndarray, I: np.ndarray, lengths: np.ndarray,
+                   lli_pct: np.ndarray, period_s: float) -> np.ndarray:
+    """Positive stoichiometry at each cycle's start [N, C]: each cell's first logged cycle's
+    rested voltage read as an OCV (on the line aged by that cycle's ``lli_pct``), then moved by
+    the charge its measured current passed (discharge fills the positive electrode). Samples 1..
+    of a cycle carry its charge (sample 0 repeats the previous period's current)."""
+    core = ReducedCore(params)
+    N, C = lengths.shape
+    first = np.where((lengths > 0).any(1), np.argmax(lengths > 0, axis=1), 0)
+    rows = np.arange(N)
+    line = aged_line(core, torch.as_tensor(lli_pct[rows, first], dtype=core.dtype))
+    sto_n = invert_ocv(torch.as_tensor(np.nan_to_num(V[rows, first, 0], nan=3.7)), line)
+    sto0 = line.sto_p(sto_n).numpy()
+    inside = np.arange(I.shape[-1])[None, None, :] < lengths[..., None]
+    charge = np.where(inside, np.nan_to_num(I), 0.0)[..., 1:].sum(-1) * period_s  # [N, C] A s
+    before = np.cumsum(charge, axis=1) - charge  # passed before each cycle's start
+    before -= np.take_along_axis(before, first[:, None], axis=1)
+    return sto0[:, None] + before / (F * line.cap_p.numpy()[:, None])
 
 
 def _integrate_plating(params: CoreParams, eta: np.ndarray, c_e: np.ndarray, j_n: np.ndarray,

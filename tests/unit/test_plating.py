@@ -124,3 +124,28 @@ def test_a_truth_store_written_before_the_plating_summaries_still_validates(synt
     # asked for by name, they are still required
     assert any("plating_event" in p for p in
                schema.validate(old, kind="truth", variables=["plating_event"]))
+
+
+def test_positive_start_counts_the_measured_charge_from_the_first_rested_voltage():
+    from packtwin.physics.core import ReducedCore
+    from packtwin.physics.plating import aged_line, positive_start
+
+    params = CoreParams.nominal(1)
+    n = 6
+    V = np.full((1, 3, n), 3.6)
+    I = np.zeros((1, 3, n))
+    I[0, 0, 0] = 99.0  # sample 0 is the previous period's current: never counted
+    I[0, 0, 1:] = 2.0  # cycle 1 discharges 2 A for 5 periods
+    I[0, 1, 1:3] = -1.0  # cycle 2 charges 1 A for 2 periods
+    lengths = np.full((1, 3), n)
+    sto = positive_start(params, V, I, lengths, np.zeros((1, 3)), PERIOD)
+    cap_p = aged_line(ReducedCore(params), torch_zero()).cap_p.item()
+    step = PERIOD / (F * cap_p)
+    assert sto[0, 1] - sto[0, 0] == pytest.approx(10.0 * step, rel=1e-12)
+    assert sto[0, 2] - sto[0, 1] == pytest.approx(-2.0 * step, rel=1e-12)
+
+
+def torch_zero():
+    import torch
+
+    return torch.zeros(1, dtype=torch.float64)
