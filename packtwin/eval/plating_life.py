@@ -43,7 +43,8 @@ def start_state(est, name: str, fresh: float) -> np.ndarray:
 
 def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
     """(estimates as a Dataset on (scenario, cell, cycle), cost dict) for every cell of ``ds``
-    (a loaded ``cycle_series`` store) given the life twin's estimates ``life_est``."""
+    (a loaded ``cycle_series`` store) given the life twin's estimates ``life_est``; ``kwargs``
+    go to :func:`packtwin.physics.plating.plating_over_life` (e.g. ``start``)."""
     import torch
     import xarray as xr
 
@@ -75,7 +76,7 @@ def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
                      coords={d: ds[d] for d in schema.SUMMARY_DIMS})
     schema.apply_attrs(out)
     out.attrs.update({"plating_params": params, "plating_threshold_v": EVENT_THRESHOLD_V})
-    cost = {"params": params, "cell_cycles": res["cell_cycles"], "seconds": res["seconds"],
+    cost = {"params": params, "start": kwargs.get("start", "coulomb"), "cell_cycles": res["cell_cycles"], "seconds": res["seconds"],
             "seconds_per_cell_cycle": res["seconds"] / max(res["cell_cycles"], 1)}
     return out, cost
 

@@ -23,8 +23,8 @@ lithium and SEI thickness of :mod:`packtwin.physics.life_pack`, from earlier cyc
 
 What it leaves out: the core does not take the plating current from the intercalation current
 (the plated share is small where the margin is only slightly negative), and its margin is sampled
-at the store's period, as the truth's. All cell-cycles of a store are run as one batch (cycles do
-not depend on each other in step 2), the kinetics of step 3 then sequentially per cell.
+at the store's period, as the truth's. The cycles of step 2 do not depend on each other: whole
+cycles of all cells run as one batch, the kinetics of step 3 then carry each cell through them.
 """
 
 from __future__ import annotations
@@ -142,24 +142,30 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     at each cycle's start, ``lli_pct`` and ``sei_nm`` [N, C]; ``start``: how each cycle's
     starting state is found ("coulomb" or "ocv", see the module's docstring).
 
+    The core runs whole cycles of all cells together, about ``batch`` cell-cycles at a time
+    (memory: the per-sample plating drivers of one batch only), the plating kinetics then carry
+    each cell's plated lithium through those cycles in order.
+
     Returns ``margin_min_est`` [V], ``event_est`` (1/0), ``plated_end_est`` [mol/m3] (all
     [N, C], NaN for skipped cycles), ``seconds`` (wall time) and ``cell_cycles``."""
     t0 = time.perf_counter()
     V, I, T = (np.asarray(a, float) for a in (V, I, T))
     N, C, K = V.shape
-    finite = np.isfinite(V) & np.isfinite(I) & np.isfinite(T)
-    lengths = np.where(finite[..., 0], np.cumprod(finite, axis=-1).sum(-1), 0)
-    idx = np.argwhere(lengths > 0)
     if start not in ("coulomb", "ocv"):
         raise ValueError(f"plating_over_life: start must be 'coulomb' or 'ocv', got {start!r}")
+    finite = np.isfinite(V) & np.isfinite(I) & np.isfinite(T)
+    lengths = np.where(finite[..., 0], np.cumprod(finite, axis=-1).sum(-1), 0)
     sto_p = positive_start(params, V, I, lengths, lli_pct, period_s) if start == "coulomb" \
         else None
-    margin_min = np.full((N, C), np.nan)
-    eta = np.full((N, C, K, config.n_x_n), np.nan)
-    c_e, j_n = np.full_like(eta, np.nan), np.full_like(eta, np.nan)
-    for a in range(0, len(idx), batch):
-        part = idx[a:a + batch]
-        n, cyc = part[:, 0], part[:, 1]
+    margin_min, plated = np.full((N, C), np.nan), np.full((N, C), np.nan)
+    c_pl = np.zeros((N, config.n_x_n))  # plated lithium [mol/m3] at each negative particle
+    per_batch = max(1, batch // max(N, 1))
+    for c0 in range(0, C, per_batch):
+        cycles = slice(c0, min(C, c0 + per_batch))
+        idx = np.argwhere(lengths[:, cycles] > 0)  # (cell, cycle - c0)
+        if len(idx) == 0:
+            continue
+        n, cyc = idx[:, 0], idx[:, 1] + c0
         L = lengths[n, cyc]
         k = int(L.max())
         sub = CoreParams(**{f: getattr(params, f)[torch.as_tensor(n)] for f in params.names()})
@@ -168,12 +174,16 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
                          None if sto_p is None else sto_p[n, cyc])
         inside = np.arange(k)[None, :] < L[:, None]
         margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
-        eta[n, cyc, :k], c_e[n, cyc, :k], j_n[n, cyc, :k] = run.eta_n, run.c_e_n, run.j_n
+        shape = (N, cycles.stop - c0, k, config.n_x_n)
+        drivers = [np.full(shape, np.nan) for _ in range(3)]
+        for d, val in zip(drivers, (run.eta_n, run.c_e_n, run.j_n)):
+            d[n, cyc - c0] = val
+        plated[:, cycles], c_pl = _integrate_plating(
+            params, *drivers, T[:, cycles, :k], lengths[:, cycles], sei_nm[:, cycles], period_s,
+            kinetics, c_pl)
     event = np.where(np.isfinite(margin_min), (margin_min < threshold_v).astype(float), np.nan)
-    plated = _integrate_plating(params, eta, c_e, j_n, T, lengths, sei_nm, period_s, kinetics)
     return {"margin_min_est": margin_min, "event_est": event, "plated_end_est": plated,
-            "seconds": time.perf_counter() - t0, "cell_cycles": int(len(idx))}
-
+            "seconds": time.perf_counter() - t0, "cell_cycles": int((lengths > 0).sum())}
 
 
 @torch.no_grad()
@@ -198,28 +208,25 @@ def positive_start(params: CoreParams, V: np.ndarray, I: np.ndarray, lengths: np
 
 
 def _integrate_plating(params: CoreParams, eta: np.ndarray, c_e: np.ndarray, j_n: np.ndarray,
-                       T: np.ndarray,
-                       lengths: np.ndarray, sei_nm: np.ndarray, period_s: float,
-                       kin: PlatingKinetics) -> np.ndarray:
+                       T: np.ndarray, lengths: np.ndarray, sei_nm: np.ndarray, period_s: float,
+                       kin: PlatingKinetics, c_pl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Plated lithium at each cycle's end [N, C], x-averaged, carried over the cycles of each
-    cell (sample 0 of a cycle is the previous cycle's end, so it is not stepped again)."""
+    cell from ``c_pl`` [N, Xn] (sample 0 of a cycle is the previous cycle's end, so it is not
+    stepped again); and the per-particle plated lithium after the last cycle."""
     from packtwin.physics.constants import okane2022
 
     N, C = lengths.shape
     L_0 = okane2022().sei.L_0
     a_n = (3.0 * params.eps_s_n / params.R_n).numpy()[:, None]  # [N, 1]
-    c_pl = np.zeros((N, eta.shape[-1]))
     out = np.full((N, C), np.nan)
     for cyc in range(C):
+        decay = kin.dead_decay * L_0 / (np.nan_to_num(sei_nm[:, cyc], nan=L_0 * 1e9) * 1e-9)
         for k in range(1, int(lengths[:, cyc].max(initial=0))):
             on = k < lengths[:, cyc]
-            if not on.any():
-                break
-            decay = kin.dead_decay * L_0 / (np.nan_to_num(sei_nm[:, cyc], nan=L_0 * 1e9) * 1e-9)
             new = plated_step(c_pl, np.nan_to_num(eta[:, cyc, k]), np.nan_to_num(c_e[:, cyc, k]),
                               np.nan_to_num(T[:, cyc, k], nan=298.15)[:, None], a_n,
                               decay[:, None], period_s, kin,
                               a_n * np.maximum(-np.nan_to_num(j_n[:, cyc, k]), 0.0) / F)
             c_pl = np.where(on[:, None], new, c_pl)
         out[:, cyc] = np.where(lengths[:, cyc] > 0, c_pl.mean(1), np.nan)
-    return out
+    return out, c_pl

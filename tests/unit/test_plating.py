@@ -149,3 +149,15 @@ def torch_zero():
     import torch
 
     return torch.zeros(1, dtype=torch.float64)
+
+
+def test_batches_of_cycles_carry_the_plated_lithium_exactly():
+    V, I, T = _charge_logs([(2.0, 273.15), (1.0, 298.15)], n=6)
+    V, I, T = (np.concatenate([a, a], axis=1) for a in (V, I, T))  # two cycles each
+    I[:, 1, 1:] = 0.0  # the second cycle rests: plated lithium is stripped from the first's
+    args = (np.zeros((2, 2)), np.full((2, 2), 5.0), PERIOD, COARSE)
+    whole = plating_over_life(CoreParams.nominal(2), V, I, T, *args, batch=256)
+    one_cycle_at_a_time = plating_over_life(CoreParams.nominal(2), V, I, T, *args, batch=1)
+    for key in ("margin_min_est", "event_est", "plated_end_est"):
+        np.testing.assert_allclose(one_cycle_at_a_time[key], whole[key], rtol=1e-12, err_msg=key)
+    assert whole["plated_end_est"][0, 1] < whole["plated_end_est"][0, 0]
