@@ -16,16 +16,19 @@ from packtwin.sim.generate import parse, run
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def plating_store(tmp_path_factory):
+def _config():
     """The tiny pack (1s2p, coarse mesh), 3 cycles with fields at every cycle and every cycle's
     V/I/T: a cold fast charge (0 C, 2C) and a warm slow one (25 C, C/2)."""
     cfg, _ = parse(["--preset", "tiny", "--solver.max_step_periods", "1"])
-    cfg = dataclasses.replace(cfg, n_cycles=3, snapshot_every=1, cycle_series=True,
-                              scenarios=[Scenario(0.0, 2.0, 1.0, "cccv"),
-                                         Scenario(25.0, 0.5, 1.0, "cccv")])
+    return dataclasses.replace(cfg, n_cycles=3, snapshot_every=1, cycle_series=True,
+                               scenarios=[Scenario(0.0, 2.0, 1.0, "cccv"),
+                                          Scenario(25.0, 0.5, 1.0, "cccv")])
+
+
+@pytest.fixture(scope="module")
+def plating_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("plating") / "plating.zarr"
-    assert run(cfg, path, workers=2, quiet=True)["ok"] == 2
+    assert run(_config(), path, workers=2, quiet=True)["ok"] == 2
     return path
 
 
@@ -71,3 +74,20 @@ def test_life_evaluation_names_a_store_without_plating_truth(plating_store, tmp_
     assert "plating_event" in err and "old.zarr" in err
     # without --plating the same store is evaluated as before
     assert life.main(["--store", str(old), "--calib-cells", "0", "--calib-cycles", "3"]) == 0
+
+
+def test_a_store_written_before_the_plating_summaries_resumes(plating_store, tmp_path):
+    """An older store (no plating summaries) with a scenario left to do is finished by this
+    generator without them, the other scenario's values untouched."""
+    old = tmp_path / "old.zarr"
+    ds = xr.open_zarr(plating_store, consolidated=False).load()
+    ds = ds.drop_vars(list(schema.ADDED_SUMMARIES))
+    ds["status"].values[1] = np.nan
+    ds["cycles_done"].values[1] = np.nan
+    ds.to_zarr(old, consolidated=False)
+    assert run(_config(), old, workers=1, quiet=True)["ok"] == 1
+    after = xr.open_zarr(old, consolidated=False).load()
+    assert not set(schema.ADDED_SUMMARIES) & set(after.variables)
+    assert after["status"].values.tolist() == [schema.STATUS_OK] * 2
+    np.testing.assert_array_equal(after["lli"].values[0], ds["lli"].values[0])
+    np.testing.assert_allclose(after["lli"].values[1], ds["lli"].values[1], rtol=1e-5)
