@@ -1,4 +1,4 @@
-"""Plating over life on a pack store, estimated and judged (part of ``python -m packtwin.eval.life``).
+"""Plating over life on a pack store, estimated and judged (``python -m packtwin.eval.life --plating``).
 
 :func:`estimate_store` runs :func:`packtwin.physics.plating.plating_over_life` on every cell and
 cycle of a ``cycle_series`` store from its measured ``life_voltage``/``life_current``/
@@ -76,7 +76,8 @@ def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
                      coords={d: ds[d] for d in schema.SUMMARY_DIMS})
     schema.apply_attrs(out)
     out.attrs.update({"plating_params": params, "plating_threshold_v": EVENT_THRESHOLD_V})
-    cost = {"params": params, "start": kwargs.get("start", "coulomb"), "cell_cycles": res["cell_cycles"], "seconds": res["seconds"],
+    cost = {"params": params, "start": kwargs.get("start", "coulomb"),
+            "cell_cycles": res["cell_cycles"], "seconds": res["seconds"],
             "seconds_per_cell_cycle": res["seconds"] / max(res["cell_cycles"], 1)}
     return out, cost
 
