@@ -1,4 +1,4 @@
-"""Plating over life on a pack store, estimated and judged (``python -m packtwin.eval.life --plating``).
+"""Plating over life on a pack store, estimated and judged (``packtwin.eval.life --plating``).
 
 :func:`estimate_store` runs :func:`packtwin.physics.plating.plating_over_life` on every cell and
 cycle of a ``cycle_series`` store from its measured ``life_voltage``/``life_current``/
