@@ -182,6 +182,16 @@ VARIABLES: dict[str, Var] = {v.name: v for v in (
         "X-averaged negative lithium plating concentration [mol.m-3]", bounds=(0.0, None)),
     Var("temperature_max", SUMMARY_DIMS, "K", "Maximum cell temperature in the cycle", "summary",
         "Volume-averaged cell temperature [K]"),
+    Var("plating_margin_min", SUMMARY_DIMS, "V", "Lowest plating margin in the cycle", "summary",
+        "Negative electrode surface potential difference at separator interface [V]",
+        description="Minimum of plating_margin (phi_s - phi_e of the negative electrode at the "
+                    "separator) over the cycle's stored samples (every period_s, sample 0 "
+                    "included); below 0 V lithium plating is thermodynamically possible."),
+    Var("plating_event", SUMMARY_DIMS, "1", "Plating event in the cycle", "summary",
+        "Negative electrode surface potential difference at separator interface [V]",
+        bounds=(0.0, 1.0),
+        description="1 where plating_margin_min < 0 V (PyBaMM's margin went below 0 V at a stored "
+                    "sample of the cycle), 0 where it did not, NaN where the cycle was not run."),
     # --- bookkeeping ------------------------------------------------------------------------------
     Var("status", (SCENARIO,), "1", "Scenario status", "meta", dtype="float32",
         description="NaN: not solved yet; 1: ok; 0: failed; 2: partial. Reasons in "
@@ -220,7 +230,18 @@ LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
         "estimate", bounds=(0.0, None)),
     Var("sei_diffusivity_est", SUMMARY_DIMS, "m2/s", "Estimated SEI solvent diffusivity "
         "(per-cell SEI rate) after the cycle", "estimate", bounds=(0.0, None)),
+    Var("plating_event_est", SUMMARY_DIMS, "1", "Estimated plating event in the cycle", "estimate",
+        bounds=(0.0, 1.0), description="1 where plating_margin_min_est < 0 V "
+                                       "(packtwin.physics.plating)."),
+    Var("plating_margin_min_est", SUMMARY_DIMS, "V", "Estimated lowest plating margin in the cycle",
+        "estimate"),
+    Var("plated_lithium_end_est", SUMMARY_DIMS, "mol/m3", "Estimated plated lithium at cycle end",
+        "estimate", bounds=(0.0, None)),
 )}
+
+# Per-cycle summaries added after stores were first written (issue 10): a truth store made
+# before lacks them and still validates; what needs them asks :func:`require_summaries`.
+ADDED_SUMMARIES = ("plating_margin_min", "plating_event")
 
 MEASURED = tuple(n for n, v in VARIABLES.items() if v.kind == "measured")
 HIDDEN = tuple(n for n, v in VARIABLES.items() if v.kind == "hidden")
@@ -436,6 +457,8 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
                                 f"expected {u!r}")
     for name in names:
         v = VARIABLES[name]
+        if name not in ds.variables and name in ADDED_SUMMARIES and variables is None:
+            continue  # a store written before these summaries existed
         if name not in ds.variables:
             problems.append(f"variable {name!r} is missing (expected dims {v.dims})")
             continue
@@ -463,6 +486,16 @@ def check(ds, kind: str = "truth", source: str = "dataset") -> None:
     problems = validate(ds, kind=kind)
     if problems:
         raise SchemaError(problems, source)
+
+
+def require_summaries(ds, names: Iterable[str], what: str, source: str = "store") -> None:
+    """Raise SchemaError if ``ds`` lacks any of the per-cycle summaries ``names`` (e.g. a store
+    generated before :data:`ADDED_SUMMARIES` existed), saying who needs them and how to get them."""
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise SchemaError([f"{what} needs the per-cycle summaries {missing}, which {source} does "
+                           f"not hold (written before they were added to the schema); generate it "
+                           f"again with this packtwin"], source)
 
 
 def check_bounds(ds, names: Iterable[str] | None = None) -> list[str]:

@@ -10,7 +10,10 @@ against a per-cell sqrt(cycle) fit of the truth over that window:
 * seen cells at the calibration scenarios, unseen cells there, and the other scenarios (another
   ambient temperature or C-rate than calibration);
 * SEI MAE in nm and in % of the SEI grown, lost lithium MAE in percentage points, capacity MAE in %
-  (regular cycles only: a check-up's slow capacity is another quantity).
+  (regular cycles only: a check-up's slow capacity is another quantity);
+* plating (``--plating``, :mod:`packtwin.eval.plating_life`): per-cycle plating events from the
+  reduced core driven by each cycle's V/I/T and the live twin's lithium and SEI, scored against
+  PyBaMM's (margin below 0 V) over every cycle, with the plated lithium's error.
 """
 
 from __future__ import annotations
@@ -133,7 +136,8 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
 
 
 def run(store: str, out: str | None, calib_scenarios: Sequence[int],
-        calib_cells: Sequence[int] | None, upto: int, use_resistance: bool = False) -> dict:
+        calib_cells: Sequence[int] | None, upto: int, use_resistance: bool = False,
+        plating: str | None = None) -> dict:
     import dataclasses
 
     from packtwin.data import outputs
@@ -156,6 +160,13 @@ def run(store: str, out: str | None, calib_scenarios: Sequence[int],
         **{f.name: getattr(model, f.name) for f in dataclasses.fields(model)}},
         "judged": f"cycles > {upto} of every cell",
         **judge(ds, live, forecast, calib_scenarios, cells, upto, model.L_0 * 1e9)}
+    if plating:
+        from packtwin.eval import plating_life
+
+        pl_est, cost = plating_life.estimate_store(ds, live, params=plating)
+        report["plating"] = {**plating_life.judge(ds, pl_est, f"store {str(store)!r}"),
+                             "cost": cost}
+        live = live.merge(pl_est)
     if out:
         est = live.copy()
         est.attrs.update({"source_store": str(store), "calibration": json.dumps(
@@ -175,12 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calib-cells", type=int, nargs="+", default=None,
                     help="default: the first half of the cells")
     ap.add_argument("--calib-cycles", type=int, default=50)
+    ap.add_argument("--plating", choices=("nominal", "truth"), default=None,
+                    help="also estimate and score plating per cycle, the core with the nominal "
+                         "cell's parameters or (oracle) the store's truth table")
     ap.add_argument("--use-resistance", action="store_true",
                     help="also correct by the discharge-start resistance (see life_pack)")
     args = ap.parse_args(argv)
     try:
         report = run(args.store, args.out, args.calib_scenarios, args.calib_cells,
-                     args.calib_cycles, args.use_resistance)
+                     args.calib_cycles, args.use_resistance, args.plating)
     except (PacktwinError, ValueError, OSError) as exc:
         print(f"packtwin.eval.life: error: {exc}", file=sys.stderr)
         return 2
@@ -189,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(text)
     print(json.dumps(report["groups"], indent=1))
+    if "plating" in report:
+        print(json.dumps({"plating": {k: report["plating"][k] for k in ("pooled", "cost")}},
+                         indent=1))
     return 0
 
 

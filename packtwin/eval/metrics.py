@@ -272,6 +272,21 @@ def pooled(sums: dict, c_max: dict[str, float], sei_initial_nm: float
     return per_cell, pack
 
 
+def event_scores(truth_event, est_event) -> dict[str, float]:
+    """Precision, recall and F1 of estimated events against true ones (arrays of 1/0, NaN where
+    either is unknown and left out), with the counts tp/fp/fn/tn (NaN where undefined, e.g.
+    precision when nothing was predicted); per cycle for plating events over life."""
+    t, e = np.asarray(truth_event, float), np.asarray(est_event, float)
+    if t.shape != e.shape:
+        raise MetricsError(f"event_scores: truth has shape {t.shape}, estimate {e.shape}")
+    known = np.isfinite(t) & np.isfinite(e)
+    t, e = t[known] > 0.5, e[known] > 0.5
+    tp, fp, fn = float(np.sum(t & e)), float(np.sum(~t & e)), float(np.sum(t & ~e))
+    return {"precision": float(_ratio(tp, tp + fp)), "recall": float(_ratio(tp, tp + fn)),
+            "f1": float(_ratio(2 * tp, 2 * tp + fp + fn)), "tp": tp, "fp": fp, "fn": fn,
+            "tn": float(np.sum(~t & ~e)), "n": float(known.sum())}
+
+
 def _to_dataset(per_cell: dict, pack: dict, cells) -> xr.Dataset:
     data = {}
     for name, vals in per_cell.items():

@@ -25,4 +25,6 @@ core                 ReducedCore (initial_state, step, measure, simulate), CoreC
 ekf                  CoreEKF: iterated EKF on the core (classical state-estimation peer)
 observer_stream      PackStream: a pack stepped sample by sample (V, I, T in; estimates out)
 learned_observer     ObserverNet, LearnedObserver: bounded lithium-conserving learned correction
+plating              plating over life: the core through each logged cycle (events, lowest margin),
+                     PyBaMM's partially reversible plating kinetics (plated lithium)
 """

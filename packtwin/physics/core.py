@@ -69,6 +69,7 @@ class CoreOutputs(NamedTuple):
     plating_margin: Tensor  # phi_s - phi_e of the negative electrode at the separator [V]
     j_n: Tensor  # [B, Xn] reaction current densities [A/m2]
     j_p: Tensor  # [B, Xp]
+    dphi_n: Tensor  # [B, Xn] phi_s - phi_e at each negative particle [V] (plating's driver)
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class ReducedCore:
         return CoreOutputs(V, neg.c_surf, pos.c_surf,
                            particle_average(state.c_n, self.sphere).mean(1),
                            particle_average(state.c_p, self.sphere).mean(1),
-                           margin, neg.j, pos.j)
+                           margin, neg.j, pos.j, neg.dphi)
 
     # -- time stepping -------------------------------------------------------------------------
     def step(self, state: CoreState, I: Tensor, T: Tensor, dt: float) -> CoreState:

@@ -135,17 +135,17 @@ def _plain(obj):
 # ---------------------------------------------------------------------------------------------
 # the scenario's rows in the store
 # ---------------------------------------------------------------------------------------------
-def scenario_dataset(res: dict, sizes: dict, life_names, cycles: slice = slice(None),
+def scenario_dataset(res: dict, sizes: dict, store_names, cycles: slice = slice(None),
                      snapshots: slice = slice(None)):
-    """A scenario result as store variables with a scenario dimension of 1: the per-cycle ones
-    (summaries, life variables in ``life_names``) at ``cycles``, the snapshot ones at
-    ``snapshots`` (NaN where the result holds no snapshot)."""
+    """A scenario result as the variables the store has (``store_names``), with a scenario
+    dimension of 1: the per-cycle ones (summaries, life variables) at ``cycles``, the snapshot
+    ones at ``snapshots`` (NaN where the result holds no snapshot)."""
     import xarray as xr
 
     data = {}
     for name, v in schema.VARIABLES.items():
-        if name in ("status", "cycles_done"):
-            continue
+        if name in ("status", "cycles_done") or name not in store_names:
+            continue  # absent: a store written before schema.ADDED_SUMMARIES
         if schema.CYCLE in v.dims:
             arr = np.asarray(res["summary"][name])[:, cycles]
         else:
@@ -154,7 +154,7 @@ def scenario_dataset(res: dict, sizes: dict, life_names, cycles: slice = slice(N
                 schema.SNAPSHOT) - 1)
         data[name] = (v.dims, arr[None].astype(v.dtype))
     for name, arr in res.get("life", {}).items():
-        if name in life_names:
+        if name in store_names:
             v = schema.LIFE_VARIABLES[name]
             data[name] = (v.dims, np.asarray(arr)[:, cycles][None].astype(v.dtype))
     return xr.Dataset(data)

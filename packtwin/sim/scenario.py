@@ -93,12 +93,14 @@ class _Recorder:
             if record_fields else {}
         self.pack = {n: np.full(n_time, np.nan) for n in PACK_VARS}
         self.t_max = np.full(n_cells, -np.inf)
+        self.margin_min = np.full(n_cells, np.inf)
 
     def add(self, values: list[dict], currents: np.ndarray, pack_v: float, pack_i: float):
         if self.k >= self.n_time:
             raise ScenarioFailure(f"cycle longer than the padded time axis ({self.n_time} samples)")
         for j, vals in enumerate(values):
             self.t_max[j] = max(self.t_max[j], float(vals["temperature"]))
+            self.margin_min[j] = min(self.margin_min[j], float(vals["plating_margin"]))
             if self.series is not None:
                 self.series["life_voltage"][j, self.k] = vals["voltage"]
                 self.series["life_current"][j, self.k] = currents[j]
@@ -305,6 +307,8 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         summ["sei_thickness_end"][:, c] = [o["sei_thickness_avg"] for o in out]
         summ["plated_lithium_end"][:, c] = [o["plated_lithium"] for o in out]
         summ["temperature_max"][:, c] = rec.t_max
+        summ["plating_margin_min"][:, c] = rec.margin_min
+        summ["plating_event"][:, c] = (rec.margin_min < 0.0).astype(float)
         if "checkup" in life:
             life["checkup"][:, c] = float(checkup)
         if record:
