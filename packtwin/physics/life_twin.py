@@ -18,6 +18,7 @@ import numpy as np
 from packtwin import schema
 from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, charge_transfer_factor,
                                          cycle_duration, cycle_exposure, estimate, life_model)
+from packtwin.physics.lli import plated_mol
 
 
 def _one_cell(ds):
@@ -70,6 +71,13 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
     """Fit beta (capacity per lithium), the dead-lithium prior and the measurement noise on the
     calibration runs' cycles ref_cycle..upto_cycle, from their truth ``lli`` and SEI.
 
+    A run holding ``plated_lithium_end`` (truth) is calibrated on the lithium lost to SEI and
+    dead lithium only, its LLI less the lithium still plated
+    (:func:`packtwin.physics.lli.plated_mol`): for a twin whose lost lithium gets the plated
+    lithium from its own plating estimate (:func:`packtwin.eval.life.twin_estimates` with
+    ``plating``), which the capacity fade it is corrected by hardly sees (reversibly plated
+    lithium strips back in the discharge).
+
     beta: least squares through the origin of the capacity fade since the reference cycle on
     the true lithium lost (in A h); xi: least squares of the resistance rise the film
     (``model.kappa``, physical) does not explain on the Arrhenius-weighted true lithium lost. psi prior: the mean and spread (at least half the mean) of
@@ -83,6 +91,8 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
         one = _one_cell(ds)
         q = one["capacity"].values[:upto_cycle]
         n = one["lli"].values[:upto_cycle] / 100.0 * model.n_li0
+        if "plated_lithium_end" in one.variables:  # the twin adds its own plated estimate
+            n = n - plated_mol(one["plated_lithium_end"].values[:upto_cycle])
         L = one["sei_thickness_end"].values[:upto_cycle] * 1e-9
         _, d = exposure_of(ds)
         fades.append(q[r] - q[r + 1:])

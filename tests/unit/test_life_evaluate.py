@@ -170,7 +170,7 @@ def test_packtwin_evaluate_refuses_a_store_without_life_series_by_name(synthetic
 def test_the_life_section_scores_as_the_standalone_life_evaluation(report, life_store):
     from packtwin.eval import life
 
-    model, live, forecast = life.twin_estimates(life_store, [0], [0], UPTO)
+    model, live, forecast, _ = life.twin_estimates(life_store, [0], [0], UPTO)
     groups = life.judge(life_store, live, forecast, [0], [0], UPTO, model.L_0 * 1e9)["groups"]
     for split, group in (("cycles_beyond", "seen_cells"), ("unseen_cells", "unseen_cells")):
         for est in ("twin", "twin_forecast", "sqrt_fit"):
