@@ -90,7 +90,7 @@ def add_plated(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
     from packtwin.physics.lli import with_plated
 
     pl_est, cost = estimate_store(ds, life_est, params=params, **kwargs)
-    out = life_est.merge(pl_est)
+    out = life_est.merge(pl_est, compat="override")  # same grid, no shared variable
     out["lli_est"] = (life_est["lli_est"].dims,
                       with_plated(life_est["lli_est"].values,
                                   pl_est["plated_lithium_end_est"].values),
