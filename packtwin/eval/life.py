@@ -13,7 +13,10 @@ against a per-cell sqrt(cycle) fit of the truth over that window:
   (regular cycles only: a check-up's slow capacity is another quantity);
 * plating (``--plating``, :mod:`packtwin.eval.plating_life`): per-cycle plating events from the
   reduced core driven by each cycle's V/I/T and the live twin's lithium and SEI, scored against
-  PyBaMM's (margin below 0 V) over every cycle, with the plated lithium's error.
+  PyBaMM's (margin below 0 V) over every cycle, with the plated lithium's error. The twin's (and
+  its forecast's) lost lithium then includes its estimated lithium still plated at each cycle's
+  end, as PyBaMM's LLI does (:mod:`packtwin.physics.lli`); without ``--plating`` it leaves that
+  out (the report's ``calibration.lli_includes_plated``).
 """
 
 from __future__ import annotations
@@ -202,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calib-cycles", type=int, default=50)
     ap.add_argument("--plating", choices=("nominal", "truth"), default=None,
                     help="also estimate and score plating per cycle, the core with the nominal "
-                         "cell's parameters or (oracle) the store's truth table")
+                         "cell's parameters or (oracle) the store's truth table, and add the "
+                         "estimated lithium still plated to the twin's lost lithium")
     ap.add_argument("--use-resistance", action="store_true",
                     help="also correct by the discharge-start resistance (see life_pack)")
     args = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Loss of lithium inventory (LLI) as PyBaMM defines it, the one definition of the twin and the reports.
+"""Loss of lithium inventory (LLI) as PyBaMM defines it: the one definition of the twin and reports.
 
 PyBaMM 26 (``BaseModel._set_lithium_ion_summary_variables`` in
 ``pybamm/models/full_battery_models/lithium_ion/base_lithium_ion_model.py``):
