@@ -122,7 +122,7 @@ def calibrate_pack(ds, scenarios: Sequence[int] | None = None, cells: Sequence[i
     runs = [r for r in runs if r.sizes[schema.CYCLE] > 2]
     if not runs:
         raise ValueError("calibrate_pack: no calibration cell has more than 2 finished cycles")
-    return calibrate(runs, model=model, upto_cycle=upto_cycle)
+    return calibrate(runs, model=model, upto_cycle=upto_cycle, plated_apart=plated_apart)
 
 
 def track_pack(ds, model: LifeModel, update_until: int | None = None,

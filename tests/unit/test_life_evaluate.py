@@ -268,3 +268,7 @@ def test_life_section_with_plating_refuses_a_store_without_plating_truth_by_name
                                               r"truth \['plating_event', 'plating_margin_min'\]"):
         life_evaluate.evaluate(old, cfg, source="old.zarr")
     life_evaluate.check_store(old, "old.zarr")  # without plating it is still read
+    from packtwin.physics.life_pack import calibrate_pack
+
+    with pytest.raises(ValueError, match=r"the store lacks \['plated_lithium_end'\]"):
+        calibrate_pack(life_store, [0], [0], upto_cycle=UPTO, plated_apart=True)
