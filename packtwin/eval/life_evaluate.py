@@ -53,7 +53,6 @@ NEEDED = {  # variable -> dims the life evaluation reads
 PLATING_NEEDED = {"plating_event": schema.SUMMARY_DIMS, "plating_margin_min": schema.SUMMARY_DIMS,
                   "plated_lithium_end": schema.SUMMARY_DIMS}  # with ``plating``
 PLATING_PARAMS = ("nominal", "truth")
-PLATING_ESTIMATORS = ("twin", "twin_forecast")  # the others estimate no plating
 
 
 class LifeConfigError(splits.SelectionError):
