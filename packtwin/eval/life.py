@@ -13,7 +13,10 @@ against a per-cell sqrt(cycle) fit of the truth over that window:
   (regular cycles only: a check-up's slow capacity is another quantity);
 * plating (``--plating``, :mod:`packtwin.eval.plating_life`): per-cycle plating events from the
   reduced core driven by each cycle's V/I/T and the live twin's lithium and SEI, scored against
-  PyBaMM's (margin below 0 V) over every cycle, with the plated lithium's error.
+  PyBaMM's (margin below 0 V) over every cycle, with the plated lithium's error. The twin's (and
+  its forecast's) lost lithium then includes its estimated lithium still plated at each cycle's
+  end, as PyBaMM's LLI does (:mod:`packtwin.physics.lli`); without ``--plating`` it leaves that
+  out (the report's ``calibration.lli_includes_plated``).
 """
 
 from __future__ import annotations
@@ -123,16 +126,29 @@ def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Seque
 
 
 def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int], upto: int,
-                   use_resistance: bool = False) -> tuple:
+                   use_resistance: bool = False, plating: str | None = None) -> tuple:
     """The twin calibrated on the given runs' cycles <= upto, and its estimates of every run:
-    (model, live: corrected by every cycle, forecast: corrected only up to ``upto``)."""
+    (model, live: corrected by every cycle, forecast: corrected only up to ``upto``, cost).
+
+    With ``plating`` ("nominal" | "truth": the core's parameters, see
+    :mod:`packtwin.eval.plating_life`) each of the two also estimates plating per cycle from
+    V/I/T and its own lost lithium and SEI, and its ``lli_est`` is PyBaMM's LLI: SEI and dead
+    lithium plus the estimated lithium still plated at the cycle's end; the calibration then
+    fits the SEI and dead lithium alone (truth LLI less the true plated lithium, calibration
+    cycles only). Without, ``lli_est`` leaves the plated lithium out. ``cost``: the plating
+    estimates' cost per estimator (empty without plating)."""
+    from packtwin.eval import plating_life
     from packtwin.physics.life_pack import calibrate_pack, track_pack
 
     model = calibrate_pack(ds, calib_scenarios, calib_cells, upto_cycle=upto,
-                           use_resistance=use_resistance)
+                           use_resistance=use_resistance, plated_apart=plating is not None)
     live = track_pack(ds, model, use_resistance=use_resistance)
     forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance)
-    return model, live, forecast
+    cost = {}
+    if plating is not None:
+        live, cost["twin"] = plating_life.add_plated(ds, live, params=plating)
+        forecast, cost["twin_forecast"] = plating_life.add_plated(ds, forecast, params=plating)
+    return model, live, forecast, cost
 
 
 def run(store: str, out: str | None, calib_scenarios: Sequence[int],
@@ -142,6 +158,7 @@ def run(store: str, out: str | None, calib_scenarios: Sequence[int],
 
     from packtwin.data import outputs
     from packtwin.data import store as storemod
+    from packtwin.eval import plating_life
 
     ds = storemod.open_store(store).load()
     n_cells = ds.sizes[schema.CELL]
@@ -153,20 +170,20 @@ def run(store: str, out: str | None, calib_scenarios: Sequence[int],
                          f"({n_cells} cells, {ds.sizes[schema.SCENARIO]} scenarios)")
     if out:
         outputs.guard(out, ESTIMATE_KIND, [store], what="--out")
-    model, live, forecast = twin_estimates(ds, calib_scenarios, cells, upto, use_resistance)
+    if plating:  # before the twin's run: a store without the plating truth is refused first
+        schema.require_summaries(ds, plating_life.TRUTH[:2], "the plating-event score",
+                                 f"store {str(store)!r}")
+    model, live, forecast, cost = twin_estimates(ds, calib_scenarios, cells, upto, use_resistance,
+                                                 plating)
     report = {"store": str(store), "calibration": {
         "scenarios": list(calib_scenarios), "cells": cells, "upto_cycle": upto,
-        "use_resistance": use_resistance,
+        "use_resistance": use_resistance, "lli_includes_plated": bool(plating),
         **{f.name: getattr(model, f.name) for f in dataclasses.fields(model)}},
         "judged": f"cycles > {upto} of every cell",
         **judge(ds, live, forecast, calib_scenarios, cells, upto, model.L_0 * 1e9)}
     if plating:
-        from packtwin.eval import plating_life
-
-        pl_est, cost = plating_life.estimate_store(ds, live, params=plating)
-        report["plating"] = {**plating_life.judge(ds, pl_est, f"store {str(store)!r}"),
-                             "cost": cost}
-        live = live.merge(pl_est)
+        report["plating"] = {**plating_life.judge(ds, live, f"store {str(store)!r}"),
+                             "cost": cost["twin"], "cost_forecast": cost["twin_forecast"]}
     if out:
         est = live.copy()
         est.attrs.update({"source_store": str(store), "calibration": json.dumps(
@@ -188,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calib-cycles", type=int, default=50)
     ap.add_argument("--plating", choices=("nominal", "truth"), default=None,
                     help="also estimate and score plating per cycle, the core with the nominal "
-                         "cell's parameters or (oracle) the store's truth table")
+                         "cell's parameters or (oracle) the store's truth table, and add the "
+                         "estimated lithium still plated to the twin's lost lithium")
     ap.add_argument("--use-resistance", action="store_true",
                     help="also correct by the discharge-start resistance (see life_pack)")
     args = ap.parse_args(argv)

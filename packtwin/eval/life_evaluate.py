@@ -15,6 +15,15 @@ split in the report). Estimators, all calibrated on the same runs and cycles:
 * ``data_only``: :mod:`packtwin.eval.life_data_only` (no growth law), one fit per seed.
 
 Metrics are :func:`packtwin.eval.life.run_metrics` per run, averaged over the split's runs.
+
+``plating: nominal`` (or ``truth``, an oracle: the store's per-cell parameters in the core) adds
+plating over life (:mod:`packtwin.eval.plating_life`): the twin and its forecast estimate per
+cycle plating events and plated lithium from V/I/T and their own lost lithium and SEI, their
+``lli_est`` becomes PyBaMM's LLI with the estimated lithium still plated at each cycle's end
+(:mod:`packtwin.physics.lli`), and every split reports, on its judged cycles, event precision /
+recall / F1 pooled over its runs' cycles and the plated lithium's MAE. The baselines estimate no
+plating: their plating entries are null in the JSON, "n/a" in the table. The store must hold the
+plating truth (:data:`PLATING_NEEDED`).
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ NEEDED = {  # variable -> dims the life evaluation reads
     "life_voltage": schema.LIFE_SERIES_DIMS, "sei_thickness_end": schema.SUMMARY_DIMS,
     "lli": schema.SUMMARY_DIMS, "capacity": schema.SUMMARY_DIMS,
     "cycles_done": (schema.SCENARIO,)}
+PLATING_NEEDED = {"plating_event": schema.SUMMARY_DIMS, "plating_margin_min": schema.SUMMARY_DIMS,
+                  "plated_lithium_end": schema.SUMMARY_DIMS}  # with ``plating``
+PLATING_PARAMS = ("nominal", "truth")
 
 
 class LifeConfigError(splits.SelectionError):
@@ -63,6 +75,10 @@ class LifeConfig:
     data_only: DataOnlyConfig = field(default_factory=DataOnlyConfig)
     note: str = ""
     """free text at the top of the life report"""
+    plating: str | None = None
+    """"nominal" | "truth": also estimate plating per cycle (the core's parameters: the nominal
+    cell's, or the store's truth table as an oracle), add the plated lithium to the twin's LLI and
+    report plating events and plated lithium per split; None: neither"""
 
 
 def parse(spec: Mapping[str, Any]) -> LifeConfig:
@@ -88,11 +104,16 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
     seeds = [int(s) for s in spec.get("seeds", [0, 1, 2])]
     if not seeds:
         raise LifeConfigError("config 'life': 'seeds' is empty (the data-only estimator needs one)")
+    plating = spec.get("plating")
+    if plating is not None and plating not in PLATING_PARAMS:
+        raise LifeConfigError(f"config 'life': 'plating' must be one of {PLATING_PARAMS} or "
+                              f"absent, got {plating!r}")
     dcfg = dict(spec.get("data_only") or {})
     _no_unknown(dcfg, {f.name for f in fields(DataOnlyConfig)}, "life data_only")
     return LifeConfig(calibration=cal, splits={k: dict(v) for k, v in spec["splits"].items()},
                       seeds=seeds, use_resistance=bool(spec.get("use_resistance", False)),
-                      data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")))
+                      data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")),
+                      plating=plating)
 
 
 def _no_unknown(spec: Mapping, known: set, where: str) -> None:
@@ -101,14 +122,21 @@ def _no_unknown(spec: Mapping, known: set, where: str) -> None:
         raise LifeConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
 
 
-def check_store(ds, source: str) -> None:
-    """Refuse a store the life evaluation cannot read, naming variable, expected and found."""
+def check_store(ds, source: str, plating: bool = False) -> None:
+    """Refuse a store the life evaluation cannot read, naming variable, expected and found
+    (with ``plating``, also the plating truth)."""
     if schema.CYCLE not in ds.dims:
         raise LifeConfigError(
             f"{source}: the life evaluation needs the {schema.CYCLE!r} dimension (per-cycle truth "
             f"on {schema.SUMMARY_DIMS}); found dims {dict(ds.sizes)}. Make the store with "
             f"`cycle_series: true` (e.g. configs/generate/life-demo.yaml)")
-    for name, dims in NEEDED.items():
+    missing = [n for n in PLATING_NEEDED if n not in ds.variables] if plating else []
+    if missing:
+        raise LifeConfigError(
+            f"{source}: 'plating' needs the per-cycle plating truth {missing} (dims "
+            f"{schema.SUMMARY_DIMS}), which this store does not hold (written before they were "
+            f"added); generate it again with this packtwin, or drop 'plating' from the config")
+    for name, dims in {**NEEDED, **(PLATING_NEEDED if plating else {})}.items():
         if name not in ds.variables:
             raise LifeConfigError(f"{source}: variable {name!r} is missing (expected dims {dims}); "
                                   f"make the store with `cycle_series: true`")
@@ -193,11 +221,11 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     from packtwin.eval import life_data_only
     from packtwin.physics.life_pack import cell_life
 
-    check_store(ds, source)
+    check_store(ds, source, plating=cfg.plating is not None)
     calib, split_sel = resolve(ds, cfg)
     upto = int(cfg.calibration["upto_cycle"])
-    model, live, forecast = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
-                                                cfg.use_resistance)
+    model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
+                                                      cfg.use_resistance, cfg.plating)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}
@@ -224,7 +252,13 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                 per_run.append({"scenario": s, "cell": c, **{
                     k: life.run_metrics(truth[(s, c)], e, judged, sei0) for k, e in ests.items()}})
         report_splits[name] = _summarise(ds, calib, sp, per_run, cfg.seeds)
+        if cfg.plating is not None:
+            report_splits[name]["plating"] = plating_rows(
+                ds, sp, {"twin": live, "twin_forecast": forecast})
     return {"store": source, "note": cfg.note,
+            "plating": None if cfg.plating is None else {
+                "params": cfg.plating, "cost": cost, "lli_includes_plated": True,
+                "units": {"plated_lithium_mae": "mol/m3", "plated_lithium_true_mean": "mol/m3"}},
             "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,
                             "upto_cycle": upto, "use_resistance": cfg.use_resistance,
                             "selection": cfg.calibration,
@@ -233,6 +267,33 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                                           "rows": fitted[cfg.seeds[0]].rows,
                                           "features": list(life_data_only.FEATURES)}},
             "targets": life.TARGETS, "splits": report_splits, "coverage": coverage(ds, calib)}
+
+
+def plating_rows(ds, sp: LifeSplit, estimates: Mapping[str, Any]) -> dict:
+    """estimator -> plating scores on a split's judged cycles (None for an estimator without a
+    plating estimate): event precision / recall / F1 and counts pooled over the split's runs and
+    cycles (:func:`packtwin.eval.metrics.event_scores`), plated lithium at cycle end MAE and true
+    mean [mol/m3]."""
+    from packtwin.eval.metrics import event_scores
+
+    done = life.cycles_done(ds)
+    cycles = ds[schema.CYCLE].values
+    sel = np.zeros(tuple(ds.sizes[d] for d in schema.SUMMARY_DIMS), bool)
+    for s in sp.scenarios:
+        sel[s, sp.cells] = sp.cycles & (cycles <= done[s])
+    truth_ev, pl_t = ds["plating_event"].values[sel], ds["plated_lithium_end"].values[sel]
+    out: dict[str, Any] = {}
+    for name in ESTIMATORS:
+        est = estimates.get(name)
+        if est is None or "plating_event_est" not in est:
+            out[name] = None  # no plating estimate: not a number to compare
+            continue
+        pl_e = est["plated_lithium_end_est"].values[sel]
+        ok = np.isfinite(pl_t) & np.isfinite(pl_e)
+        out[name] = {**event_scores(truth_ev, est["plating_event_est"].values[sel]),
+                     "plated_lithium_mae": float(np.mean(np.abs(pl_e[ok] - pl_t[ok]))),
+                     "plated_lithium_true_mean": float(np.mean(pl_t[ok]))}
+    return out
 
 
 def fit_data_only(ds, cfg: LifeConfig, calib: LifeSplit) -> dict:
@@ -301,8 +362,9 @@ def run(spec: Mapping[str, Any], store_path: str, out: str | Path) -> dict:
     cfg = parse(spec)
     ds = storemod.open_store(store_path, check=False)
     source = f"store {str(store_path)!r}"
-    check_store(ds, source)
-    keep = [v for v in (*NEEDED, "checkup", "status") if v in ds.variables]
+    check_store(ds, source, plating=cfg.plating is not None)
+    keep = [v for v in (*NEEDED, *PLATING_NEEDED, "checkup", "status") if v in ds.variables]
+    keep += [v for v in ds.data_vars if str(v).startswith("param_")]  # plating: truth
     ds = xr.Dataset({v: ds[v] for v in keep}, attrs=ds.attrs).load()
     rep = evaluate(ds, cfg, source=str(store_path))
     out = Path(out)

@@ -43,6 +43,8 @@ def markdown(rep: dict) -> str:
                      f"{sp['cycles'][0]}-{sp['cycles'][1]}"] if i == 0 else [""] * 4
             lines.append("| " + " | ".join([*first, est_name,
                                             *(_cell(est, k) for k, _ in COLUMNS)]) + " |")
+    if rep.get("plating"):
+        lines += plating_table(rep)
     lines += ["", "Targets (issue 10): " + ", ".join(f"{k} <= {v}" for k, v in
                                                      rep["targets"].items()), ""]
     lines += ["| split | twin meets target | twin better than sqrt_fit and data_only |",
@@ -52,3 +54,35 @@ def markdown(rep: dict) -> str:
         better = ", ".join(k for k, ok in sp["twin_better_than_baselines"].items() if ok) or "none"
         lines.append(f"| {name} | {met} | {better} |")
     return "\n".join(lines) + "\n"
+
+
+PLATING_COLUMNS = (("precision", "precision"), ("recall", "recall"),
+                   ("f1", "event F1 (tp/fp/fn/tn)"),
+                   ("plated_lithium_mae", "plated Li MAE [mol/m3]"),
+                   ("plated_lithium_true_mean", "plated Li true mean [mol/m3]"))
+
+
+def _plating_cell(row: dict | None, key: str) -> str:
+    if row is None:
+        return "n/a"  # the estimator has no plating estimate
+    text = f"{row[key]:.3g}"
+    if key == "f1":
+        text += " (" + "/".join(str(int(row[k])) for k in ("tp", "fp", "fn", "tn")) + ")"
+    return text
+
+
+def plating_table(rep: dict) -> list[str]:
+    """Plating per split x estimator (events pooled over the split's judged cycles; F1 with
+    tp/fp/fn/tn), "n/a" for an estimator without a plating estimate."""
+    pl = rep["plating"]
+    lines = ["", f"Plating (core parameters: {pl['params']}): events per cycle against PyBaMM's "
+                 f"(margin below 0 V), pooled over each split's judged cycles; the twin's LLI "
+                 f"includes its estimated lithium still plated at each cycle's end.", ""]
+    header = ["split", "estimator", *(h for _, h in PLATING_COLUMNS)]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, sp in rep["splits"].items():
+        for i, (est_name, row) in enumerate(sp["plating"].items()):
+            lines.append("| " + " | ".join([name if i == 0 else "", est_name,
+                                            *(_plating_cell(row, k) for k, _ in PLATING_COLUMNS)])
+                         + " |")
+    return lines

@@ -82,6 +82,23 @@ def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
     return out, cost
 
 
+def add_plated(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
+    """(``life_est`` with the plating estimates merged in and ``lli_est`` made PyBaMM's LLI:
+    the twin's SEI and dead lithium plus its estimated lithium still plated at each cycle's end
+    (:func:`packtwin.physics.lli.with_plated`), cost dict). The plating core starts each cycle
+    from ``life_est``'s own lost lithium (SEI and dead lithium, as before this step)."""
+    from packtwin.physics.lli import with_plated
+
+    pl_est, cost = estimate_store(ds, life_est, params=params, **kwargs)
+    out = life_est.merge(pl_est, compat="override")  # same grid, no shared variable
+    out["lli_est"] = (life_est["lli_est"].dims,
+                      with_plated(life_est["lli_est"].values,
+                                  pl_est["plated_lithium_end_est"].values),
+                      dict(life_est["lli_est"].attrs))
+    out.attrs["lli_includes_plated"] = 1
+    return out, cost
+
+
 def judge(ds, est, source: str = "store") -> dict:
     """Event precision/recall/F1 per scenario and pooled, plated-lithium MAE, margin MAE."""
     from packtwin.eval.metrics import event_scores

@@ -66,12 +66,14 @@ def _require(ds, names: Sequence[str], what: str) -> None:
             raise ValueError(f"{what}: variable {n!r} has units {got!r}, expected {want!r}")
 
 
-def cell_life(ds, scenario: int, cell: int, truth: bool = False, use_resistance: bool = False):
+def cell_life(ds, scenario: int, cell: int, truth: bool = False, use_resistance: bool = False,
+              plated_truth: bool = False):
     """One cell of one scenario as :mod:`packtwin.physics.life_twin` reads it (a one-cell
     ``run_life``-like Dataset): measured temperature, capacity and resistance per cycle, for the
     cycles the scenario finished; with ``truth``, also the store's ``lli`` and
-    ``sei_thickness_end`` (for calibration only); ``life_resistance`` only with
-    ``use_resistance``."""
+    ``sei_thickness_end`` (for calibration only), and with ``plated_truth`` its
+    ``plated_lithium_end`` (calibration on SEI and dead lithium only); ``life_resistance`` only
+    with ``use_resistance``."""
     import xarray as xr
 
     _require(ds, SERIES, f"cell_life(scenario={scenario}, cell={cell})")
@@ -91,7 +93,9 @@ def cell_life(ds, scenario: int, cell: int, truth: bool = False, use_resistance:
     if use_resistance:
         data["life_resistance"] = (schema.SUMMARY_DIMS, res)
     if truth:
-        data.update({n: one[n].astype(float) for n in ("lli", "sei_thickness_end")})
+        names = ("lli", "sei_thickness_end") + (("plated_lithium_end",) if plated_truth else ())
+        _require(ds, names, f"cell_life(scenario={scenario}, cell={cell}) truth")
+        data.update({n: one[n].astype(float) for n in names})
     out = xr.Dataset(data, coords={d: one[d] for d in (schema.SCENARIO, schema.CELL,
                                                        schema.CYCLE, schema.TIME)})
     out.attrs["period_s"] = period
@@ -106,17 +110,19 @@ def _cells(ds, scenarios, cells) -> list[tuple[int, int]]:
 
 def calibrate_pack(ds, scenarios: Sequence[int] | None = None, cells: Sequence[int] | None = None,
                    upto_cycle: int = 50, model: LifeModel | None = None,
-                   use_resistance: bool = False) -> LifeModel:
+                   use_resistance: bool = False, plated_apart: bool = False) -> LifeModel:
     """:func:`packtwin.physics.life_twin.calibrate` on the given scenarios' cells (default all),
-    their cycles <= ``upto_cycle`` (truth read only there)."""
+    their cycles <= ``upto_cycle`` (truth read only there). ``plated_apart``: calibrate on the
+    lost lithium less the lithium still plated, for a twin that adds its own plating estimate."""
     from packtwin.physics.life_twin import calibrate
 
-    runs = [cell_life(ds, s, c, truth=True, use_resistance=use_resistance)
+    runs = [cell_life(ds, s, c, truth=True, use_resistance=use_resistance,
+                      plated_truth=plated_apart)
             for s, c in _cells(ds, scenarios, cells)]
     runs = [r for r in runs if r.sizes[schema.CYCLE] > 2]
     if not runs:
         raise ValueError("calibrate_pack: no calibration cell has more than 2 finished cycles")
-    return calibrate(runs, model=model, upto_cycle=upto_cycle)
+    return calibrate(runs, model=model, upto_cycle=upto_cycle, plated_apart=plated_apart)
 
 
 def track_pack(ds, model: LifeModel, update_until: int | None = None,

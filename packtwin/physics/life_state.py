@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from packtwin.physics.constants import F, R_GAS, CellConstants, okane2022
+from packtwin.physics.lli import particle_inventory_mol
 from packtwin.physics.sei import sei_growth_rate
 
 AH_PER_MOL = F / 3600.0  # A h of charge per mole of lithium
@@ -77,7 +78,7 @@ def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
     c = cell or okane2022()
     a_typ = 3.0 * c.neg.eps_s / c.neg.R  # PyBaMM's a_typ: the fresh electrode's surface area
     gamma = c.sei.z * a_typ * c.neg.L * c.neg.A / c.sei.V_bar
-    n_li0 = c.neg.c_init * c.neg.active_volume + c.pos.c_init * c.pos.active_volume
+    n_li0 = particle_inventory_mol(c)
     kappa = c.sei.resistivity / (a_typ * c.neg.L * c.neg.A)  # film in series with the reaction
     base = dict(L_0=c.sei.L_0, D_nominal=c.sei.D_sol, gamma=gamma, n_li0=n_li0, kappa=kappa,
                 E_ct=c.neg.Ea_k, T_ref=c.T_ref)

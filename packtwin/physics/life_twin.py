@@ -18,6 +18,7 @@ import numpy as np
 from packtwin import schema
 from packtwin.physics.life_state import (AH_PER_MOL, LifeModel, charge_transfer_factor,
                                          cycle_duration, cycle_exposure, estimate, life_model)
+from packtwin.physics.lli import plated_mol
 
 
 def _one_cell(ds):
@@ -66,9 +67,16 @@ def track(ds, model: LifeModel, update_until: int | None = None):
 
 
 def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 100,
-              ref_cycle: int = 2) -> LifeModel:
+              ref_cycle: int = 2, plated_apart: bool = False) -> LifeModel:
     """Fit beta (capacity per lithium), the dead-lithium prior and the measurement noise on the
     calibration runs' cycles ref_cycle..upto_cycle, from their truth ``lli`` and SEI.
+
+    ``plated_apart``: calibrated on the lithium lost to SEI and dead lithium only, each run's
+    LLI less its true lithium still plated (``plated_lithium_end``, required then)
+    (:func:`packtwin.physics.lli.plated_mol`): for a twin whose lost lithium gets the plated
+    lithium from its own plating estimate (:func:`packtwin.eval.life.twin_estimates` with
+    ``plating``), which the capacity fade it is corrected by hardly sees (reversibly plated
+    lithium strips back in the discharge).
 
     beta: least squares through the origin of the capacity fade since the reference cycle on
     the true lithium lost (in A h); xi: least squares of the resistance rise the film
@@ -83,6 +91,11 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
         one = _one_cell(ds)
         q = one["capacity"].values[:upto_cycle]
         n = one["lli"].values[:upto_cycle] / 100.0 * model.n_li0
+        if plated_apart:  # the twin adds its own plated estimate
+            if "plated_lithium_end" not in one.variables:
+                raise ValueError("calibrate(plated_apart=True): a calibration run lacks the truth "
+                                 "'plated_lithium_end' (mol/m3) it subtracts from 'lli'")
+            n = n - plated_mol(one["plated_lithium_end"].values[:upto_cycle])
         L = one["sei_thickness_end"].values[:upto_cycle] * 1e-9
         _, d = exposure_of(ds)
         fades.append(q[r] - q[r + 1:])

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from packtwin import schema
 from packtwin.data.splits import SelectionError
 from packtwin.eval import life_data_only, life_evaluate, life_report
 from packtwin.eval.life_evaluate import LifeConfigError
@@ -170,9 +171,104 @@ def test_packtwin_evaluate_refuses_a_store_without_life_series_by_name(synthetic
 def test_the_life_section_scores_as_the_standalone_life_evaluation(report, life_store):
     from packtwin.eval import life
 
-    model, live, forecast = life.twin_estimates(life_store, [0], [0], UPTO)
+    model, live, forecast, _ = life.twin_estimates(life_store, [0], [0], UPTO)
     groups = life.judge(life_store, live, forecast, [0], [0], UPTO, model.L_0 * 1e9)["groups"]
     for split, group in (("cycles_beyond", "seen_cells"), ("unseen_cells", "unseen_cells")):
         for est in ("twin", "twin_forecast", "sqrt_fit"):
             got = report["splits"][split]["estimators"][est]["mean"]
             assert got == pytest.approx(groups[group][est], rel=1e-12), (split, est)
+
+
+def _plating_store(life_store):
+    """life_store with PyBaMM-like plating truth: events at every third cycle, lithium still
+    plated at each cycle's end P (its LLI added to the truth's, as PyBaMM counts it)."""
+    from packtwin.physics.lli import plated_points
+
+    ds = life_store.copy(deep=True)
+    cycles = ds["cycle"].values.astype(float)
+    dims, shape = ("scenario", "cell", "cycle"), ds["lli"].shape
+    event = np.broadcast_to((cycles % 3 == 0).astype(float), shape)
+    plated = np.broadcast_to(150.0 + 5.0 * cycles, shape)
+    ds["plating_event"] = (dims, event.copy())
+    ds["plating_margin_min"] = (dims, np.where(event > 0, -0.01, 0.01))
+    ds["plated_lithium_end"] = (dims, plated.copy())
+    ds["lli"] = ds["lli"] + plated_points(plated)
+    return schema.apply_attrs(ds)
+
+
+@pytest.fixture
+def stub_plating(monkeypatch):
+    """The plating estimate replaced by a constructed one (the reduced core is tested in
+    test_plating.py and, end to end, in tests/integration/test_plating_life.py): the true plated
+    lithium exactly, events at every third and every fifth cycle."""
+    import xarray as xr
+
+    from packtwin.eval import plating_life
+
+    def estimate_store(ds, life_est, params="nominal", **kwargs):
+        cycles = ds["cycle"].values
+        ev = np.broadcast_to(((cycles % 3 == 0) | (cycles % 5 == 0)).astype(float),
+                             ds["lli"].shape)
+        est = xr.Dataset({"plating_event_est": (ds["lli"].dims, ev.copy()),
+                          "plating_margin_min_est": (ds["lli"].dims, np.where(ev > 0, -0.01, 0.01)),
+                          "plated_lithium_end_est": ds["plated_lithium_end"].copy()})
+        return est, {"params": params, "stub": True}
+
+    monkeypatch.setattr(plating_life, "estimate_store", estimate_store)
+
+
+def test_the_twins_lli_adds_its_plated_lithium_estimate(life_store, stub_plating):
+    from packtwin.eval import life
+
+    plated = _plating_store(life_store)
+    base = life.twin_estimates(life_store, [0], [0], UPTO)  # truth without plating
+    without = life.twin_estimates(plated, [0], [0], UPTO)
+    with_pl = life.twin_estimates(plated, [0], [0], UPTO, plating="nominal")
+    L0 = base[0].L_0 * 1e9
+
+    def lli_mae(ds, est):
+        groups = life.judge(ds, est[1], est[2], [0], [0], UPTO, L0)["groups"]
+        return groups["unseen_cells"]["twin"]["lli_mae_points"]
+
+    # calibrated on the SEI and dead lithium alone, plus the (here exact) plated estimate: the
+    # same error as the twin on a store without plating; leaving it out costs ~0.5 points
+    assert lli_mae(plated, with_pl) == pytest.approx(lli_mae(life_store, base), abs=1e-9)
+    assert lli_mae(plated, without) > 0.3 + lli_mae(life_store, base)
+    np.testing.assert_allclose(with_pl[1]["sei_thickness_est"], base[1]["sei_thickness_est"],
+                               rtol=1e-9)
+    assert with_pl[3]["twin"]["stub"] and with_pl[1].attrs["lli_includes_plated"] == 1
+
+
+def test_life_section_reports_plating_per_split_and_estimator(life_store, stub_plating,
+                                                             one_torch_thread):
+    rep = life_evaluate.evaluate(_plating_store(life_store),
+                                 life_evaluate.parse(_spec(seeds=[0], plating="nominal")),
+                                 source="plated.zarr")
+    assert rep["plating"]["params"] == "nominal" and rep["plating"]["lli_includes_plated"]
+    unseen = rep["splits"]["unseen_cells"]["plating"]  # scenario 0, cell 1, cycles 11..24
+    assert unseen["sqrt_fit"] is None and unseen["data_only"] is None
+    for est in ("twin", "twin_forecast"):  # true 12, 15, 18, 21, 24; estimated also 20
+        row = unseen[est]
+        assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (5, 1, 0, 8)
+        assert row["precision"] == pytest.approx(5 / 6) and row["f1"] == pytest.approx(10 / 11)
+        assert row["plated_lithium_mae"] == 0.0
+        assert row["plated_lithium_true_mean"] == pytest.approx(150 + 5 * 17.5)
+    json.dumps(rep)
+    md = life_report.markdown(rep)
+    assert "| unseen_cells | twin | 0.833 | 1 | 0.909 (5/1/0/8) | 0 | 238 |" in md
+    assert "|  | sqrt_fit | n/a | n/a | n/a | n/a | n/a |" in md
+
+
+def test_life_section_with_plating_refuses_a_store_without_plating_truth_by_name(life_store):
+    with pytest.raises(LifeConfigError, match=r"'plating' must be one of \('nominal', 'truth'\)"):
+        life_evaluate.parse(_spec(plating="yes"))
+    cfg = life_evaluate.parse(_spec(plating="nominal"))
+    old = _plating_store(life_store).drop_vars(["plating_event", "plating_margin_min"])
+    with pytest.raises(LifeConfigError, match=r"old.zarr: 'plating' needs the per-cycle plating "
+                                              r"truth \['plating_event', 'plating_margin_min'\]"):
+        life_evaluate.evaluate(old, cfg, source="old.zarr")
+    life_evaluate.check_store(old, "old.zarr")  # without plating it is still read
+    from packtwin.physics.life_pack import calibrate_pack
+
+    with pytest.raises(ValueError, match=r"the store lacks \['plated_lithium_end'\]"):
+        calibrate_pack(life_store, [0], [0], upto_cycle=UPTO, plated_apart=True)
