@@ -19,7 +19,10 @@ thing:
   current at the first temperature (``packtwin.physics.ekf.electrolyte_load_state``): the EKF now;
 * ``ekf_load_ce_load_std_1A``: ``ekf_load_ce`` with a 1 A std on the particles' load profile
   (``EKFConfig.prior_load_std_a``): how much the ranking of the parameter sets moves with one
-  tuning knob.
+  tuning knob;
+* ``ekf_load_ce_params_1e-9_larger``: ``ekf_load_ce`` with every parameter 1e-9 larger: a
+  filter whose result moves with that is chaotic on this log, and a ranking of parameter sets
+  on 4 cells says little.
 
 Also the prior's electrolyte error against the DFN's (rest and steady load profile), per cell.
 Metrics as the bench's (``packtwin.eval.observer_bench.summarise``): c_s RMSE per electrode over
@@ -47,6 +50,7 @@ from bench_report import write_report  # noqa: E402
 from packtwin.eval.dfn_logs import dfn_logs, draw  # noqa: E402
 from packtwin.eval.observer_bench import _prior, run_ekf, run_open_loop, summarise  # noqa: E402
 from packtwin.physics.core import ReducedCore  # noqa: E402
+from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.ekf import STEADY_S, EKFConfig, electrolyte_load_state  # noqa: E402
 from packtwin.physics.observer_stream import cell_soc_window  # noqa: E402
 from packtwin.sim.reference import fine_model_config  # noqa: E402
@@ -72,6 +76,9 @@ def diagnose(core: ReducedCore, log: dict, period: float) -> dict:
     prior = _prior(core, log, lo, hi)
     ce_load = electrolyte_load_state(core, prior.c_e, log["I_start"], log["T"][:, 0], STEADY_S)
     rest = EKFConfig(prior_ce_load=False)
+    p = core.params
+    nudged = ReducedCore(CoreParams(**{n: getattr(p, n) * (1 + 1e-9) for n in p.names()}),
+                         core.config, core.design)
     runs = {
         "open_loop_true_start": lambda: run_open_loop(core, log, lo, hi, period,
                                                       start=log["true_start"]),
@@ -84,6 +91,9 @@ def diagnose(core: ReducedCore, log: dict, period: float) -> dict:
         "ekf_load_ce": lambda: run_ekf(core, log, lo, hi, period, EKFConfig()),
         "ekf_load_ce_load_std_1A": lambda: run_ekf(
             core, log, lo, hi, period, dataclasses.replace(EKFConfig(), prior_load_std_a=1.0)),
+        # every parameter 1e-9 larger (relative): how chaotic the filter is on this log
+        "ekf_load_ce_params_1e-9_larger": lambda: run_ekf(
+            nudged, log, lo, hi, period, EKFConfig()),
     }
     out = {}
     for name, fn in runs.items():

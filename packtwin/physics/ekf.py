@@ -12,8 +12,11 @@ The prior covariance carries the directions a log that starts under load gets wr
 particles of both electrodes shifted along the cell's lithium-inventory line
 (:func:`soc_direction`), and each electrode's radial profile of a constant-current load
 (:func:`load_profile_direction`, which also shapes the prior mean at the first current), plus
-small independent shell and electrolyte terms; the update uses the Joseph form and clamps the
-concentrations into (0, c_max).
+small independent shell and electrolyte terms. The prior's electrolyte is the steady
+polarisation of the first current at the first temperature (:func:`electrolyte_load_state`):
+at -10 degC a rest electrolyte was ~1000 mol/m3 RMS off the DFN's and the filter pushed the
+missing concentration overpotential into the particles. The update uses the Joseph form and
+clamps the concentrations into (0, c_max).
 """
 
 from __future__ import annotations
