@@ -11,7 +11,9 @@ thing:
 
 * ``open_loop_true_start``: the core from the DFN's own state at the log's start, never corrected:
   how good the model with these parameters is (a wrongly mapped true parameter shows here);
-* ``ekf_true_start``: the EKF started at that state (is the filter stable near the truth?);
+* ``ekf_true_start``: the EKF started at that state (is the filter stable near the truth?), and
+  ``ekf_true_start_floor_trace``: the samples where its prediction drained the electrolyte to
+  the core's floor and the c_s error around the first one (where it leaves the truth);
 * ``ekf_rest_ce``: the EKF from the log's prior (true SOC -30 %, at rest) with a uniform
   electrolyte at rest: the EKF before this diagnosis;
 * ``ekf_true_ce``: the same prior with the DFN's electrolyte at the start (oracle electrolyte);
@@ -51,7 +53,9 @@ from packtwin.eval.dfn_logs import dfn_logs, draw  # noqa: E402
 from packtwin.eval.observer_bench import _prior, run_ekf, run_open_loop, summarise  # noqa: E402
 from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
-from packtwin.physics.ekf import STEADY_S, EKFConfig, electrolyte_load_state  # noqa: E402
+from packtwin.physics.ekf import (STEADY_S, CoreEKF, EKFConfig,  # noqa: E402
+                                  electrolyte_load_state)
+from packtwin.physics.electrolyte import C_MIN  # noqa: E402
 from packtwin.physics.observer_stream import cell_soc_window  # noqa: E402
 from packtwin.sim.reference import fine_model_config  # noqa: E402
 
@@ -69,6 +73,35 @@ def _row(core, out, log, period: float, t0: float) -> dict:
         / c.neg.c_max * 100).tolist()
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+def floor_trace(core: ReducedCore, log: dict, period: float) -> dict:
+    """The EKF from the DFN's true state, per cell: the samples at which the filter's own
+    prediction drained the electrolyte to its floor (``electrolyte.C_MIN``), and the negative
+    c_s error [% c_max] before that sample, after its prediction and after its update (the
+    first such sample), and at the end."""
+    lo, hi = cell_soc_window(core)
+    ekf = CoreEKF(core, EKFConfig(prior_ce_load=False))
+    B = core.params.n_cells
+    est = ekf.init(log["true_start"], hi - lo, torch.zeros(B, dtype=core.dtype), log["T"][:, 0])
+    c_max = core.design.constants.neg.c_max
+    err = lambda c_n, k: ((c_n - log["c_n"][:, k]) ** 2).mean((1, 2)).sqrt() / c_max * 100  # noqa: E731
+    at_floor: list[list[int]] = [[] for _ in range(B)]
+    first: list[dict | None] = [None] * B
+    prev = err(ekf.state(est).c_n, 0)
+    with torch.no_grad():
+        for k in range(log["I"].shape[1]):
+            pred = core.step(ekf.state(est), log["I"][:, k], log["T"][:, k], period)
+            est, _ = ekf.step(est, log["I"][:, k], log["T"][:, k], log["V"][:, k], period)
+            e_pred, e_post = err(pred.c_n, k), err(ekf.state(est).c_n, k)
+            for b in torch.nonzero(pred.c_e.min(1).values <= C_MIN * (1 + 1e-9))[:, 0].tolist():
+                at_floor[b].append(k)
+                if first[b] is None:
+                    first[b] = {"sample": k, "before": float(prev[b]),
+                                "after_prediction": float(e_pred[b]),
+                                "after_update": float(e_post[b])}
+            prev = e_post
+    return {"samples_at_floor": at_floor, "first": first, "end": prev.tolist()}
 
 
 def diagnose(core: ReducedCore, log: dict, period: float) -> dict:
@@ -101,6 +134,8 @@ def diagnose(core: ReducedCore, log: dict, period: float) -> dict:
         with torch.no_grad():
             out[name] = _row(core, fn(), log, period, t0)
         print(name, {k: round(out[name][k], 2) for k in KEYS}, flush=True)
+    out["ekf_true_start_floor_trace"] = floor_trace(core, log, period)
+    print("floor trace", out["ekf_true_start_floor_trace"]["first"], flush=True)
     true_ce = log["true_start"].c_e
     out["prior_ce_rmse_mol_m3"] = {
         "rest": ((prior.c_e - true_ce) ** 2).mean(1).sqrt().tolist(),

@@ -45,10 +45,8 @@ class EKFConfig:
     prior_shell_std: float = 0.005  # independent shell std, fraction of c_max
     prior_ce_std: float = 50.0  # electrolyte [mol/m3], independent per cell
     # The prior's electrolyte is the steady polarisation of the first current at the first
-    # temperature (:func:`electrolyte_load_state`; rest if False), with this std along it
-    # (fraction of the polarisation): a log's lead-in may not have reached steady state.
+    # temperature (:func:`electrolyte_load_state`); False: at rest (uniform).
     prior_ce_load: bool = True
-    prior_ce_load_std: float = 0.0
     update_iterations: int = 3  # iterated EKF (1 = plain EKF)
     # per step along the inventory line, fraction of the window (0.002 of {0.001, 0.002, 0.005}
     # on the DFN log: lower is over-confident, higher follows the noise)
@@ -132,8 +130,8 @@ def electrolyte_load_state(core: ReducedCore, c_e: Tensor, I: Tensor, T: Tensor,
     conserved, floored like the core's step).
 
     Why: a log that starts under load starts with the electrolyte polarised, and in the cold
-    (D_e ~ 3x smaller at -10 degC, with 3x lower conductivity) the polarisation is large
-    (1C for 10 min at -10 degC: 3000 to 130 mol/m3 across the cell in the DFN) and relaxes over
+    (D_e and kappa 2.5x smaller at -10 degC than at 25 degC) the polarisation is large (1C for
+    2-10 min at -10 degC: 3000 to 130 mol/m3 across the cell in the DFN) and relaxes over
     minutes; a rest prior (uniform c_e) leaves the filter to explain the missing concentration
     overpotential with the particles.
     """
@@ -241,11 +239,8 @@ class CoreEKF:
                                           + tp[:, :, None] * tp[:, None, :]))
         I0 = torch.as_tensor(I0, dtype=v.dtype).expand(v.shape[0])
         if cfg.prior_ce_load:
-            c_e = electrolyte_load_state(self.core, state.c_e, I0, T0, STEADY_S)
-            ve = flatten(state._replace(c_e=c_e - state.c_e))
-            ve[:, :-c_e.shape[1]] = 0.0
-            P = P + cfg.prior_ce_load_std ** 2 * ve[:, :, None] * ve[:, None, :]
-            state = state._replace(c_e=c_e)
+            state = state._replace(
+                c_e=electrolyte_load_state(self.core, state.c_e, I0, T0, STEADY_S))
         x0 = self._clamp(flatten(state) + I0[:, None] * (vn + vp))
         return EKFState(x0, P, state.L_sei)
 
