@@ -20,7 +20,7 @@ from torch import Tensor
 from packtwin.physics.constants import F
 from packtwin.physics.core import CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
-from packtwin.physics.ekf import CoreEKF
+from packtwin.physics.ekf import CoreEKF, EKFConfig
 from packtwin.physics.learned_observer import LearnedObserver, ObserverNet
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.particle_fv import particle_average
@@ -141,12 +141,17 @@ def run_coulomb(core, log, lo, hi, period):
     return torch.stack(c_n, 1), torch.stack(c_p, 1), torch.stack(volts, 1)
 
 
-def run_ekf(core, log, lo, hi, period):
+def run_ekf(core, log, lo, hi, period, config: EKFConfig | None = None,
+            prior: CoreState | None = None, I0: Tensor | None = None):
+    """The EKF from ``prior`` (default: the log's prior SOC at rest) with the load profile of
+    ``I0`` (default below) added."""
     # the prior's load profile is that of the current flowing at the start (``I_start``: the
     # step ending at sample 0; 0 for a rested start); logs without it use the first sample's
-    I0 = log.get("I_start", log["I"][:, 0])
-    ekf = CoreEKF(core)
-    est = ekf.init(_prior(core, log, lo, hi), hi - lo, I0, log["T"][:, 0])
+    if I0 is None:
+        I0 = log.get("I_start", log["I"][:, 0])
+    ekf = CoreEKF(core) if config is None else CoreEKF(core, config)
+    est = ekf.init(_prior(core, log, lo, hi) if prior is None else prior, hi - lo, I0,
+                   log["T"][:, 0])
     c_n, c_p, volts = [], [], []
     for k in range(log["I"].shape[1]):
         est, innov = ekf.step(est, log["I"][:, k], log["T"][:, k], log["V"][:, k], period)
