@@ -5,7 +5,7 @@ import torch
 
 from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import CoreParams
-from packtwin.physics.ekf import (STEADY_S, CoreEKF, electrolyte_load_state, flatten,
+from packtwin.physics.ekf import (STEADY_S, CoreEKF, EKFConfig, electrolyte_load_state, flatten,
                                   soc_direction, unflatten)
 from packtwin.physics.particle_fv import particle_average
 
@@ -62,7 +62,8 @@ def test_prior_electrolyte_under_load_is_polarised_like_a_cold_lead_in(one_torch
                             cold, 10.0)  # 10 min at 1C, -10 degC
     rest = core.initial_state(lead.c_n.mean((1, 2)), lead.c_p.mean((1, 2)))
     window = torch.full((1,), 0.87, dtype=torch.float64)
-    prior = CoreEKF(core).state(CoreEKF(core).init(rest, window, 5.0, 263.15))
+    ekf = CoreEKF(core, EKFConfig(prior_ce_load=True))  # opt-in (off by default)
+    prior = ekf.state(ekf.init(rest, window, 5.0, 263.15))
 
     def rms(a, b):
         return float(((a - b) ** 2).mean().sqrt())
