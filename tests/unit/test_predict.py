@@ -96,6 +96,7 @@ def test_embed_raises_on_unknown_cells_never_clamps(trained):
     torch.testing.assert_close(embed(net, [n], {n: fitted})[0], fitted)
 
 
+@pytest.mark.slow  # a fresh interpreter, ~8 s; CI runs it
 def test_predict_and_evaluate_do_not_import_the_cli():
     import subprocess
     import sys

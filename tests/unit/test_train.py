@@ -48,6 +48,7 @@ def test_fit_fast_dev_run(cli_argv, tmp_path, synthetic_store, physics):
     assert c.model.variant == ("physics" if physics == "true" else "data_only")
 
 
+@pytest.mark.slow  # ~19 s: keeps the default run near its 5 min budget; CI runs it
 def test_fit_resume_last_then_predict(cli_argv, tmp_path, synthetic_store):
     args = base_args(tmp_path, synthetic_store, "--trainer.limit_train_batches=2",
                      "--trainer.limit_val_batches=2")
