@@ -215,6 +215,12 @@ def _ratio(num, den):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def _event_ratios(tp, fp, fn) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 from event counts (NaN where a denominator is 0)."""
+    return {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
+            "f1": _ratio(2 * np.asarray(tp, float), 2 * np.asarray(tp, float) + fp + fn)}
+
+
 def finalize(sums: dict[str, xr.DataArray], c_max: dict[str, float], sei_initial_nm: float
              ) -> xr.Dataset:
     """Metrics per cell and pooled over the pack from the sums of :func:`error_sums`."""
@@ -252,9 +258,10 @@ def pooled(sums: dict, c_max: dict[str, float], sei_initial_nm: float
         put("plating_margin_mae", sums["plating_margin_abs"], sums["plating_margin_n"], scale=1e3)
         tp, fp, fn = (np.asarray(sums[k], float) for k in ("plating_tp", "plating_fp",
                                                             "plating_fn"))
-        put("plating_precision", tp, tp + fp)
-        put("plating_recall", tp, tp + fn)
-        put("plating_f1", 2 * tp, 2 * tp + fp + fn)
+        pack_scores = _event_ratios(tp.sum(), fp.sum(), fn.sum())
+        for score, value in _event_ratios(tp, fp, fn).items():
+            per_cell[f"plating_{score}"] = value
+            pack[f"plating_{score}"] = float(pack_scores[score])
         for k in ("plating_tp", "plating_fp", "plating_fn", "plating_events"):
             per_cell[k] = np.asarray(sums[k], float)
             pack[k] = float(per_cell[k].sum())
@@ -282,9 +289,8 @@ def event_scores(truth_event, est_event) -> dict[str, float]:
     known = np.isfinite(t) & np.isfinite(e)
     t, e = t[known] > 0.5, e[known] > 0.5
     tp, fp, fn = float(np.sum(t & e)), float(np.sum(~t & e)), float(np.sum(t & ~e))
-    return {"precision": float(_ratio(tp, tp + fp)), "recall": float(_ratio(tp, tp + fn)),
-            "f1": float(_ratio(2 * tp, 2 * tp + fp + fn)), "tp": tp, "fp": fp, "fn": fn,
-            "tn": float(np.sum(~t & ~e)), "n": float(known.sum())}
+    scores = {k: float(v) for k, v in _event_ratios(tp, fp, fn).items()}
+    return {**scores, "tp": tp, "fp": fp, "fn": fn, "tn": float(np.sum(~t & ~e)), "n": float(known.sum())}
 
 
 def _to_dataset(per_cell: dict, pack: dict, cells) -> xr.Dataset:
