@@ -7,8 +7,11 @@ every correction over all 8 x 12 x 2 shells through a Jacobian dominated by the 
 which injects non-physical profiles and leaves shape errors that the voltage barely sees; in the
 cold its linearisation at the electrolyte floor scrambles whole cells.
 
-Here the core runs open loop and the filter estimates only the offset z [B, m] of the state
-along m directions per cell (the columns of :func:`subspace_basis`), all lithium-neutral:
+Here the core runs open loop from a *loaded prior* (:func:`loaded_prior`: the core's own state
+after 10 min at the first measured current, ending at the prior SOC, which carries the radial
+profiles, the through-thickness tilt and the electrolyte polarisation a log that starts under
+load has) and the filter estimates only the offset z [B, m] of the state along m directions per
+cell (the columns of :func:`subspace_basis`), all lithium-neutral; by default the SOC alone:
 
 * ``soc``: every particle of both electrodes shifted along the cell's lithium-inventory line
   (:func:`packtwin.physics.ekf.soc_direction`): the negative gains what the positive loses;
@@ -16,7 +19,10 @@ along m directions per cell (the columns of :func:`subspace_basis`), all lithium
   discrete eigenvector of the core's own finite-volume operator, zero lithium by construction),
   which the dynamics damp at rate lambda_1 D(T) / R^2 (the filter's prediction of it);
 * ``tilt_n``: a linear through-thickness tilt of the negative particles' lithium (zero net), the
-  error the DFN's graphite keeps longest and the voltage sees least (off by default).
+  error the DFN's graphite keeps longest and the voltage sees least.
+
+Only ``soc`` is on by default: the others made the DFN training logs worse (see
+:class:`SubspaceConfig`); they stay selectable for the comparison.
 
 One step: the core advances the corrected state; the voltage and its Jacobian along the
 directions (forward differences, one batched :meth:`ReducedCore.measure` of B (m + 1) cells)
@@ -45,10 +51,12 @@ DIRECTIONS = ("soc", "shape_n", "shape_p", "tilt_n")
 
 @dataclass(frozen=True)
 class SubspaceConfig:
-    # The SOC alone: on the DFN training logs (scripts/bench_observer_dfn.py's TRAIN, dev draw)
-    # adding the radial modes made the last-5-min error worse (positive 0.38 -> 2.0 % of c_max:
-    # the filter spends the core's few-mV model-form error on shapes the voltage barely sees)
-    # and the tilt worse still; the core's dynamics and the loaded prior carry the shapes.
+    # The SOC alone: on the DFN training logs (scripts/bench_observer_dfn.py's TRAIN, a dev draw
+    # of seed 9, rest prior) adding both radial modes made the last-5-min positive error worse
+    # (0.38 -> 2.07 % of c_max on the drive: the filter spends the core's few-mV model-form
+    # error on shapes the voltage barely sees), and the tilt (prior std 5 %) raised the negative
+    # tilt error of two cells from ~1 % to ~5 %; the core's dynamics and the loaded prior carry
+    # the shapes.
     directions: tuple[str, ...] = ("soc",)
     # the prior is the core's state after this long at the first current (:func:`loaded_prior`);
     # 0: a rest state with the steady load profile added (:meth:`SubspaceObserver.init`).
