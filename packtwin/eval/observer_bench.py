@@ -23,7 +23,7 @@ from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import CoreEKF, EKFConfig
 from packtwin.physics.learned_observer import LearnedObserver, ObserverNet
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
-from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver, loaded_prior
+from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver
 from packtwin.physics.particle_fv import particle_average
 
 CAPACITY_AH = 5.0
@@ -171,7 +171,7 @@ def run_subspace(core, log, lo, hi, period, config: SubspaceConfig | None = None
     I0 = log.get("I_start", log["I"][:, 0])
     if config.history_s > 0:
         sto = lo + log["prior_soc"] * (hi - lo)
-        est = obs.init(loaded_prior(core, sto, I0, log["T"][:, 0], config.history_s, lo, hi))
+        est = obs.init_loaded(sto, I0, log["T"][:, 0], lo, hi)
     else:
         est = obs.init(_prior(core, log, lo, hi), I0, log["T"][:, 0])
     states, volts, _ = obs.run(est, log["I"], log["T"], log["V"], period)
