@@ -260,29 +260,48 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
         return ekf.init(core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max),
                         hi - lo, I[:, k], T[:, k])
 
+    def advance(est: EKFState, k: int):
+        est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
+        return est, V[:, k] - innov
+
+    def restart(est: EKFState, fresh: EKFState, bad):
+        return EKFState(torch.where(bad[:, None], fresh.x, est.x),
+                        torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
+
+    return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, ekf.state, restart)
+
+
+def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, prior, advance,
+                   state_of, restart) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The sample loop shared by the filters: ``prior(k)`` (the start, and a restart at sample
+    k), ``advance(est, k)`` -> (estimate, one-step-ahead model voltage), ``state_of(est)`` ->
+    :class:`CoreState`, ``restart(est, fresh, bad)`` (cells ``bad`` [B] taken from ``fresh``).
+    A cell restarts where its particles turn non-finite."""
     est = prior(0)
     restarts = torch.zeros(len(lengths), dtype=torch.long)
     large = torch.zeros(len(lengths), dtype=torch.long)
     in_cycle = torch.as_tensor(np.asarray(lengths))
     rows = _Rows(core, grid)
     with torch.no_grad():
-        for k in range(K):
+        for k in range(V.shape[1]):
             if k == 0:  # the prior itself, measured at the first sample's load
-                st = ekf.state(est)
+                st = state_of(est)
                 o = core.measure(st, I[:, 0], T[:, 0])
                 v_model = o.voltage
             else:
-                est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
-                large += (~(innov.abs() <= LARGE_INNOVATION_V) & (k < in_cycle)).long()
-                bad = ~torch.isfinite(est.x).all(1)
+                est, v_model = advance(est, k)
+                large += (~((V[:, k] - v_model).abs() <= LARGE_INNOVATION_V)
+                          & (k < in_cycle)).long()
+                st = state_of(est)
+                bad = ~(torch.isfinite(st.c_n).flatten(1).all(1)
+                        & torch.isfinite(st.c_p).flatten(1).all(1)
+                        & torch.isfinite(st.c_e).all(1))
                 if bad.any():
-                    fresh = prior(k)
-                    est = EKFState(torch.where(bad[:, None], fresh.x, est.x),
-                                   torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
+                    est = restart(est, prior(k), bad)
                     restarts += (bad & (k < in_cycle)).long()
-                st = ekf.state(est)
+                    st = state_of(est)
                 o = core.measure(st, I[:, k], T[:, k])
-                v_model = torch.where(bad, o.voltage, V[:, k] - innov)
+                v_model = torch.where(bad, o.voltage, v_model)
             rows.add(st, o, v_model)
     return rows.stacked(), restarts.numpy(), large.numpy()
 
@@ -335,33 +354,17 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
     def prior(k: int) -> SubspaceEstimate:  # sample k's voltage read as an OCV, loaded
         return obs.init_loaded(invert_ocv(V[:, k], line), I[:, k], T[:, k], lo, hi)
 
-    est = prior(0)
-    restarts = torch.zeros(len(lengths), dtype=torch.long)
-    large = torch.zeros(len(lengths), dtype=torch.long)
-    in_cycle = torch.as_tensor(np.asarray(lengths))
-    rows = _Rows(core, grid)
-    with torch.no_grad():
-        for k in range(V.shape[1]):
-            if k == 0:
-                o = core.measure(est.state, I[:, 0], T[:, 0])
-                v_model = o.voltage
-            else:
-                est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period)
-                large += (~((V[:, k] - v_model).abs() <= LARGE_INNOVATION_V)
-                          & (k < in_cycle)).long()
-                bad = ~(torch.isfinite(est.state.c_n).flatten(1).all(1)
-                        & torch.isfinite(est.state.c_p).flatten(1).all(1))
-                if bad.any():
-                    fresh = prior(k)
-                    est = SubspaceEstimate(
-                        type(est.state)(*(torch.where(bad.view(-1, *[1] * (a.dim() - 1)), f, a)
-                                          for a, f in zip(est.state, fresh.state))),
-                        torch.where(bad[:, None, None], fresh.P, est.P))
-                    restarts += (bad & (k < in_cycle)).long()
-                o = core.measure(est.state, I[:, k], T[:, k])
-                v_model = torch.where(bad, o.voltage, v_model)
-            rows.add(est.state, o, v_model)
-    return rows.stacked(), restarts.numpy(), large.numpy()
+    def advance(est: SubspaceEstimate, k: int):
+        est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period)
+        return est, v_model
+
+    def restart(est: SubspaceEstimate, fresh: SubspaceEstimate, bad):
+        keep = lambda a, f: torch.where(bad.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
+        return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
+                                keep(est.P, fresh.P))
+
+    return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, lambda e: e.state,
+                          restart)
 
 
 def core_config(overrides: dict | None) -> CoreConfig:
