@@ -107,6 +107,8 @@ def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
         log = core_made_logs(core, lo, hi, int(round(600 / args.period)), args.period, g)
         key = "learned_observer_core_trained"
         nets[key], info[key] = _train(args, seed, core, log, "core logs")
+    if not {"learned_observer", "learned_observer_closure"} & set(args.nets):
+        return nets, info  # no net needs the DFN training logs
     g = torch.Generator().manual_seed(3000 + seed)
     cells, nominal = draw(100 + seed, args.train_cells)
     core = core_for(cells * len(TRAIN))
@@ -238,7 +240,8 @@ def summary_over_seeds(per_seed: dict) -> dict:
 
 
 ROW_NAMES = {"open_loop_core": "open-loop core", "coulomb_counting": "coulomb counting",
-             "ekf": "EKF", "learned_observer_core_trained": "learned, trained on core logs",
+             "ekf": "EKF", "subspace_observer": "subspace Kalman (SOC direction, loaded prior)",
+             "learned_observer_core_trained": "learned, trained on core logs",
              "learned_observer": "learned, trained on DFN logs",
              "learned_observer_closure": "learned + voltage closure, DFN logs",
              "open_loop_core_true_start": "core from the true state (floor)"}

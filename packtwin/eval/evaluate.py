@@ -95,7 +95,8 @@ class Config:
     """classical state estimators scored next to the baseline, one row each
     (``packtwin.eval.observer_predict.OBSERVERS``: "ekf", with the store's true per-cell
     parameters: the oracle-parameter setting; "ekf_identified", with each cell's parameters
-    identified from its own measured V/I/T); default none"""
+    identified from its own measured V/I/T; "subspace", the Kalman filter that corrects only
+    the SOC (``packtwin.physics.subspace_observer``), oracle parameters); default none"""
     observer_core: dict[str, Any] = field(default_factory=dict)
     """``CoreConfig`` overrides of the observers' reduced core, e.g. ``{n_r: 6}``
     (coarser, faster)"""

@@ -23,11 +23,12 @@ from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import CoreEKF, EKFConfig
 from packtwin.physics.learned_observer import LearnedObserver, ObserverNet
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
+from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver
 from packtwin.physics.particle_fv import particle_average
 
 CAPACITY_AH = 5.0
 NOISE_V = 0.01
-ESTIMATORS = ("open_loop_core", "coulomb_counting", "ekf", "learned_observer")
+ESTIMATORS = ("open_loop_core", "coulomb_counting", "ekf", "subspace_observer", "learned_observer")
 
 
 # -- the cell's SOC window and rest states ------------------------------------------------------
@@ -162,6 +163,22 @@ def run_ekf(core, log, lo, hi, period, config: EKFConfig | None = None,
     return torch.stack(c_n, 1), torch.stack(c_p, 1), torch.stack(volts, 1)
 
 
+def run_subspace(core, log, lo, hi, period, config: SubspaceConfig | None = None):
+    """The subspace filter (:mod:`packtwin.physics.subspace_observer`) from the log's prior with
+    the load profile of the current flowing at the start, like :func:`run_ekf`."""
+    config = SubspaceConfig() if config is None else config
+    obs = SubspaceObserver(core, hi - lo, config)
+    I0 = log.get("I_start", log["I"][:, 0])
+    if config.history_s > 0:
+        sto = lo + log["prior_soc"] * (hi - lo)
+        est = obs.init_loaded(sto, I0, log["T"][:, 0], lo, hi)
+    else:
+        est = obs.init(_prior(core, log, lo, hi), I0, log["T"][:, 0])
+    states, volts, _ = obs.run(est, log["I"], log["T"], log["V"], period)
+    return (torch.stack([s.c_n for s in states], 1), torch.stack([s.c_p for s in states], 1),
+            volts)
+
+
 def run_learned(core, net: ObserverNet, log, lo, hi, period):
     obs = LearnedObserver(core, net, hi - lo)
     states, volts = obs.run(_prior(core, log, lo, hi), log["I"], log["T"], log["V"], period)
@@ -177,6 +194,8 @@ def run_estimator(name: str, core, log, lo, hi, period, net: ObserverNet | None 
         return run_coulomb(core, log, lo, hi, period)
     if name == "ekf":
         return run_ekf(core, log, lo, hi, period)
+    if name == "subspace_observer":
+        return run_subspace(core, log, lo, hi, period)
     if name == "learned_observer":
         if net is None:
             raise ValueError("run_estimator: the learned observer needs a trained net")

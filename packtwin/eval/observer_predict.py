@@ -59,8 +59,9 @@ from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_ta
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.ocv_inversion import invert_ocv
+from packtwin.physics.subspace_observer import SubspaceEstimate, SubspaceObserver
 
-OBSERVERS = ("ekf", "ekf_identified")
+OBSERVERS = ("ekf", "ekf_identified", "subspace")
 REST_CURRENT_A = 0.05  # |I| at the first sample above which a cycle counts as started under load
 # A one-step-ahead voltage this far off is recorded: legitimate innovations on the demo pack at
 # -10 C stayed below 0.75 V.
@@ -75,6 +76,11 @@ DESCRIPTIONS = {
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
         "cycle, unseen cells: their first cycle of the split; its first 30 min or 20 samples, "
         "attrs identification), no truth table used"),
+    "subspace": (
+        "Kalman filter on the reduced core correcting only the SOC along each cell's "
+        "lithium-inventory line (packtwin/physics/subspace_observer.py), oracle parameters, "
+        "start: first voltage read as OCV with a 30 % SOC prior std and the core's state after "
+        "10 min at the first current; voltage = one-step-ahead model voltage; no SEI estimate"),
 }
 
 
@@ -184,16 +190,21 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         part = idx[a:a + batch]
         seq = {n: torch.as_tensor(meas[n][part[:, 0], part[:, 1], part[:, 2]]) for n in meas}
         L = lengths[part[:, 0], part[:, 1], part[:, 2]]
-        est, n_reset, n_large = _run_ekf(CoreParams(**{k: getattr(params, k)[torch.as_tensor(part[:, 1])]
-                                              for k in params.names()}),
-                                seq, L, period, grid, ekf_config, core_config)
+        part_params = CoreParams(**{k: getattr(params, k)[torch.as_tensor(part[:, 1])]
+                                    for k in params.names()})
+        if variant == "subspace":
+            est, n_reset, n_large = _run_subspace(part_params, seq, L, period, grid, core_config)
+        else:
+            est, n_reset, n_large = _run_ekf(part_params, seq, L, period, grid, ekf_config,
+                                             core_config)
         under_load += int((seq["current"][:, 0].abs() > REST_CURRENT_A).sum())
         for i, (s, c, k) in enumerate(part):
             for n in names:
                 out[n][s, c, k, :L[i]] = est[n][i, :L[i]]
                 if not np.isfinite(out[n][s, c, k, :L[i]]).all():
                     raise ObserverError(
-                        f"{source}: the EKF's {n!r} is not finite inside valid samples of "
+                        f"{source}: the {variant} observer's {n!r} is not finite inside valid "
+                        f"samples of "
                         f"scenario {int(t[schema.SCENARIO][s])}, cell {int(t[schema.CELL][c])}, "
                         f"snapshot {int(t[schema.SNAPSHOT][k])} despite restarts")
             if n_large[i]:
@@ -238,10 +249,8 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     [B] each."""
     core = ReducedCore(params, core_config)
     c = core.design.constants
-    K = int(lengths.max())
-    V, I, T = (seq[n][:, :K].clone() for n in ("voltage", "current", "temperature"))
-    for i, n in enumerate(lengths):  # padding: rest at the last valid voltage and temperature
-        V[i, n:], T[i, n:], I[i, n:] = V[i, n - 1], T[i, n - 1], 0.0
+    V, I, T = _padded_inputs(seq, lengths)
+    K = V.shape[1]
     lo, hi = cell_soc_window(core)
     line = cell_lines(core)
     ekf = CoreEKF(core, ekf_config)
@@ -251,40 +260,111 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
         return ekf.init(core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max),
                         hi - lo, I[:, k], T[:, k])
 
+    def advance(est: EKFState, k: int):
+        est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
+        return est, V[:, k] - innov
+
+    def restart(est: EKFState, fresh: EKFState, bad):
+        return EKFState(torch.where(bad[:, None], fresh.x, est.x),
+                        torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
+
+    return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, ekf.state, restart)
+
+
+def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, prior, advance,
+                   state_of, restart) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The sample loop shared by the filters: ``prior(k)`` (the start, and a restart at sample
+    k), ``advance(est, k)`` -> (estimate, one-step-ahead model voltage), ``state_of(est)`` ->
+    :class:`CoreState`, ``restart(est, fresh, bad)`` (cells ``bad`` [B] taken from ``fresh``).
+    A cell restarts where its particles turn non-finite."""
     est = prior(0)
     restarts = torch.zeros(len(lengths), dtype=torch.long)
     large = torch.zeros(len(lengths), dtype=torch.long)
     in_cycle = torch.as_tensor(np.asarray(lengths))
-    x_n, x_p = core.grid_x.x_n(core.dtype), core.grid_x.x_p(core.dtype)
-    rows: dict[str, list] = {n: [] for n in ("c_s_n", "c_s_p", "soc", "plating_margin",
-                                             "voltage")}
+    rows = _Rows(core, grid)
     with torch.no_grad():
-        for k in range(K):
+        for k in range(V.shape[1]):
             if k == 0:  # the prior itself, measured at the first sample's load
-                st = ekf.state(est)
+                st = state_of(est)
                 o = core.measure(st, I[:, 0], T[:, 0])
                 v_model = o.voltage
             else:
-                est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
-                large += (~(innov.abs() <= LARGE_INNOVATION_V) & (k < in_cycle)).long()
-                bad = ~torch.isfinite(est.x).all(1)
+                est, v_model = advance(est, k)
+                large += (~((V[:, k] - v_model).abs() <= LARGE_INNOVATION_V)
+                          & (k < in_cycle)).long()
+                st = state_of(est)
+                bad = ~(torch.isfinite(st.c_n).flatten(1).all(1)
+                        & torch.isfinite(st.c_p).flatten(1).all(1)
+                        & torch.isfinite(st.c_e).all(1))
                 if bad.any():
-                    fresh = prior(k)
-                    est = EKFState(torch.where(bad[:, None], fresh.x, est.x),
-                                   torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
+                    est = restart(est, prior(k), bad)
                     restarts += (bad & (k < in_cycle)).long()
-                st = ekf.state(est)
+                    st = state_of(est)
                 o = core.measure(st, I[:, k], T[:, k])
-                v_model = torch.where(bad, o.voltage, V[:, k] - innov)
-            rows["c_s_n"].append(core.particle_field(st.c_n, o.c_n_surf, x_n, grid[schema.X_N],
-                                                     grid[schema.R_N]))
-            rows["c_s_p"].append(core.particle_field(st.c_p, o.c_p_surf, x_p, grid[schema.X_P],
-                                                     grid[schema.R_P]))
-            rows["soc"].append((o.c_n_avg / c.neg.c_max - lo) / (hi - lo))
-            rows["plating_margin"].append(o.plating_margin)
-            rows["voltage"].append(v_model)
-    return ({n: torch.stack(v, 1).numpy() for n, v in rows.items()}, restarts.numpy(),
-            large.numpy())
+                v_model = torch.where(bad, o.voltage, v_model)
+            rows.add(st, o, v_model)
+    return rows.stacked(), restarts.numpy(), large.numpy()
+
+
+class _Rows:
+    """Per-sample outputs of a filter on the store's grid, stacked on the time dim."""
+
+    def __init__(self, core: ReducedCore, grid: dict):
+        self.core, self.grid = core, grid
+        self.lo, self.hi = cell_soc_window(core)
+        self.x_n, self.x_p = core.grid_x.x_n(core.dtype), core.grid_x.x_p(core.dtype)
+        self.rows: dict[str, list] = {n: [] for n in ("c_s_n", "c_s_p", "soc", "plating_margin",
+                                                      "voltage")}
+
+    def add(self, st, o, v_model) -> None:
+        core, g, r = self.core, self.grid, self.rows
+        r["c_s_n"].append(core.particle_field(st.c_n, o.c_n_surf, self.x_n, g[schema.X_N],
+                                              g[schema.R_N]))
+        r["c_s_p"].append(core.particle_field(st.c_p, o.c_p_surf, self.x_p, g[schema.X_P],
+                                              g[schema.R_P]))
+        r["soc"].append((o.c_n_avg / core.design.constants.neg.c_max - self.lo)
+                        / (self.hi - self.lo))
+        r["plating_margin"].append(o.plating_margin)
+        r["voltage"].append(v_model)
+
+    def stacked(self) -> dict[str, np.ndarray]:
+        return {n: torch.stack(v, 1).numpy() for n, v in self.rows.items()}
+
+
+def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """V, I, T [B, K]; past a cycle's length: rest at its last valid voltage and temperature."""
+    K = int(lengths.max())
+    V, I, T = (seq[n][:, :K].clone() for n in ("voltage", "current", "temperature"))
+    for i, n in enumerate(lengths):
+        V[i, n:], T[i, n:], I[i, n:] = V[i, n - 1], T[i, n - 1], 0.0
+    return V, I, T
+
+
+def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
+                  grid: dict, core_config: CoreConfig
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
+    outputs)."""
+    core = ReducedCore(params, core_config)
+    V, I, T = _padded_inputs(seq, lengths)
+    lo, hi = cell_soc_window(core)
+    line = cell_lines(core)
+    obs = SubspaceObserver(core, hi - lo)
+
+    def prior(k: int) -> SubspaceEstimate:  # sample k's voltage read as an OCV, loaded
+        return obs.init_loaded(invert_ocv(V[:, k], line), I[:, k], T[:, k], lo, hi)
+
+    def advance(est: SubspaceEstimate, k: int):
+        est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period)
+        return est, v_model
+
+    def restart(est: SubspaceEstimate, fresh: SubspaceEstimate, bad):
+        keep = lambda a, f: torch.where(bad.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
+        return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
+                                keep(est.P, fresh.P))
+
+    return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, lambda e: e.state,
+                          restart)
 
 
 def core_config(overrides: dict | None) -> CoreConfig:
@@ -320,7 +400,7 @@ def check_store(truth: xr.Dataset, source: str = "truth store",
     """What the observers ``names`` need of a store, checked before anything is computed: a
     period, and for the oracle-parameter "ekf" the parameter table of every cell."""
     _period(truth, source)
-    if "ekf" in names:
+    if "ekf" in names or "subspace" in names:
         oracle_params(truth, range(schema.n_cells(truth)), source)
 
 
@@ -336,9 +416,9 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides)."""
     check_observers([name])
     cfg = core_config(core)
-    if name == "ekf":
+    if name in ("ekf", "subspace"):
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
-                                  source=source)
+                                  source=source, variant=name)
     from packtwin.eval.observer_identify import identified_params
     from packtwin.physics.identify import IdentifyError
 

@@ -191,3 +191,23 @@ def test_identification_window_too_short_is_named(truth):
         identified_params(truth, [1], [CCCV], [0], [PULSE], 0, period,
                           config=IdentifyConfig(min_samples=25), core_config=COARSE,
                           source="bare.zarr")
+
+
+def test_subspace_observer_dataset_follows_the_schema_and_the_valid_mask(truth,
+                                                                        one_torch_thread):
+    """The subspace Kalman filter as an ``observers`` row: the same dataset contract as the
+    EKF's (plumbing only: the synthetic store is not a battery model)."""
+    sub = observer_predict.observer_dataset("subspace", truth, scenarios=[PULSE],
+                                            cells=[0, 1], snapshots=[0],
+                                            core={"n_x_n": 2, "n_x_s": 1, "n_x_p": 2, "n_r": 4})
+    assert schema.validate(sub, kind="prediction") == []
+    assert sub.attrs["variant"] == "subspace" and sub.attrs["parameters"] == "oracle"
+    assert "Kalman" in sub.attrs["description"]
+    valid = truth["valid"].isel(scenario=[PULSE], snapshot=[0]).values > 0
+    for name in ("c_s_n", "c_s_p", "voltage", "soc"):
+        v = sub[name].transpose("scenario", "cell", "snapshot", "time", ...).values
+        v = v.reshape(v.shape[:4] + (-1,))
+        assert np.isfinite(v[np.broadcast_to(valid[:, None], v.shape[:4])]).all(), name
+        assert np.isnan(v[np.broadcast_to(~valid[:, None], v.shape[:4])]).all(), name
+    m = metrics.compute_metrics(truth, sub)
+    assert np.isfinite(float(m["pack_c_s_n_rmse_pct"]))
