@@ -78,6 +78,10 @@ def plating_table(rep: dict) -> list[str]:
     lines = ["", f"Plating (core parameters: {pl['params']}): events per cycle against PyBaMM's "
                  f"(margin below 0 V), pooled over each split's judged cycles; the twin's LLI "
                  f"includes its estimated lithium still plated at each cycle's end.", ""]
+    if not pl.get("events_scored", True):
+        lines[-1:-1] = ["", "The store holds no per-cycle plating events (written before they "
+                            "were added): events are not scored (counts 0, F1 nan); the plated "
+                            "lithium is."]
     header = ["split", "estimator", *(h for _, h in PLATING_COLUMNS)]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, sp in rep["splits"].items():
