@@ -83,6 +83,10 @@ class LifeConfig:
     """"nominal" | "truth": also estimate plating per cycle (the core's parameters: the nominal
     cell's, or the store's truth table as an oracle), add the plated lithium to the twin's LLI and
     report plating events and plated lithium per split; None: neither"""
+    cell_rates: bool = False
+    """each calibration cell keeps its own SEI rate, fitted on its truth SEI of the calibration
+    cycles, in every scenario (the twin and its forecast; see :func:`packtwin.eval.life.
+    twin_estimates`); False: every cell starts from the nominal rate"""
 
 
 def parse(spec: Mapping[str, Any]) -> LifeConfig:
@@ -117,7 +121,7 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
     return LifeConfig(calibration=cal, splits={k: dict(v) for k, v in spec["splits"].items()},
                       seeds=seeds, use_resistance=bool(spec.get("use_resistance", False)),
                       data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")),
-                      plating=plating)
+                      plating=plating, cell_rates=bool(spec.get("cell_rates", False)))
 
 
 def _no_unknown(spec: Mapping, known: set, where: str) -> None:
@@ -230,7 +234,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     calib, split_sel = resolve(ds, cfg)
     upto = int(cfg.calibration["upto_cycle"])
     model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
-                                                      cfg.use_resistance, cfg.plating)
+                                                      cfg.use_resistance, cfg.plating,
+                                                      cfg.cell_rates)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}
@@ -267,6 +272,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                 "units": {"plated_lithium_mae": "mol/m3", "plated_lithium_true_mean": "mol/m3"}},
             "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,
                             "upto_cycle": upto, "use_resistance": cfg.use_resistance,
+                            "cell_rates": {int(k): v for k, v in json.loads(
+                                live.attrs.get("calibrated_cell_rates", "{}")).items()},
                             "selection": cfg.calibration,
                             "twin_model": {f.name: getattr(model, f.name) for f in fields(model)},
                             "data_only": {**asdict(cfg.data_only), "seeds": cfg.seeds,

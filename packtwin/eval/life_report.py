@@ -34,6 +34,12 @@ def markdown(rep: dict) -> str:
     lines += [f"- `{k}`: {v}" + ("" if k == "data_only" else " (deterministic)")
               + (f"; seeds {cal['data_only']['seeds']}, mean +- std over seeds"
                  if k == "data_only" else "") for k, v in DESCRIPTIONS.items()]
+    if cal.get("cell_rates"):
+        lines += ["", f"The twin and its forecast start each calibration cell "
+                      f"{sorted(int(c) for c in cal['cell_rates'])} from its own SEI rate, fitted "
+                      f"on its truth SEI of cycles <= {cal['upto_cycle']}, in every scenario (a "
+                      f"store's cell is one physical cell); every other cell from the nominal "
+                      f"rate."]
     lines += [""] + [f"- {c}" for c in rep.get("coverage", [])]
     header = ["split", "holds out", "runs", "cycles", "estimator", *(h for _, h in COLUMNS)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
