@@ -126,7 +126,8 @@ def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Seque
 
 
 def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int], upto: int,
-                   use_resistance: bool = False, plating: str | None = None) -> tuple:
+                   use_resistance: bool = False, plating: str | None = None,
+                   cell_rates: bool = False) -> tuple:
     """The twin calibrated on the given runs' cycles <= upto, and its estimates of every run:
     (model, live: corrected by every cycle, forecast: corrected only up to ``upto``, cost).
 
@@ -136,14 +137,19 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
     lithium plus the estimated lithium still plated at the cycle's end; the calibration then
     fits the SEI and dead lithium alone (truth LLI less the true plated lithium, calibration
     cycles only). Without, ``lli_est`` leaves the plated lithium out. ``cost``: the plating
-    estimates' cost per estimator (empty without plating)."""
+    estimates' cost per estimator (empty without plating). ``cell_rates``: each calibration
+    cell keeps its own SEI rate fitted on its truth SEI of cycles <= upto
+    (:func:`packtwin.physics.life_pack.calibrate_rates`; in every scenario, since a store's cells
+    are physical cells); the other cells start from the nominal rate."""
     from packtwin.eval import plating_life
-    from packtwin.physics.life_pack import calibrate_pack, track_pack
+    from packtwin.physics.life_pack import calibrate_pack, calibrate_rates, track_pack
 
     model = calibrate_pack(ds, calib_scenarios, calib_cells, upto_cycle=upto,
                            use_resistance=use_resistance, plated_apart=plating is not None)
-    live = track_pack(ds, model, use_resistance=use_resistance)
-    forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance)
+    rates = calibrate_rates(ds, calib_scenarios, calib_cells, upto, model) if cell_rates else None
+    live = track_pack(ds, model, use_resistance=use_resistance, rates=rates)
+    forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance,
+                          rates=rates)
     cost = {}
     if plating is not None:
         live, cost["twin"] = plating_life.add_plated(ds, live, params=plating)

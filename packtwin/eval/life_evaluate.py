@@ -23,7 +23,10 @@ cycle plating events and plated lithium from V/I/T and their own lost lithium an
 (:mod:`packtwin.physics.lli`), and every split reports, on its judged cycles, event precision /
 recall / F1 pooled over its runs' cycles and the plated lithium's MAE. The baselines estimate no
 plating: their plating entries are null in the JSON, "n/a" in the table. The store must hold the
-plating truth (:data:`PLATING_NEEDED`).
+plated lithium at each cycle's end (:data:`PLATING_NEEDED`: the calibration fits SEI and dead
+lithium on the truth LLI less it); the per-cycle events (:data:`PLATING_EVENTS`) are scored where
+the store holds them (stores written before they were added do not: the report says so, and its
+event counts are 0 and the scores NaN).
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ NEEDED = {  # variable -> dims the life evaluation reads
     "life_voltage": schema.LIFE_SERIES_DIMS, "sei_thickness_end": schema.SUMMARY_DIMS,
     "lli": schema.SUMMARY_DIMS, "capacity": schema.SUMMARY_DIMS,
     "cycles_done": (schema.SCENARIO,)}
-PLATING_NEEDED = {"plating_event": schema.SUMMARY_DIMS, "plating_margin_min": schema.SUMMARY_DIMS,
-                  "plated_lithium_end": schema.SUMMARY_DIMS}  # with ``plating``
+PLATING_NEEDED = {"plated_lithium_end": schema.SUMMARY_DIMS}  # with ``plating``
+PLATING_EVENTS = {"plating_event": schema.SUMMARY_DIMS,  # scored with ``plating`` where present
+                  "plating_margin_min": schema.SUMMARY_DIMS}
 PLATING_PARAMS = ("nominal", "truth")
 
 
@@ -79,6 +83,10 @@ class LifeConfig:
     """"nominal" | "truth": also estimate plating per cycle (the core's parameters: the nominal
     cell's, or the store's truth table as an oracle), add the plated lithium to the twin's LLI and
     report plating events and plated lithium per split; None: neither"""
+    cell_rates: bool = False
+    """each calibration cell keeps its own SEI rate, fitted on its truth SEI of the calibration
+    cycles, in every scenario (the twin and its forecast; see :func:`packtwin.eval.life.
+    twin_estimates`); False: every cell starts from the nominal rate"""
 
 
 def parse(spec: Mapping[str, Any]) -> LifeConfig:
@@ -113,7 +121,7 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
     return LifeConfig(calibration=cal, splits={k: dict(v) for k, v in spec["splits"].items()},
                       seeds=seeds, use_resistance=bool(spec.get("use_resistance", False)),
                       data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")),
-                      plating=plating)
+                      plating=plating, cell_rates=bool(spec.get("cell_rates", False)))
 
 
 def _no_unknown(spec: Mapping, known: set, where: str) -> None:
@@ -134,9 +142,10 @@ def check_store(ds, source: str, plating: bool = False) -> None:
     if missing:
         raise LifeConfigError(
             f"{source}: 'plating' needs the per-cycle plating truth {missing} (dims "
-            f"{schema.SUMMARY_DIMS}), which this store does not hold (written before they were "
-            f"added); generate it again with this packtwin, or drop 'plating' from the config")
-    for name, dims in {**NEEDED, **(PLATING_NEEDED if plating else {})}.items():
+            f"{schema.SUMMARY_DIMS}), which this store does not hold; generate it again with "
+            f"this packtwin, or drop 'plating' from the config")
+    events = {n: d for n, d in PLATING_EVENTS.items() if n in ds.variables} if plating else {}
+    for name, dims in {**NEEDED, **(PLATING_NEEDED if plating else {}), **events}.items():
         if name not in ds.variables:
             raise LifeConfigError(f"{source}: variable {name!r} is missing (expected dims {dims}); "
                                   f"make the store with `cycle_series: true`")
@@ -225,7 +234,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     calib, split_sel = resolve(ds, cfg)
     upto = int(cfg.calibration["upto_cycle"])
     model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
-                                                      cfg.use_resistance, cfg.plating)
+                                                      cfg.use_resistance, cfg.plating,
+                                                      cfg.cell_rates)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}
@@ -258,9 +268,12 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     return {"store": source, "note": cfg.note,
             "plating": None if cfg.plating is None else {
                 "params": cfg.plating, "cost": cost, "lli_includes_plated": True,
+                "events_scored": "plating_event" in ds.variables,
                 "units": {"plated_lithium_mae": "mol/m3", "plated_lithium_true_mean": "mol/m3"}},
             "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,
                             "upto_cycle": upto, "use_resistance": cfg.use_resistance,
+                            "cell_rates": {int(k): v for k, v in json.loads(
+                                live.attrs.get("calibrated_cell_rates", "{}")).items()},
                             "selection": cfg.calibration,
                             "twin_model": {f.name: getattr(model, f.name) for f in fields(model)},
                             "data_only": {**asdict(cfg.data_only), "seeds": cfg.seeds,
@@ -281,7 +294,10 @@ def plating_rows(ds, sp: LifeSplit, estimates: Mapping[str, Any]) -> dict:
     sel = np.zeros(tuple(ds.sizes[d] for d in schema.SUMMARY_DIMS), bool)
     for s in sp.scenarios:
         sel[s, sp.cells] = sp.cycles & (cycles <= done[s])
-    truth_ev, pl_t = ds["plating_event"].values[sel], ds["plated_lithium_end"].values[sel]
+    pl_t = ds["plated_lithium_end"].values[sel]
+    # a store without per-cycle events (written before they were added): none scored (NaN)
+    truth_ev = ds["plating_event"].values[sel] if "plating_event" in ds.variables else \
+        np.full(pl_t.shape, np.nan)
     out: dict[str, Any] = {}
     for name in ESTIMATORS:
         est = estimates.get(name)
@@ -363,7 +379,8 @@ def run(spec: Mapping[str, Any], store_path: str, out: str | Path) -> dict:
     ds = storemod.open_store(store_path, check=False)
     source = f"store {str(store_path)!r}"
     check_store(ds, source, plating=cfg.plating is not None)
-    keep = [v for v in (*NEEDED, *PLATING_NEEDED, "checkup", "status") if v in ds.variables]
+    keep = [v for v in (*NEEDED, *PLATING_NEEDED, *PLATING_EVENTS, "checkup", "status")
+            if v in ds.variables]
     keep += [v for v in ds.data_vars if str(v).startswith("param_")]  # plating: truth
     ds = xr.Dataset({v: ds[v] for v in keep}, attrs=ds.attrs).load()
     rep = evaluate(ds, cfg, source=str(store_path))

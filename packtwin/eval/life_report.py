@@ -34,6 +34,12 @@ def markdown(rep: dict) -> str:
     lines += [f"- `{k}`: {v}" + ("" if k == "data_only" else " (deterministic)")
               + (f"; seeds {cal['data_only']['seeds']}, mean +- std over seeds"
                  if k == "data_only" else "") for k, v in DESCRIPTIONS.items()]
+    if cal.get("cell_rates"):
+        lines += ["", f"The twin and its forecast start each calibration cell "
+                      f"{sorted(int(c) for c in cal['cell_rates'])} from its own SEI rate, fitted "
+                      f"on its truth SEI of cycles <= {cal['upto_cycle']}, in every scenario (a "
+                      f"store's cell is one physical cell); every other cell from the nominal "
+                      f"rate."]
     lines += [""] + [f"- {c}" for c in rep.get("coverage", [])]
     header = ["split", "holds out", "runs", "cycles", "estimator", *(h for _, h in COLUMNS)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -78,6 +84,10 @@ def plating_table(rep: dict) -> list[str]:
     lines = ["", f"Plating (core parameters: {pl['params']}): events per cycle against PyBaMM's "
                  f"(margin below 0 V), pooled over each split's judged cycles; the twin's LLI "
                  f"includes its estimated lithium still plated at each cycle's end.", ""]
+    if not pl.get("events_scored", True):
+        lines[-1:-1] = ["", "The store holds no per-cycle plating events (written before they "
+                            "were added): events are not scored (counts 0, F1 nan); the plated "
+                            "lithium is."]
     header = ["split", "estimator", *(h for _, h in PLATING_COLUMNS)]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, sp in rep["splits"].items():

@@ -17,12 +17,15 @@ From the store only what a pack's cell-level logger measures enters the estimate
 Check-up cycles (``checkup`` == 1, a slow capacity test) carry their temperature into the growth
 law but neither their capacity nor their resistance into the fade: both are at another rate than
 the regular cycles the fade is referenced to. Truth (``lli``, ``sei_thickness_end``) is read only by
-:func:`calibrate_pack`, on the scenarios, cells and cycles it is given.
+:func:`calibrate_pack` and :func:`calibrate_rates`, on the scenarios, cells and cycles it is given.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+import json
+import math
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -125,10 +128,32 @@ def calibrate_pack(ds, scenarios: Sequence[int] | None = None, cells: Sequence[i
     return calibrate(runs, model=model, upto_cycle=upto_cycle, plated_apart=plated_apart)
 
 
+def calibrate_rates(ds, scenarios: Sequence[int] | None, cells: Sequence[int] | None,
+                    upto_cycle: int, model: LifeModel) -> dict[int, float]:
+    """cell -> its own SEI solvent diffusivity [m2/s] from its truth SEI of cycles <= upto_cycle
+    in the given scenarios (:func:`packtwin.physics.life_twin.fit_rate`; geometric mean over
+    scenarios). The store's cells are physical cells: a cell's parameters are the same in every
+    scenario (``param_*`` on dim ``cell``), so a calibrated cell keeps its rate at another
+    temperature or C-rate."""
+    from packtwin.physics.life_twin import fit_rate
+
+    per_cell: dict[int, list[float]] = {}
+    for s, c in _cells(ds, scenarios, cells):
+        run = cell_life(ds, s, c, truth=True)
+        if run.sizes[schema.CYCLE] > 2:
+            per_cell.setdefault(c, []).append(math.log(fit_rate(run, upto_cycle, model.L_0)))
+    return {c: math.exp(float(np.mean(v))) for c, v in per_cell.items()}
+
+
 def track_pack(ds, model: LifeModel, update_until: int | None = None,
-               use_resistance: bool = False):
+               use_resistance: bool = False, rates: Mapping[int, float] | None = None,
+               rate_spread: float = 0.01):
     """``sei_thickness_est``, ``lli_est``, ``capacity_est`` and ``sei_diffusivity_est`` for every
-    scenario and cell of a store, on its (scenario, cell, cycle) grid (NaN for cycles not run)."""
+    scenario and cell of a store, on its (scenario, cell, cycle) grid (NaN for cycles not run).
+
+    ``rates``: cell -> SEI diffusivity [m2/s] of calibrated cells (:func:`calibrate_rates`):
+    such a cell's filter starts from its own rate with prior std ``rate_spread`` (of ln D)
+    instead of the nominal rate and the cell-to-cell spread."""
     import xarray as xr
 
     from packtwin.physics.life_twin import track
@@ -141,7 +166,9 @@ def track_pack(ds, model: LifeModel, update_until: int | None = None,
         n = one.sizes[schema.CYCLE]
         if n < 1:
             continue
-        est = track(one, model, update_until=update_until)
+        m = model if c not in (rates or {}) else dataclasses.replace(
+            model, D_nominal=float(rates[c]), D_spread=rate_spread)
+        est = track(one, m, update_until=update_until)
         for name in names:
             out[name][s, c, :n] = est[name].values.ravel()
     res = xr.Dataset({n: (schema.SUMMARY_DIMS, a) for n, a in out.items()},
@@ -149,5 +176,7 @@ def track_pack(ds, model: LifeModel, update_until: int | None = None,
     res.attrs.update({"period_s": float(ds.attrs["period_s"]),
                       "update_until": -1 if update_until is None else int(update_until),
                       "use_resistance": int(use_resistance),
+                      "calibrated_cell_rates": json.dumps({int(k): float(v) for k, v in
+                                                           (rates or {}).items()}),
                       "estimator": "packtwin.physics.life_pack.track_pack"})
     return schema.apply_attrs(res)

@@ -34,6 +34,14 @@ prior on ln D is the generator's nominal value with the spread of its cell-to-ce
 prior on psi comes from calibration cells. The capacity of cycle c is predicted before that
 cycle's own capacity is read (what a live twin would show); SEI and lithium are the states at
 the cycle's end with the parameters known after it.
+
+Innovation gate: a cycle whose measurement lies more than ``gate`` standard deviations from the
+prediction (Mahalanobis distance under the predicted innovation covariance) corrects nothing. On
+the life-demo pack at 25 C the pack's discharge ends on its 60 s coupling grid, and from about
+cycle 90 on the counted capacity drops by up to 0.05 A h (~50 noise sigmas, 0.7 LLI points) on
+every second or third cycle and comes back the next: a shortened discharge, not lithium lost.
+Ungated, these one-sided drops pulled the live twin's SEI rate up, so the live twin ended worse
+than its forecast.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ class LifeModel:
     T_ref: float = 298.15  # [K]
     kappa_rel_std: float = 0.03  # cell-to-cell spread of kappa (1 / surface area: radius, eps)
     noise_ohm: float = 2e-5  # measurement noise of the resistance rise [Ohm]
+    gate: float = 5.0  # innovation gate: a cycle whose measurement lies further than this many
+    # standard deviations (Mahalanobis, of the predicted innovation) corrects nothing
 
 
 def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
@@ -219,9 +229,12 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
             if use.any():
                 Hu = H[use]
                 S = Hu @ P @ Hu.T + np.diag(noise[use])
-                K = P @ Hu.T @ np.linalg.inv(S)
-                theta = theta + K @ (y[use] - h[use])
-                P = P - K @ Hu @ P
+                nu = y[use] - h[use]
+                S_inv = np.linalg.inv(S)
+                if math.sqrt(float(nu @ S_inv @ nu)) <= model.gate:
+                    K = P @ Hu.T @ S_inv
+                    theta = theta + K @ nu
+                    P = P - K @ Hu @ P
         D_hist[c], psi_hist[c] = math.exp(theta[0]), theta[1]
     # Every cycle's states with the parameters known after it (its whole history re-read).
     L, n = np.empty(N), np.empty(N)

@@ -66,6 +66,27 @@ def track(ds, model: LifeModel, update_until: int | None = None):
     return schema.apply_attrs(out)
 
 
+def fit_rate(ds, upto_cycle: int, L_0: float) -> float:
+    """A calibration run's own SEI solvent diffusivity D [m2/s] from its truth SEI of cycles
+    <= upto_cycle: least squares through the origin of L^2 - L_0^2 on the cumulative exposure
+    (the growth law integrated over the measured temperature, :func:`exposure_of`)."""
+    one = _one_cell(ds)
+    if "sei_thickness_end" not in one.variables:
+        raise ValueError("fit_rate: the calibration run lacks the truth 'sei_thickness_end' (nm)")
+    L = one["sei_thickness_end"].values[:upto_cycle] * 1e-9
+    g, _ = exposure_of(ds)
+    G = np.cumsum(g)[:len(L)]
+    ok = np.isfinite(L) & np.isfinite(G)
+    if ok.sum() < 2:
+        raise ValueError(f"fit_rate: fewer than 2 cycles with truth SEI in cycles <= {upto_cycle}")
+    y = L[ok] ** 2 - L_0 ** 2
+    D = float(G[ok] @ y / (G[ok] @ G[ok]))
+    if not D > 0:
+        raise ValueError(f"fit_rate: the truth SEI of cycles <= {upto_cycle} does not grow "
+                         f"(fitted D = {D:g} m2/s)")
+    return D
+
+
 def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 100,
               ref_cycle: int = 2, plated_apart: bool = False) -> LifeModel:
     """Fit beta (capacity per lithium), the dead-lithium prior and the measurement noise on the

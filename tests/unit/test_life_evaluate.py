@@ -263,12 +263,26 @@ def test_life_section_with_plating_refuses_a_store_without_plating_truth_by_name
     with pytest.raises(LifeConfigError, match=r"'plating' must be one of \('nominal', 'truth'\)"):
         life_evaluate.parse(_spec(plating="yes"))
     cfg = life_evaluate.parse(_spec(plating="nominal"))
-    old = _plating_store(life_store).drop_vars(["plating_event", "plating_margin_min"])
+    old = _plating_store(life_store).drop_vars(["plated_lithium_end"])
     with pytest.raises(LifeConfigError, match=r"old.zarr: 'plating' needs the per-cycle plating "
-                                              r"truth \['plating_event', 'plating_margin_min'\]"):
+                                              r"truth \['plated_lithium_end'\]"):
         life_evaluate.evaluate(old, cfg, source="old.zarr")
     life_evaluate.check_store(old, "old.zarr")  # without plating it is still read
     from packtwin.physics.life_pack import calibrate_pack
 
     with pytest.raises(ValueError, match=r"the store lacks \['plated_lithium_end'\]"):
         calibrate_pack(life_store, [0], [0], upto_cycle=UPTO, plated_apart=True)
+
+
+def test_life_section_with_plating_on_a_store_without_events_scores_no_event(
+        life_store, stub_plating, one_torch_thread):
+    """A store written before the per-cycle events: the plated lithium still enters the twin's
+    LLI and is scored; the events are not (counts 0, NaN scores), and the report says so."""
+    no_events = _plating_store(life_store).drop_vars(["plating_event", "plating_margin_min"])
+    rep = life_evaluate.evaluate(no_events, life_evaluate.parse(_spec(seeds=[0],
+                                                                      plating="nominal")),
+                                 source="old.zarr")
+    assert rep["plating"]["events_scored"] is False
+    row = rep["splits"]["unseen_cells"]["plating"]["twin"]
+    assert row["n"] == 0 and np.isnan(row["f1"]) and row["plated_lithium_mae"] == 0.0
+    assert "events are not scored" in life_report.markdown(rep)

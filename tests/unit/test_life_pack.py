@@ -174,3 +174,28 @@ def test_judged_beyond_the_calibration_window_by_group():
     y = 2.0 + 3.0 * np.sqrt(c)
     y[4] = np.nan
     np.testing.assert_allclose(sqrt_fit(c, y, 8), 2.0 + 3.0 * np.sqrt(c))
+
+
+def test_calibrated_cell_keeps_its_own_rate_at_another_temperature():
+    from packtwin.physics.life_pack import calibrate_rates
+
+    ds = _store(n_cycles=40, D=(2.5e-22, 3.1e-22))
+    model = life_model()
+    rates = calibrate_rates(ds, [0], [1], 20, model)
+    assert list(rates) == [1] and rates[1] == pytest.approx(3.1e-22, rel=1e-4)
+    changed = ds.copy(deep=True)  # truth beyond the window and of other runs is never read
+    changed["sei_thickness_end"][:, :, 20:] = np.nan
+    changed["sei_thickness_end"][1] = np.nan
+    changed["sei_thickness_end"][:, 0] = np.nan
+    assert calibrate_rates(changed, [0], [1], 20, model) == rates
+    # capacity says nothing here (no loss beyond the SEI's, prior spread kept): the 45 C run of
+    # the calibrated cell is tracked with its own rate, the uncalibrated cell with the nominal
+    nan_cap = ds.copy(deep=True)
+    nan_cap["life_current"][:] = np.nan
+    with_rates = track_pack(nan_cap, model, rates=rates)
+    without = track_pack(nan_cap, model)
+    err = lambda est, c: float(np.nanmax(np.abs(  # noqa: E731
+        est["sei_thickness_est"][1, c] - ds["sei_thickness_end"][1, c])))
+    assert err(with_rates, 1) < 1e-3 < 0.5 < err(without, 1)
+    np.testing.assert_array_equal(with_rates["sei_thickness_est"][:, 0],
+                                  without["sei_thickness_est"][:, 0])

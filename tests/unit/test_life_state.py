@@ -161,3 +161,20 @@ def test_run_life_refuses_bad_requests_before_solving():
         run_life({}, {}, 0, 25.0)
     with pytest.raises(ValueError, match="unknown cell parameter keys \\['sei_rate'\\]"):
         run_life({"sei_rate": 1.0}, {}, 5, 25.0)
+
+
+def test_gate_ignores_shortened_discharges():
+    """A discharge cut short (the pack's cutoff on its coupling grid) is no lithium lost: the
+    gated filter keeps the rate it had; without the gate the drops pull the rate up."""
+    import dataclasses
+
+    model = dataclasses.replace(life_model(), noise_mol=4e-5)
+    g, d, q, _, L_true, _ = _synthetic(model, _history(308.15, 150), 1.1 * model.D_nominal, 4e-10)
+    q_cut = q.copy()
+    q_cut[90::3] -= 0.05  # every third cycle from 90 on ends one step early
+    clean = estimate(g, d, q, model)
+    gated = estimate(g, d, q_cut, model)
+    ungated = estimate(g, d, q_cut, dataclasses.replace(model, gate=math.inf))
+    assert gated.D[-1] == pytest.approx(clean.D[-1], rel=1e-3)
+    err = lambda e: abs(e.sei_nm[-1] - L_true[-1] * 1e9)  # noqa: E731
+    assert err(ungated) > 5 * err(gated) + 0.1
