@@ -283,6 +283,24 @@ def locate(d: np.ndarray, edges: np.ndarray, side: str, current=None) -> dict:
     return out
 
 
+def observed_order(diffs, target: float, factor: int = 2) -> dict:
+    """Convergence order from the differences of successive meshes of one family, each
+    ``factor`` times as fine as the one before (``diffs[k]``: mesh k against mesh k + 1), and
+    how many times the last mesh's points a mesh needs for its difference to reach ``target``
+    (at the last observed order; None where the differences do not fall)."""
+    d = [float(v) for v in diffs]
+    orders = [float(np.log(a / b) / np.log(factor)) if a > 0 and b > 0 else None
+              for a, b in zip(d[:-1], d[1:])]
+    p = orders[-1] if orders else None
+    if d and d[-1] <= target:
+        scale = 1.0
+    elif p is not None and p > 0:
+        scale = float((d[-1] / target) ** (1.0 / p))
+    else:
+        scale = None
+    return {"differences": d, "orders": orders, "points_factor_for_target": scale}
+
+
 def converged(err: dict, voltage_mv: float = 1.0, c_surf_pct: float = 0.05) -> bool:
     """The issue's targets: voltage and surface c_s of both electrodes within these bounds."""
     return (err["voltage_max_mv"] <= voltage_mv and err["c_surf_n_max_pct"] <= c_surf_pct
