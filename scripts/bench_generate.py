@@ -274,11 +274,13 @@ def x_balance_candidates(default, radial, keys) -> list[tuple]:
     The x_n-only rows of group ``surface_cs`` keep x_p at 16 while their reference has 32: at the
     5C charge step that x_p difference alone moves surface c_s n next to the separator by 0.21 %
     (diagnosis in data/README.md), a floor x_n refinement cannot lower."""
-    towards_sep = {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}
+    towards = {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}
+    both = {**towards, "x_p": {"type": "exponential", "side": "left", "stretch": 1.5}}
     out = []
-    for n, p, sub in ((48, 32, {}), (48, 48, {}), (64, 24, {}), (64, 32, {}),
-                      (64, 24, towards_sep), (48, 32, towards_sep), (64, 32, towards_sep)):
-        kind = "x_n exponential towards the separator (stretch 1.5)" if sub else "uniform"
+    for n, p, sub in ((48, 32, {}), (48, 48, {}), (64, 24, {}), (64, 32, {}), (64, 24, towards),
+                      (48, 32, towards), (56, 40, towards), (64, 32, towards), (64, 32, both)):
+        kind = ("x_n and x_p exponential towards the separator (stretch 1.5)" if "x_p" in sub
+                else "x_n exponential towards the separator (stretch 1.5)" if sub else "uniform")
         out.append((f"x={n}/8/{p} {kind}", {**default.var_pts, "x_n": n, "x_s": 8, "x_p": p},
                     {**radial, **sub}, keys))
     return out
