@@ -408,7 +408,10 @@ def mesh_cost() -> dict:
                                                                               "r_p": 10}, {})),
                      ("previous 16/8/16, r 30 exponential",
                       with_mesh(ModelConfig(), X_PREVIOUS, previous)),
-                     ("default", ModelConfig())):
+                     ("default", ModelConfig()),
+                     # meshes the surface-c_s study points at (data/README.md)
+                     *((name, with_mesh(ModelConfig(), x, {**previous, **sub}))
+                       for name, x, sub in COST_CANDIDATES)):
         cfg.model = mc
         out[name] = {"var_pts": mc.var_pts, "submesh": mc.submesh, **stepping_cost(cfg)}
         # CPU time as well: on a machine shared with other jobs the wall time above measures
@@ -421,7 +424,17 @@ def mesh_cost() -> dict:
         for key in ("s_per_cell_cycle", "cpu_s_per_cell_cycle"):
             out[f"{key} ratio to {name.split(',')[0]}"] = \
                 out["default"][key] / out[name][key]
+    for name, *_ in COST_CANDIDATES:
+        for key in ("s_per_cell_cycle", "cpu_s_per_cell_cycle"):
+            out[name][f"{key} ratio to default"] = out[name][key] / out["default"][key]
     return out
+
+
+COST_CANDIDATES = (
+    ("x=96/16/32 uniform", {"x_n": 96, "x_s": 16, "x_p": 32}, {}),
+    ("x=64/8/32, x_n exponential towards the separator (stretch 1.5)",
+     {"x_n": 64, "x_s": 8, "x_p": 32},
+     {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}))
 
 
 STORED_X_CANDIDATES = ({"x_n": 8, "x_s": 4, "x_p": 8}, {"x_n": 16, "x_s": 8, "x_p": 16},
