@@ -221,7 +221,7 @@ def errors(coarse: Trace, fine: Trace) -> dict:
         f = restrict(getattr(fine, f"c_surf_{side}"), fx, cx)
         d = np.abs(c - f) / c_max * 100.0
         out[f"c_surf_{side}_max_pct"] = float(np.max(d))
-        out[f"c_surf_{side}_max_at"] = locate(d, cx, side, coarse.current)
+        out[f"c_surf_{side}_max_at"] = locate(d, cx, side, coarse.current, c / c_max)
         if np.array_equal(getattr(fine, f"r_{side}"), getattr(coarse, f"r_{side}")):
             fs = restrict(getattr(fine, f"c_stored_{side}"), fx, cx)
             out[f"stored_c_s_{side}_max_pct"] = float(
@@ -263,11 +263,12 @@ def _phase_of(current, k: int) -> dict:
             "step_in_phase": int(k - first + 1)}
 
 
-def locate(d: np.ndarray, edges: np.ndarray, side: str, current=None) -> dict:
+def locate(d: np.ndarray, edges: np.ndarray, side: str, current=None, sto=None) -> dict:
     """Where the largest of ``d`` (samples x cells, % of c_max) sits: its sample, phase, and
     cell centre as a fraction of the electrode from its current collector (1 = the separator);
     with the same error as RMS over every sample and cell, its 99th percentile, the RMS over x
-    at the worst sample, and the largest in each phase (is it one sample or everywhere?)."""
+    at the worst sample, and the largest in each phase (is it one sample or everywhere?).
+    ``sto``: the field there as a fraction of c_max (where on the OCP curve it sits)."""
     k, i = np.unravel_index(np.argmax(d), d.shape)
     centre = (edges[i] + edges[i + 1]) / 2
     frac = (centre - edges[0]) / (edges[-1] - edges[0])
@@ -275,6 +276,8 @@ def locate(d: np.ndarray, edges: np.ndarray, side: str, current=None) -> dict:
            **_phase_of(current, k), "rms_pct": float(np.sqrt(np.mean(d ** 2))),
            "p99_pct": float(np.percentile(d, 99)),
            "rms_over_x_at_max_sample_pct": float(np.sqrt(np.mean(d[k] ** 2)))}
+    if sto is not None:
+        out["stoichiometry"] = float(sto[k, i])
     if current is not None:
         sign = np.sign(np.asarray(current, dtype=float)[:len(d)])
         out["max_by_phase_pct"] = {name: float(d[sign == s].max()) for s, name in

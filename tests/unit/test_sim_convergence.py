@@ -113,9 +113,9 @@ def test_locate_names_sample_phase_and_side():
     d[2, 3] = 1.0  # third sample, last cell
     edges = np.linspace(0.0, 4.0, 5)
     current = np.array([1.0, 0.0, -1.0, -1.0])
-    n = locate(d, edges, "n", current)
+    n = locate(d, edges, "n", current, sto=np.full((4, 4), 0.5))
     assert (n["sample"], n["phase"], n["step_in_phase"]) == (2, "charge", 1)
     assert n["from_collector"] == pytest.approx(0.875)  # negative: collector at x = 0
     assert locate(d, edges, "p", current)["from_collector"] == pytest.approx(0.125)
     assert n["max_by_phase_pct"] == {"discharge": 0.0, "rest": 0.0, "charge": 1.0}
-    assert n["rms_pct"] == pytest.approx(0.25)
+    assert n["rms_pct"] == pytest.approx(0.25) and n["stoichiometry"] == 0.5
