@@ -185,7 +185,7 @@ def experiment_cost(cfg) -> dict:
 SURFACE_REFINED = {"type": "exponential", "side": "right"}
 X_OLD = {"x_n": 8, "x_s": 4, "x_p": 8}
 X_PREVIOUS = {"x_n": 16, "x_s": 8, "x_p": 16}  # the default before the thickness study
-MESH_GROUPS = ("radial", "thickness", "surface_cs", "order", "x_balance")
+MESH_GROUPS = ("radial", "thickness", "surface_cs", "order", "x_balance", "fine")
 # The default's x family (its x_n:x_s:x_p shape), each mesh against one twice as fine: the
 # observed order of every x count refined together (group "order").
 ORDER_FAMILY = ({"x_n": 24, "x_s": 4, "x_p": 8}, {"x_n": 48, "x_s": 8, "x_p": 16},
@@ -218,6 +218,13 @@ def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, st
                  radial, THICKNESS_KEYS, "order") for x in ORDER_FAMILY]
     if "x_balance" in groups:
         out += [(*c, "x_balance") for c in x_balance_candidates(default, radial, THICKNESS_KEYS)]
+    if "fine" in groups:  # beyond the order family: does the separator cell converge at 5C?
+        towards = {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}
+        out += [("x=128/16/48 uniform", {**default.var_pts, "x_n": 128, "x_s": 16, "x_p": 48},
+                 radial, THICKNESS_KEYS, "fine"),
+                ("x=96/16/32 x_n exponential towards the separator (stretch 1.5)",
+                 {**default.var_pts, "x_n": 96, "x_s": 16, "x_p": 32}, {**radial, **towards},
+                 THICKNESS_KEYS, "fine")]
     out += [("default mesh, every domain doubled", dict(default.var_pts), default.submesh,
              RADIAL_KEYS + THICKNESS_KEYS, "default")]
     return out
