@@ -185,7 +185,7 @@ def experiment_cost(cfg) -> dict:
 SURFACE_REFINED = {"type": "exponential", "side": "right"}
 X_OLD = {"x_n": 8, "x_s": 4, "x_p": 8}
 X_PREVIOUS = {"x_n": 16, "x_s": 8, "x_p": 16}  # the default before the thickness study
-MESH_GROUPS = ("radial", "thickness", "surface_cs", "order", "x_balance", "fine")
+MESH_GROUPS = ("radial", "thickness", "surface_cs", "order", "x_balance", "fine", "split")
 # The default's x family (its x_n:x_s:x_p shape), each mesh against one twice as fine: the
 # observed order of every x count refined together (group "order").
 ORDER_FAMILY = ({"x_n": 24, "x_s": 4, "x_p": 8}, {"x_n": 48, "x_s": 8, "x_p": 16},
@@ -218,6 +218,9 @@ def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, st
                  radial, THICKNESS_KEYS, "order") for x in ORDER_FAMILY]
     if "x_balance" in groups:
         out += [(*c, "x_balance") for c in x_balance_candidates(default, radial, THICKNESS_KEYS)]
+    if "split" in groups:  # which domain's x count moves the default's surface c_s
+        out += [(f"x=48/8/16 uniform, only {k} doubled", dict(default.var_pts), radial, (k,),
+                 "split") for k in ("x_n", "x_p")]
     if "fine" in groups:  # beyond the order family: does the separator cell converge at 5C?
         towards = {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}
         out += [("x=128/16/48 uniform", {**default.var_pts, "x_n": 128, "x_s": 16, "x_p": 48},

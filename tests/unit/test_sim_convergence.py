@@ -78,8 +78,8 @@ def test_default_thickness_mesh_converged_on_a_cold_pulse(cold_pulse):
 
     err = _errors(cfgmod.ModelConfig(), THICKNESS_KEYS, cold_pulse, THICKNESS_STEPS)
     assert err["voltage_max_mv"] <= 1.0, err
-    # Surface c_s through the thickness is not within 0.05 % of c_max on this mesh (data/README.md:
-    # first-order convergence at the separator); it is not asserted here.
+    # Surface c_s through the thickness is not within 0.05 % of c_max on this mesh (data/README.md,
+    # "Surface c_s through the thickness": no mesh near the default's cost meets it); not asserted.
     # The same check on the previous default fails, or it guards nothing.
     coarse = _errors(_with_x(PREVIOUS_X), THICKNESS_KEYS, cold_pulse, THICKNESS_STEPS)
     assert coarse["voltage_max_mv"] > 1.0, coarse
