@@ -185,7 +185,11 @@ def experiment_cost(cfg) -> dict:
 SURFACE_REFINED = {"type": "exponential", "side": "right"}
 X_OLD = {"x_n": 8, "x_s": 4, "x_p": 8}
 X_PREVIOUS = {"x_n": 16, "x_s": 8, "x_p": 16}  # the default before the thickness study
-MESH_GROUPS = ("radial", "thickness", "surface_cs")
+MESH_GROUPS = ("radial", "thickness", "surface_cs", "order", "x_balance", "fine", "split")
+# The default's x family (its x_n:x_s:x_p shape), each mesh against one twice as fine: the
+# observed order of every x count refined together (group "order").
+ORDER_FAMILY = ({"x_n": 24, "x_s": 4, "x_p": 8}, {"x_n": 48, "x_s": 8, "x_p": 16},
+                {"x_n": 96, "x_s": 16, "x_p": 32})
 
 
 def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, str]]:
@@ -208,6 +212,22 @@ def mesh_candidates(groups=MESH_GROUPS) -> list[tuple[str, dict, dict, tuple, st
         out += [(*c, "thickness") for c in thickness_candidates(default, THICKNESS_KEYS)]
     if "surface_cs" in groups:
         out += [(*c, "surface_cs") for c in surface_cs_candidates(default, THICKNESS_KEYS)]
+    radial = {k: v for k, v in default.submesh.items() if k.startswith("r_")}
+    if "order" in groups:
+        out += [(f"order: x={x['x_n']}/{x['x_s']}/{x['x_p']} uniform", {**default.var_pts, **x},
+                 radial, THICKNESS_KEYS, "order") for x in ORDER_FAMILY]
+    if "x_balance" in groups:
+        out += [(*c, "x_balance") for c in x_balance_candidates(default, radial, THICKNESS_KEYS)]
+    if "split" in groups:  # which domain's x count moves the default's surface c_s
+        out += [(f"x=48/8/16 uniform, only {k} doubled", dict(default.var_pts), radial, (k,),
+                 "split") for k in ("x_n", "x_p")]
+    if "fine" in groups:  # beyond the order family: does the separator cell converge at 5C?
+        towards = {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}
+        out += [("x=128/16/48 uniform", {**default.var_pts, "x_n": 128, "x_s": 16, "x_p": 48},
+                 radial, THICKNESS_KEYS, "fine"),
+                ("x=96/16/32 x_n exponential towards the separator (stretch 1.5)",
+                 {**default.var_pts, "x_n": 96, "x_s": 16, "x_p": 32}, {**radial, **towards},
+                 THICKNESS_KEYS, "fine")]
     out += [("default mesh, every domain doubled", dict(default.var_pts), default.submesh,
              RADIAL_KEYS + THICKNESS_KEYS, "default")]
     return out
@@ -255,6 +275,42 @@ def surface_cs_candidates(default, keys) -> list[tuple]:
         out.append((f"x={n}/8/16 uniform, r={r} exponential(right), every domain doubled",
                     {**x48, "x_n": n, "r_n": r, "r_p": r}, radial,
                     tuple(keys) + ("r_n", "r_p")))
+    return out
+
+
+def x_balance_candidates(default, radial, keys) -> list[tuple]:
+    """More x_p points, x_n refined towards the separator, or both, near the default's cost.
+
+    The x_n-only rows of group ``surface_cs`` keep x_p at 16 while their reference has 32: at the
+    5C charge step that x_p difference alone moves surface c_s n next to the separator by 0.21 %
+    (diagnosis in data/README.md), a floor x_n refinement cannot lower."""
+    towards = {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}
+    both = {**towards, "x_p": {"type": "exponential", "side": "left", "stretch": 1.5}}
+    out = []
+    for n, p, sub in ((48, 32, {}), (48, 48, {}), (64, 24, {}), (64, 32, {}), (64, 24, towards),
+                      (48, 32, towards), (56, 40, towards), (64, 32, towards), (64, 32, both)):
+        kind = ("x_n and x_p exponential towards the separator (stretch 1.5)" if "x_p" in sub
+                else "x_n exponential towards the separator (stretch 1.5)" if sub else "uniform")
+        out.append((f"x={n}/8/{p} {kind}", {**default.var_pts, "x_n": n, "x_s": 8, "x_p": p},
+                    {**radial, **sub}, keys))
+    return out
+
+
+def order_summary(rows: list[dict], target_pct: float = 0.05, target_mv: float = 1.0) -> dict:
+    """Observed convergence order of the ``order`` rows (the default's x family, each against the
+    next) and the factor on the last one's x counts that would reach the targets."""
+    from packtwin.sim.convergence import observed_order
+
+    fam = [r for r in rows if r.get("group") == "order" and "failed" not in r]
+    if len(fam) < 2:
+        return {}
+    out = {"meshes": [r["mesh"] for r in fam]}
+    for key, target in (("c_surf_n_max_pct", target_pct), ("c_surf_p_max_pct", target_pct),
+                        ("voltage_max_mv", target_mv)):
+        out[key] = observed_order([r[key] for r in fam], target)
+    for side in "np":
+        out[f"c_surf_{side}_rms_pct"] = observed_order(
+            [r[f"c_surf_{side}_max_at"]["rms_pct"] for r in fam], target_pct)
     return out
 
 
@@ -342,6 +398,8 @@ def mesh_study(factor: int = 2, groups=MESH_GROUPS, only=None, cost: bool = True
             "steps": len(currents), "period_s": cfg.solver.period_s,
             "discharge_steps": int((currents > 0).sum()), "charge_steps": int((currents < 0).sum()),
             "rows": rows}
+        if "order" in groups:
+            result["conditions"][label]["order"] = order_summary(rows)
     if cost:
         result["cost"] = mesh_cost()
     return result
@@ -360,7 +418,10 @@ def mesh_cost() -> dict:
                                                                               "r_p": 10}, {})),
                      ("previous 16/8/16, r 30 exponential",
                       with_mesh(ModelConfig(), X_PREVIOUS, previous)),
-                     ("default", ModelConfig())):
+                     ("default", ModelConfig()),
+                     # meshes the surface-c_s study points at (data/README.md)
+                     *((name, with_mesh(ModelConfig(), x, {**previous, **sub}))
+                       for name, x, sub in COST_CANDIDATES)):
         cfg.model = mc
         out[name] = {"var_pts": mc.var_pts, "submesh": mc.submesh, **stepping_cost(cfg)}
         # CPU time as well: on a machine shared with other jobs the wall time above measures
@@ -373,7 +434,17 @@ def mesh_cost() -> dict:
         for key in ("s_per_cell_cycle", "cpu_s_per_cell_cycle"):
             out[f"{key} ratio to {name.split(',')[0]}"] = \
                 out["default"][key] / out[name][key]
+    for name, *_ in COST_CANDIDATES:
+        for key in ("s_per_cell_cycle", "cpu_s_per_cell_cycle"):
+            out[name][f"{key} ratio to default"] = out[name][key] / out["default"][key]
     return out
+
+
+COST_CANDIDATES = (
+    ("x=96/16/32 uniform", {"x_n": 96, "x_s": 16, "x_p": 32}, {}),
+    ("x=64/8/32, x_n exponential towards the separator (stretch 1.5)",
+     {"x_n": 64, "x_s": 8, "x_p": 32},
+     {"x_n": {"type": "exponential", "side": "right", "stretch": 1.5}}))
 
 
 STORED_X_CANDIDATES = ({"x_n": 8, "x_s": 4, "x_p": 8}, {"x_n": 16, "x_s": 8, "x_p": 16},
@@ -432,7 +503,9 @@ def merge_mesh_study(old: dict, new: dict, groups) -> dict:
     for label, cond in new["conditions"].items():
         kept = [r for r in out["conditions"].get(label, {}).get("rows", [])
                 if r.get("group", r["mesh"].split()[0]) not in (*groups, "default")]
-        out["conditions"][label] = {**cond, "rows": kept + cond["rows"]}
+        # keys of old that this run did not redo (e.g. "order" of another run) are kept
+        out["conditions"][label] = {**out["conditions"].get(label, {}), **cond,
+                                    "rows": kept + cond["rows"]}
     # the runs whose rows are in the file, each with its machine and load
     out.setdefault("runs", [{"groups": list(MESH_GROUPS), "conditions": sorted(old["conditions"]),
                              "machine": old.get("machine")}])

@@ -40,8 +40,10 @@ def _default_var_pts() -> dict:
     # 96/16/32 there (16/8/16 was 10 mV off, 32/8/16 2 mV). Cells shrinking towards the separator
     # (Exponential1DSubMesh) were no better for the voltage at the same count. Surface c_s
     # through the thickness is NOT within 0.05 % of c_max on this mesh (0.08 % at -10 C, 0.27 %
-    # at the 5C charge step, where the electrolyte is depleted and refinement stalls: 96 points
-    # still 0.20 %; see data/README.md). Fields are stored on 16/8/16 cells (stored_x_points),
+    # at the 5C charge step). Refining every x count together converges (order ~1.9 at 5C):
+    # 96/16/32 meets it at -10 C, not at 5C (0.071 %, the negative electrode's cells next to the
+    # separator), at several times the cost; data/README.md "Surface c_s through the
+    # thickness". Fields are stored on 16/8/16 cells (stored_x_points),
     # so the store and the twin's grid do not grow with x_n. Cost: 3.05x the
     # previous 16/8/16 in CPU time per cell-cycle (the study's "cost" key), so the demo preset
     # declares 16/8/16 in its yaml.

@@ -219,15 +219,9 @@ def errors(coarse: Trace, fine: Trace) -> dict:
         c = getattr(coarse, f"c_surf_{side}")
         fx, cx = getattr(fine, f"x_{side}"), getattr(coarse, f"x_{side}")
         f = restrict(getattr(fine, f"c_surf_{side}"), fx, cx)
-        out[f"c_surf_{side}_max_pct"] = float(np.max(np.abs(c - f)) / c_max * 100.0)
-        # where it sits: sample, and cell centre as a fraction of the electrode from its
-        # current collector (1 = the separator)
-        k, i = np.unravel_index(np.argmax(np.abs(c - f)), c.shape)
-        centre = (cx[i] + cx[i + 1]) / 2
-        out[f"c_surf_{side}_max_at"] = {
-            "sample": int(k), "from_collector": float(
-                (centre - cx[0]) / (cx[-1] - cx[0]) if side == "n" else (cx[-1] - centre)
-                / (cx[-1] - cx[0]))}
+        d = np.abs(c - f) / c_max * 100.0
+        out[f"c_surf_{side}_max_pct"] = float(np.max(d))
+        out[f"c_surf_{side}_max_at"] = locate(d, cx, side, coarse.current, c / c_max)
         if np.array_equal(getattr(fine, f"r_{side}"), getattr(coarse, f"r_{side}")):
             fs = restrict(getattr(fine, f"c_stored_{side}"), fx, cx)
             out[f"stored_c_s_{side}_max_pct"] = float(
@@ -247,10 +241,67 @@ def errors(coarse: Trace, fine: Trace) -> dict:
                                                                    * 100.0)
     if coarse.c_e is not None:  # electrolyte depletion concentrates the reaction (5C charge)
         out["c_e_min_mol_per_m3"] = float(coarse.c_e.min())
+        k, i = np.unravel_index(np.argmin(coarse.c_e), coarse.c_e.shape)
+        out["c_e_min_at"] = {"sample": int(k), "x_index": int(i), "x_points": int(
+            coarse.c_e.shape[1]), **_phase_of(coarse.current, k)}
     ds = coarse.sei_nm - fine.sei_nm
     out["sei_max_nm"] = float(np.max(np.abs(ds)))
     out["sei_max_pct"] = float(np.max(np.abs(ds) / np.abs(fine.sei_nm)) * 100.0)
     return out
+
+
+def _phase_of(current, k: int) -> dict:
+    """The phase of sample ``k`` (its step's current: discharge > 0, rest, charge < 0) and its
+    step in that phase (1 = the phase's first step)."""
+    if current is None:
+        return {}
+    sign = np.sign(np.asarray(current, dtype=float))
+    first = k
+    while first > 0 and sign[first - 1] == sign[k]:
+        first -= 1
+    return {"phase": {1.0: "discharge", 0.0: "rest", -1.0: "charge"}[float(sign[k])],
+            "step_in_phase": int(k - first + 1)}
+
+
+def locate(d: np.ndarray, edges: np.ndarray, side: str, current=None, sto=None) -> dict:
+    """Where the largest of ``d`` (samples x cells, % of c_max) sits: its sample, phase, and
+    cell centre as a fraction of the electrode from its current collector (1 = the separator);
+    with the same error as RMS over every sample and cell, its 99th percentile, the RMS over x
+    at the worst sample, and the largest in each phase (is it one sample or everywhere?).
+    ``sto``: the field there as a fraction of c_max (where on the OCP curve it sits)."""
+    k, i = np.unravel_index(np.argmax(d), d.shape)
+    centre = (edges[i] + edges[i + 1]) / 2
+    frac = (centre - edges[0]) / (edges[-1] - edges[0])
+    out = {"sample": int(k), "from_collector": float(frac if side == "n" else 1.0 - frac),
+           **_phase_of(current, k), "rms_pct": float(np.sqrt(np.mean(d ** 2))),
+           "p99_pct": float(np.percentile(d, 99)),
+           "rms_over_x_at_max_sample_pct": float(np.sqrt(np.mean(d[k] ** 2)))}
+    if sto is not None:
+        out["stoichiometry"] = float(sto[k, i])
+    if current is not None:
+        sign = np.sign(np.asarray(current, dtype=float)[:len(d)])
+        out["max_by_phase_pct"] = {name: float(d[sign == s].max()) for s, name in
+                                   ((1, "discharge"), (0, "rest"), (-1, "charge"))
+                                   if (sign == s).any()}
+    return out
+
+
+def observed_order(diffs, target: float, factor: int = 2) -> dict:
+    """Convergence order from the differences of successive meshes of one family, each
+    ``factor`` times as fine as the one before (``diffs[k]``: mesh k against mesh k + 1), and
+    how many times the last mesh's points a mesh needs for its difference to reach ``target``
+    (at the last observed order; None where the differences do not fall)."""
+    d = [float(v) for v in diffs]
+    orders = [float(np.log(a / b) / np.log(factor)) if a > 0 and b > 0 else None
+              for a, b in zip(d[:-1], d[1:])]
+    p = orders[-1] if orders else None
+    if d and d[-1] <= target:
+        scale = 1.0
+    elif p is not None and p > 0:
+        scale = float((d[-1] / target) ** (1.0 / p))
+    else:
+        scale = None
+    return {"differences": d, "orders": orders, "points_factor_for_target": scale}
 
 
 def converged(err: dict, voltage_mv: float = 1.0, c_surf_pct: float = 0.05) -> bool:

@@ -55,3 +55,20 @@ def test_one_step_reads_every_output(cell):
     np.testing.assert_allclose(out["voltage"][0], sol["Voltage [V]"].entries[-1], atol=1e-12)
     x0, x100 = cell.stoichiometry_limits({"neg_c_init": nom["neg_c_init"]})
     assert 0.0 < x0 < x100 < 1.0
+
+
+def test_submesh_side_per_domain_and_bad_side():
+    from types import SimpleNamespace
+
+    from packtwin.sim.cell import submesh_types
+
+    model = SimpleNamespace(default_submesh_types={"negative electrode": "uniform",
+                                                   "positive electrode": "uniform"})
+    types = submesh_types(model, {"x_n": {"type": "exponential", "side": "left"},
+                                  "x_p": {"type": "exponential", "side": "right", "stretch": 1.5}})
+    assert types["negative electrode"].submesh_params == {"side": "left"}
+    assert types["positive electrode"].submesh_params == {"side": "right", "stretch": 1.5}
+    with pytest.raises(ValueError, match=r"model.submesh\['x_p'\].*side one of"):
+        submesh_types(model, {"x_p": {"type": "exponential", "side": "collector"}})
+    with pytest.raises(ValueError, match="model.submesh key 'x_q' unknown"):
+        submesh_types(model, {"x_q": {"type": "exponential"}})

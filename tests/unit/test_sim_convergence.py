@@ -78,8 +78,8 @@ def test_default_thickness_mesh_converged_on_a_cold_pulse(cold_pulse):
 
     err = _errors(cfgmod.ModelConfig(), THICKNESS_KEYS, cold_pulse, THICKNESS_STEPS)
     assert err["voltage_max_mv"] <= 1.0, err
-    # Surface c_s through the thickness is not within 0.05 % of c_max on this mesh (data/README.md:
-    # first-order convergence at the separator); it is not asserted here.
+    # Surface c_s through the thickness is not within 0.05 % of c_max on this mesh (data/README.md,
+    # "Surface c_s through the thickness": no mesh near the default's cost meets it); not asserted.
     # The same check on the previous default fails, or it guards nothing.
     coarse = _errors(_with_x(PREVIOUS_X), THICKNESS_KEYS, cold_pulse, THICKNESS_STEPS)
     assert coarse["voltage_max_mv"] > 1.0, coarse
@@ -91,3 +91,31 @@ def test_the_radial_check_catches_the_old_mesh(cold_pulse):
 
     old = cfgmod.ModelConfig(var_pts=OLD_MESH, submesh={}, stored_r_points=None)
     assert _errors(old, RADIAL_KEYS, cold_pulse)["voltage_max_mv"] > 1.0
+
+
+def test_observed_order_of_a_second_order_family():
+    from packtwin.sim.convergence import observed_order
+
+    # differences of a second-order method: each mesh twice as fine differs 4x less
+    out = observed_order([0.8, 0.2, 0.05 * 1.21], target=0.05)
+    assert out["orders"][0] == pytest.approx(2.0)
+    # 0.0605 -> 0.05 at the last order log2(0.2 / 0.0605): a factor (1.21)^(1/p) on the points
+    p = np.log2(0.2 / 0.0605)
+    assert out["points_factor_for_target"] == pytest.approx(1.21 ** (1 / p))
+    assert observed_order([0.1, 0.2], 0.05)["points_factor_for_target"] is None  # diverging
+    assert observed_order([0.1, 0.04], 0.05)["points_factor_for_target"] == 1.0
+
+
+def test_locate_names_sample_phase_and_side():
+    from packtwin.sim.convergence import locate
+
+    d = np.zeros((4, 4))
+    d[2, 3] = 1.0  # third sample, last cell
+    edges = np.linspace(0.0, 4.0, 5)
+    current = np.array([1.0, 0.0, -1.0, -1.0])
+    n = locate(d, edges, "n", current, sto=np.full((4, 4), 0.5))
+    assert (n["sample"], n["phase"], n["step_in_phase"]) == (2, "charge", 1)
+    assert n["from_collector"] == pytest.approx(0.875)  # negative: collector at x = 0
+    assert locate(d, edges, "p", current)["from_collector"] == pytest.approx(0.125)
+    assert n["max_by_phase_pct"] == {"discharge": 0.0, "rest": 0.0, "charge": 1.0}
+    assert n["rms_pct"] == pytest.approx(0.25) and n["stoichiometry"] == 0.5
