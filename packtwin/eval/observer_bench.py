@@ -29,7 +29,7 @@ from packtwin.physics.particle_fv import particle_average
 CAPACITY_AH = 5.0
 NOISE_V = 0.01
 ESTIMATORS = ("open_loop_core", "coulomb_counting", "ekf", "subspace_observer",
-              "subspace_observer_dR", "learned_observer")
+              "subspace_observer_dR", "subspace_observer_dR_step", "learned_observer")
 
 
 # -- the cell's SOC window and rest states ------------------------------------------------------
@@ -197,7 +197,10 @@ def run_estimator(name: str, core, log, lo, hi, period, net: ObserverNet | None 
         return run_ekf(core, log, lo, hi, period)
     if name == "subspace_observer":
         return run_subspace(core, log, lo, hi, period)
-    if name == "subspace_observer_dR":  # plus an ohmic-resistance bias state per cell
+    if name == "subspace_observer_dR":  # plus an ohmic-resistance bias, updated every sample
+        return run_subspace(core, log, lo, hi, period,
+                            SubspaceConfig(biases=("dR",), dR_min_step_a=0.0))
+    if name == "subspace_observer_dR_step":  # dR updated only where the current steps
         return run_subspace(core, log, lo, hi, period, SubspaceConfig(biases=("dR",)))
     if name == "learned_observer":
         if net is None:

@@ -93,6 +93,10 @@ def test_correction_conserves_each_cells_lithium(directions, biases, one_torch_t
     new, _, updated = obs.step(est, I, T, V, 10.0)  # large innovations, both signs
     assert bool(updated.all())
     assert new.bias.shape == (2, len(biases)) and (not biases or float(new.bias.abs().min()) > 0)
+    if "dR" in biases:  # no current step since the last sample: dR is not updated, dV is
+        same, _, _ = obs.step(est._replace(current=I), I, T, V, 10.0)
+        assert torch.equal(same.bias[:, 0], torch.zeros(2, dtype=F64))
+        assert float(same.bias[:, 1].abs().min()) > 0
     moved = (flatten(new.state) - flatten(open_loop)).abs().max()
     assert float(moved) > 1.0  # the correction really moved the state [mol/m3]
     li_new, li_ol = _total_lithium(core, new.state), _total_lithium(core, open_loop)
