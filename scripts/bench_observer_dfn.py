@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 have = result["per_seed"][k]
                 have["training"].update(run["training"])
+                if "identification" in run:  # the later run's identified rows come with it
+                    have["identification"] = run["identification"]
                 for cond, entry in run["conditions"].items():
                     for setting in SETTINGS:
                         if setting in entry:
