@@ -143,7 +143,7 @@ def test_resistance_bias_takes_up_the_cores_ohmic_error(one_torch_thread):
     lo, hi = cell_soc_window(filt)
     start = rest_state(truth, torch.tensor([0.6, 0.4], dtype=F64), lo, hi)
     pattern = torch.tensor([10.0] * 3 + [0.0] * 3 + [-5.0] * 3 + [5.0] * 3, dtype=F64)
-    I = pattern.repeat(2)[None].expand(2, -1)  # 4 min of pulses
+    I = pattern[None].expand(2, -1)  # 2 min of pulses
     T = torch.full_like(I, 298.15)
     _, out = truth.simulate(start, I, T, 10.0)
     V = out["voltage"] + 0.005 * torch.randn(I.shape, generator=torch.Generator().manual_seed(0),
@@ -155,12 +155,13 @@ def test_resistance_bias_takes_up_the_cores_ohmic_error(one_torch_thread):
         states, volts, last = obs.run(obs.init(start), I, T, V, 10.0)
         soc_err = torch.stack([particle_average(s.c_n - out["c_n"][:, k], filt.sphere).mean(1)
                                for k, s in enumerate(states)], 1).abs() / c_max * 100
-        res[biases] = (soc_err[:, 12:].mean(), (volts - out["voltage"])[:, -5:].abs().max(), last)
-    # measured: dR 2.6 / 2.8 mOhm; second-half SOC error 0.3 % with dR, ~1 % without; the
-    # one-step-ahead voltage 4 mV off at the end with dR, 22 mV without
-    assert torch.all((res[("dR",)][2].bias > 0.002) & (res[("dR",)][2].bias < 0.0035))
+        res[biases] = (soc_err[:, 6:].mean(), (volts - out["voltage"])[:, -3:].abs().max(), last)
+    # measured (dR updated at the 4 current steps): dR 2.4 / 3.0 mOhm; second-half SOC error
+    # 0.26 % with dR, 0.74 % without; the one-step-ahead voltage 5 mV off at the end with dR,
+    # 11 mV without
+    assert torch.all((res[("dR",)][2].bias > 0.0015) & (res[("dR",)][2].bias < 0.0035))
     assert float(res[("dR",)][0]) < 0.5 * float(res[()][0])
-    assert float(res[("dR",)][1]) < 0.01 < float(res[()][1])
+    assert float(res[("dR",)][1]) < 0.008 < float(res[()][1])
 
 
 def test_unknown_direction_is_named():

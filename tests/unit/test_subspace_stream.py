@@ -27,8 +27,8 @@ def _one_thread(one_torch_thread):
 
 @pytest.fixture(scope="module")
 def small_log():
-    """Two cells from rest at 70 % / 50 %, 5 min at 1C, then 9 samples of 10 s (2C, rest,
-    regen, 1C): V [2, 10] with noise, sample 0 under load."""
+    """Two cells from rest at 70 % / 50 %, 5 min at 1C, then 6 samples of 10 s (2C, rest,
+    regen, 1C): V [2, 7] with noise, sample 0 under load."""
     p = CoreParams.nominal(2)
     p.R_contact = p.R_contact * torch.tensor([1.0, 1.5], dtype=F64)
     core = ReducedCore(p, TINY)
@@ -36,7 +36,7 @@ def small_log():
     rest = core.initial_state(torch.tensor([0.7, 0.5], dtype=F64) * 0.9 * c.neg.c_max)
     T = torch.full((2, 5), 298.15, dtype=F64)
     s, _ = core.simulate(rest, torch.full((2, 5), 5.0, dtype=F64), T, 60.0)
-    I = torch.tensor([5.0] + [10.0] * 3 + [0.0] * 2 + [-2.5] * 2 + [5.0] * 2, dtype=F64)
+    I = torch.tensor([5.0] + [10.0] * 2 + [0.0] + [-2.5] * 2 + [5.0], dtype=F64)
     I = I[None].expand(2, -1).clone()
     _, out = core.simulate(s, I, torch.full_like(I, 298.15), 10.0)
     g = torch.Generator().manual_seed(1)
