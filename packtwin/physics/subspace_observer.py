@@ -98,7 +98,8 @@ class SubspaceConfig:
     fd_step: float = 1e-5  # forward-difference step along each direction (its own units)
     # Slow bias states (:data:`BIASES`) that take up the core's own voltage error instead of the
     # SOC (random walks, prior mean 0). Off by default (the plain subspace row); ("dR",) is the
-    # bench's subspace_observer_dR row. Chosen on the dev logs (TRAIN of a seed-9 draw and one
+    # bench's subspace_observer_dR_step row (subspace_observer_dR: dR_min_step_a=0). Chosen,
+    # with dR updated at every sample, on the dev logs (TRAIN of a seed-9 draw and one
     # -10 degC pulse log of a seed-9 test draw; last 5 min n/p % of c_max, plain 0.89/0.23,
     # 0.99/0.24, 1.46/1.05): dR with prior 1 mOhm and walk 1e-5 Ohm gave 0.89/0.28, 1.04/0.28,
     # 0.91/0.83; prior 2 or 5 mOhm did worse at 25 degC (up to 1.00/0.45); a walk of 0 or 5e-5
