@@ -241,6 +241,8 @@ def summary_over_seeds(per_seed: dict) -> dict:
 
 ROW_NAMES = {"open_loop_core": "open-loop core", "coulomb_counting": "coulomb counting",
              "ekf": "EKF", "subspace_observer": "subspace Kalman (SOC direction, loaded prior)",
+             "subspace_observer_dR": "subspace Kalman + resistance bias dR (every sample)",
+             "subspace_observer_dR_step": "subspace Kalman + dR (updated at current steps)",
              "learned_observer_core_trained": "learned, trained on core logs",
              "learned_observer": "learned, trained on DFN logs",
              "learned_observer_closure": "learned + voltage closure, DFN logs",
@@ -326,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 have = result["per_seed"][k]
                 have["training"].update(run["training"])
+                if "identification" in run:  # the later run's identified rows come with it
+                    have["identification"] = run["identification"]
                 for cond, entry in run["conditions"].items():
                     for setting in SETTINGS:
                         if setting in entry:

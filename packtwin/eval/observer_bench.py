@@ -28,7 +28,8 @@ from packtwin.physics.particle_fv import particle_average
 
 CAPACITY_AH = 5.0
 NOISE_V = 0.01
-ESTIMATORS = ("open_loop_core", "coulomb_counting", "ekf", "subspace_observer", "learned_observer")
+ESTIMATORS = ("open_loop_core", "coulomb_counting", "ekf", "subspace_observer",
+              "subspace_observer_dR", "subspace_observer_dR_step", "learned_observer")
 
 
 # -- the cell's SOC window and rest states ------------------------------------------------------
@@ -196,6 +197,11 @@ def run_estimator(name: str, core, log, lo, hi, period, net: ObserverNet | None 
         return run_ekf(core, log, lo, hi, period)
     if name == "subspace_observer":
         return run_subspace(core, log, lo, hi, period)
+    if name == "subspace_observer_dR":  # plus an ohmic-resistance bias, updated every sample
+        return run_subspace(core, log, lo, hi, period,
+                            SubspaceConfig(biases=("dR",), dR_min_step_a=0.0))
+    if name == "subspace_observer_dR_step":  # dR updated only where the current steps
+        return run_subspace(core, log, lo, hi, period, SubspaceConfig(biases=("dR",)))
     if name == "learned_observer":
         if net is None:
             raise ValueError("run_estimator: the learned observer needs a trained net")

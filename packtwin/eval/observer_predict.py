@@ -361,7 +361,8 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
     def restart(est: SubspaceEstimate, fresh: SubspaceEstimate, bad):
         keep = lambda a, f: torch.where(bad.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
         return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
-                                keep(est.P, fresh.P))
+                                keep(est.P, fresh.P), keep(est.bias, fresh.bias),
+                                keep(est.current, fresh.current))
 
     return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, lambda e: e.state,
                           restart)

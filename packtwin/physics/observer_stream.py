@@ -132,15 +132,7 @@ class PackStream:
     # -- one sample --------------------------------------------------------------------------
     def step(self, V, I, T, dt: float) -> StreamEstimate:
         """Advance the pack by one sample and return the estimates at its end."""
-        B, dtype = self.n_cells, self.core.dtype
-        V, I, T = (_as_cells(x, B, dtype, name) for x, name in ((V, "V"), (I, "I"), (T, "T")))
-        _check_period(dt)
-        if not torch.isfinite(I).all():
-            raise ValueError(f"PackStream.step: NaN/inf current in cells "
-                             f"{_cells(~torch.isfinite(I))}; the state cannot be propagated "
-                             f"without the charge passed (interpolate the gap first)")
-        T, filled = self._fill_temperature(T[:, None], "PackStream.step")
-        T, filled = T[:, 0], filled[:, 0]
+        V, I, T, filled = self._sample(V, I, T, dt, "PackStream.step")
         # Warm-start Newton only when no cell's current changed: ReducedCore.simulate's rule,
         # so that the stream and the whole-sequence call give the same numbers.
         same = self._last_I is not None and bool((I == self._last_I).all())
@@ -156,22 +148,7 @@ class PackStream:
     def run(self, V, I, T, dt: float) -> list[StreamEstimate]:
         """The whole-sequence path: V, I, T [B, K] -> estimates at samples 1..K (one
         :meth:`ReducedCore.simulate` call; the stream's state moves to the end)."""
-        if self._last_I is not None:
-            raise ValueError("PackStream.run: call it on a fresh stream (no step() before): "
-                             "it starts from the stream's state with a cold Newton start")
-        B, dtype = self.n_cells, self.core.dtype
-        V, I, T = (_as_cells(x, B, dtype, name, seq=True) for x, name in
-                   ((V, "V"), (I, "I"), (T, "T")))
-        _check_period(dt)
-        if not (V.shape == I.shape == T.shape):
-            raise ValueError(f"PackStream.run: V, I, T shapes differ: {tuple(V.shape)}, "
-                             f"{tuple(I.shape)}, {tuple(T.shape)}")
-        bad = ~torch.isfinite(I)
-        if bad.any():
-            k = int(bad.any(0).nonzero()[0])
-            raise ValueError(f"PackStream.run: NaN/inf current at sample {k} in cells "
-                             f"{_cells(bad[:, k])}; interpolate the gap first")
-        T, filled = self._fill_temperature(T, "PackStream.run")
+        V, I, T, filled = self._sequence(V, I, T, dt, "PackStream.run")
         state, out = self.core.simulate(self.state, I, T, dt)
         self.state, self._last_I, self._last_T = state, I[:, -1], T[:, -1]
         ests = []
@@ -182,6 +159,38 @@ class PackStream:
         return ests
 
     # -- helpers -------------------------------------------------------------------------------
+    def _sample(self, V, I, T, dt, who: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One sample's V, I, T [B] checked (cell count, period, finite current) and T filled."""
+        B, dtype = self.n_cells, self.core.dtype
+        V, I, T = (_as_cells(x, B, dtype, name) for x, name in ((V, "V"), (I, "I"), (T, "T")))
+        _check_period(dt)
+        if not torch.isfinite(I).all():
+            raise ValueError(f"{who}: NaN/inf current in cells "
+                             f"{_cells(~torch.isfinite(I))}; the state cannot be propagated "
+                             f"without the charge passed (interpolate the gap first)")
+        T, filled = self._fill_temperature(T[:, None], who)
+        return V, I, T[:, 0], filled[:, 0]
+
+    def _sequence(self, V, I, T, dt, who: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`_sample` for whole sequences [B, K], on a fresh stream only."""
+        if self._last_I is not None:
+            raise ValueError(f"{who}: call it on a fresh stream (no step() before): "
+                             "it starts from the stream's state with a cold Newton start")
+        B, dtype = self.n_cells, self.core.dtype
+        V, I, T = (_as_cells(x, B, dtype, name, seq=True) for x, name in
+                   ((V, "V"), (I, "I"), (T, "T")))
+        _check_period(dt)
+        if not (V.shape == I.shape == T.shape):
+            raise ValueError(f"{who}: V, I, T shapes differ: {tuple(V.shape)}, "
+                             f"{tuple(I.shape)}, {tuple(T.shape)}")
+        bad = ~torch.isfinite(I)
+        if bad.any():
+            k = int(bad.any(0).nonzero()[0])
+            raise ValueError(f"{who}: NaN/inf current at sample {k} in cells "
+                             f"{_cells(bad[:, k])}; interpolate the gap first")
+        T, filled = self._fill_temperature(T, who)
+        return V, I, T, filled
+
     def _fill_temperature(self, T: Tensor, who: str) -> tuple[Tensor, Tensor]:
         """Forward-fill NaN temperatures [B, K] per cell from the last valid value."""
         filled = ~torch.isfinite(T)

@@ -1,0 +1,93 @@
+"""The subspace Kalman observer streamed through a whole pack, sample by sample (issue 9, item 7).
+
+:class:`SubspaceStream` is a :class:`~packtwin.physics.observer_stream.PackStream` whose state is
+corrected by :class:`~packtwin.physics.subspace_observer.SubspaceObserver` at every sample: one
+sample of every cell in (V, I, T, dt), a :class:`StreamEstimate` out, the filter's estimate
+(state, covariance, bias states) kept in between. The same input rules as the open-loop stream
+apply (cell count, period, NaN current refused before anything changes; NaN temperature held
+from the last valid one); a NaN voltage leaves that cell uncorrected for the sample.
+
+The estimate's ``voltage`` is the filter's one-step-ahead model voltage (before the sample's
+correction, biases included) and ``innovation`` is V minus it, as in ``packtwin evaluate``'s
+``subspace`` row; the fields, SOC and plating margin are those of the corrected state.
+:meth:`SubspaceStream.run` is the whole-sequence call (:meth:`SubspaceObserver.run`); both paths
+give the same estimates (tested), and so does the evaluate row (:mod:`packtwin.eval.observer_predict`).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+import torch
+
+from packtwin.physics.core import ReducedCore
+from packtwin.physics.observer_stream import (PackStream, StreamEstimate, _as_cells, _cells,
+                                              cell_lines, cell_soc_window)
+from packtwin.physics.ocv_inversion import invert_ocv
+from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceEstimate, SubspaceObserver
+
+
+class SubspaceStream(PackStream):
+    """A pack's cells filtered by one :class:`SubspaceObserver`, one sample at a time.
+
+    Args:
+        observer: the filter (its core holds every cell's parameters).
+        estimate: the estimate at the sample before the first one to be stepped.
+        grid, rest_current_a: as :class:`PackStream`.
+    """
+
+    def __init__(self, observer: SubspaceObserver, estimate: SubspaceEstimate,
+                 grid: dict | None = None, rest_current_a: float = 0.05):
+        super().__init__(observer.core, estimate.state, grid, rest_current_a)
+        self.observer, self.estimate = observer, estimate
+        self._stepped = False
+
+    @classmethod
+    def from_first_sample(cls, core: ReducedCore, V0, I0, T0, grid: dict | None = None,
+                          config: SubspaceConfig = SubspaceConfig()) -> "SubspaceStream":
+        """Start like the evaluate row: the first voltage V0 read as an open-circuit voltage on
+        each cell's inventory line, the core's state after ``config.history_s`` at the first
+        current I0 [A] and temperature T0 [K] (:func:`loaded_prior`), the configured prior
+        uncertainty. A first sample under load is accepted (the filter corrects the SOC).
+
+        Raises:
+            ValueError: a wrong cell count, or NaN/inf in the first sample (cells named).
+        """
+        B = core.params.n_cells
+        V0, I0, T0 = (_as_cells(x, B, core.dtype, name) for x, name in
+                      ((V0, "V0"), (I0, "I0"), (T0, "T0")))
+        bad = ~(torch.isfinite(V0) & torch.isfinite(I0) & torch.isfinite(T0))
+        if bad.any():
+            raise ValueError(f"SubspaceStream.from_first_sample: NaN/inf V0, I0 or T0 in cells "
+                             f"{_cells(bad)}; the prior needs all three")
+        lo, hi = cell_soc_window(core)
+        obs = SubspaceObserver(core, hi - lo, config)
+        stream = cls(obs, obs.init_loaded(invert_ocv(V0, cell_lines(core)), I0, T0, lo, hi),
+                     grid)
+        stream._last_T = T0
+        return stream
+
+    def step(self, V, I, T, dt: float) -> StreamEstimate:
+        """Predict over one sample, correct with its voltage, return the estimates at its end."""
+        V, I, T, filled = self._sample(V, I, T, dt, "SubspaceStream.step")
+        est, v_model, _ = self.observer.step(self.estimate, I, T, V, dt)
+        with torch.no_grad():
+            out = self.core.measure(est.state, I, T)
+        self.estimate, self.state, self._last_T, self._stepped = est, est.state, T, True
+        return self._filtered(out, est.state, V, v_model, filled)
+
+    def run(self, V, I, T, dt: float) -> list[StreamEstimate]:
+        """The whole-sequence path: V, I, T [B, K] -> estimates at samples 1..K (one
+        :meth:`SubspaceObserver.run`; the stream's estimate moves to the end)."""
+        if self._stepped:
+            raise ValueError("SubspaceStream.run: call it on a fresh stream (no step() before)")
+        V, I, T, filled = self._sequence(V, I, T, dt, "SubspaceStream.run")
+        states, volts, est = self.observer.run(self.estimate, I, T, V, dt)
+        self.estimate, self.state, self._last_T, self._stepped = est, est.state, T[:, -1], True
+        with torch.no_grad():
+            return [self._filtered(self.core.measure(st, I[:, k], T[:, k]), st, V[:, k],
+                                   volts[:, k], filled[:, k]) for k, st in enumerate(states)]
+
+    def _filtered(self, out, state, V: Tensor, v_model: Tensor, filled: Tensor
+                  ) -> StreamEstimate:
+        est = self._estimate(out, state.c_n, state.c_p, V, filled)
+        return est._replace(voltage=v_model, innovation=V - v_model)
