@@ -215,6 +215,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         life["checkup"] = np.full((n_cells, cfg.n_cycles), np.nan)
 
     track = result["_track"]
+    exact = cfg.solver.cutoff == "crossing"  # else the grid cut-off of older stores
 
     def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0, then=None):
         """One coupling step of up to n_max periods; records every period's sample."""
@@ -283,7 +284,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                 mult, n = _pulse_run(p.pulse_pattern, k, n, dt)
             (res, out, pv), done = segment(rec, d_rate * q_pack * mult, n,
                                            stop=lambda r: r.limit == "v_min", ah=charge_ah,
-                                           then=(0.0, None))
+                                           then=(0.0, None) if exact else None)
             k += done
             if res.limit == "v_min":
                 break
@@ -298,7 +299,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         track["phase"] = "CC charge"
         (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cc"],
                                     stop=lambda r: r.limit == "v_max",
-                                    then=(-sc.charge_c_rate * q_pack, "v_max"))
+                                    then=(-sc.charge_c_rate * q_pack, "v_max") if exact else None)
         if res.limit == "v_max":
             i_cut = p.cv_cutoff_c * q_pack
             track["phase"] = "CV hold"
