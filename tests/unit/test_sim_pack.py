@@ -235,7 +235,7 @@ def test_a_discharge_cut_off_does_not_depend_on_the_coupling_grid():
     # period (the limited step) delivered 0.03-0.1 A.h more or less depending on the grid.
     one_step = 10.0 * 60.0 / 3600.0  # charge of one 60 s period at the request [A.h]
     runs = [_discharge_ah(p) for p in (60.0, 47.0, 31.0)]
-    runs += [_discharge_ah(60.0, start) for s, start in enumerate((15.0, 30.0, 45.0))]
+    runs += [_discharge_ah(60.0, start) for start in (15.0, 30.0, 45.0)]
     ah = np.array([r[0] for r in runs])
     assert np.ptp(ah) <= 2e-3 * one_step, f"capacity varies by {np.ptp(ah):.2e} A.h with the grid"
     for _, res in runs:
