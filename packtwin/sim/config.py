@@ -199,6 +199,9 @@ class ProtocolConfig:
     """Discharge rate of a check-up cycle [C] (a slow capacity test, as test labs run)."""
 
 
+CUTOFFS = ("crossing", "grid")
+
+
 @dataclass
 class SolverConfig:
     """Pack time stepping and the parallel-group current split."""
@@ -217,6 +220,12 @@ class SolverConfig:
     cell currents over several periods, sampled at every period, and is accepted only if every
     group's voltage spread is <= voltage_tol at every sample (else halved; doubled after an
     accepted step). 1 couples at every period (the stepping of stores made before this option)."""
+    cutoff: str = "crossing"
+    """Where a discharge and a CC charge end. ``crossing``: where the limiting cell reaches
+    v_min / v_max at the requested current, as a cycler detects it (the period holding the
+    crossing is split there: rest or CV for the rest of it). ``grid``: the period in which the
+    limit binds holds the limit at a reduced current to its end (stores made before this option:
+    their capacity jumps by up to ~0.6 % between cycles as the crossing moves across the grid)."""
 
 
 @dataclass
@@ -460,6 +469,8 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
         problems.append(f"snapshot_every must be >= 1, found {cfg.snapshot_every}")
     if cfg.solver.period_s <= 0:
         problems.append(f"solver.period_s must be > 0, found {cfg.solver.period_s}")
+    if cfg.solver.cutoff not in CUTOFFS:
+        problems.append(f"solver.cutoff must be one of {list(CUTOFFS)}, found {cfg.solver.cutoff!r}")
     if not (0 < cfg.protocol.v_min < cfg.protocol.v_max):
         problems.append(f"protocol needs 0 < v_min < v_max, found v_min={cfg.protocol.v_min}, "
                         f"v_max={cfg.protocol.v_max}")

@@ -13,7 +13,10 @@ end at every change of the requested current (phase changes, pulse edges).
 
 Cycle: discharge (CC, or the pulse pattern scaled by the C-rate) until the first cell reaches
 v_min, rest, CC charge until the first cell reaches v_max, CV hold of that cell until the pack
-current falls below cv_cutoff_c, rest. Discharging first because the parameter set starts fully
+current falls below cv_cutoff_c, rest. The discharge and the CC charge end at the crossing itself,
+not on the period grid: the period in which it falls runs at the request up to it and rests (after
+a discharge) or holds v_max (after a CC charge) for the rest of the period, so ``capacity`` is the
+charge up to the cut-off (:meth:`PackStepper.cut_off`). Discharging first because the parameter set starts fully
 charged.
 
 Checkpoints (``task["checkpoint_every"]`` cycles, :mod:`packtwin.sim.checkpoint`): after such a
@@ -212,11 +215,12 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         life["checkup"] = np.full((n_cells, cfg.n_cycles), np.nan)
 
     track = result["_track"]
+    exact = cfg.solver.cutoff == "crossing"  # else the grid cut-off of older stores
 
-    def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0):
+    def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0, then=None):
         """One coupling step of up to n_max periods; records every period's sample."""
         track["cell_error"] = None  # cell failures of this step's trials only
-        res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor)
+        res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor, then)
         result["iterations"] += res.iterations
         result["steps"] += 1
         result["periods"] += res.n_periods
@@ -231,12 +235,14 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                 rec.add(out, currents[k], pack_v, float(currents[k, :npar].sum()))
         return res, out, pack_v
 
-    def segment(rec, i_req, n, hold=None, stop=lambda res: False, ah=None, i_floor=0.0):
+    def segment(rec, i_req, n, hold=None, stop=lambda res: False, ah=None, i_floor=0.0,
+                then=None):
         """Periods [0, n) at one request; ends early where ``stop(step result)``. Returns the
-        last step and the number of periods done; adds the cells' charge [A.h] to ``ah``."""
+        last step and the number of periods done; adds the cells' charge [A.h] to ``ah``.
+        ``then``: the mode after a cut-off, which ends the period at the crossing (PackStepper.advance)."""
         k, last = 0, None
         while k < n:
-            last = do_step(rec, i_req, n - k, hold, i_floor)
+            last = do_step(rec, i_req, n - k, hold, i_floor, then)
             k += last[0].n_periods
             if ah is not None:
                 ah += last[0].currents().sum(axis=0) * dt / 3600.0
@@ -277,7 +283,8 @@ def _simulate(cfg, task: dict, result: dict) -> None:
             if pulse:
                 mult, n = _pulse_run(p.pulse_pattern, k, n, dt)
             (res, out, pv), done = segment(rec, d_rate * q_pack * mult, n,
-                                           stop=lambda r: r.limit == "v_min", ah=charge_ah)
+                                           stop=lambda r: r.limit == "v_min", ah=charge_ah,
+                                           then=(0.0, None) if exact else None)
             k += done
             if res.limit == "v_min":
                 break
@@ -291,7 +298,8 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         # --- CC charge, then CV hold ---
         track["phase"] = "CC charge"
         (res, out, pv), _ = segment(rec, -sc.charge_c_rate * q_pack, steps["cc"],
-                                    stop=lambda r: r.limit == "v_max")
+                                    stop=lambda r: r.limit == "v_max",
+                                    then=(-sc.charge_c_rate * q_pack, "v_max") if exact else None)
         if res.limit == "v_max":
             i_cut = p.cv_cutoff_c * q_pack
             track["phase"] = "CV hold"

@@ -51,3 +51,20 @@ def test_a_store_made_before_the_life_options_resumes_with_their_defaults():
     # but not with other values: that would be other physics
     other = cfgmod.GenerateConfig(protocol=cfgmod.ProtocolConfig(checkup_every=3))
     assert upgrade_stored_config(old, default) != cfgmod.to_dict(other)
+
+
+def test_a_store_made_before_the_exact_cut_off_resumes_only_with_the_grid_cut_off():
+    old = cfgmod.to_dict(cfgmod.GenerateConfig())
+    del old["solver"]["cutoff"]
+    default = cfgmod.GenerateConfig()
+    assert default.solver.cutoff == "crossing"
+    assert upgrade_stored_config(old, default) != cfgmod.to_dict(default)  # not mixed into it
+    grid = cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(cutoff="grid"))
+    assert upgrade_stored_config(old, grid) == cfgmod.to_dict(grid)
+
+
+def test_an_unknown_cut_off_is_refused_naming_the_choices():
+    cfg = cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(cutoff="event"))
+    with pytest.raises(ConfigError) as err:
+        cfgmod.validate(cfg)
+    assert "solver.cutoff must be one of ['crossing', 'grid'], found 'event'" in str(err.value)

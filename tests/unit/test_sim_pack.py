@@ -214,3 +214,47 @@ def test_a_secant_update_keeps_the_accepted_voltages():
     # the next split of the group current is then even, not all into cell 0
     i_pack, split, _ = st._plan(st.a, 20.0, 2.5, 4.2, None)
     assert split.max() < 12.0
+
+
+def _discharge_ah(period, start=0.0, then=(0.0, None)):
+    """Charge [A.h] a 1s2p pack delivers at 10 A until the cut-off, coupled every ``period`` s
+    after a first step of ``start`` s (which shifts the grid)."""
+    cells = AnalyticCells(q0=[0.0, 0.2], r0=[0.03, 0.02])
+    st = PackStepper(1, 2, cells.step, voltage_tol=1e-4, max_iterations=20)
+    ah, res = 0.0, None
+    for dt in ([start] if start else []) + [period] * 2000:
+        res = st.advance(dt, 1, 10.0, 2.5, 4.2, then=then)
+        ah += res.currents().sum() * dt / 3600.0
+        if res.limit == "v_min":
+            return ah, res
+    raise AssertionError("no cut-off")
+
+
+def test_a_discharge_cut_off_does_not_depend_on_the_coupling_grid():
+    # A cycler stops at the crossing; holding v_min at a reduced current for the rest of the
+    # period (the limited step) delivered 0.03-0.1 A.h more or less depending on the grid.
+    one_step = 10.0 * 60.0 / 3600.0  # charge of one 60 s period at the request [A.h]
+    runs = [_discharge_ah(p) for p in (60.0, 47.0, 31.0)]
+    runs += [_discharge_ah(60.0, start) for start in (15.0, 30.0, 45.0)]
+    ah = np.array([r[0] for r in runs])
+    assert np.ptp(ah) <= 2e-3 * one_step, f"capacity varies by {np.ptp(ah):.2e} A.h with the grid"
+    for _, res in runs:
+        # the cut-off period ends at rest: the mean current is below the request, the split
+        # holds, and no cell passed v_min
+        assert 0.0 < res.currents().sum() < 10.0
+        assert np.ptp(res.voltages) <= 1e-4 and res.voltages.min() > 2.5
+        assert res.cell_currents.sum() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_cc_charge_cut_off_switches_to_cv_inside_the_period():
+    cells = AnalyticCells(q0=[3.0, 3.1], r0=[0.03, 0.02])
+    st = PackStepper(1, 2, cells.step, voltage_tol=1e-4, max_iterations=20)
+    then = (-10.0, "v_max")
+    res = st.advance(60.0, 1, -10.0, 2.5, 4.2, then=then)
+    while res.limit is None:
+        res = st.advance(60.0, 1, -10.0, 2.5, 4.2, then=then)
+    assert res.limit == "v_max"
+    # CC up to the crossing, then CV: the period's mean is between the two currents and the
+    # period ends on v_max
+    assert -10.0 < res.currents().sum() < res.i_pack < 0.0
+    assert res.voltages.mean() == pytest.approx(4.2, abs=1e-4)
