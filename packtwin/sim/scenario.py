@@ -16,8 +16,8 @@ v_min, rest, CC charge until the first cell reaches v_max, CV hold of that cell 
 current falls below cv_cutoff_c, rest. The discharge and the CC charge end at the crossing itself,
 not on the period grid: the period in which it falls runs at the request up to it and rests (after
 a discharge) or holds v_max (after a CC charge) for the rest of the period, so ``capacity`` is the
-charge up to the cut-off (:meth:`PackStepper.cut_off`). Discharging first because the parameter set starts fully
-charged.
+charge up to the cut-off (:meth:`PackStepper.cut_off`). Discharging first because the parameter
+set starts fully charged.
 
 Checkpoints (``task["checkpoint_every"]`` cycles, :mod:`packtwin.sim.checkpoint`): after such a
 cycle (and after the last) the finished rows go into the store and the state to go on into the
