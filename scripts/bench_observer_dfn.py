@@ -258,7 +258,8 @@ def markdown_table(summary: dict, setting: str = "oracle_parameters") -> str:
         return (fmt + "±" + fmt).format(m[key]["mean"], m[key]["std"])
 
     lines = ["| condition | estimator | c_s n / p at 2 min [% c_max] | at 10 min | last 5 min "
-             "| cells < 1 % by the end | voltage RMSE [mV] |", "|---|---|---|---|---|---|---|"]
+             "| cells < 1 % by the end | voltage RMSE [mV] | after 10 min / last 5 min [mV] |",
+             "|---|---|---|---|---|---|---|---|"]
     for cond, settings in summary.items():
         for name, m in settings.get(setting, {}).items():
             lines.append(
@@ -267,7 +268,9 @@ def markdown_table(summary: dict, setting: str = "oracle_parameters") -> str:
                 f"| {cell(m, 'c_s_n_rmse_pct_at_s_600')} / {cell(m, 'c_s_p_rmse_pct_at_s_600')} "
                 f"| {cell(m, 'c_s_n_rmse_pct_last_5min')} / {cell(m, 'c_s_p_rmse_pct_last_5min')} "
                 f"| {cell(m, 'cells_below_1pct_by_end', '{:.1f}')} "
-                f"| {cell(m, 'voltage_rmse_mV', '{:.1f}')} |")
+                f"| {cell(m, 'voltage_rmse_mV', '{:.1f}')} "
+                f"| {cell(m, 'voltage_rmse_mV_after_10min', '{:.1f}')} / "
+                f"{cell(m, 'voltage_rmse_mV_last_5min', '{:.1f}')} |")
     return "\n".join(lines)
 
 
