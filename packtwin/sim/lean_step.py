@@ -60,6 +60,7 @@ def step(solver, model, start: tuple[float, np.ndarray], inputs: Mapping[str, fl
     """Integrate ``model`` from ``start`` = (t, y) by ``dt`` seconds, sampled at ``t_interp``
     (relative to the start, from 0 to dt), as ``solver.step(..., t_eval=[0, dt], save=False)``
     would; None where the integrator stopped before ``dt`` (the caller takes the full path)."""
+    import casadi
     from pybamm.solvers.base_solver import flatten_inputs
 
     if model not in solver._model_set_up:
@@ -75,14 +76,24 @@ def step(solver, model, start: tuple[float, np.ndarray], inputs: Mapping[str, fl
         if t_int.size > 0 and t_int[0] == t_start:
             t_int[0] = t0
     model_inputs = solver._set_up_model_inputs(model, dict(inputs))
-    model.y0_list = [np.asarray(y0, dtype=float).reshape(-1, 1)]
-    # the solver's own initialisation: y0 (unchanged: IDAKLU initialises internally) and ydot0
-    solver._set_consistent_initialization(model, t0, [model_inputs])
-    p = np.vstack([flatten_inputs(model_inputs)]) if model_inputs else np.array([[]])
+    p = flatten_inputs(model_inputs)
+    y0 = np.asarray(y0, dtype=float).ravel()
+    if model.uses_stacked_inputs and model.is_standard_form_dae and model.len_rhs > 0 \
+            and solver.root_method is None:
+        # IdakluSolver._set_consistent_initialization for this case (y0 kept: IDAKLU
+        # initialises internally; ydot0 = rhs(y0) on the differential states, 0 elsewhere),
+        # with the inputs as one vector instead of a casadi vertcat of every float
+        ydot0 = np.zeros_like(y0)
+        ydot0[: model.len_rhs] = np.asarray(
+            model.rhs_eval(t0, y0, casadi.DM(p)).full(), dtype=float).ravel()
+        y0s, ydot0s = y0[None, :], ydot0[None, :]
+    else:  # the solver's own initialisation
+        model.y0_list = [y0.reshape(-1, 1)]
+        solver._set_consistent_initialization(model, t0, [model_inputs])
+        y0s, ydot0s = np.vstack(model.y0full), np.vstack(model.ydot0full)
     try:
-        soln = solver._setup["solver"].solve(t_eval, t_int, np.vstack(model.y0full),
-                                             np.vstack(model.ydot0full), p, logger=None,
-                                             pbar=np.empty((0, 0)))[0]
+        soln = solver._setup["solver"].solve(t_eval, t_int, y0s, ydot0s, p[None, :],
+                                             logger=None, pbar=np.empty((0, 0)))[0]
     except ValueError:  # PyBaMM's path raises it as its SolverError
         return None
     # IDA's flags: < 0 a failure, 2 a root (an event); 0 / 1 the end (or tstop) reached
