@@ -83,9 +83,10 @@ def step(solver, model, start: tuple[float, np.ndarray], inputs: Mapping[str, fl
         # IdakluSolver._set_consistent_initialization for this case (y0 kept: IDAKLU
         # initialises internally; ydot0 = rhs(y0) on the differential states, 0 elsewhere),
         # with the inputs as one vector instead of a casadi vertcat of every float
+        rhs0 = model.rhs_eval(t0, y0, casadi.DM(p))
         ydot0 = np.zeros_like(y0)
-        ydot0[: model.len_rhs] = np.asarray(
-            model.rhs_eval(t0, y0, casadi.DM(p)).full(), dtype=float).ravel()
+        ydot0[: model.len_rhs] = np.asarray(rhs0.full() if hasattr(rhs0, "full") else rhs0,
+                                            dtype=float).ravel()
         y0s, ydot0s = y0[None, :], ydot0[None, :]
     else:  # the solver's own initialisation
         model.y0_list = [y0.reshape(-1, 1)]
