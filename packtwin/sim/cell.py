@@ -243,15 +243,30 @@ class CellModel:
                 out[name] = float(cell_values[key])
         return out
 
-    def step(self, old, inputs: Mapping[str, float], dt: float, n_samples: int = 1):
+    def step(self, old, inputs: Mapping[str, float], dt: float, n_samples: int = 1,
+             lean: bool | None = None):
         """Advance one cell by ``dt`` seconds at the constant current in ``inputs``.
 
         The solution holds ``n_samples`` states equally spaced over the step (the last one at its
         end) after the starting one. The integrator stops only at the end of the step: the samples
         are interpolated (IDAKLU's Hermite output via ``t_interp``), because an integrator stopped
         at every sample costs as much as a restart at every sample.
+
+        ``lean`` (default :data:`packtwin.sim.lean_step.LEAN_STEP`): after a cell's first step,
+        call the set-up IDAKLU solver directly (:mod:`packtwin.sim.lean_step`, bit-identical
+        states); False: always PyBaMM's ``solver.step``.
         """
+        from packtwin.sim import lean_step
+
         t_interp = np.linspace(0.0, dt, int(n_samples) + 1)
+        if lean_step.LEAN_STEP if lean is None else lean:
+            start = lean_step.start_of(old, self.model)
+            if start is not None:
+                sol = lean_step.step(self.solver, self.model, start, inputs, dt, t_interp)
+                if sol is not None:
+                    return sol
+                # an event or a failure: the full path from the same state says which
+                old = self.solution_at(start[0], start[1], inputs)
         sol = self.solver.step(old, self.model, dt, t_eval=np.array([0.0, dt]), t_interp=t_interp,
                                inputs=dict(inputs), save=False)
         t_start = 0.0 if old is None else float(old.t[-1])
@@ -263,6 +278,8 @@ class CellModel:
 
     def end_state(self, sol) -> tuple[float, np.ndarray]:
         """(time [s], state vector) at the end of a step: all :meth:`step` needs to go on."""
+        if hasattr(sol, "end"):  # a lean step's solution
+            return sol.end()
         last = sol.last_state
         return float(last.t[-1]), np.array(last.all_ys[0], dtype=float).ravel()
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from packtwin import schema
 from packtwin.data import store
+from packtwin.sim.config import differing_keys
 
 GROUP = "checkpoints"
 FORMAT = 1
@@ -118,7 +119,7 @@ def _config_diff(found, want) -> str:
         old, new = json.loads(found), json.loads(want)
     except (TypeError, json.JSONDecodeError):
         return "unreadable config"
-    return f"differs in {sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))}"
+    return f"differs in {differing_keys(old, new)}"
 
 
 def _plain(obj):

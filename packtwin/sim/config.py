@@ -226,6 +226,13 @@ class SolverConfig:
     crossing is split there: rest or CV for the rest of it). ``grid``: the period in which the
     limit binds holds the limit at a reduced current to its end (stores made before this option:
     their capacity jumps by up to ~0.6 % between cycles as the crossing moves across the grid)."""
+    fewer_trials: bool = False
+    """Where a series pack's parallel groups need different numbers of trials in a coupling step
+    (no limit binding), a group already within voltage_tol keeps its trial and only the others
+    are re-stepped (fewer cell solves; every group still within voltage_tol). Its split is then
+    the one of its converged trial, not the next iterate, so stored values move within the
+    tolerance; False (default) re-steps every cell at every trial, which keeps stores made before
+    this option reproducible. A store made with one setting is refused on resume by the other."""
 
 
 @dataclass
@@ -291,6 +298,21 @@ def unknown_keys(d, cls=None, prefix: str = "", extra=()) -> list[str]:
 
 def to_dict(cfg: GenerateConfig) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def differing_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ between two :func:`to_dict` configs, down
+    to the nested key (``solver.fewer_trials``, not ``solver``): what a refused resume names."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differing_keys(a, b, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def from_dict(d: dict) -> GenerateConfig:
@@ -469,6 +491,9 @@ def validate(cfg: GenerateConfig, source: str = "config") -> None:
         problems.append(f"snapshot_every must be >= 1, found {cfg.snapshot_every}")
     if cfg.solver.period_s <= 0:
         problems.append(f"solver.period_s must be > 0, found {cfg.solver.period_s}")
+    if not isinstance(cfg.solver.fewer_trials, bool):
+        problems.append(f"solver.fewer_trials must be true or false, found "
+                        f"{cfg.solver.fewer_trials!r}")
     if cfg.solver.cutoff not in CUTOFFS:
         problems.append(f"solver.cutoff must be one of {list(CUTOFFS)}, found {cfg.solver.cutoff!r}")
     if not (0 < cfg.protocol.v_min < cfg.protocol.v_max):

@@ -311,7 +311,7 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
         old = upgrade_stored_config(json.loads(stored), cfg)
         new = cfgmod.to_dict(cfg)
         if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            diff = cfgmod.differing_keys(old, new)
             raise store.StoreError(
                 f"store {str(path)!r} was made with a different generator config (differs in "
                 f"{diff}); use another --store or delete it")
@@ -339,7 +339,7 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
 NEW_DEFAULTS = {"cycle_series": False,
                 "protocol": {"checkup_every": 0, "checkup_c_rate": 0.2},
                 # stores made before the exact cut-off (issue #10's capacity sawtooth)
-                "solver": {"cutoff": "grid"}}
+                "solver": {"cutoff": "grid", "fewer_trials": False}}
 
 
 def upgrade_stored_config(stored: dict, cfg: GenerateConfig) -> dict:

@@ -6,6 +6,9 @@ from two trials of the same step, a_j from the latest trial), the split that equ
 voltage is solved in closed form (:func:`split_current`), the cells are re-stepped from the same
 old state, until every parallel group's voltage spread is below ``voltage_tol``. Currents sum to
 the group current to rounding error by construction (:func:`split_current` corrects the sum).
+With ``fewer_trials`` (SolverConfig.fewer_trials) a group already within the tolerance keeps its
+trial while the pack current stays (no limit binds) and only the other groups are re-stepped; off,
+every trial re-steps every cell (the stepping of stores made before the option).
 
 Voltage limits (v_min/v_max of any cell) are held the same way: when the requested pack current
 would take a cell past a limit, the pack current of the step is solved so that the limiting cell
@@ -129,7 +132,8 @@ class PackStepper:
     """
 
     def __init__(self, n_series: int, n_parallel: int, step_cell: Callable, voltage_tol: float,
-                 max_iterations: int, r_init: float = 0.03, max_periods: int = 1):
+                 max_iterations: int, r_init: float = 0.03, max_periods: int = 1,
+                 fewer_trials: bool = False):
         self.ns, self.np_ = n_series, n_parallel
         self.n = n_series * n_parallel
         self.step_cell = step_cell
@@ -150,6 +154,9 @@ class PackStepper:
         self.rejected = 0  # multi-period trials given up (shortened)
         self.prev_hold: str | None = None
         self.curvature = 0.0  # spread a straight-line split leaves over the last long step [V]
+        # keep a converged group's trial while other groups of the step still iterate
+        # (SolverConfig.fewer_trials; False: every trial re-steps every cell)
+        self.fewer_trials = bool(fewer_trials)
 
     def groups(self):
         return [slice(g * self.np_, (g + 1) * self.np_) for g in range(self.ns)]
@@ -231,16 +238,21 @@ class PackStepper:
         prev_cur, prev_v, failure, spread = None, None, None, float("nan")
         a_last, v_last = None, np.full(self.n, np.nan)  # model and voltages of the last full trial
         it, n_failed = 0, 0
+        keep, kept = np.zeros(self.n, dtype=bool), None  # cells whose last trial is reused
         while it < self.max_iter * (2 if forced else 1):
             it += 1
             sols, volts = [], np.empty(self.n)
             try:
                 for j in range(self.n):
-                    sol, v = self.step_cell(j, self.solutions[j], float(cur[j]), dt)
+                    if keep[j]:
+                        sol, v = kept[0][j], kept[1][j]
+                    else:
+                        sol, v = self.step_cell(j, self.solutions[j], float(cur[j]), dt)
                     sols.append(sol)
                     volts[j] = v
             except Exception as exc:  # a trial beyond what the cell can carry
                 failure = exc
+                keep[:] = False
                 n_failed += 1
                 if not np.any(cur):
                     raise
@@ -286,6 +298,15 @@ class PackStepper:
                 self.cur_hist = [self.cur_hist[-1], cur.copy()] if self.cur_hist and same \
                     else [cur.copy()]
                 return StepResult(i_pack, cur.copy(), volts, limit or forced, it, sols)
+            keep[:] = False
+            if self.fewer_trials and hold is None and limit is None and limit_new is None \
+                    and i_new == i_pack:
+                # The pack current stays, so a group already within tolerance needs no new
+                # trial: keep its currents and its solved trial (its secant is skipped: di = 0).
+                for g in self.groups():
+                    if float(np.ptp(volts[g])) <= self.tol:
+                        keep[g], cur_new[g] = True, cur[g]
+                kept = (sols, volts)
             prev_cur, prev_v = cur, volts
             i_pack, cur, limit = i_new, cur_new, limit_new
         raise RuntimeError(

@@ -201,7 +201,8 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         return (sol, vals), (volts if n else float(volts[-1]))
 
     stepper = PackStepper(ns, npar, step_cell, cfg.solver.voltage_tol,
-                          cfg.solver.max_iterations, max_periods=cfg.solver.max_step_periods)
+                          cfg.solver.max_iterations, max_periods=cfg.solver.max_step_periods,
+                          fewer_trials=cfg.solver.fewer_trials)
     p = cfg.protocol
     shapes = _field_shapes(models[0])
     snaps = cfgmod.snapshot_cycles(cfg)

@@ -10,7 +10,8 @@ from packtwin.sim.generate import draw_cells
 pytestmark = pytest.mark.slow
 
 
-def test_one_cell_pack_equals_pybamm_experiment():
+@pytest.mark.parametrize("fewer_trials", [False, True])
+def test_one_cell_pack_equals_pybamm_experiment(fewer_trials):
     import pybamm
 
     from packtwin.sim.cell import nominal_parameter_values
@@ -26,7 +27,7 @@ def test_one_cell_pack_equals_pybamm_experiment():
             cfgmod.VariedParameter("neg_c_init", 0.02), cfgmod.VariedParameter("contact_resistance", 0.2),
             cfgmod.VariedParameter("neg_am_fraction", 0.02)]),
         protocol=cfgmod.ProtocolConfig(rest_s=60.0, cv_max_s=60.0),
-        n_cycles=1, seed=5)
+        solver=cfgmod.SolverConfig(fewer_trials=fewer_trials), n_cycles=1, seed=5)
     cells, nominal = draw_cells(cfg)
     res = run_scenario({"config": cfgmod.to_dict(cfg), "scenario": 0, "cell_values": cells,
                         "nominal": nominal})

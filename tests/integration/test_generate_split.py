@@ -10,14 +10,16 @@ from packtwin.sim.generate import draw_cells
 pytestmark = pytest.mark.slow
 
 
-def test_split_of_a_2p_group_equals_the_60s_coupling_reference():
+@pytest.mark.parametrize("fewer_trials", [False, True])
+def test_split_of_a_2p_group_equals_the_60s_coupling_reference(fewer_trials):
     from packtwin.sim.scenario import run_scenario
 
     cfg = cfgmod.GenerateConfig(
         scenarios=[cfgmod.Scenario(25.0, 1.0, 1.0, "cccv")], pack=cfgmod.PackConfig(1, 2),
         model=cfgmod.ModelConfig(var_pts={"x_n": 6, "x_s": 4, "x_p": 6, "r_n": 10, "r_p": 10},
                                  submesh={}, stored_r_points=None),
-        protocol=cfgmod.ProtocolConfig(rest_s=300.0, cv_max_s=1200.0), n_cycles=1, seed=3)
+        protocol=cfgmod.ProtocolConfig(rest_s=300.0, cv_max_s=1200.0),
+        solver=cfgmod.SolverConfig(fewer_trials=fewer_trials), n_cycles=1, seed=3)
     cells, nominal = draw_cells(cfg)
     out = {}
     for periods in (1, 16):

@@ -127,6 +127,15 @@ def test_store_made_with_another_config_is_refused(tiny_store, tmp_path, capsys)
     assert "different generator config" in err and "seed" in err
 
 
+def test_store_made_with_the_old_stepping_is_refused_with_fewer_trials(tiny_store, tmp_path,
+                                                                      capsys):
+    d = yaml.safe_load((PRESET_DIR / "tiny.yaml").read_text())
+    cfg = _config(tmp_path, "fewer", solver={**d["solver"], "fewer_trials": True})
+    assert main(["--config", str(cfg), "--store", str(tiny_store)]) == 2
+    err = capsys.readouterr().err
+    assert "different generator config" in err and "solver.fewer_trials" in err
+
+
 def test_resume_after_kill_equals_uninterrupted_run(tiny_store, tmp_path):
     path = tmp_path / "killed.zarr"
     cmd = [sys.executable, "-m", "packtwin", "generate", "--preset", "tiny", "--store", str(path),

@@ -4,19 +4,13 @@ import numpy as np
 import pytest
 
 from packtwin import schema
-from packtwin.sim import config as cfgmod
 
 pybamm = pytest.importorskip("pybamm")
 
-TINY_MESH = {"x_n": 3, "x_s": 2, "x_p": 3, "r_n": 4, "r_p": 4}
-
 
 @pytest.fixture(scope="module")
-def cell():
-    from packtwin.sim.cell import get_model
-
-    mc = cfgmod.ModelConfig(var_pts=TINY_MESH, submesh={}, stored_r_points=None)
-    return get_model(mc, ("neg_c_init", "neg_j0", "neg_radius"), (5.86e-6 * 1.02, 5.22e-6))
+def cell(tiny_cell):
+    return tiny_cell
 
 
 def test_every_schema_pybamm_name_is_in_the_built_model(cell):

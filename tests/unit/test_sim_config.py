@@ -76,3 +76,12 @@ def test_help_documents_the_config(capsys):
     out = capsys.readouterr().out
     assert "--pack.n_parallel" in out and "--preset" in out and "--retry-failed" in out
     assert "Pack time step and storage period" in out  # attribute docstrings become help
+
+
+def test_differing_keys_name_the_nested_key():
+    old = cfgmod.to_dict(cfgmod.GenerateConfig())
+    new = cfgmod.to_dict(cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(fewer_trials=True),
+                                               seed=7))
+    assert cfgmod.differing_keys(old, new) == ["seed", "solver.fewer_trials"]
+    assert cfgmod.differing_keys(old, old) == []
+    assert cfgmod.differing_keys({"a": {"b": 1}}, {"a": 2}) == ["a"]

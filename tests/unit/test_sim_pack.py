@@ -258,3 +258,45 @@ def test_a_cc_charge_cut_off_switches_to_cv_inside_the_period():
     # period ends on v_max
     assert -10.0 < res.currents().sum() < res.i_pack < 0.0
     assert res.voltages.mean() == pytest.approx(4.2, abs=1e-4)
+
+
+def _counting(step):
+    """``step`` with a count of the cell solves it does (calls[0])."""
+    calls = [0]
+
+    def counted(*args, **kw):
+        calls[0] += 1
+        return step(*args, **kw)
+
+    return counted, calls
+
+
+def test_fewer_trials_keeps_converged_groups_and_saves_cell_solves():
+    # 2s3p: the second group's cells differ more (charge and resistance), so it needs more
+    # trials per step than the first; with fewer_trials the first is not re-stepped meanwhile.
+    q0 = [0.2, 0.21, 0.2, 0.0, 0.6, 0.3]
+    r0 = [0.03, 0.03, 0.031, 0.02, 0.045, 0.03]
+    out = {}
+    for fewer in (False, True):
+        step, calls = _counting(AnalyticCells(q0, r0).step)
+        st = PackStepper(2, 3, step, voltage_tol=1e-4, max_iterations=20, fewer_trials=fewer)
+        res = [st.step(60.0, i, 2.5, 4.2) for i in [10.0] * 20 + [0.0] * 3 + [-8.0] * 10]
+        for r in res:
+            for g in range(2):
+                sl = slice(3 * g, 3 * g + 3)
+                assert abs(r.cell_currents[sl].sum() - r.i_pack) <= 1e-12 * max(1.0, abs(r.i_pack))
+                assert np.ptp(r.voltages[sl]) <= 1e-4
+        out[fewer] = (calls[0], np.array([r.voltages for r in res]))
+    assert out[True][0] < out[False][0], out
+    # the kept splits are converged ones: the voltages agree within the tolerance
+    assert np.abs(out[True][1] - out[False][1]).max() <= 1e-4
+
+
+def test_fewer_trials_changes_nothing_with_one_group():
+    q0, r0 = [0.0, 0.4, 0.2], [0.03, 0.02, 0.04]
+    res = {}
+    for fewer in (False, True):
+        st = PackStepper(1, 3, AnalyticCells(q0, r0).step, voltage_tol=1e-4, max_iterations=20,
+                         fewer_trials=fewer)
+        res[fewer] = np.array([st.step(60.0, 12.0, 2.5, 4.2).cell_currents for _ in range(15)])
+    assert np.array_equal(res[False], res[True])
