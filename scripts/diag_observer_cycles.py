@@ -12,7 +12,8 @@ first voltage, read as an open-circuit voltage, is not relaxed. Cycle 1 starts f
 rested initial state; cycle 2 starts ``protocol.rest_s`` after the CV hold ends. Per cycle this
 writes (a) the observer's SOC error at its first sample (its prior, read from that voltage; the
 SOC is the core's own window, the truth's PyBaMM's, so cycle 1's value is the definitional
-offset and the cycle-2 minus cycle-1 difference is what the start adds), and (b) how fast the
+offset and the cycle-2 minus cycle-1 difference is what the start adds) and its c_s RMSE over
+the whole field at that sample (SOC and particle shapes together), and (b) how fast the
 truth's voltage still moves at the end of the rest that precedes cycle 2 (the last samples of
 cycle 1's log: that rest IS cycle 2's start) [mV per minute]. Also the store's loss of lithium
 inventory per cycle (the other suspect: the core starts every cycle with the fresh cell's
@@ -62,7 +63,7 @@ def cycle_rows(folder: Path, truth: xr.Dataset, observers: list[str], split_name
             for k, snap in enumerate(pred[schema.SNAPSHOT].values):
                 one = pred.isel({schema.SNAPSHOT: [k]})
                 m = metrics.compute_metrics(scored, one)
-                soc0 = []
+                soc0, cs0 = [], {"c_s_n": [], "c_s_p": []}
                 for s in range(pred.sizes[schema.SCENARIO]):
                     for c in range(pred.sizes[schema.CELL]):
                         t0 = int(first[s, c, k])
@@ -73,10 +74,17 @@ def cycle_rows(folder: Path, truth: xr.Dataset, observers: list[str], split_name
                                                             schema.SNAPSHOT: k,
                                                             schema.TIME: t0}))
                                     - float(truth["soc"].sel(lab)))
+                        for f in cs0:  # the prior's whole-field error, SOC and shape together
+                            e = pred[f].isel({schema.SCENARIO: s, schema.CELL: c,
+                                              schema.SNAPSHOT: k, schema.TIME: t0}).values \
+                                - truth[f].sel(lab).values
+                            cs0[f].append(100 * float(np.sqrt(np.mean(e ** 2)))
+                                          / metrics.c_max_of(truth, f))
                 rows.append({"folder": str(folder), "split": split, "observer": obs,
                              "snapshot": int(snap), "start_s": start * period,
                              **{n: float(m[f"pack_{n}"]) for n in METRICS},
-                             "start_soc_error_points": [100 * e for e in soc0]})
+                             "start_soc_error_points": [100 * e for e in soc0],
+                             **{f"start_{f}_rmse_pct": v for f, v in cs0.items()}})
     return rows
 
 
@@ -130,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Path(r['folder']).name:18s} {r['split']:16s} {r['observer']:9s} cycle "
               f"{r['snapshot'] + 1}: n {r['c_s_n_rmse_pct']:.2f} % p {r['c_s_p_rmse_pct']:.2f} % "
               f"V {r['voltage_rmse']:.1f} mV, start SOC error "
-              f"{np.round(r['start_soc_error_points'], 2).tolist()} points")
+              f"{np.round(r['start_soc_error_points'], 2).tolist()} points, start c_s n "
+              f"{np.round(r['start_c_s_n_rmse_pct'], 2).tolist()} p "
+              f"{np.round(r['start_c_s_p_rmse_pct'], 2).tolist()} %")
     for r in result["start_relaxation"]:
         print(f"scenario {r['scenario']} cell {r['cell']}: drift at the end of the rest before "
               f"cycle 2 {r['voltage_drift_last_minute_mv_per_min']:.2f} mV/min "
