@@ -108,7 +108,8 @@ class Config:
     begins mid-drive (usually under load), from the prior they use for an unknown start (that
     sample's voltage read as an OCV, 30 % SOC prior std, the loaded prior); EVERY row (twins,
     baseline, observers, PyBaMM's audit) is then scored from that time on, on the same samples.
-    The twins and the baseline still read each cycle from its (rested) start. A multiple of the
+    The twins and the baseline still read each cycle from its (rested) start, and so does
+    "ekf_identified"'s parameter fit (only its filter starts late). A multiple of the
     store's period inside every evaluated cycle; needs ``observers``. None: the cycle's first
     sample (a rested start)"""
     plating_threshold: float = 0.0
