@@ -5,7 +5,8 @@
 
 Reads each evaluate output folder made with ``save_predictions: true`` (``metrics.zarr``'s
 config names the store; ``predictions/<observer>_<split>.zarr``) and scores every observer on
-each cycle (snapshot) alone, from the sample it started at, with the same metrics as evaluate.
+each cycle (snapshot) alone, from the sample it started at, with the same metrics as evaluate;
+``pooled`` repeats the report's figures over both cycles (every row of ``metrics.zarr``).
 
 One suspected cause of the larger second-cycle error is checked on the truth store: a cycle's
 first voltage, read as an open-circuit voltage, is not relaxed. Cycle 1 starts from PyBaMM's
@@ -121,10 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folders", nargs="+", help="evaluate output folders (save_predictions)")
     ap.add_argument("--out", default=str(ROOT / "reports" / "diag_observer_cycles.json"))
     args = ap.parse_args(argv)
-    rows, truth, cfg0 = [], None, None
+    rows, truth, cfg0, pooled = [], None, None, {}
     for f in map(Path, args.folders):
         ds = xr.open_zarr(f / "metrics.zarr", consolidated=False)
         cfg = json.loads(ds.attrs["config"])
+        # the report's pooled figures (both cycles), next to the per-cycle ones
+        pooled[str(f)] = {str(sp): {str(v): {n: float(ds[f"pack_{n}"].sel(split=sp, variant=v)
+                                                      .isel(seed=0))
+                                             for n in METRICS if f"pack_{n}" in ds}
+                                    for v in ds["variant"].values if v != "pybamm"}
+                          for sp in ds["split"].values}
         truth = truth if truth is not None and cfg0["store"] == cfg["store"] else \
             store.open_store(cfg["store"]).load()
         cfg0 = cfg
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = json.loads(truth.attrs.get("generator_config", "{}"))
     rest_s = float(gen.get("protocol", {}).get("rest_s", 300.0))
     result = {"command": " ".join(["scripts/diag_observer_cycles.py"] + (argv or sys.argv[1:])),
-              "store": cfg0["store"], "rest_s": rest_s, "cycles": rows,
+              "store": cfg0["store"], "rest_s": rest_s, "pooled": pooled, "cycles": rows,
               "start_relaxation": start_relaxation(truth, rest_s)}
     for r in rows:
         print(f"{Path(r['folder']).name:18s} {r['split']:16s} {r['observer']:9s} cycle "
