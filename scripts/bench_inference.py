@@ -32,6 +32,16 @@
    mesh, taken from the existing ``--out`` file when ``--sections stream`` runs alone). Target
    (issue 11): 100 cells <= 1 ms per sample on one thread.
 
+6. Subspace Kalman observer streamed (``packtwin.physics.subspace_stream``, key ``subspace``):
+   latency of one ``SubspaceStream.step`` (advance, the iterated voltage update with its
+   forward-difference Jacobian, the outputs) for 1 and 100 nominal cells at 10 s and 60 s
+   sampling, one thread, on a 1C discharge made by the core itself (the filter starts 30 mV
+   off, so it corrects). Each step moves the stream one sample on; ``profile`` splits the
+   time of a further run of steps by where it goes (cProfile cumulative times of the core's
+   advance, its measurement inside the Jacobian, the outputs' measurement, and the Newton solve
+   and electrolyte inside them). Target (issue 9): 100 cells <= 1 ms per step.
+   ``--sections subspace`` runs this part alone and keeps the other sections of ``--out``.
+
 Each timing is the median of ``--repeats`` calls after one warm-up call. A batch whose estimated
 memory exceeds ``--mem-limit-gb`` is skipped and recorded as such (never silently dropped).
 """
@@ -181,6 +191,93 @@ def _core_section(cells: list[int], period: float, repeats: int) -> dict:
     return out
 
 
+SUBSPACE_PERIODS = (10.0, 60.0)
+
+
+def _subspace_stream(n: int, period: float, samples: int):
+    """A fresh SubspaceStream on n nominal cells and the V/I/T [n, samples] of a 1C discharge
+    from 90 % made by the same core (the filter's first voltage read 30 mV off)."""
+    from packtwin.physics.core import ReducedCore
+    from packtwin.physics.core_params import CoreParams
+    from packtwin.physics.observer_stream import cell_lines, cell_soc_window
+    from packtwin.physics.subspace_stream import SubspaceStream
+
+    core = ReducedCore(CoreParams.nominal(n))
+    lo, hi = cell_soc_window(core)
+    c = core.design.constants
+    sto = lo + 0.9 * (hi - lo)  # at rest on the cell's lithium-inventory line
+    start = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    I = torch.full((n, samples), 5.0, dtype=core.dtype)  # 1C of the 5 Ah cell
+    T = torch.full((n, samples), 298.15, dtype=core.dtype)
+    _, log = core.simulate(start, I, T, period)
+    V = log["voltage"]
+    stream = SubspaceStream.from_first_sample(core, V[:, 0] + 0.03, I[:, 0], T[:, 0])
+    return stream, V, I, T
+
+
+def _profile_split(stats, total: float) -> dict:
+    """Fractions of ``total`` spent in the named functions (cProfile cumulative times)."""
+    wanted = {"advance": ("core.py", "advance"),
+              "jacobian_measure": ("subspace_observer.py", "_voltage_and_jacobian"),
+              "measure_all": ("core.py", "measure"),
+              "electrode_pair_solve": ("electrode_pair.py", None),
+              "electrolyte": ("electrolyte.py", None)}
+    out = {}
+    for key, (fname, func) in wanted.items():
+        cum = [ct for (f, _, name), (_, _, _, ct, _) in stats.stats.items()
+               if f.endswith(fname) and (func is None or name == func)]
+        # a module's share: its largest cumulative entry (the outermost call; nested ones
+        # are inside it)
+        out[key] = max(cum) / total if cum else 0.0
+    return out
+
+
+def subspace_section(cells: list[int], repeats: int) -> dict:
+    """Per-sample latency of the streamed subspace Kalman observer, one thread."""
+    import cProfile
+    import pstats
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: dict = {"threads": 1, "repeats": repeats, "cells": cells,
+                 "statistic": "median seconds per SubspaceStream.step over repeats (each a new "
+                              "sample), after 3 warm-up steps",
+                 "loadavg_1_5_15_at_start": list(os.getloadavg()), "runs": []}
+    n_prof = 10
+    for period in SUBSPACE_PERIODS:
+        for n in cells:
+            stream, V, I, T = _subspace_stream(n, period, 3 + repeats + n_prof + 1)
+            k = iter(range(1, V.shape[1]))
+
+            def step():
+                i = next(k)
+                stream.step(V[:, i], I[:, i], T[:, i], period)
+
+            t = timed(step, repeats)
+            prof = cProfile.Profile()
+            t0 = time.perf_counter()
+            prof.enable()
+            for _ in range(n_prof):
+                step()
+            prof.disable()
+            total = time.perf_counter() - t0
+            split = _profile_split(pstats.Stats(prof), total)
+            split["outputs_measure"] = max(split["measure_all"] - split["jacobian_measure"], 0.0)
+            # own time (tottime) per function, largest first: torch ops vs Python
+            own = sorted(((tt, f"{Path(f).name}:{name}") for (f, _, name), (_, _, tt, _, _)
+                          in pstats.Stats(prof).stats.items()), reverse=True)[:8]
+            row = {"cells": n, "period_s": period, "step_ms": 1e3 * t,
+                   "per_cell_us": 1e6 * t / n,
+                   "profile": {"steps": n_prof, "seconds_profiled": total,
+                               "fraction_of_step": split,
+                               "top_own_time": [[name, tt / total] for tt, name in own]}}
+            out["runs"].append(row)
+            print(json.dumps(row), flush=True)
+    out["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+    torch.set_num_threads(threads)
+    return out
+
+
 def stream_section(ckpt: str | None, grid: dict, cells: list[int], period: float,
                    repeats: int) -> dict:
     """Per-sample latency of the streaming twin (eager, TorchScript, onnxruntime), one thread."""
@@ -236,10 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data-only", action="store_true", help="time the data-only twin instead")
     ap.add_argument("--mem-limit-gb", type=float, default=6.0)
-    ap.add_argument("--sections", nargs="+", choices=["twin", "core", "stream"],
-                    default=["twin", "core", "stream"],
+    ap.add_argument("--sections", nargs="+", choices=["twin", "core", "stream", "subspace"],
+                    default=["twin", "core", "stream", "subspace"],
                     help="'twin': PyBaMM and TwinNet (1-3); 'core': the reduced core (4); "
-                         "'stream': the streaming twin (5)")
+                         "'stream': the streaming twin (5); 'subspace': the streamed subspace "
+                         "Kalman observer (6)")
+    ap.add_argument("--subspace-cells", type=int, nargs="+", default=[1, 100],
+                    help="pack sizes of the 'subspace' section")
     ap.add_argument("--core-key", default="core", help="JSON key of the core section")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -254,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
             result["stream"] = stream_section(args.ckpt, grid, args.cells, args.period,
                                               max(args.repeats, 20))
             result["stream"]["command"] = command
+        if "subspace" in args.sections:
+            result["subspace"] = subspace_section(args.subspace_cells, args.repeats)
+            result["subspace"]["command"] = command
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         print(f"wrote {out}")
@@ -305,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     if "stream" in args.sections:
         result["stream"] = stream_section(args.ckpt, dfn["grid"], args.cells, args.period,
                                           max(args.repeats, 20))
+    if "subspace" in args.sections:
+        result["subspace"] = subspace_section(args.subspace_cells, args.repeats)
     write_report(result, out)
     return 0
 

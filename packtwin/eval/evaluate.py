@@ -103,6 +103,15 @@ class Config:
     observer_identify: dict[str, Any] = field(default_factory=dict)
     """``IdentifyConfig`` overrides of "ekf_identified"'s parameter fit
     (``packtwin.physics.identify``), e.g. ``{iterations: 10}``"""
+    observer_start_s: Optional[float] = None
+    """[s] the ``observers`` start this far into every evaluated cycle, as on a BMS stream that
+    begins mid-drive (usually under load), from the prior they use for an unknown start (that
+    sample's voltage read as an OCV, 30 % SOC prior std, the loaded prior); EVERY row (twins,
+    baseline, observers, PyBaMM's audit) is then scored from that time on, on the same samples.
+    The twins and the baseline still read each cycle from its (rested) start, and so does
+    "ekf_identified"'s parameter fit (only its filter starts late). A multiple of the
+    store's period inside every evaluated cycle; needs ``observers``. None: the cycle's first
+    sample (a rested start)"""
     plating_threshold: float = 0.0
     """[V] plating event where the margin is below this"""
     save_predictions: bool = False
@@ -185,9 +194,35 @@ def _adapt(module, ds: xr.Dataset, cfg: Config, new_cells: list[int]) -> dict:
     return {int(c): emb[i].detach() for i, c in enumerate(new_cells)}
 
 
-def _score(ds: xr.Dataset, pred: xr.Dataset, cfg: Config, sei0: float) -> xr.Dataset:
+def _score(ds: xr.Dataset, pred: xr.Dataset, cfg: Config, sei0: float, start: int = 0
+           ) -> xr.Dataset:
+    ds = from_sample(ds, start)
     m = metrics.compute_metrics(ds, pred, cfg.plating_threshold, sei0)
     return m.merge(audit.residual_audit(ds, pred), join="outer")
+
+
+def _start(ds: xr.Dataset, cfg: Config, selections) -> int:
+    """The sample every row is scored from (``observer_start_s``; 0 without it), inside every
+    cycle of ``selections``."""
+    if cfg.observer_start_s is None:
+        return 0
+    if not cfg.observers:
+        raise ValueError(f"{observer_predict.START_KEY} = {cfg.observer_start_s} needs "
+                         f"'observers' to start mid-log; none are configured")
+    period = float(ds.attrs.get("period_s", np.nan))
+    lengths = np.concatenate([
+        (ds["valid"].isel({schema.SCENARIO: s.scenarios, schema.SNAPSHOT: s.snapshots}) > 0)
+        .sum(schema.TIME).values.ravel() for s in selections])
+    return observer_predict.start_sample(period, cfg.observer_start_s, lengths[lengths > 0],
+                                         source=repr(cfg.store))
+
+
+def from_sample(ds: xr.Dataset, start: int) -> xr.Dataset:
+    """``ds`` with every cycle's samples before ``start`` marked invalid (not scored)."""
+    if not start:
+        return ds
+    keep = xr.DataArray(np.arange(ds.sizes[schema.TIME]) >= start, dims=schema.TIME)
+    return ds.assign(valid=ds["valid"].where(keep, 0).astype(ds["valid"].dtype))
 
 
 def _stack(results: dict[tuple[str, str, int], xr.Dataset], split_names, variants, seeds
@@ -274,6 +309,9 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
         observer_predict.core_config(cfg.observer_core)
         observer_predict.identify_config(cfg.observer_identify)
         observer_predict.check_store(ds, source=repr(cfg.store), names=cfg.observers)
+    if not cfg.variants and not cfg.observers:
+        raise ValueError("config 'variants' is empty and no 'observers' are given: nothing to "
+                         "evaluate next to the baseline")
     train_sel = splits.select(ds, cfg.train, name="train selection")
     train_cells = set(int(c) for c in train_sel.cells)
     split_sel, skipped = {}, {}
@@ -288,6 +326,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
             skipped[name] = f"{exc}; store messages: {ds.attrs.get('messages', '')}"
     if not split_sel:
         raise splits.SelectionError(f"no split selects usable data: {skipped}")
+    start = _start(ds, cfg, split_sel.values())  # a bad start is refused before any training
     new_cells = sorted({int(c) for s in split_sel.values() for c in s.cells} - train_cells)
     sei0 = _initial_sei_nm(ds)
     results: dict[tuple[str, str, int], xr.Dataset] = {}
@@ -328,7 +367,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
             if cfg.save_predictions:
                 _save_prediction(pred, out / "predictions" / f"{variant}_seed{seed}_{name}.zarr",
                                  cfg.store)
-            results[(name, variant, seed)] = _score(ds, pred, cfg, sei0)
+            results[(name, variant, seed)] = _score(ds, pred, cfg, sei0, start)
             bar.update(1)
     for name, sel in split_sel.items():
         bar.set_postfix_str(f"baseline: {name}")
@@ -337,23 +376,25 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                                           init=cfg.baseline_init)
         base = base.isel({schema.SNAPSHOT: sel.snapshots})
         baseline_desc = str(base.attrs.get("description", ""))
-        results[(name, BASELINE, cfg.seeds[0])] = _score(ds, base, cfg, sei0)
+        results[(name, BASELINE, cfg.seeds[0])] = _score(ds, base, cfg, sei0, start)
         bar.update(1)
         for obs in cfg.observers:
             bar.set_postfix_str(f"{obs}: {name}")
             pred = observer_predict.observer_dataset(
                 obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
                 core=cfg.observer_core, train_scenarios=train_sel.scenarios,
-                train_cells=train_sel.cells, identify=cfg.observer_identify)
+                train_cells=train_sel.cells, identify=cfg.observer_identify,
+                start_s=start * float(ds.attrs["period_s"]))
             if cfg.save_predictions:
                 _save_prediction(pred, out / "predictions" / f"{obs}_{name}.zarr", cfg.store)
-            results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0)
+            results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0, start)
             restarts.setdefault(obs, {})[name] = int(pred.attrs.get("resets", 0))
             bar.update(1)
         bar.set_postfix_str(f"PyBaMM audit: {name}")
         truth_sel = ds.isel({schema.SCENARIO: sel.scenarios, schema.CELL: sel.cells,
                              schema.SNAPSHOT: sel.snapshots})
-        results[(name, PYBAMM, cfg.seeds[0])] = audit.residual_audit(ds, truth_sel)
+        results[(name, PYBAMM, cfg.seeds[0])] = audit.residual_audit(from_sample(ds, start),
+                                                                     truth_sel)
         bar.update(1)
     bar.close()
     variants = list(cfg.variants) + [BASELINE, *cfg.observers, PYBAMM]

@@ -11,7 +11,10 @@ no ageing state), so a late snapshot's film resistance and lithium loss are the 
 Start: the cycle's first valid voltage read as an open-circuit voltage on the cell's
 lithium-inventory line (the stores start each cycle at rest; the number of cycles whose first
 sample is nonetheless under load is recorded in ``attrs["started_under_load"]``), the prior's
-covariance spanning 30 % SOC along that line (:class:`EKFConfig`).
+covariance spanning 30 % SOC along that line (:class:`EKFConfig`). With ``start_s`` (evaluate's
+``observer_start_s``) the filter starts that far into every cycle instead, from the same prior
+read at that sample, which is usually under load (a BMS stream that begins mid-drive); the
+estimates before it are NaN and ``attrs["started_under_load"]`` counts the loaded starts.
 
 Outputs, on the store's grid and dims like :func:`packtwin.eval.predict.predict_dataset`:
 ``c_s_n``/``c_s_p`` (posterior particles, linear in r through the shell centres and the core's
@@ -138,7 +141,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        core_config: CoreConfig = CoreConfig(),
                        source: str = "truth store", batch: int = 64,
                        params: CoreParams | None = None, variant: str = "ekf",
-                       extra_attrs: dict | None = None) -> xr.Dataset:
+                       extra_attrs: dict | None = None, start_s: float = 0.0) -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -150,6 +153,9 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
             ``batch x (states + 1)`` cells).
         params: the selected cells' parameters (in ``cells``' order) instead of the oracle's
             (``variant``'s description and ``extra_attrs`` then go into the dataset's attributes).
+        start_s: time into every cycle at which the filter starts [s] (a log that begins
+            mid-drive): from that sample's voltage read as an OCV, the prior of an unknown start;
+            the estimates before it are NaN (:func:`start_sample` checks it).
 
     Raises:
         ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, or valid
@@ -178,6 +184,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
     if not (runs | ~valid).all():
         raise ObserverError(f"{source}: valid samples of a cycle do not form one run from its "
                             f"first sample; the EKF filters one contiguous log per cycle")
+    start = start_sample(period, start_s, lengths[lengths > 0], source)
     idx = np.argwhere(lengths > 0)  # [cycles, 3]: (scenario, cell, snapshot) positions
     names = ("c_s_n", "c_s_p", "soc", "plating_margin", "voltage")
     grid = {d: torch.tensor(np.asarray(t[d].values, float)) for d in
@@ -188,8 +195,10 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
     under_load, resets, reset_cycles, large_cycles = 0, 0, [], []
     for a in range(0, len(idx), batch):
         part = idx[a:a + batch]
-        seq = {n: torch.as_tensor(meas[n][part[:, 0], part[:, 1], part[:, 2]]) for n in meas}
-        L = lengths[part[:, 0], part[:, 1], part[:, 2]]
+        # The filter sees the log from ``start`` on, as if it began there.
+        seq = {n: torch.as_tensor(meas[n][part[:, 0], part[:, 1], part[:, 2], start:])
+               for n in meas}
+        L = lengths[part[:, 0], part[:, 1], part[:, 2]] - start
         part_params = CoreParams(**{k: getattr(params, k)[torch.as_tensor(part[:, 1])]
                                     for k in params.names()})
         if variant == "subspace":
@@ -200,8 +209,8 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         under_load += int((seq["current"][:, 0].abs() > REST_CURRENT_A).sum())
         for i, (s, c, k) in enumerate(part):
             for n in names:
-                out[n][s, c, k, :L[i]] = est[n][i, :L[i]]
-                if not np.isfinite(out[n][s, c, k, :L[i]]).all():
+                out[n][s, c, k, start:start + L[i]] = est[n][i, :L[i]]
+                if not np.isfinite(out[n][s, c, k, start:start + L[i]]).all():
                     raise ObserverError(
                         f"{source}: the {variant} observer's {n!r} is not finite inside valid "
                         f"samples of "
@@ -229,6 +238,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         "parameters": "identified" if variant == "ekf_identified" else "oracle",
         "description": DESCRIPTIONS[variant], "period_s": period, "truth_store": source,
         "cycles": int(len(idx)), "started_under_load": under_load, "resets": resets,
+        "start_s": start * period,
         "reset_cycles": json.dumps(reset_cycles),  # [scenario, cell, snapshot, restarts]
         "large_innovations": int(sum(r[-1] for r in large_cycles)),
         "large_innovation_cycles": json.dumps(large_cycles),  # [..., samples over 1 V]
@@ -238,6 +248,35 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
     if problems:
         raise schema.SchemaError(problems, source="EKF prediction dataset")
     return ds
+
+
+START_KEY = "observer_start_s"  # the evaluate key: messages name it
+
+
+def start_sample(period: float, start_s: float, lengths: np.ndarray, source: str = "truth store"
+                 ) -> int:
+    """The sample index at ``start_s`` seconds into a cycle: a multiple of the store's period
+    that lies inside every cycle, whose valid lengths [samples] are ``lengths``.
+
+    Raises:
+        ObserverError: naming :data:`START_KEY`, what it must be and what was found.
+    """
+    start_s = float(start_s)
+    lengths = np.asarray(lengths)
+    k = round(start_s / period) if np.isfinite(start_s) else -1
+    if not (np.isfinite(start_s) and start_s >= 0):
+        raise ObserverError(f"{source}: {START_KEY} must be a time >= 0 s into each cycle, "
+                            f"found {start_s!r}")
+    if abs(k * period - start_s) > 1e-6 * period:
+        # The filter steps on the store's samples: a start between two would silently move.
+        raise ObserverError(f"{source}: {START_KEY} must be a multiple of the store's sample "
+                            f"period {period:g} s (e.g. {k * period:g} s), found {start_s:g} s")
+    shortest = int(lengths.min()) if lengths.size else 0
+    if k >= shortest:
+        raise ObserverError(f"{source}: {START_KEY} = {start_s:g} s is outside the log: it must be "
+                            f"below {shortest * period:g} s, the shortest selected cycle "
+                            f"({shortest} samples of {period:g} s)")
+    return int(k)
 
 
 def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, grid: dict,
@@ -410,16 +449,17 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      source: str = "truth store", core: dict | None = None,
                      train_scenarios: Sequence[int] | None = None,
                      train_cells: Sequence[int] | None = None,
-                     identify: dict | None = None) -> xr.Dataset:
+                     identify: dict | None = None, start_s: float = 0.0) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles "ekf_identified" may identify its cells on;
-    ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides)."""
+    ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides; ``start_s``:
+    the filters start that far into every cycle, see :func:`ekf_oracle_dataset`)."""
     check_observers([name])
     cfg = core_config(core)
     if name in ("ekf", "subspace"):
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
-                                  source=source, variant=name)
+                                  source=source, variant=name, start_s=start_s)
     from packtwin.eval.observer_identify import identified_params
     from packtwin.physics.identify import IdentifyError
 
@@ -435,7 +475,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
         raise ObserverError(str(exc)) from None
     ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
                             source=source, params=params, variant=name,
-                            extra_attrs={"identification": json.dumps(info)})
+                            extra_attrs={"identification": json.dumps(info)}, start_s=start_s)
     # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
     for key, v in truth_values(params, ident.names).items():
         ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,

@@ -195,9 +195,14 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
     restarts = json.loads(attrs.get("observer_restarts", "{}"))
     lines += [f"- {name}: {desc} (deterministic, run once; see packtwin/eval/observer_predict.py); "
               f"restarts per split: {json.dumps(restarts.get(name, {}))}"
-              for name, desc in json.loads(attrs.get("observers", "{}")).items()] + [""]
-    resolved = json.loads(attrs.get("splits_resolved", "{}"))
+              for name, desc in json.loads(attrs.get("observers", "{}")).items()]
     config = json.loads(attrs.get("config", "{}"))
+    if config.get("observer_start_s") is not None:
+        lines.append(f"- **loaded start**: the observers start {config['observer_start_s']:g} s "
+                     f"into every cycle from the prior of an unknown start (that sample's voltage "
+                     f"read as an OCV); every row is scored from that time on")
+    lines.append("")
+    resolved = json.loads(attrs.get("splits_resolved", "{}"))
     if resolved:
         lines += ["## Splits", "", "| split | selection | scenarios | cells | snapshots |",
                   "|---|---|---|---|---|"]

@@ -79,3 +79,34 @@ def test_store_without_parameter_table_refused_before_work(synthetic_store, tmp_
     with pytest.raises(observer_predict.ObserverError, match="oracle-parameter"):
         evaluate.run(evaluate.parse(_argv(bare, out))[0], progress=False)
     assert not (out / "metrics.zarr").exists()
+
+
+def test_loaded_start_scores_every_row_from_that_time(synthetic_store, tmp_path,
+                                                      one_torch_thread):
+    """``observer_start_s``: the EKF and the subspace filter start 5 samples into every cycle
+    (under load on this store), and every row is scored on the same samples from there on."""
+    period = float(store.open_store(synthetic_store).attrs["period_s"])
+    rested, loaded = tmp_path / "rested", tmp_path / "loaded"
+    common = {"observers": '["ekf", "subspace"]', "save_predictions": "true"}
+    assert evaluate.main(_argv(synthetic_store, rested, **common)) == 0
+    assert evaluate.main(_argv(synthetic_store, loaded, observer_start_s=str(5 * period),
+                               **common)) == 0
+    r = xr.open_zarr(rested / "metrics.zarr", consolidated=False).load()
+    m = xr.open_zarr(loaded / "metrics.zarr", consolidated=False).load()
+    assert list(m["variant"].values) == ["baseline", "ekf", "subspace", "pybamm"]
+    n_rested = r.sel(split="pulse", seed=0)["pack_n_samples"]
+    n_loaded = m.sel(split="pulse", seed=0)["pack_n_samples"]
+    # 2 cells x 1 cycle lose their first 5 samples, for every scored row alike
+    for v in ("baseline", "ekf", "subspace"):
+        assert int(n_rested.sel(variant=v)) - int(n_loaded.sel(variant=v)) == 2 * 5, v
+        for name in ("c_s_n_rmse_pct", "c_s_p_rmse_pct", "voltage_rmse"):
+            assert np.isfinite(float(m.sel(split="pulse", variant=v, seed=0)[f"pack_{name}"]))
+    for obs in ("ekf", "subspace"):
+        pred = xr.open_zarr(loaded / "predictions" / f"{obs}_pulse.zarr", consolidated=False)
+        assert float(pred.attrs["start_s"]) == 5 * period
+        v = pred["voltage"].values
+        assert np.isnan(v[..., :5]).all() and np.isfinite(v[..., 5:22]).all()
+        # a different start: different estimates, not the rested run rescored
+        assert float(m.sel(split="pulse", variant=obs, seed=0)["pack_c_s_n_rmse_pct"]) != \
+            float(r.sel(split="pulse", variant=obs, seed=0)["pack_c_s_n_rmse_pct"])
+    assert "**loaded start**: the observers start 825 s" in (loaded / "report.md").read_text()

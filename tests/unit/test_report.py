@@ -66,6 +66,18 @@ def test_write_report_and_plots(tmp_path):
     assert "![c_s_n_rmse_pct](plots/c_s_n_rmse_pct.png)" in text
 
 
+def test_observers_only_report_has_no_ratio_and_no_variants(tmp_path):
+    """An evaluation without twins (``variants: {}``): baseline and observer rows only."""
+    ds = metrics_dataset().sel(variant=["baseline", "pybamm"])
+    ds = ds.assign_coords(variant=["baseline", "pybamm"])
+    ds.attrs["config"] = json.dumps({"variants": {}, "observer_start_s": 600.0})
+    ds.attrs["observers"] = json.dumps({"ekf": "the EKF"})
+    text = report.write_report(ds, tmp_path, plots=False).read_text()
+    assert "physics / data-only" not in text and "## Variants" not in text
+    assert "| hot | 8 (n=1) |" in text
+    assert "**loaded start**: the observers start 600 s into every cycle" in text
+
+
 def test_report_regenerates_from_metrics_zarr(tmp_path):
     ds = metrics_dataset()
     evaluate.write_metrics(ds, tmp_path / "metrics.zarr")
@@ -78,7 +90,8 @@ def test_report_regenerates_from_metrics_zarr(tmp_path):
 def test_experiment_configs_parse_and_select(path):
     """Every committed experiment parses, and each split selects data of its store's scenarios."""
     cfg, _ = evaluate.parse(["--config", str(path)])
-    assert set(cfg.variants) >= {"physics", "data_only"}
+    if cfg.variants or not cfg.observers:  # else an observers-only evaluation
+        assert set(cfg.variants) >= {"physics", "data_only"}
     if path.stem == "reference":
         assert len(cfg.seeds) >= 3
     if cfg.generate is None:
