@@ -60,13 +60,14 @@ from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_table,
                                           truth_values)
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
-from packtwin.physics.loaded_inversion import PRIORS, start_stoichiometry
+from packtwin.physics.loaded_inversion import PRIORS, REST_CURRENT_A, at_rest, start_stoichiometry
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate,
                                                 SubspaceObserver, loaded_prior)
 
 OBSERVERS = ("ekf", "ekf_identified", "subspace")
-REST_CURRENT_A = 0.05  # |I| at the first sample above which a cycle counts as started under load
+# REST_CURRENT_A (packtwin.physics.loaded_inversion): |I| at the first sample above which a cycle
+# counts as started under load, and below which the loaded prior reads the sample as at rest
 # A one-step-ahead voltage this far off is recorded: legitimate innovations on the demo pack at
 # -10 C stayed below 0.75 V.
 LARGE_INNOVATION_V = 1.0
@@ -311,13 +312,17 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
 
     def prior(k: int) -> EKFState:  # sample k's voltage read by the prior, the load's profile
         sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi)
+        rest = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
         if prior_name == "ocv":
-            return ekf.init(core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max),
-                            hi - lo, I[:, k], T[:, k])
-        # the state the loaded inversion read the voltage with (its profiles already hold the
-        # load: no steady profile added on top)
-        return ekf.init(loaded_prior(core, sto, I[:, k], T[:, k], SubspaceConfig().history_s,
-                                     lo, hi), hi - lo, 0.0, T[:, k])
+            return ekf.init(rest, hi - lo, I[:, k], T[:, k])
+        # loaded cells: the state the loaded inversion read the voltage with (its profiles
+        # already hold the load, so no steady profile on top); cells at rest: as "ocv"
+        loaded = loaded_prior(core, sto, I[:, k], T[:, k], SubspaceConfig().history_s, lo, hi)
+        still = at_rest(I[:, k])
+        pick = lambda r, a: torch.where(still.view(-1, *[1] * (r.dim() - 1)), r, a)  # noqa: E731
+        state = type(rest)(*map(pick, rest, loaded))
+        return ekf.init(state, hi - lo, torch.where(still, I[:, k], torch.zeros_like(I[:, k])),
+                        T[:, k])
 
     def advance(est: EKFState, k: int):
         est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)

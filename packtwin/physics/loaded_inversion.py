@@ -27,6 +27,19 @@ from packtwin.physics.core import ReducedCore
 from packtwin.physics.ocv_inversion import StoichiometryLine, invert_ocv
 
 PRIORS = ("loaded", "ocv")
+# [A] A cell whose current at the read sample is this small is read as at rest (the OCV
+# inversion), the same threshold as the evaluate rows' count of starts under load
+# (``observer_predict.REST_CURRENT_A``): C/100 of the 5 Ah OKane2022 cell. Why a threshold and
+# not the loaded reading all the way down: such a current is a parallel group's balancing
+# current at rest (the pack draws nothing; the cells exchange charge because their particles
+# relax differently after the last step), not a load carried for ``history_s`` from a relaxed
+# state, which is what the loaded state models. Its loaded correction (the core's loaded
+# voltage minus the OCV at the observer pack's cycle-2 starts: 3.2 mV at 0.014 A, -10 degC;
+# 5.0 mV at 0.033 A, 0 degC; 3.0 mV at 0.047 A, 25 degC) is below the filters' 10 mV voltage
+# noise, i.e. not information, yet it moves the SOC reading by up to half a point, in a
+# direction set by the sign of the balancing current, not by the cell's charge (at -10 degC both
+# cells hold the same true SOC, 72.8 %, and carry +-0.014 A).
+REST_CURRENT_A = 0.05
 # Points evaluated per bisection iteration: the bracket shrinks by (WAYS) per iteration, so 14
 # iterations narrow the line's width (~0.9) to ~2e-13, at 14 batched core runs instead of ~45.
 WAYS = 8
@@ -152,12 +165,19 @@ def invert_loaded(core: ReducedCore, voltage: Tensor, current: Tensor, temperatu
     return s0 + (far - s0) * 0.5 * (a + b)
 
 
+def at_rest(current: Tensor, rest_current_a: float = REST_CURRENT_A) -> Tensor:
+    """[B] bool: cells whose current counts as rest for the loaded prior (|I| <= threshold)."""
+    return torch.as_tensor(current).abs() <= rest_current_a
+
+
 def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
                         temperature: Tensor, line: StoichiometryLine | None = None,
                         prior: str = "loaded", lo: Tensor | None = None,
-                        hi: Tensor | None = None, history_s: float | None = None) -> Tensor:
+                        hi: Tensor | None = None, history_s: float | None = None,
+                        rest_current_a: float = REST_CURRENT_A) -> Tensor:
     """Each cell's negative stoichiometry [B] at a start sample (V, I, T [B]): ``prior`` of
-    :data:`PRIORS`: "loaded" (:func:`invert_loaded`) or "ocv" (the voltage read as an OCV,
+    :data:`PRIORS`: "loaded" (:func:`invert_loaded`; a cell with |I| <= ``rest_current_a``
+    is read as at rest, :data:`REST_CURRENT_A` says why) or "ocv" (the voltage read as an OCV,
     :func:`invert_ocv`, the older behaviour).
 
     Raises:
@@ -171,4 +191,7 @@ def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
         line = cell_lines(core)
     if prior == "ocv":
         return invert_ocv(voltage, line)
-    return invert_loaded(core, voltage, current, temperature, line, lo, hi, history_s)
+    I = torch.as_tensor(current, dtype=core.dtype)
+    # zero current: invert_loaded's search collapses onto the OCV reading exactly
+    I = torch.where(at_rest(I, rest_current_a), torch.zeros_like(I), I)
+    return invert_loaded(core, voltage, I, temperature, line, lo, hi, history_s)

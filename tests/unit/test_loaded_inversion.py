@@ -5,8 +5,8 @@ import torch
 
 from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import CoreParams
-from packtwin.physics.loaded_inversion import (PRIORS, invert_loaded, loaded_voltage,
-                                               start_stoichiometry)
+from packtwin.physics.loaded_inversion import (PRIORS, REST_CURRENT_A, invert_loaded,
+                                               loaded_voltage, start_stoichiometry)
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.ocv_inversion import invert_ocv
 
@@ -49,6 +49,18 @@ def test_zero_current_is_the_ocv_inversion(core):
     assert torch.allclose(got, invert_ocv(V, cell_lines(core)), atol=1e-9)
     assert torch.allclose(start_stoichiometry(core, V, zero, T, prior="ocv"),
                           invert_ocv(V, cell_lines(core)))
+
+
+def test_balancing_current_is_read_as_rest(core):
+    """|I| <= REST_CURRENT_A (a parallel group's balancing current at rest): the OCV reading;
+    above it the load counts."""
+    V = _f64(3.6, 3.6, 3.6, 3.6)
+    T = torch.full((4,), 263.15, dtype=torch.float64)
+    I = _f64(REST_CURRENT_A, -0.5 * REST_CURRENT_A, 0.5, -0.5)
+    got = start_stoichiometry(core, V, I, T, history_s=120.0)
+    ocv = invert_ocv(V, cell_lines(core))
+    assert torch.equal(got[:2], ocv[:2])
+    assert got[2] > ocv[2] + 1e-4 and got[3] < ocv[3] - 1e-4  # discharge: fuller than it reads
 
 
 def test_clamped_to_the_line_ends(core):
