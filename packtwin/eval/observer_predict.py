@@ -8,13 +8,18 @@ For every selected (scenario, cell, snapshot) cycle of a truth store, :class:`Co
 The SEI thickness starts at the parameter set's initial value at every snapshot (the table holds
 no ageing state), so a late snapshot's film resistance and lithium loss are the EKF's to absorb.
 
-Start: the cycle's first valid voltage read as an open-circuit voltage on the cell's
-lithium-inventory line (the stores start each cycle at rest; the number of cycles whose first
-sample is nonetheless under load is recorded in ``attrs["started_under_load"]``), the prior's
-covariance spanning 30 % SOC along that line (:class:`EKFConfig`). With ``start_s`` (evaluate's
-``observer_start_s``) the filter starts that far into every cycle instead, from the same prior
-read at that sample, which is usually under load (a BMS stream that begins mid-drive); the
-estimates before it are NaN and ``attrs["started_under_load"]`` counts the loaded starts.
+Start: the cycle's first valid sample read into a SOC on the cell's lithium-inventory line by
+the start prior (``prior``, evaluate's ``observer_prior``,
+:mod:`packtwin.physics.loaded_inversion`): "loaded" (default), the voltage inverted through the
+core carrying the sample's current after 10 min at it (a cell with |I| <= REST_CURRENT_A is
+read as at rest), and the filter started from that same loaded state; "ocv", the voltage read
+as an open-circuit voltage (the behaviour before). The stores start each cycle at rest; the
+number of cycles whose first sample is nonetheless under load is recorded in
+``attrs["started_under_load"]``. The prior's covariance spans 30 % SOC along that line
+(:class:`EKFConfig`). With ``start_s`` (evaluate's ``observer_start_s``) the filter starts
+that far into every cycle instead, from the same prior read at that sample, which is usually
+under load (a BMS stream that begins mid-drive); the estimates before it are NaN and
+``attrs["started_under_load"]`` counts the loaded starts.
 
 Outputs, on the store's grid and dims like :func:`packtwin.eval.predict.predict_dataset`:
 ``c_s_n``/``c_s_p`` (posterior particles, linear in r through the shell centres and the core's
@@ -30,9 +35,8 @@ needed); the identified values are written as ``param_*`` variables, so that eva
 their errors against the store's table.
 
 Divergence: where a cycle's state turns non-finite, that cycle's filter is restarted from the
-sample's voltage read as an OCV (the start's prior; that sample's voltage is then the restarted
-state's); restarts are counted in ``attrs["resets"]`` and the cycles listed in
-``attrs["reset_cycles"]``. A non-finite estimate left inside valid samples is an error.
+start's prior read at that sample; restarts are counted in ``attrs["resets"]`` and the cycles
+listed in ``attrs["reset_cycles"]``. A non-finite estimate left inside valid samples is an error.
 One-step-ahead voltages off by more than :data:`LARGE_INNOVATION_V` are only recorded
 (``attrs["large_innovations"]``, ``attrs["large_innovation_cycles"]``): they used to restart
 the filter too, a stop-gap for the core's voltage solve running to -3 kV where a particle
@@ -60,7 +64,8 @@ from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_table,
                                           truth_values)
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
-from packtwin.physics.loaded_inversion import PRIORS, REST_CURRENT_A, at_rest, start_stoichiometry
+from packtwin.physics.loaded_inversion import (PRIORS, REST_CURRENT_A, at_rest,
+                                               start_stoichiometry)
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate,
                                                 SubspaceObserver, loaded_prior)
@@ -73,9 +78,9 @@ OBSERVERS = ("ekf", "ekf_identified", "subspace")
 LARGE_INNOVATION_V = 1.0
 DESCRIPTIONS = {
     "ekf": ("iterated EKF on the reduced core (packtwin/physics/ekf.py), oracle parameters (each "
-            "cell's true parameters from the store's table), start: first voltage read as OCV "
-            "with a 30 % SOC prior std, restarted where its state turns non-finite (attrs resets); "
-            "voltage = one-step-ahead model voltage; no SEI estimate"),
+            "cell's true parameters from the store's table), start: the start prior "
+            "(observer_prior) with a 30 % SOC prior std, restarted where its state turns "
+            "non-finite (attrs resets); voltage = one-step-ahead model voltage; no SEI estimate"),
     "ekf_identified": (
         "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
@@ -84,8 +89,9 @@ DESCRIPTIONS = {
     "subspace": (
         "Kalman filter on the reduced core correcting only the SOC along each cell's "
         "lithium-inventory line (packtwin/physics/subspace_observer.py), oracle parameters, "
-        "start: first voltage read as OCV with a 30 % SOC prior std and the core's state after "
-        "10 min at the first current; voltage = one-step-ahead model voltage; no SEI estimate"),
+        "start: the start prior (observer_prior) with a 30 % SOC prior std and the core's state "
+        "after 10 min at the first current; voltage = one-step-ahead model voltage; no SEI "
+        "estimate"),
 }
 
 
@@ -157,7 +163,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         params: the selected cells' parameters (in ``cells``' order) instead of the oracle's
             (``variant``'s description and ``extra_attrs`` then go into the dataset's attributes).
         start_s: time into every cycle at which the filter starts [s] (a log that begins
-            mid-drive): from that sample's voltage read as an OCV, the prior of an unknown start;
+            mid-drive): from that sample read by ``prior``, the prior of an unknown start;
             the estimates before it are NaN (:func:`start_sample` checks it).
         prior: how the start sample (and a restart's) is read, one of
             :data:`packtwin.physics.loaded_inversion.PRIORS` (:func:`check_prior`).
