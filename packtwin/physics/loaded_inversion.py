@@ -160,8 +160,6 @@ def invert_loaded(core: ReducedCore, voltage: Tensor, current: Tensor, temperatu
         # none past: V beyond the far end's voltage (clamp there); the first point past: s0
         a = torch.where(first == k, ts[:, -1], torch.where(first == 0, ts[:, 0], a_new))
         b = torch.where(first == k, ts[:, -1], torch.where(first == 0, ts[:, 0], b_new))
-        if (b - a).max() <= 1e-12:
-            break
     return s0 + (far - s0) * 0.5 * (a + b)
 
 
