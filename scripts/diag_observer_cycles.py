@@ -70,7 +70,9 @@ def cycle_rows(folder: Path, truth: xr.Dataset, observers: list[str], split_name
                         t0 = int(first[s, c, k])
                         lab = {schema.SCENARIO: pred[schema.SCENARIO].values[s],
                                schema.CELL: pred[schema.CELL].values[c],
-                               schema.SNAPSHOT: snap, schema.TIME: t0}
+                               schema.SNAPSHOT: snap,
+                               # a label: the time coordinate is in seconds, t0 a position
+                               schema.TIME: truth[schema.TIME].values[t0]}
                         soc0.append(float(pred["soc"].isel({schema.SCENARIO: s, schema.CELL: c,
                                                             schema.SNAPSHOT: k,
                                                             schema.TIME: t0}))

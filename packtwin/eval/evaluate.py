@@ -112,6 +112,12 @@ class Config:
     "ekf_identified"'s parameter fit (only its filter starts late). A multiple of the
     store's period inside every evaluated cycle; needs ``observers``. None: the cycle's first
     sample (a rested start)"""
+    observer_prior: str = "loaded"
+    """how the ``observers`` read their start sample (and a restart's) into a SOC prior
+    (``packtwin.physics.loaded_inversion.PRIORS``): "loaded" (default): the voltage inverted
+    through the reduced core carrying the measured current after a while at it, so that a
+    loaded start's IR drop and polarisation are not read as lost charge; "ocv": the voltage
+    read as an open-circuit voltage (the behaviour before it)"""
     plating_threshold: float = 0.0
     """[V] plating event where the margin is below this"""
     save_predictions: bool = False
@@ -301,6 +307,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
         raise ValueError(f"checkpoints given for unknown variants {sorted(unknown)}; variants: "
                          f"{sorted(cfg.variants)}")
     observer_predict.check_observers(cfg.observers)
+    observer_predict.check_prior(cfg.observer_prior)
     taken = set(cfg.observers) & {*cfg.variants, BASELINE, PYBAMM}
     if taken or len(set(cfg.observers)) != len(cfg.observers):
         raise ValueError(f"observers {cfg.observers} repeat a name or reuse a variant, "
@@ -384,7 +391,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                 obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
                 core=cfg.observer_core, train_scenarios=train_sel.scenarios,
                 train_cells=train_sel.cells, identify=cfg.observer_identify,
-                start_s=start * float(ds.attrs["period_s"]))
+                start_s=start * float(ds.attrs["period_s"]), prior=cfg.observer_prior)
             if cfg.save_predictions:
                 _save_prediction(pred, out / "predictions" / f"{obs}_{name}.zarr", cfg.store)
             results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0, start)

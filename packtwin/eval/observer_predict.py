@@ -8,13 +8,18 @@ For every selected (scenario, cell, snapshot) cycle of a truth store, :class:`Co
 The SEI thickness starts at the parameter set's initial value at every snapshot (the table holds
 no ageing state), so a late snapshot's film resistance and lithium loss are the EKF's to absorb.
 
-Start: the cycle's first valid voltage read as an open-circuit voltage on the cell's
-lithium-inventory line (the stores start each cycle at rest; the number of cycles whose first
-sample is nonetheless under load is recorded in ``attrs["started_under_load"]``), the prior's
-covariance spanning 30 % SOC along that line (:class:`EKFConfig`). With ``start_s`` (evaluate's
-``observer_start_s``) the filter starts that far into every cycle instead, from the same prior
-read at that sample, which is usually under load (a BMS stream that begins mid-drive); the
-estimates before it are NaN and ``attrs["started_under_load"]`` counts the loaded starts.
+Start: the cycle's first valid sample read into a SOC on the cell's lithium-inventory line by
+the start prior (``prior``, evaluate's ``observer_prior``,
+:mod:`packtwin.physics.loaded_inversion`): "loaded" (default), the voltage inverted through the
+core carrying the sample's current after 10 min at it (a cell with |I| <= REST_CURRENT_A is
+read as at rest), and the filter started from that same loaded state; "ocv", the voltage read
+as an open-circuit voltage (the behaviour before). The stores start each cycle at rest; the
+number of cycles whose first sample is nonetheless under load is recorded in
+``attrs["started_under_load"]``. The prior's covariance spans 30 % SOC along that line
+(:class:`EKFConfig`). With ``start_s`` (evaluate's ``observer_start_s``) the filter starts
+that far into every cycle instead, from the same prior read at that sample, which is usually
+under load (a BMS stream that begins mid-drive); the estimates before it are NaN and
+``attrs["started_under_load"]`` counts the loaded starts.
 
 Outputs, on the store's grid and dims like :func:`packtwin.eval.predict.predict_dataset`:
 ``c_s_n``/``c_s_p`` (posterior particles, linear in r through the shell centres and the core's
@@ -30,9 +35,8 @@ needed); the identified values are written as ``param_*`` variables, so that eva
 their errors against the store's table.
 
 Divergence: where a cycle's state turns non-finite, that cycle's filter is restarted from the
-sample's voltage read as an OCV (the start's prior; that sample's voltage is then the restarted
-state's); restarts are counted in ``attrs["resets"]`` and the cycles listed in
-``attrs["reset_cycles"]``. A non-finite estimate left inside valid samples is an error.
+start's prior read at that sample; restarts are counted in ``attrs["resets"]`` and the cycles
+listed in ``attrs["reset_cycles"]``. A non-finite estimate left inside valid samples is an error.
 One-step-ahead voltages off by more than :data:`LARGE_INNOVATION_V` are only recorded
 (``attrs["large_innovations"]``, ``attrs["large_innovation_cycles"]``): they used to restart
 the filter too, a stop-gap for the core's voltage solve running to -3 kV where a particle
@@ -60,20 +64,23 @@ from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_table,
                                           truth_values)
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
+from packtwin.physics.loaded_inversion import (PRIORS, REST_CURRENT_A, at_rest,
+                                               start_stoichiometry)
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
-from packtwin.physics.ocv_inversion import invert_ocv
-from packtwin.physics.subspace_observer import SubspaceEstimate, SubspaceObserver
+from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate,
+                                                SubspaceObserver, loaded_prior)
 
 OBSERVERS = ("ekf", "ekf_identified", "subspace")
-REST_CURRENT_A = 0.05  # |I| at the first sample above which a cycle counts as started under load
+# REST_CURRENT_A (packtwin.physics.loaded_inversion): |I| at the first sample above which a cycle
+# counts as started under load, and below which the loaded prior reads the sample as at rest
 # A one-step-ahead voltage this far off is recorded: legitimate innovations on the demo pack at
 # -10 C stayed below 0.75 V.
 LARGE_INNOVATION_V = 1.0
 DESCRIPTIONS = {
     "ekf": ("iterated EKF on the reduced core (packtwin/physics/ekf.py), oracle parameters (each "
-            "cell's true parameters from the store's table), start: first voltage read as OCV "
-            "with a 30 % SOC prior std, restarted where its state turns non-finite (attrs resets); "
-            "voltage = one-step-ahead model voltage; no SEI estimate"),
+            "cell's true parameters from the store's table), start: the start prior "
+            "(observer_prior) with a 30 % SOC prior std, restarted where its state turns "
+            "non-finite (attrs resets); voltage = one-step-ahead model voltage; no SEI estimate"),
     "ekf_identified": (
         "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
@@ -82,8 +89,9 @@ DESCRIPTIONS = {
     "subspace": (
         "Kalman filter on the reduced core correcting only the SOC along each cell's "
         "lithium-inventory line (packtwin/physics/subspace_observer.py), oracle parameters, "
-        "start: first voltage read as OCV with a 30 % SOC prior std and the core's state after "
-        "10 min at the first current; voltage = one-step-ahead model voltage; no SEI estimate"),
+        "start: the start prior (observer_prior) with a 30 % SOC prior std and the core's state "
+        "after 10 min at the first current; voltage = one-step-ahead model voltage; no SEI "
+        "estimate"),
 }
 
 
@@ -141,7 +149,8 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        core_config: CoreConfig = CoreConfig(),
                        source: str = "truth store", batch: int = 64,
                        params: CoreParams | None = None, variant: str = "ekf",
-                       extra_attrs: dict | None = None, start_s: float = 0.0) -> xr.Dataset:
+                       extra_attrs: dict | None = None, start_s: float = 0.0,
+                       prior: str = "loaded") -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -154,13 +163,16 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         params: the selected cells' parameters (in ``cells``' order) instead of the oracle's
             (``variant``'s description and ``extra_attrs`` then go into the dataset's attributes).
         start_s: time into every cycle at which the filter starts [s] (a log that begins
-            mid-drive): from that sample's voltage read as an OCV, the prior of an unknown start;
+            mid-drive): from that sample read by ``prior``, the prior of an unknown start;
             the estimates before it are NaN (:func:`start_sample` checks it).
+        prior: how the start sample (and a restart's) is read, one of
+            :data:`packtwin.physics.loaded_inversion.PRIORS` (:func:`check_prior`).
 
     Raises:
-        ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, or valid
-            samples that do not form one run from the cycle's start.
+        ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, valid
+            samples that do not form one run from the cycle's start, or an unknown prior.
     """
+    check_prior(prior)
     sel = selection_of(truth, scenarios, cells, snapshots)
     sc, ce, sn = sel.scenarios, sel.cells, sel.snapshots
     if params is None:
@@ -202,10 +214,11 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         part_params = CoreParams(**{k: getattr(params, k)[torch.as_tensor(part[:, 1])]
                                     for k in params.names()})
         if variant == "subspace":
-            est, n_reset, n_large = _run_subspace(part_params, seq, L, period, grid, core_config)
+            est, n_reset, n_large = _run_subspace(part_params, seq, L, period, grid, core_config,
+                                                  prior)
         else:
             est, n_reset, n_large = _run_ekf(part_params, seq, L, period, grid, ekf_config,
-                                             core_config)
+                                             core_config, prior)
         under_load += int((seq["current"][:, 0].abs() > REST_CURRENT_A).sum())
         for i, (s, c, k) in enumerate(part):
             for n in names:
@@ -238,7 +251,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         "parameters": "identified" if variant == "ekf_identified" else "oracle",
         "description": DESCRIPTIONS[variant], "period_s": period, "truth_store": source,
         "cycles": int(len(idx)), "started_under_load": under_load, "resets": resets,
-        "start_s": start * period,
+        "start_s": start * period, "prior": prior,
         "reset_cycles": json.dumps(reset_cycles),  # [scenario, cell, snapshot, restarts]
         "large_innovations": int(sum(r[-1] for r in large_cycles)),
         "large_innovation_cycles": json.dumps(large_cycles),  # [..., samples over 1 V]
@@ -251,6 +264,15 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
 
 
 START_KEY = "observer_start_s"  # the evaluate key: messages name it
+PRIOR_KEY = "observer_prior"  # the evaluate key of the start prior
+
+
+def check_prior(prior: str) -> None:
+    """Refuse an unknown start prior (:data:`PRIORS`), naming :data:`PRIOR_KEY`."""
+    if prior not in PRIORS:
+        raise ObserverError(f"{PRIOR_KEY} must be one of {list(PRIORS)} (\"loaded\": the start "
+                            f"voltage read through the core under the measured current; \"ocv\": "
+                            f"read as an open-circuit voltage), found {prior!r}")
 
 
 def start_sample(period: float, start_s: float, lengths: np.ndarray, source: str = "truth store"
@@ -280,7 +302,7 @@ def start_sample(period: float, start_s: float, lengths: np.ndarray, source: str
 
 
 def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, grid: dict,
-             ekf_config: EKFConfig, core_config: CoreConfig
+             ekf_config: EKFConfig, core_config: CoreConfig, prior_name: str = "loaded"
              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Filter B cycles [B, K] together; per-sample estimates [B, K, ...] (past a cycle's length
     the input is held at zero current, last V and T, and the output is junk to discard) and
@@ -294,10 +316,19 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     line = cell_lines(core)
     ekf = CoreEKF(core, ekf_config)
 
-    def prior(k: int) -> EKFState:  # sample k's voltage read as an OCV, the load's profile
-        sto = invert_ocv(V[:, k], line)
-        return ekf.init(core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max),
-                        hi - lo, I[:, k], T[:, k])
+    def prior(k: int) -> EKFState:  # sample k's voltage read by the prior, the load's profile
+        sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi)
+        rest = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
+        if prior_name == "ocv":
+            return ekf.init(rest, hi - lo, I[:, k], T[:, k])
+        # loaded cells: the state the loaded inversion read the voltage with (its profiles
+        # already hold the load, so no steady profile on top); cells at rest: as "ocv"
+        loaded = loaded_prior(core, sto, I[:, k], T[:, k], SubspaceConfig().history_s, lo, hi)
+        still = at_rest(I[:, k])
+        pick = lambda r, a: torch.where(still.view(-1, *[1] * (r.dim() - 1)), r, a)  # noqa: E731
+        state = type(rest)(*map(pick, rest, loaded))
+        return ekf.init(state, hi - lo, torch.where(still, I[:, k], torch.zeros_like(I[:, k])),
+                        T[:, k])
 
     def advance(est: EKFState, k: int):
         est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
@@ -380,7 +411,7 @@ def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
 
 
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
-                  grid: dict, core_config: CoreConfig
+                  grid: dict, core_config: CoreConfig, prior_name: str = "loaded"
                   ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
     outputs)."""
@@ -390,8 +421,10 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
     line = cell_lines(core)
     obs = SubspaceObserver(core, hi - lo)
 
-    def prior(k: int) -> SubspaceEstimate:  # sample k's voltage read as an OCV, loaded
-        return obs.init_loaded(invert_ocv(V[:, k], line), I[:, k], T[:, k], lo, hi)
+    def prior(k: int) -> SubspaceEstimate:  # sample k's voltage read by the prior, loaded
+        sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
+                                  obs.config.history_s)
+        return obs.init_loaded(sto, I[:, k], T[:, k], lo, hi)
 
     def advance(est: SubspaceEstimate, k: int):
         est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period)
@@ -449,17 +482,20 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      source: str = "truth store", core: dict | None = None,
                      train_scenarios: Sequence[int] | None = None,
                      train_cells: Sequence[int] | None = None,
-                     identify: dict | None = None, start_s: float = 0.0) -> xr.Dataset:
+                     identify: dict | None = None, start_s: float = 0.0,
+                     prior: str = "loaded") -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles "ekf_identified" may identify its cells on;
     ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides; ``start_s``:
-    the filters start that far into every cycle, see :func:`ekf_oracle_dataset`)."""
+    the filters start that far into every cycle, see :func:`ekf_oracle_dataset`; ``prior``:
+    how the start sample is read, :data:`packtwin.physics.loaded_inversion.PRIORS`)."""
     check_observers([name])
+    check_prior(prior)
     cfg = core_config(core)
     if name in ("ekf", "subspace"):
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
-                                  source=source, variant=name, start_s=start_s)
+                                  source=source, variant=name, start_s=start_s, prior=prior)
     from packtwin.eval.observer_identify import identified_params
     from packtwin.physics.identify import IdentifyError
 
@@ -475,7 +511,8 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
         raise ObserverError(str(exc)) from None
     ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
                             source=source, params=params, variant=name,
-                            extra_attrs={"identification": json.dumps(info)}, start_s=start_s)
+                            extra_attrs={"identification": json.dumps(info)}, start_s=start_s,
+                            prior=prior)
     # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
     for key, v in truth_values(params, ident.names).items():
         ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,

@@ -32,6 +32,12 @@ PLOTTED = ("c_s_n_rmse_pct", "c_s_p_rmse_pct", "voltage_rmse", "sei_mae", "plati
 SUMMARY = ("c_s_n_rmse_pct", "c_s_p_rmse_pct", "voltage_rmse", "sei_mae", "soc_mae")
 HIGHER_IS_BETTER = {"plating_f1", "plating_precision", "plating_recall"}
 MODEL_VARIANTS = ("physics", "data_only")
+# The observers' start priors (evaluate's ``observer_prior``), as the report names them.
+PRIOR_TEXT = {
+    "loaded": ("that sample's voltage inverted through the reduced core carrying the measured "
+               "current after 10 min at it (packtwin/physics/loaded_inversion.py)"),
+    "ocv": "that sample's voltage read as an open-circuit voltage",
+}
 AUDIT = {"fick_n_rel": "Fick residual, negative (RMS / RMS of its terms)",
          "fick_p_rel": "Fick residual, positive (RMS / RMS of its terms)",
          "li_balance_n_pct": "lithium balance, negative [% of c_max]",
@@ -197,10 +203,14 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
               f"restarts per split: {json.dumps(restarts.get(name, {}))}"
               for name, desc in json.loads(attrs.get("observers", "{}")).items()]
     config = json.loads(attrs.get("config", "{}"))
+    prior = config.get("observer_prior", "ocv")  # reports written before the key: OCV prior
+    prior_text = PRIOR_TEXT.get(prior, repr(prior))
+    if restarts or json.loads(attrs.get("observers", "{}")):
+        lines.append(f"- observers' start prior (`observer_prior: {prior}`): {prior_text}")
     if config.get("observer_start_s") is not None:
         lines.append(f"- **loaded start**: the observers start {config['observer_start_s']:g} s "
-                     f"into every cycle from the prior of an unknown start (that sample's voltage "
-                     f"read as an OCV); every row is scored from that time on")
+                     f"into every cycle from the prior of an unknown start ({prior_text}); "
+                     f"every row is scored from that time on")
     lines.append("")
     resolved = json.loads(attrs.get("splits_resolved", "{}"))
     if resolved:

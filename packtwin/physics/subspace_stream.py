@@ -22,7 +22,7 @@ import torch
 from packtwin.physics.core import ReducedCore
 from packtwin.physics.observer_stream import (PackStream, StreamEstimate, _as_cells, _cells,
                                               cell_lines, cell_soc_window)
-from packtwin.physics.ocv_inversion import invert_ocv
+from packtwin.physics.loaded_inversion import PRIORS, start_stoichiometry
 from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceEstimate, SubspaceObserver
 
 
@@ -43,15 +43,22 @@ class SubspaceStream(PackStream):
 
     @classmethod
     def from_first_sample(cls, core: ReducedCore, V0, I0, T0, grid: dict | None = None,
-                          config: SubspaceConfig = SubspaceConfig()) -> "SubspaceStream":
-        """Start like the evaluate row: the first voltage V0 read as an open-circuit voltage on
-        each cell's inventory line, the core's state after ``config.history_s`` at the first
-        current I0 [A] and temperature T0 [K] (:func:`loaded_prior`), the configured prior
-        uncertainty. A first sample under load is accepted (the filter corrects the SOC).
+                          config: SubspaceConfig = SubspaceConfig(), prior: str = "loaded"
+                          ) -> "SubspaceStream":
+        """Start like the evaluate row: the first voltage V0 read by ``prior`` (of
+        :data:`packtwin.physics.loaded_inversion.PRIORS`; "loaded": through the core carrying
+        the first current, "ocv": as an open-circuit voltage) on each cell's inventory line,
+        the core's state after ``config.history_s`` at the first current I0 [A] and
+        temperature T0 [K] (:func:`loaded_prior`), the configured prior uncertainty. A first
+        sample under load is accepted (the filter corrects the SOC).
 
         Raises:
-            ValueError: a wrong cell count, or NaN/inf in the first sample (cells named).
+            ValueError: a wrong cell count, NaN/inf in the first sample (cells named) or an
+                unknown prior.
         """
+        if prior not in PRIORS:
+            raise ValueError(f"SubspaceStream.from_first_sample: prior must be one of {PRIORS}, "
+                             f"got {prior!r}")
         B = core.params.n_cells
         V0, I0, T0 = (_as_cells(x, B, core.dtype, name) for x, name in
                       ((V0, "V0"), (I0, "I0"), (T0, "T0")))
@@ -61,8 +68,9 @@ class SubspaceStream(PackStream):
                              f"{_cells(bad)}; the prior needs all three")
         lo, hi = cell_soc_window(core)
         obs = SubspaceObserver(core, hi - lo, config)
-        stream = cls(obs, obs.init_loaded(invert_ocv(V0, cell_lines(core)), I0, T0, lo, hi),
-                     grid)
+        sto = start_stoichiometry(core, V0, I0, T0, cell_lines(core), prior, lo, hi,
+                                  config.history_s)
+        stream = cls(obs, obs.init_loaded(sto, I0, T0, lo, hi), grid)
         stream._last_T = T0
         return stream
 

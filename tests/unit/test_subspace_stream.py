@@ -84,3 +84,18 @@ def test_bad_sample_is_refused_and_the_estimate_kept(small_log):
                       10.0)
     assert torch.isnan(est.innovation[0]) and torch.isfinite(est.innovation[1])
     assert torch.equal(stream.estimate.P[0], before.P[0] + torch.diag(stream.observer._q))
+
+
+def test_loaded_prior_reproduces_the_first_voltage(small_log):
+    """prior="loaded" (the default): the filter's start state is the one the loaded inversion
+    read V0 with, so its model voltage at sample 0 is V0; the OCV prior's is far off (the load's
+    overpotential was read as lost charge). An unknown prior is refused."""
+    core, V, I, T = small_log
+    out = {}
+    for prior in ("loaded", "ocv"):
+        s = SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], prior=prior)
+        out[prior] = core.measure(s.estimate.state, I[:, 0], T[:, 0]).voltage
+    assert torch.allclose(out["loaded"], V[:, 0], atol=1e-6)
+    assert float((out["ocv"] - V[:, 0]).abs().min()) > 0.02
+    with pytest.raises(ValueError, match="prior"):
+        SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], prior="rested")
