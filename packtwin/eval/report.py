@@ -201,6 +201,20 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
         lines.append(f"- **loaded start**: the observers start {config['observer_start_s']:g} s "
                      f"into every cycle from the prior of an unknown start (that sample's voltage "
                      f"read as an OCV); every row is scored from that time on")
+    # observer_carry (issue #9 item 7): consecutive snapshot cycles filtered as one stream
+    carry = json.loads(attrs.get("observer_carry", "{}"))
+    if carry:
+        on = config.get("observer_carry", True)
+        lines.append(
+            f"- **observer_carry: {str(bool(on)).lower()}**: "
+            + ("a cycle that continues the previous selected one (next snapshot_cycle, its "
+               "first sample = that cycle's last) goes on from that cycle's final estimate "
+               "instead of a prior" + (" and every row is scored on it from its sample 0"
+                                       if config.get("observer_start_s") else "")
+               if on else "every cycle starts from a prior")
+            + "; cycles carried / started from a prior per split: "
+            + "; ".join(f"{o}: " + ", ".join(f"{sp} {c}/{p}" for sp, (c, p) in d.items())
+                        for o, d in carry.items()))
     lines.append("")
     resolved = json.loads(attrs.get("splits_resolved", "{}"))
     if resolved:
