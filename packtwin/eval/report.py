@@ -197,10 +197,14 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
               f"restarts per split: {json.dumps(restarts.get(name, {}))}"
               for name, desc in json.loads(attrs.get("observers", "{}")).items()]
     config = json.loads(attrs.get("config", "{}"))
+    carried_any = any(c for d in json.loads(attrs.get("observer_carry", "{}")).values()
+                      for c, _ in d.values())
     if config.get("observer_start_s") is not None:
         lines.append(f"- **loaded start**: the observers start {config['observer_start_s']:g} s "
-                     f"into every cycle from the prior of an unknown start (that sample's voltage "
-                     f"read as an OCV); every row is scored from that time on")
+                     f"into every cycle {'that starts from a prior ' if carried_any else ''}"
+                     f"from the prior of an unknown start (that sample's voltage "
+                     f"read as an OCV); every row is scored from that time on"
+                     + (" (on a carried cycle from its sample 0)" if carried_any else ""))
     # observer_carry (issue #9 item 7): consecutive snapshot cycles filtered as one stream
     carry = json.loads(attrs.get("observer_carry", "{}"))
     if carry:
