@@ -7,6 +7,8 @@ Reads each evaluate output folder made with ``save_predictions: true`` (``metric
 config names the store; ``predictions/<observer>_<split>.zarr``) and scores every observer on
 each cycle (snapshot) alone, from the sample it started at, with the same metrics as evaluate;
 ``pooled`` repeats the report's figures over both cycles (every row of ``metrics.zarr``).
+With ``observer_carry`` a cycle that goes on from the previous one's final estimate is scored
+from its sample 0 (as evaluate does) and marked ``carried``; the others from their start.
 
 One suspected cause of the larger second-cycle error is checked on the truth store: a cycle's
 first voltage, read as an open-circuit voltage, is not relaxed. Cycle 1 starts from PyBaMM's
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from packtwin import schema  # noqa: E402
 from packtwin.data import store  # noqa: E402
-from packtwin.eval import evaluate, metrics  # noqa: E402
+from packtwin.eval import evaluate, metrics, observer_predict  # noqa: E402
 
 METRICS = ("c_s_n_rmse_pct", "c_s_p_rmse_pct", "voltage_rmse", "soc_mae")
 
@@ -58,12 +60,13 @@ def cycle_rows(folder: Path, truth: xr.Dataset, observers: list[str], split_name
                 continue
             pred = xr.open_zarr(path, consolidated=False).load()
             period = float(truth.attrs["period_s"])
-            start = int(round(float(pred.attrs.get("start_s", 0.0)) / period))
-            scored = evaluate.from_sample(truth, start)
             first = _first_valid(pred)
+            prev = _carried(truth, pred)  # [scenario, snapshot]: -1 where from a prior
             for k, snap in enumerate(pred[schema.SNAPSHOT].values):
                 one = pred.isel({schema.SNAPSHOT: [k]})
-                m = metrics.compute_metrics(scored, one)
+                # scored from the cycle's first estimate: its start, or 0 where carried
+                start = int(first[:, :, k].min())
+                m = metrics.compute_metrics(evaluate.from_sample(truth, start), one)
                 soc0, cs0 = [], {"c_s_n": [], "c_s_p": []}
                 for s in range(pred.sizes[schema.SCENARIO]):
                     for c in range(pred.sizes[schema.CELL]):
@@ -85,10 +88,22 @@ def cycle_rows(folder: Path, truth: xr.Dataset, observers: list[str], split_name
                                           / metrics.c_max_of(truth, f))
                 rows.append({"folder": str(folder), "split": split, "observer": obs,
                              "snapshot": int(snap), "start_s": start * period,
+                             "carried": bool((prev[:, k] >= 0).all()),
                              **{n: float(m[f"pack_{n}"]) for n in METRICS},
                              "start_soc_error_points": [100 * e for e in soc0],
                              **{f"start_{f}_rmse_pct": v for f, v in cs0.items()}})
     return rows
+
+
+def _carried(truth: xr.Dataset, pred: xr.Dataset) -> np.ndarray:
+    """[scenario, snapshot] of the prediction: the snapshot each cycle went on from, -1 where it
+    started from a prior (``attrs["carry"]`` 0 or absent: every cycle)."""
+    if not int(pred.attrs.get("carry", 0)):
+        return np.full((pred.sizes[schema.SCENARIO], pred.sizes[schema.SNAPSHOT]), -1)
+    pos = {d: [int(np.flatnonzero(truth[d].values == v)[0]) for v in pred[d].values]
+           for d in (schema.SCENARIO, schema.CELL, schema.SNAPSHOT)}
+    return observer_predict.carried_selection(truth, pos[schema.SCENARIO], pos[schema.CELL],
+                                              pos[schema.SNAPSHOT])
 
 
 def start_relaxation(truth: xr.Dataset, rest_s: float) -> list[dict]:
@@ -145,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
               "start_relaxation": start_relaxation(truth, rest_s)}
     for r in rows:
         print(f"{Path(r['folder']).name:18s} {r['split']:16s} {r['observer']:9s} cycle "
-              f"{r['snapshot'] + 1}: n {r['c_s_n_rmse_pct']:.2f} % p {r['c_s_p_rmse_pct']:.2f} % "
+              f"{r['snapshot'] + 1} ({'carried' if r['carried'] else 'prior'}): "
+              f"n {r['c_s_n_rmse_pct']:.2f} % p {r['c_s_p_rmse_pct']:.2f} % "
               f"V {r['voltage_rmse']:.1f} mV, start SOC error "
               f"{np.round(r['start_soc_error_points'], 2).tolist()} points, start c_s n "
               f"{np.round(r['start_c_s_n_rmse_pct'], 2).tolist()} p "

@@ -118,6 +118,16 @@ class Config:
     through the reduced core carrying the measured current after a while at it, so that a
     loaded start's IR drop and polarisation are not read as lost charge; "ocv": the voltage
     read as an open-circuit voltage (the behaviour before it)"""
+    observer_carry: bool = True
+    """the ``observers`` filter consecutive snapshot cycles of a scenario and cell as one stream:
+    a cycle whose ``snapshot_cycle`` follows the previous selected one's and whose first sample
+    repeats that cycle's last (V, I, T: the same instant, as the generator records them) goes
+    on from that cycle's final estimate (state, covariance, biases) instead of restarting from
+    a prior, as a BMS that never restarts does; other cycles (snapshots every 50 cycles, a
+    split's first cycle) start from the prior. With ``observer_start_s`` only a run's first
+    cycle starts late; a carried cycle is filtered AND every row scored on it from its sample 0.
+    The counts go into the report (observer_carry). Default true (the stream); false: every
+    cycle from a prior, as before"""
     plating_threshold: float = 0.0
     """[V] plating event where the margin is below this"""
     save_predictions: bool = False
@@ -207,28 +217,55 @@ def _score(ds: xr.Dataset, pred: xr.Dataset, cfg: Config, sei0: float, start: in
     return m.merge(audit.residual_audit(ds, pred), join="outer")
 
 
-def _start(ds: xr.Dataset, cfg: Config, selections) -> int:
+def _start(ds: xr.Dataset, cfg: Config, selections, links=None) -> int:
     """The sample every row is scored from (``observer_start_s``; 0 without it), inside every
-    cycle of ``selections``."""
+    cycle of ``selections`` that starts from a prior (``links``: :func:`_carry_links`)."""
     if cfg.observer_start_s is None:
         return 0
     if not cfg.observers:
         raise ValueError(f"{observer_predict.START_KEY} = {cfg.observer_start_s} needs "
                          f"'observers' to start mid-log; none are configured")
     period = float(ds.attrs.get("period_s", np.nan))
+    links = list(links) if links is not None else [None] * len(list(selections))
     lengths = np.concatenate([
         (ds["valid"].isel({schema.SCENARIO: s.scenarios, schema.SNAPSHOT: s.snapshots}) > 0)
-        .sum(schema.TIME).values.ravel() for s in selections])
+        .sum(schema.TIME).values[prev < 0 if prev is not None else slice(None)].ravel()
+        for s, prev in zip(selections, links)])
     return observer_predict.start_sample(period, cfg.observer_start_s, lengths[lengths > 0],
                                          source=repr(cfg.store))
 
 
-def from_sample(ds: xr.Dataset, start: int) -> xr.Dataset:
-    """``ds`` with every cycle's samples before ``start`` marked invalid (not scored)."""
-    if not start:
+def from_sample(ds: xr.Dataset, start: int | xr.DataArray) -> xr.Dataset:
+    """``ds`` with every cycle's samples before ``start`` marked invalid (not scored);
+    ``start`` may differ per cycle (:func:`_split_start`: dims scenario, snapshot)."""
+    if isinstance(start, xr.DataArray):
+        start = start.reindex_like(ds["valid"], fill_value=int(start.max())).drop_vars(
+            [c for c in start.coords if c not in ds["valid"].coords], errors="ignore")
+    elif not start:
         return ds
-    keep = xr.DataArray(np.arange(ds.sizes[schema.TIME]) >= start, dims=schema.TIME)
+    keep = xr.DataArray(np.arange(ds.sizes[schema.TIME]), dims=schema.TIME) >= start
     return ds.assign(valid=ds["valid"].where(keep, 0).astype(ds["valid"].dtype))
+
+
+def _carry_links(ds: xr.Dataset, cfg: Config, sel) -> np.ndarray | None:
+    """:func:`observer_predict.carried_selection` of a split when the observers carry (None:
+    every cycle starts from a prior)."""
+    if not (cfg.observers and cfg.observer_carry):
+        return None
+    return observer_predict.carried_selection(ds, sel.scenarios, sel.cells, sel.snapshots,
+                                              source=repr(cfg.store))
+
+
+def _split_start(ds: xr.Dataset, sel, start: int, links: np.ndarray | None
+                 ) -> int | xr.DataArray:
+    """The sample each cycle of a split is scored from: ``start``, except the cycles the
+    observers go on into with ``observer_carry`` (``links``, :func:`_carry_links`): from their
+    sample 0, a carried estimate has no unknown start; the same for every row."""
+    if not start or links is None or not (links >= 0).any():
+        return start
+    return xr.DataArray(np.where(links >= 0, 0, start), dims=(schema.SCENARIO, schema.SNAPSHOT),
+                        coords={schema.SCENARIO: ds[schema.SCENARIO].values[sel.scenarios],
+                                schema.SNAPSHOT: ds[schema.SNAPSHOT].values[sel.snapshots]})
 
 
 def _stack(results: dict[tuple[str, str, int], xr.Dataset], split_names, variants, seeds
@@ -312,6 +349,9 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
     if taken or len(set(cfg.observers)) != len(cfg.observers):
         raise ValueError(f"observers {cfg.observers} repeat a name or reuse a variant, "
                          f"{BASELINE!r} or {PYBAMM!r}: {sorted(taken)}")
+    if not isinstance(cfg.observer_carry, bool):
+        raise ValueError(f"{observer_predict.CARRY_KEY} must be true or false, found "
+                         f"{cfg.observer_carry!r}")
     if cfg.observers:  # refuse a store the observers cannot use before any training
         observer_predict.core_config(cfg.observer_core)
         observer_predict.identify_config(cfg.observer_identify)
@@ -333,7 +373,10 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
             skipped[name] = f"{exc}; store messages: {ds.attrs.get('messages', '')}"
     if not split_sel:
         raise splits.SelectionError(f"no split selects usable data: {skipped}")
-    start = _start(ds, cfg, split_sel.values())  # a bad start is refused before any training
+    links = {name: _carry_links(ds, cfg, sel) for name, sel in split_sel.items()}
+    # a bad start is refused before any training
+    start = _start(ds, cfg, split_sel.values(), links.values())
+    starts = {name: _split_start(ds, sel, start, links[name]) for name, sel in split_sel.items()}
     new_cells = sorted({int(c) for s in split_sel.values() for c in s.cells} - train_cells)
     sei0 = _initial_sei_nm(ds)
     results: dict[tuple[str, str, int], xr.Dataset] = {}
@@ -342,6 +385,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                desc="evaluate", disable=not progress, file=sys.stderr)
     ckpts: dict[str, list[str]] = {}
     restarts: dict[str, dict[str, int]] = {}
+    carried: dict[str, dict[str, list[int]]] = {}  # observer -> split -> [carried, from a prior]
     for variant, i, seed in jobs:
         given = (cfg.checkpoints or {}).get(variant)
         if given:
@@ -374,7 +418,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
             if cfg.save_predictions:
                 _save_prediction(pred, out / "predictions" / f"{variant}_seed{seed}_{name}.zarr",
                                  cfg.store)
-            results[(name, variant, seed)] = _score(ds, pred, cfg, sei0, start)
+            results[(name, variant, seed)] = _score(ds, pred, cfg, sei0, starts[name])
             bar.update(1)
     for name, sel in split_sel.items():
         bar.set_postfix_str(f"baseline: {name}")
@@ -383,7 +427,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                                           init=cfg.baseline_init)
         base = base.isel({schema.SNAPSHOT: sel.snapshots})
         baseline_desc = str(base.attrs.get("description", ""))
-        results[(name, BASELINE, cfg.seeds[0])] = _score(ds, base, cfg, sei0, start)
+        results[(name, BASELINE, cfg.seeds[0])] = _score(ds, base, cfg, sei0, starts[name])
         bar.update(1)
         for obs in cfg.observers:
             bar.set_postfix_str(f"{obs}: {name}")
@@ -391,16 +435,19 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                 obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
                 core=cfg.observer_core, train_scenarios=train_sel.scenarios,
                 train_cells=train_sel.cells, identify=cfg.observer_identify,
-                start_s=start * float(ds.attrs["period_s"]), prior=cfg.observer_prior)
+                start_s=start * float(ds.attrs["period_s"]), prior=cfg.observer_prior,
+                carry=cfg.observer_carry)
             if cfg.save_predictions:
                 _save_prediction(pred, out / "predictions" / f"{obs}_{name}.zarr", cfg.store)
-            results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0, start)
+            results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0, starts[name])
             restarts.setdefault(obs, {})[name] = int(pred.attrs.get("resets", 0))
+            carried.setdefault(obs, {})[name] = [int(pred.attrs.get("carried_cycles", 0)),
+                                                 int(pred.attrs.get("prior_starts", 0))]
             bar.update(1)
         bar.set_postfix_str(f"PyBaMM audit: {name}")
         truth_sel = ds.isel({schema.SCENARIO: sel.scenarios, schema.CELL: sel.cells,
                              schema.SNAPSHOT: sel.snapshots})
-        results[(name, PYBAMM, cfg.seeds[0])] = audit.residual_audit(from_sample(ds, start),
+        results[(name, PYBAMM, cfg.seeds[0])] = audit.residual_audit(from_sample(ds, starts[name]),
                                                                      truth_sel)
         bar.update(1)
     bar.close()
@@ -419,6 +466,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
         "baseline_init": cfg.baseline_init,
         "observers": json.dumps({o: observer_predict.DESCRIPTIONS[o] for o in cfg.observers}),
         "observer_restarts": json.dumps(restarts),
+        "observer_carry": json.dumps(carried),
         "splits_resolved": json.dumps({n: {"scenarios": s.scenarios.tolist(),
                                            "cells": s.cells.tolist(),
                                            "snapshots": s.snapshots.tolist()}

@@ -21,6 +21,14 @@ that far into every cycle instead, from the same prior read at that sample, whic
 under load (a BMS stream that begins mid-drive); the estimates before it are NaN and
 ``attrs["started_under_load"]`` counts the loaded starts.
 
+Carry (``carry``, evaluate's ``observer_carry``; issue #9 item 7, a BMS stream does not restart):
+a cycle whose ``snapshot_cycle`` is one more than a selected cycle's of the same scenario and
+whose sample 0 repeats that cycle's last valid sample (the generator records both from the same
+state, :func:`carry_links`) goes on from that cycle's final estimate (state, covariance, biases,
+taken at its last VALID sample, not after padding) instead of a prior, from its sample 0 whatever
+``start_s``; its sample 0 estimate is the previous cycle's last. Other cycles start from the
+prior. ``attrs["carried_cycles"]`` / ``attrs["prior_starts"]`` count them.
+
 Outputs, on the store's grid and dims like :func:`packtwin.eval.predict.predict_dataset`:
 ``c_s_n``/``c_s_p`` (posterior particles, linear in r through the shell centres and the core's
 surface, then in x), ``soc`` (negative electrode-mean stoichiometry within the cell's own window),
@@ -45,7 +53,8 @@ surface reached its bound (-10 C, end of a 1C discharge); the core now stays bou
 gone.
 
 Cycles of one selection are filtered together as one batch (padding after a short cycle is
-stepped at zero current and discarded).
+stepped at zero current and discarded); with carry, in rounds: first every cycle that starts
+from a prior, then those that go on from them, and so on.
 """
 
 from __future__ import annotations
@@ -150,7 +159,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        source: str = "truth store", batch: int = 64,
                        params: CoreParams | None = None, variant: str = "ekf",
                        extra_attrs: dict | None = None, start_s: float = 0.0,
-                       prior: str = "loaded") -> xr.Dataset:
+                       prior: str = "loaded", carry: bool = False) -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -167,6 +176,9 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
             the estimates before it are NaN (:func:`start_sample` checks it).
         prior: how the start sample (and a restart's) is read, one of
             :data:`packtwin.physics.loaded_inversion.PRIORS` (:func:`check_prior`).
+        carry: a cycle that continues the previous selected one of its scenario and cell
+            (:func:`carry_links`) starts from that cycle's final estimate instead of a prior, at
+            its sample 0 whatever ``start_s`` (evaluate's ``observer_carry``).
 
     Raises:
         ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, valid
@@ -182,22 +194,22 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                             f"{len(ce)} selected cells")
     period = _period(truth, source)
     t = truth.isel({schema.SCENARIO: sc, schema.CELL: ce, schema.SNAPSHOT: sn})
-    order = (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
     valid3 = np.asarray(t["valid"].transpose(schema.SCENARIO, schema.SNAPSHOT, schema.TIME)
                         .values > 0)
     shape = (len(sc), len(ce), len(sn), t.sizes[schema.TIME])
     valid = np.broadcast_to(valid3[:, None], shape)
-    meas = {}
-    for name in ("voltage", "current", "temperature"):
-        meas[name] = np.asarray(t[name].transpose(*order).values, float)
-        _check_finite(name, meas[name], valid, t, source)
+    meas = _measurements(t, valid, source)
     lengths = valid.sum(-1)
     runs = valid.cumsum(-1) == np.arange(1, shape[-1] + 1)  # a prefix of valid samples
     if not (runs | ~valid).all():
         raise ObserverError(f"{source}: valid samples of a cycle do not form one run from its "
                             f"first sample; the EKF filters one contiguous log per cycle")
-    start = start_sample(period, start_s, lengths[lengths > 0], source)
-    idx = np.argwhere(lengths > 0)  # [cycles, 3]: (scenario, cell, snapshot) positions
+    # --- carry (evaluate's observer_carry): cycles filtered in rounds of their depth in a run ---
+    prev = carry_links(t, meas, valid3) if carry else np.full(valid3.shape[:2], -1)
+    # the start must lie inside every cycle that starts from a prior (a carried one goes on)
+    start = start_sample(period, start_s, lengths[(lengths > 0) & (prev[:, None] < 0)], source)
+    idx, depth = _cycle_order(prev, lengths)
+    finals: dict[tuple, tuple] = {}  # (s, c, k) -> its final (estimate row, voltage)
     names = ("c_s_n", "c_s_p", "soc", "plating_margin", "voltage")
     grid = {d: torch.tensor(np.asarray(t[d].values, float)) for d in
             (schema.X_N, schema.R_N, schema.X_P, schema.R_P)}
@@ -205,25 +217,35 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                                (t.sizes[schema.X_P], t.sizes[schema.R_P]) if n == "c_s_p" else ()),
                       np.nan, dtype=np.float32) for n in names}
     under_load, resets, reset_cycles, large_cycles = 0, 0, [], []
-    for a in range(0, len(idx), batch):
-        part = idx[a:a + batch]
-        # The filter sees the log from ``start`` on, as if it began there.
-        seq = {n: torch.as_tensor(meas[n][part[:, 0], part[:, 1], part[:, 2], start:])
+    chunks = [r[a:a + batch] for d in range(int(depth.max(initial=-1)) + 1)
+              for r in [idx[depth == d]] for a in range(0, len(r), batch)]
+    for part in chunks:
+        pred = prev[part[:, 0], part[:, 2]]
+        carried = [finals.pop((s, c, p)) if p >= 0 else None
+                   for (s, c, _), p in zip(part, pred)]
+        # The filter sees the log from its start on, as if it began there; a carried cycle
+        # goes on from its sample 0 (the previous cycle's last sample, the same instant).
+        first = np.where(pred >= 0, 0, start)
+        seq = {n: torch.as_tensor(np.stack([np.roll(meas[n][s, c, k], -f)
+                                            for (s, c, k), f in zip(part, first)]))
                for n in meas}
-        L = lengths[part[:, 0], part[:, 1], part[:, 2]] - start
+        L = lengths[part[:, 0], part[:, 1], part[:, 2]] - first
         part_params = CoreParams(**{k: getattr(params, k)[torch.as_tensor(part[:, 1])]
                                     for k in params.names()})
         if variant == "subspace":
-            est, n_reset, n_large = _run_subspace(part_params, seq, L, period, grid, core_config,
-                                                  prior)
+            est, n_reset, n_large, final = _run_subspace(part_params, seq, L, period, grid,
+                                                         core_config, prior, carried)
         else:
-            est, n_reset, n_large = _run_ekf(part_params, seq, L, period, grid, ekf_config,
-                                             core_config, prior)
-        under_load += int((seq["current"][:, 0].abs() > REST_CURRENT_A).sum())
+            est, n_reset, n_large, final = _run_ekf(part_params, seq, L, period, grid,
+                                                    ekf_config, core_config, prior, carried)
+        under_load += int((seq["current"][:, 0].abs() > REST_CURRENT_A)[pred < 0].sum())
         for i, (s, c, k) in enumerate(part):
+            if (prev[s] == k).any():  # a later cycle goes on from this one
+                finals[(s, c, k)] = final[i]
+            f = first[i]
             for n in names:
-                out[n][s, c, k, start:start + L[i]] = est[n][i, :L[i]]
-                if not np.isfinite(out[n][s, c, k, start:start + L[i]]).all():
+                out[n][s, c, k, f:f + L[i]] = est[n][i, :L[i]]
+                if not np.isfinite(out[n][s, c, k, f:f + L[i]]).all():
                     raise ObserverError(
                         f"{source}: the {variant} observer's {n!r} is not finite inside valid "
                         f"samples of "
@@ -236,6 +258,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                 resets += int(n_reset[i])
                 reset_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
                                      int(t[schema.SNAPSHOT][k]), int(n_reset[i])])
+    n_carried = int((depth > 0).sum())
     data = {}
     for n in names:
         dims = schema.VARIABLES[n].dims
@@ -252,6 +275,10 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         "description": DESCRIPTIONS[variant], "period_s": period, "truth_store": source,
         "cycles": int(len(idx)), "started_under_load": under_load, "resets": resets,
         "start_s": start * period, "prior": prior,
+        # observer_carry: cycles that went on from the previous cycle's final estimate (from
+        # their sample 0) and cycles that started from a prior (at start_s)
+        "carry": int(carry), "carried_cycles": n_carried,
+        "prior_starts": int(len(idx)) - n_carried,
         "reset_cycles": json.dumps(reset_cycles),  # [scenario, cell, snapshot, restarts]
         "large_innovations": int(sum(r[-1] for r in large_cycles)),
         "large_innovation_cycles": json.dumps(large_cycles),  # [..., samples over 1 V]
@@ -301,13 +328,96 @@ def start_sample(period: float, start_s: float, lengths: np.ndarray, source: str
     return int(k)
 
 
+
+# --- observer_carry: consecutive snapshot cycles filtered as one stream (issue #9 item 7) ---
+CARRY_KEY = "observer_carry"  # the evaluate key: messages name it
+
+
+def _measurements(t: xr.Dataset, valid: np.ndarray, source: str) -> dict[str, np.ndarray]:
+    """V, I, T [scenario, cell, snapshot, time] of the selection ``t``, finite where valid."""
+    order = (schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
+    meas = {}
+    for name in ("voltage", "current", "temperature"):
+        meas[name] = np.asarray(t[name].transpose(*order).values, float)
+        _check_finite(name, meas[name], valid, t, source)
+    return meas
+
+
+def carry_links(t: xr.Dataset, meas: dict[str, np.ndarray], valid3: np.ndarray) -> np.ndarray:
+    """[scenario, snapshot] (positions in the selection ``t``): the snapshot each cycle goes on
+    from, or -1 (it starts from a prior).
+
+    A cycle goes on from the selected one whose ``snapshot_cycle`` is one less when its sample 0
+    repeats that cycle's last valid sample in V, I and T for every selected cell: the generator
+    (packtwin/sim/scenario.py) records a cycle's sample 0 from the state the previous cycle's
+    final rest ended in, the same instant. Snapshots further apart (every 50 cycles) or a store
+    without ``snapshot_cycle`` do not link."""
+    S, N = valid3.shape[:2]
+    prev = np.full((S, N), -1)
+    if "snapshot_cycle" not in t.coords:
+        return prev
+    cycle = np.asarray(t["snapshot_cycle"].values, int)
+    lengths = valid3.sum(-1)
+    for n in range(N):
+        for m in np.flatnonzero(cycle == cycle[n] - 1):
+            for s in range(S):
+                last = lengths[s, m] - 1
+                if last < 0 or lengths[s, n] == 0:
+                    continue
+                # equal up to a float32 round trip: one instant recorded twice
+                if all(np.allclose(meas[x][s, :, n, 0], meas[x][s, :, m, last], rtol=1e-6,
+                                   atol=1e-9) for x in meas):
+                    prev[s, n] = m
+    return prev
+
+
+def carried_selection(truth: xr.Dataset, scenarios: Sequence[int], cells: Sequence[int],
+                      snapshots: Sequence[int], source: str = "truth store") -> np.ndarray:
+    """:func:`carry_links` of a selection (positional indices) of ``truth``: which cycles an
+    observer with ``carry`` goes on into (evaluate scores those from their sample 0)."""
+    t = truth.isel({schema.SCENARIO: list(scenarios), schema.CELL: list(cells),
+                    schema.SNAPSHOT: list(snapshots)})
+    valid3 = np.asarray(t["valid"].transpose(schema.SCENARIO, schema.SNAPSHOT, schema.TIME)
+                        .values > 0)
+    valid = np.broadcast_to(valid3[:, None], (len(scenarios), len(cells)) + valid3.shape[1:])
+    return carry_links(t, _measurements(t, valid, source), valid3)
+
+
+def _cycle_order(prev: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cycles with samples, (scenario, cell, snapshot) positions [cycles, 3], and each one's
+    depth in its run of linked cycles [cycles] (0: starts from a prior): a cycle is filtered
+    after the one it goes on from."""
+    def depth_of(s: int, k: int) -> int:
+        return 0 if prev[s, k] < 0 else 1 + depth_of(s, int(prev[s, k]))
+
+    idx = np.argwhere(lengths > 0)
+    return idx, np.array([depth_of(s, k) for s, _, k in idx], dtype=int)
+
+
+def _tree(fn, *objs):
+    """``fn`` over the tensors of (nested) named tuples of tensors with the batch dim first."""
+    if isinstance(objs[0], torch.Tensor):
+        return fn(*objs)
+    return type(objs[0])(*(_tree(fn, *xs) for xs in zip(*objs)))
+
+
+def _take(est, i: int):
+    return _tree(lambda a: a[i:i + 1], est)
+
+
+def _pick(mask: torch.Tensor, a, b):
+    """Rows ``mask`` [B] from ``b``, the others from ``a``."""
+    return _tree(lambda x, y: torch.where(mask.view(-1, *[1] * (x.dim() - 1)), y, x), a, b)
+
+
 def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, grid: dict,
-             ekf_config: EKFConfig, core_config: CoreConfig, prior_name: str = "loaded"
-             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+             ekf_config: EKFConfig, core_config: CoreConfig, prior_name: str = "loaded",
+             carried: Sequence | None = None
+             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """Filter B cycles [B, K] together; per-sample estimates [B, K, ...] (past a cycle's length
-    the input is held at zero current, last V and T, and the output is junk to discard) and
+    the input is held at zero current, last V and T, and the output is junk to discard),
     each cycle's restarts and innovations over LARGE_INNOVATION_V within its valid samples
-    [B] each."""
+    [B] each, and each cycle's final estimate (``carried``: see :func:`_filter_cycles`)."""
     core = ReducedCore(params, core_config)
     c = core.design.constants
     V, I, T = _padded_inputs(seq, lengths)
@@ -338,26 +448,43 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
         return EKFState(torch.where(bad[:, None], fresh.x, est.x),
                         torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
 
-    return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, ekf.state, restart)
+    return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, ekf.state, restart,
+                          carried)
 
 
 def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, prior, advance,
-                   state_of, restart) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+                   state_of, restart, carried: Sequence | None = None
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """The sample loop shared by the filters: ``prior(k)`` (the start, and a restart at sample
     k), ``advance(est, k)`` -> (estimate, one-step-ahead model voltage), ``state_of(est)`` ->
     :class:`CoreState`, ``restart(est, fresh, bad)`` (cells ``bad`` [B] taken from ``fresh``).
-    A cell restarts where its particles turn non-finite."""
-    est = prior(0)
+    A cell restarts where its particles turn non-finite.
+
+    Carry: ``carried`` [B] holds per cycle None (start from ``prior(0)``) or the final
+    (estimate, voltage) of the cycle it goes on from, which is then its estimate at sample 0
+    (the same instant). Returned last: every cycle's (estimate, one-step-ahead voltage) at its
+    last VALID sample (``lengths`` - 1, not after padding), for the cycle that goes on from it."""
+    carried = list(carried) if carried is not None else [None] * len(lengths)
+    is_carried = torch.tensor([c is not None for c in carried])
+    est = prior(0)  # even when every row is carried: CoreEKF.init also sets its process noise
+    if is_carried.any():  # carried rows go on from the previous cycle's final estimate
+        est = _tree(lambda *a: torch.cat(a), *[c[0] if c is not None else _take(est, i)
+                                              for i, c in enumerate(carried)])
     restarts = torch.zeros(len(lengths), dtype=torch.long)
     large = torch.zeros(len(lengths), dtype=torch.long)
     in_cycle = torch.as_tensor(np.asarray(lengths))
     rows = _Rows(core, grid)
+    final, final_v = est, torch.full((len(lengths),), float("nan"), dtype=core.dtype)
     with torch.no_grad():
         for k in range(V.shape[1]):
             if k == 0:  # the prior itself, measured at the first sample's load
                 st = state_of(est)
                 o = core.measure(st, I[:, 0], T[:, 0])
                 v_model = o.voltage
+                if is_carried.any():  # the previous cycle's last one-step-ahead voltage
+                    v_model = torch.where(is_carried, torch.stack(
+                        [c[1] if c is not None else v_model[i] for i, c in enumerate(carried)]),
+                        v_model)
             else:
                 est, v_model = advance(est, k)
                 large += (~((V[:, k] - v_model).abs() <= LARGE_INNOVATION_V)
@@ -373,7 +500,12 @@ def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, 
                 o = core.measure(st, I[:, k], T[:, k])
                 v_model = torch.where(bad, o.voltage, v_model)
             rows.add(st, o, v_model)
-    return rows.stacked(), restarts.numpy(), large.numpy()
+            at_end = in_cycle - 1 == k
+            if at_end.any():
+                final = _pick(at_end, final, est)
+                final_v = torch.where(at_end, v_model, final_v)
+    ends = [(_take(final, i), final_v[i]) for i in range(len(lengths))]
+    return rows.stacked(), restarts.numpy(), large.numpy(), ends
 
 
 class _Rows:
@@ -411,10 +543,11 @@ def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
 
 
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
-                  grid: dict, core_config: CoreConfig, prior_name: str = "loaded"
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+                  grid: dict, core_config: CoreConfig, prior_name: str = "loaded",
+                  carried: Sequence | None = None
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
-    outputs)."""
+    outputs, the same carry)."""
     core = ReducedCore(params, core_config)
     V, I, T = _padded_inputs(seq, lengths)
     lo, hi = cell_soc_window(core)
@@ -437,7 +570,7 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
                                 keep(est.current, fresh.current))
 
     return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, lambda e: e.state,
-                          restart)
+                          restart, carried)
 
 
 def core_config(overrides: dict | None) -> CoreConfig:
@@ -483,19 +616,21 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      train_scenarios: Sequence[int] | None = None,
                      train_cells: Sequence[int] | None = None,
                      identify: dict | None = None, start_s: float = 0.0,
-                     prior: str = "loaded") -> xr.Dataset:
+                     prior: str = "loaded", carry: bool = False) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles "ekf_identified" may identify its cells on;
     ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides; ``start_s``:
-    the filters start that far into every cycle, see :func:`ekf_oracle_dataset`; ``prior``:
-    how the start sample is read, :data:`packtwin.physics.loaded_inversion.PRIORS`)."""
+    the filters start that far into every cycle; ``prior``: how the start sample is read,
+    :data:`packtwin.physics.loaded_inversion.PRIORS`; ``carry``: a cycle that continues the
+    previous one goes on from its final estimate; see :func:`ekf_oracle_dataset`)."""
     check_observers([name])
     check_prior(prior)
     cfg = core_config(core)
     if name in ("ekf", "subspace"):
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
-                                  source=source, variant=name, start_s=start_s, prior=prior)
+                                  source=source, variant=name, start_s=start_s, prior=prior,
+                                  carry=carry)
     from packtwin.eval.observer_identify import identified_params
     from packtwin.physics.identify import IdentifyError
 
@@ -512,7 +647,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
                             source=source, params=params, variant=name,
                             extra_attrs={"identification": json.dumps(info)}, start_s=start_s,
-                            prior=prior)
+                            prior=prior, carry=carry)
     # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
     for key, v in truth_values(params, ident.names).items():
         ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,

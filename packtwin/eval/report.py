@@ -207,10 +207,27 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
     prior_text = PRIOR_TEXT.get(prior, repr(prior))
     if restarts or json.loads(attrs.get("observers", "{}")):
         lines.append(f"- observers' start prior (`observer_prior: {prior}`): {prior_text}")
+    carry = json.loads(attrs.get("observer_carry", "{}"))
+    carried_any = any(c for d in carry.values() for c, _ in d.values())
     if config.get("observer_start_s") is not None:
         lines.append(f"- **loaded start**: the observers start {config['observer_start_s']:g} s "
-                     f"into every cycle from the prior of an unknown start ({prior_text}); "
-                     f"every row is scored from that time on")
+                     f"into every cycle {'that starts from a prior ' if carried_any else ''}"
+                     f"from the prior of an unknown start ({prior_text}); every row is scored "
+                     f"from that time on"
+                     + (" (on a carried cycle from its sample 0)" if carried_any else ""))
+    # observer_carry (issue #9 item 7): consecutive snapshot cycles filtered as one stream
+    if carry:
+        on = config.get("observer_carry", True)
+        lines.append(
+            f"- **observer_carry: {str(bool(on)).lower()}**: "
+            + ("a cycle that continues the previous selected one (next snapshot_cycle, its "
+               "first sample = that cycle's last) goes on from that cycle's final estimate "
+               "instead of a prior" + (" and every row is scored on it from its sample 0"
+                                       if config.get("observer_start_s") else "")
+               if on else "every cycle starts from a prior")
+            + "; cycles carried / started from a prior per split: "
+            + "; ".join(f"{o}: " + ", ".join(f"{sp} {c}/{p}" for sp, (c, p) in d.items())
+                        for o, d in carry.items()))
     lines.append("")
     resolved = json.loads(attrs.get("splits_resolved", "{}"))
     if resolved:

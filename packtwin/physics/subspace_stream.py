@@ -12,6 +12,11 @@ correction, biases included) and ``innovation`` is V minus it, as in ``packtwin 
 ``subspace`` row; the fields, SOC and plating margin are those of the corrected state.
 :meth:`SubspaceStream.run` is the whole-sequence call (:meth:`SubspaceObserver.run`); both paths
 give the same estimates (tested), and so does the evaluate row (:mod:`packtwin.eval.observer_predict`).
+
+A stream never restarts: stepped through a store's cycle 1 and then its cycle 2 it gives the
+evaluate row with ``observer_carry`` (cycle 2 goes on from cycle 1's final estimate; tested in
+``tests/unit/test_observer_carry.py``). Cycle 2's sample 0 is not stepped: the generator records
+it from the state cycle 1's final rest ended in, the same instant as cycle 1's last sample.
 """
 
 from __future__ import annotations

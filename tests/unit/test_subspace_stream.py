@@ -57,7 +57,7 @@ def test_stream_equals_the_whole_sequence_call_and_the_evaluate_row(small_log):
     assert torch.allclose(a.estimate.P, b.estimate.P, rtol=1e-10, atol=1e-15)
     # packtwin evaluate's subspace row (observer_predict) on the same log: the same numbers
     grid = {k: torch.as_tensor(v, dtype=F64) for k, v in GRID.items()}
-    rows, restarts, _ = _run_subspace(core.params, {"voltage": V, "current": I, "temperature": T},
+    rows, restarts, _, _ = _run_subspace(core.params, {"voltage": V, "current": I, "temperature": T},
                                       np.array([V.shape[1]] * 2), 10.0, grid, TINY)
     assert not restarts.any()
     for name in ("soc", "voltage", "c_s_n", "c_s_p", "plating_margin"):
