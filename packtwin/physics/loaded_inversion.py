@@ -4,7 +4,8 @@ under load (issue #9 item 4).
 A log that starts mid-drive shows V = OCV(surfaces) - overpotentials: the ohmic drop, the
 kinetic and the electrolyte's concentration overpotential and the particles' surface depletion.
 Read as an OCV (:func:`packtwin.physics.ocv_inversion.invert_ocv`), all of that is taken for
-lost charge: on the observer pack 600 s into a discharge the OCV prior was 40-87 SOC points off.
+lost charge: on the observer pack 600 s into a discharge the OCV prior was 26-72 SOC points off
+(`scripts/diag_start_prior.py`).
 
 Here the first sample is inverted through the reduced core itself: :func:`loaded_voltage` is the
 core's terminal voltage of a cell that ends at negative stoichiometry ``sto_n`` (electrode mean)
