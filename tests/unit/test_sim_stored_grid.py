@@ -62,7 +62,15 @@ def test_stored_fields_are_on_the_coarse_grid_and_keep_the_lithium(stepped):
     err = cell.stored_grid_errors(out)
     assert set(err) == {f"{n}_at_{w}_nodes" for n in ("c_s_n", "c_s_p", "c_e", "sei_thickness")
                         for w in ("stored", "solver")}
-    assert all(v > 0 for v in err.values())
+    assert all(np.isfinite(v) and v >= 0 for v in err.values())
+    # real through-thickness profiles lose something on the coarse grid
+    for name in ("c_s_n_at_stored_nodes", "c_s_n_at_solver_nodes", "c_s_p_at_solver_nodes",
+                 "c_e_at_stored_nodes", "c_e_at_solver_nodes"):
+        assert err[name] > 1.0, name  # [mol/m3]
+    # x_p: 6 uniform solver cells into 3 stored ones: each stored node is the midpoint of two
+    # solver nodes, where the two cells' mean IS the linear interpolation, so the error there is
+    # zero up to rounding (it was exactly 0.0 or a rounding residue, by package version)
+    assert err["c_s_p_at_stored_nodes"] <= 1e-9 * float(out["c_s_p"].max())
 
 
 def test_stored_x_points_are_validated():
