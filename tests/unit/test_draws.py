@@ -1,0 +1,95 @@
+"""Pooling evaluate's metrics over generated packs (cell draws): packtwin.eval.draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from packtwin.eval.draws import draws_markdown, draws_summary, stack_draws
+
+SPLITS = ["25C_1C_cccv", "-10C_1C_pulses"]
+VARIANTS = ["baseline", "ekf", "subspace", "pybamm"]
+
+
+def _metrics(offset: float, splits=SPLITS) -> xr.Dataset:
+    """A metrics store as evaluate writes it: dims split, variant, seed (one), cell."""
+    shape = (len(splits), len(VARIANTS), 1)
+    base = np.arange(np.prod(shape), dtype=float).reshape(shape) + offset
+    base[:, VARIANTS.index("pybamm")] = np.nan
+    coords = {"split": splits, "variant": VARIANTS, "seed": [0], "cell": [0, 1]}
+    ds = xr.Dataset(coords=coords)
+    for name, units, scale in (("c_s_n_rmse_pct", "% of c_max", 1.0),
+                               ("c_s_p_rmse_pct", "% of c_max", 0.5),
+                               ("voltage_rmse", "mV", 10.0)):
+        ds[f"pack_{name}"] = (("split", "variant", "seed"), base * scale, {"units": units})
+        ds[name] = (("split", "variant", "seed", "cell"),
+                    np.repeat(base[..., None] * scale, 2, axis=-1), {"units": units})
+    return ds
+
+
+def test_stack_puts_each_draw_on_the_seed_dim_and_keeps_units():
+    stores = {12: _metrics(0.0), 13: _metrics(1.0), 14: _metrics(2.0)}
+    ds = stack_draws(stores)
+    assert ds["seed"].values.tolist() == [12, 13, 14]
+    assert set(ds.data_vars) == {"pack_c_s_n_rmse_pct", "pack_c_s_p_rmse_pct", "pack_voltage_rmse"}
+    assert ds["pack_voltage_rmse"].attrs["units"] == "mV"
+    got = ds["pack_c_s_n_rmse_pct"].sel(split="25C_1C_cccv", variant="ekf").values
+    np.testing.assert_allclose(got, [1.0, 2.0, 3.0])
+
+
+def test_summary_is_the_sample_mean_and_std_over_draws():
+    ds = stack_draws({12: _metrics(0.0), 13: _metrics(1.0), 14: _metrics(5.0)})
+    s = draws_summary(ds)
+    row = s["metrics"]["voltage_rmse"]["splits"]["-10C_1C_pulses"]["subspace"]
+    vals = np.array([6.0, 7.0, 11.0]) * 10.0
+    assert row["values"] == pytest.approx(vals.tolist())
+    assert row["mean"] == pytest.approx(vals.mean())
+    assert row["std"] == pytest.approx(vals.std(ddof=1))
+    assert row["n"] == 3
+    # the audit row (pybamm: NaN everywhere) is left out, not reported as 0
+    assert "pybamm" not in s["metrics"]["voltage_rmse"]["splits"]["-10C_1C_pulses"]
+    assert s["metrics"]["c_s_n_rmse_pct"]["units"] == "% of c_max"
+
+
+def test_markdown_shows_mean_std_and_n():
+    md = draws_markdown(stack_draws({12: _metrics(0.0), 13: _metrics(2.0)}), title="t")
+    assert "[mV]" in md and "(n=2)" in md and "±" in md
+    assert "| 25C_1C_cccv |" in md
+
+
+def test_different_splits_are_refused_naming_the_store():
+    with pytest.raises(ValueError, match=r"b\.zarr: split .* differs"):
+        stack_draws({12: _metrics(0.0), 13: _metrics(0.0, splits=["25C_1C_cccv", "0C"])},
+                    where={12: "a.zarr", 13: "b.zarr"})
+
+
+def test_several_training_seeds_and_missing_metrics_are_refused():
+    two = xr.concat([_metrics(0.0), _metrics(0.0).assign_coords(seed=[1])], dim="seed")
+    with pytest.raises(ValueError, match="expected one training seed, found 2|found 2"):
+        stack_draws({12: _metrics(0.0), 13: two})
+    with pytest.raises(ValueError, match=r"pack_voltage_rmse.*missing"):
+        stack_draws({12: _metrics(0.0), 13: _metrics(0.0).drop_vars("pack_voltage_rmse")})
+
+
+def test_observer_seeds_script_pools_the_reports_it_finds(tmp_path, monkeypatch):
+    """scripts/observer_seeds.py --pool-only: every (seed, start) report -> OUT.md / OUT.json."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "observer_seeds.py"
+    spec = importlib.util.spec_from_file_location("observer_seeds", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.chdir(tmp_path)
+    for i, seed in enumerate((12, 13)):
+        for start in ("rested", "loaded"):
+            _metrics(float(i)).to_zarr(Path(mod.output_for(seed, start), "metrics.zarr"))
+    assert mod.main(["--seeds", "12", "13", "--pool-only", "--out", "r/pooled"]) == 0
+    summary = json.loads((tmp_path / "r/pooled.json").read_text())
+    assert summary["starts"]["loaded"]["sources"]["13"] == "reports/observer-check-s13_loaded/metrics.zarr"
+    assert summary["starts"]["rested"]["metrics"]["c_s_n_rmse_pct"]["splits"]["25C_1C_cccv"]["ekf"]["n"] == 2
+    assert "loaded start" in (tmp_path / "r/pooled.md").read_text()
+    with pytest.raises(SystemExit, match="s14.*missing|missing"):
+        mod.main(["--seeds", "12", "14", "--pool-only", "--out", "r/x"])
