@@ -129,8 +129,8 @@ class SubspaceConfig:
     # 10 s 1.1e-5 mol/m3 and 2.7e-7 mV from the default (12 cold iterations instead of 6:
     # 1.0e-5); pulses at 60 s 0.19 mol/m3 and 6e-3 mV (12 cold: 8e-5); 2C pulses at -10 degC,
     # where the filter's path is chaotic (12 cold iterations move it by 3e4 mol/m3 too),
-    # 3e4. Step time 1.6-1.8x shorter than before the speed work, the default 1.1-1.4x
-    # (reports/bench_inference_subspace_speed9.json, subspace.compare).
+    # 3e4. Step time 1.3-1.8x shorter than before the speed work, the default 1.04-1.4x
+    # (reports/bench_inference_subspace_speed9*.json, subspace.compare; two runs, load 6-7).
     warm_start: bool = False
 
 
