@@ -41,6 +41,11 @@
    advance, its measurement inside the Jacobian, the outputs' measurement, and the Newton solve
    and electrolyte inside them). Target (issue 9): 100 cells <= 1 ms per step.
    ``--sections subspace`` runs this part alone and keeps the other sections of ``--out``.
+   ``warm_start_step_ms``: the same with the opt-in ``SubspaceConfig(warm_start=True)``.
+   ``--subspace-ref REF`` (a git ref, e.g. ``main``): old vs new in one run: this section of
+   REF's own checkout (``git archive``, its own bench script and code, in a subprocess) is
+   timed right before this one, stored under ``subspace.reference`` and set against it in
+   ``subspace.compare`` (the machine's load at both recorded: the cores are shared).
 
 Each timing is the median of ``--repeats`` calls after one warm-up call. A batch whose estimated
 memory exceeds ``--mem-limit-gb`` is skipped and recorded as such (never silently dropped).
@@ -194,12 +199,14 @@ def _core_section(cells: list[int], period: float, repeats: int) -> dict:
 SUBSPACE_PERIODS = (10.0, 60.0)
 
 
-def _subspace_stream(n: int, period: float, samples: int):
+def _subspace_stream(n: int, period: float, samples: int, config=None):
     """A fresh SubspaceStream on n nominal cells and the V/I/T [n, samples] of a 1C discharge
-    from 90 % made by the same core (the filter's first voltage read 30 mV off)."""
+    from 90 % made by the same core (the filter's first voltage read 30 mV off); ``config``:
+    a :class:`SubspaceConfig` (default: the default one)."""
     from packtwin.physics.core import ReducedCore
     from packtwin.physics.core_params import CoreParams
     from packtwin.physics.observer_stream import cell_lines, cell_soc_window
+    from packtwin.physics.subspace_observer import SubspaceConfig
     from packtwin.physics.subspace_stream import SubspaceStream
 
     core = ReducedCore(CoreParams.nominal(n))
@@ -211,7 +218,8 @@ def _subspace_stream(n: int, period: float, samples: int):
     T = torch.full((n, samples), 298.15, dtype=core.dtype)
     _, log = core.simulate(start, I, T, period)
     V = log["voltage"]
-    stream = SubspaceStream.from_first_sample(core, V[:, 0] + 0.03, I[:, 0], T[:, 0])
+    stream = SubspaceStream.from_first_sample(core, V[:, 0] + 0.03, I[:, 0], T[:, 0],
+                                              config=config or SubspaceConfig())
     return stream, V, I, T
 
 
@@ -232,10 +240,57 @@ def _profile_split(stats, total: float) -> dict:
     return out
 
 
-def subspace_section(cells: list[int], repeats: int) -> dict:
-    """Per-sample latency of the streamed subspace Kalman observer, one thread."""
+def _timed_steps(stream, V, I, T, period: float, repeats: int) -> float:
+    """Median seconds of ``repeats`` SubspaceStream.step calls, each a new sample."""
+    k = iter(range(1, V.shape[1]))
+
+    def step():
+        i = next(k)
+        stream.step(V[:, i], I[:, i], T[:, i], period)
+
+    return timed(step, repeats)
+
+
+def checkout(ref: str) -> tuple[Path, str]:
+    """git ref ``ref``'s tree extracted into a new temporary folder (``git archive``), and its
+    short commit: an older version of the code to time or compare against in a subprocess."""
+    import subprocess
+
+    tmp = Path(tempfile.mkdtemp(prefix="packtwin_ref_"))
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", ref], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    return tmp, sha
+
+
+def reference_subspace(ref: str, cells: list[int], repeats: int) -> dict:
+    """The subspace section of git ref ``ref``'s own checkout (code and bench script), run in a
+    subprocess with the same arguments: the "old" of an old-vs-new comparison."""
+    import subprocess
+
+    tmp, sha = checkout(ref)
+    out = tmp / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(tmp), OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, str(tmp / "scripts" / "bench_inference.py"), "--sections",
+                    "subspace", "--subspace-cells", *map(str, cells), "--repeats", str(repeats),
+                    "--out", str(out)], check=True, cwd=tmp, env=env)
+    sub = json.loads(out.read_text())["subspace"]
+    return {"ref": ref, "commit": sha, "loadavg_1_5_15_at_start": sub["loadavg_1_5_15_at_start"],
+            "loadavg_1_5_15_at_end": sub["loadavg_1_5_15_at_end"],
+            "runs": [{k: r[k] for k in ("cells", "period_s", "step_ms")} for r in sub["runs"]]}
+
+
+def subspace_section(cells: list[int], repeats: int, ref: str | None = None) -> dict:
+    """Per-sample latency of the streamed subspace Kalman observer, one thread (and, with
+    ``ref``, of git ref ``ref``'s checkout right before, for an old-vs-new comparison)."""
     import cProfile
     import pstats
+
+    from packtwin.physics.subspace_observer import SubspaceConfig
+
+    reference = reference_subspace(ref, cells, repeats) if ref else None
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -247,13 +302,16 @@ def subspace_section(cells: list[int], repeats: int) -> dict:
     for period in SUBSPACE_PERIODS:
         for n in cells:
             stream, V, I, T = _subspace_stream(n, period, 3 + repeats + n_prof + 1)
-            k = iter(range(1, V.shape[1]))
+            t = _timed_steps(stream, V, I, T, period, repeats)
+            t_warm = _timed_steps(*_subspace_stream(n, period, 3 + repeats + 1,
+                                                    SubspaceConfig(warm_start=True)),
+                                  period, repeats)
+            k = iter(range(4 + repeats, V.shape[1]))
 
             def step():
                 i = next(k)
                 stream.step(V[:, i], I[:, i], T[:, i], period)
 
-            t = timed(step, repeats)
             prof = cProfile.Profile()
             t0 = time.perf_counter()
             prof.enable()
@@ -267,13 +325,25 @@ def subspace_section(cells: list[int], repeats: int) -> dict:
             own = sorted(((tt, f"{Path(f).name}:{name}") for (f, _, name), (_, _, tt, _, _)
                           in pstats.Stats(prof).stats.items()), reverse=True)[:8]
             row = {"cells": n, "period_s": period, "step_ms": 1e3 * t,
-                   "per_cell_us": 1e6 * t / n,
+                   "per_cell_us": 1e6 * t / n, "warm_start_step_ms": 1e3 * t_warm,
                    "profile": {"steps": n_prof, "seconds_profiled": total,
                                "fraction_of_step": split,
                                "top_own_time": [[name, tt / total] for tt, name in own]}}
             out["runs"].append(row)
             print(json.dumps(row), flush=True)
     out["loadavg_1_5_15_at_end"] = list(os.getloadavg())
+    if reference is not None:
+        out["reference"] = reference
+        old = {(r["cells"], r["period_s"]): r["step_ms"] for r in reference["runs"]}
+        out["compare"] = [{"cells": r["cells"], "period_s": r["period_s"],
+                           "reference_ms": old[(r["cells"], r["period_s"])],
+                           "new_ms": r["step_ms"], "new_warm_start_ms": r["warm_start_step_ms"],
+                           "speedup": old[(r["cells"], r["period_s"])] / r["step_ms"],
+                           "speedup_warm_start": old[(r["cells"], r["period_s"])]
+                           / r["warm_start_step_ms"]}
+                          for r in out["runs"] if (r["cells"], r["period_s"]) in old]
+        for row in out["compare"]:
+            print(json.dumps(row), flush=True)
     torch.set_num_threads(threads)
     return out
 
@@ -341,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subspace-cells", type=int, nargs="+", default=[1, 100],
                     help="pack sizes of the 'subspace' section")
     ap.add_argument("--core-key", default="core", help="JSON key of the core section")
+    ap.add_argument("--subspace-ref", default=None,
+                    help="git ref whose own checkout's subspace section is timed right before "
+                         "this one (old vs new in one run)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     command = " ".join(["scripts/bench_inference.py"] + (argv or sys.argv[1:]))
@@ -355,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                                               max(args.repeats, 20))
             result["stream"]["command"] = command
         if "subspace" in args.sections:
-            result["subspace"] = subspace_section(args.subspace_cells, args.repeats)
+            result["subspace"] = subspace_section(args.subspace_cells, args.repeats, args.subspace_ref)
             result["subspace"]["command"] = command
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
@@ -409,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         result["stream"] = stream_section(args.ckpt, dfn["grid"], args.cells, args.period,
                                           max(args.repeats, 20))
     if "subspace" in args.sections:
-        result["subspace"] = subspace_section(args.subspace_cells, args.repeats)
+        result["subspace"] = subspace_section(args.subspace_cells, args.repeats, args.subspace_ref)
     write_report(result, out)
     return 0
 

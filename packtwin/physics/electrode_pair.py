@@ -67,6 +67,7 @@ class ElectrodePair:
 
         self.c_max = per_column(c_max_n, c_max_p)
         self.c_eps = _C_EPS * self.c_max
+        self.c_top = self.c_max - self.c_eps  # j0's clamp and the bound the steps keep to
         self.Ea_k = (Ea_k_n, Ea_k_p)
         self.dx = per_column(dx_n, dx_p)
         self.dx_sigma = per_column(dx_n / sigma_eff_n, dx_p / sigma_eff_p)
@@ -133,7 +134,7 @@ class ElectrodePair:
         """
         B, X = s0.shape
         n = self.n_n
-        c_max, c_eps = self.c_max, self.c_eps
+        c_max, c_eps, c_top = self.c_max, self.c_eps, self.c_top
         RT_F = (R_GAS * T / F)[:, None]  # [B, 1]
         arr_n = torch.exp(self.Ea_k[0] / R_GAS * (1.0 / T_REF - 1.0 / T))
         arr_p = torch.exp(self.Ea_k[1] / R_GAS * (1.0 / T_REF - 1.0 / T))
@@ -156,8 +157,9 @@ class ElectrodePair:
         def terms(j, with_slope):
             c_surf = s0 + g * j
             sto = c_surf / c_max
-            c_cl = torch.minimum(torch.maximum(c_surf, c_eps), c_max - c_eps)
-            j0 = k_sqrt_ce * torch.sqrt(c_cl) * torch.sqrt(c_max - c_cl)
+            c_cl = torch.minimum(torch.maximum(c_surf, c_eps), c_top)
+            room = c_max - c_cl
+            j0 = k_sqrt_ce * torch.sqrt(c_cl) * torch.sqrt(room)
             x = j / (2.0 * j0)
             if with_slope:
                 U_n, dU_n = ocp_negative_with_slope(sto[:, :n])
@@ -170,7 +172,7 @@ class ElectrodePair:
             # columns i_app + their own cumsum
             cum = torch.cumsum(adx * j, dim=1)
             i_e = cum + self.is_pos * (i_app_c - cum[:, n - 1:n])
-            return c_surf, j0, x, dphi, i_e, dU
+            return c_surf, j0, x, dphi, i_e, dU, c_cl, room
 
         if j_init is None:
             j = self.sign * i_app_c / (adx * self.n_particles)
@@ -183,16 +185,17 @@ class ElectrodePair:
             # EXTRA_ROUNDS more rounds) until it is met or the electrode is stuck at its bound
             if k >= iterations and not bool(self._shortfall(j, adx, i_app)[0].any()):
                 break
-            c_surf, j0, x, dphi, i_e, dU = terms(j, True)
+            c_surf, j0, x, dphi, i_e, dU, c_cl, room = terms(j, True)
             i_s = i_app_c - i_e
             dphi_next = torch.cat([dphi[:, 1:], dphi[:, -1:]], dim=1)
             r_pot = dphi_next - dphi - (-i_s * self.dx_sigma + i_e * R_e - diffusion)
             res = torch.where(self.is_charge, i_e - self.is_charge_n * i_app_c, r_pot)
             # (at the clamp of j0's concentration, as j0 itself: finite next to a bound)
-            c_cl = torch.minimum(torch.maximum(c_surf, c_eps), c_max - c_eps)
-            dlnj0 = 0.5 * (1.0 / c_cl - 1.0 / (c_max - c_cl)) * g
-            d = (dU / c_max * g + RT_F * (1.0 - j * dlnj0) / (j0 * torch.sqrt(1.0 + x * x))
-                 + R_film)
+            # (torch.rsub / reciprocal: the kernels of 1 - t and 1 / t without the Python
+            # wrappers of Tensor.__rsub__ / __rdiv__: the same numbers, less dispatch)
+            dlnj0 = 0.5 * (c_cl.reciprocal() - room.reciprocal()) * g
+            d = (dU / c_max * g
+                 + RT_F * torch.rsub(j * dlnj0, 1.0) / (j0 * torch.sqrt(1.0 + x * x)) + R_film)
             if self.blocked:
                 J = d.view(B, 2, 1, n) * self.sup_minus_diag_b + J_const
                 step = torch.linalg.solve(J, res.view(B, 2, n)).reshape(B, X)
@@ -200,11 +203,11 @@ class ElectrodePair:
                 J = d[:, None, :] * self.sup_minus_diag + J_const
                 step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
                                   torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
-            j = j - self._to_boundary(step, j, s0, g, inside)
+            j = j - self._to_boundary(step, c_surf, g, inside)
         j = self._deliverable(j, adx, i_app)
         if j_only:
             return j
-        c_surf, _, _, dphi, i_e, _ = terms(j, False)
+        c_surf, _, _, dphi, i_e, _, _, _ = terms(j, False)
         return PairSolution(j, dphi, c_surf, i_e)
 
     def _shortfall(self, j: Tensor, adx: Tensor, i_app: Tensor
@@ -248,12 +251,12 @@ class ElectrodePair:
                            torch.where(inside & (c_surf >= self.c_max),
                                        0.5 * (self.c_max - s0) / g, j))
 
-    def _to_boundary(self, step: Tensor, j: Tensor, s0: Tensor, g: Tensor, inside: Tensor
+    def _to_boundary(self, step: Tensor, c_surf: Tensor, g: Tensor, inside: Tensor
                      ) -> Tensor:
-        """Newton ``step`` (j -> j - step), shortened per particle so that no surface goes more
-        than TO_BOUNDARY of its distance to its bound (c_eps inside 0 and c_max)."""
-        c_surf = s0 + g * j
+        """Newton ``step`` (j -> j - step) from surface concentrations ``c_surf`` [B, X],
+        shortened per particle so that no surface goes more than TO_BOUNDARY of its distance
+        to its bound (c_eps inside 0 and c_max)."""
         dc = g * step  # minus the change of c_surf
-        room = torch.where(dc > 0.0, c_surf - self.c_eps, self.c_max - self.c_eps - c_surf)
+        room = torch.where(dc > 0.0, c_surf - self.c_eps, self.c_top - c_surf)
         frac = (TO_BOUNDARY * room.clamp_min(0.0) / dc.abs().clamp_min(1e-300)).clamp(max=1.0)
         return torch.where(inside, frac, 1.0) * step

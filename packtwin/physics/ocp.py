@@ -56,11 +56,12 @@ def _not_a_knot_spline() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=8)
-def _spline_tensors(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    # One host-to-device copy per dtype/device, not one per call.
+def _spline_tensors(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    # One host-to-device copy per dtype/device, not one per call; the inner knots too (the
+    # Newton iterations look pieces up hundreds of times per streamed sample).
     x_np, c_np = _not_a_knot_spline()
-    return (torch.as_tensor(x_np, dtype=dtype, device=device),
-            torch.as_tensor(c_np, dtype=dtype, device=device))
+    x = torch.as_tensor(x_np, dtype=dtype, device=device)
+    return x, torch.as_tensor(c_np, dtype=dtype, device=device), x[1:-1].contiguous()
 
 
 def _spline_piece(sto: Tensor) -> tuple[Tensor, Tensor]:
@@ -68,9 +69,8 @@ def _spline_piece(sto: Tensor) -> tuple[Tensor, Tensor]:
     sto = torch.as_tensor(sto)
     if not sto.is_floating_point():
         sto = sto.to(torch.get_default_dtype())
-    x, coeffs = _spline_tensors(sto.dtype, sto.device)
     # Interval index: searchsorted on the inner knots clamps out-of-range points to the end pieces.
-    inner = x[1:-1].contiguous()
+    x, coeffs, inner = _spline_tensors(sto.dtype, sto.device)
     if torch.compiler.is_exporting():
         # ONNX has no searchsorted: the same index as the count of inner knots <= sto.
         i = (sto.detach()[..., None] >= inner).sum(-1)
@@ -113,8 +113,10 @@ def ocp_positive_with_slope(sto: Tensor) -> tuple[Tensor, Tensor]:
     t2 = torch.tanh(15.7890 * (sto - 0.3117))
     t3 = torch.tanh(15.9308 * (sto - 0.3120))
     value = -0.8090 * sto + 4.4875 - 0.0428 * t1 - 17.7326 * t2 + 17.5842 * t3
-    slope = (-0.8090 - 0.0428 * 18.5138 * (1.0 - t1 * t1) - 17.7326 * 15.7890 * (1.0 - t2 * t2)
-             + 17.5842 * 15.9308 * (1.0 - t3 * t3))
+    # torch.rsub(t, 1): 1 - t without Tensor.__rsub__'s Python wrapper (a Newton hot path)
+    slope = (-0.8090 - 0.0428 * 18.5138 * torch.rsub(t1 * t1, 1.0)
+             - 17.7326 * 15.7890 * torch.rsub(t2 * t2, 1.0)
+             + 17.5842 * 15.9308 * torch.rsub(t3 * t3, 1.0))
     return value, slope
 
 

@@ -47,7 +47,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from packtwin.physics.core import CoreState, ReducedCore
+from packtwin.physics.core import CoreOutputs, CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import flatten, load_profile_direction, soc_direction, tilt_directions, unflatten
 
@@ -120,6 +120,18 @@ class SubspaceConfig:
     # 2 A: 0.47/0.15, 0.86/0.48; -10 degC 1.06/0.89, drive / pulses 0.89/0.25, 1.01/0.26).
     # Also requiring the SOC's std below 2 or 5 % changed nothing on these logs.
     dR_min_step_a: float = 0.5
+    # Newton warm starts (opt-in, for speed: issue 9's streaming target): each Jacobian
+    # measurement starts from the previous one's nominal reaction currents (the first from the
+    # advance's), and step_outputs' measurement from the last one's, with
+    # CoreConfig.warm_iterations instead of newton_iterations from a uniform guess. Not the
+    # default: the estimates move by more than rounding (scripts/check_subspace_paths.py,
+    # reports/subspace_paths_check.json; 100 nominal cells, 29 samples, 30 mV off): 1C at
+    # 10 s 1.1e-5 mol/m3 and 2.7e-7 mV from the default (12 cold iterations instead of 6:
+    # 1.0e-5); pulses at 60 s 0.19 mol/m3 and 6e-3 mV (12 cold: 8e-5); 2C pulses at -10 degC,
+    # where the filter's path is chaotic (12 cold iterations move it by 3e4 mol/m3 too),
+    # 3e4. Step time 1.3-1.8x shorter than before the speed work, the default 1.04-1.4x
+    # (reports/bench_inference_subspace_speed9*.json, subspace.compare; two runs, load 6-7).
+    warm_start: bool = False
 
 
 class SubspaceEstimate(NamedTuple):
@@ -309,17 +321,23 @@ class SubspaceObserver:
         out += [torch.ones_like(D_n)] * self.nb
         return torch.stack(out, 1)
 
-    def _voltage_and_jacobian(self, x: Tensor, L: Tensor, I: Tensor, T: Tensor
-                              ) -> tuple[Tensor, Tensor, Tensor]:
-        """Voltage [B], dV/dz [B, m] and the minimum electrolyte [B] at flattened states x."""
+    def _voltage_and_jacobian(self, x: Tensor, L: Tensor, I: Tensor, T: Tensor,
+                              guess: tuple[Tensor, Tensor] | None = None
+                              ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """Voltage [B], dV/dz [B, m], the minimum electrolyte [B] and the reaction currents
+        (j_n, j_p) at flattened states x; ``guess``: (j_n, j_p) [B, X] to warm-start from."""
         B, n = x.shape
         m, h = self.m, self.config.fd_step
         steps = torch.cat([torch.zeros(B, n, 1, dtype=x.dtype), h * self.U], 2)  # [B, n, m+1]
         xs = (x[:, :, None] + steps).transpose(1, 2).reshape(B * (m + 1), n)
-        rep = lambda t: t.repeat_interleave(m + 1)  # noqa: E731
+        rep = lambda t: t.repeat_interleave(m + 1, dim=0)  # noqa: E731
         st = unflatten(self._big, xs, rep(L))
-        v = self._big.measure(st, rep(I), rep(T)).voltage.reshape(B, m + 1)
-        return v[:, 0], (v[:, 1:] - v[:, :1]) / h, st.c_e.reshape(B, m + 1, -1)[:, 0].min(1).values
+        out = self._big.measure(st, rep(I), rep(T), None if guess is None else
+                                (rep(guess[0]), rep(guess[1])))
+        v = out.voltage.reshape(B, m + 1)
+        j = (out.j_n.reshape(B, m + 1, -1)[:, 0], out.j_p.reshape(B, m + 1, -1)[:, 0])
+        return (v[:, 0], (v[:, 1:] - v[:, :1]) / h,
+                st.c_e.reshape(B, m + 1, -1)[:, 0].min(1).values, j)
 
     def step(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
              ) -> tuple[SubspaceEstimate, Tensor, Tensor]:
@@ -327,13 +345,33 @@ class SubspaceObserver:
         voltage V [B] measured at its end. Returns the estimate, the model voltage before the
         correction [B] (biases included) and a [B] bool mask of the cells that were updated. A
         NaN voltage leaves that cell uncorrected."""
+        return self._step(est, I, T, V, dt)[:3]
+
+    def step_outputs(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
+                     ) -> tuple[SubspaceEstimate, Tensor, Tensor, CoreOutputs]:
+        """:meth:`step` and the core's outputs at the corrected state (I, T of the sample),
+        measured from the last Jacobian's nominal reaction currents when
+        ``config.warm_start`` (the update moved the state by at most one Gauss-Newton step
+        from there), cold otherwise."""
+        new, v_model, update, guess = self._step(est, I, T, V, dt)
+        B = self.U.shape[0]
+        I = torch.as_tensor(I, dtype=self.core.dtype).expand(B)
+        T = torch.as_tensor(T, dtype=self.core.dtype).expand(B)
+        with torch.no_grad():
+            out = self.core.measure(new.state, I, T, guess)
+        return new, v_model, update, out
+
+    def _step(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
+              ) -> tuple[SubspaceEstimate, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+        """:meth:`step` plus the last nominal reaction currents (None without warm starts)."""
         core, cfg = self.core, self.config
         B, m = self.U.shape[0], self.m
         I = torch.as_tensor(I, dtype=core.dtype).expand(B)
         T = torch.as_tensor(T, dtype=core.dtype).expand(B)
         V = torch.as_tensor(V, dtype=core.dtype).expand(B)
         with torch.no_grad():
-            pred = core.step(est.state, I, T, dt)
+            pred, guess = core.advance(est.state, I, T, dt)
+            guess = guess if cfg.warm_start else None
             Fz = self._transition(T, dt)
             P = Fz[:, :, None] * est.P * Fz[:, None, :] + torch.diag_embed(
                 self._q.expand(B, -1) * (dt / 10.0))
@@ -343,8 +381,9 @@ class SubspaceObserver:
             z = torch.zeros(B, m + self.nb, dtype=core.dtype)
             v_model = None
             for _ in range(cfg.update_iterations):
-                v_i, H, ce_min = self._voltage_and_jacobian(
-                    x_pred + (self.U @ z[:, :m, None])[..., 0], L, I, T)
+                v_i, H, ce_min, j = self._voltage_and_jacobian(
+                    x_pred + (self.U @ z[:, :m, None])[..., 0], L, I, T, guess)
+                guess = j if cfg.warm_start else None
                 v_b, H_b = self.bias_voltage(est.bias + z[:, m:], I)
                 v_i, H = v_i + v_b, torch.cat([H, H_b], 1)
                 if v_model is None:
@@ -366,7 +405,7 @@ class SubspaceObserver:
             P_upd = A @ P @ A.transpose(1, 2) + R[:, None, None] * K[:, :, None] * K[:, None, :]
             P = torch.where(update[:, None, None], P_upd, P)
         return (SubspaceEstimate(unflatten(core, x, L), P, est.bias + z[:, m:], I.clone()),
-                v_model, update)
+                v_model, update, guess)
 
     def _gate_dR(self, K: Tensor, I: Tensor, I_last: Tensor) -> Tensor:
         """K [B, m + nb] with dR's gain zeroed where the current did not change enough."""
@@ -386,13 +425,22 @@ class SubspaceObserver:
         s = self.config.max_soc_step
         return torch.cat([z[:, :i], z[:, i:i + 1].clamp(-s, s), z[:, i + 1:]], 1)
 
-    def run(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
-            ) -> tuple[list[CoreState], Tensor, SubspaceEstimate]:
+    def run(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float,
+            outputs: bool = False
+            ) -> tuple[list[CoreState], Tensor, SubspaceEstimate] | tuple[
+                list[CoreState], Tensor, SubspaceEstimate, list[CoreOutputs]]:
         """Whole sequence: I, T, V [B, K] -> corrected states at samples 1..K, model voltages
-        [B, K] (before each correction) and the final estimate; the same as stepping."""
-        states, volts = [], []
+        [B, K] (before each correction) and the final estimate; the same as stepping.
+        ``outputs``: also the core's outputs at each corrected state (:meth:`step_outputs`)."""
+        states, volts, outs = [], [], []
         for k in range(I.shape[1]):
-            est, v, _ = self.step(est, I[:, k], T[:, k], V[:, k], dt)
+            if outputs:
+                est, v, _, o = self.step_outputs(est, I[:, k], T[:, k], V[:, k], dt)
+                outs.append(o)
+            else:
+                est, v, _ = self.step(est, I[:, k], T[:, k], V[:, k], dt)
             states.append(est.state)
             volts.append(v)
+        if outputs:
+            return states, torch.stack(volts, 1), est, outs
         return states, torch.stack(volts, 1), est

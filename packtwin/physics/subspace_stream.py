@@ -82,9 +82,9 @@ class SubspaceStream(PackStream):
     def step(self, V, I, T, dt: float) -> StreamEstimate:
         """Predict over one sample, correct with its voltage, return the estimates at its end."""
         V, I, T, filled = self._sample(V, I, T, dt, "SubspaceStream.step")
-        est, v_model, _ = self.observer.step(self.estimate, I, T, V, dt)
-        with torch.no_grad():
-            out = self.core.measure(est.state, I, T)
+        # inference mode: less dispatch overhead than no_grad (the stream never back-propagates)
+        with torch.inference_mode():
+            est, v_model, _, out = self.observer.step_outputs(self.estimate, I, T, V, dt)
         self.estimate, self.state, self._last_T, self._stepped = est, est.state, T, True
         return self._filtered(out, est.state, V, v_model, filled)
 
@@ -94,11 +94,11 @@ class SubspaceStream(PackStream):
         if self._stepped:
             raise ValueError("SubspaceStream.run: call it on a fresh stream (no step() before)")
         V, I, T, filled = self._sequence(V, I, T, dt, "SubspaceStream.run")
-        states, volts, est = self.observer.run(self.estimate, I, T, V, dt)
+        states, volts, est, outs = self.observer.run(self.estimate, I, T, V, dt, outputs=True)
         self.estimate, self.state, self._last_T, self._stepped = est, est.state, T[:, -1], True
         with torch.no_grad():
-            return [self._filtered(self.core.measure(st, I[:, k], T[:, k]), st, V[:, k],
-                                   volts[:, k], filled[:, k]) for k, st in enumerate(states)]
+            return [self._filtered(o, st, V[:, k], volts[:, k], filled[:, k])
+                    for k, (st, o) in enumerate(zip(states, outs))]
 
     def _filtered(self, out, state, V: Tensor, v_model: Tensor, filled: Tensor
                   ) -> StreamEstimate:

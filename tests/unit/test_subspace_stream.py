@@ -99,3 +99,63 @@ def test_loaded_prior_reproduces_the_first_voltage(small_log):
     assert float((out["ocv"] - V[:, 0]).abs().min()) > 0.02
     with pytest.raises(ValueError, match="prior"):
         SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], prior="rested")
+
+
+# -- the speed work (issue 9's streaming target): what it must not change -------------------
+
+def test_stream_step_is_the_reference_filter_and_a_cold_measurement(small_log):
+    """The default stream (inference mode, the observer's step_outputs) gives bit for bit what
+    the reference formula gives: SubspaceObserver.step, then a cold core.measure of the
+    corrected state (the pre-speed-work stream, and evaluate's rows)."""
+    core, V, I, T = small_log
+    a, b = (SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], GRID)
+            for _ in range(2))
+    est = b.estimate
+    for k in range(1, V.shape[1]):
+        got = a.step(V[:, k], I[:, k], T[:, k], 10.0)
+        with torch.no_grad():
+            est, v_model, _ = b.observer.step(est, I[:, k], T[:, k], V[:, k], 10.0)
+            out = core.measure(est.state, I[:, k], T[:, k])
+        assert torch.equal(got.voltage, v_model)
+        for name in ("c_n_surf", "c_p_surf", "c_n_avg", "c_p_avg", "plating_margin"):
+            assert torch.equal(getattr(got, name), getattr(out, name)), (k, name)
+        assert torch.equal(flatten(a.estimate.state), flatten(est.state))
+        assert torch.equal(a.estimate.P, est.P)
+
+
+def test_warm_start_stays_with_the_reference_and_its_two_paths_agree(small_log):
+    """The opt-in SubspaceConfig(warm_start=True) (Newton warm starts): its stream and its
+    whole-sequence call give the same estimates, and both stay within Newton-tolerance of the
+    cold reference (here at most 2e-7 mol/m3 and 5e-12 V apart; a divergence is a bug)."""
+    from packtwin.physics.subspace_observer import SubspaceConfig
+
+    core, V, I, T = small_log
+    fast = SubspaceConfig(warm_start=True)
+    ref, a, b = (SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], GRID, config=c)
+                 for c in (SubspaceConfig(), fast, fast))
+    want = [ref.step(V[:, k], I[:, k], T[:, k], 10.0) for k in range(1, V.shape[1])]
+    steps = [a.step(V[:, k], I[:, k], T[:, k], 10.0) for k in range(1, V.shape[1])]
+    seq = b.run(V[:, 1:], I[:, 1:], T[:, 1:], 10.0)
+    for s, q in zip(steps, seq, strict=True):
+        for name in FIELDS:
+            assert torch.allclose(getattr(s, name), getattr(q, name), rtol=1e-10, atol=1e-12), name
+    for s, w in zip(steps, want, strict=True):
+        assert float((s.voltage - w.voltage).abs().max()) < 1e-9  # V
+        for name in ("c_n_surf", "c_p_surf", "c_s_n", "c_s_p"):
+            assert float((getattr(s, name) - getattr(w, name)).abs().max()) < 1e-3, name
+    assert float((flatten(a.estimate.state) - flatten(ref.estimate.state)).abs().max()) < 1e-3
+    # not vacuous: the warm path did take fewer Newton iterations (it differs from the cold one)
+    assert not torch.equal(flatten(a.estimate.state), flatten(ref.estimate.state))
+
+
+def test_spline_cache_made_in_inference_mode_still_differentiates():
+    """The graphite OCP's cached knots, first made inside a stream's inference mode, are no
+    inference tensors: autograd through the OCP still works afterwards."""
+    from packtwin.physics import ocp
+
+    ocp._spline_tensors.cache_clear()
+    with torch.inference_mode():
+        ocp.ocp_negative(torch.tensor([0.5], dtype=F64))
+    sto = torch.tensor([0.3, 0.6], dtype=F64, requires_grad=True)
+    ocp.ocp_negative(sto).sum().backward()
+    assert torch.allclose(sto.grad, ocp.ocp_negative_slope(sto.detach()))
