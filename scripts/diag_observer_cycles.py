@@ -7,6 +7,9 @@ Reads each evaluate output folder made with ``save_predictions: true`` (``metric
 config names the store; ``predictions/<observer>_<split>.zarr``) and scores every observer on
 each cycle (snapshot) alone, from the sample it started at, with the same metrics as evaluate;
 ``pooled`` repeats the report's figures over both cycles (every row of ``metrics.zarr``).
+Per cell and cycle also ``time_to_below_1pct_s`` (from the cycle's first estimate, the time
+after which the worse electrode's whole-field c_s RMSE stays below 1 % of c_max to the cycle's
+end; null: never) and ``field_error_at_10min_pct`` (that error 10 min after the start).
 With ``observer_carry`` a cycle that goes on from the previous one's final estimate is scored
 from its sample 0 (as evaluate does) and marked ``carried``; the others from their start.
 
@@ -38,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from packtwin import schema  # noqa: E402
 from packtwin.data import store  # noqa: E402
-from packtwin.eval import evaluate, metrics, observer_predict  # noqa: E402
+from packtwin.eval import evaluate, metrics, observer_bench, observer_predict  # noqa: E402
 
 METRICS = ("c_s_n_rmse_pct", "c_s_p_rmse_pct", "voltage_rmse", "soc_mae")
 
@@ -86,13 +89,45 @@ def cycle_rows(folder: Path, truth: xr.Dataset, observers: list[str], split_name
                                 - truth[f].sel(lab).values
                             cs0[f].append(100 * float(np.sqrt(np.mean(e ** 2)))
                                           / metrics.c_max_of(truth, f))
+                settle = [settling(pred, truth, s, c, k, int(first[s, c, k]), period)
+                          for s in range(pred.sizes[schema.SCENARIO])
+                          for c in range(pred.sizes[schema.CELL])]
                 rows.append({"folder": str(folder), "split": split, "observer": obs,
                              "snapshot": int(snap), "start_s": start * period,
                              "carried": bool((prev[:, k] >= 0).all()),
                              **{n: float(m[f"pack_{n}"]) for n in METRICS},
                              "start_soc_error_points": [100 * e for e in soc0],
-                             **{f"start_{f}_rmse_pct": v for f, v in cs0.items()}})
+                             **{f"start_{f}_rmse_pct": v for f, v in cs0.items()},
+                             # per cell (scenario-major): from the cycle's first estimate on
+                             "time_to_below_1pct_s": [x[0] for x in settle],
+                             "field_error_at_10min_pct": [x[1] for x in settle]})
     return rows
+
+
+def settling(pred: xr.Dataset, truth: xr.Dataset, s: int, c: int, k: int, t0: int,
+             period: float, level: float = 1.0) -> tuple[float | None, float | None]:
+    """One cell's cycle k from its first estimate t0: the time after which the worse
+    electrode's whole-field c_s RMSE stays below ``level`` % of c_max to the cycle's end
+    (issue #9 item 4; None: not within the cycle), and that error 10 min after t0 (None where
+    the cycle is shorter)."""
+    ok = np.isfinite(pred["soc"].isel({schema.SCENARIO: s, schema.CELL: c,
+                                       schema.SNAPSHOT: k}).values)
+    end = int(np.flatnonzero(ok)[-1]) + 1
+    lab = {schema.SCENARIO: pred[schema.SCENARIO].values[s],
+           schema.CELL: pred[schema.CELL].values[c],
+           schema.SNAPSHOT: pred[schema.SNAPSHOT].values[k]}
+    worst = None
+    for f in ("c_s_n", "c_s_p"):
+        e = pred[f].isel({schema.SCENARIO: s, schema.CELL: c, schema.SNAPSHOT: k}) \
+            .transpose(schema.TIME, ...).values[t0:end] \
+            - truth[f].sel(lab).transpose(schema.TIME, ...).values[t0:end]
+        rms = 100 * np.sqrt(np.mean(e.reshape(len(e), -1) ** 2, axis=1)) \
+            / metrics.c_max_of(truth, f)
+        worst = rms if worst is None else np.maximum(worst, rms)
+    t = np.arange(len(worst)) * period
+    i10 = int(round(600.0 / period))
+    return (observer_bench.time_below(t, worst, level),
+            float(worst[i10]) if i10 < len(worst) else None)
 
 
 def _carried(truth: xr.Dataset, pred: xr.Dataset) -> np.ndarray:
