@@ -8,7 +8,8 @@ For every generation seed: ``packtwin generate --config configs/generate/observe
 data/observer-check-sS.zarr), then ``packtwin evaluate`` with configs/experiments/observer-check.yaml
 (rested start) and observer-check_loaded.yaml (600 s into every cycle, under load) on that store
 (outputs reports/observer-check[_loaded] for seed 12, reports/observer-check-sS[_loaded] else).
-Both steps resume: a store or report already complete is not redone. Then the pooled figures,
+Both steps resume: generate skips a complete store's scenarios, and a report whose
+metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
 
 Cost on the 2-core development machine: ~5.5 CPU-min per generated pack, ~10-15 CPU-min per
@@ -45,11 +46,11 @@ def output_for(seed: int, start: str) -> str:
 def run(seeds: list[int], starts: list[str]) -> None:
     for seed in seeds:
         store = store_for(seed)
-        if not Path(store, "zarr.json").exists():
-            rc = packtwin(["generate", "--config", GENERATE, "--seed", str(seed), "--store", store,
-                           "--quiet"])
-            if rc:
-                raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
+        # always called: generate resumes a partial store and skips a complete one (~1 s)
+        rc = packtwin(["generate", "--config", GENERATE, "--seed", str(seed), "--store", store,
+                       "--quiet"])
+        if rc:
+            raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
             out = output_for(seed, start)
             if Path(out, "metrics.zarr").exists():
