@@ -1,4 +1,7 @@
-"""Fixtures shared by the unit tests of packtwin.sim."""
+"""Fixtures shared by the unit tests (packtwin.sim cells; scripts/ loaded as modules)."""
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -15,3 +18,17 @@ def tiny_cell():
 
     mc = cfgmod.ModelConfig(var_pts=TINY_MESH, submesh={}, stored_r_points=None)
     return get_model(mc, ("neg_c_init", "neg_j0", "neg_radius"), (5.86e-6 * 1.02, 5.22e-6))
+
+
+@pytest.fixture
+def load_script():
+    """``load_script("name")``: scripts/name.py imported as a module (scripts/ is no package)."""
+    root = Path(__file__).resolve().parents[2] / "scripts"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

@@ -3,9 +3,6 @@ c_max, and the error 10 min after the start (issue #9 item 4)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import xarray as xr
@@ -14,14 +11,6 @@ from packtwin import schema
 
 PERIOD = 10.0
 N_T = 120  # 20 min at 10 s
-
-
-def _script():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "diag_observer_cycles.py"
-    spec = importlib.util.spec_from_file_location("diag_observer_cycles", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _pair(err_pct_n: np.ndarray, err_pct_p: np.ndarray, t0: int = 0):
@@ -45,8 +34,8 @@ def _pair(err_pct_n: np.ndarray, err_pct_p: np.ndarray, t0: int = 0):
     return pred, truth
 
 
-def test_settling_is_the_last_crossing_of_the_worse_electrode():
-    mod = _script()
+def test_settling_is_the_last_crossing_of_the_worse_electrode(load_script):
+    mod = load_script("diag_observer_cycles")
     t = np.arange(N_T)
     err_n = np.where(t < 30, 5.0, 0.4)            # below 1 % from sample 30 (300 s) on
     err_p = np.where((t >= 50) & (t < 55), 2.0, 0.2)  # a late excursion: stays below from 550 s
@@ -56,8 +45,8 @@ def test_settling_is_the_last_crossing_of_the_worse_electrode():
     assert at10 == pytest.approx(0.4)            # sample 60: the negative electrode's 0.4 %
 
 
-def test_settling_counts_from_the_first_estimate_and_says_never():
-    mod = _script()
+def test_settling_counts_from_the_first_estimate_and_says_never(load_script):
+    mod = load_script("diag_observer_cycles")
     t = np.arange(N_T)
     pred, truth = _pair(np.where(t < 110, 3.0, 0.5), np.full(N_T, 0.1), t0=40)
     when, at10 = mod.settling(pred, truth, 0, 0, 0, 40, PERIOD)

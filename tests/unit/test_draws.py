@@ -72,16 +72,12 @@ def test_several_training_seeds_and_missing_metrics_are_refused():
         stack_draws({12: _metrics(0.0), 13: _metrics(0.0).drop_vars("pack_voltage_rmse")})
 
 
-def test_observer_seeds_script_pools_the_reports_it_finds(tmp_path, monkeypatch):
+def test_observer_seeds_script_pools_the_reports_it_finds(tmp_path, monkeypatch, load_script):
     """scripts/observer_seeds.py --pool-only: every (seed, start) report -> OUT.md / OUT.json."""
-    import importlib.util
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "observer_seeds.py"
-    spec = importlib.util.spec_from_file_location("observer_seeds", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("observer_seeds")
     monkeypatch.chdir(tmp_path)
     for i, seed in enumerate((12, 13)):
         for start in ("rested", "loaded"):
