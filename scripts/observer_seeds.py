@@ -2,12 +2,18 @@
 
     python scripts/observer_seeds.py                 # generate what is missing, evaluate, pool
     python scripts/observer_seeds.py --pool-only     # only pool the reports already there
+    python scripts/observer_seeds.py --seeds 15 16 17 --out reports/observer_seeds_15-17
+    python scripts/observer_seeds.py --seeds 15 16 17 --starts loaded --prior loaded \
+        --out reports/observer_seeds_15-17_prior-loaded   # the start without the window's choice
 
 For every generation seed: ``packtwin generate --config configs/generate/observer-check.yaml
 --seed S`` (seed 12 is the config's own store, data/observer-check.zarr; the others go to
 data/observer-check-sS.zarr), then ``packtwin evaluate`` with configs/experiments/observer-check.yaml
 (rested start) and observer-check_loaded.yaml (600 s into every cycle, under load) on that store
-(outputs reports/observer-check[_loaded] for seed 12, reports/observer-check-sS[_loaded] else).
+(outputs reports/observer-check[_loaded] for seed 12, reports/observer-check-sS[_loaded] else;
+``--prior`` other than "loaded", the start prior those reports were made with before stop 22,
+adds ``-<prior>`` to the loaded start's output, e.g. reports/observer-check-s15_loaded-loaded_window;
+a rested start reads its sample at rest whatever the prior, so its output is shared).
 Both steps resume: generate skips a complete store's scenarios, and a report whose
 metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
@@ -38,12 +44,18 @@ def store_for(seed: int) -> str:
     return "data/observer-check.zarr" if seed == OWN_SEED else f"data/observer-check-s{seed}.zarr"
 
 
-def output_for(seed: int, start: str) -> str:
+# the start prior the reports without a suffix were made with (evaluate's default before stop 22)
+PLAIN_PRIOR = "loaded"
+
+
+def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR) -> str:
     base = "reports/observer-check" if seed == OWN_SEED else f"reports/observer-check-s{seed}"
-    return base if start == "rested" else f"{base}_loaded"
+    if start == "rested":
+        return base
+    return f"{base}_loaded" + ("" if prior == PLAIN_PRIOR else f"-{prior}")
 
 
-def run(seeds: list[int], starts: list[str]) -> None:
+def run(seeds: list[int], starts: list[str], prior: str) -> None:
     for seed in seeds:
         store = store_for(seed)
         # always called: generate resumes a partial store and skips a complete one (~1 s)
@@ -52,29 +64,29 @@ def run(seeds: list[int], starts: list[str]) -> None:
         if rc:
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
-            out = output_for(seed, start)
+            out = output_for(seed, start, prior)
             if Path(out, "metrics.zarr").exists():
                 continue
             rc = packtwin(["evaluate", "--config", STARTS[start], "--store", store,
-                           "--output", out, "--note",
-                           f"observers only, oracle parameters; {start} start; observer-check pack "
-                           f"generated with seed {seed} (converged mesh)"])
+                           "--output", out, "--observer_prior", prior, "--note",
+                           f"observers only, oracle parameters; {start} start, prior {prior}; "
+                           f"observer-check pack generated with seed {seed} (converged mesh)"])
             if rc:
                 raise SystemExit(f"evaluate seed {seed} {start} -> {out} failed (exit {rc})")
 
 
-def pool(seeds: list[int], starts: list[str], out: Path) -> dict:
-    summary: dict = {"seeds": seeds, "generate": GENERATE, "starts": {}}
+def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR) -> dict:
+    summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior, "starts": {}}
     md = []
     for start in starts:
-        paths = {s: str(Path(output_for(s, start), "metrics.zarr")) for s in seeds}
+        paths = {s: str(Path(output_for(s, start, prior), "metrics.zarr")) for s in seeds}
         for s, p in paths.items():
             if not Path(p).exists():
                 raise SystemExit(f"{p} missing (seed {s}, {start} start): run without --pool-only")
         stores = {s: xr.open_zarr(p, consolidated=False).load() for s, p in paths.items()}
         ds = stack_draws(stores, where=paths)
-        md.append(draws_markdown(ds, title=f"Observers on the check pack, {start} start, "
-                                           f"over {len(seeds)} cell draws"))
+        md.append(draws_markdown(ds, title=f"Observers on the check pack, {start} start "
+                                           f"(prior {prior}), over {len(seeds)} cell draws"))
         summary["starts"][start] = {"config": STARTS[start], "sources": paths, **draws_summary(ds)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(md))
@@ -86,12 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[12, 13, 14])
     p.add_argument("--starts", nargs="+", choices=sorted(STARTS), default=["rested", "loaded"])
+    p.add_argument("--prior", default="loaded_window",
+                   help="evaluate's observer_prior (default: evaluate's own default)")
     p.add_argument("--pool-only", action="store_true", help="pool existing reports only")
     p.add_argument("--out", default="reports/observer_seeds", help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     if not args.pool_only:
-        run(args.seeds, args.starts)
-    pool(args.seeds, args.starts, Path(args.out))
+        run(args.seeds, args.starts, args.prior)
+    pool(args.seeds, args.starts, Path(args.out), args.prior)
     print(Path(args.out).with_suffix(".md").read_text())
     return 0
 

@@ -112,12 +112,15 @@ class Config:
     "ekf_identified"'s parameter fit (only its filter starts late). A multiple of the
     store's period inside every evaluated cycle; needs ``observers``. None: the cycle's first
     sample (a rested start)"""
-    observer_prior: str = "loaded"
+    observer_prior: str = "loaded_window"
     """how the ``observers`` read their start sample (and a restart's) into a SOC prior
-    (``packtwin.physics.loaded_inversion.PRIORS``): "loaded" (default): the voltage inverted
+    (``packtwin.physics.loaded_inversion.PRIORS``): "loaded": the voltage inverted
     through the reduced core carrying the measured current after a while at it, so that a
-    loaded start's IR drop and polarisation are not read as lost charge; "ocv": the voltage
-    read as an open-circuit voltage (the behaviour before it)"""
+    loaded start's IR drop and polarisation are not read as lost charge; "loaded_window"
+    (default): the same, except where that loaded voltage is not monotonic in SOC (the cold
+    under load, packtwin/physics/start_window.py): there the SOC whose loaded state fits the
+    next 300 s of samples best (a fixed-lag choice: data after the start decide it);
+    "ocv": the voltage read as an open-circuit voltage (the behaviour before both)"""
     observer_carry: bool = True
     """the ``observers`` filter consecutive snapshot cycles of a scenario and cell as one stream:
     a cycle whose ``snapshot_cycle`` follows the previous selected one's and whose first sample

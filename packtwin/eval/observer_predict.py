@@ -10,10 +10,12 @@ no ageing state), so a late snapshot's film resistance and lithium loss are the 
 
 Start: the cycle's first valid sample read into a SOC on the cell's lithium-inventory line by
 the start prior (``prior``, evaluate's ``observer_prior``,
-:mod:`packtwin.physics.loaded_inversion`): "loaded" (default), the voltage inverted through the
+:mod:`packtwin.physics.loaded_inversion`): "loaded", the voltage inverted through the
 core carrying the sample's current after 10 min at it (a cell with |I| <= REST_CURRENT_A is
-read as at rest), and the filter started from that same loaded state; "ocv", the voltage read
-as an open-circuit voltage (the behaviour before). The stores start each cycle at rest; the
+read as at rest), and the filter started from that same loaded state; "loaded_window"
+(default), the same except where that reading is ill-conditioned (the cold under load,
+:mod:`packtwin.physics.start_window`): there the SOC whose loaded state fits the next 300 s of
+samples best, a fixed-lag choice; "ocv", the voltage read as an open-circuit voltage. The stores start each cycle at rest; the
 number of cycles whose first sample is nonetheless under load is recorded in
 ``attrs["started_under_load"]``. The prior's covariance spans 30 % SOC along that line
 (:class:`EKFConfig`). With ``start_s`` (evaluate's ``observer_start_s``) the filter starts
@@ -159,7 +161,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        source: str = "truth store", batch: int = 64,
                        params: CoreParams | None = None, variant: str = "ekf",
                        extra_attrs: dict | None = None, start_s: float = 0.0,
-                       prior: str = "loaded", carry: bool = False) -> xr.Dataset:
+                       prior: str = "loaded_window", carry: bool = False) -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -298,7 +300,9 @@ def check_prior(prior: str) -> None:
     """Refuse an unknown start prior (:data:`PRIORS`), naming :data:`PRIOR_KEY`."""
     if prior not in PRIORS:
         raise ObserverError(f"{PRIOR_KEY} must be one of {list(PRIORS)} (\"loaded\": the start "
-                            f"voltage read through the core under the measured current; \"ocv\": "
+                            f"voltage read through the core under the measured current; "
+                            f"\"loaded_window\": the same, with the SOC chosen by the next "
+                            f"samples where that reading is ill-conditioned; \"ocv\": "
                             f"read as an open-circuit voltage), found {prior!r}")
 
 
@@ -410,8 +414,21 @@ def _pick(mask: torch.Tensor, a, b):
     return _tree(lambda x, y: torch.where(mask.view(-1, *[1] * (x.dim() - 1)), y, x), a, b)
 
 
+def _after(V, I, T, lengths: np.ndarray, k: int, period: float, prior_name: str) -> dict:
+    """``start_stoichiometry``'s ``after`` / ``period`` for a start at sample k: the
+    :data:`packtwin.physics.start_window.WINDOW_S` after it ("loaded_window" only)."""
+    if prior_name != "loaded_window":
+        return {}
+    from packtwin.physics.start_window import WINDOW_S
+
+    w = slice(k + 1, k + 1 + int(round(WINDOW_S / period)))
+    idx = torch.arange(V.shape[1])[w]
+    valid = idx[None, :] < torch.as_tensor(np.asarray(lengths))[:, None]
+    return {"after": (V[:, w], I[:, w], T[:, w], valid), "period": period}
+
+
 def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, grid: dict,
-             ekf_config: EKFConfig, core_config: CoreConfig, prior_name: str = "loaded",
+             ekf_config: EKFConfig, core_config: CoreConfig, prior_name: str = "loaded_window",
              carried: Sequence | None = None
              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """Filter B cycles [B, K] together; per-sample estimates [B, K, ...] (past a cycle's length
@@ -427,7 +444,8 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     ekf = CoreEKF(core, ekf_config)
 
     def prior(k: int) -> EKFState:  # sample k's voltage read by the prior, the load's profile
-        sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi)
+        sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
+                                  **_after(V, I, T, lengths, k, period, prior_name))
         rest = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
         if prior_name == "ocv":
             return ekf.init(rest, hi - lo, I[:, k], T[:, k])
@@ -543,7 +561,7 @@ def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
 
 
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
-                  grid: dict, core_config: CoreConfig, prior_name: str = "loaded",
+                  grid: dict, core_config: CoreConfig, prior_name: str = "loaded_window",
                   carried: Sequence | None = None
                   ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
@@ -556,7 +574,8 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
 
     def prior(k: int) -> SubspaceEstimate:  # sample k's voltage read by the prior, loaded
         sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
-                                  obs.config.history_s)
+                                  obs.config.history_s,
+                                  **_after(V, I, T, lengths, k, period, prior_name))
         return obs.init_loaded(sto, I[:, k], T[:, k], lo, hi)
 
     def advance(est: SubspaceEstimate, k: int):
@@ -616,7 +635,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      train_scenarios: Sequence[int] | None = None,
                      train_cells: Sequence[int] | None = None,
                      identify: dict | None = None, start_s: float = 0.0,
-                     prior: str = "loaded", carry: bool = False) -> xr.Dataset:
+                     prior: str = "loaded_window", carry: bool = False) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles "ekf_identified" may identify its cells on;

@@ -27,7 +27,10 @@ from torch import Tensor
 from packtwin.physics.core import ReducedCore
 from packtwin.physics.ocv_inversion import StoichiometryLine, invert_ocv
 
-PRIORS = ("loaded", "ocv")
+PRIORS = ("loaded_window", "loaded", "ocv")
+# The priors that need nothing but the start sample (a live stream's first sample):
+# "loaded_window" also reads the samples after it (packtwin/physics/start_window.py).
+SAMPLE_PRIORS = ("loaded", "ocv")
 # [A] A cell whose current at the read sample is this small is read as at rest (the OCV
 # inversion), the same threshold as the evaluate rows' count of starts under load
 # (``observer_predict.REST_CURRENT_A``): C/100 of the 5 Ah OKane2022 cell. Why a threshold and
@@ -173,17 +176,28 @@ def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
                         temperature: Tensor, line: StoichiometryLine | None = None,
                         prior: str = "loaded", lo: Tensor | None = None,
                         hi: Tensor | None = None, history_s: float | None = None,
-                        rest_current_a: float = REST_CURRENT_A) -> Tensor:
+                        rest_current_a: float = REST_CURRENT_A,
+                        after: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
+                        period: float | None = None) -> Tensor:
     """Each cell's negative stoichiometry [B] at a start sample (V, I, T [B]): ``prior`` of
     :data:`PRIORS`: "loaded" (:func:`invert_loaded`; a cell with |I| <= ``rest_current_a``
-    is read as at rest, :data:`REST_CURRENT_A` says why) or "ocv" (the voltage read as an OCV,
-    :func:`invert_ocv`, the older behaviour).
+    is read as at rest, :data:`REST_CURRENT_A` says why), "loaded_window" (the same, except
+    where the loaded voltage is ill-conditioned: there the SOC whose loaded state fits the
+    samples ``after`` the start best, :func:`packtwin.physics.start_window.window_start`) or
+    "ocv" (the voltage read as an OCV, :func:`invert_ocv`, the older behaviour).
+
+    ``after``: (V, I, T, valid) [B, W] of the W samples after the start (``valid`` False past
+    a cycle's end), ``period`` [s] their spacing; needed by "loaded_window" only.
 
     Raises:
-        ValueError: an unknown ``prior``.
+        ValueError: an unknown ``prior``, or "loaded_window" without ``after`` / ``period``.
     """
     if prior not in PRIORS:
         raise ValueError(f"start prior must be one of {PRIORS}, got {prior!r}")
+    if prior == "loaded_window" and (after is None or period is None):
+        raise ValueError("start prior 'loaded_window' reads the samples after the start: give "
+                         "after=(V, I, T, valid) and period (a live stream has only the first "
+                         "sample: use 'loaded' there)")
     if line is None:
         from packtwin.physics.observer_stream import cell_lines
 
@@ -193,4 +207,17 @@ def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
     I = torch.as_tensor(current, dtype=core.dtype)
     # zero current: invert_loaded's search collapses onto the OCV reading exactly
     I = torch.where(at_rest(I, rest_current_a), torch.zeros_like(I), I)
-    return invert_loaded(core, voltage, I, temperature, line, lo, hi, history_s)
+    if prior == "loaded":
+        return invert_loaded(core, voltage, I, temperature, line, lo, hi, history_s)
+    from packtwin.physics.start_window import window_start
+
+    lo, hi = _window_of(core, lo, hi)
+    Va, Ia, Ta, valid = after
+    B = core.params.n_cells
+    col = lambda x, dt: torch.as_tensor(x, dtype=dt).expand(B)[:, None]  # noqa: E731
+    V = torch.cat([col(voltage, torch.float64), torch.as_tensor(Va, dtype=torch.float64)], 1)
+    Iw = torch.cat([I[:, None].expand(B, 1), torch.as_tensor(Ia, dtype=core.dtype)], 1)
+    Tw = torch.cat([col(temperature, core.dtype), torch.as_tensor(Ta, dtype=core.dtype)], 1)
+    ok = torch.cat([torch.ones(B, 1, dtype=torch.bool), torch.as_tensor(valid, dtype=torch.bool)],
+                   1)
+    return window_start(core, V, Iw, Tw, ok, period, line, lo, hi, history_s)[0]

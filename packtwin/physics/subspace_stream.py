@@ -27,7 +27,7 @@ import torch
 from packtwin.physics.core import ReducedCore
 from packtwin.physics.observer_stream import (PackStream, StreamEstimate, _as_cells, _cells,
                                               cell_lines, cell_soc_window)
-from packtwin.physics.loaded_inversion import PRIORS, start_stoichiometry
+from packtwin.physics.loaded_inversion import SAMPLE_PRIORS, start_stoichiometry
 from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceEstimate, SubspaceObserver
 
 
@@ -51,7 +51,8 @@ class SubspaceStream(PackStream):
                           config: SubspaceConfig = SubspaceConfig(), prior: str = "loaded"
                           ) -> "SubspaceStream":
         """Start like the evaluate row: the first voltage V0 read by ``prior`` (of
-        :data:`packtwin.physics.loaded_inversion.PRIORS`; "loaded": through the core carrying
+        :data:`packtwin.physics.loaded_inversion.SAMPLE_PRIORS`, the priors that need the
+        first sample alone; "loaded": through the core carrying
         the first current, "ocv": as an open-circuit voltage) on each cell's inventory line,
         the core's state after ``config.history_s`` at the first current I0 [A] and
         temperature T0 [K] (:func:`loaded_prior`), the configured prior uncertainty. A first
@@ -61,8 +62,10 @@ class SubspaceStream(PackStream):
             ValueError: a wrong cell count, NaN/inf in the first sample (cells named) or an
                 unknown prior.
         """
-        if prior not in PRIORS:
-            raise ValueError(f"SubspaceStream.from_first_sample: prior must be one of {PRIORS}, "
+        if prior not in SAMPLE_PRIORS:
+            # "loaded_window" reads samples after the start, which a stream does not have yet
+            raise ValueError(f"SubspaceStream.from_first_sample: prior must be one of "
+                             f"{SAMPLE_PRIORS} (a stream starts from its first sample alone), "
                              f"got {prior!r}")
         B = core.params.n_cells
         V0, I0, T0 = (_as_cells(x, B, core.dtype, name) for x, name in

@@ -75,7 +75,7 @@ def test_clamped_to_the_line_ends(core):
 
 
 def test_unknown_prior_refused(core):
-    assert PRIORS == ("loaded", "ocv")
+    assert PRIORS == ("loaded_window", "loaded", "ocv")
     with pytest.raises(ValueError, match="loaded"):
         start_stoichiometry(core, _f64(3.7, 3.7, 3.7, 3.7), torch.zeros(4), torch.full((4,), 298.0),
                             prior="rest")
