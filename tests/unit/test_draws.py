@@ -82,10 +82,17 @@ def test_observer_seeds_script_pools_the_reports_it_finds(tmp_path, monkeypatch,
     for i, seed in enumerate((12, 13)):
         for start in ("rested", "loaded"):
             _metrics(float(i)).to_zarr(Path(mod.output_for(seed, start), "metrics.zarr"))
-    assert mod.main(["--seeds", "12", "13", "--pool-only", "--out", "r/pooled"]) == 0
+    assert mod.main(["--seeds", "12", "13", "--pool-only", "--prior", "loaded",
+                     "--out", "r/pooled"]) == 0
     summary = json.loads((tmp_path / "r/pooled.json").read_text())
+    assert summary["prior"] == "loaded"
     assert summary["starts"]["loaded"]["sources"]["13"] == "reports/observer-check-s13_loaded/metrics.zarr"
     assert summary["starts"]["rested"]["metrics"]["c_s_n_rmse_pct"]["splits"]["25C_1C_cccv"]["ekf"]["n"] == 2
     assert "loaded start" in (tmp_path / "r/pooled.md").read_text()
     with pytest.raises(SystemExit, match="s14.*missing|missing"):
-        mod.main(["--seeds", "12", "14", "--pool-only", "--out", "r/x"])
+        mod.main(["--seeds", "12", "14", "--pool-only", "--prior", "loaded", "--out", "r/x"])
+    # another prior's loaded start has its own reports (the rested start's are shared)
+    assert mod.output_for(13, "loaded", "loaded_window") == "reports/observer-check-s13_loaded-loaded_window"
+    assert mod.output_for(13, "rested", "loaded_window") == "reports/observer-check-s13"
+    with pytest.raises(SystemExit, match="loaded-loaded_window.*missing"):
+        mod.main(["--seeds", "12", "13", "--pool-only", "--out", "r/y"])

@@ -81,7 +81,7 @@ def _argv(store_path, out, **extra):
      r"observer_start_s = 165.0 needs 'observers'"),
     ({"observers": "[]"}, ValueError, r"'variants' is empty and no 'observers'"),
     ({"observer_prior": "rest"}, observer_predict.ObserverError,
-     r"observer_prior must be one of \['loaded', 'ocv'\] .*found 'rest'"),
+     r"observer_prior must be one of \['loaded_window', 'loaded', 'ocv'\] .*found 'rest'"),
 ])
 def test_evaluate_refuses_before_any_work(synthetic_store, tmp_path, extra, error, message):
     out = tmp_path / "eval"
