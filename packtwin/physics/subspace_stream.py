@@ -82,6 +82,48 @@ class SubspaceStream(PackStream):
         stream._last_T = T0
         return stream
 
+    @classmethod
+    def from_first_samples(cls, core: ReducedCore, V, I, T, period: float,
+                           grid: dict | None = None, config: SubspaceConfig = SubspaceConfig(),
+                           prior: str = "loaded_window") -> "SubspaceStream":
+        """Start like the evaluate row with a prior that reads the samples after the first
+        (``prior`` "loaded_window", :mod:`packtwin.physics.start_window`): V, I, T
+        [cells, W + 1] are the first sample and the W after it (``period`` [s] apart, NaN where
+        missing), buffered before the stream starts: a fixed lag of W samples at the start.
+        The stream is returned at sample 0; step it from sample 1 on, the buffered ones
+        included. Other priors read the first sample alone, as :meth:`from_first_sample`.
+
+        Raises:
+            ValueError: a wrong cell count or shape, NaN/inf in the first sample, an unknown
+                prior.
+        """
+        B = core.params.n_cells
+        V, I, T = (_as_cells(x, B, core.dtype, name, seq=True) for x, name in
+                   ((V, "V"), (I, "I"), (T, "T")))
+        if prior in SAMPLE_PRIORS:
+            return cls.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], grid, config, prior)
+        if prior != "loaded_window":
+            raise ValueError(f"SubspaceStream.from_first_samples: prior must be 'loaded_window' "
+                             f"or one of {SAMPLE_PRIORS}, got {prior!r}")
+        bad = ~(torch.isfinite(V[:, 0]) & torch.isfinite(I[:, 0]) & torch.isfinite(T[:, 0]))
+        if bad.any():
+            raise ValueError(f"SubspaceStream.from_first_samples: NaN/inf V, I or T at the first "
+                             f"sample in cells {_cells(bad)}; the prior needs all three")
+        Va, Ia, Ta = V[:, 1:], I[:, 1:], T[:, 1:]
+        # a missing voltage leaves its sample out; past a missing current or temperature the
+        # open-loop run does not know the load, so the window ends there
+        gap = ~(torch.isfinite(Ia) & torch.isfinite(Ta))
+        valid = torch.isfinite(Va) & (torch.cumsum(gap.long(), dim=1) == 0)
+        after = (torch.nan_to_num(Va), torch.where(gap, 0.0, Ia),
+                 torch.where(gap, T[:, :1].expand_as(Ta), Ta), valid)
+        lo, hi = cell_soc_window(core)
+        obs = SubspaceObserver(core, hi - lo, config)
+        sto = start_stoichiometry(core, V[:, 0], I[:, 0], T[:, 0], cell_lines(core), prior, lo,
+                                  hi, config.history_s, after=after, period=period)
+        stream = cls(obs, obs.init_loaded(sto, I[:, 0], T[:, 0], lo, hi), grid)
+        stream._last_T = T[:, 0]
+        return stream
+
     def step(self, V, I, T, dt: float) -> StreamEstimate:
         """Predict over one sample, correct with its voltage, return the estimates at its end."""
         V, I, T, filled = self._sample(V, I, T, dt, "SubspaceStream.step")

@@ -120,3 +120,34 @@ def test_loaded_window_prior_needs_the_samples_after(core):
                                                 history_s=HISTORY))
     with pytest.raises(ValueError, match="first sample alone"):
         SubspaceStream.from_first_sample(core, V, I, T, prior="loaded_window")
+
+
+def test_stream_start_with_the_window(core, monkeypatch):
+    """SubspaceStream.from_first_samples: the evaluate row's windowed start, buffered."""
+    lo, hi = cell_soc_window(core)
+    V, I, T, lo, hi = _log(core, lo + (hi - lo) * torch.tensor([0.45, 0.65], dtype=torch.float64))
+    from packtwin.physics.subspace_observer import SubspaceConfig
+
+    cfg = SubspaceConfig(history_s=HISTORY)
+    plain = SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], config=cfg)
+    windowed = SubspaceStream.from_first_samples(core, V, I, T, PERIOD, config=cfg)
+    # well-conditioned: the same start as the first sample alone
+    assert torch.equal(plain.estimate.state.c_n, windowed.estimate.state.c_n)
+    V = V.clone()
+    V[:, 0] -= 0.06
+    V[1, 5] = float("nan")  # a missing sample in the window is left out, not fatal
+    monkeypatch.setattr(start_window, "ill_conditioned",
+                        lambda *a, **k: torch.ones(2, dtype=torch.bool))
+    stream = SubspaceStream.from_first_samples(core, V, I, T, PERIOD, config=cfg)
+    valid = torch.isfinite(V[:, 1:])
+    want = start_stoichiometry(core, V[:, 0], I[:, 0], T[:, 0], prior="loaded_window", lo=lo,
+                               hi=hi, history_s=HISTORY,
+                               after=(torch.nan_to_num(V[:, 1:], nan=3.7), I[:, 1:], T[:, 1:],
+                                      valid), period=PERIOD)
+    same = stream.observer.init_loaded(want, I[:, 0], T[:, 0], lo, hi)
+    assert torch.equal(stream.estimate.state.c_n, same.state.c_n)
+    assert torch.isfinite(stream.step(V[:, 1], I[:, 1], T[:, 1], PERIOD).voltage).all()
+    with pytest.raises(ValueError, match="first sample"):
+        bad = V.clone()
+        bad[0, 0] = float("nan")
+        SubspaceStream.from_first_samples(core, bad, I, T, PERIOD, config=cfg)
