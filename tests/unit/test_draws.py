@@ -58,6 +58,19 @@ def test_markdown_shows_mean_std_and_n():
     assert "| 25C_1C_cccv |" in md
 
 
+def test_a_draw_lacking_a_split_counts_where_it_has_values():
+    """A split whose scenario failed to generate on one draw: NaN there, n counts the others."""
+    short = _metrics(5.0, splits=[s for s in SPLITS if s != "-10C_1C_pulses"])
+    ds = stack_draws({12: _metrics(0.0), 13: _metrics(1.0), 14: short})
+    v = ds["pack_c_s_n_rmse_pct"].sel(variant="ekf")
+    assert np.isnan(v.sel(split="-10C_1C_pulses", seed=14)) and np.isfinite(v.sel(seed=14)).sum() == len(SPLITS) - 1
+    s = draws_summary(ds)
+    assert s["missing_splits"] == {"14": ["-10C_1C_pulses"]}
+    assert s["metrics"]["c_s_n_rmse_pct"]["splits"]["-10C_1C_pulses"]["ekf"]["n"] == 2
+    assert s["metrics"]["c_s_n_rmse_pct"]["splits"]["25C_1C_cccv"]["ekf"]["n"] == 3
+    assert "seed 14 has no -10C_1C_pulses" in draws_markdown(ds)
+
+
 def test_different_splits_are_refused_naming_the_store():
     with pytest.raises(ValueError, match=r"b\.zarr: split .* differs"):
         stack_draws({12: _metrics(0.0), 13: _metrics(0.0, splits=["25C_1C_cccv", "0C"])},
