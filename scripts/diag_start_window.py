@@ -56,6 +56,11 @@ def roots_at(path: str, snapshot: int, sample: int, window_s: float) -> list[dic
                                            torch.nan_to_num(T, nan=298.15), valid, period,
                                            line, lo, hi)
         true = truth["soc"].isel(sel).values[:, sample]
+        if not bool(torch.isfinite(V[:, 0]).all() & torch.isfinite(I[:, 0]).all()):
+            # a scenario that failed to generate (its status and message in the store)
+            print(f"scenario {sc}: no sample {sample} (store status "
+                  f"{float(truth['status'].values[sc]) if 'status' in truth else 'n/a'}): skipped")
+            continue
         for c in cells:
             rows.append({"scenario": sc, "cell": c, "current_a": float(I[c, 0]),
                          "temperature_c": float(T[c, 0]) - 273.15, "true_soc": float(true[c]),
