@@ -149,6 +149,8 @@ def start_relaxation(truth: xr.Dataset, rest_s: float) -> list[dict]:
     valid = truth["valid"].values > 0  # [scenario, snapshot, time]
     for s in range(truth.sizes[schema.SCENARIO]):
         n = int(valid[s, 0].sum())
+        if n < 2:  # a scenario that failed to generate (its status and message in the store)
+            continue
         last = max(1, int(round(60.0 / period)))  # samples in the last minute
         for c in range(truth.sizes[schema.CELL]):
             v = truth["voltage"].isel({schema.SCENARIO: s, schema.CELL: c,

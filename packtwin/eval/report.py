@@ -36,9 +36,11 @@ MODEL_VARIANTS = ("physics", "data_only")
 PRIOR_TEXT = {
     "loaded": ("that sample's voltage inverted through the reduced core carrying the measured "
                "current after 10 min at it (packtwin/physics/loaded_inversion.py)"),
-    "loaded_window": ("as \"loaded\", except where that loaded voltage is not monotonic in SOC "
-                      "(the cold under load): there the SOC whose loaded state fits the next "
-                      "300 s of samples best, a fixed-lag choice (packtwin/physics/start_window.py)"),
+    "loaded_window": ("that sample's voltage inverted through the reduced core carrying the "
+                      "measured current after 10 min at it, except where that loaded voltage is "
+                      "not monotonic in SOC (the cold under load): there the SOC whose loaded "
+                      "state fits the next 300 s of samples best, a fixed-lag choice "
+                      "(packtwin/physics/loaded_inversion.py, start_window.py)"),
     "ocv": "that sample's voltage read as an open-circuit voltage",
 }
 AUDIT = {"fick_n_rel": "Fick residual, negative (RMS / RMS of its terms)",

@@ -43,7 +43,7 @@ def test_ekf_row_in_metrics_and_report(synthetic_store, tmp_path, one_torch_thre
     text = (out / "report.md").read_text()
     assert "| pulse | ekf |" in text and "oracle parameters" in text
     assert "restarts per split: {\"pulse\": " in text
-    assert "start prior (`observer_prior: loaded`)" in text  # the default, named
+    assert "start prior (`observer_prior: loaded_window`)" in text  # the default, named
 
 
 def test_ekf_identified_row_scores_parameters_without_the_table(synthetic_store, tmp_path,
@@ -105,7 +105,7 @@ def test_loaded_start_scores_every_row_from_that_time(synthetic_store, tmp_path,
     for obs in ("ekf", "subspace"):
         pred = xr.open_zarr(loaded / "predictions" / f"{obs}_pulse.zarr", consolidated=False)
         assert float(pred.attrs["start_s"]) == 5 * period
-        assert pred.attrs["prior"] == "loaded"
+        assert pred.attrs["prior"] == "loaded_window"
         v = pred["voltage"].values
         assert np.isnan(v[..., :5]).all() and np.isfinite(v[..., 5:22]).all()
         # a different start: different estimates, not the rested run rescored
