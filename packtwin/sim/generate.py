@@ -601,7 +601,10 @@ def _run_locked(cfg, path, workers, executor, scheduler, retry_failed, quiet, lo
                 log(f"scenario {res['scenario']} written: {key}, {res['cycles_done']} cycles"
                     f"{resumed}, "
                     f"{res['elapsed_s']:.1f} s, {res['steps']} coupling steps, {res['iterations']} "
-                    f"split iterations, {res.get('cell_solves', 0)} cell solves, "
+                    f"split iterations"
+                    + (f" ({res['split_rescues']} rescued by the whole-step secant)"
+                       if res.get("split_rescues") else "")
+                    + f", {res.get('cell_solves', 0)} cell solves, "
                     f"{res.get('checkpoints', 0)} checkpoints ({res.get('checkpoint_s', 0):.2f} s)"
                     + (f" ({res['message']})" if res["message"] else ""))
                 bar.update(1)

@@ -127,7 +127,7 @@ def run_scenario(task: dict) -> dict:
     result = {"scenario": s, "status": schema.STATUS_FAILED, "cycles_done": 0, "message": None,
               "snapshots": {}, "summary": {n: np.full((n_cells, n_cycles), np.nan)
                                            for n in SUMMARY_VARS},
-              "iterations": 0, "steps": 0, "periods": 0, "cell_solves": 0,
+              "iterations": 0, "steps": 0, "periods": 0, "cell_solves": 0, "split_rescues": 0,
               "stored_grid_error": {}, "life": {}, "resumed_from": 0, "checkpoints": 0,
               "checkpoint_s": 0.0, "checkpoint_cpu_s": 0.0, "checkpoint_bytes": 0}
     track = result["_track"] = {"phase": "set-up", "cell_error": None}
@@ -223,6 +223,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         track["cell_error"] = None  # cell failures of this step's trials only
         res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor, then)
         result["iterations"] += res.iterations
+        result["split_rescues"] = stepper.rescues  # steps saved by the whole-step secant
         result["steps"] += 1
         result["periods"] += res.n_periods
         volts, currents = res.samples(), res.currents()
