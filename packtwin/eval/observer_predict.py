@@ -44,9 +44,11 @@ identified from its own measured V/I/T (:mod:`packtwin.eval.observer_identify`, 
 needed); the identified values are written as ``param_*`` variables, so that evaluate reports
 their errors against the store's table.
 
-Divergence: where a cycle's state turns non-finite, that cycle's filter is restarted from the
-start's prior read at that sample; restarts are counted in ``attrs["resets"]`` and the cycles
-listed in ``attrs["reset_cycles"]``. A non-finite estimate left inside valid samples is an error.
+Divergence: where a cycle's state turns non-finite, or its one-step-ahead voltage stays more
+than :data:`DIVERGED_V` off the measured one for :data:`DIVERGED_S` (every sample of it), that
+cycle's filter is restarted from the start's prior read at that sample (a BMS's divergence
+reset); restarts are counted in ``attrs["resets"]`` and the cycles listed in
+``attrs["reset_cycles"]``. A non-finite estimate left inside valid samples is an error.
 One-step-ahead voltages off by more than :data:`LARGE_INNOVATION_V` are only recorded
 (``attrs["large_innovations"]``, ``attrs["large_innovation_cycles"]``): they used to restart
 the filter too, a stop-gap for the core's voltage solve running to -3 kV where a particle
@@ -87,11 +89,25 @@ OBSERVERS = ("ekf", "ekf_identified", "subspace")
 # A one-step-ahead voltage this far off is recorded: legitimate innovations on the demo pack at
 # -10 C stayed below 0.75 V.
 LARGE_INNOVATION_V = 1.0
+# A filter whose one-step-ahead voltage stays this far off for this long has diverged: it is
+# restarted from the prior at that sample. Chosen on the development draws (seeds 11-14, both
+# starts, every split): a filter that kept its estimate stayed within 0.23 V over any 30 s
+# (the loaded start's worst -10 C cell), the EKF that ran away at -10 C (seed 13) was 4.0 V
+# off over 30 s; held-out seed 17's EKF runaway (cycle 2, -10 C) was 2.4 V off.
+DIVERGED_V, DIVERGED_S = 0.5, 30.0
+
+
+def diverged_samples(period: float) -> int:
+    """Consecutive samples over :data:`DIVERGED_V` that make a divergence (at least 2: one
+    sample can be a cut-off's step the one-step-ahead voltage cannot see)."""
+    return max(2, int(np.ceil(DIVERGED_S / period - 1e-9)))
+
+
 DESCRIPTIONS = {
     "ekf": ("iterated EKF on the reduced core (packtwin/physics/ekf.py), oracle parameters (each "
             "cell's true parameters from the store's table), start: the start prior "
             "(observer_prior) with a 30 % SOC prior std, restarted where its state turns "
-            "non-finite (attrs resets); voltage = one-step-ahead model voltage; no SEI estimate"),
+            "non-finite or its voltage stays > 0.5 V off for 30 s (attrs resets); voltage = one-step-ahead model voltage; no SEI estimate"),
     "ekf_identified": (
         "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
@@ -467,16 +483,19 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
                         torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
 
     return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, ekf.state, restart,
-                          carried)
+                          carried, diverged_samples(period))
 
 
 def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, prior, advance,
-                   state_of, restart, carried: Sequence | None = None
+                   state_of, restart, carried: Sequence | None = None,
+                   n_diverged: int | None = None
                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """The sample loop shared by the filters: ``prior(k)`` (the start, and a restart at sample
     k), ``advance(est, k)`` -> (estimate, one-step-ahead model voltage), ``state_of(est)`` ->
     :class:`CoreState`, ``restart(est, fresh, bad)`` (cells ``bad`` [B] taken from ``fresh``).
-    A cell restarts where its particles turn non-finite.
+    A cell restarts where its particles turn non-finite, or (``n_diverged``) where its
+    one-step-ahead voltage has been more than DIVERGED_V off for ``n_diverged`` samples in a row
+    (None: never).
 
     Carry: ``carried`` [B] holds per cycle None (start from ``prior(0)``) or the final
     (estimate, voltage) of the cycle it goes on from, which is then its estimate at sample 0
@@ -490,6 +509,7 @@ def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, 
                                               for i, c in enumerate(carried)])
     restarts = torch.zeros(len(lengths), dtype=torch.long)
     large = torch.zeros(len(lengths), dtype=torch.long)
+    off_run = torch.zeros(len(lengths), dtype=torch.long)  # samples in a row over DIVERGED_V
     in_cycle = torch.as_tensor(np.asarray(lengths))
     rows = _Rows(core, grid)
     final, final_v = est, torch.full((len(lengths),), float("nan"), dtype=core.dtype)
@@ -511,9 +531,14 @@ def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, 
                 bad = ~(torch.isfinite(st.c_n).flatten(1).all(1)
                         & torch.isfinite(st.c_p).flatten(1).all(1)
                         & torch.isfinite(st.c_e).all(1))
+                if n_diverged is not None:
+                    off = ((V[:, k] - v_model).abs() > DIVERGED_V) & (k < in_cycle)
+                    off_run = torch.where(off, off_run + 1, torch.zeros_like(off_run))
+                    bad = bad | (off_run >= n_diverged)
                 if bad.any():
                     est = restart(est, prior(k), bad)
                     restarts += (bad & (k < in_cycle)).long()
+                    off_run = torch.where(bad, torch.zeros_like(off_run), off_run)
                     st = state_of(est)
                 o = core.measure(st, I[:, k], T[:, k])
                 v_model = torch.where(bad, o.voltage, v_model)
@@ -589,7 +614,7 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
                                 keep(est.current, fresh.current))
 
     return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, lambda e: e.state,
-                          restart, carried)
+                          restart, carried, diverged_samples(period))
 
 
 def core_config(overrides: dict | None) -> CoreConfig:
