@@ -13,7 +13,9 @@ data/observer-check-sS.zarr), then ``packtwin evaluate`` with configs/experiment
 (outputs reports/observer-check[_loaded] for seed 12, reports/observer-check-sS[_loaded] else;
 ``--prior`` other than "loaded", the start prior those reports were made with before stop 22,
 adds ``-<prior>`` to the loaded start's output, e.g. reports/observer-check-s15_loaded-loaded_window;
-a rested start reads its sample at rest whatever the prior, so its output is shared).
+a rested start reads its sample at rest whatever the prior, so its output is shared;
+``--identified``: the subspace filter with parameters identified from each cell's own V/I/T
+instead of the oracle observers, outputs ending in ``-identified``).
 Both steps resume: generate skips a complete store's scenarios, and a report whose
 metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
@@ -48,14 +50,20 @@ def store_for(seed: int) -> str:
 PLAIN_PRIOR = "loaded"
 
 
-def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR) -> str:
+# --identified: the subspace filter with each cell's parameters identified from its own V/I/T
+# (no truth table) instead of the oracle observers
+IDENTIFIED = ["subspace_identified"]
+
+
+def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool = False) -> str:
     base = "reports/observer-check" if seed == OWN_SEED else f"reports/observer-check-s{seed}"
+    tail = "-identified" if identified else ""
     if start == "rested":
-        return base
-    return f"{base}_loaded" + ("" if prior == PLAIN_PRIOR else f"-{prior}")
+        return base + tail
+    return f"{base}_loaded" + ("" if prior == PLAIN_PRIOR else f"-{prior}") + tail
 
 
-def run(seeds: list[int], starts: list[str], prior: str) -> None:
+def run(seeds: list[int], starts: list[str], prior: str, identified: bool = False) -> None:
     for seed in seeds:
         store = store_for(seed)
         # always called: generate resumes a partial store and skips a complete one (~1 s)
@@ -64,29 +72,36 @@ def run(seeds: list[int], starts: list[str], prior: str) -> None:
         if rc:
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
-            out = output_for(seed, start, prior)
+            out = output_for(seed, start, prior, identified)
             if Path(out, "metrics.zarr").exists():
                 continue
+            which = (["--observers", json.dumps(IDENTIFIED)] if identified else [])
+            params = "identified parameters" if identified else "oracle parameters"
             rc = packtwin(["evaluate", "--config", STARTS[start], "--store", store,
-                           "--output", out, "--observer_prior", prior, "--note",
-                           f"observers only, oracle parameters; {start} start, prior {prior}; "
+                           "--output", out, "--observer_prior", prior, *which, "--note",
+                           f"observers only, {params}; {start} start, prior {prior}; "
                            f"observer-check pack generated with seed {seed} (converged mesh)"])
             if rc:
                 raise SystemExit(f"evaluate seed {seed} {start} -> {out} failed (exit {rc})")
 
 
-def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR) -> dict:
-    summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior, "starts": {}}
+def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR,
+         identified: bool = False) -> dict:
+    summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior,
+                     "parameters": "identified" if identified else "oracle", "starts": {}}
     md = []
     for start in starts:
-        paths = {s: str(Path(output_for(s, start, prior), "metrics.zarr")) for s in seeds}
+        paths = {s: str(Path(output_for(s, start, prior, identified), "metrics.zarr"))
+                 for s in seeds}
         for s, p in paths.items():
             if not Path(p).exists():
                 raise SystemExit(f"{p} missing (seed {s}, {start} start): run without --pool-only")
         stores = {s: xr.open_zarr(p, consolidated=False).load() for s, p in paths.items()}
         ds = stack_draws(stores, where=paths)
+        params = ", identified parameters" if identified else ""
         md.append(draws_markdown(ds, title=f"Observers on the check pack, {start} start "
-                                           f"(prior {prior}), over {len(seeds)} cell draws"))
+                                           f"(prior {prior}{params}), over {len(seeds)} "
+                                           f"cell draws"))
         summary["starts"][start] = {"config": STARTS[start], "sources": paths, **draws_summary(ds)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(md))
@@ -101,11 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prior", default="loaded_window",
                    help="evaluate's observer_prior (default: evaluate's own default)")
     p.add_argument("--pool-only", action="store_true", help="pool existing reports only")
+    p.add_argument("--identified", action="store_true",
+                   help=f"observers {IDENTIFIED} (parameters identified from each cell's own "
+                        "V/I/T, no truth table) instead of the config's oracle ones; outputs "
+                        "end in -identified")
     p.add_argument("--out", default="reports/observer_seeds", help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     if not args.pool_only:
-        run(args.seeds, args.starts, args.prior)
-    pool(args.seeds, args.starts, Path(args.out), args.prior)
+        run(args.seeds, args.starts, args.prior, args.identified)
+    pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified)
     print(Path(args.out).with_suffix(".md").read_text())
     return 0
 

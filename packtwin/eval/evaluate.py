@@ -96,12 +96,13 @@ class Config:
     (``packtwin.eval.observer_predict.OBSERVERS``: "ekf", with the store's true per-cell
     parameters: the oracle-parameter setting; "ekf_identified", with each cell's parameters
     identified from its own measured V/I/T; "subspace", the Kalman filter that corrects only
-    the SOC (``packtwin.physics.subspace_observer``), oracle parameters); default none"""
+    the SOC (``packtwin.physics.subspace_observer``), oracle parameters;
+    "subspace_identified", that filter with identified parameters); default none"""
     observer_core: dict[str, Any] = field(default_factory=dict)
     """``CoreConfig`` overrides of the observers' reduced core, e.g. ``{n_r: 6}``
     (coarser, faster)"""
     observer_identify: dict[str, Any] = field(default_factory=dict)
-    """``IdentifyConfig`` overrides of "ekf_identified"'s parameter fit
+    """``IdentifyConfig`` overrides of the "*_identified" observers' parameter fit
     (``packtwin.physics.identify``), e.g. ``{iterations: 10}``"""
     observer_start_s: Optional[float] = None
     """[s] the ``observers`` start this far into every evaluated cycle, as on a BMS stream that
@@ -109,7 +110,7 @@ class Config:
     sample's voltage read as an OCV, 30 % SOC prior std, the loaded prior); EVERY row (twins,
     baseline, observers, PyBaMM's audit) is then scored from that time on, on the same samples.
     The twins and the baseline still read each cycle from its (rested) start, and so does
-    "ekf_identified"'s parameter fit (only its filter starts late). A multiple of the
+    the "*_identified" observers' parameter fit (only their filters start late). A multiple of the
     store's period inside every evaluated cycle; needs ``observers``. None: the cycle's first
     sample (a rested start)"""
     observer_prior: str = "loaded_window"

@@ -39,9 +39,9 @@ sample's correction (a posterior voltage would repeat the measurement it was fit
 does not estimate SEI growth here: no ``sei_thickness_avg``. With oracle parameters there are no
 ``param_*`` variables either (an oracle's 0 % parameter error would mean nothing).
 
-``ekf_identified`` (:func:`observer_dataset`): the same filter with each cell's parameters
-identified from its own measured V/I/T (:mod:`packtwin.eval.observer_identify`, no truth table
-needed); the identified values are written as ``param_*`` variables, so that evaluate reports
+``ekf_identified`` and ``subspace_identified`` (:func:`observer_dataset`): the same filters
+with each cell's parameters identified from its own measured V/I/T
+(:mod:`packtwin.eval.observer_identify`, no truth table needed); the identified values are written as ``param_*`` variables, so that evaluate reports
 their errors against the store's table.
 
 Divergence: where a cycle's state turns non-finite, or its one-step-ahead voltage stays more
@@ -83,7 +83,7 @@ from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate,
                                                 SubspaceObserver, loaded_prior)
 
-OBSERVERS = ("ekf", "ekf_identified", "subspace")
+OBSERVERS = ("ekf", "ekf_identified", "subspace", "subspace_identified")
 # REST_CURRENT_A (packtwin.physics.loaded_inversion): |I| at the first sample above which a cycle
 # counts as started under load, and below which the loaded prior reads the sample as at rest
 # A one-step-ahead voltage this far off is recorded: legitimate innovations on the demo pack at
@@ -119,6 +119,9 @@ DESCRIPTIONS = {
         "start: the start prior (observer_prior) with a 30 % SOC prior std and the core's state "
         "after 10 min at the first current; voltage = one-step-ahead model voltage; no SEI "
         "estimate"),
+    "subspace_identified": (
+        "the same subspace Kalman filter with IDENTIFIED parameters (as ekf_identified: each "
+        "cell's core parameters fitted to its own measured V/I/T, no truth table used)"),
 }
 
 
@@ -250,7 +253,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         L = lengths[part[:, 0], part[:, 1], part[:, 2]] - first
         part_params = CoreParams(**{k: getattr(params, k)[torch.as_tensor(part[:, 1])]
                                     for k in params.names()})
-        if variant == "subspace":
+        if variant.startswith("subspace"):
             est, n_reset, n_large, final = _run_subspace(part_params, seq, L, period, grid,
                                                          core_config, prior, carried)
         else:
@@ -289,7 +292,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
     ds = xr.Dataset(data, coords={k: v for k, v in t.coords.items()})
     ds.attrs.update({
         "schema_version": schema.SCHEMA_VERSION, "variant": variant,
-        "parameters": "identified" if variant == "ekf_identified" else "oracle",
+        "parameters": "identified" if variant.endswith("_identified") else "oracle",
         "description": DESCRIPTIONS[variant], "period_s": period, "truth_store": source,
         "cycles": int(len(idx)), "started_under_load": under_load, "resets": resets,
         "start_s": start * period, "prior": prior,
@@ -663,7 +666,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      prior: str = "loaded_window", carry: bool = False) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
-    selection, positional, whose cycles "ekf_identified" may identify its cells on;
+    selection, positional, whose cycles the "*_identified" observers identify their cells on;
     ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides; ``start_s``:
     the filters start that far into every cycle; ``prior``: how the start sample is read,
     :data:`packtwin.physics.loaded_inversion.PRIORS`; ``carry``: a cycle that continues the

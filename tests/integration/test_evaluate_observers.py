@@ -51,14 +51,22 @@ def test_ekf_identified_row_scores_parameters_without_the_table(synthetic_store,
     """The identified-parameter EKF runs on a store whose parameter table is dropped (a real
     pack's) and gets its identified values scored when the table is there."""
     out = tmp_path / "eval"
-    argv = _argv(synthetic_store, out, observers='["ekf", "ekf_identified"]',
+    argv = _argv(synthetic_store, out,
+                 observers='["ekf", "ekf_identified", "subspace_identified"]',
                  observer_identify=json.dumps({"iterations": 2}))
     assert evaluate.main(argv) == 0
     ds = xr.open_zarr(out / "metrics.zarr", consolidated=False).load()
-    assert list(ds["variant"].values) == ["baseline", "ekf", "ekf_identified", "pybamm"]
+    assert list(ds["variant"].values) == ["baseline", "ekf", "ekf_identified",
+                                          "subspace_identified", "pybamm"]
     row = ds.sel(split="pulse", variant="ekf_identified", seed=0)
     assert np.isfinite(float(row["pack_c_s_n_rmse_pct"]))
     assert np.isfinite(float(row["pack_param_neg_diffusivity_relerr"]))
+    # the subspace filter gets the same identified cells (one fit, kept), with its own states
+    sub = ds.sel(split="pulse", variant="subspace_identified", seed=0)
+    for name in ("param_neg_diffusivity_relerr", "param_neg_c_init_relerr"):
+        assert float(sub[f"pack_{name}"]) == float(row[f"pack_{name}"]), name
+    assert np.isfinite(float(sub["pack_c_s_n_rmse_pct"]))
+    assert float(sub["pack_c_s_n_rmse_pct"]) != float(row["pack_c_s_n_rmse_pct"])
     # the oracle row has no parameter errors (its parameters are the table's)
     assert not np.isfinite(float(ds.sel(split="pulse", variant="ekf",
                                         seed=0)["pack_param_neg_diffusivity_relerr"]))

@@ -109,3 +109,15 @@ def test_observer_seeds_script_pools_the_reports_it_finds(tmp_path, monkeypatch,
     assert mod.output_for(13, "rested", "loaded_window") == "reports/observer-check-s13"
     with pytest.raises(SystemExit, match="loaded-loaded_window.*missing"):
         mod.main(["--seeds", "12", "13", "--pool-only", "--out", "r/y"])
+    # --identified: its own reports, named so, and pooled as such
+    assert mod.output_for(13, "loaded", "loaded_window", True) == \
+        "reports/observer-check-s13_loaded-loaded_window-identified"
+    assert mod.output_for(12, "rested", "loaded_window", True) == "reports/observer-check-identified"
+    for i, seed in enumerate((12, 13)):
+        _metrics(float(i)).to_zarr(Path(mod.output_for(seed, "loaded", "loaded_window", True),
+                                        "metrics.zarr"))
+    assert mod.main(["--seeds", "12", "13", "--pool-only", "--starts", "loaded", "--identified",
+                     "--out", "r/ident"]) == 0
+    summary = json.loads((tmp_path / "r/ident.json").read_text())
+    assert summary["parameters"] == "identified"
+    assert "identified parameters" in (tmp_path / "r/ident.md").read_text()
