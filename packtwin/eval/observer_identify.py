@@ -27,6 +27,7 @@ from packtwin.physics.core_params import CoreParams
 from packtwin.physics.identify import IdentifyConfig, IdentifyError, identify
 
 WINDOW_S = 1800.0  # identification window from the cycle's start [s]
+_FITS: dict[tuple, tuple] = {}  # identified fits of this process (identified_params)
 
 
 def identification_cycles(truth: xr.Dataset, cells: Sequence[int],
@@ -95,5 +96,3 @@ def identified_params(truth: xr.Dataset, cells: Sequence[int], train_scenarios: 
     return params, {"cycles": coords, "samples": K, "window_s": K * period,
                     "fit_voltage_rmse_mV": rmse, "objective_evaluations": n_eval}
 
-
-_FITS: dict[tuple, tuple] = {}  # identified fits of this process (identified_params)

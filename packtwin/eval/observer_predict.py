@@ -41,8 +41,9 @@ does not estimate SEI growth here: no ``sei_thickness_avg``. With oracle paramet
 
 ``ekf_identified`` and ``subspace_identified`` (:func:`observer_dataset`): the same filters
 with each cell's parameters identified from its own measured V/I/T
-(:mod:`packtwin.eval.observer_identify`, no truth table needed); the identified values are written as ``param_*`` variables, so that evaluate reports
-their errors against the store's table.
+(:mod:`packtwin.eval.observer_identify`, no truth table needed); the identified values are
+written as ``param_*`` variables, so that evaluate reports their errors against the store's
+table.
 
 Divergence: where a cycle's state turns non-finite, or its one-step-ahead voltage stays more
 than :data:`DIVERGED_V` off the measured one for :data:`DIVERGED_S` (every sample of it), that
@@ -107,7 +108,8 @@ DESCRIPTIONS = {
     "ekf": ("iterated EKF on the reduced core (packtwin/physics/ekf.py), oracle parameters (each "
             "cell's true parameters from the store's table), start: the start prior "
             "(observer_prior) with a 30 % SOC prior std, restarted where its state turns "
-            "non-finite or its voltage stays > 0.5 V off for 30 s (attrs resets); voltage = one-step-ahead model voltage; no SEI estimate"),
+            "non-finite or its voltage stays > 0.5 V off for 30 s (attrs resets); voltage = "
+            "one-step-ahead model voltage; no SEI estimate"),
     "ekf_identified": (
         "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "

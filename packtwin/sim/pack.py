@@ -311,7 +311,7 @@ class PackStepper:
                 kept = (sols, volts)
             if first is None:
                 first = (cur.copy(), volts.copy())
-            elif (not rescued and not any(keep)
+            elif (not rescued and not keep.any()
                   and it == self.max_iter * (2 if forced else 1)):
                 # Out of iterations while creeping: the trials' voltage changes stayed under
                 # SECANT_MIN_DV, so a stale resistance (0.78 Ohm left by a knee, against ~0.03
