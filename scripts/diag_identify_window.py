@@ -7,9 +7,8 @@
 ``loaded_window``) on data/observer-check-sS.zarr, observer ``subspace_identified`` only, with
 each cell's parameters identified on the first ``--window-s`` seconds of its 25 degC 1C cycle
 instead of :data:`packtwin.eval.observer_identify.WINDOW_S` (1800 s; 1e5 s: the whole cycle).
-The window is not an evaluate key yet: this script sets it for its own process by replacing
-``observer_identify.identified_params`` with the same function at another ``window_s``
-(``observer_dataset`` looks it up at call time). Development draws only (12-14) until the
+The window is evaluate's ``observer_identify_window_s`` key; this script only fixes the rest.
+Development draws only (12-14) until the
 window is chosen; cost on the 2-core machine: ~5 CPU-min per pack at 1800 s, ~25 at the whole
 cycle (its ~1000 samples per objective evaluation).
 """
@@ -17,7 +16,6 @@ cycle (its ~1000 samples per objective evaluation).
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 
 from packtwin.cli import main as packtwin
@@ -30,14 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window-s", type=float, default=observer_identify.WINDOW_S)
     p.add_argument("--out", required=True, help="evaluate's output folder")
     args = p.parse_args(argv)
-    observer_identify.identified_params = functools.partial(
-        observer_identify.identified_params, window_s=args.window_s)
     store = ("data/observer-check.zarr" if args.seed == 12
              else f"data/observer-check-s{args.seed}.zarr")
     return packtwin(["evaluate", "--config", "configs/experiments/observer-check_loaded.yaml",
                      "--store", store, "--output", args.out,
                      "--observers", '["subspace_identified"]', "--plots", "false",
-                     "--progress", "false", "--note",
+                     "--progress", "false",
+                     "--observer_identify_window_s", f"{args.window_s:g}", "--note",
                      f"subspace_identified, identification window {args.window_s:g} s; "
                      f"loaded start; observer-check draw {args.seed}"])
 

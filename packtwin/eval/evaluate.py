@@ -31,6 +31,7 @@ import xarray as xr
 from packtwin import schema
 from packtwin.data import outputs, splits, store
 from packtwin.eval import audit, baselines, metrics, observer_predict, report
+from packtwin.eval.observer_identify import WINDOW_S as IDENTIFY_WINDOW_S
 
 BASELINE, PYBAMM = "baseline", "pybamm"
 METRICS_KIND, EVALUATION_KIND = "metrics", "evaluation"
@@ -104,6 +105,11 @@ class Config:
     observer_identify: dict[str, Any] = field(default_factory=dict)
     """``IdentifyConfig`` overrides of the "*_identified" observers' parameter fit
     (``packtwin.physics.identify``), e.g. ``{iterations: 10}``"""
+    observer_identify_window_s: float = IDENTIFY_WINDOW_S
+    """[s] the "*_identified" observers fit each cell's parameters on this much of its
+    identification cycle from the cycle's (rested) start
+    (``packtwin.eval.observer_identify``); more than the cycle (e.g. 1e5): the whole cycle,
+    which pins the diffusivities and exchange currents better at ~10x the fit's cost"""
     observer_start_s: Optional[float] = None
     """[s] the ``observers`` start this far into every evaluated cycle, as on a BMS stream that
     begins mid-drive (usually under load), from the prior they use for an unknown start (that
@@ -349,6 +355,9 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                          f"{sorted(cfg.variants)}")
     observer_predict.check_observers(cfg.observers)
     observer_predict.check_prior(cfg.observer_prior)
+    if not cfg.observer_identify_window_s > 0:
+        raise ValueError(f"{observer_predict.IDENTIFY_WINDOW_KEY} must be a positive number of "
+                         f"seconds, found {cfg.observer_identify_window_s!r}")
     taken = set(cfg.observers) & {*cfg.variants, BASELINE, PYBAMM}
     if taken or len(set(cfg.observers)) != len(cfg.observers):
         raise ValueError(f"observers {cfg.observers} repeat a name or reuse a variant, "
@@ -439,6 +448,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                 obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
                 core=cfg.observer_core, train_scenarios=train_sel.scenarios,
                 train_cells=train_sel.cells, identify=cfg.observer_identify,
+                identify_window_s=cfg.observer_identify_window_s,
                 start_s=start * float(ds.attrs["period_s"]), prior=cfg.observer_prior,
                 carry=cfg.observer_carry)
             if cfg.save_predictions:

@@ -113,8 +113,9 @@ DESCRIPTIONS = {
     "ekf_identified": (
         "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
-        "cycle, unseen cells: their first cycle of the split; its first 30 min or 20 samples, "
-        "attrs identification), no truth table used"),
+        "cycle, unseen cells: their first cycle of the split; its first "
+        "observer_identify_window_s (default 30 min) or 20 samples, attrs identification), no "
+        "truth table used"),
     "subspace": (
         "Kalman filter on the reduced core correcting only the SOC along each cell's "
         "lithium-inventory line (packtwin/physics/subspace_observer.py), oracle parameters, "
@@ -315,6 +316,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
 
 START_KEY = "observer_start_s"  # the evaluate key: messages name it
 PRIOR_KEY = "observer_prior"  # the evaluate key of the start prior
+IDENTIFY_WINDOW_KEY = "observer_identify_window_s"  # the evaluate key of the fit's window
 
 
 def check_prior(prior: str) -> None:
@@ -665,14 +667,17 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      train_scenarios: Sequence[int] | None = None,
                      train_cells: Sequence[int] | None = None,
                      identify: dict | None = None, start_s: float = 0.0,
-                     prior: str = "loaded_window", carry: bool = False) -> xr.Dataset:
+                     prior: str = "loaded_window", carry: bool = False,
+                     identify_window_s: float | None = None) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles the "*_identified" observers identify their cells on;
     ``identify``: :class:`packtwin.physics.identify.IdentifyConfig` overrides; ``start_s``:
     the filters start that far into every cycle; ``prior``: how the start sample is read,
     :data:`packtwin.physics.loaded_inversion.PRIORS`; ``carry``: a cycle that continues the
-    previous one goes on from its final estimate; see :func:`ekf_oracle_dataset`)."""
+    previous one goes on from its final estimate; ``identify_window_s``: the identification
+    window, None: :data:`packtwin.eval.observer_identify.WINDOW_S`; see
+    :func:`ekf_oracle_dataset`)."""
     check_observers([name])
     check_prior(prior)
     cfg = core_config(core)
@@ -680,17 +685,18 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
                                   source=source, variant=name, start_s=start_s, prior=prior,
                                   carry=carry)
-    from packtwin.eval.observer_identify import identified_params
+    from packtwin.eval import observer_identify
     from packtwin.physics.identify import IdentifyError
 
     sel = selection_of(truth, scenarios, cells, snapshots)
     ident = identify_config(identify)
     try:
-        params, info = identified_params(truth, sel.cells, _positions(train_scenarios),
-                                         _positions(train_cells), sel.scenarios,
-                                         sel.snapshots[0],
-                                         _period(truth, source), config=ident, core_config=cfg,
-                                         source=source)
+        window = (observer_identify.WINDOW_S if identify_window_s is None
+                  else float(identify_window_s))
+        params, info = observer_identify.identified_params(
+            truth, sel.cells, _positions(train_scenarios), _positions(train_cells),
+            sel.scenarios, sel.snapshots[0], _period(truth, source), window_s=window,
+            config=ident, core_config=cfg, source=source)
     except IdentifyError as exc:
         raise ObserverError(str(exc)) from None
     ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,

@@ -212,6 +212,11 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
     prior_text = PRIOR_TEXT.get(prior, repr(prior))
     if restarts or json.loads(attrs.get("observers", "{}")):
         lines.append(f"- observers' start prior (`observer_prior: {prior}`): {prior_text}")
+    if any(o.endswith("_identified") for o in json.loads(attrs.get("observers", "{}"))):
+        window = float(config.get("observer_identify_window_s", 1800.0))  # older: 30 min
+        lines.append(f"- identified parameters fitted on the first {window:g} s of each cell's "
+                     f"identification cycle (`observer_identify_window_s`; longer than the "
+                     f"cycle: the whole cycle)")
     carry = json.loads(attrs.get("observer_carry", "{}"))
     carried_any = any(c for d in carry.values() for c, _ in d.values())
     if config.get("observer_start_s") is not None:

@@ -53,7 +53,8 @@ def test_ekf_identified_row_scores_parameters_without_the_table(synthetic_store,
     out = tmp_path / "eval"
     argv = _argv(synthetic_store, out,
                  observers='["ekf", "ekf_identified", "subspace_identified"]',
-                 observer_identify=json.dumps({"iterations": 2}))
+                 observer_identify=json.dumps({"iterations": 2}),
+                 observer_identify_window_s="1e5")
     assert evaluate.main(argv) == 0
     ds = xr.open_zarr(out / "metrics.zarr", consolidated=False).load()
     assert list(ds["variant"].values) == ["baseline", "ekf", "ekf_identified",
@@ -70,7 +71,9 @@ def test_ekf_identified_row_scores_parameters_without_the_table(synthetic_store,
     # the oracle row has no parameter errors (its parameters are the table's)
     assert not np.isfinite(float(ds.sel(split="pulse", variant="ekf",
                                         seed=0)["pack_param_neg_diffusivity_relerr"]))
-    assert "IDENTIFIED parameters" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "IDENTIFIED parameters" in text
+    assert "fitted on the first 100000 s of each cell's identification cycle" in text
     bare = tmp_path / "bare.zarr"
     st = store.open_store(synthetic_store)
     st.drop_vars([v for v in st.data_vars if str(v).startswith("param_")]).to_zarr(

@@ -190,6 +190,15 @@ def test_evaluate_refuses_a_carry_that_is_not_a_bool(synthetic_store, tmp_path):
         evaluate.parse(_argv(synthetic_store, tmp_path / "e", observer_carry="maybe"))
 
 
+def test_evaluate_refuses_a_window_that_is_not_positive(synthetic_store, tmp_path):
+    cfg, _ = evaluate.parse(_argv(synthetic_store, tmp_path / "e",
+                                  observer_identify_window_s="0"))
+    with pytest.raises(ValueError, match=r"observer_identify_window_s must be a positive "
+                                         r"number of seconds, found 0"):
+        evaluate.run(cfg, progress=False)
+    assert not (tmp_path / "e" / "metrics.zarr").exists()
+
+
 def test_evaluate_records_the_carry(uncut, tmp_path):
     path = tmp_path / "cut.zarr"
     cut = cut_at(uncut, CUT).chunk({"scenario": 1, "cell": 1})

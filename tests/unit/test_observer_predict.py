@@ -182,6 +182,38 @@ def test_ekf_identified_dataset_on_a_store_without_parameter_table(truth):
                                             params=observer_predict.oracle_params(truth, [0, 1]))
 
 
+def test_observer_dataset_passes_the_identification_window(truth, monkeypatch):
+    """evaluate's observer_identify_window_s reaches the fit: its samples follow the window,
+    None is WINDOW_S (the fit itself is replaced: only what it is given is checked)."""
+    from packtwin.eval import observer_identify
+
+    seen = []
+
+    def fake(*args, window_s, **kw):
+        seen.append(window_s)
+        raise observer_identify.IdentifyError("stop here")
+
+    monkeypatch.setattr(observer_identify, "identified_params", fake)
+    for window in (5 * 164.0, None):
+        with pytest.raises(observer_predict.ObserverError, match="stop here"):
+            observer_predict.observer_dataset("subspace_identified", truth, scenarios=[PULSE],
+                                              cells=[0], snapshots=[0], train_scenarios=[CCCV],
+                                              train_cells=[0], identify_window_s=window)
+    assert seen == [5 * 164.0, observer_identify.WINDOW_S]
+
+
+def test_identification_window_sets_the_samples(truth):
+    from packtwin.eval.observer_identify import identified_params
+    from packtwin.physics.identify import IdentifyConfig
+
+    period = float(truth.attrs["period_s"])
+    got = [identified_params(truth, [0], [CCCV], [0], [PULSE], 0, period, window_s=w * period,
+                             config=IdentifyConfig(iterations=0, min_samples=5),
+                             core_config=replace(COARSE, max_substep_s=1e3))[1]["samples"]
+           for w in (6, 9)]
+    assert got == [6, 9]
+
+
 def test_identification_window_too_short_is_named(truth):
     from packtwin.eval.observer_identify import identified_params
     from packtwin.physics.identify import IdentifyConfig, IdentifyError
