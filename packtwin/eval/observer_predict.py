@@ -77,12 +77,14 @@ from packtwin.eval.predict import selection_of
 from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_table,
                                           truth_values)
+from packtwin.physics.divergence import (DIVERGED_S, DIVERGED_V,  # noqa: F401 (named here)
+                                         diverged_samples, nonfinite, off_run)
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
 from packtwin.physics.loaded_inversion import (PRIORS, REST_CURRENT_A, at_rest,
                                                start_stoichiometry)
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate,
-                                                SubspaceObserver, loaded_prior)
+                                                SubspaceObserver, loaded_prior, replace_cells)
 
 OBSERVERS = ("ekf", "ekf_identified", "subspace", "subspace_identified")
 # REST_CURRENT_A (packtwin.physics.loaded_inversion): |I| at the first sample above which a cycle
@@ -90,20 +92,6 @@ OBSERVERS = ("ekf", "ekf_identified", "subspace", "subspace_identified")
 # A one-step-ahead voltage this far off is recorded: legitimate innovations on the demo pack at
 # -10 C stayed below 0.75 V.
 LARGE_INNOVATION_V = 1.0
-# A filter whose one-step-ahead voltage stays this far off for this long has diverged: it is
-# restarted from the prior at that sample. Chosen on the development draws (seeds 11-14, both
-# starts, every split): a filter that kept its estimate stayed within 0.23 V over any 30 s
-# (the loaded start's worst -10 C cell), the EKF that ran away at -10 C (seed 13) was 4.0 V
-# off over 30 s; held-out seed 17's EKF runaway (cycle 2, -10 C) was 2.4 V off.
-DIVERGED_V, DIVERGED_S = 0.5, 30.0
-
-
-def diverged_samples(period: float) -> int:
-    """Consecutive samples over :data:`DIVERGED_V` that make a divergence (at least 2: one
-    sample can be a cut-off's step the one-step-ahead voltage cannot see)."""
-    return max(2, int(np.ceil(DIVERGED_S / period - 1e-9)))
-
-
 DESCRIPTIONS = {
     "ekf": ("iterated EKF on the reduced core (packtwin/physics/ekf.py), oracle parameters (each "
             "cell's true parameters from the store's table), start: the start prior "
@@ -516,7 +504,7 @@ def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, 
                                               for i, c in enumerate(carried)])
     restarts = torch.zeros(len(lengths), dtype=torch.long)
     large = torch.zeros(len(lengths), dtype=torch.long)
-    off_run = torch.zeros(len(lengths), dtype=torch.long)  # samples in a row over DIVERGED_V
+    run = torch.zeros(len(lengths), dtype=torch.long)  # samples in a row over DIVERGED_V
     in_cycle = torch.as_tensor(np.asarray(lengths))
     rows = _Rows(core, grid)
     final, final_v = est, torch.full((len(lengths),), float("nan"), dtype=core.dtype)
@@ -535,17 +523,14 @@ def _filter_cycles(core: ReducedCore, V, I, T, lengths: np.ndarray, grid: dict, 
                 large += (~((V[:, k] - v_model).abs() <= LARGE_INNOVATION_V)
                           & (k < in_cycle)).long()
                 st = state_of(est)
-                bad = ~(torch.isfinite(st.c_n).flatten(1).all(1)
-                        & torch.isfinite(st.c_p).flatten(1).all(1)
-                        & torch.isfinite(st.c_e).all(1))
+                bad = nonfinite(st)
                 if n_diverged is not None:
-                    off = ((V[:, k] - v_model).abs() > DIVERGED_V) & (k < in_cycle)
-                    off_run = torch.where(off, off_run + 1, torch.zeros_like(off_run))
-                    bad = bad | (off_run >= n_diverged)
+                    run = off_run(run, V[:, k], v_model, k < in_cycle)
+                    bad = bad | (run >= n_diverged)
                 if bad.any():
                     est = restart(est, prior(k), bad)
                     restarts += (bad & (k < in_cycle)).long()
-                    off_run = torch.where(bad, torch.zeros_like(off_run), off_run)
+                    run = torch.where(bad, torch.zeros_like(run), run)
                     st = state_of(est)
                 o = core.measure(st, I[:, k], T[:, k])
                 v_model = torch.where(bad, o.voltage, v_model)
@@ -614,14 +599,8 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
         est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period)
         return est, v_model
 
-    def restart(est: SubspaceEstimate, fresh: SubspaceEstimate, bad):
-        keep = lambda a, f: torch.where(bad.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
-        return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
-                                keep(est.P, fresh.P), keep(est.bias, fresh.bias),
-                                keep(est.current, fresh.current))
-
     return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, lambda e: e.state,
-                          restart, carried, diverged_samples(period))
+                          replace_cells, carried, diverged_samples(period))
 
 
 def core_config(overrides: dict | None) -> CoreConfig:

@@ -141,6 +141,15 @@ class SubspaceEstimate(NamedTuple):
     current: Tensor  # [B] the current of the last sample [A] (dR's gate)
 
 
+def replace_cells(est: SubspaceEstimate, fresh: SubspaceEstimate, cells: Tensor
+                  ) -> SubspaceEstimate:
+    """``est`` with the rows of ``cells`` [B] (bool) taken from ``fresh`` (a restart)."""
+    keep = lambda a, f: torch.where(cells.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
+    return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
+                            keep(est.P, fresh.P), keep(est.bias, fresh.bias),
+                            keep(est.current, fresh.current))
+
+
 def loaded_prior(core: ReducedCore, sto_n: Tensor, I0: Tensor, T0: Tensor, history_s: float,
                  lo: Tensor, hi: Tensor, step_s: float = 60.0) -> CoreState:
     """The core's own state at negative stoichiometry ``sto_n`` [B] after ``history_s`` of

@@ -13,7 +13,15 @@ correction, biases included) and ``innovation`` is V minus it, as in ``packtwin 
 :meth:`SubspaceStream.run` is the whole-sequence call (:meth:`SubspaceObserver.run`); both paths
 give the same estimates (tested), and so does the evaluate row (:mod:`packtwin.eval.observer_predict`).
 
-A stream never restarts: stepped through a store's cycle 1 and then its cycle 2 it gives the
+Divergence reset (:mod:`packtwin.physics.divergence`, the evaluate rows' rule): a cell whose
+state turns non-finite or whose one-step-ahead voltage stays more than 0.5 V off for 30 s is
+restarted at that sample from the prior read at that sample (``restart_prior``: the stream's
+own first-sample prior; after a "loaded_window" start, "loaded", as a real-time stream cannot
+wait for the samples after a restart). Counted per cell in ``restarts``. A cell with a NaN
+voltage at that sample waits for the next finite one. With the same prior the stream restarts
+where the evaluate row does and gives its numbers (tested).
+
+Without a restart, stepped through a store's cycle 1 and then its cycle 2 it gives the
 evaluate row with ``observer_carry`` (cycle 2 goes on from cycle 1's final estimate; tested in
 ``tests/unit/test_observer_carry.py``). Cycle 2's sample 0 is not stepped: the generator records
 it from the state cycle 1's final rest ended in, the same instant as cycle 1's last sample.
@@ -25,10 +33,12 @@ from torch import Tensor
 import torch
 
 from packtwin.physics.core import ReducedCore
+from packtwin.physics.divergence import diverged_samples, nonfinite, off_run
 from packtwin.physics.observer_stream import (PackStream, StreamEstimate, _as_cells, _cells,
                                               cell_lines, cell_soc_window)
 from packtwin.physics.loaded_inversion import SAMPLE_PRIORS, start_stoichiometry
-from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceEstimate, SubspaceObserver
+from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate,
+                                                SubspaceObserver, replace_cells)
 
 
 class SubspaceStream(PackStream):
@@ -38,12 +48,21 @@ class SubspaceStream(PackStream):
         observer: the filter (its core holds every cell's parameters).
         estimate: the estimate at the sample before the first one to be stepped.
         grid, rest_current_a: as :class:`PackStream`.
+        restart_prior: the prior a divergence reset reads its sample with (one of
+            :data:`packtwin.physics.loaded_inversion.SAMPLE_PRIORS`).
     """
 
     def __init__(self, observer: SubspaceObserver, estimate: SubspaceEstimate,
-                 grid: dict | None = None, rest_current_a: float = 0.05):
+                 grid: dict | None = None, rest_current_a: float = 0.05,
+                 restart_prior: str = "loaded"):
+        if restart_prior not in SAMPLE_PRIORS:
+            raise ValueError(f"SubspaceStream: restart_prior must be one of {SAMPLE_PRIORS}, "
+                             f"got {restart_prior!r}")
         super().__init__(observer.core, estimate.state, grid, rest_current_a)
         self.observer, self.estimate = observer, estimate
+        self.restart_prior = restart_prior
+        self.restarts = torch.zeros(self.n_cells, dtype=torch.long)  # divergence resets per cell
+        self._off_run = torch.zeros(self.n_cells, dtype=torch.long)
         self._stepped = False
 
     @classmethod
@@ -78,7 +97,7 @@ class SubspaceStream(PackStream):
         obs = SubspaceObserver(core, hi - lo, config)
         sto = start_stoichiometry(core, V0, I0, T0, cell_lines(core), prior, lo, hi,
                                   config.history_s)
-        stream = cls(obs, obs.init_loaded(sto, I0, T0, lo, hi), grid)
+        stream = cls(obs, obs.init_loaded(sto, I0, T0, lo, hi), grid, restart_prior=prior)
         stream._last_T = T0
         return stream
 
@@ -125,25 +144,41 @@ class SubspaceStream(PackStream):
         return stream
 
     def step(self, V, I, T, dt: float) -> StreamEstimate:
-        """Predict over one sample, correct with its voltage, return the estimates at its end."""
+        """Predict over one sample, correct with its voltage, return the estimates at its end
+        (a diverged cell restarted from the prior at this sample: module doc)."""
         V, I, T, filled = self._sample(V, I, T, dt, "SubspaceStream.step")
         # inference mode: less dispatch overhead than no_grad (the stream never back-propagates)
         with torch.inference_mode():
             est, v_model, _, out = self.observer.step_outputs(self.estimate, I, T, V, dt)
+            run = off_run(self._off_run, V, v_model)
+            bad = (nonfinite(est.state) | (run >= diverged_samples(dt))) & torch.isfinite(V)
+            if bad.any():
+                est, out = self._restart(est, bad, V, I, T)
+                v_model = torch.where(bad, out.voltage, v_model)
+                run = torch.where(bad, torch.zeros_like(run), run)
+                self.restarts = self.restarts + bad.long()
+        self._off_run = run
         self.estimate, self.state, self._last_T, self._stepped = est, est.state, T, True
         return self._filtered(out, est.state, V, v_model, filled)
 
+    def _restart(self, est: SubspaceEstimate, bad: Tensor, V: Tensor, I: Tensor, T: Tensor):
+        """``est`` with the ``bad`` cells from the prior read at this sample, and the core's
+        outputs at the result (the evaluate rows' restart)."""
+        core, lo, hi = self.core, *self.sto_window
+        sto = start_stoichiometry(core, V, I, T, cell_lines(core), self.restart_prior, lo, hi,
+                                  self.observer.config.history_s)
+        est = replace_cells(est, self.observer.init_loaded(sto, I, T, lo, hi), bad)
+        return est, core.measure(est.state, I, T)
+
     def run(self, V, I, T, dt: float) -> list[StreamEstimate]:
-        """The whole-sequence path: V, I, T [B, K] -> estimates at samples 1..K (one
-        :meth:`SubspaceObserver.run`; the stream's estimate moves to the end)."""
+        """The whole sequence V, I, T [B, K] -> estimates at samples 1..K, stepped (the input
+        checked as a whole first, so that bad input changes nothing; the stream's estimate
+        moves to the end). Without a restart the same numbers as
+        :meth:`SubspaceObserver.run`, the training path (tested)."""
         if self._stepped:
             raise ValueError("SubspaceStream.run: call it on a fresh stream (no step() before)")
-        V, I, T, filled = self._sequence(V, I, T, dt, "SubspaceStream.run")
-        states, volts, est, outs = self.observer.run(self.estimate, I, T, V, dt, outputs=True)
-        self.estimate, self.state, self._last_T, self._stepped = est, est.state, T[:, -1], True
-        with torch.no_grad():
-            return [self._filtered(o, st, V[:, k], volts[:, k], filled[:, k])
-                    for k, (st, o) in enumerate(zip(states, outs))]
+        V, I, T, _ = self._sequence(V, I, T, dt, "SubspaceStream.run")
+        return [self.step(V[:, k], I[:, k], T[:, k], dt) for k in range(V.shape[1])]
 
     def _filtered(self, out, state, V: Tensor, v_model: Tensor, filled: Tensor
                   ) -> StreamEstimate:

@@ -55,6 +55,15 @@ def test_stream_equals_the_whole_sequence_call_and_the_evaluate_row(small_log):
             assert torch.allclose(getattr(s, name), getattr(q, name), rtol=1e-10, atol=1e-12), name
     assert torch.allclose(flatten(a.estimate.state), flatten(b.estimate.state), rtol=1e-10)
     assert torch.allclose(a.estimate.P, b.estimate.P, rtol=1e-10, atol=1e-15)
+    # the training path (SubspaceObserver.run, whole sequence): the same estimates
+    start = SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], GRID).estimate
+    states, volts, est, outs = a.observer.run(start, I[:, 1:], T[:, 1:], V[:, 1:], 10.0,
+                                              outputs=True)
+    assert torch.allclose(volts, torch.stack([s.voltage for s in steps], 1), rtol=1e-10)
+    assert torch.allclose(flatten(est.state), flatten(a.estimate.state), rtol=1e-10)
+    assert torch.allclose(torch.stack([o.c_n_surf for o in outs], 1),
+                          torch.stack([s.c_n_surf for s in steps], 1), rtol=1e-10)
+    assert not a.restarts.any()
     # packtwin evaluate's subspace row (observer_predict) on the same log: the same numbers
     grid = {k: torch.as_tensor(v, dtype=F64) for k, v in GRID.items()}
     rows, restarts, _, _ = _run_subspace(core.params, {"voltage": V, "current": I, "temperature": T},
@@ -66,6 +75,42 @@ def test_stream_equals_the_whole_sequence_call_and_the_evaluate_row(small_log):
     # not vacuous: the prior's SOC was off (large first innovation), the filter moved it
     assert float(steps[0].innovation.abs().max()) > 0.02
     assert steps[-1].c_s_n.shape == (2, 3, 4)
+
+
+def test_stream_restarts_a_diverged_cell_where_the_evaluate_row_does(small_log):
+    """A voltage sensor 1 V off on cell 1 from sample 2: 3 samples (30 s) over 0.5 V off, the
+    stream restarts that cell at sample 4 from the prior read there, as evaluate's row with the
+    same prior does, and gives its numbers; cell 0 goes on untouched."""
+    core, V, I, T = small_log
+    V = V.clone()
+    V[1, 2:] += 1.0
+    a, b = (SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], GRID)
+            for _ in range(2))
+    steps = [a.step(V[:, k], I[:, k], T[:, k], 10.0) for k in range(1, V.shape[1])]
+    assert a.restarts.tolist() == [0, 1]
+    assert [float(s.innovation[1].abs()) > 0.5 for s in steps[:3]] == [False, True, True]
+    seq = b.run(V[:, 1:], I[:, 1:], T[:, 1:], 10.0)
+    assert b.restarts.tolist() == [0, 1]
+    for s, q in zip(steps, seq, strict=True):
+        for name in FIELDS:
+            assert torch.equal(getattr(s, name), getattr(q, name)), name
+    grid = {k: torch.as_tensor(v, dtype=F64) for k, v in GRID.items()}
+    rows, restarts, _, _ = _run_subspace(core.params, {"voltage": V, "current": I,
+                                                       "temperature": T},
+                                         np.array([V.shape[1]] * 2), 10.0, grid, TINY,
+                                         prior_name="loaded")
+    assert restarts.tolist() == [0, 1]
+    for name in ("soc", "voltage", "c_s_n", "c_s_p", "plating_margin"):
+        got = torch.stack([getattr(s, name) for s in steps], 1).numpy()
+        np.testing.assert_allclose(got, rows[name][:, 1:], rtol=1e-10, atol=1e-9, err_msg=name)
+    # cell 1 at sample 4 is the prior read there (a fresh stream started at sample 4)
+    fresh = SubspaceStream.from_first_sample(core, V[:, 4], I[:, 4], T[:, 4], GRID)
+    v4 = core.measure(fresh.estimate.state, I[:, 4], T[:, 4]).voltage
+    assert float(steps[3].voltage[1]) == pytest.approx(float(v4[1]), abs=1e-9)
+    assert torch.equal(a.estimate.P[1], b.estimate.P[1])
+    clean = SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0])
+    with pytest.raises(ValueError, match="restart_prior"):
+        SubspaceStream(clean.observer, clean.estimate, restart_prior="loaded_window")
 
 
 def test_bad_sample_is_refused_and_the_estimate_kept(small_log):
