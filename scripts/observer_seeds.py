@@ -15,7 +15,10 @@ data/observer-check-sS.zarr), then ``packtwin evaluate`` with configs/experiment
 adds ``-<prior>`` to the loaded start's output, e.g. reports/observer-check-s15_loaded-loaded_window;
 a rested start reads its sample at rest whatever the prior, so its output is shared;
 ``--identified``: the subspace filter with parameters identified from each cell's own V/I/T
-instead of the oracle observers, outputs ending in ``-identified``).
+instead of the oracle observers, outputs ending in ``-identified``; ``--identify-window-s W``
+other than evaluate's default: fitted on W s of the identification cycle, outputs ending in
+``-identified-wW``; ``--prior-offset X``: evaluate's ``observer_prior_offset`` (a deliberate
+X-of-the-window SOC error in the start prior), outputs ending in ``-offX``).
 Both steps resume: generate skips a complete store's scenarios, and a report whose
 metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
@@ -55,15 +58,19 @@ PLAIN_PRIOR = "loaded"
 IDENTIFIED = ["subspace_identified"]
 
 
-def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool = False) -> str:
+def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool = False,
+               window_s: float | None = None, offset: float = 0.0) -> str:
     base = "reports/observer-check" if seed == OWN_SEED else f"reports/observer-check-s{seed}"
-    tail = "-identified" if identified else ""
+    tail = ("-identified" if identified else "") + (
+        f"-w{window_s:g}" if identified and window_s is not None else "") + (
+        f"-off{offset:g}" if offset else "")
     if start == "rested":
         return base + tail
     return f"{base}_loaded" + ("" if prior == PLAIN_PRIOR else f"-{prior}") + tail
 
 
-def run(seeds: list[int], starts: list[str], prior: str, identified: bool = False) -> None:
+def run(seeds: list[int], starts: list[str], prior: str, identified: bool = False,
+        window_s: float | None = None, offset: float = 0.0) -> None:
     for seed in seeds:
         store = store_for(seed)
         # always called: generate resumes a partial store and skips a complete one (~1 s)
@@ -72,33 +79,46 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
         if rc:
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
-            out = output_for(seed, start, prior, identified)
+            out = output_for(seed, start, prior, identified, window_s, offset)
             if Path(out, "metrics.zarr").exists():
                 continue
             which = (["--observers", json.dumps(IDENTIFIED)] if identified else [])
+            if identified and window_s is not None:
+                which += ["--observer_identify_window_s", f"{window_s:g}"]
+            if offset:
+                which += ["--observer_prior_offset", f"{offset:g}"]
             params = "identified parameters" if identified else "oracle parameters"
             rc = packtwin(["evaluate", "--config", STARTS[start], "--store", store,
                            "--output", out, "--observer_prior", prior, *which, "--note",
-                           f"observers only, {params}; {start} start, prior {prior}; "
+                           f"observers only, {params}"
+                           + (f" (identification window {window_s:g} s)"
+                              if identified and window_s is not None else "")
+                           + (f"; start prior {offset:g} of the SOC window off on purpose"
+                              if offset else "")
+                           + f"; {start} start, prior {prior}; "
                            f"observer-check pack generated with seed {seed} (converged mesh)"])
             if rc:
                 raise SystemExit(f"evaluate seed {seed} {start} -> {out} failed (exit {rc})")
 
 
 def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR,
-         identified: bool = False) -> dict:
+         identified: bool = False, window_s: float | None = None, offset: float = 0.0) -> dict:
     summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior,
-                     "parameters": "identified" if identified else "oracle", "starts": {}}
+                     "parameters": "identified" if identified else "oracle",
+                     "identify_window_s": window_s, "prior_offset": offset, "starts": {}}
     md = []
     for start in starts:
-        paths = {s: str(Path(output_for(s, start, prior, identified), "metrics.zarr"))
+        paths = {s: str(Path(output_for(s, start, prior, identified, window_s, offset),
+                             "metrics.zarr"))
                  for s in seeds}
         for s, p in paths.items():
             if not Path(p).exists():
                 raise SystemExit(f"{p} missing (seed {s}, {start} start): run without --pool-only")
         stores = {s: xr.open_zarr(p, consolidated=False).load() for s, p in paths.items()}
         ds = stack_draws(stores, where=paths)
-        params = ", identified parameters" if identified else ""
+        params = (", identified parameters" if identified else "") + (
+            f" (window {window_s:g} s)" if identified and window_s is not None else "") + (
+            f", start prior {offset:g} of the SOC window off" if offset else "")
         md.append(draws_markdown(ds, title=f"Observers on the check pack, {start} start "
                                            f"(prior {prior}{params}), over {len(seeds)} "
                                            f"cell draws"))
@@ -120,11 +140,18 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"observers {IDENTIFIED} (parameters identified from each cell's own "
                         "V/I/T, no truth table) instead of the config's oracle ones; outputs "
                         "end in -identified")
+    p.add_argument("--identify-window-s", type=float, default=None,
+                   help="with --identified: evaluate's observer_identify_window_s (default: "
+                        "evaluate's own; 1e5: the whole cycle)")
+    p.add_argument("--prior-offset", type=float, default=0.0,
+                   help="evaluate's observer_prior_offset (e.g. 0.3: a 30-point start error)")
     p.add_argument("--out", default="reports/observer_seeds", help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     if not args.pool_only:
-        run(args.seeds, args.starts, args.prior, args.identified)
-    pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified)
+        run(args.seeds, args.starts, args.prior, args.identified, args.identify_window_s,
+            args.prior_offset)
+    pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified,
+         args.identify_window_s, args.prior_offset)
     print(Path(args.out).with_suffix(".md").read_text())
     return 0
 

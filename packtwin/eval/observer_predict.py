@@ -81,7 +81,7 @@ from packtwin.physics.divergence import (DIVERGED_S, DIVERGED_V,  # noqa: F401 (
                                          diverged_samples, nonfinite, off_run)
 from packtwin.physics.ekf import CoreEKF, EKFConfig, EKFState
 from packtwin.physics.loaded_inversion import (PRIORS, REST_CURRENT_A, at_rest,
-                                               start_stoichiometry)
+                                               offset_stoichiometry, start_stoichiometry)
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate,
                                                 SubspaceObserver, loaded_prior, replace_cells)
@@ -171,7 +171,8 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        source: str = "truth store", batch: int = 64,
                        params: CoreParams | None = None, variant: str = "ekf",
                        extra_attrs: dict | None = None, start_s: float = 0.0,
-                       prior: str = "loaded_window", carry: bool = False) -> xr.Dataset:
+                       prior: str = "loaded_window", carry: bool = False,
+                       prior_offset: float = 0.0) -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -191,12 +192,19 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         carry: a cycle that continues the previous selected one of its scenario and cell
             (:func:`carry_links`) starts from that cycle's final estimate instead of a prior, at
             its sample 0 whatever ``start_s`` (evaluate's ``observer_carry``).
+        prior_offset: the start prior's SOC moved by this fraction of each cell's window
+            (:func:`packtwin.physics.loaded_inversion.offset_stoichiometry`; evaluate's
+            ``observer_prior_offset``): a known initial error, e.g. 0.3; restarts and carried
+            cycles are not moved.
 
     Raises:
         ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, valid
             samples that do not form one run from the cycle's start, or an unknown prior.
     """
     check_prior(prior)
+    if not abs(prior_offset) <= 0.5:
+        raise ObserverError(f"{PRIOR_OFFSET_KEY} must be within [-0.5, 0.5] of the SOC window, "
+                            f"found {prior_offset!r}")
     sel = selection_of(truth, scenarios, cells, snapshots)
     sc, ce, sn = sel.scenarios, sel.cells, sel.snapshots
     if params is None:
@@ -246,10 +254,12 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                                     for k in params.names()})
         if variant.startswith("subspace"):
             est, n_reset, n_large, final = _run_subspace(part_params, seq, L, period, grid,
-                                                         core_config, prior, carried)
+                                                         core_config, prior, carried,
+                                                         prior_offset)
         else:
             est, n_reset, n_large, final = _run_ekf(part_params, seq, L, period, grid,
-                                                    ekf_config, core_config, prior, carried)
+                                                    ekf_config, core_config, prior, carried,
+                                                    prior_offset)
         under_load += int((seq["current"][:, 0].abs() > REST_CURRENT_A)[pred < 0].sum())
         for i, (s, c, k) in enumerate(part):
             if (prev[s] == k).any():  # a later cycle goes on from this one
@@ -305,6 +315,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
 START_KEY = "observer_start_s"  # the evaluate key: messages name it
 PRIOR_KEY = "observer_prior"  # the evaluate key of the start prior
 IDENTIFY_WINDOW_KEY = "observer_identify_window_s"  # the evaluate key of the fit's window
+PRIOR_OFFSET_KEY = "observer_prior_offset"  # the evaluate key of a deliberate start SOC error
 
 
 def check_prior(prior: str) -> None:
@@ -440,7 +451,7 @@ def _after(V, I, T, lengths: np.ndarray, k: int, period: float, prior_name: str)
 
 def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, grid: dict,
              ekf_config: EKFConfig, core_config: CoreConfig, prior_name: str = "loaded_window",
-             carried: Sequence | None = None
+             carried: Sequence | None = None, prior_offset: float = 0.0
              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """Filter B cycles [B, K] together; per-sample estimates [B, K, ...] (past a cycle's length
     the input is held at zero current, last V and T, and the output is junk to discard),
@@ -457,6 +468,8 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     def prior(k: int) -> EKFState:  # sample k's voltage read by the prior, the load's profile
         sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
                                   **_after(V, I, T, lengths, k, period, prior_name))
+        if k == 0 and prior_offset:  # the start only: a restart reads its sample as it is
+            sto = offset_stoichiometry(sto, prior_offset, lo, hi)
         rest = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
         if prior_name == "ocv":
             return ekf.init(rest, hi - lo, I[:, k], T[:, k])
@@ -579,7 +592,7 @@ def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
 
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
                   grid: dict, core_config: CoreConfig, prior_name: str = "loaded_window",
-                  carried: Sequence | None = None
+                  carried: Sequence | None = None, prior_offset: float = 0.0
                   ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
     outputs, the same carry)."""
@@ -593,6 +606,8 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
         sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
                                   obs.config.history_s,
                                   **_after(V, I, T, lengths, k, period, prior_name))
+        if k == 0 and prior_offset:  # the start only: a restart reads its sample as it is
+            sto = offset_stoichiometry(sto, prior_offset, lo, hi)
         return obs.init_loaded(sto, I[:, k], T[:, k], lo, hi)
 
     def advance(est: SubspaceEstimate, k: int):
@@ -647,7 +662,8 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      train_cells: Sequence[int] | None = None,
                      identify: dict | None = None, start_s: float = 0.0,
                      prior: str = "loaded_window", carry: bool = False,
-                     identify_window_s: float | None = None) -> xr.Dataset:
+                     identify_window_s: float | None = None,
+                     prior_offset: float = 0.0) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles the "*_identified" observers identify their cells on;
@@ -655,7 +671,8 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     the filters start that far into every cycle; ``prior``: how the start sample is read,
     :data:`packtwin.physics.loaded_inversion.PRIORS`; ``carry``: a cycle that continues the
     previous one goes on from its final estimate; ``identify_window_s``: the identification
-    window, None: :data:`packtwin.eval.observer_identify.WINDOW_S`; see
+    window, None: :data:`packtwin.eval.observer_identify.WINDOW_S`; ``prior_offset``: a
+    deliberate start SOC error, :func:`offset_stoichiometry`; see
     :func:`ekf_oracle_dataset`)."""
     check_observers([name])
     check_prior(prior)
@@ -663,7 +680,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     if name in ("ekf", "subspace"):
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
                                   source=source, variant=name, start_s=start_s, prior=prior,
-                                  carry=carry)
+                                  carry=carry, prior_offset=prior_offset)
     from packtwin.eval import observer_identify
     from packtwin.physics.identify import IdentifyError
 
@@ -681,7 +698,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
                             source=source, params=params, variant=name,
                             extra_attrs={"identification": json.dumps(info)}, start_s=start_s,
-                            prior=prior, carry=carry)
+                            prior=prior, carry=carry, prior_offset=prior_offset)
     # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
     for key, v in truth_values(params, ident.names).items():
         ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,

@@ -212,6 +212,11 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
     prior_text = PRIOR_TEXT.get(prior, repr(prior))
     if restarts or json.loads(attrs.get("observers", "{}")):
         lines.append(f"- observers' start prior (`observer_prior: {prior}`): {prior_text}")
+    if config.get("observer_prior_offset"):
+        lines.append(f"- **deliberate start error** (`observer_prior_offset: "
+                     f"{config['observer_prior_offset']:g}`): the observers' start prior moved "
+                     f"by {100 * abs(config['observer_prior_offset']):g} % of each cell's SOC "
+                     f"window (the other way where it would leave the window)")
     if any(o.endswith("_identified") for o in json.loads(attrs.get("observers", "{}"))):
         window = float(config.get("observer_identify_window_s", 1800.0))  # older: 30 min
         lines.append(f"- identified parameters fitted on the first {window:g} s of each cell's "

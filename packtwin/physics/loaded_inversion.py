@@ -172,6 +172,17 @@ def at_rest(current: Tensor, rest_current_a: float = REST_CURRENT_A) -> Tensor:
     return torch.as_tensor(current).abs() <= rest_current_a
 
 
+def offset_stoichiometry(sto_n: Tensor, offset: float, lo: Tensor, hi: Tensor) -> Tensor:
+    """``sto_n`` [B] moved by ``offset`` of each cell's window (``hi - lo``), e.g. 0.3: a
+    30-point SOC error put into a start prior on purpose (issue 9, item 4); where that leaves the
+    window the move goes the other way, so every cell gets the full error (|offset| <= 0.5)."""
+    if not abs(offset) <= 0.5:
+        raise ValueError(f"SOC offset must be within [-0.5, 0.5] of the window, got {offset!r}")
+    up = sto_n + offset * (hi - lo)
+    inside = (up >= lo) & (up <= hi)
+    return torch.where(inside, up, sto_n - offset * (hi - lo)).clamp(lo, hi)
+
+
 def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
                         temperature: Tensor, line: StoichiometryLine | None = None,
                         prior: str = "loaded", lo: Tensor | None = None,

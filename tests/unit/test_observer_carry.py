@@ -199,6 +199,14 @@ def test_evaluate_refuses_a_window_that_is_not_positive(synthetic_store, tmp_pat
     assert not (tmp_path / "e" / "metrics.zarr").exists()
 
 
+def test_evaluate_refuses_a_start_error_outside_half_the_window(synthetic_store, tmp_path):
+    cfg, _ = evaluate.parse(_argv(synthetic_store, tmp_path / "e", observer_prior_offset="0.7"))
+    with pytest.raises(ValueError, match=r"observer_prior_offset must be within \[-0.5, 0.5\] "
+                                         r"of the SOC window, found 0.7"):
+        evaluate.run(cfg, progress=False)
+    assert not (tmp_path / "e" / "metrics.zarr").exists()
+
+
 def test_evaluate_records_the_carry(uncut, tmp_path):
     path = tmp_path / "cut.zarr"
     cut = cut_at(uncut, CUT).chunk({"scenario": 1, "cell": 1})

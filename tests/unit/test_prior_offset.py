@@ -1,0 +1,76 @@
+"""A deliberate start SOC error (evaluate's ``observer_prior_offset``, issue 9 item 4): the
+start prior moves by the offset of each cell's window, the other way near an end; restarts
+are not moved; out-of-range offsets refused."""
+
+import numpy as np
+import pytest
+import torch
+
+from packtwin.eval import observer_predict
+from packtwin.physics.core import CoreConfig, ReducedCore
+from packtwin.physics.core_params import CoreParams
+from packtwin.physics.loaded_inversion import offset_stoichiometry
+from packtwin.physics.observer_stream import cell_lines, cell_soc_window
+
+TINY = CoreConfig(n_x_n=2, n_x_s=1, n_x_p=2, n_r=6)
+F64 = torch.float64
+GRID = {"x_n": torch.linspace(2e-6, 83e-6, 3, dtype=F64), "r_n": torch.linspace(0, 1, 4, dtype=F64),
+        "x_p": torch.linspace(98e-6, 166e-6, 3, dtype=F64),
+        "r_p": torch.linspace(0, 1, 4, dtype=F64)}
+
+
+def test_offset_moves_by_the_window_and_turns_back_at_its_ends():
+    lo, hi = torch.tensor([0.0, 0.1, 0.1]), torch.tensor([1.0, 0.9, 0.9])
+    sto = torch.tensor([0.5, 0.8, 0.2])
+    got = offset_stoichiometry(sto, 0.3, lo, hi)
+    # 0.5 + 0.3; 0.8 + 0.24 would leave 0.9: 0.8 - 0.24; 0.2 + 0.24
+    assert torch.allclose(got, torch.tensor([0.8, 0.56, 0.44]))
+    assert torch.allclose(offset_stoichiometry(sto, -0.3, lo, hi),
+                          torch.tensor([0.2, 0.56, 0.44]))
+    assert torch.equal(offset_stoichiometry(sto, 0.0, lo, hi), sto)
+    with pytest.raises(ValueError, match=r"within \[-0.5, 0.5\].*got 0.7"):
+        offset_stoichiometry(sto, 0.7, lo, hi)
+
+
+def test_the_filter_starts_30_points_off_and_works_back(one_torch_thread):
+    """Two cells at rest at 80 % / 20 % SOC, then 1C: with offset 0.3 the subspace filter's
+    first SOC is 30 points off (down for the full cell, up for the empty one), and the
+    voltage correction brings it back towards the truth over the next samples."""
+    core = ReducedCore(CoreParams.nominal(2), TINY)
+    c = core.design.constants
+    lo, hi = cell_soc_window(core)
+    soc = torch.tensor([0.8, 0.2], dtype=F64)
+    sto = lo + soc * (hi - lo)
+    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    I = torch.cat([torch.zeros(2, 1, dtype=F64), torch.full((2, 30), 5.0, dtype=F64)], 1)
+    T = torch.full_like(I, 298.15)
+    _, out = core.simulate(rest, I, T, 10.0)
+    V = out["voltage"]
+    seq = {"voltage": V, "current": I, "temperature": T}
+    L = np.array([I.shape[1]] * 2)
+    rows = {off: observer_predict._run_subspace(core.params, seq, L, 10.0, GRID, TINY, "loaded",
+                                                None, off)
+            for off in (0.0, 0.3)}
+    np.testing.assert_allclose(rows[0.0][0]["soc"][:, 0], [0.8, 0.2], atol=0.01)  # rested read
+    start = rows[0.3][0]["soc"][:, 0] - rows[0.0][0]["soc"][:, 0]
+    np.testing.assert_allclose(start, [-0.3, 0.3], atol=1e-6)
+    assert not rows[0.3][1].any()  # no restart: the filter converges on its own
+    err0 = np.abs(rows[0.3][0]["soc"][:, 0] - rows[0.0][0]["soc"][:, 0])
+    err_end = np.abs(rows[0.3][0]["soc"][:, -1] - rows[0.0][0]["soc"][:, -1])
+    assert (err_end < 0.5 * err0).all(), (err0, err_end)
+
+
+def test_the_ekf_start_moves_too(one_torch_thread):
+    core = ReducedCore(CoreParams.nominal(1), TINY)
+    c = core.design.constants
+    lo, hi = cell_soc_window(core)
+    sto = lo + 0.6 * (hi - lo)
+    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    I = torch.zeros(1, 3, dtype=F64)
+    T = torch.full_like(I, 298.15)
+    V = core.simulate(rest, I, T, 10.0)[1]["voltage"]
+    seq, L = {"voltage": V, "current": I, "temperature": T}, np.array([3])
+    soc = [observer_predict._run_ekf(core.params, seq, L, 10.0, GRID,
+                                     observer_predict.EKFConfig(), TINY, "loaded", None,
+                                     off)[0]["soc"][0, 0] for off in (0.0, -0.3)]
+    assert soc[0] == pytest.approx(0.6, abs=0.01) and soc[1] == pytest.approx(0.3, abs=0.01)
