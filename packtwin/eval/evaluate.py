@@ -102,6 +102,9 @@ class Config:
     observer_core: dict[str, Any] = field(default_factory=dict)
     """``CoreConfig`` overrides of the observers' reduced core, e.g. ``{n_r: 6}``
     (coarser, faster)"""
+    observer_subspace: dict[str, Any] = field(default_factory=dict)
+    """``SubspaceConfig`` overrides of the "subspace*" observers' filter
+    (``packtwin.physics.subspace_observer``), e.g. ``{reprior_soc: 0.1}``"""
     observer_identify: dict[str, Any] = field(default_factory=dict)
     """``IdentifyConfig`` overrides of the "*_identified" observers' parameter fit
     (``packtwin.physics.identify``), e.g. ``{iterations: 10}``"""
@@ -375,6 +378,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                          f"{cfg.observer_carry!r}")
     if cfg.observers:  # refuse a store the observers cannot use before any training
         observer_predict.core_config(cfg.observer_core)
+        observer_predict.subspace_config(cfg.observer_subspace)
         observer_predict.identify_config(cfg.observer_identify)
         observer_predict.check_store(ds, source=repr(cfg.store), names=cfg.observers)
     if not cfg.variants and not cfg.observers:
@@ -456,6 +460,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                 obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
                 core=cfg.observer_core, train_scenarios=train_sel.scenarios,
                 train_cells=train_sel.cells, identify=cfg.observer_identify,
+                subspace=cfg.observer_subspace,
                 identify_window_s=cfg.observer_identify_window_s,
                 prior_offset=cfg.observer_prior_offset,
                 start_s=start * float(ds.attrs["period_s"]), prior=cfg.observer_prior,

@@ -172,7 +172,8 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        params: CoreParams | None = None, variant: str = "ekf",
                        extra_attrs: dict | None = None, start_s: float = 0.0,
                        prior: str = "loaded_window", carry: bool = False,
-                       prior_offset: float = 0.0) -> xr.Dataset:
+                       prior_offset: float = 0.0,
+                       subspace_config: SubspaceConfig = SubspaceConfig()) -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -196,6 +197,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
             (:func:`packtwin.physics.loaded_inversion.offset_stoichiometry`; evaluate's
             ``observer_prior_offset``): a known initial error, e.g. 0.3; restarts and carried
             cycles are not moved.
+        subspace_config: the "subspace*" variants' filter settings.
 
     Raises:
         ObserverError: no parameter table, no period, NaN V/I/T inside valid samples, valid
@@ -255,7 +257,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         if variant.startswith("subspace"):
             est, n_reset, n_large, final = _run_subspace(part_params, seq, L, period, grid,
                                                          core_config, prior, carried,
-                                                         prior_offset)
+                                                         prior_offset, subspace_config)
         else:
             est, n_reset, n_large, final = _run_ekf(part_params, seq, L, period, grid,
                                                     ekf_config, core_config, prior, carried,
@@ -592,15 +594,16 @@ def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
 
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
                   grid: dict, core_config: CoreConfig, prior_name: str = "loaded_window",
-                  carried: Sequence | None = None, prior_offset: float = 0.0
+                  carried: Sequence | None = None, prior_offset: float = 0.0,
+                  config: SubspaceConfig = SubspaceConfig()
                   ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
-    outputs, the same carry)."""
+    outputs, the same carry; ``config``: the filter's settings)."""
     core = ReducedCore(params, core_config)
     V, I, T = _padded_inputs(seq, lengths)
     lo, hi = cell_soc_window(core)
     line = cell_lines(core)
-    obs = SubspaceObserver(core, hi - lo)
+    obs = SubspaceObserver(core, hi - lo, config)
 
     def prior(k: int) -> SubspaceEstimate:  # sample k's voltage read by the prior, loaded
         sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
@@ -626,6 +629,18 @@ def core_config(overrides: dict | None) -> CoreConfig:
         known = list(CoreConfig.__dataclass_fields__)
         raise ObserverError(f"observer core overrides {sorted(overrides or {})} name unknown "
                             f"CoreConfig fields; known: {known}") from None
+
+
+def subspace_config(overrides: dict | None) -> SubspaceConfig:
+    """:class:`SubspaceConfig` with ``overrides`` (e.g. ``{"reprior_soc": 0.1}``); unknown
+    keys refused."""
+    try:
+        return SubspaceConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in (overrides or {}).items()})
+    except TypeError:
+        known = list(SubspaceConfig.__dataclass_fields__)
+        raise ObserverError(f"observer subspace overrides {sorted(overrides or {})} name "
+                            f"unknown SubspaceConfig fields; known: {known}") from None
 
 
 def _positions(idx: Sequence[int] | None) -> list[int]:
@@ -663,7 +678,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      identify: dict | None = None, start_s: float = 0.0,
                      prior: str = "loaded_window", carry: bool = False,
                      identify_window_s: float | None = None,
-                     prior_offset: float = 0.0) -> xr.Dataset:
+                     prior_offset: float = 0.0, subspace: dict | None = None) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles the "*_identified" observers identify their cells on;
@@ -672,15 +687,18 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     :data:`packtwin.physics.loaded_inversion.PRIORS`; ``carry``: a cycle that continues the
     previous one goes on from its final estimate; ``identify_window_s``: the identification
     window, None: :data:`packtwin.eval.observer_identify.WINDOW_S`; ``prior_offset``: a
-    deliberate start SOC error, :func:`offset_stoichiometry`; see
+    deliberate start SOC error, :func:`offset_stoichiometry`; ``subspace``:
+    :class:`SubspaceConfig` overrides of the "subspace*" filters; see
     :func:`ekf_oracle_dataset`)."""
     check_observers([name])
     check_prior(prior)
     cfg = core_config(core)
+    sub = subspace_config(subspace)
     if name in ("ekf", "subspace"):
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
                                   source=source, variant=name, start_s=start_s, prior=prior,
-                                  carry=carry, prior_offset=prior_offset)
+                                  carry=carry, prior_offset=prior_offset,
+                                  subspace_config=sub)
     from packtwin.eval import observer_identify
     from packtwin.physics.identify import IdentifyError
 
@@ -698,7 +716,8 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     ds = ekf_oracle_dataset(truth, sel.scenarios, sel.cells, sel.snapshots, core_config=cfg,
                             source=source, params=params, variant=name,
                             extra_attrs={"identification": json.dumps(info)}, start_s=start_s,
-                            prior=prior, carry=carry, prior_offset=prior_offset)
+                            prior=prior, carry=carry, prior_offset=prior_offset,
+                            subspace_config=sub)
     # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
     for key, v in truth_values(params, ident.names).items():
         ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,

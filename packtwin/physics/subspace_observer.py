@@ -132,6 +132,15 @@ class SubspaceConfig:
     # 3e4. Step time 1.3-1.8x shorter than before the speed work, the default 1.04-1.4x
     # (reports/bench_inference_subspace_speed9*.json, subspace.compare; two runs, load 6-7).
     warm_start: bool = False
+    # Re-prior (opt-in; 0: off): once a cell's SOC has moved by more than this fraction of its
+    # window since its state's last prior, the state is rebuilt as the loaded prior at the
+    # corrected SOC (:func:`loaded_prior`: the core after ``history_s`` at the present current
+    # and temperature), keeping the covariance. Why: a prior read 30 points off carries the
+    # radial and through-thickness profiles of the wrong SOC; the "soc" direction shifts them
+    # uniformly, and in the cold they take tens of minutes to diffuse away while the filter
+    # spends the voltage they cost on the SOC (issue 9's 30-point start: 0 degC 2-3 % of c_max
+    # still after 10 min, seed 15).
+    reprior_soc: float = 0.0
 
 
 class SubspaceEstimate(NamedTuple):
@@ -139,6 +148,9 @@ class SubspaceEstimate(NamedTuple):
     P: Tensor  # [B, m + nb, m + nb] covariance of the offset along the directions and the biases
     bias: Tensor  # [B, nb] the bias states (config.biases' order; nb may be 0)
     current: Tensor  # [B] the current of the last sample [A] (dR's gate)
+    # [B] SOC moved along the "soc" direction since the state's last (re-)prior, fraction of
+    # the window (SubspaceConfig.reprior_soc)
+    moved: Tensor
 
 
 def replace_cells(est: SubspaceEstimate, fresh: SubspaceEstimate, cells: Tensor
@@ -147,7 +159,7 @@ def replace_cells(est: SubspaceEstimate, fresh: SubspaceEstimate, cells: Tensor
     keep = lambda a, f: torch.where(cells.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
     return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
                             keep(est.P, fresh.P), keep(est.bias, fresh.bias),
-                            keep(est.current, fresh.current))
+                            keep(est.current, fresh.current), keep(est.moved, fresh.moved))
 
 
 def loaded_prior(core: ReducedCore, sto_n: Tensor, I0: Tensor, T0: Tensor, history_s: float,
@@ -269,13 +281,18 @@ class SubspaceObserver:
         names = config.directions + config.biases
         self.nb = len(config.biases)
         self._p0 = torch.tensor([std[d] ** 2 for d in names], dtype=core.dtype)
+        if config.reprior_soc < 0 or (config.reprior_soc > 0 and "soc" not in config.directions):
+            raise ValueError(f"SubspaceObserver: reprior_soc must be >= 0 and needs the 'soc' "
+                             f"direction, got {config.reprior_soc} with {config.directions}")
+        self._window = None  # each cell's SOC window (lo, hi), made at the first re-prior
         self._q = torch.tensor([q[d] ** 2 for d in names], dtype=core.dtype)
 
     def _prior(self, state: CoreState, I0: Tensor | float) -> SubspaceEstimate:
         B = self.U.shape[0]
         return SubspaceEstimate(state, torch.diag_embed(self._p0).expand(B, -1, -1).clone(),
                                 torch.zeros(B, self.nb, dtype=self.core.dtype),
-                                torch.as_tensor(I0, dtype=self.core.dtype).expand(B).clone())
+                                torch.as_tensor(I0, dtype=self.core.dtype).expand(B).clone(),
+                                torch.zeros(B, dtype=self.core.dtype))
 
     def bias_voltage(self, bias: Tensor, I: Tensor) -> tuple[Tensor, Tensor]:
         """The biases' voltage [B] at current I [B] and its Jacobian [B, nb] (linear)."""
@@ -413,8 +430,32 @@ class SubspaceObserver:
             A = torch.eye(m + self.nb, dtype=core.dtype) - K[:, :, None] * H[:, None, :]
             P_upd = A @ P @ A.transpose(1, 2) + R[:, None, None] * K[:, :, None] * K[:, None, :]
             P = torch.where(update[:, None, None], P_upd, P)
-        return (SubspaceEstimate(unflatten(core, x, L), P, est.bias + z[:, m:], I.clone()),
+            state = unflatten(core, x, L)
+            moved = est.moved
+            if "soc" in cfg.directions:
+                moved = moved + z[:, cfg.directions.index("soc")]
+            if cfg.reprior_soc > 0:
+                again = moved.abs() > cfg.reprior_soc
+                if again.any():
+                    state = self._reprior(state, again, I, T)
+                    moved = torch.where(again, torch.zeros_like(moved), moved)
+                    guess = None  # the re-priored cells' reaction currents are not the last
+        return (SubspaceEstimate(state, P, est.bias + z[:, m:], I.clone(), moved),
                 v_model, update, guess)
+
+    def _reprior(self, state: CoreState, cells: Tensor, I: Tensor, T: Tensor) -> CoreState:
+        """``state`` with ``cells`` [B] (bool) rebuilt as the loaded prior at their present
+        SOC (``SubspaceConfig.reprior_soc``); the SEI film is kept."""
+        from packtwin.physics.observer_stream import cell_soc_window
+
+        core = self.core
+        if self._window is None:
+            self._window = cell_soc_window(core)
+        sto = core.measure(state, I, T).c_n_avg / core.design.constants.neg.c_max
+        fresh = loaded_prior(core, sto, I, T, self.config.history_s, *self._window)
+        keep = lambda a, f: torch.where(cells.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
+        return CoreState(keep(state.c_n, fresh.c_n), keep(state.c_p, fresh.c_p),
+                         keep(state.c_e, fresh.c_e), state.L_sei)
 
     def _gate_dR(self, K: Tensor, I: Tensor, I_last: Tensor) -> Tensor:
         """K [B, m + nb] with dR's gain zeroed where the current did not change enough."""

@@ -9,7 +9,7 @@ import torch
 from packtwin.eval import observer_predict
 from packtwin.physics.core import CoreConfig, ReducedCore
 from packtwin.physics.core_params import CoreParams
-from packtwin.physics.loaded_inversion import offset_stoichiometry
+from packtwin.physics.loaded_inversion import offset_stoichiometry, start_stoichiometry
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 
 TINY = CoreConfig(n_x_n=2, n_x_s=1, n_x_p=2, n_r=6)
@@ -74,3 +74,63 @@ def test_the_ekf_start_moves_too(one_torch_thread):
                                      observer_predict.EKFConfig(), TINY, "loaded", None,
                                      off)[0]["soc"][0, 0] for off in (0.0, -0.3)]
     assert soc[0] == pytest.approx(0.6, abs=0.01) and soc[1] == pytest.approx(0.3, abs=0.01)
+
+
+def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
+    """SubspaceConfig.reprior_soc: once a cell's SOC has moved more than that since its prior,
+    its state becomes the loaded prior at the corrected SOC (SOC kept, moved reset, SEI film and
+    covariance kept); the stream and evaluate's row do the same; 0 changes nothing."""
+    from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver, loaded_prior
+    from packtwin.physics.subspace_stream import SubspaceStream
+
+    core = ReducedCore(CoreParams.nominal(2), TINY)
+    c = core.design.constants
+    lo, hi = cell_soc_window(core)
+    sto = lo + torch.tensor([0.8, 0.2], dtype=F64) * (hi - lo)
+    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    I = torch.cat([torch.zeros(2, 1, dtype=F64), torch.full((2, 12), 5.0, dtype=F64)], 1)
+    T = torch.full_like(I, 298.15)
+    V = core.simulate(rest, I, T, 10.0)[1]["voltage"]
+    cfg = SubspaceConfig(reprior_soc=0.1)
+    obs = SubspaceObserver(core, hi - lo, cfg)
+    start = offset_stoichiometry(sto, 0.3, lo, hi)
+    est = obs.init_loaded(start, I[:, 0], T[:, 0], lo, hi)
+    plain = SubspaceObserver(core, hi - lo)
+    fired = []
+    for k in range(1, 6):
+        new, _, _ = obs.step(est, I[:, k], T[:, k], V[:, k], 10.0)
+        ref, _, _ = plain.step(est, I[:, k], T[:, k], V[:, k], 10.0)  # the same step, no re-prior
+        jumped = ref.moved.abs() > 0.1
+        assert torch.equal(new.moved, torch.where(jumped, 0.0, ref.moved))
+        assert torch.equal(new.P, ref.P) and torch.equal(new.state.L_sei, ref.state.L_sei)
+        assert torch.equal(new.state.c_n[~jumped], ref.state.c_n[~jumped])
+        if jumped.any():
+            fired.append((k, jumped.nonzero()[:, 0].tolist()))
+            # the plain step's SOC, the loaded prior's profiles
+            soc_ref = core.measure(ref.state, I[:, k], T[:, k]).c_n_avg
+            soc_new = core.measure(new.state, I[:, k], T[:, k]).c_n_avg
+            assert torch.allclose(soc_new[jumped], soc_ref[jumped], rtol=1e-6)
+            want = loaded_prior(core, soc_ref / c.neg.c_max, I[:, k], T[:, k], cfg.history_s,
+                                lo, hi)
+            assert torch.allclose(new.state.c_n[jumped], want.c_n[jumped])
+            assert not torch.allclose(new.state.c_n[jumped], ref.state.c_n[jumped])
+        est = new
+    assert fired and fired[0] == (1, [0, 1]), fired  # 30 points off: the first correction
+    # the streamed path and evaluate's row: the same numbers with the same setting
+    # (both from the 30-point start: the stream's own prior, moved as evaluate moves it)
+    sto0 = start_stoichiometry(core, V[:, 0], I[:, 0], T[:, 0], cell_lines(core), "loaded", lo,
+                               hi, cfg.history_s)
+    s = SubspaceStream(obs, obs.init_loaded(offset_stoichiometry(sto0, 0.3, lo, hi), I[:, 0],
+                                            T[:, 0], lo, hi), GRID)
+    steps = [s.step(V[:, k], I[:, k], T[:, k], 10.0) for k in range(1, V.shape[1])]
+    seq, L = {"voltage": V, "current": I, "temperature": T}, np.array([V.shape[1]] * 2)
+    rows, off = (observer_predict._run_subspace(core.params, seq, L, 10.0, GRID, TINY, "loaded",
+                                                None, 0.3, conf)[0]
+                 for conf in (cfg, SubspaceConfig()))
+    np.testing.assert_allclose(torch.stack([x.c_s_n for x in steps], 1).numpy(),
+                               rows["c_s_n"][:, 1:], rtol=1e-10, atol=1e-9)
+    assert not np.allclose(rows["c_s_n"], off["c_s_n"])  # the re-prior acted there too
+    with pytest.raises(ValueError, match="reprior_soc"):
+        SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_soc=-0.1))
+    with pytest.raises(observer_predict.ObserverError, match="unknown SubspaceConfig"):
+        observer_predict.subspace_config({"reprior": 0.1})
