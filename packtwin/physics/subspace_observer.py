@@ -134,13 +134,18 @@ class SubspaceConfig:
     warm_start: bool = False
     # Re-prior (opt-in; 0: off): once a cell's SOC has moved by more than this fraction of its
     # window since its state's last prior, the state is rebuilt as the loaded prior at the
-    # corrected SOC (:func:`loaded_prior`: the core after ``history_s`` at the present current
-    # and temperature), keeping the covariance. Why: a prior read 30 points off carries the
+    # corrected SOC (:func:`loaded_prior`: the core after ``history_s`` at the current the
+    # prior assumed, the present temperature), keeping the covariance. Why: a prior read 30 points off carries the
     # radial and through-thickness profiles of the wrong SOC; the "soc" direction shifts them
     # uniformly, and in the cold they take tens of minutes to diffuse away while the filter
     # spends the voltage they cost on the SOC (issue 9's 30-point start: 0 degC 2-3 % of c_max
     # still after 10 min, seed 15).
     reprior_soc: float = 0.0
+    # ... only this long after the prior [s]: the re-prior is for the start's error. Later
+    # corrections add up too (the cold filter's chase of the core's model-form voltage error),
+    # and a late re-prior with the start's assumed history moved a -10 degC cell 28 points off
+    # (dev draw 14, once allowed all cycle).
+    reprior_within_s: float = 600.0
 
 
 class SubspaceEstimate(NamedTuple):
@@ -151,6 +156,8 @@ class SubspaceEstimate(NamedTuple):
     # [B] SOC moved along the "soc" direction since the state's last (re-)prior, fraction of
     # the window (SubspaceConfig.reprior_soc)
     moved: Tensor
+    prior_current: Tensor  # [B] the current the state's last (re-)prior assumed [A]
+    age: Tensor  # [B] time since the state's last prior (not re-prior) [s]
 
 
 def replace_cells(est: SubspaceEstimate, fresh: SubspaceEstimate, cells: Tensor
@@ -159,7 +166,9 @@ def replace_cells(est: SubspaceEstimate, fresh: SubspaceEstimate, cells: Tensor
     keep = lambda a, f: torch.where(cells.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
     return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
                             keep(est.P, fresh.P), keep(est.bias, fresh.bias),
-                            keep(est.current, fresh.current), keep(est.moved, fresh.moved))
+                            keep(est.current, fresh.current), keep(est.moved, fresh.moved),
+                            keep(est.prior_current, fresh.prior_current),
+                            keep(est.age, fresh.age))
 
 
 def loaded_prior(core: ReducedCore, sto_n: Tensor, I0: Tensor, T0: Tensor, history_s: float,
@@ -291,6 +300,8 @@ class SubspaceObserver:
         B = self.U.shape[0]
         return SubspaceEstimate(state, torch.diag_embed(self._p0).expand(B, -1, -1).clone(),
                                 torch.zeros(B, self.nb, dtype=self.core.dtype),
+                                torch.as_tensor(I0, dtype=self.core.dtype).expand(B).clone(),
+                                torch.zeros(B, dtype=self.core.dtype),
                                 torch.as_tensor(I0, dtype=self.core.dtype).expand(B).clone(),
                                 torch.zeros(B, dtype=self.core.dtype))
 
@@ -434,18 +445,21 @@ class SubspaceObserver:
             moved = est.moved
             if "soc" in cfg.directions:
                 moved = moved + z[:, cfg.directions.index("soc")]
+            age = est.age + dt
             if cfg.reprior_soc > 0:
-                again = moved.abs() > cfg.reprior_soc
+                again = (moved.abs() > cfg.reprior_soc) & (age <= cfg.reprior_within_s)
                 if again.any():
-                    state = self._reprior(state, again, I, T)
+                    state = self._reprior(state, again, est.prior_current, T)
                     moved = torch.where(again, torch.zeros_like(moved), moved)
                     guess = None  # the re-priored cells' reaction currents are not the last
-        return (SubspaceEstimate(state, P, est.bias + z[:, m:], I.clone(), moved),
-                v_model, update, guess)
+        return (SubspaceEstimate(state, P, est.bias + z[:, m:], I.clone(), moved,
+                                 est.prior_current, age), v_model, update, guess)
 
     def _reprior(self, state: CoreState, cells: Tensor, I: Tensor, T: Tensor) -> CoreState:
         """``state`` with ``cells`` [B] (bool) rebuilt as the loaded prior at their present
-        SOC (``SubspaceConfig.reprior_soc``); the SEI film is kept."""
+        SOC (``SubspaceConfig.reprior_soc``) with the history the prior assumed (``I``: its
+        current, not the present sample's: on a pulse train the present pulse is no history);
+        the SEI film is kept."""
         from packtwin.physics.observer_stream import cell_soc_window
 
         core = self.core

@@ -110,8 +110,8 @@ def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
             soc_ref = core.measure(ref.state, I[:, k], T[:, k]).c_n_avg
             soc_new = core.measure(new.state, I[:, k], T[:, k]).c_n_avg
             assert torch.allclose(soc_new[jumped], soc_ref[jumped], rtol=1e-6)
-            want = loaded_prior(core, soc_ref / c.neg.c_max, I[:, k], T[:, k], cfg.history_s,
-                                lo, hi)
+            want = loaded_prior(core, soc_ref / c.neg.c_max, est.prior_current, T[:, k],
+                                cfg.history_s, lo, hi)
             assert torch.allclose(new.state.c_n[jumped], want.c_n[jumped])
             assert not torch.allclose(new.state.c_n[jumped], ref.state.c_n[jumped])
         est = new
@@ -134,3 +134,20 @@ def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
         SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_soc=-0.1))
     with pytest.raises(observer_predict.ObserverError, match="unknown SubspaceConfig"):
         observer_predict.subspace_config({"reprior": 0.1})
+
+
+def test_reprior_only_early(one_torch_thread):
+    """reprior_within_s: a correction past that time since the prior does not re-prior."""
+    from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver
+
+    core = ReducedCore(CoreParams.nominal(1), TINY)
+    lo, hi = cell_soc_window(core)
+    I, T = torch.full((1,), 5.0, dtype=F64), torch.full((1,), 298.15, dtype=F64)
+    obs = SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_soc=0.1, reprior_within_s=15.0))
+    est = obs.init_loaded(lo + 0.5 * (hi - lo), I, T, lo, hi)
+    est = est._replace(moved=torch.tensor([0.2], dtype=F64))  # 20 points corrected already
+    early, _, _ = obs.step(est, I, T, torch.full((1,), 3.6, dtype=F64), 10.0)
+    assert float(early.moved) == 0.0 and float(early.age) == 10.0  # re-priored at 10 s
+    late, _, _ = obs.step(est._replace(age=torch.tensor([10.0], dtype=F64)), I, T,
+                          torch.full((1,), 3.6, dtype=F64), 10.0)
+    assert abs(float(late.moved)) > 0.1 and float(late.age) == 20.0  # 20 s: too late
