@@ -124,8 +124,8 @@ def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIO
                                            f"cell draws"))
         summary["starts"][start] = {"config": STARTS[start], "sources": paths, **draws_summary(ds)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(md))
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    (out.parent / (out.name + ".md")).write_text("\n".join(md))
+    (out.parent / (out.name + ".json")).write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             args.prior_offset)
     pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified,
          args.identify_window_s, args.prior_offset)
-    print(Path(args.out).with_suffix(".md").read_text())
+    print(Path(args.out + ".md").read_text())
     return 0
 
 
