@@ -10,8 +10,9 @@ from the last valid one); a NaN voltage leaves that cell uncorrected for the sam
 The estimate's ``voltage`` is the filter's one-step-ahead model voltage (before the sample's
 correction, biases included) and ``innovation`` is V minus it, as in ``packtwin evaluate``'s
 ``subspace`` row; the fields, SOC and plating margin are those of the corrected state.
-:meth:`SubspaceStream.run` is the whole-sequence call (:meth:`SubspaceObserver.run`); both paths
-give the same estimates (tested), and so does the evaluate row (:mod:`packtwin.eval.observer_predict`).
+:meth:`SubspaceStream.run` takes a whole sequence (checked as a whole, then stepped); without
+a restart the estimates equal :meth:`SubspaceObserver.run`'s, the training path (tested), and
+the evaluate row's (:mod:`packtwin.eval.observer_predict`).
 
 Divergence reset (:mod:`packtwin.physics.divergence`, the evaluate rows' rule): a cell whose
 state turns non-finite or whose one-step-ahead voltage stays more than 0.5 V off for 30 s is
