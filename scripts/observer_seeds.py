@@ -18,7 +18,9 @@ a rested start reads its sample at rest whatever the prior, so its output is sha
 instead of the oracle observers, outputs ending in ``-identified``; ``--identify-window-s W``
 other than evaluate's default: fitted on W s of the identification cycle, outputs ending in
 ``-identified-wW``; ``--prior-offset X``: evaluate's ``observer_prior_offset`` (a deliberate
-X-of-the-window SOC error in the start prior), outputs ending in ``-offX``).
+X-of-the-window SOC error in the start prior), outputs ending in ``-offX``; ``--subspace JSON``:
+evaluate's ``observer_subspace`` (SubspaceConfig overrides of the subspace filters, e.g.
+``'{"reprior_soc": 0.1}'``), outputs ending in ``-<key><value>`` per key, e.g. ``-reprior_soc0.1``).
 Both steps resume: generate skips a complete store's scenarios, and a report whose
 metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
@@ -58,19 +60,28 @@ PLAIN_PRIOR = "loaded"
 IDENTIFIED = ["subspace_identified"]
 
 
+def subspace_tail(subspace: dict | None) -> str:
+    """Output suffix of SubspaceConfig overrides: ``-<key><value>`` per key, in key order."""
+    return "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   else f"-{k}{v}"
+                   for k, v in sorted((subspace or {}).items()))
+
+
 def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool = False,
-               window_s: float | None = None, offset: float = 0.0) -> str:
+               window_s: float | None = None, offset: float = 0.0,
+               subspace: dict | None = None) -> str:
     base = "reports/observer-check" if seed == OWN_SEED else f"reports/observer-check-s{seed}"
     tail = ("-identified" if identified else "") + (
         f"-w{window_s:g}" if identified and window_s is not None else "") + (
-        f"-off{offset:g}" if offset else "")
+        f"-off{offset:g}" if offset else "") + subspace_tail(subspace)
     if start == "rested":
         return base + tail
     return f"{base}_loaded" + ("" if prior == PLAIN_PRIOR else f"-{prior}") + tail
 
 
 def run(seeds: list[int], starts: list[str], prior: str, identified: bool = False,
-        window_s: float | None = None, offset: float = 0.0) -> None:
+        window_s: float | None = None, offset: float = 0.0,
+        subspace: dict | None = None) -> None:
     for seed in seeds:
         store = store_for(seed)
         # always called: generate resumes a partial store and skips a complete one (~1 s)
@@ -79,7 +90,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
         if rc:
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
-            out = output_for(seed, start, prior, identified, window_s, offset)
+            out = output_for(seed, start, prior, identified, window_s, offset, subspace)
             if Path(out, "metrics.zarr").exists():
                 continue
             which = (["--observers", json.dumps(IDENTIFIED)] if identified else [])
@@ -87,6 +98,8 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
                 which += ["--observer_identify_window_s", f"{window_s:g}"]
             if offset:
                 which += ["--observer_prior_offset", f"{offset:g}"]
+            if subspace:
+                which += ["--observer_subspace", json.dumps(subspace)]
             params = "identified parameters" if identified else "oracle parameters"
             rc = packtwin(["evaluate", "--config", STARTS[start], "--store", store,
                            "--output", out, "--observer_prior", prior, *which, "--note",
@@ -95,6 +108,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
                               if identified and window_s is not None else "")
                            + (f"; start prior {offset:g} of the SOC window off on purpose"
                               if offset else "")
+                           + (f"; subspace filter {json.dumps(subspace)}" if subspace else "")
                            + f"; {start} start, prior {prior}; "
                            f"observer-check pack generated with seed {seed} (converged mesh)"])
             if rc:
@@ -102,14 +116,16 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
 
 
 def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR,
-         identified: bool = False, window_s: float | None = None, offset: float = 0.0) -> dict:
+         identified: bool = False, window_s: float | None = None, offset: float = 0.0,
+         subspace: dict | None = None) -> dict:
     summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior,
                      "parameters": "identified" if identified else "oracle",
-                     "identify_window_s": window_s, "prior_offset": offset, "starts": {}}
+                     "identify_window_s": window_s, "prior_offset": offset,
+                     "subspace": subspace or {}, "starts": {}}
     md = []
     for start in starts:
-        paths = {s: str(Path(output_for(s, start, prior, identified, window_s, offset),
-                             "metrics.zarr"))
+        paths = {s: str(Path(output_for(s, start, prior, identified, window_s, offset,
+                                        subspace), "metrics.zarr"))
                  for s in seeds}
         for s, p in paths.items():
             if not Path(p).exists():
@@ -118,7 +134,8 @@ def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIO
         ds = stack_draws(stores, where=paths)
         params = (", identified parameters" if identified else "") + (
             f" (window {window_s:g} s)" if identified and window_s is not None else "") + (
-            f", start prior {offset:g} of the SOC window off" if offset else "")
+            f", start prior {offset:g} of the SOC window off" if offset else "") + (
+            f", subspace filter {json.dumps(subspace)}" if subspace else "")
         md.append(draws_markdown(ds, title=f"Observers on the check pack, {start} start "
                                            f"(prior {prior}{params}), over {len(seeds)} "
                                            f"cell draws"))
@@ -145,13 +162,16 @@ def main(argv: list[str] | None = None) -> int:
                         "evaluate's own; 1e5: the whole cycle)")
     p.add_argument("--prior-offset", type=float, default=0.0,
                    help="evaluate's observer_prior_offset (e.g. 0.3: a 30-point start error)")
+    p.add_argument("--subspace", type=json.loads, default=None,
+                   help="evaluate's observer_subspace, JSON (SubspaceConfig overrides, e.g. "
+                        "'{\"reprior_soc\": 0.1}'); outputs end in -<key><value>")
     p.add_argument("--out", default="reports/observer_seeds", help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     if not args.pool_only:
         run(args.seeds, args.starts, args.prior, args.identified, args.identify_window_s,
-            args.prior_offset)
+            args.prior_offset, args.subspace)
     pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified,
-         args.identify_window_s, args.prior_offset)
+         args.identify_window_s, args.prior_offset, args.subspace)
     print(Path(args.out + ".md").read_text())
     return 0
 

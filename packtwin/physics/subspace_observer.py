@@ -147,6 +147,12 @@ class SubspaceConfig:
     # and a late re-prior with the start's assumed history moved a -10 degC cell 28 points off
     # (dev draw 14, once allowed all cycle).
     reprior_within_s: float = 600.0
+    # ... and the re-priored cell's covariance along the directions back to the prior's (its
+    # cross terms with the biases zeroed). Why: the corrections that moved the SOC were made
+    # with the wrong SOC's profiles and shrank P as if they were right; after the re-prior the
+    # filter then creeps (0 degC, dev draw 14: 4-6 points over-corrected at 1 min, still 1.7
+    # points off 10 min later).
+    reprior_covariance: bool = False
 
 
 class SubspaceEstimate(NamedTuple):
@@ -451,10 +457,22 @@ class SubspaceObserver:
                 again = (moved.abs() > cfg.reprior_soc) & (age <= cfg.reprior_within_s)
                 if again.any():
                     state = self._reprior(state, again, est.prior_current, T)
+                    if cfg.reprior_covariance:
+                        P = torch.where(again[:, None, None], self._prior_covariance(P), P)
                     moved = torch.where(again, torch.zeros_like(moved), moved)
                     guess = None  # the re-priored cells' reaction currents are not the last
         return (SubspaceEstimate(state, P, est.bias + z[:, m:], I.clone(), moved,
                                  est.prior_current, age), v_model, update, guess)
+
+    def _prior_covariance(self, P: Tensor) -> Tensor:
+        """P [B, m + nb, m + nb] with the directions' block back to the prior's and their cross
+        terms with the biases zeroed (the biases' block kept)."""
+        m = self.m
+        out = P.clone()
+        out[:, :m, :] = 0.0
+        out[:, :, :m] = 0.0
+        out[:, :m, :m] = torch.diag(self._p0[:m])
+        return out
 
     def _reprior(self, state: CoreState, cells: Tensor, I: Tensor, T: Tensor) -> CoreState:
         """``state`` with ``cells`` [B] (bool) rebuilt as the loaded prior at their present

@@ -121,3 +121,14 @@ def test_observer_seeds_script_pools_the_reports_it_finds(tmp_path, monkeypatch,
     summary = json.loads((tmp_path / "r/ident.json").read_text())
     assert summary["parameters"] == "identified"
     assert "identified parameters" in (tmp_path / "r/ident.md").read_text()
+
+
+def test_observer_seeds_names_subspace_overrides(load_script):
+    """--subspace: SubspaceConfig overrides end the output's name, one -<key><value> each."""
+    mod = load_script("observer_seeds")
+    assert mod.output_for(15, "loaded", "loaded_window", offset=0.3,
+                          subspace={"reprior_soc": 0.1}) == \
+        "reports/observer-check-s15_loaded-loaded_window-off0.3-reprior_soc0.1"
+    assert mod.subspace_tail({"reprior_soc": 0.1, "reprior_covariance": True}) == \
+        "-reprior_covarianceTrue-reprior_soc0.1"
+    assert mod.subspace_tail(None) == ""

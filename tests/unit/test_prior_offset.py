@@ -151,3 +151,31 @@ def test_reprior_only_early(one_torch_thread):
     late, _, _ = obs.step(est._replace(age=torch.tensor([10.0], dtype=F64)), I, T,
                           torch.full((1,), 3.6, dtype=F64), 10.0)
     assert abs(float(late.moved)) > 0.1 and float(late.age) == 20.0  # 20 s: too late
+
+
+def test_reprior_covariance_restores_the_prior_block(one_torch_thread):
+    """reprior_covariance: a re-priored cell's covariance along the directions goes back to the
+    prior's, its cross terms with the biases to 0 and the biases' block is kept; a cell that
+    was not re-priored keeps the filter's P; off (the default) keeps P for every cell."""
+    from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver
+
+    core = ReducedCore(CoreParams.nominal(2), TINY)
+    lo, hi = cell_soc_window(core)
+    I, T = torch.full((2,), 5.0, dtype=F64), torch.full((2,), 298.15, dtype=F64)
+    kw = dict(reprior_soc=0.1, biases=("dR",), dR_min_step_a=0.0)
+    on = SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_covariance=True, **kw))
+    off = SubspaceObserver(core, hi - lo, SubspaceConfig(**kw))
+    est = on.init_loaded(lo + 0.5 * (hi - lo), I, T, lo, hi)
+    v_model = off.step(est, I, T, torch.full((2,), 3.6, dtype=F64), 10.0)[1]
+    V = torch.stack([v_model[0] + 0.1, v_model[1] + 0.001])  # cell 1: a small correction
+    # cell 0 corrected by 20 points already (re-priors at this step), cell 1 not
+    est = est._replace(moved=torch.tensor([0.2, 0.0], dtype=F64))
+    a, _, _ = on.step(est, I, T, V, 10.0)
+    b, _, _ = off.step(est, I, T, V, 10.0)
+    m, p0 = on.m, on._p0
+    assert float(a.moved[0]) == 0.0 and float(b.moved[0]) == 0.0  # both re-priored cell 0
+    assert torch.equal(a.P[1], b.P[1])  # not re-priored: the filter's P
+    assert torch.allclose(a.P[0, :m, :m], torch.diag(p0[:m]))
+    assert torch.count_nonzero(a.P[0, :m, m:]) == 0 and torch.count_nonzero(a.P[0, m:, :m]) == 0
+    assert torch.equal(a.P[0, m:, m:], b.P[0, m:, m:])
+    assert not torch.allclose(b.P[0, :m, :m], torch.diag(p0[:m]))  # the update shrank it
