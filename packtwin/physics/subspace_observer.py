@@ -135,12 +135,12 @@ class SubspaceConfig:
     # Re-prior (opt-in; 0: off): once a cell's SOC has moved by more than this fraction of its
     # window since its state's last prior, the state is rebuilt as the loaded prior at the
     # corrected SOC (:func:`loaded_prior`: the core after ``history_s`` at the current the
-    # prior assumed, the present temperature), keeping the covariance. Why: a prior read 30
-    # points off carries the radial and through-thickness profiles of the wrong SOC; the "soc"
-    # direction shifts them
-    # uniformly, and in the cold they take tens of minutes to diffuse away while the filter
-    # spends the voltage they cost on the SOC (issue 9's 30-point start: 0 degC 2-3 % of c_max
-    # still after 10 min, seed 15).
+    # prior assumed, the present temperature), keeping the covariance (unless
+    # reprior_covariance). Why: a prior read 30 points off carries the radial and
+    # through-thickness profiles of the wrong SOC; the "soc" direction shifts them uniformly,
+    # and in the cold they take tens of minutes to diffuse away while the filter spends the
+    # voltage they cost on the SOC (issue 9's 30-point start: 0 degC 2-3 % of c_max still
+    # after 10 min, seed 15).
     reprior_soc: float = 0.0
     # ... only this long after the prior [s]: the re-prior is for the start's error. Later
     # corrections add up too (the cold filter's chase of the core's model-form voltage error),
