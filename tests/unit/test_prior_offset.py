@@ -95,7 +95,7 @@ def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
     obs = SubspaceObserver(core, hi - lo, cfg)
     start = offset_stoichiometry(sto, 0.3, lo, hi)
     est = obs.init_loaded(start, I[:, 0], T[:, 0], lo, hi)
-    plain = SubspaceObserver(core, hi - lo)
+    plain = SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_soc=0.0))
     fired = []
     for k in range(1, 6):
         new, _, _ = obs.step(est, I[:, k], T[:, k], V[:, k], 10.0)
@@ -126,7 +126,7 @@ def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
     seq, L = {"voltage": V, "current": I, "temperature": T}, np.array([V.shape[1]] * 2)
     rows, off = (observer_predict._run_subspace(core.params, seq, L, 10.0, GRID, TINY, "loaded",
                                                 None, 0.3, conf)[0]
-                 for conf in (cfg, SubspaceConfig()))
+                 for conf in (cfg, SubspaceConfig(reprior_soc=0.0)))
     np.testing.assert_allclose(torch.stack([x.c_s_n for x in steps], 1).numpy(),
                                rows["c_s_n"][:, 1:], rtol=1e-10, atol=1e-9)
     assert not np.allclose(rows["c_s_n"], off["c_s_n"])  # the re-prior acted there too
