@@ -410,6 +410,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                desc="evaluate", disable=not progress, file=sys.stderr)
     ckpts: dict[str, list[str]] = {}
     restarts: dict[str, dict[str, int]] = {}
+    repriors: dict[str, dict[str, int]] = {}  # subspace observers: re-priors per split
     carried: dict[str, dict[str, list[int]]] = {}  # observer -> split -> [carried, from a prior]
     for variant, i, seed in jobs:
         given = (cfg.checkpoints or {}).get(variant)
@@ -469,6 +470,8 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                 _save_prediction(pred, out / "predictions" / f"{obs}_{name}.zarr", cfg.store)
             results[(name, obs, cfg.seeds[0])] = _score(ds, pred, cfg, sei0, starts[name])
             restarts.setdefault(obs, {})[name] = int(pred.attrs.get("resets", 0))
+            if "repriors" in pred.attrs:
+                repriors.setdefault(obs, {})[name] = int(pred.attrs["repriors"])
             carried.setdefault(obs, {})[name] = [int(pred.attrs.get("carried_cycles", 0)),
                                                  int(pred.attrs.get("prior_starts", 0))]
             bar.update(1)
@@ -494,6 +497,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
         "baseline_init": cfg.baseline_init,
         "observers": json.dumps({o: observer_predict.DESCRIPTIONS[o] for o in cfg.observers}),
         "observer_restarts": json.dumps(restarts),
+        "observer_repriors": json.dumps(repriors),
         "observer_carry": json.dumps(carried),
         "splits_resolved": json.dumps({n: {"scenarios": s.scenarios.tolist(),
                                            "cells": s.cells.tolist(),

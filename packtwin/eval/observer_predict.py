@@ -239,6 +239,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                                (t.sizes[schema.X_P], t.sizes[schema.R_P]) if n == "c_s_p" else ()),
                       np.nan, dtype=np.float32) for n in names}
     under_load, resets, reset_cycles, large_cycles = 0, 0, [], []
+    reprior_cycles = []  # the subspace filter's re-priors (SubspaceConfig.reprior_soc)
     chunks = [r[a:a + batch] for d in range(int(depth.max(initial=-1)) + 1)
               for r in [idx[depth == d]] for a in range(0, len(r), batch)]
     for part in chunks:
@@ -278,6 +279,9 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
             if n_large[i]:
                 large_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
                                      int(t[schema.SNAPSHOT][k]), int(n_large[i])])
+            if "repriors" in est and est["repriors"][i]:
+                reprior_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
+                                       int(t[schema.SNAPSHOT][k]), int(est["repriors"][i])])
             if n_reset[i]:
                 resets += int(n_reset[i])
                 reset_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
@@ -307,6 +311,9 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         "large_innovations": int(sum(r[-1] for r in large_cycles)),
         "large_innovation_cycles": json.dumps(large_cycles),  # [..., samples over 1 V]
     })
+    if variant.startswith("subspace"):
+        ds.attrs.update({"repriors": int(sum(r[-1] for r in reprior_cycles)),
+                         "reprior_cycles": json.dumps(reprior_cycles)})  # [..., re-priors]
     ds.attrs.update(extra_attrs or {})
     problems = schema.validate(ds, kind="prediction")
     if problems:
@@ -617,8 +624,11 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
         est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period)
         return est, v_model
 
-    return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, lambda e: e.state,
-                          replace_cells, carried, diverged_samples(period))
+    rows, n_reset, n_large, ends = _filter_cycles(core, V, I, T, lengths, grid, prior, advance,
+                                                  lambda e: e.state, replace_cells, carried,
+                                                  diverged_samples(period))
+    rows["repriors"] = obs.reprior_count.numpy()  # per cycle of the batch (SubspaceConfig)
+    return rows, n_reset, n_large, ends
 
 
 def core_config(overrides: dict | None) -> CoreConfig:

@@ -204,8 +204,11 @@ def write_report(ds: xr.Dataset, out: str | Path, plots: bool = True, note: str 
               f"- baseline: {attrs.get('baseline', '')} (init: {attrs.get('baseline_init', '?')}; "
               f"see packtwin/eval/baselines.py)"]
     restarts = json.loads(attrs.get("observer_restarts", "{}"))
+    repriors = json.loads(attrs.get("observer_repriors", "{}"))  # older reports: none
     lines += [f"- {name}: {desc} (deterministic, run once; see packtwin/eval/observer_predict.py); "
               f"restarts per split: {json.dumps(restarts.get(name, {}))}"
+              + (f"; re-priors per split (SubspaceConfig.reprior_soc): "
+                 f"{json.dumps(repriors[name])}" if name in repriors else "")
               for name, desc in json.loads(attrs.get("observers", "{}")).items()]
     config = json.loads(attrs.get("config", "{}"))
     prior = config.get("observer_prior", "ocv")  # reports written before the key: OCV prior

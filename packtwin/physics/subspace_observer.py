@@ -304,6 +304,9 @@ class SubspaceObserver:
                              f"direction, got {config.reprior_soc} with {config.directions} "
                              f"(set reprior_soc=0 for directions without 'soc')")
         self._window = None  # each cell's SOC window (lo, hi), made at the first re-prior
+        # re-priors per cell since construction: a diagnostic for reports (evaluate's
+        # observer_repriors), not part of the estimate
+        self.reprior_count = torch.zeros(self.U.shape[0], dtype=torch.long)
         self._q = torch.tensor([q[d] ** 2 for d in names], dtype=core.dtype)
 
     def _prior(self, state: CoreState, I0: Tensor | float, redo: bool = True
@@ -467,6 +470,7 @@ class SubspaceObserver:
             if cfg.reprior_soc > 0:
                 again = (moved.abs() > cfg.reprior_soc) & (age <= cfg.reprior_within_s)
                 if again.any():
+                    self.reprior_count += again.long()
                     state = self._reprior(state, again, est.prior_current, T)
                     if cfg.reprior_covariance:
                         P = torch.where(again[:, None, None], self._prior_covariance(P), P)

@@ -68,6 +68,12 @@ def test_ekf_identified_row_scores_parameters_without_the_table(synthetic_store,
         assert float(sub[f"pack_{name}"]) == float(row[f"pack_{name}"]), name
     assert np.isfinite(float(sub["pack_c_s_n_rmse_pct"]))
     assert float(sub["pack_c_s_n_rmse_pct"]) != float(row["pack_c_s_n_rmse_pct"])
+    # re-priors are counted for the subspace filter only (the EKF has none), and reported
+    repriors = json.loads(ds.attrs["observer_repriors"])
+    assert set(repriors) == {"subspace_identified"} and set(repriors["subspace_identified"]) \
+        == {"pulse"}
+    assert "re-priors per split (SubspaceConfig.reprior_soc): {\"pulse\": " in \
+        (out / "report.md").read_text()
     # the oracle row has no parameter errors (its parameters are the table's)
     assert not np.isfinite(float(ds.sel(split="pulse", variant="ekf",
                                         seed=0)["pack_param_neg_diffusivity_relerr"]))

@@ -116,6 +116,9 @@ def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
             assert not torch.allclose(new.state.c_n[jumped], ref.state.c_n[jumped])
         est = new
     assert fired and fired[0] == (1, [0, 1]), fired  # 30 points off: the first correction
+    # the reports' re-prior count (evaluate's observer_repriors) counts exactly these
+    assert obs.reprior_count.tolist() == [sum(i in cells for _, cells in fired) for i in (0, 1)]
+    assert plain.reprior_count.tolist() == [0, 0]
     # the streamed path and evaluate's row: the same numbers with the same setting
     # (both from the 30-point start: the stream's own prior, moved as evaluate moves it)
     sto0 = start_stoichiometry(core, V[:, 0], I[:, 0], T[:, 0], cell_lines(core), "loaded", lo,
@@ -130,6 +133,7 @@ def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
     np.testing.assert_allclose(torch.stack([x.c_s_n for x in steps], 1).numpy(),
                                rows["c_s_n"][:, 1:], rtol=1e-10, atol=1e-9)
     assert not np.allclose(rows["c_s_n"], off["c_s_n"])  # the re-prior acted there too
+    assert rows["repriors"].min() >= 1 and off["repriors"].tolist() == [0, 0]
     with pytest.raises(ValueError, match="reprior_soc"):
         SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_soc=-0.1))
     with pytest.raises(observer_predict.ObserverError, match="unknown SubspaceConfig"):
