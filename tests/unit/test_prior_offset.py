@@ -157,6 +157,28 @@ def test_reprior_only_early(one_torch_thread):
     assert abs(float(late.moved)) > 0.1 and float(late.age) == 20.0  # 20 s: too late
 
 
+def test_init_state_is_never_repriored(one_torch_thread):
+    """A state handed to init() has no recipe to rebuild at another SOC: with the default
+    re-prior on, the same moved estimate re-priors from init_loaded but not from init."""
+    from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver, loaded_prior
+
+    core = ReducedCore(CoreParams.nominal(1), TINY)
+    lo, hi = cell_soc_window(core)
+    I, T = torch.full((1,), 5.0, dtype=F64), torch.full((1,), 298.15, dtype=F64)
+    obs = SubspaceObserver(core, hi - lo)
+    assert obs.config.reprior_soc == SubspaceConfig().reprior_soc > 0  # the default is on
+    sto = lo + 0.5 * (hi - lo)
+    moved = torch.tensor([0.2], dtype=F64)  # 20 points corrected already
+    V = torch.full((1,), 3.6, dtype=F64)
+    given = obs.init(loaded_prior(core, sto, I, T, 600.0, lo, hi))
+    assert float(given.age) == float("inf")
+    kept, _, _ = obs.step(given._replace(moved=moved), I, T, V, 10.0)
+    assert abs(float(kept.moved)) > 0.1 and int(obs.reprior_count) == 0
+    redone, _, _ = obs.step(obs.init_loaded(sto, I, T, lo, hi)._replace(moved=moved), I, T, V,
+                            10.0)
+    assert float(redone.moved) == 0.0 and int(obs.reprior_count) == 1
+
+
 def test_reprior_covariance_restores_the_prior_block(one_torch_thread):
     """reprior_covariance: a re-priored cell's covariance along the directions goes back to the
     prior's, its cross terms with the biases to 0 and the biases' block is kept; a cell that
