@@ -268,24 +268,23 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
             if (prev[s] == k).any():  # a later cycle goes on from this one
                 finals[(s, c, k)] = final[i]
             f = first[i]
+            # the cycle's labels: [scenario, cell, snapshot]
+            cycle = [int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
+                     int(t[schema.SNAPSHOT][k])]
             for n in names:
                 out[n][s, c, k, f:f + L[i]] = est[n][i, :L[i]]
                 if not np.isfinite(out[n][s, c, k, f:f + L[i]]).all():
                     raise ObserverError(
                         f"{source}: the {variant} observer's {n!r} is not finite inside valid "
-                        f"samples of "
-                        f"scenario {int(t[schema.SCENARIO][s])}, cell {int(t[schema.CELL][c])}, "
-                        f"snapshot {int(t[schema.SNAPSHOT][k])} despite restarts")
+                        f"samples of scenario {cycle[0]}, cell {cycle[1]}, snapshot {cycle[2]} "
+                        f"despite restarts")
             if n_large[i]:
-                large_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
-                                     int(t[schema.SNAPSHOT][k]), int(n_large[i])])
+                large_cycles.append(cycle + [int(n_large[i])])
             if "repriors" in est and est["repriors"][i]:
-                reprior_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
-                                       int(t[schema.SNAPSHOT][k]), int(est["repriors"][i])])
+                reprior_cycles.append(cycle + [int(est["repriors"][i])])
             if n_reset[i]:
                 resets += int(n_reset[i])
-                reset_cycles.append([int(t[schema.SCENARIO][s]), int(t[schema.CELL][c]),
-                                     int(t[schema.SNAPSHOT][k]), int(n_reset[i])])
+                reset_cycles.append(cycle + [int(n_reset[i])])
     n_carried = int((depth > 0).sum())
     data = {}
     for n in names:
