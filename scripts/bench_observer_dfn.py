@@ -2,7 +2,11 @@
 
     .venv/bin/python scripts/bench_observer_dfn.py [--out reports/bench_observer_dfn.json]
         [--seeds 0 1 2] [--train-cells 8] [--test-cells 4] [--iterations 30] [--period 10]
-        [--only COND ...] [--nominal] [--identified]
+        [--only COND ...] [--nominal] [--identified] [--skip ROW ...] [--ekf JSON]
+
+``--ekf '{"gate_sigma": Infinity, "ce_guard": 0, "bounded_step": false, "salt_neutral": false}'``
+runs the EKF row as it was before stop 27 (EKFConfig overrides;
+reports/bench_observer_dfn_ekf_*.json compare the variants).
 
 Truth: PyBaMM's DFN with the generator's options (SEI, partially reversible plating, lumped
 thermal; ``packtwin.sim.reference.run_profile`` on a 30-radial-point, 16/8/16 mesh), the
@@ -53,6 +57,7 @@ from packtwin.eval.observer_bench import (ESTIMATORS, core_made_logs, core_made_
                                          summarise, train_observer)
 from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
+from packtwin.physics.ekf import EKFConfig  # noqa: E402
 from packtwin.physics.identify import IdentifyConfig, identify, parameter_errors  # noqa: E402
 from packtwin.physics.learned_observer import ObserverNet  # noqa: E402
 from packtwin.physics.observer_stream import cell_soc_window  # noqa: E402
@@ -129,7 +134,8 @@ def train_nets(args, seed: int, dfn_cfg) -> tuple[dict, dict]:
     return nets, info
 
 
-def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=()) -> dict:
+def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=(),
+             ekf: dict | None = None) -> dict:
     lo, hi = cell_soc_window(core)
     out = {}
     runs = [(name, None) for name in ESTIMATORS if name != "learned_observer"]
@@ -139,7 +145,8 @@ def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=()) ->
             continue
         t0 = time.perf_counter()
         if net is None:
-            c_n, c_p, v = run_estimator(name, core, log, lo, hi, period)
+            c_n, c_p, v = run_estimator(name, core, log, lo, hi, period,
+                                        ekf_config=EKFConfig(**ekf) if ekf else None)
         else:
             with torch.no_grad():
                 c_n, c_p, v = run_learned(core, net, log, lo, hi, period)
@@ -208,13 +215,14 @@ def one_seed(args, seed: int, dfn_cfg, progress=None) -> dict:
                  "duration_s": args.period * log["I"].shape[1], "dfn_seconds": log["dfn_seconds"],
                  "dfn_failures_redrawn": log["dfn_failures"]}
         print(f"seed {seed} {cond.name}", flush=True)
-        entry["oracle_parameters"] = evaluate(core, log, nets, args.period, True, args.skip)
+        entry["oracle_parameters"] = evaluate(core, log, nets, args.period, True, args.skip, args.ekf)
         if args.nominal:
             nom = ReducedCore(nominal_params(cells, nominal))
-            entry["nominal_parameters"] = evaluate(nom, log, nets, args.period, False, args.skip)
+            entry["nominal_parameters"] = evaluate(nom, log, nets, args.period, False, args.skip, args.ekf)
         if identified is not None:
             entry["identified_parameters"] = evaluate(ReducedCore(identified), log, nets,
-                                                      args.period, False, args.skip)
+                                                      args.period, False, args.skip,
+                                                      args.ekf)
         res["conditions"][cond.name] = entry
         if progress is not None:
             progress(res)
@@ -301,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="bound of learned_observer_closure's voltage closure term [mV]")
     ap.add_argument("--voltage-weight", type=float, default=1.0,
                     help="weight of the voltage term in the closure observer's training loss")
+    ap.add_argument("--ekf", type=json.loads, default=None,
+                    help='EKFConfig overrides of the ekf row, JSON, e.g. \'{"gate_sigma": 4}\'')
     ap.add_argument("--skip", nargs="*", default=[], help="estimator rows to leave out")
     ap.add_argument("--dfn-r", type=int, default=30)
     ap.add_argument("--dfn-x", type=int, default=16)

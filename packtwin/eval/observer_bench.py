@@ -187,14 +187,16 @@ def run_learned(core, net: ObserverNet, log, lo, hi, period):
             volts)
 
 
-def run_estimator(name: str, core, log, lo, hi, period, net: ObserverNet | None = None):
-    """One of :data:`ESTIMATORS` (the learned observer needs ``net``) -> (c_n, c_p, voltage)."""
+def run_estimator(name: str, core, log, lo, hi, period, net: ObserverNet | None = None,
+                  ekf_config: EKFConfig | None = None):
+    """One of :data:`ESTIMATORS` (the learned observer needs ``net``; ``ekf_config``: the EKF's,
+    default :class:`EKFConfig`) -> (c_n, c_p, voltage)."""
     if name == "open_loop_core":
         return run_open_loop(core, log, lo, hi, period)
     if name == "coulomb_counting":
         return run_coulomb(core, log, lo, hi, period)
     if name == "ekf":
-        return run_ekf(core, log, lo, hi, period)
+        return run_ekf(core, log, lo, hi, period, ekf_config)
     if name == "subspace_observer":
         return run_subspace(core, log, lo, hi, period)
     if name == "subspace_observer_dR":  # plus an ohmic-resistance bias, updated every sample

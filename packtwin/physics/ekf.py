@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from packtwin.physics.core import CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
+from packtwin.physics.robust_update import huber_noise, scaled_step, shell_bounds
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,29 @@ class EKFConfig:
     process_soc_std: float = 0.002
     process_shell_std: float = 2e-4  # per step, fraction of c_max
     process_ce_std: float = 2.0  # per step [mol/m3]
+    # The electrolyte's prior and process noise keep its salt (sum of eps_e dx c_e): the core's
+    # electrolyte step conserves salt exactly (the reaction sources cancel through the cell), so
+    # an independent per-node noise only adds a direction the physics never moves, along which
+    # the voltage in the cold (concentration overpotential) can pull the state without bound.
+    # False: independent per-node terms (the stop 26 filter: in its seed 15 -10 degC runaway
+    # the electrolyte's minimum rose 1077 -> 3839 mol/m3 in three steps).
+    salt_neutral: bool = True
+    # Guards of the update (:mod:`packtwin.physics.robust_update`), the subspace filter's
+    # (same values): no update for a cell whose electrolyte falls below ``ce_guard`` [mol/m3]
+    # anywhere (there the voltage is the drained electrolyte's, not the particles');
+    # normalised innovations beyond ``gate_sigma`` inflate R (Huber weight); ``bounded_step``:
+    # the correction is scaled back so every shell stays in [0.5 %, 99.5 %] of c_max and the
+    # electrolyte >= 0 (a clamp breaks the step's lithium and salt balance and, in the seed 15
+    # runaway, put shells at both ends at once). Default since stop 27 with salt_neutral,
+    # chosen on the DFN-log bench (scripts/bench_observer_dfn.py --ekf, 3 seeds x 5 held-out
+    # logs; reports/bench_observer_dfn_ekf_guards.json): no log runs away any more (worst
+    # voltage RMSE 909 -> 138 mV; 2C 45 degC seed 1 10.3 -> 1.0 % of c_max negative), but the
+    # cold pulses stay chaotic: 0 degC last 5 min 2.77 -> 3.50 % negative (mean of 3 seeds),
+    # -10 degC 8.18 -> 7.91 %. salt_neutral alone, or the guards alone, left a run away
+    # (502 mV) or a non-finite state. 0 / inf / False / False: the stop 26 filter.
+    ce_guard: float = 50.0
+    gate_sigma: float = 4.0
+    bounded_step: bool = True
 
 
 class EKFState(NamedTuple):
@@ -184,6 +208,7 @@ class CoreEKF:
                            torch.full((core.grid_x.n,), float("nan"))]).to(core.dtype)
         self._c_max = scale
         is_ce = torch.isnan(scale)
+        self._bounds = shell_bounds(torch.where(is_ce, torch.full_like(scale, float("inf")), scale))
         self.q_diag = torch.where(is_ce, torch.tensor(config.process_ce_std ** 2, dtype=core.dtype),
                                   (config.process_shell_std * scale) ** 2)
         self.p0_diag = torch.where(is_ce, torch.tensor(config.prior_ce_std ** 2, dtype=core.dtype),
@@ -193,7 +218,8 @@ class CoreEKF:
         # line, along which the voltage is blind in graphite's plateaus (measured: a 2 % of
         # c_max bias that the innovations cannot see). Project it onto lithium-neutral shapes:
         # each electrode's volume-weighted mean moves only along soc_direction, which keeps the
-        # cell's inventory (a per-cell parameter here) exactly.
+        # cell's inventory (a per-cell parameter here) exactly; the electrolyte's noise keeps its
+        # salt (``EKFConfig.salt_neutral``).
         self._neutral = self._lithium_neutral_projection()
         n = scale.numel()
         self.n = n
@@ -211,7 +237,12 @@ class CoreEKF:
             w = vol.repeat(n_x)
             w = w / w.sum()
             blocks.append(torch.eye(w.numel(), dtype=core.dtype) - torch.ones_like(w)[:, None] * w)
-        blocks.append(torch.eye(core.grid_x.n, dtype=core.dtype))
+        if self.config.salt_neutral:
+            w = core.eps_e * core.dx
+            w = w / w.sum()
+            blocks.append(torch.eye(w.numel(), dtype=core.dtype) - torch.ones_like(w)[:, None] * w)
+        else:
+            blocks.append(torch.eye(core.grid_x.n, dtype=core.dtype))
         return torch.block_diag(*blocks)
 
     def _neutral_diag(self, diag: Tensor) -> Tensor:
@@ -283,24 +314,32 @@ class CoreEKF:
             R = self.config.voltage_noise_v ** 2
             L_new_big = L_new.repeat_interleave(n + 1)
             innovation = None
+            cfg = self.config
             # Iterated update (Gauss-Newton on the voltage): the first corrections of a 30 %
             # SOC error cross the OCPs' curvature, where a single linearisation overshoots.
             x_i = x_pred
-            for _ in range(self.config.update_iterations):
+            for _ in range(cfg.update_iterations):
                 v = self._big.measure(unflatten(self._big, perturbed(x_i), L_new_big), I_big,
                                       T_big).voltage.reshape(B, n + 1)
                 v_i = v[:, 0]
                 H = (v[:, 1:] - v_i[:, None]) / self._h  # [B, n]
                 if innovation is None:
                     innovation = V - v_i
+                    S0 = (H * (P @ H[:, :, None])[..., 0]).sum(1) + R
+                    R = huber_noise(innovation, S0, R, cfg.gate_sigma)
+                    ce_min = torch.where(self._is_ce, x_pred, torch.full_like(x_pred, float("inf"))
+                                         ).min(1).values
+                    update = ce_min > cfg.ce_guard
                 PH = (P @ H[:, :, None])[..., 0]  # [B, n]
                 S = (H * PH).sum(1) + R
-                K = PH / S[:, None]
+                K = torch.where(update[:, None], PH / S[:, None], torch.zeros_like(PH))
                 r = V - v_i - (H * (x_pred - x_i)).sum(1)
-                x_i = self._clamp(x_pred + K * r[:, None])
+                dx = K * r[:, None]
+                x_i = (scaled_step(x_pred, dx, *self._bounds) if cfg.bounded_step
+                       else self._clamp(x_pred + dx))
             x = x_i
             A = torch.eye(n, dtype=x.dtype) - K[:, :, None] * H[:, None, :]
-            P = A @ P @ A.transpose(1, 2) + R * K[:, :, None] * K[:, None, :]
+            P = A @ P @ A.transpose(1, 2) + R[..., None, None] * K[:, :, None] * K[:, None, :]
         return EKFState(x.detach(), P.detach(), L_new), innovation.detach()
 
     def state(self, est: EKFState) -> CoreState:

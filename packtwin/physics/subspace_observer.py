@@ -50,6 +50,7 @@ from torch import Tensor
 from packtwin.physics.core import CoreOutputs, CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import flatten, load_profile_direction, soc_direction, tilt_directions, unflatten
+from packtwin.physics.robust_update import huber_noise, scaled_step, shell_bounds
 
 DIRECTIONS = ("soc", "shape_n", "shape_p", "tilt_n")
 # Bias states: not lithium, not part of the core's state; they enter the voltage only.
@@ -354,15 +355,7 @@ class SubspaceObserver:
     def _inside(self, x: Tensor, dx: Tensor) -> Tensor:
         """x + a dx [B, n] scaled back (per cell) so that every shell stays in [0.5 %, 99.5 %]
         of c_max: scaling keeps the step's lithium balance, a clamp would break it."""
-        finite = torch.isfinite(self._c_max)  # the electrolyte's entries have no c_max
-        hi = torch.where(finite, 0.995 * self._c_max, self._c_max)
-        lo = torch.where(finite, 0.005 * self._c_max, torch.zeros_like(self._c_max))
-        new = x + dx
-        room_up = torch.where(dx > 0, (hi - x) / dx, torch.full_like(x, float("inf")))
-        room_dn = torch.where(dx < 0, (lo - x) / dx, torch.full_like(x, float("inf")))
-        alpha = torch.minimum(room_up, room_dn).clamp(0.0, 1.0).min(1).values
-        return torch.where((new > hi).any(1, keepdim=True) | (new < lo).any(1, keepdim=True),
-                           x + alpha[:, None] * dx, new)
+        return scaled_step(x, dx, *shell_bounds(self._c_max))
 
     def _transition(self, T: Tensor, dt: float) -> Tensor:
         """[B, m + nb]: the directions' decay over dt (1 for the SOC, the tilt, the biases)."""
@@ -448,8 +441,7 @@ class SubspaceObserver:
                     v_model = v_i
                     e0 = V - v_i
                     S0 = (H[:, None, :] @ P @ H[:, :, None])[:, 0, 0] + R0
-                    nis = e0 ** 2 / S0
-                    R = R0 * torch.clamp(nis.sqrt() / cfg.gate_sigma, min=1.0)
+                    R = huber_noise(e0, S0, R0, cfg.gate_sigma)
                     update = (ce_min > cfg.ce_guard) & torch.isfinite(V)
                 PH = (P @ H[:, :, None])[..., 0]  # [B, m + nb]
                 S = (H * PH).sum(1) + R
