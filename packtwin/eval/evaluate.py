@@ -105,6 +105,10 @@ class Config:
     observer_subspace: dict[str, Any] = field(default_factory=dict)
     """``SubspaceConfig`` overrides of the "subspace*" observers' filter
     (``packtwin.physics.subspace_observer``), e.g. ``{reprior_soc: 0.1}``"""
+    observer_ekf: dict[str, Any] = field(default_factory=dict)
+    """``EKFConfig`` overrides of the "ekf*" observers' filter (``packtwin.physics.ekf``),
+    e.g. ``{salt_neutral: false, ce_guard: 0, gate_sigma: 1e9, bounded_step: false}`` (the
+    EKF before stop 27)"""
     observer_identify: dict[str, Any] = field(default_factory=dict)
     """``IdentifyConfig`` overrides of the "*_identified" observers' parameter fit
     (``packtwin.physics.identify``), e.g. ``{iterations: 10}``"""
@@ -379,6 +383,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
     if cfg.observers:  # refuse a store the observers cannot use before any training
         observer_predict.core_config(cfg.observer_core)
         observer_predict.subspace_config(cfg.observer_subspace)
+        observer_predict.ekf_config(cfg.observer_ekf)
         observer_predict.identify_config(cfg.observer_identify)
         observer_predict.check_store(ds, source=repr(cfg.store), names=cfg.observers)
     if not cfg.variants and not cfg.observers:
@@ -461,7 +466,7 @@ def run(cfg: Config, progress: bool = True) -> Optional[xr.Dataset]:
                 obs, ds, sel.scenarios, sel.cells, sel.snapshots, source=cfg.store,
                 core=cfg.observer_core, train_scenarios=train_sel.scenarios,
                 train_cells=train_sel.cells, identify=cfg.observer_identify,
-                subspace=cfg.observer_subspace,
+                subspace=cfg.observer_subspace, ekf=cfg.observer_ekf,
                 identify_window_s=cfg.observer_identify_window_s,
                 prior_offset=cfg.observer_prior_offset,
                 start_s=start * float(ds.attrs["period_s"]), prior=cfg.observer_prior,

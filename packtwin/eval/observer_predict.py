@@ -64,6 +64,7 @@ from a prior, then those that go on from them, and so on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Sequence
 
@@ -310,6 +311,9 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
         "large_innovations": int(sum(r[-1] for r in large_cycles)),
         "large_innovation_cycles": json.dumps(large_cycles),  # [..., samples over 1 V]
     })
+    # the filter's settings, defaults included: a prediction says what made it
+    ds.attrs["filter_config"] = json.dumps(dataclasses.asdict(
+        subspace_config if variant.startswith("subspace") else ekf_config))
     if variant.startswith("subspace"):
         ds.attrs.update({"repriors": int(sum(r[-1] for r in reprior_cycles)),
                          "reprior_cycles": json.dumps(reprior_cycles)})  # [..., re-priors]
@@ -640,6 +644,17 @@ def core_config(overrides: dict | None) -> CoreConfig:
                             f"CoreConfig fields; known: {known}") from None
 
 
+def ekf_config(overrides: dict | None) -> EKFConfig:
+    """:class:`EKFConfig` with ``overrides`` (e.g. ``{"gate_sigma": 1e9}``); unknown keys
+    refused."""
+    try:
+        return EKFConfig(**(overrides or {}))
+    except TypeError:
+        known = list(EKFConfig.__dataclass_fields__)
+        raise ObserverError(f"observer EKF overrides {sorted(overrides or {})} name "
+                            f"unknown EKFConfig fields; known: {known}") from None
+
+
 def subspace_config(overrides: dict | None) -> SubspaceConfig:
     """:class:`SubspaceConfig` with ``overrides`` (e.g. ``{"reprior_soc": 0.1}``); unknown
     keys refused."""
@@ -687,7 +702,8 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                      identify: dict | None = None, start_s: float = 0.0,
                      prior: str = "loaded_window", carry: bool = False,
                      identify_window_s: float | None = None,
-                     prior_offset: float = 0.0, subspace: dict | None = None) -> xr.Dataset:
+                     prior_offset: float = 0.0, subspace: dict | None = None,
+                     ekf: dict | None = None) -> xr.Dataset:
     """The prediction dataset of one of :data:`OBSERVERS` for the selection (``core``:
     :class:`CoreConfig` overrides; ``train_scenarios`` / ``train_cells``: the training
     selection, positional, whose cycles the "*_identified" observers identify their cells on;
@@ -697,17 +713,18 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
     previous one goes on from its final estimate; ``identify_window_s``: the identification
     window, None: :data:`packtwin.eval.observer_identify.WINDOW_S`; ``prior_offset``: a
     deliberate start SOC error, :func:`offset_stoichiometry`; ``subspace``:
-    :class:`SubspaceConfig` overrides of the "subspace*" filters; see
-    :func:`ekf_oracle_dataset`)."""
+    :class:`SubspaceConfig` overrides of the "subspace*" filters; ``ekf``: :class:`EKFConfig`
+    overrides of the "ekf*" filters; see :func:`ekf_oracle_dataset`)."""
     check_observers([name])
     check_prior(prior)
     cfg = core_config(core)
     sub = subspace_config(subspace)
+    ekf_cfg = ekf_config(ekf)
     if name in ("ekf", "subspace"):
         return ekf_oracle_dataset(truth, scenarios, cells, snapshots, core_config=cfg,
                                   source=source, variant=name, start_s=start_s, prior=prior,
                                   carry=carry, prior_offset=prior_offset,
-                                  subspace_config=sub)
+                                  subspace_config=sub, ekf_config=ekf_cfg)
     from packtwin.eval import observer_identify
     from packtwin.physics.identify import IdentifyError
 
@@ -726,7 +743,7 @@ def observer_dataset(name: str, truth: xr.Dataset, scenarios: Sequence[int] | No
                             source=source, params=params, variant=name,
                             extra_attrs={"identification": json.dumps(info)}, start_s=start_s,
                             prior=prior, carry=carry, prior_offset=prior_offset,
-                            subspace_config=sub)
+                            subspace_config=sub, ekf_config=ekf_cfg)
     # the identified values in the truth table's form: evaluate scores them (param_*_relerr)
     for key, v in truth_values(params, ident.names).items():
         ds[schema.param_var(key)] = xr.Variable((schema.CELL,), v,

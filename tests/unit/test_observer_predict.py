@@ -245,3 +245,25 @@ def test_subspace_observer_dataset_follows_the_schema_and_the_valid_mask(truth,
         assert np.isnan(v[np.broadcast_to(~valid[:, None], v.shape[:4])]).all(), name
     m = metrics.compute_metrics(truth, sub)
     assert np.isfinite(float(m["pack_c_s_n_rmse_pct"]))
+
+
+def test_ekf_overrides_reach_the_filter_and_are_recorded(truth, pred, one_torch_thread):
+    """evaluate's observer_ekf: the EKFConfig overrides make the row (the stop 26 filter gives
+    other numbers than the default) and the prediction records the filter's settings."""
+    import dataclasses
+    import json
+
+    from packtwin.physics.ekf import EKFConfig
+
+    old = {"salt_neutral": False, "ce_guard": 0.0, "gate_sigma": float("inf"),
+           "bounded_step": False}
+    other = observer_predict.observer_dataset("ekf", truth, scenarios=[CCCV, PULSE],
+                                              cells=[0, 1], snapshots=[0],
+                                              core=dataclasses.asdict(COARSE),
+                                              ekf=old)
+    recorded = json.loads(other.attrs["filter_config"])
+    assert {k: recorded[k] for k in old} == old
+    assert json.loads(pred.attrs["filter_config"])["gate_sigma"] == EKFConfig().gate_sigma
+    assert not np.allclose(other["c_s_n"].values, pred["c_s_n"].values, equal_nan=True)
+    with pytest.raises(observer_predict.ObserverError, match="unknown EKFConfig"):
+        observer_predict.ekf_config({"gate": 4.0})
