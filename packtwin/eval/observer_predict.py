@@ -634,37 +634,33 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
     return rows, n_reset, n_large, ends
 
 
+def _overrides(cls, overrides: dict | None, what: str, convert=lambda k, v: v):
+    """``cls`` (a config dataclass) with ``overrides`` (values through ``convert(key,
+    value)``); unknown keys refused, naming them and the known fields."""
+    try:
+        return cls(**{k: convert(k, v) for k, v in (overrides or {}).items()})
+    except TypeError:
+        known = list(cls.__dataclass_fields__)
+        raise ObserverError(f"observer {what} overrides {sorted(overrides or {})} name unknown "
+                            f"{cls.__name__} fields; known: {known}") from None
+
+
 def core_config(overrides: dict | None) -> CoreConfig:
     """:class:`CoreConfig` with ``overrides`` (e.g. ``{"n_r": 6}``); unknown keys refused."""
-    try:
-        return CoreConfig(**(overrides or {}))
-    except TypeError:
-        known = list(CoreConfig.__dataclass_fields__)
-        raise ObserverError(f"observer core overrides {sorted(overrides or {})} name unknown "
-                            f"CoreConfig fields; known: {known}") from None
+    return _overrides(CoreConfig, overrides, "core")
 
 
 def ekf_config(overrides: dict | None) -> EKFConfig:
     """:class:`EKFConfig` with ``overrides`` (e.g. ``{"gate_sigma": 1e9}``); unknown keys
     refused."""
-    try:
-        return EKFConfig(**(overrides or {}))
-    except TypeError:
-        known = list(EKFConfig.__dataclass_fields__)
-        raise ObserverError(f"observer EKF overrides {sorted(overrides or {})} name "
-                            f"unknown EKFConfig fields; known: {known}") from None
+    return _overrides(EKFConfig, overrides, "EKF")
 
 
 def subspace_config(overrides: dict | None) -> SubspaceConfig:
     """:class:`SubspaceConfig` with ``overrides`` (e.g. ``{"reprior_soc": 0.1}``); unknown
     keys refused."""
-    try:
-        return SubspaceConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in (overrides or {}).items()})
-    except TypeError:
-        known = list(SubspaceConfig.__dataclass_fields__)
-        raise ObserverError(f"observer subspace overrides {sorted(overrides or {})} name "
-                            f"unknown SubspaceConfig fields; known: {known}") from None
+    return _overrides(SubspaceConfig, overrides, "subspace",
+                      lambda k, v: tuple(v) if isinstance(v, list) else v)
 
 
 def _positions(idx: Sequence[int] | None) -> list[int]:
@@ -676,13 +672,8 @@ def identify_config(overrides: dict | None):
     refused."""
     from packtwin.physics.identify import IdentifyConfig
 
-    try:
-        return IdentifyConfig(**{k: tuple(v) if k == "names" else v
-                                 for k, v in (overrides or {}).items()})
-    except TypeError:
-        known = list(IdentifyConfig.__dataclass_fields__)
-        raise ObserverError(f"observer identify overrides {sorted(overrides or {})} name "
-                            f"unknown IdentifyConfig fields; known: {known}") from None
+    return _overrides(IdentifyConfig, overrides, "identify",
+                      lambda k, v: tuple(v) if k == "names" else v)
 
 
 def check_store(truth: xr.Dataset, source: str = "truth store",
