@@ -334,12 +334,14 @@ class CoreEKF:
                 S = (H * PH).sum(1) + R
                 K = torch.where(update[:, None], PH / S[:, None], torch.zeros_like(PH))
                 r = V - v_i - (H * (x_pred - x_i)).sum(1)
-                dx = K * r[:, None]
+                # a blocked cell moves by exactly nothing (its voltage may be NaN at the floor)
+                dx = torch.where(update[:, None], K * r[:, None], torch.zeros_like(K))
                 x_i = (scaled_step(x_pred, dx, *self._bounds) if cfg.bounded_step
                        else self._clamp(x_pred + dx))
             x = x_i
             A = torch.eye(n, dtype=x.dtype) - K[:, :, None] * H[:, None, :]
-            P = A @ P @ A.transpose(1, 2) + R[..., None, None] * K[:, :, None] * K[:, None, :]
+            P_upd = A @ P @ A.transpose(1, 2) + R[..., None, None] * K[:, :, None] * K[:, None, :]
+            P = torch.where(update[:, None, None], P_upd, P)
         return EKFState(x.detach(), P.detach(), L_new), innovation.detach()
 
     def state(self, est: EKFState) -> CoreState:

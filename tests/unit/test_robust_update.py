@@ -36,14 +36,14 @@ def test_huber_noise_inflates_only_beyond_the_gate():
                                                                         dtype=torch.float64))
 
 
-def _one_step(config: EKFConfig, ce: float = 1000.0):
+def _one_step(config: EKFConfig, ce: float = 1000.0, offset_v: float = 0.3):
     core = ReducedCore(CoreParams.nominal(1), TINY)
     s = core.initial_state()
     s = s._replace(c_e=torch.full_like(s.c_e, ce))
     ekf = CoreEKF(core, config)
     est = ekf.init(s, torch.full((1,), 0.87, dtype=torch.float64), 5.0, 298.15)
     V = core.measure(s, torch.tensor([5.0], dtype=torch.float64),
-                     torch.tensor([298.15], dtype=torch.float64)).voltage + 0.3  # 300 mV off
+                     torch.tensor([298.15], dtype=torch.float64)).voltage + offset_v  # 300 mV
     new, innov = ekf.step(est, torch.tensor([5.0], dtype=torch.float64),
                           torch.tensor([298.15], dtype=torch.float64), V, 10.0)
     pred = core.step(ekf.state(est), torch.tensor([5.0], dtype=torch.float64),
@@ -55,6 +55,10 @@ def test_ekf_guards(one_torch_thread):
     # the electrolyte guard: no update at all, the state is the core's prediction
     core, ekf, _, new, pred, _ = _one_step(EKFConfig(ce_guard=2000.0))
     assert float(pred.c_e.min()) < 2000.0
+    # ... also where the voltage is not a number: a blocked cell moves by exactly nothing
+    core, ekf, est, new, pred, _ = _one_step(EKFConfig(ce_guard=2000.0), offset_v=float("nan"))
+    assert torch.isfinite(new.x).all() and torch.isfinite(new.P).all()
+    assert torch.allclose(ekf.state(new).c_n, pred.c_n)
     assert torch.allclose(ekf.state(new).c_n, pred.c_n) and torch.allclose(ekf.state(new).c_e,
                                                                           pred.c_e)
     # a 300 mV innovation many sigma outside a confident prior: the Huber weight moves the
