@@ -11,6 +11,9 @@ draw: ``packtwin generate --config configs/generate/life-demo.yaml --seed S --wo
 (resumes a partial store, skips a complete one), then ``packtwin evaluate --config
 configs/experiments/life-demo.yaml`` on that store (skipped where its life_report.json exists),
 then :func:`packtwin.eval.life_draws.pool`: OUT.json and OUT.md, mean ± sample std over draws.
+A draw whose report exists is not evaluated again, even where its store was just (re)generated:
+remove the report's folder to redo it (the committed reports/life-demo has no output marker, so
+evaluate refuses to overwrite it until it is removed).
 
 Cost on the 2-core development machine: ~19-27 min wall per draw with 2 workers (2 scenarios x
 4 cells x 200 cycles; figures in the README), ~4 min per evaluate. Nothing in the life twin was
