@@ -54,15 +54,20 @@ def pool(reports: Mapping[int, dict], where: Mapping[int, str] | None = None) ->
             rows[est] = {m: {"mean": float(np.mean(v)),
                              "std": float(np.std(v, ddof=1)) if len(v) > 1 else None,
                              "n": len(v), "per_draw": v} for m, v in vals.items()}
-        def draws(flag: str) -> dict[str, int]:  # per target metric: draws where flag holds
-            return {m: sum(bool(r["splits"][name].get(flag, {}).get(m, False))
-                           for r in reports.values()) for m in first.get("targets", {})}
-
-        meets, better = draws("twin_meets_targets"), draws("twin_better_than_baselines")
+        targets = first.get("targets", {})
+        meets = _draws_where(reports, name, "twin_meets_targets", targets)
+        better = _draws_where(reports, name, "twin_better_than_baselines", targets)
         out["splits"][name] = {"holds_out": first["splits"][name].get("holds_out", ""),
                                "estimators": rows, "draws_twin_meets_target": meets,
                                "draws_twin_better_than_baselines": better}
     return out
+
+
+def _draws_where(reports: Mapping[int, dict], split: str, flag: str, targets: dict
+                 ) -> dict[str, int]:
+    """Per target metric: how many draws' reports set ``flag`` for it on ``split``."""
+    return {m: sum(bool(r["splits"][split].get(flag, {}).get(m, False)) for r in reports.values())
+            for m in targets}
 
 
 def markdown(pooled: dict, title: str = "") -> str:

@@ -15,8 +15,10 @@ particles of both electrodes shifted along the cell's lithium-inventory line
 small independent shell and electrolyte terms. The prior's electrolyte is the steady
 polarisation of the first current at the first temperature (:func:`electrolyte_load_state`):
 at -10 degC a rest electrolyte was ~1000 mol/m3 RMS off the DFN's and the filter pushed the
-missing concentration overpotential into the particles. The update uses the Joseph form and
-clamps the concentrations into (0, c_max).
+missing concentration overpotential into the particles. The update uses the Joseph form; the
+electrolyte's noise keeps its salt, and the update has the subspace filter's guards
+(:class:`EKFConfig`: electrolyte guard, Huber gate, the step scaled back into the shells'
+range instead of clamped).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class EKFConfig:
     # chosen on the DFN-log bench (scripts/bench_observer_dfn.py --ekf, 3 seeds x 5 held-out
     # logs; reports/bench_observer_dfn_ekf_guards.json): no log runs away any more (worst
     # voltage RMSE 909 -> 138 mV; 2C 45 degC seed 1 10.3 -> 1.0 % of c_max negative), but the
-    # cold pulses stay chaotic: 0 degC last 5 min 2.77 -> 3.50 % negative (mean of 3 seeds),
+    # cold pulses stay chaotic: 0 degC last 5 min 2.76 -> 3.51 % negative (mean of 3 seeds),
     # -10 degC 8.18 -> 7.91 %. salt_neutral alone, or the guards alone, left a run away
     # (502 mV) or a non-finite state. 0 / inf / False / False: the stop 26 filter.
     ce_guard: float = 50.0
