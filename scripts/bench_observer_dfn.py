@@ -55,9 +55,9 @@ from packtwin.eval.dfn_logs import Condition, cat_logs, dfn_logs, draw, pulses  
 from packtwin.eval.observer_bench import (ESTIMATORS, core_made_logs, core_made_pack,  # noqa: E402
                                          mean_std, run_estimator, run_learned, run_open_loop,
                                          summarise, train_observer)
+from packtwin.eval.observer_predict import ekf_config  # noqa: E402  (unknown keys named)
 from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
-from packtwin.physics.ekf import EKFConfig  # noqa: E402
 from packtwin.physics.identify import IdentifyConfig, identify, parameter_errors  # noqa: E402
 from packtwin.physics.learned_observer import ObserverNet  # noqa: E402
 from packtwin.physics.observer_stream import cell_soc_window  # noqa: E402
@@ -146,7 +146,7 @@ def evaluate(core, log, nets: dict, period: float, with_floor: bool, skip=(),
         t0 = time.perf_counter()
         if net is None:
             c_n, c_p, v = run_estimator(name, core, log, lo, hi, period,
-                                        ekf_config=EKFConfig(**ekf) if ekf else None)
+                                        ekf_config=ekf_config(ekf) if ekf else None)
         else:
             with torch.no_grad():
                 c_n, c_p, v = run_learned(core, net, log, lo, hi, period)
@@ -319,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", action="store_true",
                     help="print the markdown table of an existing --out and exit")
     args = ap.parse_args(argv)
+    if args.ekf:
+        ekf_config(args.ekf)  # unknown keys refused before any DFN log is made
     if args.table:
         summary = json.loads(Path(args.out).read_text())["summary"]
         for setting in SETTINGS:
