@@ -500,7 +500,8 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
 
     def restart(est: EKFState, fresh: EKFState, bad):
         return EKFState(torch.where(bad[:, None], fresh.x, est.x),
-                        torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei)
+                        torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei,
+                        est.since_charge)  # the measured history goes on
 
     return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, ekf.state, restart,
                           carried, diverged_samples(period))

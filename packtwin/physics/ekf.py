@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 from packtwin.physics.core import CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
-from packtwin.physics.robust_update import huber_noise, scaled_step, shell_bounds
+from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_bounds, since_charge,
+                                           stripping_rest)
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,19 @@ class EKFConfig:
     ce_guard: float = 50.0
     gate_sigma: float = 4.0
     bounded_step: bool = True
+    # The subspace filter's strip guard (same values; SubspaceConfig.strip_guard_s): no update
+    # at rest within strip_guard_s of a charge, where plated lithium stripping back holds the
+    # voltage above the core's, which has no plating. 0: off.
+    strip_guard_s: float = 1800.0
+    strip_current_a: float = 0.25
 
 
 class EKFState(NamedTuple):
     x: Tensor  # [B, n]
     P: Tensor  # [B, n, n]
     L_sei: Tensor  # [B]
+    # [B] time since the cell's last charging sample [s] (EKFConfig.strip_guard_s); inf: none
+    since_charge: Tensor
 
 
 def flatten(state: CoreState) -> Tensor:
@@ -278,7 +286,7 @@ class CoreEKF:
             state = state._replace(
                 c_e=electrolyte_load_state(self.core, state.c_e, I0, T0, STEADY_S))
         x0 = self._clamp(flatten(state) + I0[:, None] * (vn + vp))
-        return EKFState(x0, P, state.L_sei)
+        return EKFState(x0, P, state.L_sei, torch.full_like(state.L_sei, float("inf")))
 
     def _process_noise(self, like: Tensor) -> Tensor:
         # Without noise along the inventory line the filter turns over-confident about SOC after
@@ -314,6 +322,10 @@ class CoreEKF:
             L_new = core.step(unflatten(core, est.x, L), I, T, dt).L_sei
             P = Fj @ est.P @ Fj.transpose(1, 2) + self._process_noise(x_pred)
             R = self.config.voltage_noise_v ** 2
+            I_t = torch.as_tensor(I, dtype=est.x.dtype).expand(B)
+            since = since_charge(est.since_charge, I_t, dt, self.config.strip_current_a)
+            stripping = stripping_rest(since, I_t, self.config.strip_current_a,
+                                       self.config.strip_guard_s)
             L_new_big = L_new.repeat_interleave(n + 1)
             innovation = None
             cfg = self.config
@@ -331,7 +343,10 @@ class CoreEKF:
                     R = huber_noise(innovation, S0, R, cfg.gate_sigma)
                     ce_min = torch.where(self._is_ce, x_pred, torch.full_like(x_pred, float("inf"))
                                          ).min(1).values
-                    update = ce_min > cfg.ce_guard
+                    # (a NaN voltage, a gap in the log, corrects nothing, as in the subspace
+                    # filter)
+                    update = ((ce_min > cfg.ce_guard) & ~stripping
+                              & torch.isfinite(torch.as_tensor(V, dtype=x_pred.dtype).expand(B)))
                 PH = (P @ H[:, :, None])[..., 0]  # [B, n]
                 S = (H * PH).sum(1) + R
                 K = torch.where(update[:, None], PH / S[:, None], torch.zeros_like(PH))
@@ -344,7 +359,7 @@ class CoreEKF:
             A = torch.eye(n, dtype=x.dtype) - K[:, :, None] * H[:, None, :]
             P_upd = A @ P @ A.transpose(1, 2) + R[..., None, None] * K[:, :, None] * K[:, None, :]
             P = torch.where(update[:, None, None], P_upd, P)
-        return EKFState(x.detach(), P.detach(), L_new), innovation.detach()
+        return EKFState(x.detach(), P.detach(), L_new, since), innovation.detach()
 
     def state(self, est: EKFState) -> CoreState:
         return unflatten(self.core, est.x, est.L_sei)

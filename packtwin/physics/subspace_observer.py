@@ -50,7 +50,8 @@ from torch import Tensor
 from packtwin.physics.core import CoreOutputs, CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import flatten, load_profile_direction, soc_direction, tilt_directions, unflatten
-from packtwin.physics.robust_update import huber_noise, scaled_step, shell_bounds
+from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_bounds, since_charge,
+                                           stripping_rest)
 
 DIRECTIONS = ("soc", "shape_n", "shape_p", "tilt_n")
 # Bias states: not lithium, not part of the core's state; they enter the voltage only.
@@ -156,6 +157,23 @@ class SubspaceConfig:
     # filter then creeps (0 degC, dev draw 14: 4-6 points over-corrected at 1 min, still 1.7
     # points off 10 min later).
     reprior_covariance: bool = False
+    # Strip guard (0: off): no update for a cell at rest (|I| <= strip_current_a) within this
+    # long after its last charging sample (I < -strip_current_a). The core has no plating, and
+    # after a charge the stripping of plated lithium holds the rested voltage up to 40 mV above
+    # the core's (:func:`packtwin.physics.robust_update.stripping_rest`). 1800 s: the DFN's
+    # plated lithium at -10 degC fell by only a fifth in the first 5 min of such a rest, so
+    # the stripping lasts tens of minutes (not fitted: the check logs' rests after a charge
+    # end within 5 min). strip_current_a: C/20 of the 5 A h cells (above the parallel cells'
+    # balancing currents at rest, up to 0.1 A).
+    strip_guard_s: float = 1800.0
+    strip_current_a: float = 0.25
+    # Strip offset: in those rests a voltage offset [V] of its own (a scalar Kalman filter,
+    # random walk) takes up what the stripping adds to the core's voltage, so that the model
+    # voltage follows the measurement while the state is left alone; 0 outside them.
+    # strip_offset_std_v: its prior std at a rest's first sample (0: off; the core from the
+    # true state was 24-42 mV off there); strip_offset_walk_v: its random walk per 10 s.
+    strip_offset_std_v: float = 0.05
+    strip_offset_walk_v: float = 0.002
 
 
 class SubspaceEstimate(NamedTuple):
@@ -168,17 +186,26 @@ class SubspaceEstimate(NamedTuple):
     moved: Tensor
     prior_current: Tensor  # [B] the current the state's last (re-)prior assumed [A]
     age: Tensor  # [B] time since the state's last prior (not re-prior) [s]; inf: from init()
+    # [B] time since the cell's last charging sample [s] (SubspaceConfig.strip_guard_s); inf:
+    # none since the prior
+    since_charge: Tensor
+    # [B] the strip offset [V] and its variance [V^2] (SubspaceConfig.strip_offset_std_v); 0
+    # outside the strip guard's rests
+    strip_v: Tensor
+    strip_P: Tensor
 
 
 def replace_cells(est: SubspaceEstimate, fresh: SubspaceEstimate, cells: Tensor
                   ) -> SubspaceEstimate:
-    """``est`` with the rows of ``cells`` [B] (bool) taken from ``fresh`` (a restart)."""
+    """``est`` with the rows of ``cells`` [B] (bool) taken from ``fresh`` (a restart); the time
+    since each cell's last charge is kept (a property of the measured current, not the state)."""
     keep = lambda a, f: torch.where(cells.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
     return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
                             keep(est.P, fresh.P), keep(est.bias, fresh.bias),
                             keep(est.current, fresh.current), keep(est.moved, fresh.moved),
                             keep(est.prior_current, fresh.prior_current),
-                            keep(est.age, fresh.age))
+                            keep(est.age, fresh.age), est.since_charge, est.strip_v,
+                            est.strip_P)
 
 
 def loaded_prior(core: ReducedCore, sto_n: Tensor, I0: Tensor, T0: Tensor, history_s: float,
@@ -321,7 +348,10 @@ class SubspaceObserver:
                                 torch.as_tensor(I0, dtype=self.core.dtype).expand(B).clone(),
                                 torch.zeros(B, dtype=self.core.dtype),
                                 torch.as_tensor(I0, dtype=self.core.dtype).expand(B).clone(),
-                                torch.full((B,), age, dtype=self.core.dtype))
+                                torch.full((B,), age, dtype=self.core.dtype),
+                                torch.full((B,), float("inf"), dtype=self.core.dtype),
+                                torch.zeros(B, dtype=self.core.dtype),
+                                torch.zeros(B, dtype=self.core.dtype))
 
     def bias_voltage(self, bias: Tensor, I: Tensor) -> tuple[Tensor, Tensor]:
         """The biases' voltage [B] at current I [B] and its Jacobian [B, nb] (linear)."""
@@ -427,6 +457,8 @@ class SubspaceObserver:
             P = Fz[:, :, None] * est.P * Fz[:, None, :] + torch.diag_embed(
                 self._q.expand(B, -1) * (dt / 10.0))
             x_pred, L = flatten(pred), pred.L_sei
+            since = since_charge(est.since_charge, I, dt, cfg.strip_current_a)
+            stripping = stripping_rest(since, I, cfg.strip_current_a, cfg.strip_guard_s)
             R0 = cfg.voltage_noise_v ** 2 + cfg.model_error_v ** 2
             # z: [offsets along the directions (absorbed into the state), bias increments]
             z = torch.zeros(B, m + self.nb, dtype=core.dtype)
@@ -442,7 +474,7 @@ class SubspaceObserver:
                     e0 = V - v_i
                     S0 = (H[:, None, :] @ P @ H[:, :, None])[:, 0, 0] + R0
                     R = huber_noise(e0, S0, R0, cfg.gate_sigma)
-                    update = (ce_min > cfg.ce_guard) & torch.isfinite(V)
+                    update = (ce_min > cfg.ce_guard) & torch.isfinite(V) & ~stripping
                 PH = (P @ H[:, :, None])[..., 0]  # [B, m + nb]
                 S = (H * PH).sum(1) + R
                 K = self._gate_dR(PH / S[:, None], I, est.current)
@@ -468,8 +500,35 @@ class SubspaceObserver:
                         P = torch.where(again[:, None, None], self._prior_covariance(P), P)
                     moved = torch.where(again, torch.zeros_like(moved), moved)
                     guess = None  # the re-priored cells' reaction currents are not the last
+            strip_v, strip_P, offset = self._strip_offset(est, since, stripping, I, V, v_model,
+                                                          R0, dt)
         return (SubspaceEstimate(state, P, est.bias + z[:, m:], I.clone(), moved,
-                                 est.prior_current, age), v_model, update, guess)
+                                 est.prior_current, age, since, strip_v, strip_P),
+                v_model + offset, update, guess)
+
+    def _strip_offset(self, est: SubspaceEstimate, since: Tensor, stripping: Tensor, I: Tensor,
+                      V: Tensor, v_model: Tensor, R: float, dt: float
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+        """The strip offset after this sample (value, variance) and its one-step-ahead value
+        [B] (added to the model voltage): a random walk from 0 at each strip-guard rest's first
+        sample, corrected by the voltage the core leaves unexplained (``V - v_model``)."""
+        cfg = self.config
+        zero = torch.zeros_like(v_model)
+        if cfg.strip_offset_std_v <= 0:
+            return zero, zero, zero
+        was = stripping_rest(est.since_charge, est.current, cfg.strip_current_a,
+                             cfg.strip_guard_s)
+        go_on = stripping & was
+        b = torch.where(go_on, est.strip_v, zero)
+        Pb = torch.where(go_on, est.strip_P + cfg.strip_offset_walk_v ** 2 * (dt / 10.0),
+                         torch.full_like(zero, cfg.strip_offset_std_v ** 2))
+        offset = torch.where(stripping, b, zero)
+        K = Pb / (Pb + R)
+        read = stripping & torch.isfinite(V)
+        e = torch.where(read, V - v_model - b, zero)
+        b_new = torch.where(stripping, b + torch.where(read, K, zero) * e, zero)
+        P_new = torch.where(stripping, torch.where(read, (1.0 - K) * Pb, Pb), zero)
+        return b_new, P_new, offset
 
     def _prior_covariance(self, P: Tensor) -> Tensor:
         """P [B, m + nb, m + nb] with the directions' block back to the prior's and their cross

@@ -132,3 +132,14 @@ def test_observer_seeds_names_subspace_overrides(load_script):
     assert mod.subspace_tail({"reprior_soc": 0.1, "reprior_covariance": True}) == \
         "-reprior_covarianceTrue-reprior_soc0.1"
     assert mod.subspace_tail(None) == ""
+
+
+def test_observer_seeds_names_an_observer_selection(load_script):
+    """--observers: evaluate runs only those; the output's name ends in -only-<names>, after the
+    subspace overrides, and --identified (which picks its own observers) refuses it."""
+    mod = load_script("observer_seeds")
+    assert mod.output_for(18, "rested", subspace={"strip_guard_s": 0}, observers=["subspace"]) == \
+        "reports/observer-check-s18-strip_guard_s0-only-subspace"
+    assert mod.output_for(18, "rested") == "reports/observer-check-s18"
+    with pytest.raises(SystemExit):
+        mod.main(["--identified", "--observers", "subspace", "--pool-only"])

@@ -170,3 +170,48 @@ def test_unknown_direction_is_named():
         SubspaceObserver(core, torch.ones(1, dtype=F64), SubspaceConfig(directions=("tilt_p",)))
     with pytest.raises(ValueError, match="dQ"):
         SubspaceObserver(core, torch.ones(1, dtype=F64), SubspaceConfig(biases=("dQ",)))
+
+
+@pytest.mark.parametrize("which", ["subspace", "ekf"])
+def test_strip_guard_leaves_a_rest_after_a_charge_uncorrected(which, one_torch_thread):
+    """A cell that rests after a charge is not corrected by its voltage within strip_guard_s
+    (the core has no plating; stripping holds the measured voltage above the core's); the same
+    rest without the charge, or with the guard off, is."""
+    from packtwin.physics.ekf import CoreEKF, EKFConfig
+
+    core = ReducedCore(CoreParams.nominal(2), TINY)
+    lo, hi = cell_soc_window(core)
+    T = torch.full((2,), 298.15, dtype=F64)
+    I_charge = torch.tensor([-5.0, 5.0], dtype=F64)  # cell 0 charges, cell 1 discharges
+    rest = torch.zeros(2, dtype=F64)
+    moved = {}
+    for guard in (1800.0, 0.0):
+        if which == "subspace":
+            obs = SubspaceObserver(core, hi - lo, SubspaceConfig(strip_guard_s=guard))
+            est = obs.init(core.initial_state())
+            state = lambda e: e.state  # noqa: E731
+        else:
+            obs = CoreEKF(core, EKFConfig(strip_guard_s=guard))
+            est = obs.init(core.initial_state(), hi - lo)
+            state = obs.state
+        est = obs.step(est, I_charge, T, torch.full((2,), float("nan"), dtype=F64), 10.0)[0]
+        before = state(est)
+        pred = core.step(before, rest, T, 10.0)
+        V = core.measure(pred, rest, T).voltage + 0.03  # 30 mV above the core at rest
+        new = obs.step(est, rest, T, V, 10.0)[0]
+        moved[guard] = (state(new).c_n - pred.c_n).abs().amax((1, 2))
+        assert float(est.since_charge[0]) == 0.0 and float(new.since_charge[0]) == 10.0
+        assert float(new.since_charge[1]) == float("inf")
+        if which == "subspace" and guard > 0:
+            # the strip offset takes up the 30 mV: the next rest sample's model voltage is
+            # within a few mV of the measurement, the state still left alone
+            again = core.step(state(new), rest, T, 10.0)
+            V2 = core.measure(again, rest, T).voltage + 0.03
+            new2, v2, updated = obs.step(new, rest, T, V2, 10.0)
+            assert abs(float(new.strip_v[0]) - 0.03) < 0.003 and float(new.strip_v[1]) == 0.0
+            assert abs(float(v2[0] - V2[0])) < 0.003
+            assert updated.tolist() == [False, True]
+            assert torch.equal(state(new2).c_n[0], again.c_n[0])
+    assert float(moved[1800.0][0]) == 0.0  # charged, then rests: predicted only
+    assert float(moved[1800.0][1]) > 1.0  # discharged, then rests: corrected [mol/m3]
+    assert float(moved[0.0][0]) > 1.0  # guard off: corrected
