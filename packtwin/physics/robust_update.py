@@ -48,8 +48,12 @@ def shell_bounds(c_max: Tensor, margin: float = 0.005) -> tuple[Tensor, Tensor]:
 
 def since_charge(previous: Tensor, I: Tensor, dt: float, charge_a: float) -> Tensor:
     """[B] seconds since each cell's last charging sample (current below -``charge_a`` [A],
-    discharge > 0): 0 on such a sample, ``previous`` + dt otherwise (inf: none seen)."""
-    return torch.where(I < -charge_a, torch.zeros_like(previous), previous + dt)
+    discharge > 0): 0 on such a sample, inf on a discharging one (above ``charge_a``: a
+    discharge strips the plated lithium first, and the rest after it is a rest after a
+    discharge), ``previous`` + dt otherwise (inf: no charge since the last discharge)."""
+    inf = torch.full_like(previous, float("inf"))
+    return torch.where(I < -charge_a, torch.zeros_like(previous),
+                       torch.where(I > charge_a, inf, previous + dt))
 
 
 def stripping_rest(since: Tensor, I: Tensor, rest_a: float, window_s: float) -> Tensor:

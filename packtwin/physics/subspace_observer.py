@@ -158,7 +158,10 @@ class SubspaceConfig:
     # points off 10 min later).
     reprior_covariance: bool = False
     # Strip guard (0: off): no update for a cell at rest (|I| <= strip_current_a) within this
-    # long after its last charging sample (I < -strip_current_a). The core has no plating, and
+    # long after its last charging sample (I < -strip_current_a) with no discharging sample
+    # (I > strip_current_a) since (a discharge strips the plated lithium first; a guard that
+    # ran on through discharges blocked the rest after a 3C discharge that followed a charge,
+    # 0.6 -> 1.8 SOC points there, seed 17). The core has no plating, and
     # after a charge the stripping of plated lithium holds the rested voltage up to 40 mV above
     # the core's (:func:`packtwin.physics.robust_update.stripping_rest`). 1800 s: the DFN's
     # plated lithium at -10 degC fell by only a fifth in the first 5 min of such a rest, so
@@ -187,7 +190,7 @@ class SubspaceEstimate(NamedTuple):
     prior_current: Tensor  # [B] the current the state's last (re-)prior assumed [A]
     age: Tensor  # [B] time since the state's last prior (not re-prior) [s]; inf: from init()
     # [B] time since the cell's last charging sample [s] (SubspaceConfig.strip_guard_s); inf:
-    # none since the prior
+    # none since the prior or since the last discharging sample
     since_charge: Tensor
     # [B] the strip offset [V] and its variance [V^2] (SubspaceConfig.strip_offset_std_v); 0
     # outside the strip guard's rests

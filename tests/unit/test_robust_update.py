@@ -83,16 +83,17 @@ def test_ekf_guards(one_torch_thread):
 def test_stripping_rest_marks_only_rests_within_the_window_after_a_charge():
     from packtwin.physics.robust_update import since_charge, stripping_rest
 
-    I = torch.tensor([-1.0, 0.0, 0.0, 0.0, 5.0, 0.0, -0.1, 0.0], dtype=torch.float64)
+    I = torch.tensor([-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 5.0, 0.0, -0.1, 0.0], dtype=torch.float64)
     since = torch.full((1,), float("inf"), dtype=torch.float64)
     marks = []
     for k in range(len(I)):
         since = since_charge(since, I[k:k + 1], 10.0, 0.25)
         marks.append(bool(stripping_rest(since, I[k:k + 1], 0.25, 25.0)))
-    # charging: 0 s; rests at 10, 20 s: marked; 30 s: past the window; the discharge and the
-    # rest after it are later still; a -0.1 A balancing current is not a charge
-    assert marks == [False, True, True, False, False, False, False, False]
-    assert float(since) == 70.0
+    # charging: 0 s; rests at 10, 20 s: marked; 30 s: past the window; charge again, rest
+    # marked; a discharge ends it at once: the rest after it is not marked, nor after a -0.1 A
+    # balancing current (not a charge)
+    assert marks == [False, True, True, False, False, True, False, False, False, False]
+    assert float(since) == float("inf")
     # before any charge: never marked
     fresh = since_charge(torch.full((1,), float("inf"), dtype=torch.float64),
                          torch.zeros(1, dtype=torch.float64), 10.0, 0.25)
