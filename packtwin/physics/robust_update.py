@@ -64,6 +64,6 @@ def stripping_rest(since: Tensor, I: Tensor, rest_a: float, window_s: float) -> 
     terminals, and its intercalation overpotential holds the cell's voltage above the core's.
     The core from the DFN's true state was 24-28 mV (0 degC) and 31-42 mV (-10 degC) below the
     measured voltage through the first 5 min of the rest after a CC-CV charge (check pack,
-    seed 15), 5-11 mV above after discharge pulses; a filter that reads those rest samples
-    moves its SOC by 2-6 points to explain them (README, the strip guard)."""
+    seeds 15 and 17), up to 11 mV above after discharge pulses; a filter that reads those
+    rest samples moves its SOC by 2-6 points to explain them (README, the strip guard)."""
     return (I.abs() <= rest_a) & (since <= window_s)

@@ -162,7 +162,7 @@ class SubspaceConfig:
     # (I > strip_current_a) since (a discharge strips the plated lithium first; a guard that
     # ran on through discharges blocked the rest after a 3C discharge that followed a charge,
     # 0.6 -> 1.8 SOC points there, seed 17). The core has no plating, and
-    # after a charge the stripping of plated lithium holds the rested voltage up to 40 mV above
+    # after a charge the stripping of plated lithium holds the rested voltage up to 42 mV above
     # the core's (:func:`packtwin.physics.robust_update.stripping_rest`). 1800 s: the DFN's
     # plated lithium at -10 degC fell by only a fifth in the first 5 min of such a rest, so
     # the stripping lasts tens of minutes (not fitted: the check logs' rests after a charge
@@ -519,9 +519,7 @@ class SubspaceObserver:
         zero = torch.zeros_like(v_model)
         if cfg.strip_offset_std_v <= 0:
             return zero, zero, zero
-        was = stripping_rest(est.since_charge, est.current, cfg.strip_current_a,
-                             cfg.strip_guard_s)
-        go_on = stripping & was
+        go_on = stripping & (est.strip_P > 0)  # the previous sample was in such a rest too
         b = torch.where(go_on, est.strip_v, zero)
         Pb = torch.where(go_on, est.strip_P + cfg.strip_offset_walk_v ** 2 * (dt / 10.0),
                          torch.full_like(zero, cfg.strip_offset_std_v ** 2))
