@@ -62,8 +62,9 @@ def stripping_rest(since: Tensor, I: Tensor, rest_a: float, window_s: float) -> 
     Why: the core has no lithium plating. After a charge, reversibly plated lithium strips back
     into the graphite at rest; the graphite then takes a current with no current at the
     terminals, and its intercalation overpotential holds the cell's voltage above the core's.
-    The core from the DFN's true state was 24-28 mV (0 degC) and 31-42 mV (-10 degC) below the
+    The core from the DFN's true state was 20-43 mV (0 degC) and 31-55 mV (-10 degC) below the
     measured voltage through the first 5 min of the rest after a CC-CV charge (check pack,
-    seeds 15 and 17), up to 11 mV above after discharge pulses; a filter that reads those
-    rest samples moves its SOC by 2-6 points to explain them (README, the strip guard)."""
+    seeds 15 and 17; scripts/diag_core_from_truth.py), within -2..+11 mV after discharge
+    pulses; a filter that reads those rest samples moves its SOC by 2-6 points to explain them
+    (README, the strip guard)."""
     return (I.abs() <= rest_a) & (since <= window_s)

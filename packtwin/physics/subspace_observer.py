@@ -162,7 +162,7 @@ class SubspaceConfig:
     # (I > strip_current_a) since (a discharge strips the plated lithium first; a guard that
     # ran on through discharges blocked the rest after a 3C discharge that followed a charge,
     # 0.6 -> 1.8 SOC points there, seed 17). The core has no plating, and
-    # after a charge the stripping of plated lithium holds the rested voltage up to 42 mV above
+    # after a charge the stripping of plated lithium holds the rested voltage up to 55 mV above
     # the core's (:func:`packtwin.physics.robust_update.stripping_rest`). 1800 s: the DFN's
     # plated lithium at -10 degC fell by only a fifth in the first 5 min of such a rest, so
     # the stripping lasts tens of minutes (not fitted: the check logs' rests after a charge
@@ -174,7 +174,7 @@ class SubspaceConfig:
     # random walk) takes up what the stripping adds to the core's voltage, so that the model
     # voltage follows the measurement while the state is left alone; 0 outside them.
     # strip_offset_std_v: its prior std at a rest's first sample (0: off; the core from the
-    # true state was 24-42 mV off there); strip_offset_walk_v: its random walk per 10 s.
+    # true state was 20-55 mV off there); strip_offset_walk_v: its random walk per 10 s.
     strip_offset_std_v: float = 0.05
     strip_offset_walk_v: float = 0.002
 

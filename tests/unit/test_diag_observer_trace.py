@@ -32,3 +32,12 @@ def test_trace_reports_soc_field_and_voltage_errors(load_script):
     assert "SOC error  -10.00" in lines[1] and "c_s n   1.00 %" in lines[1]
     assert "dV    50.0 mV" in lines[1]
     assert mod.trace(_ds(np.nan, 3.6, 0.0), truth) == ["scenario 4 cell 1: no estimate"]
+
+
+def test_core_from_truth_refuses_a_backward_window(load_script):
+    """scripts/diag_core_from_truth.py names a bad sample window before touching the store."""
+    import pytest
+
+    mod = load_script("diag_core_from_truth")
+    with pytest.raises(ValueError, match="from-sample < to-sample"):
+        mod.offsets(xr.Dataset(), 0, 10, 5)
