@@ -503,15 +503,13 @@ class SubspaceObserver:
                         P = torch.where(again[:, None, None], self._prior_covariance(P), P)
                     moved = torch.where(again, torch.zeros_like(moved), moved)
                     guess = None  # the re-priored cells' reaction currents are not the last
-            strip_v, strip_P, offset = self._strip_offset(est, since, stripping, I, V, v_model,
-                                                          R0, dt)
+            strip_v, strip_P, offset = self._strip_offset(est, stripping, V, v_model, R0, dt)
         return (SubspaceEstimate(state, P, est.bias + z[:, m:], I.clone(), moved,
                                  est.prior_current, age, since, strip_v, strip_P),
                 v_model + offset, update, guess)
 
-    def _strip_offset(self, est: SubspaceEstimate, since: Tensor, stripping: Tensor, I: Tensor,
-                      V: Tensor, v_model: Tensor, R: float, dt: float
-                      ) -> tuple[Tensor, Tensor, Tensor]:
+    def _strip_offset(self, est: SubspaceEstimate, stripping: Tensor, V: Tensor, v_model: Tensor,
+                      R: float, dt: float) -> tuple[Tensor, Tensor, Tensor]:
         """The strip offset after this sample (value, variance) and its one-step-ahead value
         [B] (added to the model voltage): a random walk from 0 at each strip-guard rest's first
         sample, corrected by the voltage the core leaves unexplained (``V - v_model``)."""
@@ -520,16 +518,15 @@ class SubspaceObserver:
         if cfg.strip_offset_std_v <= 0:
             return zero, zero, zero
         go_on = stripping & (est.strip_P > 0)  # the previous sample was in such a rest too
-        b = torch.where(go_on, est.strip_v, zero)
+        b = torch.where(go_on, est.strip_v, zero)  # also the one-step-ahead offset: 0 elsewhere
         Pb = torch.where(go_on, est.strip_P + cfg.strip_offset_walk_v ** 2 * (dt / 10.0),
                          torch.full_like(zero, cfg.strip_offset_std_v ** 2))
-        offset = torch.where(stripping, b, zero)
         K = Pb / (Pb + R)
         read = stripping & torch.isfinite(V)
         e = torch.where(read, V - v_model - b, zero)
         b_new = torch.where(stripping, b + torch.where(read, K, zero) * e, zero)
         P_new = torch.where(stripping, torch.where(read, (1.0 - K) * Pb, Pb), zero)
-        return b_new, P_new, offset
+        return b_new, P_new, b
 
     def _prior_covariance(self, P: Tensor) -> Tensor:
         """P [B, m + nb, m + nb] with the directions' block back to the prior's and their cross
