@@ -8,7 +8,7 @@ Why: it separates the core's model form from a filter's choices. The strip guard
 (packtwin/physics/robust_update.py) rests on it: from the true state the core sits 31-55 mV
 below the measured voltage in the rest after a charge at -10 degC, where the DFN's plated
 lithium strips back (README, the strip guard). The state at ``--from-sample``: c_s and c_e
-interpolated onto the core's grid (packtwin.eval.dfn_logs.to_core_grid), the cells' TRUE
+interpolated onto the core's grid (packtwin.eval.dfn_logs.state_from_fields), the cells' TRUE
 parameters from the store's table; the core then carries the measured current and temperature
 (the store's convention: sample k's value is the step ending at k).
 """
@@ -26,10 +26,9 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from packtwin import schema  # noqa: E402
-from packtwin.eval.dfn_logs import to_core_grid  # noqa: E402
+from packtwin.eval.dfn_logs import state_from_fields  # noqa: E402
 from packtwin.eval.observer_predict import oracle_params  # noqa: E402
-from packtwin.physics.core import CoreState, ReducedCore  # noqa: E402
-from packtwin.physics.core_grid import interp_linear  # noqa: E402
+from packtwin.physics.core import ReducedCore  # noqa: E402
 
 
 def offsets(ds: xr.Dataset, scenario: int, k0: int, k1: int, snapshot: int = 0
@@ -45,13 +44,9 @@ def offsets(ds: xr.Dataset, scenario: int, k0: int, k1: int, snapshot: int = 0
     if k1 >= n:
         raise ValueError(f"to-sample {k1} is past the {n} valid samples of scenario {scenario}")
     dt = core.dtype
-    s_n = to_core_grid(core, sel["c_s_n"].isel(time=k0).values, ds["x_n"].values,
-                       ds["r_n"].values, "n")
-    s_p = to_core_grid(core, sel["c_s_p"].isel(time=k0).values, ds["x_p"].values,
-                       ds["r_p"].values, "p")
-    c_e = interp_linear(core.grid_x.centres(dt), torch.as_tensor(ds["x"].values, dtype=dt),
-                        torch.as_tensor(sel["c_e"].isel(time=k0).values.astype(float), dtype=dt))
-    start = CoreState(s_n, s_p, c_e, core.params.L_sei.clone())
+    at_k0 = (sel[f].isel(time=k0).values for f in ("c_s_n", "c_s_p", "c_e"))
+    start = state_from_fields(core, *at_k0,
+                              {d: ds[d].values for d in ("x_n", "r_n", "x_p", "r_p", "x")})
     window = slice(k0 + 1, k1 + 1)
     I = torch.as_tensor(sel["current"].values[:, window].astype(float), dtype=dt)
     T = sel["temperature"]

@@ -113,6 +113,20 @@ def to_core_grid(core: ReducedCore, field_: np.ndarray, x_src, r_src, electrode:
     return moved.transpose(-1, -2)
 
 
+def state_from_fields(core: ReducedCore, c_s_n, c_s_p, c_e, grid) -> CoreState:
+    """A core state from DFN fields at one instant: c_s_n [B, x_n, r_n], c_s_p [B, x_p, r_p]
+    and c_e [B, x] on the coordinates ``grid["x_n"]``, ``["r_n"]``, ``["x_p"]``, ``["r_p"]``,
+    ``["x"]`` (a DFN run's dict or a store), interpolated onto the core's grid; the core's own
+    SEI thickness."""
+    dtype = core.dtype
+    return CoreState(to_core_grid(core, c_s_n, grid["x_n"], grid["r_n"], "n"),
+                     to_core_grid(core, c_s_p, grid["x_p"], grid["r_p"], "p"),
+                     interp_linear(core.grid_x.centres(dtype),
+                                   torch.as_tensor(np.asarray(grid["x"]), dtype=dtype),
+                                   torch.as_tensor(np.asarray(c_e, dtype=float), dtype=dtype)),
+                     core.params.L_sei.clone())
+
+
 def _draw_segments(cond: Condition, period: float, gen: torch.Generator):
     """One cell's lead-in and load [(A, s)] for ``cond``."""
     lo_s, hi_s = cond.lead_s
@@ -182,18 +196,12 @@ def dfn_logs(core: ReducedCore, cells: Sequence[dict], nominal: dict, cond: Cond
                        ref0["x_n"], ref0["r_n"], "n")
     c_p = to_core_grid(core, np.stack([r["c_s_p"][log_sl(k0)] for r, k0, _ in per_cell]),
                        ref0["x_p"], ref0["r_p"], "p")
-    s_n = to_core_grid(core, np.stack([r["c_s_n"][k0] for r, k0, _ in per_cell]),
-                       ref0["x_n"], ref0["r_n"], "n")
-    s_p = to_core_grid(core, np.stack([r["c_s_p"][k0] for r, k0, _ in per_cell]),
-                       ref0["x_p"], ref0["r_p"], "p")
-    c_e0 = interp_linear(core.grid_x.centres(dtype), torch.as_tensor(ref0["x"], dtype=dtype),
-                         torch.as_tensor(np.stack([r["c_e"][k0] for r, k0, _ in per_cell]),
-                                         dtype=dtype))
-    true_start = CoreState(s_n, s_p, c_e0, core.params.L_sei.clone())
+    at_start = (np.stack([r[f][k0] for r, k0, _ in per_cell]) for f in ("c_s_n", "c_s_p", "c_e"))
+    true_start = state_from_fields(core, *at_start, ref0)
     V_true = stack("voltage", log_sl)
     noise = NOISE_V * torch.randn((V_true.shape[0], K + 1), generator=gen, dtype=dtype)
     lo, hi = cell_soc_window(core)
-    soc_start = soc_of(core, s_n, lo, hi)
+    soc_start = soc_of(core, true_start.c_n, lo, hi)
     B = len(cells)
     if cond.prior == "offset":
         prior_soc = (soc_start + prior_soc_errors(B, gen, *cond.soc_error, soc=soc_start)
