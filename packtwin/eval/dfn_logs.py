@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from packtwin.eval.observer_bench import NOISE_V, prior_soc_errors, soc_of
-from packtwin.physics.core import CoreState, ReducedCore
+from packtwin.physics.core import CoreState, ReducedCore, map_state
 from packtwin.physics.core_grid import interp_linear
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window
 from packtwin.physics.ocv_inversion import invert_ocv
@@ -224,7 +224,7 @@ def cat_logs(logs: Sequence[dict]) -> dict:
         if isinstance(val, Tensor):
             out[key] = torch.cat(vals, 0)
         elif isinstance(val, CoreState):
-            out[key] = CoreState(*(torch.cat(f, 0) for f in zip(*vals)))
+            out[key] = map_state(lambda *f: torch.cat(f, 0), *vals)
         elif isinstance(val, list):
             out[key] = [x for v in vals for x in v]
         else:

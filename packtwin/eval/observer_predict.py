@@ -75,7 +75,7 @@ import xarray as xr
 from packtwin import quantities, schema
 from packtwin.errors import PacktwinError
 from packtwin.eval.predict import selection_of
-from packtwin.physics.core import CoreConfig, ReducedCore
+from packtwin.physics.core import CoreConfig, ReducedCore, map_state
 from packtwin.physics.core_params import (CoreParams, okane2022_design, truth_table,
                                           truth_values)
 from packtwin.physics.divergence import (DIVERGED_S, DIVERGED_V,  # noqa: F401 (named here)
@@ -434,6 +434,8 @@ def _cycle_order(prev: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.
 
 def _tree(fn, *objs):
     """``fn`` over the tensors of (nested) named tuples of tensors with the batch dim first."""
+    if objs[0] is None:  # an absent field (plated lithium without plating)
+        return None
     if isinstance(objs[0], torch.Tensor):
         return fn(*objs)
     return type(objs[0])(*(_tree(fn, *xs) for xs in zip(*objs)))
@@ -490,7 +492,7 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
         loaded = loaded_prior(core, sto, I[:, k], T[:, k], SubspaceConfig().history_s, lo, hi)
         still = at_rest(I[:, k])
         pick = lambda r, a: torch.where(still.view(-1, *[1] * (r.dim() - 1)), r, a)  # noqa: E731
-        state = type(rest)(*map(pick, rest, loaded))
+        state = map_state(pick, rest, loaded)
         return ekf.init(state, hi - lo, torch.where(still, I[:, k], torch.zeros_like(I[:, k])),
                         T[:, k])
 

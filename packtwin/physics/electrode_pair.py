@@ -28,6 +28,7 @@ from packtwin.physics.electrolyte import C_FLOOR, T_PLUS
 from packtwin.physics.kinetics import _C_EPS
 from packtwin.physics.ocp import ocp_negative, ocp_negative_with_slope, ocp_positive, \
     ocp_positive_with_slope
+from packtwin.physics.plating_current import PlatingCurrent, PlatingInput, plating_current
 
 
 # A Newton step that would carry a particle surface across 0 or c_max goes this fraction of the
@@ -44,6 +45,7 @@ class PairSolution(NamedTuple):
     dphi: Tensor  # [B, X] phi_s - phi_e [V]
     c_surf: Tensor  # [B, X] surface concentration [mol/m3]
     i_e: Tensor  # [B, X] ionic current density at the face after each particle [A/m2]
+    plating: PlatingCurrent | None = None  # the negative particles' plating current, if asked
 
 
 class ElectrodePair:
@@ -107,7 +109,9 @@ class ElectrodePair:
 
     def solve(self, s0: Tensor, g: Tensor, k_n: Tensor, k_p: Tensor, T: Tensor, c_e: Tensor,
               kappa_eff: Tensor, adx: Tensor, i_app: Tensor, R_film: Tensor, iterations: int,
-              j_init: Tensor | None = None, j_only: bool = False) -> PairSolution | Tensor:
+              j_init: Tensor | None = None, j_only: bool = False,
+              plating: PlatingInput | None = None
+              ) -> PairSolution | Tensor | tuple[Tensor, PlatingCurrent]:
         """Newton on both electrodes.
 
         Args:
@@ -118,7 +122,13 @@ class ElectrodePair:
             i_app: [B] current density (discharge > 0); R_film: [B, X] film resistance.
             iterations: Newton iterations; j_init: [B, X] start (default uniform).
             j_only: return j [B, X] alone (a time step needs nothing else), skipping the
-                evaluation at the solution.
+                evaluation at the solution; with ``plating``, (j, its PlatingCurrent).
+            plating: the negative particles' plated lithium and step
+                (:mod:`packtwin.physics.plating_current`). Then j is the intercalation current
+                and each negative particle also carries the plating current j_pl(eta), eta =
+                U + eta_BV (the film drop taken out): the charge balance, the ionic currents
+                and the film drop use j + j_pl, and the Newton columns of the negative
+                particles scale by (1 + dj_pl/dj). The returned PairSolution's j is the total.
 
         Bounded Newton: every iterate keeps c_surf inside (0, c_max) where the surface starts
         inside. Where the start violates a bound, that particle's start is moved half-way
@@ -167,12 +177,18 @@ class ElectrodePair:
                 U, dU = torch.cat([U_n, U_p], 1), torch.cat([dU_n, dU_p], 1)
             else:
                 U, dU = torch.cat([ocp_negative(sto[:, :n]), ocp_positive(sto[:, n:])], 1), None
-            dphi = U + 2.0 * RT_F * torch.asinh(x) + R_film * j
+            eta = 2.0 * RT_F * torch.asinh(x)
+            if plating is None:
+                pl, j_tot = None, j
+            else:
+                pl = plating_current(U[:, :n] + eta[:, :n], c_e[:, :n], T[:, None], plating)
+                j_tot = torch.cat([j[:, :n] + pl.j, j[:, n:]], 1)
+            dphi = U + eta + R_film * j_tot
             # i_e at the face after particle k: negative columns cumsum(a dx j), positive
             # columns i_app + their own cumsum
-            cum = torch.cumsum(adx * j, dim=1)
+            cum = torch.cumsum(adx * j_tot, dim=1)
             i_e = cum + self.is_pos * (i_app_c - cum[:, n - 1:n])
-            return c_surf, j0, x, dphi, i_e, dU, c_cl, room
+            return c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl
 
         if j_init is None:
             j = self.sign * i_app_c / (adx * self.n_particles)
@@ -181,11 +197,11 @@ class ElectrodePair:
         inside = self._inside(s0)
         j = self._feasible_start(j, s0, g, inside)
         for k in range(iterations * (1 + EXTRA_ROUNDS)):
+            c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl = terms(j, True)
             # a step shortened at a bound leaves the charge balance unmet: iterate on (up to
             # EXTRA_ROUNDS more rounds) until it is met or the electrode is stuck at its bound
-            if k >= iterations and not bool(self._shortfall(j, adx, i_app)[0].any()):
+            if k >= iterations and not bool(self._shortfall(j_tot, adx, i_app)[0].any()):
                 break
-            c_surf, j0, x, dphi, i_e, dU, c_cl, room = terms(j, True)
             i_s = i_app_c - i_e
             dphi_next = torch.cat([dphi[:, 1:], dphi[:, -1:]], dim=1)
             r_pot = dphi_next - dphi - (-i_s * self.dx_sigma + i_e * R_e - diffusion)
@@ -195,20 +211,34 @@ class ElectrodePair:
             # wrappers of Tensor.__rsub__ / __rdiv__: the same numbers, less dispatch)
             dlnj0 = 0.5 * (c_cl.reciprocal() - room.reciprocal()) * g
             d = (dU / c_max * g
-                 + RT_F * torch.rsub(j * dlnj0, 1.0) / (j0 * torch.sqrt(1.0 + x * x)) + R_film)
+                 + RT_F * torch.rsub(j * dlnj0, 1.0) / (j0 * torch.sqrt(1.0 + x * x)))
+            if pl is None:
+                d, J_c = d + R_film, J_const
+            else:  # d j_tot / d j per column: 1 + dj_pl/deta * deta/dj (negative columns)
+                s_col = torch.cat([1.0 + pl.dj_deta * d[:, :n], torch.ones_like(d[:, n:])], 1)
+                d = d + R_film * s_col
+                J_c = J_const * (s_col.view(B, 2, 1, n) if self.blocked else s_col[:, None, :])
             if self.blocked:
-                J = d.view(B, 2, 1, n) * self.sup_minus_diag_b + J_const
+                J = d.view(B, 2, 1, n) * self.sup_minus_diag_b + J_c
                 step = torch.linalg.solve(J, res.view(B, 2, n)).reshape(B, X)
             else:
-                J = d[:, None, :] * self.sup_minus_diag + J_const
+                J = d[:, None, :] * self.sup_minus_diag + J_c
                 step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
                                   torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
             j = j - self._to_boundary(step, c_surf, g, inside)
-        j = self._deliverable(j, adx, i_app)
+        if plating is None:
+            j = self._deliverable(j, adx, i_app)
+            if j_only:
+                return j
+            c_surf, _, _, dphi, i_e, _, _, _, _, _ = terms(j, False)
+            return PairSolution(j, dphi, c_surf, i_e)
+        # past the cut-off the intercalation current is scaled as without plating (the plating
+        # current then follows the scaled state); the evaluation below is the step's own
+        j = self._deliverable(j, adx, i_app, terms(j, False)[8])
+        c_surf, _, _, dphi, i_e, _, _, _, j_tot, pl = terms(j, False)
         if j_only:
-            return j
-        c_surf, _, _, dphi, i_e, _, _, _ = terms(j, False)
-        return PairSolution(j, dphi, c_surf, i_e)
+            return j, pl
+        return PairSolution(j_tot, dphi, c_surf, i_e, pl)
 
     def _shortfall(self, j: Tensor, adx: Tensor, i_app: Tensor
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -222,12 +252,14 @@ class ElectrodePair:
         r = torch.minimum(r_n, r_p).clamp(0.0, 1.0)
         return (i_app != 0.0) & (r < 1.0 - SHORTFALL_TOL), r, r_n, r_p
 
-    def _deliverable(self, j: Tensor, adx: Tensor, i_app: Tensor) -> Tensor:
+    def _deliverable(self, j: Tensor, adx: Tensor, i_app: Tensor,
+                     j_tot: Tensor | None = None) -> Tensor:
         """Where an electrode stuck at its bound carries less than i_app (past the cut-off),
         both electrodes' currents scaled to the weaker one's charge: the electrolyte's salt and
         the particles' lithium stay balanced, and a lower current only moves each surface
-        back towards its start (so it stays inside its bounds). Unchanged elsewhere."""
-        short, r, r_n, r_p = self._shortfall(j, adx, i_app)
+        back towards its start (so it stays inside its bounds). Unchanged elsewhere.
+        ``j_tot``: the total current the charge is counted on (with plating), if not j."""
+        short, r, r_n, r_p = self._shortfall(j if j_tot is None else j_tot, adx, i_app)
         if not bool(short.any()):
             return j
 

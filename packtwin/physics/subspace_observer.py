@@ -47,7 +47,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from packtwin.physics.core import CoreOutputs, CoreState, ReducedCore
+from packtwin.physics.core import CoreOutputs, CoreState, ReducedCore, map_state
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import flatten, load_profile_direction, soc_direction, tilt_directions, unflatten
 from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_bounds, since_charge,
@@ -203,7 +203,7 @@ def replace_cells(est: SubspaceEstimate, fresh: SubspaceEstimate, cells: Tensor
     """``est`` with the rows of ``cells`` [B] (bool) taken from ``fresh`` (a restart); the time
     since each cell's last charge is kept (a property of the measured current, not the state)."""
     keep = lambda a, f: torch.where(cells.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
-    return SubspaceEstimate(type(est.state)(*map(keep, est.state, fresh.state)),
+    return SubspaceEstimate(map_state(keep, est.state, fresh.state),
                             keep(est.P, fresh.P), keep(est.bias, fresh.bias),
                             keep(est.current, fresh.current), keep(est.moved, fresh.moved),
                             keep(est.prior_current, fresh.prior_current),

@@ -17,7 +17,7 @@ from packtwin.sim.cell import get_model
 from packtwin.sim.config import ModelConfig
 
 FIELDS = ("voltage", "temperature", "c_s_n", "c_s_p", "c_e", "plating_margin",
-          "sei_thickness_avg")
+          "sei_thickness_avg", "plated_lithium")
 
 
 def fine_model_config(r_points: int = 30, x_points: int = 10) -> ModelConfig:

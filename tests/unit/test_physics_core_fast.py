@@ -39,8 +39,8 @@ def test_paired_newton_equals_one_electrode_solves(config, iterations):
     g_n = -(1.0 - rho) * p.R_n / (F * D_n)
     g_p = -(1.0 - rho) * p.R_p / (F * D_p)
     cfg = CoreConfig(**{**config.__dict__, "newton_iterations": iterations})
-    neg, pos, kappa = ReducedCore(core.params, cfg)._solve(s0_n, g_n, s0_p, g_p, c_e, T, i_app,
-                                                           st.L_sei)
+    neg, pos, kappa, _ = ReducedCore(core.params, cfg)._solve(s0_n, g_n, s0_p, g_p, c_e, T, i_app,
+                                                              st.L_sei)
     n0, p0 = g.n_n, g.n_n + g.n_s
     ref_n = solve_electrode(s0_n, g_n, ocp_negative, ocp_negative_slope, c.neg.c_max, p.k_n,
                             c.neg.Ea_k, T, c_e[:, :n0], kappa[:, :n0], d.sigma_eff("n"), g.dx_n,

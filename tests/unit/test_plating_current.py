@@ -1,0 +1,114 @@
+"""The plating current alone (packtwin.physics.plating_current) and in the core: its backward-
+Euler step against the exact law, its Newton slope, conservation and the cold charge-rest it
+was built for. Small and fast (no PyBaMM; the DFN comparison is test_physics_core_pybamm)."""
+
+import pytest
+import torch
+
+from packtwin.physics.constants import F, okane2022
+from packtwin.physics.core import CoreConfig, ReducedCore
+from packtwin.physics.core_params import CoreParams
+from packtwin.physics.plating_current import PlatingInput, plating_current
+
+PL = okane2022().plating
+f64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+def _inputs(c_pl, h, B=3, X=4):
+    return PlatingInput(torch.full((B, X), c_pl, dtype=f64), torch.full((B, 1), 3.8e5, dtype=f64),
+                        PL.k, PL.alpha, h)
+
+
+def test_instantaneous_current_is_pybamms_law():
+    eta = torch.linspace(-0.1, 0.15, 12, dtype=f64).reshape(3, 4)
+    c_e, T = torch.full_like(eta, 900.0), torch.full((3, 1), 263.15, dtype=f64)
+    out = plating_current(eta, c_e, T, _inputs(200.0, 0.0))
+    f = F / (8.314462618 * T)
+    law = F * PL.k * (200.0 * torch.exp((1 - PL.alpha) * f * eta)
+                      - c_e * torch.exp(-PL.alpha * f * eta))
+    torch.testing.assert_close(out.j, law, rtol=1e-4, atol=0.0)
+    torch.testing.assert_close(out.c_pl, torch.full_like(eta, 200.0))
+    assert float(out.j[0, 0]) < 0 < float(out.j[-1, -1])  # plates below, strips above
+
+
+@pytest.mark.parametrize("h", [0.0, 10.0, 1e6])
+def test_step_conserves_lithium_stays_positive_and_slope_is_exact(h):
+    inp = _inputs(150.0, h)
+    eta = torch.linspace(-0.08, 0.3, 12, dtype=f64).reshape(3, 4)
+    c_e, T = torch.full_like(eta, 1000.0), torch.full((3, 1), 273.15, dtype=f64)
+    out = plating_current(eta, c_e, T, inp)
+    # the plated lithium changes by exactly the charge the plating current carries
+    torch.testing.assert_close(inp.c_pl - out.c_pl, h * inp.a * out.j / F, rtol=1e-10, atol=1e-9)
+    assert float(out.c_pl.min()) >= 0.0
+    e = 1e-7
+    fd = (plating_current(eta + e, c_e, T, inp).j - plating_current(eta - e, c_e, T, inp).j) / (2 * e)
+    torch.testing.assert_close(out.dj_deta, fd, rtol=1e-5, atol=1e-9)
+
+
+def _cold_charge_rest(plating: bool, n_charge=20, n_rest=30):
+    """Nominal cells at -10 degC: 1C charge from 40 % then rest, 30 s samples."""
+    cfg = CoreConfig(n_x_n=4, n_x_s=2, n_x_p=4, n_r=8, plating=plating)
+    core = ReducedCore(CoreParams.nominal(2), cfg)
+    c = core.design.constants
+    s0 = core.initial_state(torch.full((2,), 0.4 * c.neg.c_max, dtype=f64),
+                            torch.full((2,), 0.75 * c.pos.c_max, dtype=f64))
+    I = torch.tensor([[-5.0] * n_charge + [0.0] * n_rest, [-2.5] * n_charge + [0.0] * n_rest],
+                     dtype=f64)
+    T = torch.full_like(I, 263.15)
+    with torch.no_grad():
+        s1, out = core.simulate(s0, I, T, 30.0)
+    return core, s0, s1, out, I
+
+
+def test_core_with_plating_conserves_lithium_and_salt():
+    core, s0, s1, out, I = _cold_charge_rest(True)
+    n0, p0, e0 = core.lithium(s0)
+    n1, p1, e1 = core.lithium(s1)
+    moles = I.sum(1) * 30.0 / F
+    torch.testing.assert_close(p1 - p0, moles, rtol=1e-10, atol=1e-12)
+    # the negative's particles and its plated lithium together take what the positive gives
+    torch.testing.assert_close(n0 - n1 - core.plated_lithium(s1), moles, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(e1, e0, rtol=1e-10, atol=0.0)
+
+
+def test_cold_charge_plates_and_the_rest_strips_above_the_open_circuit_voltage():
+    core, _, s1, out, _ = _cold_charge_rest(True)
+    plated = out["c_pl"].mean(-1)  # [B, K]
+    k_end = 19  # last charge sample
+    assert float(plated[0, k_end]) > 50.0  # 1C at -10 degC plates tens of mol/m3 or more
+    assert float(plated[0, k_end]) > float(plated[1, k_end])  # more at the faster charge
+    assert (plated[:, -1] < 0.8 * plated[:, k_end]).all()  # the rest strips it back
+    # the local cell holds the rest voltage above the no-plating core's (same charge passed,
+    # the same lithium now in the graphite or still plated)
+    _, _, _, ref, _ = _cold_charge_rest(False)
+    gap = 1e3 * (out["voltage"][0, k_end + 2] - ref["voltage"][0, k_end + 2])
+    assert gap > 5.0, f"rest-voltage gap {gap:.1f} mV"
+    # the plating current is anodic at rest: intercalation takes it, the total stays ~0
+    assert float(out["c_pl"][0, -1].min()) >= 0.0
+
+
+def test_more_newton_iterations_do_not_change_the_voltage_with_plating():
+    outs = []
+    for it, warm in ((CoreConfig().newton_iterations, CoreConfig().warm_iterations), (14, 14)):
+        cfg = CoreConfig(n_x_n=4, n_x_s=2, n_x_p=4, n_r=8, plating=True, newton_iterations=it,
+                         warm_iterations=warm)
+        core = ReducedCore(CoreParams.nominal(1), cfg)
+        I = torch.tensor([[-5.0] * 6 + [0.0] * 4 + [10.0] * 3], dtype=f64)
+        outs.append(core.simulate(core.initial_state(torch.full((1,), 15000.0, dtype=f64),
+                                                     torch.full((1,), 40000.0, dtype=f64)),
+                                  I, torch.full_like(I, 263.15), 30.0)[1]["voltage"])
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-4)
+
+
+def test_plating_off_leaves_the_state_without_plated_lithium():
+    core = ReducedCore(CoreParams.nominal(1), CoreConfig(n_x_n=3, n_x_s=2, n_x_p=3, n_r=6))
+    s = core.initial_state()
+    assert s.c_pl is None and float(core.plated_lithium(s)) == 0.0
+    s1, out = core.simulate(s, torch.full((1, 3), -5.0, dtype=f64),
+                            torch.full((1, 3), 263.15, dtype=f64), 30.0)
+    assert s1.c_pl is None and "c_pl" not in out
