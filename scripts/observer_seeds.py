@@ -20,7 +20,10 @@ other than evaluate's default: fitted on W s of the identification cycle, output
 ``-identified-wW``; ``--prior-offset X``: evaluate's ``observer_prior_offset`` (a deliberate
 X-of-the-window SOC error in the start prior), outputs ending in ``-offX``; ``--subspace JSON``:
 evaluate's ``observer_subspace`` (SubspaceConfig overrides of the subspace filters, e.g.
-``'{"reprior_soc": 0.1}'``), outputs ending in ``-<key><value>`` per key, e.g. ``-reprior_soc0.1``).
+``'{"reprior_soc": 0.1}'``), outputs ending in ``-<key><value>`` per key, e.g. ``-reprior_soc0.1``;
+``--core JSON``: evaluate's ``observer_core`` (CoreConfig overrides of the observers' core, e.g.
+``'{"plating": true}'``), outputs ending in ``-core`` and the same per-key suffix, e.g.
+``-core-platingTrue``).
 Both steps resume: generate skips a complete store's scenarios, and a report whose
 metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
@@ -69,11 +72,13 @@ def subspace_tail(subspace: dict | None) -> str:
 
 def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool = False,
                window_s: float | None = None, offset: float = 0.0,
-               subspace: dict | None = None, observers: list[str] | None = None) -> str:
+               subspace: dict | None = None, observers: list[str] | None = None,
+               core: dict | None = None) -> str:
     base = "reports/observer-check" if seed == OWN_SEED else f"reports/observer-check-s{seed}"
     tail = ("-identified" if identified else "") + (
         f"-w{window_s:g}" if identified and window_s is not None else "") + (
         f"-off{offset:g}" if offset else "") + subspace_tail(subspace) + (
+        "-core" + subspace_tail(core) if core else "") + (
         "-only-" + "-".join(observers) if observers else "")
     if start == "rested":
         return base + tail
@@ -82,7 +87,8 @@ def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool
 
 def run(seeds: list[int], starts: list[str], prior: str, identified: bool = False,
         window_s: float | None = None, offset: float = 0.0,
-        subspace: dict | None = None, observers: list[str] | None = None) -> None:
+        subspace: dict | None = None, observers: list[str] | None = None,
+        core: dict | None = None) -> None:
     for seed in seeds:
         store = store_for(seed)
         # always called: generate resumes a partial store and skips a complete one (~1 s)
@@ -92,7 +98,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
             out = output_for(seed, start, prior, identified, window_s, offset, subspace,
-                             observers)
+                             observers, core)
             if Path(out, "metrics.zarr").exists():
                 continue
             which = (["--observers", json.dumps(IDENTIFIED if identified else observers)]
@@ -103,6 +109,8 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
                 which += ["--observer_prior_offset", f"{offset:g}"]
             if subspace:
                 which += ["--observer_subspace", json.dumps(subspace)]
+            if core:
+                which += ["--observer_core", json.dumps(core)]
             params = "identified parameters" if identified else "oracle parameters"
             rc = packtwin(["evaluate", "--config", STARTS[start], "--store", store,
                            "--output", out, "--observer_prior", prior, *which, "--note",
@@ -112,6 +120,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
                            + (f"; start prior {offset:g} of the SOC window off on purpose"
                               if offset else "")
                            + (f"; subspace filter {json.dumps(subspace)}" if subspace else "")
+                           + (f"; observers' core {json.dumps(core)}" if core else "")
                            + f"; {start} start, prior {prior}; "
                            f"observer-check pack generated with seed {seed} (converged mesh)"])
             if rc:
@@ -120,15 +129,17 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
 
 def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR,
          identified: bool = False, window_s: float | None = None, offset: float = 0.0,
-         subspace: dict | None = None, observers: list[str] | None = None) -> dict:
+         subspace: dict | None = None, observers: list[str] | None = None,
+         core: dict | None = None) -> dict:
     summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior,
                      "parameters": "identified" if identified else "oracle",
                      "identify_window_s": window_s, "prior_offset": offset,
-                     "subspace": subspace or {}, "observers": observers, "starts": {}}
+                     "subspace": subspace or {}, "observers": observers, "core": core or {},
+                     "starts": {}}
     md = []
     for start in starts:
         paths = {s: str(Path(output_for(s, start, prior, identified, window_s, offset,
-                                        subspace, observers), "metrics.zarr"))
+                                        subspace, observers, core), "metrics.zarr"))
                  for s in seeds}
         for s, p in paths.items():
             if not Path(p).exists():
@@ -138,7 +149,8 @@ def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIO
         params = (", identified parameters" if identified else "") + (
             f" (window {window_s:g} s)" if identified and window_s is not None else "") + (
             f", start prior {offset:g} of the SOC window off" if offset else "") + (
-            f", subspace filter {json.dumps(subspace)}" if subspace else "")
+            f", subspace filter {json.dumps(subspace)}" if subspace else "") + (
+            f", observers' core {json.dumps(core)}" if core else "")
         md.append(draws_markdown(ds, title=f"Observers on the check pack, {start} start "
                                            f"(prior {prior}{params}), over {len(seeds)} "
                                            f"cell draws"))
@@ -172,15 +184,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluate's observers instead of the config's (e.g. subspace: minutes "
                         "instead of the EKF's ~10 CPU-min per evaluate); outputs end in "
                         "-only-<names>")
+    p.add_argument("--core", type=json.loads, default=None,
+                   help="evaluate's observer_core, JSON (CoreConfig overrides of the observers' "
+                        "core, e.g. '{\"plating\": true}'); outputs end in -core-<key><value>")
     p.add_argument("--out", default="reports/observer_seeds", help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     if args.identified and args.observers:
         p.error("--identified sets the observers itself; leave out --observers")
     if not args.pool_only:
         run(args.seeds, args.starts, args.prior, args.identified, args.identify_window_s,
-            args.prior_offset, args.subspace, args.observers)
+            args.prior_offset, args.subspace, args.observers, args.core)
     pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified,
-         args.identify_window_s, args.prior_offset, args.subspace, args.observers)
+         args.identify_window_s, args.prior_offset, args.subspace, args.observers, args.core)
     print(Path(args.out + ".md").read_text())
     return 0
 

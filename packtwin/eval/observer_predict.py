@@ -503,7 +503,9 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     def restart(est: EKFState, fresh: EKFState, bad):
         return EKFState(torch.where(bad[:, None], fresh.x, est.x),
                         torch.where(bad[:, None, None], fresh.P, est.P), est.L_sei,
-                        est.since_charge)  # the measured history goes on
+                        est.since_charge,  # the measured history goes on
+                        None if est.c_pl is None
+                        else torch.where(bad[:, None], fresh.c_pl, est.c_pl))
 
     return _filter_cycles(core, V, I, T, lengths, grid, prior, advance, ekf.state, restart,
                           carried, diverged_samples(period))

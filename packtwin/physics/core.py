@@ -80,6 +80,9 @@ class CoreOutputs(NamedTuple):
     j_n: Tensor  # [B, Xn] reaction current densities [A/m2]
     j_p: Tensor  # [B, Xp]
     dphi_n: Tensor  # [B, Xn] phi_s - phi_e at each negative particle [V] (plating's driver)
+    # [B, Xn] plating current density [A/m2] (> 0 stripping; 0 without CoreConfig.plating):
+    # j_n is the intercalation current, the particle's interface carries j_n + j_pl_n
+    j_pl_n: Tensor
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ class ReducedCore:
         gain_n = -(1.0 - rho) * p.R_n / (F * D_n)
         gain_p = -(1.0 - rho) * p.R_p / (F * D_p)
         i_app = I / c.neg.A
-        neg, pos, kappa, _ = self._solve(state.c_n[..., -1], gain_n, state.c_p[..., -1], gain_p,
+        neg, pos, kappa, pl = self._solve(state.c_n[..., -1], gain_n, state.c_p[..., -1], gain_p,
                                          state.c_e, T, i_app, state.L_sei, guess,
                                          plating=self._plating_input(state.c_pl, 0.0))
         V = terminal_voltage(neg, pos, i_app, I, T, state.c_e, kappa, self.dx, g.n_n, g.n_s,
@@ -254,10 +257,11 @@ class ReducedCore:
             margin = 1.5 * neg.dphi[:, -1] - 0.5 * neg.dphi[:, -2]
         else:
             margin = neg.dphi[:, -1]
+        j_pl = torch.zeros_like(neg.j) if pl is None else pl.j
         return CoreOutputs(V, neg.c_surf, pos.c_surf,
                            particle_average(state.c_n, self.sphere).mean(1),
                            particle_average(state.c_p, self.sphere).mean(1),
-                           margin, neg.j, pos.j, neg.dphi)
+                           margin, neg.j - j_pl, pos.j, neg.dphi, j_pl)
 
     # -- time stepping -------------------------------------------------------------------------
     def step(self, state: CoreState, I: Tensor, T: Tensor, dt: float) -> CoreState:

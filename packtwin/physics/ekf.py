@@ -96,6 +96,8 @@ class EKFState(NamedTuple):
     L_sei: Tensor  # [B]
     # [B] time since the cell's last charging sample [s] (EKFConfig.strip_guard_s); inf: none
     since_charge: Tensor
+    # [B, Xn] plated lithium (CoreConfig.plating), carried by the model, not estimated; else None
+    c_pl: Tensor | None = None
 
 
 def flatten(state: CoreState) -> Tensor:
@@ -103,12 +105,16 @@ def flatten(state: CoreState) -> Tensor:
     return torch.cat([state.c_n.reshape(B, -1), state.c_p.reshape(B, -1), state.c_e], dim=1)
 
 
-def unflatten(core: ReducedCore, x: Tensor, L_sei: Tensor) -> CoreState:
+def unflatten(core: ReducedCore, x: Tensor, L_sei: Tensor, c_pl: Tensor | None = None
+              ) -> CoreState:
+    """The state of flattened particles and electrolyte ``x`` [B, n] with the slow states the
+    filters carry beside it (SEI thickness, plated lithium)."""
     cfg = core.config
     B = x.shape[0]
     nn, npp = cfg.n_x_n * cfg.n_r, cfg.n_x_p * cfg.n_r
     return CoreState(x[:, :nn].reshape(B, cfg.n_x_n, cfg.n_r),
-                     x[:, nn:nn + npp].reshape(B, cfg.n_x_p, cfg.n_r), x[:, nn + npp:], L_sei)
+                     x[:, nn:nn + npp].reshape(B, cfg.n_x_p, cfg.n_r), x[:, nn + npp:], L_sei,
+                     c_pl)
 
 
 def soc_direction(core: ReducedCore, window: Tensor) -> Tensor:
@@ -286,7 +292,8 @@ class CoreEKF:
             state = state._replace(
                 c_e=electrolyte_load_state(self.core, state.c_e, I0, T0, STEADY_S))
         x0 = self._clamp(flatten(state) + I0[:, None] * (vn + vp))
-        return EKFState(x0, P, state.L_sei, torch.full_like(state.L_sei, float("inf")))
+        return EKFState(x0, P, state.L_sei, torch.full_like(state.L_sei, float("inf")),
+                        state.c_pl)
 
     def _process_noise(self, like: Tensor) -> Tensor:
         # Without noise along the inventory line the filter turns over-confident about SOC after
@@ -309,17 +316,20 @@ class CoreEKF:
         L = est.L_sei
         rep = lambda t: torch.as_tensor(t, dtype=est.x.dtype).expand(B).repeat_interleave(n + 1)  # noqa: E731
         I_big, T_big, L_big = rep(I), rep(T), L.repeat_interleave(n + 1)
+        big = lambda t: None if t is None else t.repeat_interleave(n + 1, dim=0)  # noqa: E731
         eye_h = torch.cat([torch.zeros(1, n, dtype=est.x.dtype), torch.diag(self._h)])  # [n+1, n]
 
         def perturbed(x):  # [B, n] -> [B (n+1), n]: the state, then each component nudged
             return (x[:, None, :] + eye_h).reshape(B * (n + 1), n)
 
         with torch.no_grad():
-            out = flatten(self._big.step(unflatten(self._big, perturbed(est.x), L_big), I_big,
+            out = flatten(self._big.step(unflatten(self._big, perturbed(est.x), L_big,
+                                                   big(est.c_pl)), I_big,
                                          T_big, dt)).reshape(B, n + 1, n)
             x_pred = out[:, 0]
             Fj = ((out[:, 1:] - x_pred[:, None, :]) / self._h[:, None]).transpose(1, 2)
-            L_new = core.step(unflatten(core, est.x, L), I, T, dt).L_sei
+            nominal = core.step(unflatten(core, est.x, L, est.c_pl), I, T, dt)
+            L_new, pl_new = nominal.L_sei, nominal.c_pl
             P = Fj @ est.P @ Fj.transpose(1, 2) + self._process_noise(x_pred)
             R = self.config.voltage_noise_v ** 2
             I_t = torch.as_tensor(I, dtype=est.x.dtype).expand(B)
@@ -333,7 +343,8 @@ class CoreEKF:
             # SOC error cross the OCPs' curvature, where a single linearisation overshoots.
             x_i = x_pred
             for _ in range(cfg.update_iterations):
-                v = self._big.measure(unflatten(self._big, perturbed(x_i), L_new_big), I_big,
+                v = self._big.measure(unflatten(self._big, perturbed(x_i), L_new_big,
+                                                big(pl_new)), I_big,
                                       T_big).voltage.reshape(B, n + 1)
                 v_i = v[:, 0]
                 H = (v[:, 1:] - v_i[:, None]) / self._h  # [B, n]
@@ -359,7 +370,7 @@ class CoreEKF:
             A = torch.eye(n, dtype=x.dtype) - K[:, :, None] * H[:, None, :]
             P_upd = A @ P @ A.transpose(1, 2) + R[..., None, None] * K[:, :, None] * K[:, None, :]
             P = torch.where(update[:, None, None], P_upd, P)
-        return EKFState(x.detach(), P.detach(), L_new, since), innovation.detach()
+        return EKFState(x.detach(), P.detach(), L_new, since, pl_new), innovation.detach()
 
     def state(self, est: EKFState) -> CoreState:
-        return unflatten(self.core, est.x, est.L_sei)
+        return unflatten(self.core, est.x, est.L_sei, est.c_pl)

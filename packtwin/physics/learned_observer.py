@@ -120,7 +120,7 @@ def apply_correction(core: ReducedCore, state: CoreState, corr: Correction, wind
                           torch.minimum((0.98 - m_n) / s_n, (m_p - 0.02) / s_p))
     x = (flatten(state) + d_soc[:, None] * v
          + (corr.d_tilt * core.design.constants.neg.c_max)[:, None] * tn)
-    return unflatten(core, x, state.L_sei)
+    return unflatten(core, x, state.L_sei, state.c_pl)
 
 
 class LearnedObserver:

@@ -376,7 +376,7 @@ class SubspaceObserver:
         I0 = torch.as_tensor(I0, dtype=self.core.dtype).expand(B)
         x = flatten(state) + I0[:, None] * (vn + vp)
         x = self._inside(flatten(state), x - flatten(state))
-        return self._prior(unflatten(self.core, x, state.L_sei), I0, redo=False)
+        return self._prior(unflatten(self.core, x, state.L_sei, state.c_pl), I0, redo=False)
 
     def init_loaded(self, sto_n: Tensor, I0: Tensor, T0: Tensor, lo: Tensor, hi: Tensor
                     ) -> SubspaceEstimate:
@@ -406,16 +406,18 @@ class SubspaceObserver:
         return torch.stack(out, 1)
 
     def _voltage_and_jacobian(self, x: Tensor, L: Tensor, I: Tensor, T: Tensor,
-                              guess: tuple[Tensor, Tensor] | None = None
+                              guess: tuple[Tensor, Tensor] | None = None,
+                              c_pl: Tensor | None = None
                               ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
         """Voltage [B], dV/dz [B, m], the minimum electrolyte [B] and the reaction currents
-        (j_n, j_p) at flattened states x; ``guess``: (j_n, j_p) [B, X] to warm-start from."""
+        (j_n, j_p) at flattened states x with SEI ``L`` and plated lithium ``c_pl``; ``guess``:
+        (j_n, j_p) [B, X] to warm-start from."""
         B, n = x.shape
         m, h = self.m, self.config.fd_step
         steps = torch.cat([torch.zeros(B, n, 1, dtype=x.dtype), h * self.U], 2)  # [B, n, m+1]
         xs = (x[:, :, None] + steps).transpose(1, 2).reshape(B * (m + 1), n)
         rep = lambda t: t.repeat_interleave(m + 1, dim=0)  # noqa: E731
-        st = unflatten(self._big, xs, rep(L))
+        st = unflatten(self._big, xs, rep(L), None if c_pl is None else rep(c_pl))
         out = self._big.measure(st, rep(I), rep(T), None if guess is None else
                                 (rep(guess[0]), rep(guess[1])))
         v = out.voltage.reshape(B, m + 1)
@@ -459,7 +461,7 @@ class SubspaceObserver:
             Fz = self._transition(T, dt)
             P = Fz[:, :, None] * est.P * Fz[:, None, :] + torch.diag_embed(
                 self._q.expand(B, -1) * (dt / 10.0))
-            x_pred, L = flatten(pred), pred.L_sei
+            x_pred, L, c_pl = flatten(pred), pred.L_sei, pred.c_pl
             since = since_charge(est.since_charge, I, dt, cfg.strip_current_a)
             stripping = stripping_rest(since, I, cfg.strip_current_a, cfg.strip_guard_s)
             R0 = cfg.voltage_noise_v ** 2 + cfg.model_error_v ** 2
@@ -468,7 +470,7 @@ class SubspaceObserver:
             v_model = None
             for _ in range(cfg.update_iterations):
                 v_i, H, ce_min, j = self._voltage_and_jacobian(
-                    x_pred + (self.U @ z[:, :m, None])[..., 0], L, I, T, guess)
+                    x_pred + (self.U @ z[:, :m, None])[..., 0], L, I, T, guess, c_pl)
                 guess = j if cfg.warm_start else None
                 v_b, H_b = self.bias_voltage(est.bias + z[:, m:], I)
                 v_i, H = v_i + v_b, torch.cat([H, H_b], 1)
@@ -489,7 +491,7 @@ class SubspaceObserver:
             A = torch.eye(m + self.nb, dtype=core.dtype) - K[:, :, None] * H[:, None, :]
             P_upd = A @ P @ A.transpose(1, 2) + R[:, None, None] * K[:, :, None] * K[:, None, :]
             P = torch.where(update[:, None, None], P_upd, P)
-            state = unflatten(core, x, L)
+            state = unflatten(core, x, L, c_pl)
             moved = est.moved
             if "soc" in cfg.directions:
                 moved = moved + z[:, cfg.directions.index("soc")]
@@ -552,7 +554,7 @@ class SubspaceObserver:
         fresh = loaded_prior(core, sto, I, T, self.config.history_s, *self._window)
         keep = lambda a, f: torch.where(cells.view(-1, *[1] * (a.dim() - 1)), f, a)  # noqa: E731
         return CoreState(keep(state.c_n, fresh.c_n), keep(state.c_p, fresh.c_p),
-                         keep(state.c_e, fresh.c_e), state.L_sei)
+                         keep(state.c_e, fresh.c_e), state.L_sei, state.c_pl)
 
     def _gate_dR(self, K: Tensor, I: Tensor, I_last: Tensor) -> Tensor:
         """K [B, m + nb] with dR's gain zeroed where the current did not change enough."""
