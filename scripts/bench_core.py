@@ -114,10 +114,12 @@ def compare(core: ReducedCore, out: dict, b: int, ref: dict) -> dict:
     }
 
 
-def pack_speed(n_cells: int = 100, period: float = 60.0, repeats: int = 3) -> dict:
+def pack_speed(n_cells: int = 100, period: float = 60.0, repeats: int = 3,
+               config: CoreConfig | None = None) -> dict:
     """Core time for a 1C discharge hour of ``n_cells`` nominal cells at ``period`` sampling
-    (one thread, no autograd; median of ``repeats``)."""
-    core = ReducedCore(CoreParams.nominal(n_cells))
+    (one thread, no autograd; median of ``repeats``), the core of ``config`` (default: the
+    default one)."""
+    core = ReducedCore(CoreParams.nominal(n_cells), config or CoreConfig())
     K = int(round(3600.0 / period))
     I = torch.full((n_cells, K), CAPACITY_AH, dtype=torch.float64)
     T = torch.full_like(I, 298.15)

@@ -148,16 +148,17 @@ def _sample_at(core, state, I, T, dt, guess):
     return new, I, T, j
 
 
-def core_section(cells: list[int], period: float, repeats: int) -> dict:
-    """Streaming-step and whole-cycle latency of the reduced core (one thread)."""
+def core_section(cells: list[int], period: float, repeats: int, plating: bool = False) -> dict:
+    """Streaming-step and whole-cycle latency of the reduced core (one thread; ``plating``:
+    the core with plated lithium, CoreConfig.plating)."""
     with torch.inference_mode():
-        return _core_section(cells, period, repeats)
+        return _core_section(cells, period, repeats, plating)
 
 
-def _core_section(cells: list[int], period: float, repeats: int) -> dict:
+def _core_section(cells: list[int], period: float, repeats: int, plating: bool = False) -> dict:
     import subprocess
 
-    from packtwin.physics.core import ReducedCore
+    from packtwin.physics.core import CoreConfig, ReducedCore
     from packtwin.physics.core_params import CoreParams
 
     threads = torch.get_num_threads()
@@ -168,10 +169,12 @@ def _core_section(cells: list[int], period: float, repeats: int) -> dict:
     except OSError:
         commit = None
     out: dict = {"threads": 1, "period_s": period, "core_commit": commit, "mode": "inference_mode",
+                 "plating": plating,
                  "loadavg_1_5_15_at_start": list(os.getloadavg()), "stream_step": []}
+    config = CoreConfig(plating=plating)
     amps = 5.0  # 1C of the 5 Ah cell
     for n in cells:
-        core = ReducedCore(CoreParams.nominal(n))
+        core = ReducedCore(CoreParams.nominal(n), config)
         I = torch.full((n,), amps, dtype=torch.float64)
         T = torch.full((n,), 298.15, dtype=torch.float64)
         state, guess = core.advance(core.initial_state(), I, T, period)
@@ -189,7 +192,7 @@ def _core_section(cells: list[int], period: float, repeats: int) -> dict:
     sys.path.insert(0, str(ROOT / "scripts"))
     from bench_core import pack_speed  # the same measurement as reports/bench_core.json's
 
-    out["cycle_1c"] = pack_speed(100, period, repeats=max(3, repeats // 2))
+    out["cycle_1c"] = pack_speed(100, period, repeats=max(3, repeats // 2), config=config)
     print(json.dumps(out["cycle_1c"]), flush=True)
     out["loadavg_1_5_15_at_end"] = list(os.getloadavg())
     torch.set_num_threads(threads)
@@ -411,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subspace-cells", type=int, nargs="+", default=[1, 100],
                     help="pack sizes of the 'subspace' section")
     ap.add_argument("--core-key", default="core", help="JSON key of the core section")
+    ap.add_argument("--plating", action="store_true",
+                    help="core section: the core with plated lithium (CoreConfig.plating, the "
+                         "observers' core in evaluate); use with --core-key")
     ap.add_argument("--subspace-ref", default=None,
                     help="git ref whose own checkout's subspace section is timed right before "
                          "this one (old vs new in one run)")
@@ -420,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     if "twin" not in args.sections:  # core/stream alone: keep the other sections of the file
         result = json.loads(out.read_text()) if out.exists() else {}
         if "core" in args.sections:
-            result[args.core_key] = core_section(args.cells, args.period, args.repeats)
+            result[args.core_key] = core_section(args.cells, args.period, args.repeats,
+                                                 args.plating)
             result[args.core_key]["command"] = command
         if "stream" in args.sections:
             grid = result.get("pybamm_dfn", {}).get("grid") or DEFAULT_GRID

@@ -31,7 +31,7 @@ from torch import Tensor
 from packtwin.physics.core import CoreState, ReducedCore
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_bounds, since_charge,
-                                           stripping_rest)
+                                           strip_window, stripping_rest)
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,9 @@ class EKFConfig:
     bounded_step: bool = True
     # The subspace filter's strip guard (same values; SubspaceConfig.strip_guard_s): no update
     # at rest within strip_guard_s of a charge, where plated lithium stripping back holds the
-    # voltage above the core's, which has no plating. 0: off.
-    strip_guard_s: float = 1800.0
+    # voltage above a core without plating. 0: off; None: 1800 s without plating in the core,
+    # off with it (packtwin.physics.robust_update.strip_window).
+    strip_guard_s: float | None = None
     strip_current_a: float = 0.25
 
 
@@ -335,7 +336,8 @@ class CoreEKF:
             I_t = torch.as_tensor(I, dtype=est.x.dtype).expand(B)
             since = since_charge(est.since_charge, I_t, dt, self.config.strip_current_a)
             stripping = stripping_rest(since, I_t, self.config.strip_current_a,
-                                       self.config.strip_guard_s)
+                                       strip_window(self.config.strip_guard_s,
+                                                    core.config.plating))
             L_new_big = L_new.repeat_interleave(n + 1)
             innovation = None
             cfg = self.config

@@ -51,7 +51,7 @@ from packtwin.physics.core import CoreOutputs, CoreState, ReducedCore, map_state
 from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import flatten, load_profile_direction, soc_direction, tilt_directions, unflatten
 from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_bounds, since_charge,
-                                           stripping_rest)
+                                           strip_window, stripping_rest)
 
 DIRECTIONS = ("soc", "shape_n", "shape_p", "tilt_n")
 # Bias states: not lithium, not part of the core's state; they enter the voltage only.
@@ -157,18 +157,16 @@ class SubspaceConfig:
     # filter then creeps (0 degC, dev draw 14: 4-6 points over-corrected at 1 min, still 1.7
     # points off 10 min later).
     reprior_covariance: bool = False
-    # Strip guard (0: off): no update for a cell at rest (|I| <= strip_current_a) within this
+    # Strip guard (0: off; None: on, 1800 s, for a core without plating, off for one with it,
+    # packtwin.physics.robust_update.strip_window): no update for a cell at rest (|I| <= strip_current_a) within this
     # long after its last charging sample (I < -strip_current_a) with no discharging sample
     # (I > strip_current_a) since (a discharge strips the plated lithium first; a guard that
     # ran on through discharges blocked the rest after a 3C discharge that followed a charge,
-    # 0.6 -> 1.8 SOC points there, seed 17). The core has no plating, and
-    # after a charge the stripping of plated lithium holds the rested voltage up to 55 mV above
-    # the core's (:func:`packtwin.physics.robust_update.stripping_rest`). 1800 s: the DFN's
-    # plated lithium at -10 degC fell by only a fifth in the first 5 min of such a rest, so
-    # the stripping lasts tens of minutes (not fitted: the check logs' rests after a charge
-    # end within 5 min). strip_current_a: C/20 of the 5 A h cells (above the parallel cells'
-    # balancing currents at rest, up to 0.1 A).
-    strip_guard_s: float = 1800.0
+    # 0.6 -> 1.8 SOC points there, seed 17). Without plating in the core, the stripping of
+    # plated lithium after a charge holds the rested voltage up to 55 mV above the core's
+    # (:func:`packtwin.physics.robust_update.stripping_rest`). strip_current_a: C/20 of the
+    # 5 A h cells (above the parallel cells' balancing currents at rest, up to 0.1 A).
+    strip_guard_s: float | None = None
     strip_current_a: float = 0.25
     # Strip offset: in those rests a voltage offset [V] of its own (a scalar Kalman filter,
     # random walk) takes up what the stripping adds to the core's voltage, so that the model
@@ -463,7 +461,8 @@ class SubspaceObserver:
                 self._q.expand(B, -1) * (dt / 10.0))
             x_pred, L, c_pl = flatten(pred), pred.L_sei, pred.c_pl
             since = since_charge(est.since_charge, I, dt, cfg.strip_current_a)
-            stripping = stripping_rest(since, I, cfg.strip_current_a, cfg.strip_guard_s)
+            stripping = stripping_rest(since, I, cfg.strip_current_a,
+                                       strip_window(cfg.strip_guard_s, core.config.plating))
             R0 = cfg.voltage_noise_v ** 2 + cfg.model_error_v ** 2
             # z: [offsets along the directions (absorbed into the state), bias increments]
             z = torch.zeros(B, m + self.nb, dtype=core.dtype)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -143,3 +145,14 @@ def test_observer_seeds_names_an_observer_selection(load_script):
     assert mod.output_for(18, "rested") == "reports/observer-check-s18"
     with pytest.raises(SystemExit):
         mod.main(["--identified", "--observers", "subspace", "--pool-only"])
+
+
+def test_observer_seeds_names_a_core_override(load_script):
+    """--core: evaluate's observer_core; the output's name carries -core-<key><value> after the
+    subspace overrides and before -only-<names>."""
+    mod = load_script("observer_seeds")
+    assert mod.output_for(15, "loaded", "loaded_window", subspace={"strip_guard_s": 0},
+                          observers=["subspace"], core={"plating": True}) == \
+        "reports/observer-check-s15_loaded-loaded_window-strip_guard_s0-core-platingTrue-only-subspace"
+    assert Path(mod.output_for(15, "rested", core={"plating": True})).name == \
+        "observer-check-s15-core-platingTrue"

@@ -108,6 +108,13 @@ def test_nan_inside_valid_samples_is_named(truth):
                                             core_config=COARSE)
 
 
+def test_observers_core_plates_unless_told_not_to():
+    assert observer_predict.core_config(None).plating
+    assert observer_predict.core_config({"n_r": 6}).plating
+    assert observer_predict.core_config({"n_r": 6}).n_r == 6
+    assert not observer_predict.core_config({"plating": False}).plating
+
+
 def test_unknown_observer_and_core_key_refused():
     with pytest.raises(observer_predict.ObserverError, match="unknown observers"):
         observer_predict.check_observers(["ukf"])

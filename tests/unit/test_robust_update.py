@@ -98,3 +98,11 @@ def test_stripping_rest_marks_only_rests_within_the_window_after_a_charge():
     fresh = since_charge(torch.full((1,), float("inf"), dtype=torch.float64),
                          torch.zeros(1, dtype=torch.float64), 10.0, 0.25)
     assert not bool(stripping_rest(fresh, torch.zeros(1, dtype=torch.float64), 0.25, 1e9))
+
+
+def test_strip_window_is_on_only_for_a_core_without_plating():
+    from packtwin.physics.robust_update import STRIP_GUARD_S, strip_window
+
+    assert strip_window(None, False) == STRIP_GUARD_S == 1800.0
+    assert strip_window(None, True) == 0.0  # the core's own plated lithium explains the rest
+    assert strip_window(600.0, True) == 600.0 and strip_window(0.0, False) == 0.0
