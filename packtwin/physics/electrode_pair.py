@@ -234,8 +234,11 @@ class ElectrodePair:
             return PairSolution(j, dphi, c_surf, i_e)
         # past the cut-off the intercalation current is scaled as without plating (the plating
         # current then follows the scaled state); the evaluation below is the step's own
-        j = self._deliverable(j, adx, i_app, terms(j, False)[8])
-        c_surf, _, _, dphi, i_e, _, _, _, j_tot, pl = terms(j, False)
+        out = terms(j, False)
+        scaled = self._deliverable(j, adx, i_app, out[8])
+        if scaled is not j:  # (the same tensor back where nothing was short)
+            j, out = scaled, terms(scaled, False)
+        c_surf, _, _, dphi, i_e, _, _, _, j_tot, pl = out
         if j_only:
             return j, pl
         return PairSolution(j_tot, dphi, c_surf, i_e, pl)
