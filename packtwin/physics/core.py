@@ -17,8 +17,8 @@ What it leaves out against PyBaMM's DFN (generator options): the lithium consume
 the plating/stripping side reaction unless ``CoreConfig.plating`` (then the state carries the
 plated lithium ``c_pl`` and each negative particle the plating current,
 :mod:`packtwin.physics.plating_current`; dead lithium is left out), the thermal model (T is an
-input), and resolution: 8 particles
-per electrode leave 6.5 mV and 0.37 % of c_max at 3C, 9 mV at -10 degC against a converged DFN
+input), and resolution: 8 particles per electrode leave 6.5 mV and 0.37 % of c_max at 3C, 9 mV
+at -10 degC against a converged DFN
 (``scripts/bench_core.py``), most of it the through-thickness discretisation (12 particles:
 3.5 mV). A single backward-Euler step of 60 s at 2C can empty the particle next to the
 separator (c < 0): keep ``max_substep_s`` at ~10 s.

@@ -158,10 +158,10 @@ class SubspaceConfig:
     # points off 10 min later).
     reprior_covariance: bool = False
     # Strip guard (0: off; None: on, 1800 s, for a core without plating, off for one with it,
-    # packtwin.physics.robust_update.strip_window): no update for a cell at rest (|I| <= strip_current_a) within this
-    # long after its last charging sample (I < -strip_current_a) with no discharging sample
-    # (I > strip_current_a) since (a discharge strips the plated lithium first; a guard that
-    # ran on through discharges blocked the rest after a 3C discharge that followed a charge,
+    # packtwin.physics.robust_update.strip_window): no update for a cell at rest
+    # (|I| <= strip_current_a) within this long after its last charging sample
+    # (I < -strip_current_a) with no discharging sample (I > strip_current_a) since (a
+    # discharge strips the plated lithium first; a guard that ran on through discharges blocked the rest after a 3C discharge that followed a charge,
     # 0.6 -> 1.8 SOC points there, seed 17). Without plating in the core, the stripping of
     # plated lithium after a charge holds the rested voltage up to 55 mV above the core's
     # (:func:`packtwin.physics.robust_update.stripping_rest`). strip_current_a: C/20 of the
