@@ -161,8 +161,9 @@ class SubspaceConfig:
     # packtwin.physics.robust_update.strip_window): no update for a cell at rest
     # (|I| <= strip_current_a) within this long after its last charging sample
     # (I < -strip_current_a) with no discharging sample (I > strip_current_a) since (a
-    # discharge strips the plated lithium first; a guard that ran on through discharges blocked the rest after a 3C discharge that followed a charge,
-    # 0.6 -> 1.8 SOC points there, seed 17). Without plating in the core, the stripping of
+    # discharge strips the plated lithium first; a guard that ran on through discharges
+    # blocked the rest after a 3C discharge that followed a charge, 0.6 -> 1.8 SOC points
+    # there, seed 17). Without plating in the core, the stripping of
     # plated lithium after a charge holds the rested voltage up to 55 mV above the core's
     # (:func:`packtwin.physics.robust_update.stripping_rest`). strip_current_a: C/20 of the
     # 5 A h cells (above the parallel cells' balancing currents at rest, up to 0.1 A).
