@@ -41,3 +41,20 @@ def test_core_from_truth_refuses_a_backward_window(load_script):
     mod = load_script("diag_core_from_truth")
     with pytest.raises(ValueError, match="from-sample < to-sample"):
         mod.offsets(xr.Dataset(), 0, 10, 5)
+
+
+def test_core_from_truth_summary_agrees_with_the_samples(load_script, synthetic_store,
+                                                         one_torch_thread):
+    """--summary's voltage RMSE is the RMS of the per-sample offsets of the same run, and its
+    c_s error and lowest c_e are finite (synthetic store: the plumbing, not the numbers)."""
+    from packtwin.data import store
+    from packtwin.physics.core import CoreConfig
+
+    mod = load_script("diag_core_from_truth")
+    ds = store.open_store(synthetic_store)
+    cfg = CoreConfig(n_x_n=2, n_x_s=1, n_x_p=2, n_r=4)
+    dv, _, d_pl = mod.offsets(ds, 1, 0, 6, config=cfg)
+    out = mod.summary(ds, 1, 0, 6, config=cfg)
+    assert d_pl is None
+    assert abs(out["voltage_rmse_mV"] - 1e3 * float(np.sqrt(np.mean(dv ** 2)))) < 1e-9
+    assert np.isfinite(out["c_s_n_rmse_pct"]) and out["c_e_min"] > 0
