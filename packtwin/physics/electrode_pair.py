@@ -196,12 +196,18 @@ class ElectrodePair:
             j = j_init
         inside = self._inside(s0)
         j = self._feasible_start(j, s0, g, inside)
+        at_j = None  # terms(j, False) of the present j, where the check below made them
         for k in range(iterations * (1 + EXTRA_ROUNDS)):
-            c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl = terms(j, True)
             # a step shortened at a bound leaves the charge balance unmet: iterate on (up to
             # EXTRA_ROUNDS more rounds) until it is met or the electrode is stuck at its bound
-            if k >= iterations and not bool(self._shortfall(j_tot, adx, i_app)[0].any()):
-                break
+            # (with plating the charge is counted on j + j_pl)
+            if k >= iterations:
+                if plating is not None:
+                    at_j = terms(j, False)
+                if not bool(self._shortfall(j if at_j is None else at_j[8], adx,
+                                            i_app)[0].any()):
+                    break
+            c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl = terms(j, True)
             i_s = i_app_c - i_e
             dphi_next = torch.cat([dphi[:, 1:], dphi[:, -1:]], dim=1)
             r_pot = dphi_next - dphi - (-i_s * self.dx_sigma + i_e * R_e - diffusion)
@@ -226,6 +232,7 @@ class ElectrodePair:
                 step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
                                   torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
             j = j - self._to_boundary(step, c_surf, g, inside)
+            at_j = None
         if plating is None:
             j = self._deliverable(j, adx, i_app)
             if j_only:
@@ -234,7 +241,7 @@ class ElectrodePair:
             return PairSolution(j, dphi, c_surf, i_e)
         # past the cut-off the intercalation current is scaled as without plating (the plating
         # current then follows the scaled state); the evaluation below is the step's own
-        out = terms(j, False)
+        out = terms(j, False) if at_j is None else at_j
         scaled = self._deliverable(j, adx, i_app, out[8])
         if scaled is not j:  # (the same tensor back where nothing was short)
             j, out = scaled, terms(scaled, False)
