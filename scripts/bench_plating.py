@@ -1,10 +1,11 @@
 """Plating over life, judged per cycle on generated stores: event precision/recall/F1 against
 PyBaMM's (margin below 0 V), the lowest margin's and the plated lithium's errors, and the cost per
-cell-cycle, for each choice of the core's parameters (nominal cell / the store's truth table) and
+cell-cycle, for each choice of the core (plating itself, or the plating kinetics integrated after
+it), of its parameters (nominal cell / the store's truth table) and
 of each cycle's starting state (coulomb count / the cycle's own voltage read as an OCV).
 
     .venv/bin/python scripts/bench_plating.py --store S [S ...] [--calib-cycles 8]
-        [--out reports/bench_plating.json]
+        [--coupled true false] [--out reports/bench_plating.json]
 
 Stores: ``packtwin generate`` with ``cycle_series: true`` (configs/generate/plating-short.yaml,
 plating-edge.yaml). The life twin (lost lithium, SEI) is calibrated as ``python -m
@@ -16,6 +17,7 @@ life state.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -28,11 +30,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", nargs="+", required=True)
     ap.add_argument("--calib-cycles", type=int, default=8)
+    ap.add_argument("--coupled", nargs="+", type=lambda v: v == "true", default=[False, True],
+                    metavar="{true,false}",
+                    help="the core plates itself (true) or the plating kinetics are integrated "
+                         "after it (false); default both")
     ap.add_argument("--out", default="reports/bench_plating.json")
     args = ap.parse_args(argv)
 
     from packtwin.data import store as storemod
     from packtwin.eval import plating_life
+    from packtwin.physics.core import CoreConfig
     from packtwin.physics.life_pack import calibrate_pack, track_pack
 
     rows = []
@@ -40,20 +47,22 @@ def main(argv=None) -> int:
         ds = storemod.open_store(path).load()
         cells = list(range(max(1, ds.sizes["cell"] // 2)))
         live = track_pack(ds, calibrate_pack(ds, [0], cells, upto_cycle=args.calib_cycles))
-        for params in plating_life.PARAMS:
-            for start in ("coulomb", "ocv"):
-                t0 = time.process_time()
-                est, cost = plating_life.estimate_store(ds, live, params=params, start=start)
-                cost["cpu_seconds"] = time.process_time() - t0
-                judged = plating_life.judge(ds, est, f"store {path!r}")
-                rows.append({"store": path, "params": params, "start": start, "cost": cost,
-                             **judged})
-                p = judged["pooled"]
-                print(f"{Path(path).name} params={params} start={start}: F1 {p['f1']:.3f} "
-                      f"(tp {p['tp']:.0f} fp {p['fp']:.0f} fn {p['fn']:.0f} tn {p['tn']:.0f}), "
-                      f"margin MAE {p['margin_min_mae_mv']:.2f} mV, plated MAE "
-                      f"{p['plated_lithium_mae']:.1f} of {p['plated_lithium_true_mean']:.1f} "
-                      f"mol/m3, {cost['seconds_per_cell_cycle']:.3f} s/cell-cycle", flush=True)
+        for coupled, params, start in itertools.product(args.coupled, plating_life.PARAMS,
+                                                        ("coulomb", "ocv")):
+            t0 = time.process_time()
+            est, cost = plating_life.estimate_store(ds, live, params=params, start=start,
+                                                    config=CoreConfig(plating=coupled))
+            cost["cpu_seconds"] = time.process_time() - t0
+            judged = plating_life.judge(ds, est, f"store {path!r}")
+            rows.append({"store": path, "params": params, "start": start,
+                         "core_plates": coupled, "cost": cost, **judged})
+            p = judged["pooled"]
+            print(f"{Path(path).name} core_plates={coupled} params={params} start={start}: "
+                  f"F1 {p['f1']:.3f} "
+                  f"(tp {p['tp']:.0f} fp {p['fp']:.0f} fn {p['fn']:.0f} tn {p['tn']:.0f}), "
+                  f"margin MAE {p['margin_min_mae_mv']:.2f} mV, plated MAE "
+                  f"{p['plated_lithium_mae']:.1f} of {p['plated_lithium_true_mean']:.1f} "
+                  f"mol/m3, {cost['seconds_per_cell_cycle']:.3f} s/cell-cycle", flush=True)
     out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                        "load_avg_1min_at_end": os.getloadavg()[0]},
            "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])), "runs": rows}

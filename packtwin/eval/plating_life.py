@@ -78,7 +78,8 @@ def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
     out.attrs.update({"plating_params": params, "plating_threshold_v": EVENT_THRESHOLD_V})
     cost = {"params": params, "start": kwargs.get("start", "coulomb"),
             "cell_cycles": res["cell_cycles"], "seconds": res["seconds"],
-            "seconds_per_cell_cycle": res["seconds"] / max(res["cell_cycles"], 1)}
+            "seconds_per_cell_cycle": res["seconds"] / max(res["cell_cycles"], 1),
+            "sweeps": res["sweeps"]}
     return out, cost
 
 

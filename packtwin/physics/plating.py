@@ -17,14 +17,17 @@ lithium and SEI thickness of :mod:`packtwin.physics.life_pack`, from earlier cyc
    measured current and temperature, its film resistance from the SEI estimate; its plating
    margin (phi_s - phi_e of the negative electrode at the separator, as PyBaMM's) gives the
    cycle's lowest margin and a plating event where it goes below 0 V;
-3. plated lithium: PyBaMM's partially reversible plating kinetics (OKane2022,
-   :class:`PlatingKinetics`) integrated along the core's phi_s - phi_e at every negative particle,
-   carried from cycle to cycle, x-averaged like the store's ``plated_lithium_end``.
+3. plated lithium: by default (:data:`PLATING_CORE`) the core plates and strips itself
+   (PyBaMM's partially reversible OKane2022 law, :mod:`packtwin.physics.plating_current`): the
+   plating current is taken from the intercalation current, the plated lithium is carried from
+   cycle to cycle (outside the particles: the start's line holds that much less) and decays to
+   dead lithium between cycles; x-averaged like the store's ``plated_lithium_end``. The chain
+   of cycles is solved by sweeps of whole batched cycles (:func:`_coupled_cycles`). With a core
+   that does not plate (``CoreConfig(plating=False)``, the estimate before stop 30) the same
+   kinetics (:class:`PlatingKinetics`) are integrated after the run along the core's
+   phi_s - phi_e at every negative particle, their source capped by the charging current.
 
-What it leaves out: the core does not take the plating current from the intercalation current
-(the plated share is small where the margin is only slightly negative), and its margin is sampled
-at the store's period, as the truth's. The cycles of step 2 do not depend on each other: whole
-cycles of all cells run as one batch, the kinetics of step 3 then carry each cell through them.
+Its margin is sampled at the store's period, as the truth's.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ocv_inversion import StoichiometryLine, invert_ocv
 
 EVENT_THRESHOLD_V = 0.0  # issue 10: plating event = margin below 0 V
+# The core of the estimate plates and strips itself (packtwin.physics.plating_current): on the
+# plating-edge store with the cells' own parameters, event F1 0.80 -> 1.00 and the lowest
+# margin's error 2.6 -> 0.6 mV against integrating the kinetics after a core that does not
+# (README "Plating over life"); CoreConfig() (plating=False) gives that older estimate.
+PLATING_CORE = CoreConfig(plating=True)
+# plated lithium [mol/m3] within which a cycle's start counts as settled (the estimates' errors
+# against PyBaMM are 1-10 mol/m3)
+PLATED_TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,15 @@ def plated_step(c_pl: np.ndarray, eta: np.ndarray, c_e: np.ndarray, T: np.ndarra
     return c_inf + (c_pl - c_inf) * np.exp(-sink * dt)
 
 
-def aged_line(core: ReducedCore, lli_pct: torch.Tensor) -> StoichiometryLine:
-    """Each cell's lithium line [B] with ``lli_pct`` [B] % of its fresh inventory lost."""
+def aged_line(core: ReducedCore, lli_pct: torch.Tensor,
+              plated_mol: torch.Tensor | None = None) -> StoichiometryLine:
+    """Each cell's lithium line [B] with ``lli_pct`` [B] % of its fresh inventory lost and
+    ``plated_mol`` [B] more held as plated lithium (outside the particles for now)."""
     c, p = core.design.constants, core.params
     vol_n, vol_p = p.eps_s_n * c.neg.L * c.neg.A, p.eps_s_p * c.pos.L * c.pos.A
     n_li = (p.c_n_init * vol_n + core.design.c_p_init * vol_p) * (1.0 - lli_pct / 100.0)
+    if plated_mol is not None:
+        n_li = n_li - plated_mol
     return StoichiometryLine(n_li, c.neg.c_max * vol_n, c.pos.c_max * vol_p)
 
 
@@ -92,16 +107,22 @@ class CycleRun:
     eta_n: np.ndarray  # [B, K, Xn] plating overpotential at each negative particle [V]
     c_e_n: np.ndarray  # [B, K, Xn] electrolyte concentration there [mol/m3]
     j_n: np.ndarray  # [B, K, Xn] reaction current density there [A/m2] (charge < 0)
+    c_pl_end: np.ndarray | None = None  # [B, Xn] plated lithium at the last sample (plating core)
 
 
 @torch.no_grad()
 def run_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray, lengths: np.ndarray,
                lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
-               config: CoreConfig = CoreConfig(), sto_p: np.ndarray | None = None) -> CycleRun:
+               config: CoreConfig = CoreConfig(), sto_p: np.ndarray | None = None,
+               c_pl: np.ndarray | None = None) -> CycleRun:
     """Drive the core (one cell per row of ``params``) through B cycles of measured V, I, T
     [B, K] (store convention: I[k] is the mean over the period ending at sample k), each started
     rested on the line aged by ``lli_pct`` [B] at positive stoichiometry ``sto_p`` [B] (None:
-    V[:, 0] read as an OCV on that line), with the SEI film of ``sei_nm`` [B]."""
+    V[:, 0] read as an OCV on that line), with the SEI film of ``sei_nm`` [B].
+
+    With ``config.plating`` the core plates and strips itself, starting from the plated lithium
+    ``c_pl`` [B, Xn] (None: none); that lithium is outside the particles, so the start's line
+    holds that much less; :attr:`CycleRun.c_pl_end` is each row's at its cycle's last sample."""
     core = ReducedCore(params, config)
     c = core.design.constants
     dtype = core.dtype
@@ -111,7 +132,11 @@ def run_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray, 
     I = torch.where(pad, torch.zeros_like(I), I)  # padding: rest at the last temperature
     last_T = T.gather(1, torch.as_tensor(np.maximum(lengths - 1, 0))[:, None])
     T = torch.where(pad, last_T.expand_as(T), T)
-    line = aged_line(core, torch.as_tensor(lli_pct, dtype=dtype))
+    plated = None
+    if config.plating and c_pl is not None:
+        c_pl = torch.as_tensor(np.asarray(c_pl, float), dtype=dtype)
+        plated = core.plated_lithium(core.initial_state()._replace(c_pl=c_pl))
+    line = aged_line(core, torch.as_tensor(lli_pct, dtype=dtype), plated)
     if sto_p is None:
         sto = invert_ocv(V[:, 0], line)
     else:  # the negative holds what the positive does not, inside the line's ends
@@ -121,20 +146,27 @@ def run_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray, 
             (line.n_li - torch.as_tensor(sto_p, dtype=dtype) * line.cap_p) / line.cap_n, lo), hi)
     state = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
     state = state._replace(L_sei=torch.as_tensor(sei_nm, dtype=dtype) * 1e-9)
+    if plated is not None:
+        state = state._replace(c_pl=c_pl)
     first = core.measure(state, I[:, 0], T[:, 0])
     _, out = core.simulate(state, I[:, 1:], T[:, 1:], period_s)
+    c_pl_end = None
+    if config.plating:  # at each row's last sample (the padding after it rests and strips)
+        traj = torch.cat([state.c_pl[:, None], out["c_pl"]], 1)
+        last = torch.as_tensor(np.maximum(lengths - 1, 0))
+        c_pl_end = traj[torch.arange(len(last)), last].numpy()
     R_film = core.film_resistance(state.L_sei)[:, None, None]
     j_n = torch.cat([first.j_n[:, None], out["j_n"]], 1)
     dphi = torch.cat([first.dphi_n[:, None], out["dphi_n"]], 1)
     c_e = torch.cat([state.c_e[:, None], out["c_e"]], 1)[..., :core.grid_x.n_n]
     # PyBaMM: plating overpotential = phi_s - phi_e + SEI film overpotential (-j_tot R_film)
     return CycleRun(torch.cat([first.plating_margin[:, None], out["plating_margin"]], 1).numpy(),
-                    (dphi - j_n * R_film).numpy(), c_e.numpy(), j_n.numpy())
+                    (dphi - j_n * R_film).numpy(), c_e.numpy(), j_n.numpy(), c_pl_end)
 
 
 def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray,
                       lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
-                      config: CoreConfig = CoreConfig(), batch: int = 256,
+                      config: CoreConfig = PLATING_CORE, batch: int = 256,
                       kinetics: PlatingKinetics = PlatingKinetics(),
                       threshold_v: float = EVENT_THRESHOLD_V, start: str = "coulomb") -> dict:
     """Plating estimates of N cells over C cycles from their logs V, I, T [N, C, K] (NaN after a
@@ -142,12 +174,14 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     at each cycle's start, ``lli_pct`` and ``sei_nm`` [N, C]; ``start``: how each cycle's
     starting state is found ("coulomb" or "ocv", see the module's docstring).
 
-    The core runs whole cycles of all cells together, about ``batch`` cell-cycles at a time
-    (memory: the per-sample plating drivers of one batch only), the plating kinetics then carry
-    each cell's plated lithium through those cycles in order.
+    With ``config.plating`` the core plates and strips itself, cycle after cycle (all cells of a
+    cycle in one batch). Without, the core runs whole cycles of all cells together, about
+    ``batch`` cell-cycles at a time (memory: the per-sample plating drivers of one batch only),
+    the plating kinetics then carry each cell's plated lithium through those cycles in order.
 
     Returns ``margin_min_est`` [V], ``event_est`` (1/0), ``plated_end_est`` [mol/m3] (all
-    [N, C], NaN for skipped cycles), ``seconds`` (wall time) and ``cell_cycles``."""
+    [N, C], NaN for skipped cycles), ``seconds`` (wall time), ``cell_cycles`` and ``sweeps``
+    (the batched runs of all cycles; 1 without plating in the core)."""
     t0 = time.perf_counter()
     V, I, T = (np.asarray(a, float) for a in (V, I, T))
     N, C, K = V.shape
@@ -159,6 +193,41 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
         else None
     margin_min, plated = np.full((N, C), np.nan), np.full((N, C), np.nan)
     c_pl = np.zeros((N, config.n_x_n))  # plated lithium [mol/m3] at each negative particle
+    sweeps = 1
+    if config.plating:
+        sweeps = _coupled_cycles(params, V, I, T, lengths, lli_pct, sei_nm, period_s, config,
+                                 sto_p, kinetics, c_pl, margin_min, plated, batch)
+    else:
+        _kinetics_after(params, V, I, T, lengths, lli_pct, sei_nm, period_s, config, sto_p,
+                        kinetics, c_pl, margin_min, plated, batch)
+    event = np.where(np.isfinite(margin_min), (margin_min < threshold_v).astype(float), np.nan)
+    return {"margin_min_est": margin_min, "event_est": event, "plated_end_est": plated,
+            "seconds": time.perf_counter() - t0, "cell_cycles": int((lengths > 0).sum()),
+            "sweeps": sweeps}
+
+
+def _rows(params: CoreParams, n: np.ndarray) -> CoreParams:
+    return CoreParams(**{f: getattr(params, f)[torch.as_tensor(n)] for f in params.names()})
+
+
+def _dead_decay(sei_nm: np.ndarray, kin: PlatingKinetics) -> np.ndarray:
+    """PyBaMM's decay rate of plated to dead lithium [1/s] at SEI thickness ``sei_nm`` (OKane2022:
+    the constant x L_0 / L_sei; NaN thickness: L_0)."""
+    from packtwin.physics.constants import okane2022
+
+    L_0 = okane2022().sei.L_0
+    return kin.dead_decay * L_0 / (np.nan_to_num(sei_nm, nan=L_0 * 1e9) * 1e-9)
+
+
+def _kinetics_after(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray,
+                    lengths: np.ndarray, lli_pct: np.ndarray, sei_nm: np.ndarray,
+                    period_s: float, config: CoreConfig, sto_p: np.ndarray | None,
+                    kin: PlatingKinetics, c_pl: np.ndarray, margin_min: np.ndarray,
+                    plated: np.ndarray, batch: int) -> None:
+    """:func:`plating_over_life` with a core that does not plate: whole cycles of all cells run
+    as one batch (``batch`` cell-cycles at a time), then the plating kinetics are integrated
+    along each cell's cycles in order. Fills ``margin_min`` and ``plated`` [N, C] in place."""
+    N, C = lengths.shape
     per_batch = max(1, batch // max(N, 1))
     for c0 in range(0, C, per_batch):
         cycles = slice(c0, min(C, c0 + per_batch))
@@ -168,9 +237,8 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
         n, cyc = idx[:, 0], idx[:, 1] + c0
         L = lengths[n, cyc]
         k = int(L.max())
-        sub = CoreParams(**{f: getattr(params, f)[torch.as_tensor(n)] for f in params.names()})
-        run = run_cycles(sub, V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L, lli_pct[n, cyc],
-                         sei_nm[n, cyc], period_s, config,
+        run = run_cycles(_rows(params, n), V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L,
+                         lli_pct[n, cyc], sei_nm[n, cyc], period_s, config,
                          None if sto_p is None else sto_p[n, cyc])
         inside = np.arange(k)[None, :] < L[:, None]
         margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
@@ -178,12 +246,59 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
         drivers = [np.full(shape, np.nan) for _ in range(3)]
         for d, val in zip(drivers, (run.eta_n, run.c_e_n, run.j_n)):
             d[n, cyc - c0] = val
-        plated[:, cycles], c_pl = _integrate_plating(
+        plated[:, cycles], c_pl[:] = _integrate_plating(
             params, *drivers, T[:, cycles, :k], lengths[:, cycles], sei_nm[:, cycles], period_s,
-            kinetics, c_pl)
-    event = np.where(np.isfinite(margin_min), (margin_min < threshold_v).astype(float), np.nan)
-    return {"margin_min_est": margin_min, "event_est": event, "plated_end_est": plated,
-            "seconds": time.perf_counter() - t0, "cell_cycles": int((lengths > 0).sum())}
+            kin, c_pl)
+
+
+def _coupled_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray,
+                    lengths: np.ndarray, lli_pct: np.ndarray, sei_nm: np.ndarray,
+                    period_s: float, config: CoreConfig, sto_p: np.ndarray | None,
+                    kin: PlatingKinetics, c_pl: np.ndarray, margin_min: np.ndarray,
+                    plated: np.ndarray, batch: int, tol: float = PLATED_TOL) -> int:
+    """:func:`plating_over_life` with a core that plates itself (``config.plating``). Each cycle
+    starts from the plated lithium its cell's previous cycle ended with, a chain through the
+    cycles; but a discharge strips most of it, so a cycle's end hardly depends on its start.
+    So whole cycles of all cells run as one batch (``batch`` cell-cycles at a time) from guessed
+    starts (none plated), each cycle's end becomes the next one's start, and the cycles whose
+    start moved by more than ``tol`` [mol/m3] run again, until none does: exact up to ``tol``,
+    and after at most C sweeps whatever the coupling (sweep s fixes cycle s). Typically 2-3
+    sweeps. The decay of plated to dead lithium (under 1 % per cycle) is applied at each
+    cycle's end. Fills ``margin_min`` and ``plated`` [N, C], leaves the last cycle's plated
+    lithium in ``c_pl`` [N, Xn]; returns the number of sweeps."""
+    N, C = lengths.shape
+    ran = lengths > 0
+    start = np.zeros((N, C, config.n_x_n))
+    end = np.zeros_like(start)
+    todo = ran.copy()
+    sweeps = 0
+    while todo.any():
+        sweeps += 1
+        idx = np.argwhere(todo)
+        for b in range(0, len(idx), batch):
+            n, cyc = idx[b:b + batch].T
+            L = lengths[n, cyc]
+            k = int(L.max())
+            run = run_cycles(_rows(params, n), V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L,
+                             lli_pct[n, cyc], sei_nm[n, cyc], period_s, config,
+                             None if sto_p is None else sto_p[n, cyc], start[n, cyc])
+            inside = np.arange(k)[None, :] < L[:, None]
+            margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
+            lasted = (L - 1) * period_s
+            end[n, cyc] = run.c_pl_end * np.exp(-_dead_decay(sei_nm[n, cyc], kin)
+                                                * lasted)[:, None]
+        # each cycle starts from the end of its cell's last cycle that ran before it
+        carried = np.where(ran[..., None], end, 0.0)
+        new = start.copy()
+        for cyc in range(1, C):
+            new[:, cyc] = np.where(ran[:, cyc - 1, None], carried[:, cyc - 1], new[:, cyc - 1])
+        todo = ran & (np.abs(new - start).max(-1) > tol)
+        start = new
+        if sweeps > C:  # cannot happen (sweep s fixes cycle s): a guard against a bug looping
+            raise RuntimeError("plating_over_life: the cycles' plated lithium did not settle")
+    plated[ran] = end[ran].mean(-1)
+    c_pl[:] = np.where(ran[:, -1, None], end[:, -1], start[:, -1])
+    return sweeps
 
 
 @torch.no_grad()
@@ -213,14 +328,11 @@ def _integrate_plating(params: CoreParams, eta: np.ndarray, c_e: np.ndarray, j_n
     """Plated lithium at each cycle's end [N, C], x-averaged, carried over the cycles of each
     cell from ``c_pl`` [N, Xn] (sample 0 of a cycle is the previous cycle's end, so it is not
     stepped again); and the per-particle plated lithium after the last cycle."""
-    from packtwin.physics.constants import okane2022
-
     N, C = lengths.shape
-    L_0 = okane2022().sei.L_0
     a_n = (3.0 * params.eps_s_n / params.R_n).numpy()[:, None]  # [N, 1]
     out = np.full((N, C), np.nan)
     for cyc in range(C):
-        decay = kin.dead_decay * L_0 / (np.nan_to_num(sei_nm[:, cyc], nan=L_0 * 1e9) * 1e-9)
+        decay = _dead_decay(sei_nm[:, cyc], kin)
         for k in range(1, int(lengths[:, cyc].max(initial=0))):
             on = k < lengths[:, cyc]
             new = plated_step(c_pl, np.nan_to_num(eta[:, cyc, k]), np.nan_to_num(c_e[:, cyc, k]),

@@ -161,3 +161,53 @@ def test_batches_of_cycles_carry_the_plated_lithium_exactly():
     for key in ("margin_min_est", "event_est", "plated_end_est"):
         np.testing.assert_allclose(one_cycle_at_a_time[key], whole[key], rtol=1e-12, err_msg=key)
     assert whole["plated_end_est"][0, 1] < whole["plated_end_est"][0, 0]
+
+
+def _coupled() -> CoreConfig:
+    """The core that plates itself (the default, PLATING_CORE) on the coarse grid."""
+    import dataclasses
+
+    return dataclasses.replace(COARSE, plating=True)
+
+
+def test_the_plating_core_plates_in_a_cold_fast_charge_and_takes_that_current():
+    cases = [(2.0, 273.15), (0.5, 298.15), (0.0, 273.15)]
+    V, I, T = _charge_logs(cases)
+    args = (np.zeros((3, 1)), np.full((3, 1), 5.0), PERIOD)
+    coupled = plating_over_life(CoreParams.nominal(3), V, I, T, *args, _coupled())
+    after = plating_over_life(CoreParams.nominal(3), V, I, T, *args, COARSE)
+    assert coupled["event_est"][:, 0].tolist() == [1.0, 0.0, 0.0]
+    assert coupled["plated_end_est"][0, 0] > 10 * max(coupled["plated_end_est"][1:, 0])
+    # the plating current leaves the intercalation less: its overpotential, and so the lowest
+    # margin, is less negative than in the core that does not plate
+    assert after["margin_min_est"][0, 0] < coupled["margin_min_est"][0, 0] < 0.0
+
+
+def test_the_plating_cores_sweeps_equal_the_chain_of_cycles_run_one_after_another():
+    """Cycle after cycle by hand (each from the previous end's plated lithium, decayed) against
+    plating_over_life's batched sweeps: equal to PLATED_TOL."""
+    from packtwin.physics.plating import (PLATED_TOL, _dead_decay, PlatingKinetics,
+                                          positive_start, run_cycles)
+
+    # (margins -60 and -130 mV; at 2C / 0 degC, -370 mV, far past the stores' -100 mV, the
+    # coarse core's Newton iterations leave 2 % of the plated lithium unconverged, so a batch
+    # that starts Newton cold where another warm-starts it differs by that)
+    V, I, T = _charge_logs([(1.0, 273.15), (1.5, 278.15)], n=8)
+    V, I, T = (np.concatenate([a, a, a], axis=1) for a in (V, I, T))
+    I[:, 1, 1:4] = 3.0  # cycle 2 discharges a little, then rests: it strips
+    I[:, 1, 4:] = 0.0
+    lli, sei = np.array([[0.0, 0.1, 0.2]] * 2), np.full((2, 3), 5.0)
+    params, cfg = CoreParams.nominal(2), _coupled()
+    res = plating_over_life(params, V, I, T, lli, sei, PERIOD, cfg)
+    lengths = np.full((2, 3), V.shape[-1])
+    sto_p = positive_start(params, V, I, lengths, lli, PERIOD)
+    c_pl, by_hand = None, np.zeros((2, 3))
+    for cyc in range(3):
+        run = run_cycles(params, V[:, cyc], I[:, cyc], T[:, cyc], lengths[:, cyc], lli[:, cyc],
+                         sei[:, cyc], PERIOD, cfg, sto_p[:, cyc], c_pl)
+        decay = _dead_decay(sei[:, cyc], PlatingKinetics()) * (V.shape[-1] - 1) * PERIOD
+        c_pl = run.c_pl_end * np.exp(-decay)[:, None]
+        by_hand[:, cyc] = c_pl.mean(1)
+    np.testing.assert_allclose(res["plated_end_est"], by_hand, atol=2 * PLATED_TOL)
+    assert by_hand[0, 1] < by_hand[0, 0] and by_hand[0, 2] > by_hand[0, 1] > 0
+    assert 2 <= res["sweeps"] <= 3  # the chain settles in a few sweeps, not one per cycle
