@@ -174,8 +174,9 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     at each cycle's start, ``lli_pct`` and ``sei_nm`` [N, C]; ``start``: how each cycle's
     starting state is found ("coulomb" or "ocv", see the module's docstring).
 
-    With ``config.plating`` the core plates and strips itself, cycle after cycle (all cells of a
-    cycle in one batch). Without, the core runs whole cycles of all cells together, about
+    With ``config.plating`` the core plates and strips itself, each cycle from the plated
+    lithium its cell's last cycle ended with (batched sweeps, :func:`_coupled_cycles`).
+    Without, the core runs whole cycles of all cells together, about
     ``batch`` cell-cycles at a time (memory: the per-sample plating drivers of one batch only),
     the plating kinetics then carry each cell's plated lithium through those cycles in order.
 
