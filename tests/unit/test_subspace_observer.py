@@ -265,3 +265,50 @@ def test_core_with_plating_holds_the_soc_through_a_rest_after_a_cold_charge(whic
     # measured when written, both filters: 0.00 % with plating (the filter's own model),
     # 4.0 % without
     assert err[True] < 0.1 and err[False] > 1.0, err
+
+
+def test_line_search_keeps_the_iterate_that_lowers_the_map_cost(one_torch_thread):
+    """A measurement that is flat at the prior and steep near the truth (an arctan in the SOC
+    offset s): the plain Gauss-Newton step from the flat side overshoots the root and raises the
+    MAP cost (V - v)^2 / R + s^2 / P; with the line search the kept update lowers it."""
+    import math
+
+    core = ReducedCore(CoreParams.nominal(1), TINY)
+    lo, hi = cell_soc_window(core)
+    c = core.design.constants
+    from packtwin.physics.observer_stream import cell_lines
+
+    sto = lo + 0.5 * (hi - lo)
+    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    I, T = torch.zeros(1, dtype=F64), torch.full((1,), 298.15, dtype=F64)
+    w, centre, s_true = 0.01, 0.03, 0.02
+    v_of = lambda s: 3.7 + 0.05 * torch.atan((s - centre) / w)  # noqa: E731
+    V = v_of(torch.full((1,), s_true, dtype=F64))
+
+    def costs(line_search):
+        obs = SubspaceObserver(core, hi - lo, SubspaceConfig(line_search=line_search,
+                                                             reprior_soc=0.0))
+        at = {}
+
+        def fake(x, L, I, T, guess=None, c_pl=None):
+            at.setdefault("x0", x)  # the first evaluation of the step is at the prediction
+            u = obs.U[:, :, 0]
+            s = ((x - at["x0"]) * u).sum(1) / (u * u).sum(1)
+            slope = 0.05 / w / (1.0 + ((s - centre) / w) ** 2)
+            return v_of(s), slope[:, None], torch.full_like(s, 1e3), None
+
+        obs._voltage_and_jacobian = fake
+        est = obs.init(rest)
+        P = est.P[:, 0, 0] + obs._q[0] * 1.0  # the predicted variance (dt = 10 s)
+        new = obs.step(est, I, T, V, 10.0)[0]
+        s = new.moved
+        R = SubspaceConfig().voltage_noise_v ** 2 + SubspaceConfig().model_error_v ** 2
+        J = lambda z: float(((V - v_of(z)) ** 2 / R + z ** 2 / P)[0])  # noqa: E731
+        return J(torch.zeros(1, dtype=F64)), J(s), float(s[0])
+
+    J0, J_plain, s_plain = costs(False)
+    J0_ls, J_ls, s_ls = costs(True)
+    assert J0 == J0_ls and math.isfinite(J_plain)
+    assert J_plain > J0  # the plain iterations end above the prior's cost: overshoot
+    assert J_ls < J0 and J_ls < J_plain  # the line search keeps a better iterate
+    assert 0.0 < s_ls < s_plain
