@@ -30,8 +30,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", nargs="+", required=True)
     ap.add_argument("--calib-cycles", type=int, default=8)
-    ap.add_argument("--coupled", nargs="+", type=lambda v: v == "true", default=[False, True],
-                    metavar="{true,false}",
+    ap.add_argument("--coupled", nargs="+", choices=("false", "true"), default=["false", "true"],
                     help="the core plates itself (true) or the plating kinetics are integrated "
                          "after it (false); default both")
     ap.add_argument("--out", default="reports/bench_plating.json")
@@ -47,8 +46,8 @@ def main(argv=None) -> int:
         ds = storemod.open_store(path).load()
         cells = list(range(max(1, ds.sizes["cell"] // 2)))
         live = track_pack(ds, calibrate_pack(ds, [0], cells, upto_cycle=args.calib_cycles))
-        for coupled, params, start in itertools.product(args.coupled, plating_life.PARAMS,
-                                                        ("coulomb", "ocv")):
+        for coupled, params, start in itertools.product(
+                [c == "true" for c in args.coupled], plating_life.PARAMS, ("coulomb", "ocv")):
             t0 = time.process_time()
             est, cost = plating_life.estimate_store(ds, live, params=params, start=start,
                                                     config=CoreConfig(plating=coupled))

@@ -54,6 +54,8 @@ from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_boun
                                            strip_window, stripping_rest)
 
 DIRECTIONS = ("soc", "shape_n", "shape_p", "tilt_n")
+# relative step of the electrolyte for dV/d ln c_e (SubspaceConfig.ce_consider_rel)
+CE_REL_STEP = 1e-4
 # Bias states: not lithium, not part of the core's state; they enter the voltage only.
 # "dR": an ohmic-resistance correction per cell [Ohm] (voltage error -I dR, discharge > 0),
 # "dV": a voltage offset per cell [V].
@@ -184,6 +186,13 @@ class SubspaceConfig:
     # pulse at 0 degC moved a cell's SOC by 3.3 points and left its voltage 164 mV off
     # (seed 15, cycle 2; README, stop 30).
     line_search: bool = False
+    # The electrolyte as a "consider" error (0: off): the core's electrolyte is taken as
+    # uncertain by this relative std, uniformly, and the voltage's own sensitivity to it
+    # (dV/d ln c_e, one more column of the finite-difference Jacobian) adds
+    # (ce_consider_rel dV/d ln c_e)^2 to R, so that where the voltage is the electrolyte's (a
+    # drained cold pulse, where the core's voltage ran 50-180 mV off the DFN's) the SOC is
+    # barely moved, while elsewhere (dV/d ln c_e of a few mV) nothing changes.
+    ce_consider_rel: float = 0.0
 
 
 class SubspaceEstimate(NamedTuple):
@@ -322,7 +331,10 @@ class SubspaceObserver:
                                  torch.full((core.config.n_x_p * core.config.n_r,), c.pos.c_max),
                                  torch.full((core.grid_x.n,), float("inf"))]).to(core.dtype)
         p = core.params
-        big = CoreParams(**{k: getattr(p, k).repeat_interleave(m + 1) for k in p.names()})
+        # the Jacobian's batch: the state, its steps along the m directions and, with
+        # ce_consider_rel, one relative step of the electrolyte
+        self._cols = m + 1 + int(config.ce_consider_rel > 0)
+        big = CoreParams(**{k: getattr(p, k).repeat_interleave(self._cols) for k in p.names()})
         self._big = ReducedCore(big, core.config, core.design)
         std = {"soc": config.prior_soc_std, "shape_n": config.prior_shape_std,
                "shape_p": config.prior_shape_std, "tilt_n": config.prior_tilt_std}
@@ -416,21 +428,28 @@ class SubspaceObserver:
                               guess: tuple[Tensor, Tensor] | None = None,
                               c_pl: Tensor | None = None
                               ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
-        """Voltage [B], dV/dz [B, m], the minimum electrolyte [B] and the reaction currents
-        (j_n, j_p) at flattened states x with SEI ``L`` and plated lithium ``c_pl``; ``guess``:
-        (j_n, j_p) [B, X] to warm-start from."""
+        """Voltage [B], dV/dz [B, m], the minimum electrolyte [B], the reaction currents
+        (j_n, j_p) at flattened states x with SEI ``L`` and plated lithium ``c_pl``, and (with
+        ``config.ce_consider_rel``, else None) dV/d ln c_e [B], the voltage's slope in a uniform
+        relative change of the electrolyte; ``guess``: (j_n, j_p) [B, X] to warm-start from."""
         B, n = x.shape
-        m, h = self.m, self.config.fd_step
-        steps = torch.cat([torch.zeros(B, n, 1, dtype=x.dtype), h * self.U], 2)  # [B, n, m+1]
-        xs = (x[:, :, None] + steps).transpose(1, 2).reshape(B * (m + 1), n)
-        rep = lambda t: t.repeat_interleave(m + 1, dim=0)  # noqa: E731
+        m, h, cols = self.m, self.config.fd_step, self._cols
+        steps = [torch.zeros(B, n, 1, dtype=x.dtype), h * self.U]
+        if cols > m + 1:
+            ce = torch.zeros_like(x)
+            ce[:, n - self.core.grid_x.n:] = x[:, n - self.core.grid_x.n:]
+            steps.append(CE_REL_STEP * ce[:, :, None])
+        steps = torch.cat(steps, 2)  # [B, n, cols]
+        xs = (x[:, :, None] + steps).transpose(1, 2).reshape(B * cols, n)
+        rep = lambda t: t.repeat_interleave(cols, dim=0)  # noqa: E731
         st = unflatten(self._big, xs, rep(L), None if c_pl is None else rep(c_pl))
         out = self._big.measure(st, rep(I), rep(T), None if guess is None else
                                 (rep(guess[0]), rep(guess[1])))
-        v = out.voltage.reshape(B, m + 1)
-        j = (out.j_n.reshape(B, m + 1, -1)[:, 0], out.j_p.reshape(B, m + 1, -1)[:, 0])
-        return (v[:, 0], (v[:, 1:] - v[:, :1]) / h,
-                st.c_e.reshape(B, m + 1, -1)[:, 0].min(1).values, j)
+        v = out.voltage.reshape(B, cols)
+        j = (out.j_n.reshape(B, cols, -1)[:, 0], out.j_p.reshape(B, cols, -1)[:, 0])
+        dv_ce = (v[:, m + 1] - v[:, 0]) / CE_REL_STEP if cols > m + 1 else None
+        return (v[:, 0], (v[:, 1:m + 1] - v[:, :1]) / h,
+                st.c_e.reshape(B, cols, -1)[:, 0].min(1).values, j, dv_ce)
 
     def step(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
              ) -> tuple[SubspaceEstimate, Tensor, Tensor]:
@@ -478,7 +497,7 @@ class SubspaceObserver:
             v_model = None
             search = cfg.line_search
             for it in range(cfg.update_iterations + int(search)):
-                v_i, H, ce_min, j = self._voltage_and_jacobian(
+                v_i, H, ce_min, j, dv_ce = self._voltage_and_jacobian(
                     x_pred + (self.U @ z[:, :m, None])[..., 0], L, I, T, guess, c_pl)
                 guess = j if cfg.warm_start else None
                 v_b, H_b = self.bias_voltage(est.bias + z[:, m:], I)
@@ -486,8 +505,9 @@ class SubspaceObserver:
                 if v_model is None:
                     v_model = v_i
                     e0 = V - v_i
-                    S0 = (H[:, None, :] @ P @ H[:, :, None])[:, 0, 0] + R0
-                    R = huber_noise(e0, S0, R0, cfg.gate_sigma)
+                    R_c = R0 if dv_ce is None else R0 + (cfg.ce_consider_rel * dv_ce) ** 2
+                    S0 = (H[:, None, :] @ P @ H[:, :, None])[:, 0, 0] + R_c
+                    R = huber_noise(e0, S0, R_c, cfg.gate_sigma)
                     update = (ce_min > cfg.ce_guard) & torch.isfinite(V) & ~stripping
                     if search:
                         P_inv = torch.linalg.inv(P)

@@ -295,7 +295,7 @@ def test_line_search_keeps_the_iterate_that_lowers_the_map_cost(one_torch_thread
             u = obs.U[:, :, 0]
             s = ((x - at["x0"]) * u).sum(1) / (u * u).sum(1)
             slope = 0.05 / w / (1.0 + ((s - centre) / w) ** 2)
-            return v_of(s), slope[:, None], torch.full_like(s, 1e3), None
+            return v_of(s), slope[:, None], torch.full_like(s, 1e3), None, None
 
         obs._voltage_and_jacobian = fake
         est = obs.init(rest)
@@ -312,3 +312,55 @@ def test_line_search_keeps_the_iterate_that_lowers_the_map_cost(one_torch_thread
     assert J_plain > J0  # the plain iterations end above the prior's cost: overshoot
     assert J_ls < J0 and J_ls < J_plain  # the line search keeps a better iterate
     assert 0.0 < s_ls < s_plain
+
+
+def test_electrolyte_consider_column_is_the_voltages_slope_in_ln_ce(one_torch_thread):
+    """The extra Jacobian column (SubspaceConfig.ce_consider_rel) equals a central difference of
+    the core's own voltage in a uniform relative change of the electrolyte."""
+    core = ReducedCore(CoreParams.nominal(2), TINY)
+    start, I, truth = _truth(core)
+    obs = SubspaceObserver(core, cell_soc_window(core)[1] - cell_soc_window(core)[0],
+                           SubspaceConfig(ce_consider_rel=0.3))
+    T = torch.full((2,), 298.15, dtype=F64)
+    x = flatten(start)
+    dv_ce = obs._voltage_and_jacobian(x, start.L_sei, I[:, 0], T)[4]
+    eps = 1e-3
+    v = [core.measure(start._replace(c_e=start.c_e * (1 + s * eps)), I[:, 0], T).voltage
+         for s in (1, -1)]
+    torch.testing.assert_close(dv_ce, (v[0] - v[1]) / (2 * eps), rtol=1e-2, atol=1e-5)
+    assert float(dv_ce.abs().min()) > 0.0
+
+
+def test_electrolyte_consider_term_holds_the_soc_only_where_the_voltage_is_the_electrolytes(
+        one_torch_thread):
+    """Same innovation, same SOC slope, a settled filter: a cell whose voltage barely depends on
+    the electrolyte is corrected as without the consider term; one whose voltage is the electrolyte's (a large
+    dV/d ln c_e) hardly moves."""
+    core = ReducedCore(CoreParams.nominal(2), TINY)
+    lo, hi = cell_soc_window(core)
+    from packtwin.physics.observer_stream import cell_lines
+
+    c = core.design.constants
+    sto = lo + 0.5 * (hi - lo)
+    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    I, T = torch.zeros(2, dtype=F64), torch.full((2,), 298.15, dtype=F64)
+    V = torch.full((2,), 3.72, dtype=F64)
+
+    def moved(consider):
+        obs = SubspaceObserver(core, hi - lo, SubspaceConfig(ce_consider_rel=consider,
+                                                             reprior_soc=0.0))
+
+        def fake(x, L, I, T, guess=None, c_pl=None):  # 20 mV short of V, slope 1 V per SOC
+            dv_ce = torch.tensor([0.005, 1.0], dtype=F64)  # [V per unit ln c_e]
+            return (torch.full((2,), 3.70, dtype=F64), torch.ones(2, 1, dtype=F64),
+                    torch.full((2,), 1e3, dtype=F64), None, dv_ce if consider else None)
+
+        obs._voltage_and_jacobian = fake
+        est = obs.init(rest)
+        est = est._replace(P=est.P * (0.01 / 0.3) ** 2)  # a settled filter: SOC std 1 point
+        return obs.step(est, I, T, V, 10.0)[0].moved
+
+    off, on = moved(0.0), moved(0.3)
+    assert float(off[0]) > 0.0
+    assert float(on[0]) == pytest.approx(float(off[0]), rel=0.05)  # (0.3 x 5 mV)^2 << R
+    assert float(on[1]) < 0.1 * float(off[1])  # (0.3 V)^2 >> R: the SOC is held
