@@ -267,19 +267,25 @@ def test_core_with_plating_holds_the_soc_through_a_rest_after_a_cold_charge(whic
     assert err[True] < 0.1 and err[False] > 1.0, err
 
 
+def _rested_half_full(n_cells):
+    """(core, its cells at rest at 50 % SOC, the SOC window (lo, hi))."""
+    from packtwin.physics.observer_stream import cell_lines
+
+    core = ReducedCore(CoreParams.nominal(n_cells), TINY)
+    lo, hi = cell_soc_window(core)
+    c = core.design.constants
+    sto = lo + 0.5 * (hi - lo)
+    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    return core, rest, (lo, hi)
+
+
 def test_line_search_keeps_the_iterate_that_lowers_the_map_cost(one_torch_thread):
     """A measurement that is flat at the prior and steep near the truth (an arctan in the SOC
     offset s): the plain Gauss-Newton step from the flat side overshoots the root and raises the
     MAP cost (V - v)^2 / R + s^2 / P; with the line search the kept update lowers it."""
     import math
 
-    core = ReducedCore(CoreParams.nominal(1), TINY)
-    lo, hi = cell_soc_window(core)
-    c = core.design.constants
-    from packtwin.physics.observer_stream import cell_lines
-
-    sto = lo + 0.5 * (hi - lo)
-    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    core, rest, (lo, hi) = _rested_half_full(1)
     I, T = torch.zeros(1, dtype=F64), torch.full((1,), 298.15, dtype=F64)
     w, centre, s_true = 0.01, 0.03, 0.02
     v_of = lambda s: 3.7 + 0.05 * torch.atan((s - centre) / w)  # noqa: E731
@@ -334,15 +340,9 @@ def test_electrolyte_consider_column_is_the_voltages_slope_in_ln_ce(one_torch_th
 def test_electrolyte_consider_term_holds_the_soc_only_where_the_voltage_is_the_electrolytes(
         one_torch_thread):
     """Same innovation, same SOC slope, a settled filter: a cell whose voltage barely depends on
-    the electrolyte is corrected as without the consider term; one whose voltage is the electrolyte's (a large
-    dV/d ln c_e) hardly moves."""
-    core = ReducedCore(CoreParams.nominal(2), TINY)
-    lo, hi = cell_soc_window(core)
-    from packtwin.physics.observer_stream import cell_lines
-
-    c = core.design.constants
-    sto = lo + 0.5 * (hi - lo)
-    rest = core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max)
+    the electrolyte is corrected as without the consider term; one whose voltage is the
+    electrolyte's (a large dV/d ln c_e) hardly moves."""
+    core, rest, (lo, hi) = _rested_half_full(2)
     I, T = torch.zeros(2, dtype=F64), torch.full((2,), 298.15, dtype=F64)
     V = torch.full((2,), 3.72, dtype=F64)
 
