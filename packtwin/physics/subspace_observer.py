@@ -427,7 +427,8 @@ class SubspaceObserver:
     def _voltage_and_jacobian(self, x: Tensor, L: Tensor, I: Tensor, T: Tensor,
                               guess: tuple[Tensor, Tensor] | None = None,
                               c_pl: Tensor | None = None
-                              ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
+                              ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor],
+                                         Tensor | None]:
         """Voltage [B], dV/dz [B, m], the minimum electrolyte [B], the reaction currents
         (j_n, j_p) at flattened states x with SEI ``L`` and plated lithium ``c_pl``, and (with
         ``config.ce_consider_rel``, else None) dV/d ln c_e [B], the voltage's slope in a uniform
@@ -435,10 +436,9 @@ class SubspaceObserver:
         B, n = x.shape
         m, h, cols = self.m, self.config.fd_step, self._cols
         steps = [torch.zeros(B, n, 1, dtype=x.dtype), h * self.U]
-        if cols > m + 1:
-            ce = torch.zeros_like(x)
-            ce[:, n - self.core.grid_x.n:] = x[:, n - self.core.grid_x.n:]
-            steps.append(CE_REL_STEP * ce[:, :, None])
+        if cols > m + 1:  # the electrolyte's entries (the last of x) scaled by 1 + step
+            is_ce = torch.arange(n) >= n - self.core.grid_x.n
+            steps.append((CE_REL_STEP * x * is_ce)[:, :, None])
         steps = torch.cat(steps, 2)  # [B, n, cols]
         xs = (x[:, :, None] + steps).transpose(1, 2).reshape(B * cols, n)
         rep = lambda t: t.repeat_interleave(cols, dim=0)  # noqa: E731
@@ -512,7 +512,7 @@ class SubspaceObserver:
                     if search:
                         P_inv = torch.linalg.inv(P)
                         z_ok, J_ok, H_ok, K_ok = z, torch.full_like(v_i, float("inf")), H, None
-                if search:  # keep the iterate only where the MAP cost fell (module docstring)
+                if search:  # keep the iterate only where the MAP cost fell (line_search)
                     J = (V - v_i) ** 2 / R + (z[:, None, :] @ P_inv @ z[:, :, None])[:, 0, 0]
                     ok = (J <= J_ok) | ~torch.isfinite(J_ok)
                     z_ok = torch.where(ok[:, None], z, z_ok)
