@@ -5,7 +5,7 @@ it), of its parameters (nominal cell / the store's truth table) and
 of each cycle's starting state (coulomb count / the cycle's own voltage read as an OCV).
 
     .venv/bin/python scripts/bench_plating.py --store S [S ...] [--calib-cycles 8]
-        [--coupled true false] [--out reports/bench_plating.json]
+        [--coupled true false] [--core JSON] [--out reports/bench_plating.json]
 
 Stores: ``packtwin generate`` with ``cycle_series: true`` (configs/generate/plating-short.yaml,
 plating-edge.yaml). The life twin (lost lithium, SEI) is calibrated as ``python -m
@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--coupled", nargs="+", choices=("false", "true"), default=["false", "true"],
                     help="the core plates itself (true) or the plating kinetics are integrated "
                          "after it (false); default both")
+    ap.add_argument("--core", type=json.loads, default={},
+                    help="CoreConfig overrides of both cores, JSON (e.g. '{\"n_x_n\": 5, "
+                         "\"n_x_s\": 3, \"n_x_p\": 5}': the stores' life mesh)")
     ap.add_argument("--out", default="reports/bench_plating.json")
     args = ap.parse_args(argv)
 
@@ -50,7 +53,8 @@ def main(argv=None) -> int:
                 [c == "true" for c in args.coupled], plating_life.PARAMS, ("coulomb", "ocv")):
             t0 = time.process_time()
             est, cost = plating_life.estimate_store(ds, live, params=params, start=start,
-                                                    config=CoreConfig(plating=coupled))
+                                                    config=CoreConfig(**{**args.core,
+                                                                         "plating": coupled}))
             cost["cpu_seconds"] = time.process_time() - t0
             judged = plating_life.judge(ds, est, f"store {path!r}")
             rows.append({"store": path, "params": params, "start": start,
