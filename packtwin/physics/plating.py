@@ -193,14 +193,13 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     sto_p = positive_start(params, V, I, lengths, lli_pct, period_s) if start == "coulomb" \
         else None
     margin_min, plated = np.full((N, C), np.nan), np.full((N, C), np.nan)
-    c_pl = np.zeros((N, config.n_x_n))  # plated lithium [mol/m3] at each negative particle
     sweeps = 1
     if config.plating:
         sweeps = _coupled_cycles(params, V, I, T, lengths, lli_pct, sei_nm, period_s, config,
-                                 sto_p, kinetics, c_pl, margin_min, plated, batch)
+                                 sto_p, kinetics, margin_min, plated, batch)
     else:
         _kinetics_after(params, V, I, T, lengths, lli_pct, sei_nm, period_s, config, sto_p,
-                        kinetics, c_pl, margin_min, plated, batch)
+                        kinetics, margin_min, plated, batch)
     event = np.where(np.isfinite(margin_min), (margin_min < threshold_v).astype(float), np.nan)
     return {"margin_min_est": margin_min, "event_est": event, "plated_end_est": plated,
             "seconds": time.perf_counter() - t0, "cell_cycles": int((lengths > 0).sum()),
@@ -220,15 +219,33 @@ def _dead_decay(sei_nm: np.ndarray, kin: PlatingKinetics) -> np.ndarray:
     return kin.dead_decay * L_0 / (np.nan_to_num(sei_nm, nan=L_0 * 1e9) * 1e-9)
 
 
+def _run_rows(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray,
+              lengths: np.ndarray, lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
+              config: CoreConfig, sto_p: np.ndarray | None, n: np.ndarray, cyc: np.ndarray,
+              margin_min: np.ndarray, c_pl: np.ndarray | None = None
+              ) -> tuple[CycleRun, np.ndarray, int]:
+    """The cell-cycles (``n``, ``cyc``) through :func:`run_cycles` as one batch, their lowest
+    margins written into ``margin_min``; (the run, their lengths, the batch's samples)."""
+    L = lengths[n, cyc]
+    k = int(L.max())
+    run = run_cycles(_rows(params, n), V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L,
+                     lli_pct[n, cyc], sei_nm[n, cyc], period_s, config,
+                     None if sto_p is None else sto_p[n, cyc], c_pl)
+    inside = np.arange(k)[None, :] < L[:, None]
+    margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
+    return run, L, k
+
+
 def _kinetics_after(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray,
                     lengths: np.ndarray, lli_pct: np.ndarray, sei_nm: np.ndarray,
                     period_s: float, config: CoreConfig, sto_p: np.ndarray | None,
-                    kin: PlatingKinetics, c_pl: np.ndarray, margin_min: np.ndarray,
-                    plated: np.ndarray, batch: int) -> None:
+                    kin: PlatingKinetics, margin_min: np.ndarray, plated: np.ndarray,
+                    batch: int) -> None:
     """:func:`plating_over_life` with a core that does not plate: whole cycles of all cells run
     as one batch (``batch`` cell-cycles at a time), then the plating kinetics are integrated
     along each cell's cycles in order. Fills ``margin_min`` and ``plated`` [N, C] in place."""
     N, C = lengths.shape
+    c_pl = np.zeros((N, config.n_x_n))  # plated lithium [mol/m3] at each negative particle
     per_batch = max(1, batch // max(N, 1))
     for c0 in range(0, C, per_batch):
         cycles = slice(c0, min(C, c0 + per_batch))
@@ -236,18 +253,13 @@ def _kinetics_after(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndar
         if len(idx) == 0:
             continue
         n, cyc = idx[:, 0], idx[:, 1] + c0
-        L = lengths[n, cyc]
-        k = int(L.max())
-        run = run_cycles(_rows(params, n), V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L,
-                         lli_pct[n, cyc], sei_nm[n, cyc], period_s, config,
-                         None if sto_p is None else sto_p[n, cyc])
-        inside = np.arange(k)[None, :] < L[:, None]
-        margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
+        run, _, k = _run_rows(params, V, I, T, lengths, lli_pct, sei_nm, period_s, config,
+                              sto_p, n, cyc, margin_min)
         shape = (N, cycles.stop - c0, k, config.n_x_n)
         drivers = [np.full(shape, np.nan) for _ in range(3)]
         for d, val in zip(drivers, (run.eta_n, run.c_e_n, run.j_n)):
             d[n, cyc - c0] = val
-        plated[:, cycles], c_pl[:] = _integrate_plating(
+        plated[:, cycles], c_pl = _integrate_plating(
             params, *drivers, T[:, cycles, :k], lengths[:, cycles], sei_nm[:, cycles], period_s,
             kin, c_pl)
 
@@ -255,8 +267,8 @@ def _kinetics_after(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndar
 def _coupled_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndarray,
                     lengths: np.ndarray, lli_pct: np.ndarray, sei_nm: np.ndarray,
                     period_s: float, config: CoreConfig, sto_p: np.ndarray | None,
-                    kin: PlatingKinetics, c_pl: np.ndarray, margin_min: np.ndarray,
-                    plated: np.ndarray, batch: int, tol: float = PLATED_TOL) -> int:
+                    kin: PlatingKinetics, margin_min: np.ndarray, plated: np.ndarray,
+                    batch: int, tol: float = PLATED_TOL) -> int:
     """:func:`plating_over_life` with a core that plates itself (``config.plating``). Each cycle
     starts from the plated lithium its cell's previous cycle ended with, a chain through the
     cycles; but a discharge strips most of it, so a cycle's end hardly depends on its start.
@@ -265,8 +277,7 @@ def _coupled_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndar
     start moved by more than ``tol`` [mol/m3] run again, until none does: exact up to ``tol``,
     and after at most C sweeps whatever the coupling (sweep s fixes cycle s). Typically 2-3
     sweeps. The decay of plated to dead lithium (under 1 % per cycle) is applied at each
-    cycle's end. Fills ``margin_min`` and ``plated`` [N, C], leaves the last cycle's plated
-    lithium in ``c_pl`` [N, Xn]; returns the number of sweeps."""
+    cycle's end. Fills ``margin_min`` and ``plated`` [N, C]; returns the number of sweeps."""
     N, C = lengths.shape
     ran = lengths > 0
     start = np.zeros((N, C, config.n_x_n))
@@ -278,27 +289,20 @@ def _coupled_cycles(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.ndar
         idx = np.argwhere(todo)
         for b in range(0, len(idx), batch):
             n, cyc = idx[b:b + batch].T
-            L = lengths[n, cyc]
-            k = int(L.max())
-            run = run_cycles(_rows(params, n), V[n, cyc, :k], I[n, cyc, :k], T[n, cyc, :k], L,
-                             lli_pct[n, cyc], sei_nm[n, cyc], period_s, config,
-                             None if sto_p is None else sto_p[n, cyc], start[n, cyc])
-            inside = np.arange(k)[None, :] < L[:, None]
-            margin_min[n, cyc] = np.where(inside, run.margin, np.inf).min(1)
+            run, L, _ = _run_rows(params, V, I, T, lengths, lli_pct, sei_nm, period_s, config,
+                                  sto_p, n, cyc, margin_min, start[n, cyc])
             lasted = (L - 1) * period_s
             end[n, cyc] = run.c_pl_end * np.exp(-_dead_decay(sei_nm[n, cyc], kin)
                                                 * lasted)[:, None]
         # each cycle starts from the end of its cell's last cycle that ran before it
-        carried = np.where(ran[..., None], end, 0.0)
         new = start.copy()
         for cyc in range(1, C):
-            new[:, cyc] = np.where(ran[:, cyc - 1, None], carried[:, cyc - 1], new[:, cyc - 1])
+            new[:, cyc] = np.where(ran[:, cyc - 1, None], end[:, cyc - 1], new[:, cyc - 1])
         todo = ran & (np.abs(new - start).max(-1) > tol)
         start = new
         if sweeps > C:  # cannot happen (sweep s fixes cycle s): a guard against a bug looping
             raise RuntimeError("plating_over_life: the cycles' plated lithium did not settle")
     plated[ran] = end[ran].mean(-1)
-    c_pl[:] = np.where(ran[:, -1, None], end[:, -1], start[:, -1])
     return sweeps
 
 

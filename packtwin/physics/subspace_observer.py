@@ -334,6 +334,8 @@ class SubspaceObserver:
         # the Jacobian's batch: the state, its steps along the m directions and, with
         # ce_consider_rel, one relative step of the electrolyte
         self._cols = m + 1 + int(config.ce_consider_rel > 0)
+        # [n]: 1 on the flattened state's electrolyte entries (its last ones), 0 elsewhere
+        self._is_ce = (torch.arange(n) >= n - core.grid_x.n).to(core.dtype)
         big = CoreParams(**{k: getattr(p, k).repeat_interleave(self._cols) for k in p.names()})
         self._big = ReducedCore(big, core.config, core.design)
         std = {"soc": config.prior_soc_std, "shape_n": config.prior_shape_std,
@@ -436,9 +438,8 @@ class SubspaceObserver:
         B, n = x.shape
         m, h, cols = self.m, self.config.fd_step, self._cols
         steps = [torch.zeros(B, n, 1, dtype=x.dtype), h * self.U]
-        if cols > m + 1:  # the electrolyte's entries (the last of x) scaled by 1 + step
-            is_ce = torch.arange(n) >= n - self.core.grid_x.n
-            steps.append((CE_REL_STEP * x * is_ce)[:, :, None])
+        if cols > m + 1:  # the electrolyte's entries scaled by 1 + step
+            steps.append((CE_REL_STEP * x * self._is_ce)[:, :, None])
         steps = torch.cat(steps, 2)  # [B, n, cols]
         xs = (x[:, :, None] + steps).transpose(1, 2).reshape(B * cols, n)
         rep = lambda t: t.repeat_interleave(cols, dim=0)  # noqa: E731
