@@ -113,6 +113,17 @@ def test_observers_core_plates_unless_told_not_to():
     assert observer_predict.core_config({"n_r": 6}).plating
     assert observer_predict.core_config({"n_r": 6}).n_r == 6
     assert not observer_predict.core_config({"plating": False}).plating
+    # 12 particles per electrode (8 before stop 31) unless told otherwise
+    assert (observer_predict.core_config(None).n_x_n, observer_predict.core_config(None).n_x_p) \
+        == (12, 12)
+    assert observer_predict.core_config({"n_x_n": 8}).n_x_n == 8
+
+
+def test_evaluates_subspace_filter_searches_its_line_unless_told_not_to():
+    assert observer_predict.subspace_config(None).line_search
+    kept = observer_predict.subspace_config({"reprior_soc": 0.2})
+    assert kept.line_search and kept.reprior_soc == 0.2
+    assert not observer_predict.subspace_config({"line_search": False}).line_search
 
 
 def test_unknown_observer_and_core_key_refused():

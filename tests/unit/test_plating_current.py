@@ -2,6 +2,8 @@
 Euler step against the exact law, its Newton slope, conservation and the cold charge-rest it
 was built for. Small and fast (no PyBaMM; the DFN comparison is test_physics_core_pybamm)."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -112,3 +114,37 @@ def test_plating_off_leaves_the_state_without_plated_lithium():
     s1, out = core.simulate(s, torch.full((1, 3), -5.0, dtype=f64),
                             torch.full((1, 3), 263.15, dtype=f64), 30.0)
     assert s1.c_pl is None and "c_pl" not in out
+
+
+def test_a_long_plating_step_settles_where_the_electrolyte_is_nearly_drained(monkeypatch):
+    """The paired Newton with plating over a 10 s step, from a state where plating and a
+    drained electrolyte meet (150 s of 1.5C charge at -10 degC): every iteration count gives
+    one answer, that of 1 s sub-steps (electrode_pair.PLATING_ETA_STEP); without the limit the
+    same step has no stable answer (the failure the limit was built for)."""
+    from packtwin.physics import electrode_pair
+
+    base = CoreConfig(n_x_n=12, n_x_p=12, plating=True, max_substep_s=1.0)
+    params = CoreParams.nominal(1)
+    core = ReducedCore(params, base)
+    c = core.design.constants
+    I, T = torch.tensor([-7.5], dtype=f64), torch.tensor([263.15], dtype=f64)
+    s = core.initial_state(torch.full((1,), 0.3 * c.neg.c_max, dtype=f64),
+                           torch.full((1,), 0.63 * c.pos.c_max, dtype=f64))
+    with torch.no_grad():
+        for _ in range(15):
+            s = core.step(s, I, T, 10.0)
+        assert float(s.c_e[0, 0]) < 50.0 and float(s.c_pl.sum()) > 100.0  # the setting asked
+
+        def volts(newton, warm, sub):
+            one = ReducedCore(params, dataclasses.replace(
+                base, newton_iterations=newton, warm_iterations=warm, max_substep_s=sub))
+            return float(one.measure(one.step(s, I, T, 10.0), I, T).voltage[0])
+
+        counts = ((base.newton_iterations, base.warm_iterations), (12, 8), (30, 30), (60, 60))
+        fine = volts(base.newton_iterations, base.warm_iterations, 1.0)
+        limited = [volts(n, w, 10.0) for n, w in counts]
+        assert max(limited) - min(limited) < 1e-3, limited
+        assert abs(limited[-1] - fine) < 2e-3, (limited, fine)
+        monkeypatch.setattr(electrode_pair, "PLATING_ETA_STEP", float("inf"))
+        free = [volts(n, w, 10.0) for n, w in counts]
+        assert max(free) - min(free) > 0.1, free
