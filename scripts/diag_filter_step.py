@@ -1,8 +1,9 @@
 """The reduced core stepped alone from a subspace filter's own state: is a jump in the filter's
 one-step voltage the filter's doing or the core's?
 
-    python scripts/diag_filter_step.py data/observer-check-s16.zarr --scenario 4 --step 249 \\
-        --core '{"plating": true, "n_x_n": 12, "n_x_p": 12}' --subspace '{"line_search": true}'
+    python scripts/diag_filter_step.py data/observer-check-s17.zarr --scenario 4 --step 251 \
+        --core '{"plating": true, "n_x_n": 12, "n_x_p": 12}' --subspace '{"line_search": true}' \
+        --eta-step inf
 
 The subspace filter runs as ``packtwin evaluate`` runs it (carried over the stored cycles, oracle
 parameters; :func:`packtwin.eval.observer_predict.observer_dataset`) until its ``--step``-th
@@ -10,10 +11,15 @@ step (counted from the start of the scenario's first cycle, 10 s each on the che
 the state it enters that step with is then advanced by one sample with the measured current
 and temperature through cores that differ only in their Newton iterations and sub-step
 (``--settings``), and each one's voltage is printed beside the measured one.
+``--eta-step``: the plating Newton's overpotential limit
+(:data:`packtwin.physics.electrode_pair.PLATING_ETA_STEP`, RT/F) while the filter runs and the
+core steps; ``inf`` is the Newton before stop 31.
 
-Why (README, stop 30): the 12-particle filter's voltage jumped by -48 ... +859 mV near the end
-of a -10 degC charge on draw 16; from that state the core with 10 s sub-steps gave a different
-voltage at every Newton iteration count (up to 2574 V), with 2 s sub-steps one answer.
+Why (README, stops 30-31): the 12-particle filter's voltage jumped by hundreds of mV near the
+end of a -10 degC charge; from that state the core with 10 s sub-steps gave a different
+voltage at every Newton iteration count (draw 17, step 251, cell 1: 3.77 / 3.91 / 6.54 / 3.93 V
+at 6 / 12 / 30 / 60 iterations for a measured 4.164 V), with 2 s sub-steps one answer. With
+the limit every setting gives 4.1645 V.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from packtwin.eval import observer_predict  # noqa: E402
-from packtwin.physics import subspace_observer  # noqa: E402
+from packtwin.physics import electrode_pair, subspace_observer  # noqa: E402
 from packtwin.physics.core import ReducedCore  # noqa: E402
 
 # (newton_iterations, warm_iterations, max_substep_s)
@@ -75,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step", type=int, required=True)
     ap.add_argument("--core", type=json.loads, default={}, help="observer_core, JSON")
     ap.add_argument("--subspace", type=json.loads, default={}, help="observer_subspace, JSON")
+    ap.add_argument("--eta-step", type=float, default=electrode_pair.PLATING_ETA_STEP,
+                    help="the plating Newton's overpotential limit [RT/F]; inf: none")
     args = ap.parse_args(argv)
+    electrode_pair.PLATING_ETA_STEP = args.eta_step
     truth = xr.open_zarr(args.store, consolidated=False)
     core, state, I, T, V, dt = state_at_step(truth, args.scenario, args.step, args.core,
                                              args.subspace)

@@ -47,7 +47,7 @@ EXTRA_ROUNDS = 3
 # draw 17's check pack); limited, it converges in 4-6 iterations to the 2 s sub-steps' answer.
 PLATING_ETA_STEP = 4.0
 # Full Newton steps required after the last limited one (in that case 6 iterations from a
-# uniform start at 1.5C / -10 degC with the electrolyte nearly drained left 91 mV; 3 more, 0.1)
+# uniform start at 1.5C / -10 degC with the electrolyte nearly drained left 91 mV; 3 more, 0.7)
 FREE_AFTER_LIMIT = 3
 
 
