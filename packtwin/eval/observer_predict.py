@@ -97,9 +97,9 @@ from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate
 # plating Newton's overpotential limit (electrode_pair.PLATING_ETA_STEP): before it, 12
 # particles broke at -10 degC on two draws of three.
 OBSERVER_CORE = CoreConfig(plating=True, n_x_n=12, n_x_p=12)
-# The subspace filter's settings in evaluate: SubspaceConfig's own defaults with the MAP-cost
-# line search (stop 30: one Gauss-Newton step at a 0 degC pulse onset moved the SOC 3.3 points).
-OBSERVER_SUBSPACE = SubspaceConfig(line_search=True)
+# The subspace filter's settings in evaluate: SubspaceConfig's own defaults (the stream's too,
+# so both paths run one filter), with the MAP-cost line search since stop 31.
+OBSERVER_SUBSPACE = SubspaceConfig()
 
 
 OBSERVERS = ("ekf", "ekf_identified", "subspace", "subspace_identified")

@@ -208,7 +208,7 @@ class ElectrodePair:
         inside = self._inside(s0)
         j = self._feasible_start(j, s0, g, inside)
         at_j = None  # terms(j, False) of the present j, where the check below made them
-        free = iterations  # full steps since the last one _limit_eta_step held back
+        free = FREE_AFTER_LIMIT  # full steps since the last one _limit_eta_step held back
         for k in range(iterations * (1 + EXTRA_ROUNDS)):
             # a step shortened at a bound leaves the charge balance unmet: iterate on (up to
             # EXTRA_ROUNDS more rounds) until it is met or the electrode is stuck at its bound
