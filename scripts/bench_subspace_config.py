@@ -6,8 +6,8 @@ observers' default against CoreConfig / SubspaceConfig overrides, in one run, on
         [--cells 100] [--steps 20] [--period 10] [--out reports/bench_subspace_config.json]
 
 Why: issue 9's streaming target (<= 1 ms per 100-cell step) and the cost of each configuration
-the README measures. The default is evaluate's (``observer_predict.OBSERVER_CORE`` and
-``OBSERVER_SUBSPACE``: since stop 31 12 particles and the line search); overrides apply on it.
+the README measures. The default is evaluate's (``observer_predict.OBSERVER_CORE`` and ``SubspaceConfig()``: since
+stop 31 12 particles and the line search); overrides apply on it.
 Each configuration is timed on the same log: 1C discharge at 25 degC from 60 % SOC with a
 constant measured voltage (the filter corrects every step), after one untimed step.
 """
@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from packtwin.eval.observer_predict import OBSERVER_CORE, OBSERVER_SUBSPACE  # noqa: E402
+from packtwin.eval.observer_predict import OBSERVER_CORE  # noqa: E402
 from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.observer_stream import cell_lines, cell_soc_window  # noqa: E402
-from packtwin.physics.subspace_observer import SubspaceObserver  # noqa: E402
+from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver  # noqa: E402
 
 
 def step_ms(core_overrides: dict, subspace_overrides: dict, cells: int, steps: int,
@@ -43,8 +43,7 @@ def step_ms(core_overrides: dict, subspace_overrides: dict, cells: int, steps: i
     lo, hi = cell_soc_window(core)
     c = core.design.constants
     sto = lo + 0.6 * (hi - lo)
-    obs = SubspaceObserver(core, hi - lo, dataclasses.replace(OBSERVER_SUBSPACE,
-                                                            **subspace_overrides))
+    obs = SubspaceObserver(core, hi - lo, SubspaceConfig(**subspace_overrides))
     est = obs.init(core.initial_state(sto * c.neg.c_max, cell_lines(core).sto_p(sto) * c.pos.c_max))
     I = torch.full((cells,), 5.0, dtype=core.dtype)  # 1C of the 5 A h cells
     T = torch.full((cells,), 298.15, dtype=core.dtype)

@@ -105,9 +105,8 @@ class Config:
     e.g. ``{n_x_n: 8, n_x_p: 8}`` (the core before stop 31, faster)"""
     observer_subspace: dict[str, Any] = field(default_factory=dict)
     """``SubspaceConfig`` overrides of the "subspace*" observers' filter
-    (``packtwin.physics.subspace_observer``; evaluate's base is
-    ``observer_predict.OBSERVER_SUBSPACE``, with the line search), e.g. ``{reprior_soc: 0.1}``
-    or ``{line_search: false}``"""
+    (``packtwin.physics.subspace_observer``; its defaults include the line search), e.g.
+    ``{reprior_soc: 0.1}`` or ``{line_search: false}``"""
     observer_ekf: dict[str, Any] = field(default_factory=dict)
     """``EKFConfig`` overrides of the "ekf*" observers' filter (``packtwin.physics.ekf``),
     e.g. ``{salt_neutral: false, ce_guard: 0, gate_sigma: 1e9, bounded_step: false}`` (the

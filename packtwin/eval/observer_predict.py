@@ -97,9 +97,6 @@ from packtwin.physics.subspace_observer import (SubspaceConfig, SubspaceEstimate
 # plating Newton's overpotential limit (electrode_pair.PLATING_ETA_STEP): before it, 12
 # particles broke at -10 degC on two draws of three.
 OBSERVER_CORE = CoreConfig(plating=True, n_x_n=12, n_x_p=12)
-# The subspace filter's settings in evaluate: SubspaceConfig's own defaults (the stream's too,
-# so both paths run one filter), with the MAP-cost line search since stop 31.
-OBSERVER_SUBSPACE = SubspaceConfig()
 
 
 OBSERVERS = ("ekf", "ekf_identified", "subspace", "subspace_identified")
@@ -189,7 +186,7 @@ def ekf_oracle_dataset(truth: xr.Dataset, scenarios: Sequence[int] | None = None
                        extra_attrs: dict | None = None, start_s: float = 0.0,
                        prior: str = "loaded_window", carry: bool = False,
                        prior_offset: float = 0.0,
-                       subspace_config: SubspaceConfig = OBSERVER_SUBSPACE) -> xr.Dataset:
+                       subspace_config: SubspaceConfig = SubspaceConfig()) -> xr.Dataset:
     """EKF estimates (oracle parameters) for the selected cycles, as a prediction dataset.
 
     Args:
@@ -625,7 +622,7 @@ def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
                   grid: dict, core_config: CoreConfig, prior_name: str = "loaded_window",
                   carried: Sequence | None = None, prior_offset: float = 0.0,
-                  config: SubspaceConfig = OBSERVER_SUBSPACE
+                  config: SubspaceConfig = SubspaceConfig()
                   ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list]:
     """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
     outputs, the same carry; ``config``: the filter's settings)."""
@@ -679,11 +676,10 @@ def ekf_config(overrides: dict | None) -> EKFConfig:
 
 
 def subspace_config(overrides: dict | None) -> SubspaceConfig:
-    """:data:`OBSERVER_SUBSPACE` with ``overrides`` (e.g. ``{"reprior_soc": 0.1}``); unknown
-    keys refused."""
+    """:class:`SubspaceConfig` (its own defaults, the stream's too) with ``overrides`` (e.g.
+    ``{"reprior_soc": 0.1}``); unknown keys refused."""
     return _overrides(SubspaceConfig, overrides, "subspace",
-                      lambda k, v: tuple(v) if isinstance(v, list) else v,
-                      base=OBSERVER_SUBSPACE)
+                      lambda k, v: tuple(v) if isinstance(v, list) else v)
 
 
 def _positions(idx: Sequence[int] | None) -> list[int]:
