@@ -101,7 +101,8 @@ class Var:
 
     ``pybamm`` is the PyBaMM variable it is read from and ``scale`` converts PyBaMM's units to the
     stored ``units`` (stored = pybamm * scale). ``kind`` says what a twin may use it for:
-    ``measured`` (an input), ``hidden`` (a target), ``pack``, ``summary``, ``meta``.
+    ``measured`` (an input), ``instant`` (an input of the observers' measurement model only,
+    :data:`ADDED_INSTANT`), ``hidden`` (a target), ``pack``, ``summary``, ``meta``.
     """
 
     name: str
@@ -140,6 +141,14 @@ VARIABLES: dict[str, Var] = {v.name: v for v in (
     # --- measurable signals: the only inputs a twin may use -----------------------------------
     Var("voltage", T4, "V", "Terminal voltage", "measured", "Voltage [V]", bounds=(0.0, 5.0)),
     Var("current", T4, "A", "Cell current (discharge > 0)", "measured", "Current [A]"),
+    Var("current_end", T4, "A", "Cell current at the sample's instant (discharge > 0)",
+        "instant", "Current [A]",
+        description="'current' is the mean over the period ending at the sample (the charge "
+                    "passed); this is the current at the sample's instant, when the voltage is "
+                    "read. They differ only in a period where the mode switches (a cut-off "
+                    "inside it: the discharge's current, then rest). A filter advances its state "
+                    "with the mean and reads the voltage at this one; a BMS log samples "
+                    "instants, so without this variable 'current' serves as both."),
     Var("temperature", T4, "K", "Cell temperature", "measured",
         "Volume-averaged cell temperature [K]", bounds=(200.0, 450.0),
         description="Measured temperature. With the lumped thermal model and the 'ambient' surface "
@@ -242,6 +251,10 @@ LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
 # Per-cycle summaries added after stores were first written (issue 10): a truth store made
 # before lacks them and still validates; what needs them asks :func:`require_summaries`.
 ADDED_SUMMARIES = ("plating_margin_min", "plating_event")
+
+# Measured at the sample's instant, added after stores were first written (issue 9's voltage at
+# cut-offs): a store made before lacks them and still validates; readers fall back to 'current'.
+ADDED_INSTANT = ("current_end",)
 
 MEASURED = tuple(n for n, v in VARIABLES.items() if v.kind == "measured")
 HIDDEN = tuple(n for n, v in VARIABLES.items() if v.kind == "hidden")
@@ -457,7 +470,8 @@ def validate(ds, kind: str = "truth", variables: Iterable[str] | None = None) ->
                                 f"expected {u!r}")
     for name in names:
         v = VARIABLES[name]
-        if name not in ds.variables and name in ADDED_SUMMARIES and variables is None:
+        if name not in ds.variables and name in ADDED_SUMMARIES + ADDED_INSTANT \
+                and variables is None:
             continue  # a store written before these summaries existed
         if name not in ds.variables:
             problems.append(f"variable {name!r} is missing (expected dims {v.dims})")

@@ -82,6 +82,7 @@ def make_store(path: str | Path, n_series: int = 2, n_parallel: int = 2, n_time:
                 sei = 5.0 + 2.0 * np.sqrt(grid.snapshot_cycles[snap] + t / 7200.0) * rel[c, 3]
                 fields = {
                     "voltage": v, "current": i_prof / n_parallel,
+                    "current_end": i_prof / n_parallel,  # piecewise constant on the grid
                     "temperature": 273.15 + sc["ambient_temperature"] + 0.5 * np.abs(i_prof),
                     "sei_thickness_avg": sei, "plated_lithium": 0.0 * t,
                     "plating_margin": 0.1 - 0.01 * np.clip(-i_prof, 0, None), "soc": 1 - q / Q_NOM,

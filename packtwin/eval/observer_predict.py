@@ -390,6 +390,13 @@ def _measurements(t: xr.Dataset, valid: np.ndarray, source: str) -> dict[str, np
     for name in ("voltage", "current", "temperature"):
         meas[name] = np.asarray(t[name].transpose(*order).values, float)
         _check_finite(name, meas[name], valid, t, source)
+    # the current at each sample's instant, where the store has it (schema.ADDED_INSTANT): the
+    # measurement model's; the period's mean current stays the prediction's
+    if "current_end" in t.variables:
+        meas["current_end"] = np.asarray(t["current_end"].transpose(*order).values, float)
+        _check_finite("current_end", meas["current_end"], valid, t, source)
+    else:
+        meas["current_end"] = meas["current"]
     return meas
 
 
@@ -486,6 +493,7 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     core = ReducedCore(params, core_config)
     c = core.design.constants
     V, I, T = _padded_inputs(seq, lengths)
+    I_end = _instant_current(seq, I, lengths)
     K = V.shape[1]
     lo, hi = cell_soc_window(core)
     line = cell_lines(core)
@@ -509,7 +517,7 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
                         T[:, k])
 
     def advance(est: EKFState, k: int):
-        est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period)
+        est, innov = ekf.step(est, I[:, k], T[:, k], V[:, k], period, I_end[:, k])
         return est, V[:, k] - innov
 
     def restart(est: EKFState, fresh: EKFState, bad):
@@ -619,6 +627,17 @@ def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
     return V, I, T
 
 
+def _instant_current(seq: dict, I: torch.Tensor, lengths: np.ndarray) -> torch.Tensor:
+    """[B, K]: the current at each sample's instant (``seq["current_end"]``, else the period's
+    mean ``I``), padded as :func:`_padded_inputs` pads I."""
+    if "current_end" not in seq:
+        return I
+    I_end = seq["current_end"][:, :I.shape[1]].clone()
+    for i, n in enumerate(lengths):
+        I_end[i, n:] = 0.0
+    return I_end
+
+
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
                   grid: dict, core_config: CoreConfig, prior_name: str = "loaded_window",
                   carried: Sequence | None = None, prior_offset: float = 0.0,
@@ -628,6 +647,7 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
     outputs, the same carry; ``config``: the filter's settings)."""
     core = ReducedCore(params, core_config)
     V, I, T = _padded_inputs(seq, lengths)
+    I_end = _instant_current(seq, I, lengths)
     lo, hi = cell_soc_window(core)
     line = cell_lines(core)
     obs = SubspaceObserver(core, hi - lo, config)
@@ -641,7 +661,7 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
         return obs.init_loaded(sto, I[:, k], T[:, k], lo, hi)
 
     def advance(est: SubspaceEstimate, k: int):
-        est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period)
+        est, v_model, _ = obs.step(est, I[:, k], T[:, k], V[:, k], period, I_end[:, k])
         return est, v_model
 
     rows, n_reset, n_large, ends = _filter_cycles(core, V, I, T, lengths, grid, prior, advance,

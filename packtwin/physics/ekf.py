@@ -308,15 +308,18 @@ class CoreEKF:
                          self._c_max * (1 - 1e-6))
         return torch.minimum(x.clamp_min(1e-6), hi)
 
-    def step(self, est: EKFState, I: Tensor, T: Tensor, V: Tensor, dt: float
-             ) -> tuple[EKFState, Tensor]:
+    def step(self, est: EKFState, I: Tensor, T: Tensor, V: Tensor, dt: float,
+             I_end: Tensor | None = None) -> tuple[EKFState, Tensor]:
         """Predict over one sample period at current I [B], temperature T [B] and correct with
-        the voltage V [B] measured at its end. Returns the new estimate and the innovation [B]."""
+        the voltage V [B] measured at its end, where the current is ``I_end`` [B] (None: I; a
+        cut-off inside the period makes them differ). Returns the new estimate and the
+        innovation [B]."""
         core = self.core
         B, n = est.x.shape
         L = est.L_sei
         rep = lambda t: torch.as_tensor(t, dtype=est.x.dtype).expand(B).repeat_interleave(n + 1)  # noqa: E731
         I_big, T_big, L_big = rep(I), rep(T), L.repeat_interleave(n + 1)
+        I_meas = I_big if I_end is None else rep(I_end)
         big = lambda t: None if t is None else t.repeat_interleave(n + 1, dim=0)  # noqa: E731
         eye_h = torch.cat([torch.zeros(1, n, dtype=est.x.dtype), torch.diag(self._h)])  # [n+1, n]
 
@@ -346,7 +349,7 @@ class CoreEKF:
             x_i = x_pred
             for _ in range(cfg.update_iterations):
                 v = self._big.measure(unflatten(self._big, perturbed(x_i), L_new_big,
-                                                big(pl_new)), I_big,
+                                                big(pl_new)), I_meas,
                                       T_big).voltage.reshape(B, n + 1)
                 v_i = v[:, 0]
                 H = (v[:, 1:] - v_i[:, None]) / self._h  # [B, n]

@@ -52,6 +52,7 @@ from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import flatten, load_profile_direction, soc_direction, tilt_directions, unflatten
 from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_bounds, since_charge,
                                            strip_window, stripping_rest)
+from packtwin.physics.voltage_closure import closure_features, load_closure
 
 DIRECTIONS = ("soc", "shape_n", "shape_p", "tilt_n")
 # relative step of the electrolyte for dV/d ln c_e (SubspaceConfig.ce_consider_rel)
@@ -195,6 +196,12 @@ class SubspaceConfig:
     # drained cold pulse, where the core's voltage ran 50-180 mV off the DFN's) the SOC is
     # barely moved, while elsewhere (dV/d ln c_e of a few mV) nothing changes.
     ce_consider_rel: float = 0.0
+    # A learned voltage closure (None: off): the path of a file written by
+    # scripts/fit_voltage_closure.py (:mod:`packtwin.physics.voltage_closure`), whose output,
+    # read from the core's own state, is added to the core's voltage in the measurement model
+    # (and so to its Jacobian and the one-step-ahead voltage). It must have been fitted on a core
+    # with this one's particle counts and plating (checked).
+    closure: str | None = None
 
 
 class SubspaceEstimate(NamedTuple):
@@ -361,6 +368,10 @@ class SubspaceObserver:
         # re-priors per cell since construction: a diagnostic for reports (evaluate's
         # observer_repriors), not part of the estimate
         self.reprior_count = torch.zeros(self.U.shape[0], dtype=torch.long)
+        self.closure = None
+        if config.closure is not None:
+            self.closure = load_closure(config.closure)
+            self.closure.check_core(core, f"SubspaceConfig.closure {config.closure}")
         self._q = torch.tensor([q[d] ** 2 for d in names], dtype=core.dtype)
 
     def _prior(self, state: CoreState, I0: Tensor | float, redo: bool = True
@@ -448,19 +459,23 @@ class SubspaceObserver:
         st = unflatten(self._big, xs, rep(L), None if c_pl is None else rep(c_pl))
         out = self._big.measure(st, rep(I), rep(T), None if guess is None else
                                 (rep(guess[0]), rep(guess[1])))
-        v = out.voltage.reshape(B, cols)
+        v = out.voltage
+        if self.closure is not None:
+            v = v + self.closure(closure_features(self._big, out, st.c_e, rep(I), rep(T)))
+        v = v.reshape(B, cols)
         j = (out.j_n.reshape(B, cols, -1)[:, 0], out.j_p.reshape(B, cols, -1)[:, 0])
         dv_ce = (v[:, m + 1] - v[:, 0]) / CE_REL_STEP if cols > m + 1 else None
         return (v[:, 0], (v[:, 1:m + 1] - v[:, :1]) / h,
                 st.c_e.reshape(B, cols, -1)[:, 0].min(1).values, j, dv_ce)
 
-    def step(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
-             ) -> tuple[SubspaceEstimate, Tensor, Tensor]:
-        """Predict over one sample at current I [B], temperature T [B] and correct with the
-        voltage V [B] measured at its end. Returns the estimate, the model voltage before the
-        correction [B] (biases included) and a [B] bool mask of the cells that were updated. A
-        NaN voltage leaves that cell uncorrected."""
-        return self._step(est, I, T, V, dt)[:3]
+    def step(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float,
+             I_end: Tensor | None = None) -> tuple[SubspaceEstimate, Tensor, Tensor]:
+        """Predict over one sample at current I [B] (the period's mean), temperature T [B] and
+        correct with the voltage V [B] measured at its end, where the current is ``I_end`` [B]
+        (None: I; a cut-off inside the period makes them differ). Returns the estimate, the
+        model voltage before the correction [B] (biases included) and a [B] bool mask of the
+        cells that were updated. A NaN voltage leaves that cell uncorrected."""
+        return self._step(est, I, T, V, dt, I_end)[:3]
 
     def step_outputs(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
                      ) -> tuple[SubspaceEstimate, Tensor, Tensor, CoreOutputs]:
@@ -476,17 +491,20 @@ class SubspaceObserver:
             out = self.core.measure(new.state, I, T, guess)
         return new, v_model, update, out
 
-    def _step(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
+    def _step(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float,
+              I_end: Tensor | None = None
               ) -> tuple[SubspaceEstimate, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
         """:meth:`step` plus the last nominal reaction currents (None without warm starts)."""
         core, cfg = self.core, self.config
         B, m = self.U.shape[0], self.m
         I = torch.as_tensor(I, dtype=core.dtype).expand(B)
+        I_m = I if I_end is None else torch.as_tensor(I_end, dtype=core.dtype).expand(B)
         T = torch.as_tensor(T, dtype=core.dtype).expand(B)
         V = torch.as_tensor(V, dtype=core.dtype).expand(B)
         with torch.no_grad():
             pred, guess = core.advance(est.state, I, T, dt)
-            guess = guess if cfg.warm_start else None
+            # (the advance's reaction currents are at I: no warm start where I_end differs)
+            guess = guess if cfg.warm_start and bool((I_m == I).all()) else None
             Fz = self._transition(T, dt)
             P = Fz[:, :, None] * est.P * Fz[:, None, :] + torch.diag_embed(
                 self._q.expand(B, -1) * (dt / 10.0))
@@ -501,9 +519,9 @@ class SubspaceObserver:
             search = cfg.line_search
             for it in range(cfg.update_iterations + int(search)):
                 v_i, H, ce_min, j, dv_ce = self._voltage_and_jacobian(
-                    x_pred + (self.U @ z[:, :m, None])[..., 0], L, I, T, guess, c_pl)
+                    x_pred + (self.U @ z[:, :m, None])[..., 0], L, I_m, T, guess, c_pl)
                 guess = j if cfg.warm_start else None
-                v_b, H_b = self.bias_voltage(est.bias + z[:, m:], I)
+                v_b, H_b = self.bias_voltage(est.bias + z[:, m:], I_m)
                 v_i, H = v_i + v_b, torch.cat([H, H_b], 1)
                 if v_model is None:
                     v_model = v_i

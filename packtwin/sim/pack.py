@@ -110,6 +110,7 @@ class StepResult:
     n_periods: int = 1  # storage periods this step spans
     sample_voltages: np.ndarray | None = None  # (n_periods, n_cells) at each period's end
     period_currents: np.ndarray | None = None  # (n_periods, n_cells) mean over each period
+    sample_currents: np.ndarray | None = None  # (n_periods, n_cells) at each period's end
 
     def samples(self) -> np.ndarray:
         """Cell voltages at every storage period of the step, (n_periods, n_cells)."""
@@ -119,6 +120,11 @@ class StepResult:
         """Cell currents averaged over every storage period of the step, (n_periods, n_cells)
         (inside a step of several periods the currents ramp linearly)."""
         return self.cell_currents[None] if self.period_currents is None else self.period_currents
+
+    def end_currents(self) -> np.ndarray:
+        """Cell currents at every storage period's end, (n_periods, n_cells): the instant its
+        voltage is read (after a cut-off inside the period, the next mode's current)."""
+        return self.cell_currents[None] if self.sample_currents is None else self.sample_currents
 
 
 class PackStepper:
@@ -517,7 +523,8 @@ class PackStepper:
                 period = c0[:, None] + (c1 - c0)[:, None] * tm
                 return StepResult(float(p1), c1.copy(), volts[:, -1].copy(), hold, it, sols,
                                   n_periods=m, sample_voltages=volts.T.copy(),
-                                  period_currents=period.T.copy())
+                                  period_currents=period.T.copy(),
+                                  sample_currents=cur_t.T.copy())
             # Straight lines through each cell's intercepts: the ramp that would equalise them.
             fit = np.polynomial.polynomial.polyfit(t, a.T, 1)  # (2, n_cells)
             a0, a1 = fit[0], fit[0] + fit[1]

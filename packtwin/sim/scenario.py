@@ -98,7 +98,8 @@ class _Recorder:
         self.t_max = np.full(n_cells, -np.inf)
         self.margin_min = np.full(n_cells, np.inf)
 
-    def add(self, values: list[dict], currents: np.ndarray, pack_v: float, pack_i: float):
+    def add(self, values: list[dict], currents: np.ndarray, pack_v: float, pack_i: float,
+            end_currents: np.ndarray | None = None):
         if self.k >= self.n_time:
             raise ScenarioFailure(f"cycle longer than the padded time axis ({self.n_time} samples)")
         for j, vals in enumerate(values):
@@ -112,6 +113,8 @@ class _Recorder:
                 for n in FIELD_VARS:
                     self.fields[n][j, self.k] = vals[n]
                 self.fields["current"][j, self.k] = currents[j]
+                self.fields["current_end"][j, self.k] = (currents if end_currents is None
+                                                         else end_currents)[j]
         self.pack["pack_voltage"][self.k] = pack_v
         self.pack["pack_current"][self.k] = pack_i
         self.k += 1
@@ -226,7 +229,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         result["split_rescues"] = stepper.rescues  # steps saved by the whole-step secant
         result["steps"] += 1
         result["periods"] += res.n_periods
-        volts, currents = res.samples(), res.currents()
+        volts, currents, ends = res.samples(), res.currents(), res.end_currents()
         for k in range(res.n_periods):
             out = [_stored(sol[1][k], lim, shapes) for sol, lim in zip(res.solutions, limits)]
             if rec is None or rec.record_fields:
@@ -234,7 +237,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                     _track_grid_error(result["stored_grid_error"], m, sol[1][k])
             pack_v = sum(float(np.mean(volts[k, g * npar:(g + 1) * npar])) for g in range(ns))
             if rec is not None:
-                rec.add(out, currents[k], pack_v, float(currents[k, :npar].sum()))
+                rec.add(out, currents[k], pack_v, float(currents[k, :npar].sum()), ends[k])
         return res, out, pack_v
 
     def segment(rec, i_req, n, hold=None, stop=lambda res: False, ah=None, i_floor=0.0,
@@ -423,7 +426,7 @@ def _stored(vals: dict, limits: tuple[float, float], shapes: dict[str, tuple]) -
         if n == "soc":
             x0, x100 = limits
             out[n] = (float(vals["_sto_n"][0]) - x0) / (x100 - x0)
-        elif n == "current":
+        elif n in ("current", "current_end"):
             out[n] = np.nan  # filled from the pack split
         else:
             raw = np.asarray(vals[n], dtype=float) * v.scale

@@ -66,6 +66,28 @@ def test_stored_cell_currents_sum_to_the_pack_current(tiny_store):
         assert float(err.max()) < 4 * np.finfo(np.float32).eps
 
 
+def test_instant_current_is_the_next_modes_at_a_discharge_cut_off(tiny_store):
+    # current = the period's mean (the charge); current_end = at the sample's instant (the
+    # voltage's). Per group (a 2p group's split moves inside a period): equal under a constant
+    # pack current; in the period of a discharge cut-off the mean is the discharge's share and
+    # the end is the rest that follows
+    ds = xr.open_zarr(tiny_store, consolidated=False).load()
+    assert ds["current_end"].attrs["units"] == "A"
+    npar = ds.attrs["n_parallel"]
+    grp = dict(cell=slice(0, npar))
+    valid = ds["valid"] == 1
+    mean = ds["current"].isel(grp).astype("float64").sum("cell").where(valid)
+    end = ds["current_end"].isel(grp).astype("float64").sum("cell").where(valid)
+    prev, nxt = mean.shift(time=1), mean.shift(time=-1)
+    steady = (np.abs(prev - mean) < 1e-6) & (np.abs(nxt - mean) < 1e-6) & (np.abs(mean) > 0.1)
+    assert int(steady.sum()) > 20
+    np.testing.assert_allclose(end.where(steady).values, mean.where(steady).values, atol=1e-4)
+    # the last discharging period, cut short inside (a pulse ending on the grid is not)
+    cut = (mean > 0.5) & (mean < 0.99 * prev) & (np.abs(nxt) < 0.05 * mean)
+    assert int(cut.sum()) >= 2
+    assert float(np.abs(end.where(cut)).max()) < 0.05 * float(mean.where(cut).min())
+
+
 def test_in_memory_split_is_exact_and_voltages_agree():
     from packtwin.sim.scenario import run_scenario
 

@@ -32,6 +32,26 @@ def test_validate_lists_every_problem(synthetic_store):
         schema.check(bad, source="my.zarr")
 
 
+def test_a_store_made_before_the_instant_current_validates_and_observers_fall_back(
+        synthetic_store):
+    # stores written before schema.ADDED_INSTANT lack current_end: still valid, and the
+    # observers read the voltage at the period's mean current, as they did then
+    from packtwin.eval.observer_predict import _measurements
+
+    ds = store.open_store(synthetic_store).load()
+    old = ds.drop_vars("current_end")
+    assert schema.validate(old) == []
+    t = old.isel(scenario=[0])
+    valid = np.broadcast_to((t["valid"].transpose("scenario", "snapshot", "time").values > 0)
+                            [:, None], (1, t.sizes["cell"], t.sizes["snapshot"], t.sizes["time"]))
+    meas = _measurements(t, valid, "old.zarr")
+    np.testing.assert_array_equal(meas["current_end"], meas["current"])
+    bad = ds.copy()
+    bad["current_end"] = bad["current_end"] * np.nan
+    with pytest.raises(Exception, match="'current_end' values inside valid samples"):
+        _measurements(bad.isel(scenario=[0]), valid, "bad.zarr")
+
+
 def test_wrong_schema_version_and_missing_store(tmp_path, synthetic_store):
     ds = store.open_store(synthetic_store).load()
     ds.attrs["schema_version"] = "9.0"

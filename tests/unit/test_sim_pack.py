@@ -244,6 +244,17 @@ def test_a_discharge_cut_off_does_not_depend_on_the_coupling_grid():
         assert 0.0 < res.currents().sum() < 10.0
         assert np.ptp(res.voltages) <= 1e-4 and res.voltages.min() > 2.5
         assert res.cell_currents.sum() == pytest.approx(0.0, abs=1e-9)
+        # the store's two currents: the period's mean (the charge) and the one at its end
+        # (rest: the current the period's end voltage is read at)
+        assert res.end_currents().sum() == pytest.approx(0.0, abs=1e-9)
+        assert res.currents().sum() > 1.0
+
+
+def test_end_currents_equal_the_mean_where_nothing_switches():
+    cells = AnalyticCells(q0=[3.0, 3.1], r0=[0.03, 0.02])
+    st = PackStepper(1, 2, cells.step, voltage_tol=1e-4, max_iterations=20)
+    res = st.advance(60.0, 1, 10.0, 2.5, 4.2)
+    np.testing.assert_array_equal(res.end_currents(), res.currents())
 
 
 def test_a_cc_charge_cut_off_switches_to_cv_inside_the_period():
@@ -258,6 +269,8 @@ def test_a_cc_charge_cut_off_switches_to_cv_inside_the_period():
     # period ends on v_max
     assert -10.0 < res.currents().sum() < res.i_pack < 0.0
     assert res.voltages.mean() == pytest.approx(4.2, abs=1e-4)
+    # at the period's end the pack is on CV: its current there is the CV one, not the mean
+    assert res.end_currents().sum() == pytest.approx(res.i_pack)
 
 
 def _counting(step):

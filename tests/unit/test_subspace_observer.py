@@ -366,3 +366,34 @@ def test_electrolyte_consider_term_holds_the_soc_only_where_the_voltage_is_the_e
     assert float(off[0]) > 0.0
     assert float(on[0]) == pytest.approx(float(off[0]), rel=0.05)  # (0.3 x 5 mV)^2 << R
     assert float(on[1]) < 0.1 * float(off[1])  # (0.3 V)^2 >> R: the SOC is held
+
+
+def test_voltage_is_read_at_the_instant_current_and_the_state_advanced_at_the_mean(
+        one_torch_thread):
+    # a period whose discharge is cut off inside it: its mean current (the charge) is 5 A, the
+    # current when the voltage is read is 0 A (rest); the one-step-ahead voltage is the core's
+    # at rest, the prediction the same as without I_end
+    from packtwin.physics.ekf import CoreEKF, EKFConfig
+
+    core = ReducedCore(CoreParams.nominal(2), TINY)
+    start, _, _ = _truth(core)
+    lo, hi = cell_soc_window(core)
+    obs = SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_soc=0.0, line_search=False))
+    est = obs.init(start, 5.0)
+    I, I0, T = (torch.full((2,), v, dtype=F64) for v in (5.0, 0.0, 298.15))
+    pred = core.step(est.state, I, T, 10.0)
+    at_rest = core.measure(pred, I0, T).voltage
+    loaded = core.measure(pred, I, T).voltage
+    assert float((at_rest - loaded).abs().min()) > 0.01  # the two readings differ
+    V = at_rest + 0.003
+    _, v_end, _ = obs.step(est, I, T, V, 10.0, I_end=I0)
+    _, v_mean, _ = obs.step(est, I, T, V, 10.0)
+    torch.testing.assert_close(v_end, at_rest, rtol=0, atol=1e-9)
+    torch.testing.assert_close(v_mean, loaded, rtol=0, atol=1e-9)
+    # the EKF reads its innovation at the same instant
+    ekf = CoreEKF(core, EKFConfig())
+    e0 = ekf.init(start, hi - lo, I, T)
+    _, innov = ekf.step(e0, I, T, V, 10.0, I_end=I0)
+    x_pred = core.step(ekf.state(e0), I, T, 10.0)
+    torch.testing.assert_close(innov, V - core.measure(x_pred, I0, T).voltage, rtol=0,
+                               atol=1e-6)
