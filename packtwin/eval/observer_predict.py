@@ -423,7 +423,7 @@ def carry_links(t: xr.Dataset, meas: dict[str, np.ndarray], valid3: np.ndarray) 
                     continue
                 # equal up to a float32 round trip: one instant recorded twice
                 if all(np.allclose(meas[x][s, :, n, 0], meas[x][s, :, m, last], rtol=1e-6,
-                                   atol=1e-9) for x in meas):
+                                   atol=1e-9) for x in ("voltage", "current", "temperature")):
                     prev[s, n] = m
     return prev
 

@@ -83,6 +83,10 @@ class EKFConfig:
     ce_guard: float = 50.0
     gate_sigma: float = 4.0
     bounded_step: bool = True
+    # The subspace filter's switch guard (same value; SubspaceConfig.switch_guard_a): no update
+    # where the current at the sample's instant differs from the period's mean by more than
+    # this [A].
+    switch_guard_a: float = 0.5
     # The subspace filter's strip guard (same values; SubspaceConfig.strip_guard_s): no update
     # at rest within strip_guard_s of a charge, where plated lithium stripping back holds the
     # voltage above a core without plating. 0: off; None: 1800 s without plating in the core,
@@ -361,7 +365,8 @@ class CoreEKF:
                                          ).min(1).values
                     # (a NaN voltage, a gap in the log, corrects nothing, as in the subspace
                     # filter)
-                    update = ((ce_min > cfg.ce_guard) & ~stripping
+                    switched = (I_meas[::n + 1] - I_big[::n + 1]).abs() > cfg.switch_guard_a
+                    update = ((ce_min > cfg.ce_guard) & ~stripping & ~switched
                               & torch.isfinite(torch.as_tensor(V, dtype=x_pred.dtype).expand(B)))
                 PH = (P @ H[:, :, None])[..., 0]  # [B, n]
                 S = (H * PH).sum(1) + R

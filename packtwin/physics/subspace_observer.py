@@ -52,7 +52,6 @@ from packtwin.physics.core_params import CoreParams
 from packtwin.physics.ekf import flatten, load_profile_direction, soc_direction, tilt_directions, unflatten
 from packtwin.physics.robust_update import (huber_noise, scaled_step, shell_bounds, since_charge,
                                            strip_window, stripping_rest)
-from packtwin.physics.voltage_closure import closure_features, load_closure
 
 DIRECTIONS = ("soc", "shape_n", "shape_p", "tilt_n")
 # relative step of the electrolyte for dV/d ln c_e (SubspaceConfig.ce_consider_rel)
@@ -196,12 +195,16 @@ class SubspaceConfig:
     # drained cold pulse, where the core's voltage ran 50-180 mV off the DFN's) the SOC is
     # barely moved, while elsewhere (dV/d ln c_e of a few mV) nothing changes.
     ce_consider_rel: float = 0.0
-    # A learned voltage closure (None: off): the path of a file written by
-    # scripts/fit_voltage_closure.py (:mod:`packtwin.physics.voltage_closure`), whose output,
-    # read from the core's own state, is added to the core's voltage in the measurement model
-    # (and so to its Jacobian and the one-step-ahead voltage). It must have been fitted on a core
-    # with this one's particle counts and plating (checked).
-    closure: str | None = None
+    # Switch guard: no update for a cell whose current at the sample's instant (``I_end``)
+    # differs from the period's mean by more than this [A] (the period of a cut-off: the
+    # voltage is read a fraction of a second into the rest or the CV hold that follows, at the
+    # end-of-discharge knee, where the core's voltage is furthest off; C/10 of the 5 A h cells,
+    # above a CV hold's in-period decay of 0.03-0.05 A). Why: read at the instant current the
+    # one-step voltage there is 40 mV off instead of 200-370 mV, small enough to pass the Huber
+    # gate, and one such update moved a cell's SOC by ~2 points for the rest of its cycle (draw
+    # 15, 25 degC 1C: 0.14 -> 2.1 % of c_max) - the 200-370 mV reading at the mean current had
+    # been gated off by accident.
+    switch_guard_a: float = 0.5
 
 
 class SubspaceEstimate(NamedTuple):
@@ -368,10 +371,6 @@ class SubspaceObserver:
         # re-priors per cell since construction: a diagnostic for reports (evaluate's
         # observer_repriors), not part of the estimate
         self.reprior_count = torch.zeros(self.U.shape[0], dtype=torch.long)
-        self.closure = None
-        if config.closure is not None:
-            self.closure = load_closure(config.closure)
-            self.closure.check_core(core, f"SubspaceConfig.closure {config.closure}")
         self._q = torch.tensor([q[d] ** 2 for d in names], dtype=core.dtype)
 
     def _prior(self, state: CoreState, I0: Tensor | float, redo: bool = True
@@ -459,10 +458,7 @@ class SubspaceObserver:
         st = unflatten(self._big, xs, rep(L), None if c_pl is None else rep(c_pl))
         out = self._big.measure(st, rep(I), rep(T), None if guess is None else
                                 (rep(guess[0]), rep(guess[1])))
-        v = out.voltage
-        if self.closure is not None:
-            v = v + self.closure(closure_features(self._big, out, st.c_e, rep(I), rep(T)))
-        v = v.reshape(B, cols)
+        v = out.voltage.reshape(B, cols)
         j = (out.j_n.reshape(B, cols, -1)[:, 0], out.j_p.reshape(B, cols, -1)[:, 0])
         dv_ce = (v[:, m + 1] - v[:, 0]) / CE_REL_STEP if cols > m + 1 else None
         return (v[:, 0], (v[:, 1:m + 1] - v[:, :1]) / h,
@@ -529,7 +525,8 @@ class SubspaceObserver:
                     R_c = R0 if dv_ce is None else R0 + (cfg.ce_consider_rel * dv_ce) ** 2
                     S0 = (H[:, None, :] @ P @ H[:, :, None])[:, 0, 0] + R_c
                     R = huber_noise(e0, S0, R_c, cfg.gate_sigma)
-                    update = (ce_min > cfg.ce_guard) & torch.isfinite(V) & ~stripping
+                    update = ((ce_min > cfg.ce_guard) & torch.isfinite(V) & ~stripping
+                              & ((I_m - I).abs() <= cfg.switch_guard_a))
                     if search:
                         P_inv = torch.linalg.inv(P)
                         z_ok, J_ok, H_ok, K_ok = z, torch.full_like(v_i, float("inf")), H, None

@@ -386,14 +386,20 @@ def test_voltage_is_read_at_the_instant_current_and_the_state_advanced_at_the_me
     loaded = core.measure(pred, I, T).voltage
     assert float((at_rest - loaded).abs().min()) > 0.01  # the two readings differ
     V = at_rest + 0.003
-    _, v_end, _ = obs.step(est, I, T, V, 10.0, I_end=I0)
-    _, v_mean, _ = obs.step(est, I, T, V, 10.0)
+    _, v_end, upd_end = obs.step(est, I, T, V, 10.0, I_end=I0)
+    _, v_mean, upd_mean = obs.step(est, I, T, V, 10.0)
     torch.testing.assert_close(v_end, at_rest, rtol=0, atol=1e-9)
     torch.testing.assert_close(v_mean, loaded, rtol=0, atol=1e-9)
+    # the switch guard: a period whose current switched inside corrects nothing (5 A apart);
+    # a CV hold's small in-period decay (0.1 A) is corrected as usual
+    assert not upd_end.any() and upd_mean.all()
+    _, _, upd_cv = obs.step(est, I, T, V, 10.0, I_end=I - 0.1)
+    assert upd_cv.all()
     # the EKF reads its innovation at the same instant
     ekf = CoreEKF(core, EKFConfig())
     e0 = ekf.init(start, hi - lo, I, T)
-    _, innov = ekf.step(e0, I, T, V, 10.0, I_end=I0)
+    e1, innov = ekf.step(e0, I, T, V, 10.0, I_end=I0)
     x_pred = core.step(ekf.state(e0), I, T, 10.0)
     torch.testing.assert_close(innov, V - core.measure(x_pred, I0, T).voltage, rtol=0,
                                atol=1e-6)
+    torch.testing.assert_close(flatten(ekf.state(e1)), flatten(x_pred), rtol=0, atol=1e-9)
