@@ -33,8 +33,8 @@ def trace_ekf(truth: xr.Dataset, scenarios: list[int], cells: list[int], snapsho
     records: list[dict[str, np.ndarray]] = []
     step = ekf_module.CoreEKF.step
 
-    def recording(self, est, I, T, V, dt):
-        new, innov = step(self, est, I, T, V, dt)
+    def recording(self, est, I, T, V, dt, I_end=None):
+        new, innov = step(self, est, I, T, V, dt, I_end)
         x = est.x
         frac = torch.where(self._is_ce, torch.full_like(x, 0.5), x / self._c_max)
         ce = torch.where(self._is_ce, x, torch.full_like(x, float("inf")))

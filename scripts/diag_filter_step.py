@@ -53,12 +53,12 @@ def state_at_step(truth: xr.Dataset, scenario: int, step: int, core: dict, subsp
     original = subspace_observer.SubspaceObserver._step
     seen = {"k": 0}
 
-    def capture(self, est, I, T, V, dt):
+    def capture(self, est, I, T, V, dt, I_end=None):
         if seen["k"] == step:
             seen["out"] = (self.core, est.state, I, T, V, dt)
             raise _Captured
         seen["k"] += 1
-        return original(self, est, I, T, V, dt)
+        return original(self, est, I, T, V, dt, I_end)
 
     subspace_observer.SubspaceObserver._step = capture
     try:

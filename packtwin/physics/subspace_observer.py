@@ -473,13 +473,14 @@ class SubspaceObserver:
         cells that were updated. A NaN voltage leaves that cell uncorrected."""
         return self._step(est, I, T, V, dt, I_end)[:3]
 
-    def step_outputs(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float
+    def step_outputs(self, est: SubspaceEstimate, I: Tensor, T: Tensor, V: Tensor, dt: float,
+                     I_end: Tensor | None = None
                      ) -> tuple[SubspaceEstimate, Tensor, Tensor, CoreOutputs]:
         """:meth:`step` and the core's outputs at the corrected state (I, T of the sample),
         measured from the last Jacobian's nominal reaction currents when
         ``config.warm_start`` (the update moved the state by at most one Gauss-Newton step
         from there), cold otherwise."""
-        new, v_model, update, guess = self._step(est, I, T, V, dt)
+        new, v_model, update, guess = self._step(est, I, T, V, dt, I_end)
         B = self.U.shape[0]
         I = torch.as_tensor(I, dtype=self.core.dtype).expand(B)
         T = torch.as_tensor(T, dtype=self.core.dtype).expand(B)

@@ -144,13 +144,21 @@ class SubspaceStream(PackStream):
         stream._last_T = T[:, 0]
         return stream
 
-    def step(self, V, I, T, dt: float) -> StreamEstimate:
+    def step(self, V, I, T, dt: float, I_end=None) -> StreamEstimate:
         """Predict over one sample, correct with its voltage, return the estimates at its end
-        (a diverged cell restarted from the prior at this sample: module doc)."""
+        (a diverged cell restarted from the prior at this sample: module doc). ``I_end``: the
+        current at the sample's instant where I is the period's mean (a store's
+        ``current_end``); None: I is both, as a BMS that samples instants gives it."""
         V, I, T, filled = self._sample(V, I, T, dt, "SubspaceStream.step")
+        if I_end is not None:
+            I_end = _as_cells(I_end, self.n_cells, self.core.dtype, "I_end")
+            if not torch.isfinite(I_end).all():
+                raise ValueError(f"SubspaceStream.step: NaN/inf I_end in cells "
+                                 f"{_cells(~torch.isfinite(I_end))}")
         # inference mode: less dispatch overhead than no_grad (the stream never back-propagates)
         with torch.inference_mode():
-            est, v_model, _, out = self.observer.step_outputs(self.estimate, I, T, V, dt)
+            est, v_model, _, out = self.observer.step_outputs(self.estimate, I, T, V, dt,
+                                                              I_end)
             run = off_run(self._off_run, V, v_model)
             bad = (nonfinite(est.state) | (run >= diverged_samples(dt))) & torch.isfinite(V)
             if bad.any():

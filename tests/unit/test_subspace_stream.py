@@ -204,3 +204,26 @@ def test_spline_cache_made_in_inference_mode_still_differentiates():
     sto = torch.tensor([0.3, 0.6], dtype=F64, requires_grad=True)
     ocp.ocp_negative(sto).sum().backward()
     assert torch.allclose(sto.grad, ocp.ocp_negative_slope(sto.detach()))
+
+
+def test_stream_with_the_instant_current_equals_the_evaluate_row(small_log):
+    # a store's current_end (the current when the voltage is read) through both paths: sample
+    # 2's period ended at rest although its mean is 10 A (a cut-off inside it)
+    core, V, I, T = small_log
+    I_end = I.clone()
+    I_end[:, 2] = 0.0
+    a = SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], GRID)
+    steps = [a.step(V[:, k], I[:, k], T[:, k], 10.0, I_end[:, k]) for k in range(1, V.shape[1])]
+    grid = {k: torch.as_tensor(v, dtype=F64) for k, v in GRID.items()}
+    rows, _, _, _ = _run_subspace(core.params, {"voltage": V, "current": I, "temperature": T,
+                                                "current_end": I_end},
+                                  np.array([V.shape[1]] * 2), 10.0, grid, TINY)
+    for name in ("soc", "voltage", "c_s_n"):
+        got = torch.stack([getattr(s, name) for s in steps], 1).numpy()
+        np.testing.assert_allclose(got, rows[name][:, 1:], rtol=1e-10, atol=1e-9, err_msg=name)
+    plain = SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], GRID)
+    other = [plain.step(V[:, k], I[:, k], T[:, k], 10.0) for k in range(1, 4)]
+    # not vacuous: read at rest, sample 2's model voltage is another one
+    assert float((other[1].voltage - steps[1].voltage).abs().min()) > 0.01
+    with pytest.raises(ValueError, match="NaN/inf I_end in cells \\[1\\]"):
+        a.step(V[:, 1], I[:, 1], T[:, 1], 10.0, torch.tensor([0.0, float("nan")], dtype=F64))
