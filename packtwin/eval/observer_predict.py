@@ -492,8 +492,7 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
     [B] each, and each cycle's final estimate (``carried``: see :func:`_filter_cycles`)."""
     core = ReducedCore(params, core_config)
     c = core.design.constants
-    V, I, T = _padded_inputs(seq, lengths)
-    I_end = _instant_current(seq, I, lengths)
+    V, I, T, I_end = _padded_inputs(seq, lengths)
     K = V.shape[1]
     lo, hi = cell_soc_window(core)
     line = cell_lines(core)
@@ -619,23 +618,16 @@ class _Rows:
 
 
 def _padded_inputs(seq: dict, lengths: np.ndarray) -> tuple[torch.Tensor, ...]:
-    """V, I, T [B, K]; past a cycle's length: rest at its last valid voltage and temperature."""
+    """V, I, T, I_end [B, K]; past a cycle's length: rest at its last valid voltage and
+    temperature. ``I_end`` is the current at each sample's instant (``seq["current_end"]``; a
+    store made before it was recorded: the period's mean ``I``)."""
     K = int(lengths.max())
-    V, I, T = (seq[n][:, :K].clone() for n in ("voltage", "current", "temperature"))
+    names = ("voltage", "current", "temperature",
+             "current_end" if "current_end" in seq else "current")
+    V, I, T, I_end = (seq[n][:, :K].clone() for n in names)
     for i, n in enumerate(lengths):
-        V[i, n:], T[i, n:], I[i, n:] = V[i, n - 1], T[i, n - 1], 0.0
-    return V, I, T
-
-
-def _instant_current(seq: dict, I: torch.Tensor, lengths: np.ndarray) -> torch.Tensor:
-    """[B, K]: the current at each sample's instant (``seq["current_end"]``, else the period's
-    mean ``I``), padded as :func:`_padded_inputs` pads I."""
-    if "current_end" not in seq:
-        return I
-    I_end = seq["current_end"][:, :I.shape[1]].clone()
-    for i, n in enumerate(lengths):
-        I_end[i, n:] = 0.0
-    return I_end
+        V[i, n:], T[i, n:], I[i, n:], I_end[i, n:] = V[i, n - 1], T[i, n - 1], 0.0, 0.0
+    return V, I, T, I_end
 
 
 def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: float,
@@ -646,8 +638,7 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
     """:func:`_run_ekf` with :class:`SubspaceObserver` (the same start, padding, restarts and
     outputs, the same carry; ``config``: the filter's settings)."""
     core = ReducedCore(params, core_config)
-    V, I, T = _padded_inputs(seq, lengths)
-    I_end = _instant_current(seq, I, lengths)
+    V, I, T, I_end = _padded_inputs(seq, lengths)
     lo, hi = cell_soc_window(core)
     line = cell_lines(core)
     obs = SubspaceObserver(core, hi - lo, config)

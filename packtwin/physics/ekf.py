@@ -365,7 +365,9 @@ class CoreEKF:
                                          ).min(1).values
                     # (a NaN voltage, a gap in the log, corrects nothing, as in the subspace
                     # filter)
-                    switched = (I_meas[::n + 1] - I_big[::n + 1]).abs() > cfg.switch_guard_a
+                    switched = torch.zeros(B, dtype=torch.bool) if I_end is None else (
+                        torch.as_tensor(I_end, dtype=x_pred.dtype).expand(B) - I_t
+                    ).abs() > cfg.switch_guard_a
                     update = ((ce_min > cfg.ce_guard) & ~stripping & ~switched
                               & torch.isfinite(torch.as_tensor(V, dtype=x_pred.dtype).expand(B)))
                 PH = (P @ H[:, :, None])[..., 0]  # [B, n]
