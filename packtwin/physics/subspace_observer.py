@@ -156,9 +156,15 @@ class SubspaceConfig:
     # ... and the re-priored cell's covariance along the directions back to the prior's (its
     # cross terms with the biases zeroed). Why: the corrections that moved the SOC were made
     # with the wrong SOC's profiles and shrank P as if they were right; after the re-prior the
-    # filter then creeps (0 degC, dev draw 14: 4-6 points over-corrected at 1 min, still 1.7
-    # points off 10 min later).
-    reprior_covariance: bool = False
+    # filter then creeps (-10 degC, draw 15: 0.5 points of std while 2-4 points off, ~0.3
+    # points per minute, as a gain of P H / R predicts). Default since stop 33: chosen on dev
+    # draws 13 and 14 from a 30-point start (field error 10 min after the start, per cell,
+    # off -> on: 0 degC 0.81-1.51 -> 0.34-0.53 %, -10 degC 1.49-2.56 -> 0.89-1.24 %; a lower
+    # voltage_noise_v (5 mV) or a larger process_soc_std (0.005) did not help or did less);
+    # at stop 26 (before the instant current and the plating core) it was mixed on draw 14.
+    # It acts only on a re-priored cell, so it changes nothing from a rested or loaded start
+    # (no re-prior fires there: reports' "re-priors per split").
+    reprior_covariance: bool = True
     # Strip guard (0: off; None: on, 1800 s, for a core without plating, off for one with it,
     # packtwin.physics.robust_update.strip_window): no update for a cell at rest
     # (|I| <= strip_current_a) within this long after its last charging sample

@@ -91,7 +91,7 @@ def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
     I = torch.cat([torch.zeros(2, 1, dtype=F64), torch.full((2, 12), 5.0, dtype=F64)], 1)
     T = torch.full_like(I, 298.15)
     V = core.simulate(rest, I, T, 10.0)[1]["voltage"]
-    cfg = SubspaceConfig(reprior_soc=0.1)
+    cfg = SubspaceConfig(reprior_soc=0.1, reprior_covariance=False)  # P: its own test below
     obs = SubspaceObserver(core, hi - lo, cfg)
     start = offset_stoichiometry(sto, 0.3, lo, hi)
     est = obs.init_loaded(start, I[:, 0], T[:, 0], lo, hi)
@@ -182,7 +182,7 @@ def test_init_state_is_never_repriored(one_torch_thread):
 def test_reprior_covariance_restores_the_prior_block(one_torch_thread):
     """reprior_covariance: a re-priored cell's covariance along the directions goes back to the
     prior's, its cross terms with the biases to 0 and the biases' block is kept; a cell that
-    was not re-priored keeps the filter's P; off (the default) keeps P for every cell."""
+    was not re-priored keeps the filter's P (on by default); off keeps P for every cell."""
     from packtwin.physics.subspace_observer import SubspaceConfig, SubspaceObserver
 
     core = ReducedCore(CoreParams.nominal(2), TINY)
@@ -190,7 +190,8 @@ def test_reprior_covariance_restores_the_prior_block(one_torch_thread):
     I, T = torch.full((2,), 5.0, dtype=F64), torch.full((2,), 298.15, dtype=F64)
     kw = dict(reprior_soc=0.1, biases=("dR",), dR_min_step_a=0.0)
     on = SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_covariance=True, **kw))
-    off = SubspaceObserver(core, hi - lo, SubspaceConfig(**kw))
+    off = SubspaceObserver(core, hi - lo, SubspaceConfig(reprior_covariance=False, **kw))
+    assert SubspaceConfig().reprior_covariance  # the default
     est = on.init_loaded(lo + 0.5 * (hi - lo), I, T, lo, hi)
     v_model = off.step(est, I, T, torch.full((2,), 3.6, dtype=F64), 10.0)[1]
     V = torch.stack([v_model[0] + 0.1, v_model[1] + 0.001])  # cell 1: a small correction
