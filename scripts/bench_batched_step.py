@@ -61,8 +61,9 @@ def build(var_pts: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import casadi
     from pybamm.solvers.base_solver import flatten_inputs
+
+    from packtwin.sim.lean_step import rhs_ydot0
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=4)
@@ -87,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     none = np.empty((0, 0))
 
     def ydot(y, p, t0):
-        rhs = model.rhs_eval(t0, y, casadi.DM(p))
-        out = np.zeros_like(y)
-        out[:model.len_rhs] = np.asarray(rhs.full(), dtype=float).ravel()
-        return out
+        return rhs_ydot0(model, t0, y, p)
 
     def last(soln) -> np.ndarray:
         return np.asarray(soln.y).reshape(soln.t.size, -1)[-1].copy()

@@ -55,12 +55,24 @@ def start_of(old, model) -> tuple[float, np.ndarray] | None:
     return float(old.t[-1]), np.asarray(last.all_ys[0], dtype=float).ravel()
 
 
+def rhs_ydot0(model, t0: float, y0: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``ydot0`` as IdakluSolver._set_consistent_initialization makes it for a semi-explicit
+    DAE whose y0 IDAKLU initialises itself: rhs(y0) on the differential states, 0 elsewhere
+    (``p``: the flattened inputs, one vector instead of a casadi vertcat of every float)."""
+    import casadi
+
+    rhs0 = model.rhs_eval(t0, y0, casadi.DM(p))
+    ydot0 = np.zeros_like(y0)
+    ydot0[: model.len_rhs] = np.asarray(rhs0.full() if hasattr(rhs0, "full") else rhs0,
+                                        dtype=float).ravel()
+    return ydot0
+
+
 def step(solver, model, start: tuple[float, np.ndarray], inputs: Mapping[str, float], dt: float,
          t_interp: np.ndarray) -> LeanSolution | None:
     """Integrate ``model`` from ``start`` = (t, y) by ``dt`` seconds, sampled at ``t_interp``
     (relative to the start, from 0 to dt), as ``solver.step(..., t_eval=[0, dt], save=False)``
     would; None where the integrator stopped before ``dt`` (the caller takes the full path)."""
-    import casadi
     from pybamm.solvers.base_solver import flatten_inputs
 
     if model not in solver._model_set_up:
@@ -80,14 +92,7 @@ def step(solver, model, start: tuple[float, np.ndarray], inputs: Mapping[str, fl
     y0 = np.asarray(y0, dtype=float).ravel()
     if model.uses_stacked_inputs and model.is_standard_form_dae and model.len_rhs > 0 \
             and solver.root_method is None:
-        # IdakluSolver._set_consistent_initialization for this case (y0 kept: IDAKLU
-        # initialises internally; ydot0 = rhs(y0) on the differential states, 0 elsewhere),
-        # with the inputs as one vector instead of a casadi vertcat of every float
-        rhs0 = model.rhs_eval(t0, y0, casadi.DM(p))
-        ydot0 = np.zeros_like(y0)
-        ydot0[: model.len_rhs] = np.asarray(rhs0.full() if hasattr(rhs0, "full") else rhs0,
-                                            dtype=float).ravel()
-        y0s, ydot0s = y0[None, :], ydot0[None, :]
+        y0s, ydot0s = y0[None, :], rhs_ydot0(model, t0, y0, p)[None, :]
     else:  # the solver's own initialisation
         model.y0_list = [y0.reshape(-1, 1)]
         solver._set_consistent_initialization(model, t0, [model_inputs])
