@@ -87,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     compiled = solver._setup["solver"]
     none = np.empty((0, 0))
 
-    def ydot(y, p, t0):
-        return rhs_ydot0(model, t0, y, p)
-
     def last(soln) -> np.ndarray:
         return np.asarray(soln.y).reshape(soln.t.size, -1)[-1].copy()
 
@@ -98,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         tic = time.process_time()
         for _ in range(args.steps):
             te = np.array([np.nextafter(t0, np.inf), t0 + args.period_s])
-            yd = [ydot(v, p, te[0]) for v, p in zip(y, ps)]
+            yd = [rhs_ydot0(model, te[0], v, p) for v, p in zip(y, ps)]
             if batched:
                 out = compiled.solve(te, te.copy(), np.vstack(y), np.vstack(yd), np.vstack(ps),
                                      logger=None, pbar=none)
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         tic = time.process_time()
         te = np.array([np.nextafter(t_start, np.inf), t_start + args.steps * args.period_s])
         for v, p in zip(y_start, ps):
-            compiled.solve(te, te.copy(), v[None], ydot(v, p, te[0])[None], p[None],
+            compiled.solve(te, te.copy(), v[None], rhs_ydot0(model, te[0], v, p)[None], p[None],
                            logger=None, pbar=none)
         return time.process_time() - tic
 

@@ -323,7 +323,8 @@ class CoreEKF:
         L = est.L_sei
         rep = lambda t: torch.as_tensor(t, dtype=est.x.dtype).expand(B).repeat_interleave(n + 1)  # noqa: E731
         I_big, T_big, L_big = rep(I), rep(T), L.repeat_interleave(n + 1)
-        I_meas = I_big if I_end is None else rep(I_end)
+        I_e = I if I_end is None else I_end  # the current the voltage is read at
+        I_meas = rep(I_e)
         big = lambda t: None if t is None else t.repeat_interleave(n + 1, dim=0)  # noqa: E731
         eye_h = torch.cat([torch.zeros(1, n, dtype=est.x.dtype), torch.diag(self._h)])  # [n+1, n]
 
@@ -365,9 +366,8 @@ class CoreEKF:
                                          ).min(1).values
                     # (a NaN voltage, a gap in the log, corrects nothing, as in the subspace
                     # filter)
-                    switched = torch.zeros(B, dtype=torch.bool) if I_end is None else (
-                        torch.as_tensor(I_end, dtype=x_pred.dtype).expand(B) - I_t
-                    ).abs() > cfg.switch_guard_a
+                    switched = (torch.as_tensor(I_e, dtype=x_pred.dtype).expand(B) - I_t
+                                ).abs() > cfg.switch_guard_a
                     update = ((ce_min > cfg.ce_guard) & ~stripping & ~switched
                               & torch.isfinite(torch.as_tensor(V, dtype=x_pred.dtype).expand(B)))
                 PH = (P @ H[:, :, None])[..., 0]  # [B, n]
