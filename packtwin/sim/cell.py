@@ -338,7 +338,15 @@ class CellModel:
         return out
 
     def stoichiometry_limits(self, cell_values: Mapping[str, float]) -> tuple[float, float]:
-        """(theta_n at 0 % SOC, theta_n at 100 % SOC) of a fresh cell with these parameters."""
+        """(theta_n at 0 % SOC, theta_n at 100 % SOC) of a fresh cell with these parameters
+        (kept per cell: PyBaMM's electrode SOH solve costs ~0.25 s, every scenario asks again)."""
+        key = tuple(sorted((k, float(v)) for k, v in cell_values.items()))
+        cache = self.__dict__.setdefault("_limits", {})
+        if key not in cache:
+            cache[key] = self._stoichiometry_limits(cell_values)
+        return cache[key]
+
+    def _stoichiometry_limits(self, cell_values: Mapping[str, float]) -> tuple[float, float]:
         import pybamm
 
         pv = self.nominal_pv.copy()

@@ -339,7 +339,7 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
 NEW_DEFAULTS = {"cycle_series": False,
                 "protocol": {"checkup_every": 0, "checkup_c_rate": 0.2},
                 # stores made before the exact cut-off (issue #10's capacity sawtooth)
-                "solver": {"cutoff": "grid", "fewer_trials": False}}
+                "solver": {"cutoff": "grid", "fewer_trials": False, "coupling": "stepped"}}
 
 
 def upgrade_stored_config(stored: dict, cfg: GenerateConfig) -> dict:

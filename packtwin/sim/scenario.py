@@ -1,5 +1,9 @@
 """One scenario of one pack: the cycling protocol driven through the pack stepper.
 
+The stepper is :class:`packtwin.sim.pack.PackStepper` (``solver.coupling: stepped``, each cell
+solved on its own between coupling steps) or :class:`packtwin.sim.pack_dae.DAEStepper`
+(``dae``: the pack as one PyBaMM DAE); both give the same interface and storage conventions.
+
 A task is a plain dict (picklable for process pools and Dask) and so is its result: arrays laid
 out like the store without the scenario dimension. Failures are caught and returned with their
 message; cycles finished before a failure are kept (status PARTIAL).
@@ -203,9 +207,14 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         volts = np.array([float(v["voltage"][0]) for v in vals])
         return (sol, vals), (volts if n else float(volts[-1]))
 
-    stepper = PackStepper(ns, npar, step_cell, cfg.solver.voltage_tol,
-                          cfg.solver.max_iterations, max_periods=cfg.solver.max_step_periods,
-                          fewer_trials=cfg.solver.fewer_trials)
+    if cfg.solver.coupling == "dae":
+        from packtwin.sim.pack_dae import DAEStepper, PackDAE
+
+        stepper = DAEStepper(PackDAE(models, ns, npar, cell_inputs=base_inputs), base_inputs)
+    else:
+        stepper = PackStepper(ns, npar, step_cell, cfg.solver.voltage_tol,
+                              cfg.solver.max_iterations, max_periods=cfg.solver.max_step_periods,
+                              fewer_trials=cfg.solver.fewer_trials)
     p = cfg.protocol
     shapes = _field_shapes(models[0])
     snaps = cfgmod.snapshot_cycles(cfg)

@@ -10,8 +10,9 @@ from packtwin.sim.generate import draw_cells
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("fewer_trials", [False, True])
-def test_one_cell_pack_equals_pybamm_experiment(fewer_trials):
+@pytest.mark.parametrize("fewer_trials, coupling",
+                         [(False, "stepped"), (True, "stepped"), (False, "dae")])
+def test_one_cell_pack_equals_pybamm_experiment(fewer_trials, coupling):
     import pybamm
 
     from packtwin.sim.cell import nominal_parameter_values
@@ -27,7 +28,8 @@ def test_one_cell_pack_equals_pybamm_experiment(fewer_trials):
             cfgmod.VariedParameter("neg_c_init", 0.02), cfgmod.VariedParameter("contact_resistance", 0.2),
             cfgmod.VariedParameter("neg_am_fraction", 0.02)]),
         protocol=cfgmod.ProtocolConfig(rest_s=60.0, cv_max_s=60.0),
-        solver=cfgmod.SolverConfig(fewer_trials=fewer_trials), n_cycles=1, seed=5)
+        solver=cfgmod.SolverConfig(fewer_trials=fewer_trials, coupling=coupling), n_cycles=1,
+        seed=5)
     cells, nominal = draw_cells(cfg)
     res = run_scenario({"config": cfgmod.to_dict(cfg), "scenario": 0, "cell_values": cells,
                         "nominal": nominal})

@@ -68,3 +68,24 @@ def test_an_unknown_cut_off_is_refused_naming_the_choices():
     with pytest.raises(ConfigError) as err:
         cfgmod.validate(cfg)
     assert "solver.cutoff must be one of ['crossing', 'grid'], found 'event'" in str(err.value)
+
+
+def test_an_unknown_coupling_or_the_dae_with_the_grid_cut_off_is_refused():
+    cfg = cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(coupling="joint"))
+    with pytest.raises(ConfigError, match=r"solver.coupling must be one of \['stepped', 'dae'\], "
+                                          r"found 'joint'"):
+        cfgmod.validate(cfg)
+    cfg = cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(coupling="dae", cutoff="grid"))
+    with pytest.raises(ConfigError, match="needs solver.cutoff 'crossing', found 'grid'"):
+        cfgmod.validate(cfg)
+    cfgmod.validate(cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(coupling="dae")))
+
+
+def test_a_store_made_before_the_coupling_option_resumes_only_stepped():
+    old = cfgmod.to_dict(cfgmod.GenerateConfig())
+    del old["solver"]["coupling"]
+    stepped = cfgmod.GenerateConfig()
+    assert stepped.solver.coupling == "stepped"
+    assert upgrade_stored_config(old, stepped) == cfgmod.to_dict(stepped)
+    dae = cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(coupling="dae"))
+    assert upgrade_stored_config(old, dae) != cfgmod.to_dict(dae)

@@ -1,0 +1,117 @@
+"""The pack as one DAE (packtwin.sim.pack_dae): a one-cell pack is the cell's own uninterrupted
+solve, the circuit equations hold at every sample, and a parallel group splits its current as the
+stepped pack's 60 s coupling reference does."""
+
+import numpy as np
+import pytest
+
+from packtwin import schema
+
+pytest.importorskip("pybamm")
+
+MESH = {"x_n": 4, "x_s": 3, "x_p": 4, "r_n": 6, "r_p": 6}
+
+
+def _config(n_series, n_parallel, seed=3):
+    from packtwin.sim import config as cfgmod
+
+    return cfgmod.GenerateConfig(
+        scenarios=[cfgmod.Scenario(25.0, 1.0, 1.0, "cccv")],
+        pack=cfgmod.PackConfig(n_series, n_parallel),
+        model=cfgmod.ModelConfig(var_pts=dict(MESH), submesh={}, stored_r_points=None),
+        protocol=cfgmod.ProtocolConfig(rest_s=300.0, cv_max_s=1200.0),
+        solver=cfgmod.SolverConfig(max_step_periods=1), n_cycles=1, seed=seed)
+
+
+def _pack(cfg):
+    from packtwin.sim.cell import get_model
+    from packtwin.sim.generate import draw_cells
+    from packtwin.sim.pack_dae import PackDAE
+
+    cells, nominal = draw_cells(cfg)
+    varied = tuple(p.key for p in cfg.variation.parameters)
+    models = [get_model(cfg.model, varied, (c.get("neg_radius", nominal["neg_radius"]),
+                                            c.get("pos_radius", nominal["pos_radius"])))
+              for c in cells]
+    ambient = cfg.scenarios[0].ambient_temperature + 273.15
+    inputs = [m.inputs(c, nominal, 0.0, ambient) for m, c in zip(models, cells)]
+    pack = PackDAE(models, cfg.pack.n_series, cfg.pack.n_parallel, cell_inputs=inputs)
+    return pack, models, inputs, cells, nominal
+
+
+def test_a_one_cell_pack_is_the_cells_own_uninterrupted_solve():
+    from packtwin.sim.cell import CURRENT
+
+    pack, models, inputs, _, _ = _pack(_config(1, 1))
+    res = pack.phase(pack.inputs(inputs, current=5.0), 900.0, 60.0)
+    assert res.termination == "final time"
+    np.testing.assert_allclose(res.current[:, 0], 5.0, rtol=0, atol=1e-9)
+    cell = models[0]
+    ins = dict(inputs[0])
+    ins[CURRENT] = 5.0
+    sol = cell.step(None, ins, 900.0, 15, lean=False)  # one solve, sampled every 60 s
+    v_cell = np.array([float(v["voltage"][0]) for v in cell.read_samples(sol, ins, 16)])
+    assert np.abs(res.voltage[:, 0] - v_cell).max() < 1e-4  # 0.1 mV
+    end = pack.read(0, res.t[-1], res.solution.y[:, -1], inputs[0], 5.0)
+    ref = cell.read_samples(sol, ins, 1)[0]
+    np.testing.assert_allclose(end["c_s_n"], ref["c_s_n"], rtol=1e-5)
+    np.testing.assert_allclose(end["sei_thickness_avg"], ref["sei_thickness_avg"], rtol=1e-5)
+
+
+def test_circuit_holds_at_every_sample_and_phases_end_at_their_limits():
+    from packtwin.sim.pack_dae import cccv_cycle
+
+    cfg = _config(2, 2)
+    pack, models, inputs, _, _ = _pack(cfg)
+    q = models[0].capacity_ah * 2
+    phases = dict(cccv_cycle(pack, inputs, cfg.protocol, 1.0, 1.0, q, 60.0))
+    p = cfg.protocol
+    for name, res in phases.items():
+        for g in range(2):
+            group = res.current[:, 2 * g:2 * g + 2]
+            np.testing.assert_allclose(group.sum(axis=1), res.pack_current, atol=1e-8)
+            assert np.abs(np.diff(res.voltage[:, 2 * g:2 * g + 2], axis=1)).max() < 1e-6, name
+    dis = phases["discharge"]
+    assert dis.termination.startswith("lower cut-off")
+    assert abs(dis.voltage[-1].min() - p.v_min) < 1e-4
+    np.testing.assert_allclose(dis.pack_current, q, rtol=1e-9)
+    cc = phases["CC charge"]
+    assert cc.termination.startswith("upper cut-off")
+    assert abs(cc.voltage[-1].max() - p.v_max) < 1e-4
+    cv = phases["CV hold"]
+    assert np.abs(cv.voltage.max(axis=1) - p.v_max).max() < 1e-4  # the hold group on v_max
+    assert np.all(np.diff(np.abs(cv.pack_current)) < 1e-9)  # the current decays
+    assert (cv.termination == "CV cut-off") == (abs(cv.pack_current[-1]) <= 0.05 * q + 1e-6)
+
+
+def test_a_parallel_group_splits_like_the_60s_coupling_reference():
+    from packtwin.sim.pack_dae import cccv_cycle
+    from packtwin.sim.scenario import run_scenario
+    from packtwin.sim import config as cfgmod
+
+    cfg = _config(1, 2)
+    pack, models, inputs, cells, nominal = _pack(cfg)
+    ref = run_scenario({"config": cfgmod.to_dict(cfg), "scenario": 0, "cell_values": cells,
+                        "nominal": nominal})
+    assert ref["status"] == schema.STATUS_OK, ref["message"]
+    # the stepped reference's cycle starts after one period of rest
+    pack.phase(pack.inputs(inputs, current=0.0), cfg.solver.period_s, cfg.solver.period_s)
+    q = models[0].capacity_ah * 2
+    dis = cccv_cycle(pack, inputs, cfg.protocol, 1.0, 1.0, q, cfg.solver.period_s)[0][1]
+    k = len(dis.t) - 2  # samples before the period of the cut-off
+    f = ref["snapshots"][0]["fields"]
+    i_ref = f["current_end"][:, 1:k + 1].T  # the current at each sample's instant
+    i_dae = dis.current[1:k + 1]
+    share = np.abs(i_dae / i_dae.sum(1, keepdims=True) - i_ref / i_ref.sum(1, keepdims=True))
+    assert share.max() <= 0.01, f"split differs by {share.max():.2%} of the group current"
+    dv = np.abs(dis.voltage[1:k + 1] - f["voltage"][:, 1:k + 1].T).max()
+    assert dv <= 2 * cfg.solver.voltage_tol, f"voltages differ by {dv * 1e3:.2f} mV"
+    cap = np.trapezoid(dis.current, dis.t, axis=0) / 3600.0
+    np.testing.assert_allclose(cap, ref["summary"]["capacity"][:, 0], rtol=5e-3)
+
+
+def test_a_pack_needs_one_model_per_cell(tiny_cell):
+    from packtwin.sim.pack_dae import PackDAE
+
+    with pytest.raises(ValueError, match="2s2p pack needs 4 cell models, found 1"):
+        PackDAE([tiny_cell], 2, 2)
