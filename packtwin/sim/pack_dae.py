@@ -204,6 +204,8 @@ class _Joint:
         joint._initial_conditions, joint._boundary_conditions = {}, {}
         joint._variables_processed = {}
         joint.variables = pybamm.FuzzyDict({"I_pack": i_pack})
+        # cell 0's inputs as its parameter values declared them: the joint model's are renamed
+        joint.fixed_input_parameters = set()
         joint._required_input_parameters = joint._input_parameters = None
         joint._is_standard_form_dae = None
         self.model = joint

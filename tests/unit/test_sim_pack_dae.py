@@ -61,8 +61,16 @@ def test_a_one_cell_pack_is_the_cells_own_uninterrupted_solve():
 def test_circuit_holds_at_every_sample_and_phases_end_at_their_limits():
     from packtwin.sim.pack_dae import cccv_cycle
 
+    from packtwin.sim import pack_dae
+
     cfg = _config(2, 2)
     pack, models, inputs, _, _ = _pack(cfg)
+    # every cell input is the cell's own (renamed), besides the pack's control inputs
+    control = {pack_dae.PACK_CURRENT, pack_dae.HOLD_VOLTAGE, pack_dae.MODE, pack_dae.V_MIN,
+               pack_dae.V_MAX, pack_dae.I_CUT, pack_dae.ON_V_MIN, pack_dae.ON_V_MAX,
+               pack_dae.ON_I_CUT, "Hold weight [group 0]", "Hold weight [group 1]"}
+    names = {p.name for p in pack.model.input_parameters}
+    assert names - control and all(n in control or "[cell " in n for n in names), names
     q = models[0].capacity_ah * 2
     phases = dict(cccv_cycle(pack, inputs, cfg.protocol, 1.0, 1.0, q, 60.0))
     p = cfg.protocol
