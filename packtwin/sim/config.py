@@ -240,7 +240,7 @@ class SolverConfig:
     voltage_tol, fewer_trials apply). ``dae``: the whole pack as one PyBaMM DAE with the circuit
     as algebraic equations (:mod:`packtwin.sim.pack_dae`): no coupling steps, the split exact,
     cut-offs found by the integrator's root finding, each period's current the mean from each
-    cell's charge; 4.9-6.2x less CPU per cell-cycle on a 2s2p pack (scripts/bench_pack_dae.py).
+    cell's charge; 5-6x less CPU per cell-cycle on a 2s2p pack (scripts/bench_pack_dae.py).
     Needs ``cutoff: crossing``. A store made with one coupling is refused on resume by the other."""
 
 

@@ -108,15 +108,24 @@ def _copier(model, shift_rhs: int, shift_alg: int, n_rhs_total: int, replace: Ma
 
 @dataclass
 class PhaseResult:
-    """One phase: sample times ``t`` (n,), cell voltages and currents (n, cells), pack current
-    (n,), why it ended ('final time' or the event's name) and the joint solution."""
+    """One phase: sample times ``t`` (n,), joint states ``y`` (n_states, n), cell currents
+    (n, cells), pack current (n,), why it ended ('final time' or the event's name); ``voltage``
+    (n, cells) is evaluated when first read."""
 
     t: np.ndarray
-    voltage: np.ndarray
+    y: np.ndarray
     current: np.ndarray
     pack_current: np.ndarray
     termination: str
-    solution: object
+    _pack: "PackDAE"
+    _inputs: Mapping[str, float]
+    _voltage: np.ndarray | None = None
+
+    @property
+    def voltage(self) -> np.ndarray:
+        if self._voltage is None:
+            self._voltage = self._pack.voltages(self.t, self.y, self._inputs)
+        return self._voltage
 
 
 class _Joint:
@@ -242,7 +251,6 @@ class PackDAE:
         self.i_cell_index, self.i_pack_index = j.i_cell_index, j.i_pack_index
         self.n_states, self.n_rhs_total = j.n_states, j.n_rhs_total
         self._last = None
-        self._y0 = np.zeros(self.n_states)
         if y0 is not None:
             self.set_state(y0)
         elif cell_inputs is not None:
@@ -261,7 +269,6 @@ class PackDAE:
         if currents is not None:
             y[self.i_cell_index] = currents
             y[self.i_pack_index] = float(np.sum(currents)) / self.ns
-        self._y0 = y
         # a one-point solution to go on from, not the model's initial conditions: the joint
         # model is shared, and its solver compiles those once
         self.resume_from(0.0, y)
@@ -272,11 +279,11 @@ class PackDAE:
 
     def end(self) -> tuple[float, np.ndarray]:
         """(time, joint state) the next phase starts from."""
-        if self._last is not None:
-            y = self._last.y
-            return (float(self._last.t[-1]),
-                    np.asarray(y.full() if hasattr(y, "full") else y)[:, -1].copy())
-        return 0.0, self._y0.copy()
+        if self._last is None:
+            raise RuntimeError("the pack DAE has no state yet: pass y0 or cell_inputs, or call "
+                               "set_state")
+        y = self._last.y
+        return float(self._last.t[-1]), np.asarray(y.full() if hasattr(y, "full") else y)[:, -1].copy()
 
     def resume_from(self, t: float, y: np.ndarray) -> None:
         """Go on from a saved :meth:`end` exactly as from the phase that ended there."""
@@ -324,12 +331,11 @@ class PackDAE:
         # PyBaMM's step does not go on from a solution an event ended: the next phase starts
         # from a one-point solution at this one's end
         self.resume_from(float(t[-1]), y[:, -1])
-        volts = self.voltages(t, y, inputs)
         term = sol.termination
         if term.startswith("event: "):
             term = term[len("event: "):]
-        return PhaseResult(t, volts, y[self.i_cell_index].T.copy(), y[self.i_pack_index].copy(),
-                           term, sol)
+        return PhaseResult(t, y, y[self.i_cell_index].T.copy(), y[self.i_pack_index].copy(),
+                           term, self, dict(inputs))
 
     def voltages(self, t: np.ndarray, y: np.ndarray, inputs: Mapping[str, float]) -> np.ndarray:
         """Every cell's terminal voltage [V] at joint states ``y`` (n_states, n): (n, cells)."""
@@ -367,33 +373,6 @@ class PackDAE:
         return m.stored(np.asarray(m._fn(float(t), self.cell_state(y, c), p)).ravel())
 
 
-def cccv_cycle(pack: PackDAE, cell_inputs: Sequence[Mapping[str, float]], protocol,
-               discharge_c: float, charge_c: float, q_pack: float, period: float
-               ) -> list[tuple[str, PhaseResult]]:
-    """One cycle of the generator's CCCV protocol (``ProtocolConfig``): discharge until the first
-    cell reaches v_min, rest, CC charge until the first reaches v_max, CV hold of the group that
-    reached it until the pack current falls below the cut-off (or ``cv_max_s``), rest."""
-    p = protocol
-    out = []
-
-    def run(name, duration, **kw):
-        res = pack.phase(pack.inputs(cell_inputs, **kw), duration, period)
-        out.append((name, res))
-        return res
-
-    run("discharge", p.phase_margin * 3600.0 / discharge_c, current=discharge_c * q_pack,
-        v_min=p.v_min, stop=("v_min",))
-    run("rest after discharge", p.rest_s)
-    cc = run("CC charge", p.phase_margin * 3600.0 / charge_c, current=-charge_c * q_pack,
-             v_max=p.v_max, stop=("v_max",))
-    if cc.termination.startswith("upper cut-off"):
-        group = int(np.argmax(cc.voltage[-1])) // pack.np_
-        run("CV hold", p.cv_max_s, hold_voltage=p.v_max, hold_group=group,
-            i_cut=p.cv_cutoff_c * q_pack, stop=("i_cut",))
-    run("rest after charge", p.rest_s)
-    return out
-
-
 class PackDAEError(RuntimeError):
     """The joint solve failed or a cell's own event (not a cut-off) ended a phase."""
 
@@ -423,6 +402,7 @@ class DAEStepper:
         self.n = self.ns * self.np_
         self.rescues = 0  # the stepped pack's split rescues: none here
         self.joint_solves = 0
+        self.solve_cpu_s = 0.0  # CPU time in the joint integrations (the rest: outputs, recording)
         self.solutions: list = [None] * self.n
         self._seeded = self.solutions
         self.i_last = np.zeros(self.n)
@@ -452,7 +432,10 @@ class DAEStepper:
         self._seeded = self.solutions
 
     def _run(self, duration: float, dt: float, **kw):
+        import time
+
         self.joint_solves += 1
+        c0 = time.process_time()
         try:
             return self.pack.phase(self.pack.inputs(self.cell_inputs, **kw), duration, dt)
         except Exception as exc:  # PyBaMM's SolverError and friends
@@ -461,6 +444,8 @@ class DAEStepper:
             req = ", ".join(f"{k}={v:.6g}" for k, v in kw.items() if k != "stop")
             raise PackDAEError(f"the pack DAE failed ({req}): {type(exc).__name__}: "
                                f"{msg}") from exc
+        finally:
+            self.solve_cpu_s += time.process_time() - c0
 
     def advance(self, dt: float, n_max: int, i_request: float | None, v_min: float, v_max: float,
                 hold: str | None = None, i_floor: float = 0.0,
@@ -508,7 +493,7 @@ class DAEStepper:
             for k in range(1, k_end + 1):
                 i = int(np.argmin(np.abs(t_rel - k * dt)))
                 if abs(t_rel[i] - k * dt) <= 1e-6 * dt:
-                    ys.append(res.solution.y[:, i])
+                    ys.append(res.y[:, i])
                     ts.append(k * dt)
         if t_cut is not None:
             rest = k_end * dt - t_cut
@@ -523,9 +508,9 @@ class DAEStepper:
                 after = (dict(hold_voltage=v_max, hold_group=self._highest_group()) if hold_then
                          else dict(current=float(i_then or 0.0)))
             if rest > 1e-9 * dt:
-                ys.append(self._run(rest, dt, **after).solution.y[:, -1])
+                ys.append(self._run(rest, dt, **after).y[:, -1])
             else:
-                ys.append(res.solution.y[:, -1])
+                ys.append(res.y[:, -1])
             ts.append(k_end * dt)
         y = np.array(ys).T  # (n_states, n_periods)
         ins = self._joint_inputs()

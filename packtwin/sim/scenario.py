@@ -236,6 +236,8 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor, then)
         result["iterations"] += res.iterations
         result["split_rescues"] = stepper.rescues  # steps saved by the whole-step secant
+        if cfg.solver.coupling == "dae":  # of the scenario's CPU, the joint integrations'
+            result["joint_solve_cpu_s"] = stepper.solve_cpu_s
         result["steps"] += 1
         result["periods"] += res.n_periods
         volts, currents, ends = res.samples(), res.currents(), res.end_currents()

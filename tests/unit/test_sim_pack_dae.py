@@ -52,15 +52,26 @@ def test_a_one_cell_pack_is_the_cells_own_uninterrupted_solve():
     sol = cell.step(None, ins, 900.0, 15, lean=False)  # one solve, sampled every 60 s
     v_cell = np.array([float(v["voltage"][0]) for v in cell.read_samples(sol, ins, 16)])
     assert np.abs(res.voltage[:, 0] - v_cell).max() < 1e-4  # 0.1 mV
-    end = pack.read(0, res.t[-1], res.solution.y[:, -1], inputs[0], 5.0)
+    end = pack.read(0, res.t[-1], res.y[:, -1], inputs[0], 5.0)
     ref = cell.read_samples(sol, ins, 1)[0]
     np.testing.assert_allclose(end["c_s_n"], ref["c_s_n"], rtol=1e-5)
     np.testing.assert_allclose(end["sei_thickness_avg"], ref["sei_thickness_avg"], rtol=1e-5)
 
 
-def test_circuit_holds_at_every_sample_and_phases_end_at_their_limits():
-    from packtwin.sim.pack_dae import cccv_cycle
+def _phases(pack, inputs, p, q, period):
+    """Discharge to the first cell at v_min, CC charge to the first at v_max, CV hold of that
+    cell's group until the cut-off current (or p.cv_max_s), each one PackDAE phase."""
+    dis = pack.phase(pack.inputs(inputs, current=q, v_min=p.v_min, stop=("v_min",)),
+                     2 * 3600.0, period)
+    cc = pack.phase(pack.inputs(inputs, current=-q, v_max=p.v_max, stop=("v_max",)),
+                    2 * 3600.0, period)
+    group = int(np.argmax(cc.voltage[-1])) // pack.np_
+    cv = pack.phase(pack.inputs(inputs, hold_voltage=p.v_max, hold_group=group,
+                                i_cut=p.cv_cutoff_c * q, stop=("i_cut",)), p.cv_max_s, period)
+    return {"discharge": dis, "CC charge": cc, "CV hold": cv}
 
+
+def test_circuit_holds_at_every_sample_and_phases_end_at_their_limits():
     from packtwin.sim import pack_dae
 
     cfg = _config(2, 2)
@@ -72,8 +83,8 @@ def test_circuit_holds_at_every_sample_and_phases_end_at_their_limits():
     names = {p.name for p in pack.model.input_parameters}
     assert names - control and all(n in control or "[cell " in n for n in names), names
     q = models[0].capacity_ah * 2
-    phases = dict(cccv_cycle(pack, inputs, cfg.protocol, 1.0, 1.0, q, 60.0))
     p = cfg.protocol
+    phases = _phases(pack, inputs, p, q, 60.0)
     for name, res in phases.items():
         for g in range(2):
             group = res.current[:, 2 * g:2 * g + 2]
@@ -93,9 +104,8 @@ def test_circuit_holds_at_every_sample_and_phases_end_at_their_limits():
 
 
 def test_a_parallel_group_splits_like_the_60s_coupling_reference():
-    from packtwin.sim.pack_dae import cccv_cycle
-    from packtwin.sim.scenario import run_scenario
     from packtwin.sim import config as cfgmod
+    from packtwin.sim.scenario import run_scenario
 
     cfg = _config(1, 2)
     pack, models, inputs, cells, nominal = _pack(cfg)
@@ -103,9 +113,10 @@ def test_a_parallel_group_splits_like_the_60s_coupling_reference():
                         "nominal": nominal})
     assert ref["status"] == schema.STATUS_OK, ref["message"]
     # the stepped reference's cycle starts after one period of rest
-    pack.phase(pack.inputs(inputs, current=0.0), cfg.solver.period_s, cfg.solver.period_s)
+    dt = cfg.solver.period_s
+    pack.phase(pack.inputs(inputs, current=0.0), dt, dt)
     q = models[0].capacity_ah * 2
-    dis = cccv_cycle(pack, inputs, cfg.protocol, 1.0, 1.0, q, cfg.solver.period_s)[0][1]
+    dis = _phases(pack, inputs, cfg.protocol, q, dt)["discharge"]
     k = len(dis.t) - 2  # samples before the period of the cut-off
     f = ref["snapshots"][0]["fields"]
     i_ref = f["current_end"][:, 1:k + 1].T  # the current at each sample's instant
