@@ -374,7 +374,18 @@ class PackDAE:
 
 
 class PackDAEError(RuntimeError):
-    """The joint solve failed or a cell's own event (not a cut-off) ended a phase."""
+    """The joint solve failed or a cell's own event (not a cut-off) ended a phase; ``cell``: the
+    cell found to fail alone (:meth:`DAEStepper.blame`), or None."""
+
+    def __init__(self, message: str, cell: int | None = None):
+        super().__init__(message)
+        self.cell = cell
+
+
+def _short(exc: BaseException) -> str:
+    # PyBaMM's message lists every input value after "with inputs": not the problem
+    msg = " ".join(str(exc).split()).split(" with inputs")[0]
+    return f"{type(exc).__name__}: {msg}"
 
 
 class DAEStepper:
@@ -439,13 +450,56 @@ class DAEStepper:
         try:
             return self.pack.phase(self.pack.inputs(self.cell_inputs, **kw), duration, dt)
         except Exception as exc:  # PyBaMM's SolverError and friends
-            # PyBaMM's message lists every input value after "with inputs": not the problem
-            msg = " ".join(str(exc).split()).split(" with inputs")[0]
+            msg = _short(exc)
             req = ", ".join(f"{k}={v:.6g}" for k, v in kw.items() if k != "stop")
-            raise PackDAEError(f"the pack DAE failed ({req}): {type(exc).__name__}: "
-                               f"{msg}") from exc
+            text = f"the pack DAE failed ({req}): {msg}"
+            if AT_START in msg:  # a cut-off active at once: the caller's case, not a failure
+                raise PackDAEError(text) from exc
+            cell, why = self.blame(duration, dt, kw)
+            raise PackDAEError(f"{text}; {why}", cell) from exc
         finally:
             self.solve_cpu_s += time.process_time() - c0
+
+    def blame(self, duration: float, dt: float, kw: Mapping) -> tuple[int | None, str]:
+        """After a failed joint phase: which cell fails alone. The phase is re-run one period at
+        a time from its start to the last period it completes; from there each cell's own model
+        (:meth:`CellModel.step`, no coupling) steps that period at the cell's own current. The
+        first cell that fails (or ends at one of its own events) is named; None where every cell
+        steps alone (the coupling itself failed) or the re-run does not fail. Costs a phase's
+        re-run, only after a failure; the pack's state is left where the phase started."""
+        from packtwin.sim.cell import CURRENT
+
+        start_t, start_y = self.pack.end()
+        inputs = self.pack.inputs(self.cell_inputs, **kw)
+        t_done, found = 0.0, None
+        try:
+            while t_done < duration - 1e-9 * dt:
+                t, y = self.pack.end()
+                step = min(dt, duration - t_done)
+                try:
+                    res = self.pack.phase(inputs, step, step)
+                except Exception:  # noqa: BLE001 - any failure marks the period
+                    found = (t, y)
+                    break
+                t_done += step
+                if res.termination != "final time":
+                    break
+            if found is None:
+                return None, "the failure did not recur when the phase was re-run period by period"
+            t, y = found
+            for c, m in enumerate(self.models):
+                i_c = float(y[self.pack.i_cell_index[c]])
+                ins = dict(self.cell_inputs[c], **{CURRENT: i_c})
+                try:
+                    m.step(m.solution_at(t, self.pack.cell_state(y, c), ins), ins, dt, lean=False)
+                except Exception as exc:  # noqa: BLE001 - PyBaMM's errors and StepTerminated
+                    return c, (f"cell {c} (series group {c // self.np_}, parallel position "
+                               f"{c % self.np_}) fails alone at its current {i_c:.4g} A from "
+                               f"{t - start_t:.0f} s into the phase: {_short(exc)}")
+            return None, (f"every cell steps alone at its current from {t - start_t:.0f} s into "
+                          f"the phase: the coupled system failed, no one cell")
+        finally:
+            self.pack.resume_from(start_t, start_y)
 
     def advance(self, dt: float, n_max: int, i_request: float | None, v_min: float, v_max: float,
                 hold: str | None = None, i_floor: float = 0.0,

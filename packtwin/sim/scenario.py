@@ -147,7 +147,7 @@ def run_scenario(task: dict) -> dict:
         result["traceback"] = traceback.format_exc()[-4000:]
         # the cell whose solve failed: the error itself, or the failed trials of the step that
         # did not converge (a protocol failure, e.g. too little capacity, is the pack's)
-        if isinstance(exc, CellSolveError):
+        if getattr(exc, "cell", None) is not None:  # CellSolveError, PackDAEError.blame's
             failed_cell = exc.cell
         elif not isinstance(exc, ScenarioFailure) and track["cell_error"] is not None:
             failed_cell = track["cell_error"].cell

@@ -27,13 +27,19 @@ def _scenario(cfg):
                                       "cell_values": cells, "nominal": nominal})
 
 
-def test_dae_coupling_of_a_2p_group_equals_the_60s_coupling_reference():
-    cfg = cfgmod.GenerateConfig(
-        scenarios=[cfgmod.Scenario(25.0, 1.0, 1.0, "cccv")], pack=cfgmod.PackConfig(1, 2),
-        model=cfgmod.ModelConfig(var_pts={"x_n": 6, "x_s": 4, "x_p": 6, "r_n": 10, "r_p": 10},
+def _1s2p(c_rate, mesh, rest_s, cv_max_s, n_cycles, seed, **solver):
+    """A 1s2p pack at 25 C, one CCCV scenario at ``c_rate``, mesh (x_n, x_s, x_p, r)."""
+    xn, xs, xp, r = mesh
+    return cfgmod.GenerateConfig(
+        scenarios=[cfgmod.Scenario(25.0, c_rate, c_rate, "cccv")], pack=cfgmod.PackConfig(1, 2),
+        model=cfgmod.ModelConfig(var_pts={"x_n": xn, "x_s": xs, "x_p": xp, "r_n": r, "r_p": r},
                                  submesh={}, stored_r_points=None),
-        protocol=cfgmod.ProtocolConfig(rest_s=300.0, cv_max_s=1200.0),
-        solver=cfgmod.SolverConfig(max_step_periods=1), n_cycles=1, seed=3)
+        protocol=cfgmod.ProtocolConfig(rest_s=rest_s, cv_max_s=cv_max_s),
+        solver=cfgmod.SolverConfig(**solver), n_cycles=n_cycles, seed=seed)
+
+
+def test_dae_coupling_of_a_2p_group_equals_the_60s_coupling_reference():
+    cfg = _1s2p(1.0, (6, 4, 6, 10), 300.0, 1200.0, n_cycles=1, seed=3, max_step_periods=1)
     ref = _scenario(cfg)
     cfg.solver.coupling = "dae"
     new = _scenario(cfg)
@@ -99,12 +105,7 @@ def test_a_failing_joint_solve_keeps_the_cycles_before_it_and_names_the_phase(mo
 
     from packtwin.sim import pack_dae
 
-    cfg = cfgmod.GenerateConfig(
-        scenarios=[cfgmod.Scenario(25.0, 2.0, 2.0, "cccv")], pack=cfgmod.PackConfig(1, 2),
-        model=cfgmod.ModelConfig(var_pts={"x_n": 4, "x_s": 3, "x_p": 4, "r_n": 5, "r_p": 5},
-                                 submesh={}, stored_r_points=None),
-        protocol=cfgmod.ProtocolConfig(rest_s=120.0, cv_max_s=600.0),
-        solver=cfgmod.SolverConfig(coupling="dae"), n_cycles=2, seed=0)
+    cfg = _1s2p(2.0, (4, 3, 4, 5), 120.0, 600.0, n_cycles=2, seed=0, coupling="dae")
     done = []
     phase = pack_dae.PackDAE.phase
 
@@ -123,3 +124,16 @@ def test_a_failing_joint_solve_keeps_the_cycles_before_it_and_names_the_phase(mo
     assert res["failure"]["cycle"] == 2 and res["failure"]["phase"] == "CC charge"
     assert "the pack DAE failed (current=-20" in res["message"]
     assert "IDA_CONV_FAIL" in res["message"] and "with inputs" not in res["message"]
+    # the diagnosis re-ran the phase's periods: every cell steps alone, so no cell is named
+    assert res["failure"]["cell"] is None and "every cell steps alone" in res["message"]
+
+
+def test_a_cell_that_fails_in_the_joint_solve_is_named_in_the_failure():
+    cfg = _1s2p(1.0, (4, 3, 4, 5), 120.0, 600.0, n_cycles=1, seed=0, coupling="dae")
+    cells, nominal = draw_cells(cfg)
+    cells[1]["neg_diffusivity"] = -cells[1]["neg_diffusivity"]  # cell 1 diffuses backwards
+    res = scenario_mod.run_scenario({"config": cfgmod.to_dict(cfg), "scenario": 0,
+                                     "cell_values": cells, "nominal": nominal})
+    assert res["status"] == schema.STATUS_FAILED and res["cycles_done"] == 0
+    assert res["failure"]["cell"] == 1, res["message"]
+    assert "cell 1 (series group 0, parallel position 1) fails alone" in res["message"]

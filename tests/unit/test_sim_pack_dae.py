@@ -134,3 +134,43 @@ def test_a_pack_needs_one_model_per_cell(tiny_cell):
 
     with pytest.raises(ValueError, match="2s2p pack needs 4 cell models, found 1"):
         PackDAE([tiny_cell], 2, 2)
+
+
+def test_a_failing_joint_solve_names_the_cell_that_fails_alone():
+    from packtwin.sim.pack_dae import DAEStepper, PackDAEError
+
+    pack, models, inputs, _, _ = _pack(_config(1, 2))
+    # cell 1 diffuses backwards: its own equations, not the circuit, make the joint solve fail
+    inputs[1]["neg_diffusivity multiplier"] = -1.0
+    pack.set_state([np.asarray(m.model.concatenated_initial_conditions.evaluate(
+        inputs=dict(ci))).ravel() for m, ci in zip(models, inputs)])
+    stepper = DAEStepper(pack, inputs)
+    t0, y0 = pack.end()
+    with pytest.raises(PackDAEError, match=r"cell 1 \(series group 0, parallel position 1\) "
+                                           r"fails alone") as err:
+        stepper.advance(60.0, 30, 5.0, 2.5, 4.2, then=(0.0, None))
+    assert err.value.cell == 1
+    assert "with inputs" not in str(err.value)  # PyBaMM's list of every input is cut
+    t1, y1 = pack.end()  # the diagnosis re-ran the phase: the state is back at its start
+    assert t1 == t0 and np.array_equal(y1, y0)
+
+
+def test_a_joint_failure_no_single_cell_causes_names_none(monkeypatch):
+    import pybamm
+
+    from packtwin.sim import pack_dae
+
+    pack, models, inputs, _, _ = _pack(_config(1, 2))
+    stepper = pack_dae.DAEStepper(pack, inputs)
+    phase = pack_dae.PackDAE.phase
+
+    def failing(self, ins, duration, period):  # the joint system fails after 2 periods
+        if self.end()[0] >= 120.0 - 1e-6 or duration > 120.0:
+            raise pybamm.SolverError("IDA_CONV_FAIL: convergence test failures")
+        return phase(self, ins, duration, period)
+
+    monkeypatch.setattr(pack_dae.PackDAE, "phase", failing)
+    with pytest.raises(pack_dae.PackDAEError, match="every cell steps alone at its current from "
+                                                    "120 s into the phase") as err:
+        stepper.advance(60.0, 10, 5.0, 2.5, 4.2, then=(0.0, None))
+    assert err.value.cell is None
