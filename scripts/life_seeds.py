@@ -1,9 +1,14 @@
-"""The life-demo pack over several cell draws: generate, evaluate over life, pool (issue #10).
+"""A life preset's pack over several cell draws: generate, evaluate over life, pool (issue #10).
 
     python scripts/life_seeds.py                    # seeds 0 1 2: generate what is missing,
                                                     # evaluate, pool
     python scripts/life_seeds.py --pool-only        # only pool the reports already there
     python scripts/life_seeds.py --seeds 0 1 2 3 --out reports/life_seeds
+    python scripts/life_seeds.py --preset life-long  # the 1000-cycle preset (reports/life-long_seeds)
+
+``--preset P`` (default life-demo) reads configs/generate/P.yaml and configs/experiments/P.yaml;
+seed 0 keeps their store and output, seed S goes to data/P-sS.zarr and reports/P-sS. Below,
+life-demo's names stand for any preset's.
 
 Seed 0 is configs/generate/life-demo.yaml's own (store data/life-demo.zarr, report
 reports/life-demo); seed S goes to data/life-demo-sS.zarr and reports/life-demo-sS. Each
@@ -15,9 +20,10 @@ A draw whose report exists is not evaluated again, even where its store was just
 remove the report's folder to redo it (the committed reports/life-demo has no output marker, so
 evaluate refuses to overwrite it until it is removed).
 
-Cost on the 2-core development machine: ~19-27 min wall per draw with 2 workers (2 scenarios x
-4 cells x 200 cycles; figures in the README), ~4 min per evaluate. Nothing in the life twin was
-chosen on seeds other than 0.
+Cost on the 2-core development machine: life-demo ~19-27 min wall per draw with 2 workers (2
+scenarios x 4 cells x 200 cycles, stepped coupling; figures in the README), ~4 min per evaluate;
+life-long (3 scenarios x 4 cells x 1000 cycles, the pack DAE): see the README ("Life
+evaluation"). Nothing in the life twin was chosen on seeds other than 0.
 """
 
 from __future__ import annotations
@@ -30,38 +36,43 @@ from pathlib import Path
 from packtwin.cli import main as packtwin
 from packtwin.eval.life_draws import markdown, pool
 
-GENERATE = "configs/generate/life-demo.yaml"
-EVALUATE = "configs/experiments/life-demo.yaml"
-OWN_SEED = 0  # the seed in GENERATE: its store and report keep the configs' own names
+PRESET = "life-demo"
+OWN_SEED = 0  # the seed in the configs: its store and report keep the configs' own names
 
 
-def store_for(seed: int) -> str:
-    return "data/life-demo.zarr" if seed == OWN_SEED else f"data/life-demo-s{seed}.zarr"
+def configs(preset: str = PRESET) -> tuple[str, str]:
+    """(generate config, experiment config) of a preset."""
+    return f"configs/generate/{preset}.yaml", f"configs/experiments/{preset}.yaml"
 
 
-def output_for(seed: int) -> str:
-    return "reports/life-demo" if seed == OWN_SEED else f"reports/life-demo-s{seed}"
+def store_for(seed: int, preset: str = PRESET) -> str:
+    return f"data/{preset}.zarr" if seed == OWN_SEED else f"data/{preset}-s{seed}.zarr"
 
 
-def run(seeds: list[int], workers: int) -> None:
+def output_for(seed: int, preset: str = PRESET) -> str:
+    return f"reports/{preset}" if seed == OWN_SEED else f"reports/{preset}-s{seed}"
+
+
+def run(seeds: list[int], workers: int, preset: str = PRESET) -> None:
+    generate, evaluate = configs(preset)
     for seed in seeds:
-        store = store_for(seed)
-        rc = packtwin(["generate", "--config", GENERATE, "--seed", str(seed), "--store", store,
+        store = store_for(seed, preset)
+        rc = packtwin(["generate", "--config", generate, "--seed", str(seed), "--store", store,
                        "--workers", str(workers), "--quiet"])
         if rc:
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
-        out = output_for(seed)
+        out = output_for(seed, preset)
         if Path(out, "life_report.json").exists():
             continue
-        rc = packtwin(["evaluate", "--config", EVALUATE, "--store", store, "--output", out])
+        rc = packtwin(["evaluate", "--config", evaluate, "--store", store, "--output", out])
         if rc:
             raise SystemExit(f"evaluate seed {seed} -> {out} failed (exit {rc})")
 
 
-def pool_reports(seeds: list[int], out: Path) -> dict:
+def pool_reports(seeds: list[int], out: Path, preset: str = PRESET) -> dict:
     reports, where = {}, {}
     for s in seeds:
-        path = Path(output_for(s), "life_report.json")
+        path = Path(output_for(s, preset), "life_report.json")
         if not path.exists():
             raise SystemExit(f"seed {s}: {path} missing; run without --pool-only first")
         reports[s], where[s] = json.loads(path.read_text()), str(path)
@@ -69,7 +80,7 @@ def pool_reports(seeds: list[int], out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".json").write_text(json.dumps(pooled, indent=1))
     Path(str(out) + ".md").write_text(markdown(
-        pooled, "# The life twin over cell draws (life-demo, `scripts/life_seeds.py`)"))
+        pooled, f"# The life twin over cell draws ({preset}, `scripts/life_seeds.py`)"))
     return pooled
 
 
@@ -78,12 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--pool-only", action="store_true", help="pool existing reports only")
-    p.add_argument("--out", default="reports/life_seeds", help="writes OUT.md and OUT.json")
+    p.add_argument("--preset", default=PRESET,
+                   help="configs/generate/P.yaml and configs/experiments/P.yaml (default %(default)s)")
+    p.add_argument("--out", default=None, help="writes OUT.md and OUT.json (default "
+                   "reports/life_seeds for life-demo, reports/P_seeds otherwise)")
     args = p.parse_args(argv)
+    for path in configs(args.preset):
+        if not Path(path).is_file():
+            raise SystemExit(f"--preset {args.preset}: {path} not found")
+    out = args.out or ("reports/life_seeds" if args.preset == PRESET
+                       else f"reports/{args.preset}_seeds")
     if not args.pool_only:
-        run(args.seeds, args.workers)
-    pool_reports(args.seeds, Path(args.out))
-    print(Path(args.out + ".md").read_text())
+        run(args.seeds, args.workers, args.preset)
+    pool_reports(args.seeds, Path(out), args.preset)
+    print(Path(out + ".md").read_text())
     return 0
 
 

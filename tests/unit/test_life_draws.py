@@ -68,3 +68,16 @@ def test_the_script_pools_the_committed_report(tmp_path, monkeypatch):
     assert twin["std"] is None and twin["n"] == 1
     with pytest.raises(SystemExit, match="life-demo-s7"):
         mod["main"](["--seeds", "0", "7", "--pool-only", "--out", str(out)])
+
+
+def test_the_script_takes_another_preset_and_refuses_a_missing_one(tmp_path, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    mod = runpy.run_path(str(root / "scripts" / "life_seeds.py"), run_name="life_seeds")
+    assert mod["store_for"](0, "life-long") == "data/life-long.zarr"
+    assert mod["output_for"](2, "life-long") == "reports/life-long-s2"
+    with pytest.raises(SystemExit, match="configs/generate/no-such.yaml not found"):
+        mod["main"](["--preset", "no-such", "--pool-only", "--out", str(tmp_path / "p")])
