@@ -5,7 +5,12 @@ it), of its parameters (nominal cell / the store's truth table) and
 of each cycle's starting state (coulomb count / the cycle's own voltage read as an OCV).
 
     .venv/bin/python scripts/bench_plating.py --store S [S ...] [--calib-cycles 8]
-        [--coupled true false] [--core JSON] [--out reports/bench_plating.json]
+        [--coupled true false] [--params nominal truth] [--start coulomb ocv] [--every 1 10]
+        [--core JSON] [--out reports/bench_plating.json]
+
+``--every N``: the core on every N-th cycle only, the plated lithium between interpolated
+(``plating_over_life``'s ``every``, the life evaluation's ``plating_every``): events are judged
+on the cycles run, the plated lithium on every cycle.
 
 Stores: ``packtwin generate`` with ``cycle_series: true`` (configs/generate/plating-short.yaml,
 plating-edge.yaml). The life twin (lost lithium, SEI) is calibrated as ``python -m
@@ -33,6 +38,12 @@ def main(argv=None) -> int:
     ap.add_argument("--coupled", nargs="+", choices=("false", "true"), default=["false", "true"],
                     help="the core plates itself (true) or the plating kinetics are integrated "
                          "after it (false); default both")
+    ap.add_argument("--params", nargs="+", choices=("nominal", "truth"),
+                    default=["nominal", "truth"], help="the core's parameters; default both")
+    ap.add_argument("--start", nargs="+", choices=("coulomb", "ocv"), default=["coulomb", "ocv"],
+                    help="each cycle's starting state; default both")
+    ap.add_argument("--every", nargs="+", type=int, default=[1],
+                    help="the core on every N-th cycle only (default 1: every cycle)")
     ap.add_argument("--core", type=json.loads, default={},
                     help="CoreConfig overrides of both cores, JSON (e.g. '{\"n_x_n\": 5, "
                          "\"n_x_s\": 3, \"n_x_p\": 5}': the stores' life mesh)")
@@ -49,18 +60,20 @@ def main(argv=None) -> int:
         ds = storemod.open_store(path).load()
         cells = list(range(max(1, ds.sizes["cell"] // 2)))
         live = track_pack(ds, calibrate_pack(ds, [0], cells, upto_cycle=args.calib_cycles))
-        for coupled, params, start in itertools.product(
-                [c == "true" for c in args.coupled], plating_life.PARAMS, ("coulomb", "ocv")):
+        for coupled, params, start, every in itertools.product(
+                [c == "true" for c in args.coupled], args.params, args.start, args.every):
             t0 = time.process_time()
             est, cost = plating_life.estimate_store(ds, live, params=params, start=start,
                                                     config=CoreConfig(**{**args.core,
-                                                                         "plating": coupled}))
+                                                                         "plating": coupled}),
+                                                    every=every)
             cost["cpu_seconds"] = time.process_time() - t0
             judged = plating_life.judge(ds, est, f"store {path!r}")
-            rows.append({"store": path, "params": params, "start": start,
+            rows.append({"store": path, "params": params, "start": start, "every": every,
                          "core_plates": coupled, "cost": cost, **judged})
             p = judged["pooled"]
-            print(f"{Path(path).name} core_plates={coupled} params={params} start={start}: "
+            print(f"{Path(path).name} core_plates={coupled} params={params} start={start} "
+                  f"every={every}: "
                   f"F1 {p['f1']:.3f} "
                   f"(tp {p['tp']:.0f} fp {p['fp']:.0f} fn {p['fn']:.0f} tn {p['tn']:.0f}), "
                   f"margin MAE {p['margin_min_mae_mv']:.2f} mV, plated MAE "

@@ -127,7 +127,7 @@ def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Seque
 
 def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int], upto: int,
                    use_resistance: bool = False, plating: str | None = None,
-                   cell_rates: bool = False) -> tuple:
+                   cell_rates: bool = False, plating_every: int = 1) -> tuple:
     """The twin calibrated on the given runs' cycles <= upto, and its estimates of every run:
     (model, live: corrected by every cycle, forecast: corrected only up to ``upto``, cost).
 
@@ -140,7 +140,9 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
     estimates' cost per estimator (empty without plating). ``cell_rates``: each calibration
     cell keeps its own SEI rate fitted on its truth SEI of cycles <= upto
     (:func:`packtwin.physics.life_pack.calibrate_rates`; in every scenario, since a store's cells
-    are physical cells); the other cells start from the nominal rate."""
+    are physical cells); the other cells start from the nominal rate. ``plating_every``: the
+    plating core on every N-th cycle only, the plated lithium between interpolated
+    (:func:`packtwin.physics.plating.plating_over_life`'s ``every``)."""
     from packtwin.eval import plating_life
     from packtwin.physics.life_pack import calibrate_pack, calibrate_rates, track_pack
 
@@ -152,8 +154,10 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
                           rates=rates)
     cost = {}
     if plating is not None:
-        live, cost["twin"] = plating_life.add_plated(ds, live, params=plating)
-        forecast, cost["twin_forecast"] = plating_life.add_plated(ds, forecast, params=plating)
+        live, cost["twin"] = plating_life.add_plated(ds, live, params=plating,
+                                                     every=plating_every)
+        forecast, cost["twin_forecast"] = plating_life.add_plated(ds, forecast, params=plating,
+                                                                  every=plating_every)
     return model, live, forecast, cost
 
 

@@ -83,6 +83,10 @@ class LifeConfig:
     """"nominal" | "truth": also estimate plating per cycle (the core's parameters: the nominal
     cell's, or the store's truth table as an oracle), add the plated lithium to the twin's LLI and
     report plating events and plated lithium per split; None: neither"""
+    plating_every: int = 1
+    """with ``plating``: the plating core on every N-th cycle only (1, 1+N, ... and the last), the
+    plated lithium of the cycles between interpolated, their events not estimated (left out of
+    the event scores): for 1000-cycle stores"""
     cell_rates: bool = False
     """each calibration cell keeps its own SEI rate, fitted on its truth SEI of the calibration
     cycles, in every scenario (the twin and its forecast; see :func:`packtwin.eval.life.
@@ -116,12 +120,17 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
     if plating is not None and plating not in PLATING_PARAMS:
         raise LifeConfigError(f"config 'life': 'plating' must be one of {PLATING_PARAMS} or "
                               f"absent, got {plating!r}")
+    every = spec.get("plating_every", 1)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise LifeConfigError(f"config 'life': 'plating_every' must be an integer >= 1, got "
+                              f"{every!r}")
     dcfg = dict(spec.get("data_only") or {})
     _no_unknown(dcfg, {f.name for f in fields(DataOnlyConfig)}, "life data_only")
     return LifeConfig(calibration=cal, splits={k: dict(v) for k, v in spec["splits"].items()},
                       seeds=seeds, use_resistance=bool(spec.get("use_resistance", False)),
                       data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")),
-                      plating=plating, cell_rates=bool(spec.get("cell_rates", False)))
+                      plating=plating, plating_every=every,
+                      cell_rates=bool(spec.get("cell_rates", False)))
 
 
 def _no_unknown(spec: Mapping, known: set, where: str) -> None:
@@ -235,7 +244,7 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     upto = int(cfg.calibration["upto_cycle"])
     model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
                                                       cfg.use_resistance, cfg.plating,
-                                                      cfg.cell_rates)
+                                                      cfg.cell_rates, cfg.plating_every)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}
@@ -267,7 +276,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                 ds, sp, {"twin": live, "twin_forecast": forecast})
     return {"store": source, "note": cfg.note,
             "plating": None if cfg.plating is None else {
-                "params": cfg.plating, "cost": cost, "lli_includes_plated": True,
+                "params": cfg.plating, "every": cfg.plating_every, "cost": cost,
+                "lli_includes_plated": True,
                 "events_scored": "plating_event" in ds.variables,
                 "units": {"plated_lithium_mae": "mol/m3", "plated_lithium_true_mean": "mol/m3"}},
             "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,

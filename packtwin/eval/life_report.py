@@ -84,6 +84,11 @@ def plating_table(rep: dict) -> list[str]:
     lines = ["", f"Plating (core parameters: {pl['params']}): events per cycle against PyBaMM's "
                  f"(margin below 0 V), pooled over each split's judged cycles; the twin's LLI "
                  f"includes its estimated lithium still plated at each cycle's end.", ""]
+    every = int(pl.get("every", 1))
+    if every > 1:
+        lines[-1:-1] = ["", f"The plating core ran on every {every}th cycle only (1, {1 + every}, "
+                            f"... and each run's last): events are scored on those cycles, the "
+                            f"plated lithium of the others is interpolated between them."]
     if not pl.get("events_scored", True):
         lines[-1:-1] = ["", "The store holds no per-cycle plating events (written before they "
                             "were added): events are not scored (counts 0, F1 nan); the plated "

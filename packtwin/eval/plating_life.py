@@ -79,7 +79,7 @@ def estimate_store(ds, life_est, params: str = "nominal", **kwargs) -> tuple:
     cost = {"params": params, "start": kwargs.get("start", "coulomb"),
             "cell_cycles": res["cell_cycles"], "seconds": res["seconds"],
             "seconds_per_cell_cycle": res["seconds"] / max(res["cell_cycles"], 1),
-            "sweeps": res["sweeps"]}
+            "sweeps": res["sweeps"], "every": res["every"]}
     return out, cost
 
 

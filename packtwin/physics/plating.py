@@ -168,7 +168,8 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
                       lli_pct: np.ndarray, sei_nm: np.ndarray, period_s: float,
                       config: CoreConfig = PLATING_CORE, batch: int = 256,
                       kinetics: PlatingKinetics = PlatingKinetics(),
-                      threshold_v: float = EVENT_THRESHOLD_V, start: str = "coulomb") -> dict:
+                      threshold_v: float = EVENT_THRESHOLD_V, start: str = "coulomb",
+                      every: int = 1) -> dict:
     """Plating estimates of N cells over C cycles from their logs V, I, T [N, C, K] (NaN after a
     cycle's end; a cycle without a finite first sample is skipped) and their life-tracked state
     at each cycle's start, ``lli_pct`` and ``sei_nm`` [N, C]; ``start``: how each cycle's
@@ -180,9 +181,17 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     ``batch`` cell-cycles at a time (memory: the per-sample plating drivers of one batch only),
     the plating kinetics then carry each cell's plated lithium through those cycles in order.
 
+    ``every`` N > 1 runs the core on every N-th cycle only (cycles 1, 1+N, ... and each cell's
+    last), for long life runs: a cycle's plated lithium at its end hardly depends on its start
+    and changes slowly over life, so the others' ``plated_end_est`` is interpolated in cycle
+    between the cycles run, each run cycle starts from the last run one's end, and the cycles in
+    between get no margin and no event (NaN: left out of the event scores). Every cycle's
+    charge still enters the positive electrode's starting state.
+
     Returns ``margin_min_est`` [V], ``event_est`` (1/0), ``plated_end_est`` [mol/m3] (all
-    [N, C], NaN for skipped cycles), ``seconds`` (wall time), ``cell_cycles`` and ``sweeps``
-    (the batched runs of all cycles; 1 without plating in the core)."""
+    [N, C], NaN for skipped cycles), ``seconds`` (wall time), ``cell_cycles`` (run by the
+    core), ``sweeps`` (the batched runs of all cycles; 1 without plating in the core) and
+    ``every``."""
     t0 = time.perf_counter()
     V, I, T = (np.asarray(a, float) for a in (V, I, T))
     N, C, K = V.shape
@@ -192,6 +201,12 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     lengths = np.where(finite[..., 0], np.cumprod(finite, axis=-1).sum(-1), 0)
     sto_p = positive_start(params, V, I, lengths, lli_pct, period_s) if start == "coulomb" \
         else None
+    every = int(every)
+    if every < 1:
+        raise ValueError(f"plating_over_life: every must be >= 1, got {every}")
+    logged = lengths > 0
+    if every > 1:  # after the starting states, which count every cycle's charge
+        lengths = np.where(_every_nth(logged, every), lengths, 0)
     margin_min, plated = np.full((N, C), np.nan), np.full((N, C), np.nan)
     sweeps = 1
     if config.plating:
@@ -200,10 +215,35 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
     else:
         _kinetics_after(params, V, I, T, lengths, lli_pct, sei_nm, period_s, config, sto_p,
                         kinetics, margin_min, plated, batch)
+    if every > 1:
+        plated = _fill_cycles(plated, logged)
     event = np.where(np.isfinite(margin_min), (margin_min < threshold_v).astype(float), np.nan)
     return {"margin_min_est": margin_min, "event_est": event, "plated_end_est": plated,
             "seconds": time.perf_counter() - t0, "cell_cycles": int((lengths > 0).sum()),
-            "sweeps": sweeps}
+            "sweeps": sweeps, "every": every}
+
+
+def _every_nth(logged: np.ndarray, every: int) -> np.ndarray:
+    """[N, C] mask of the logged cycles 1, 1+every, ... (1-based) and each row's last logged."""
+    N, C = logged.shape
+    keep = logged & (np.arange(C) % every == 0)[None, :]
+    has = logged.any(1)
+    last = C - 1 - np.argmax(logged[:, ::-1], axis=1)
+    keep[np.flatnonzero(has), last[has]] = True
+    return keep
+
+
+def _fill_cycles(values: np.ndarray, logged: np.ndarray) -> np.ndarray:
+    """``values`` [N, C] with each row's logged cycles that have none interpolated linearly in
+    cycle between those that have one (held at the ends)."""
+    out = values.copy()
+    cyc = np.arange(values.shape[1])
+    for n in range(values.shape[0]):
+        have = np.isfinite(values[n]) & logged[n]
+        if have.any():
+            gap = logged[n] & ~have
+            out[n, gap] = np.interp(cyc[gap], cyc[have], values[n, have])
+    return out
 
 
 def _rows(params: CoreParams, n: np.ndarray) -> CoreParams:

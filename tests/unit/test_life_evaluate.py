@@ -262,6 +262,10 @@ def test_life_section_reports_plating_per_split_and_estimator(life_store, stub_p
 def test_life_section_with_plating_refuses_a_store_without_plating_truth_by_name(life_store):
     with pytest.raises(LifeConfigError, match=r"'plating' must be one of \('nominal', 'truth'\)"):
         life_evaluate.parse(_spec(plating="yes"))
+    for bad in (0, 2.5, True):
+        with pytest.raises(LifeConfigError, match=r"'plating_every' must be an integer >= 1"):
+            life_evaluate.parse(_spec(plating="nominal", plating_every=bad))
+    assert life_evaluate.parse(_spec(plating="nominal", plating_every=10)).plating_every == 10
     cfg = life_evaluate.parse(_spec(plating="nominal"))
     old = _plating_store(life_store).drop_vars(["plated_lithium_end"])
     with pytest.raises(LifeConfigError, match=r"old.zarr: 'plating' needs the per-cycle plating "

@@ -211,3 +211,26 @@ def test_the_plating_cores_sweeps_equal_the_chain_of_cycles_run_one_after_anothe
     np.testing.assert_allclose(res["plated_end_est"], by_hand, atol=2 * PLATED_TOL)
     assert by_hand[0, 1] < by_hand[0, 0] and by_hand[0, 2] > by_hand[0, 1] > 0
     assert 2 <= res["sweeps"] <= 3  # the chain settles in a few sweeps, not one per cycle
+
+
+def test_every_nth_cycle_runs_the_core_on_those_and_interpolates_the_plated_lithium():
+    V, I, T = _charge_logs([(1.5, 273.15), (0.5, 298.15)], n=6)
+    V, I, T = (np.concatenate([a] * 5, axis=1) for a in (V, I, T))  # five cycles each
+    I[:, 1::2, 1:] = 0.0  # cycles 2 and 4 rest: the plated lithium strips
+    V[1, 4] = I[1, 4] = T[1, 4] = np.nan  # cell 1 logged 4 cycles
+    args = (np.zeros((2, 5)), np.full((2, 5), 5.0), PERIOD, _coupled())
+    every = plating_over_life(CoreParams.nominal(2), V, I, T, *args, every=2)
+    assert every["every"] == 2 and every["cell_cycles"] == 3 + 3  # 1, 3, 5 / 1, 3, 4 (its last)
+    run = np.array([[1, 0, 1, 0, 1], [1, 0, 1, 1, 0]], bool)
+    assert np.isfinite(every["event_est"][run]).all() and np.isnan(every["event_est"][~run]).all()
+    pl = every["plated_end_est"]
+    np.testing.assert_allclose(pl[0, 1], 0.5 * (pl[0, 0] + pl[0, 2]), rtol=1e-12)
+    np.testing.assert_allclose(pl[1, 1], 0.5 * (pl[1, 0] + pl[1, 2]), rtol=1e-12)
+    assert np.isnan(pl[1, 4])  # never logged: never filled
+    # the cycles run start where the chain of run cycles leaves them: cycle 1 is exactly the
+    # every-cycle run's; the others within what one skipped (resting) cycle's stripping changes
+    whole = plating_over_life(CoreParams.nominal(2), V, I, T, *args)
+    np.testing.assert_allclose(every["margin_min_est"][:, 0], whole["margin_min_est"][:, 0])
+    np.testing.assert_array_equal(every["event_est"][run], whole["event_est"][run])
+    with pytest.raises(ValueError, match="every must be >= 1, got 0"):
+        plating_over_life(CoreParams.nominal(2), V, I, T, *args, every=0)
