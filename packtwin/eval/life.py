@@ -33,6 +33,7 @@ from packtwin import schema
 from packtwin.errors import PacktwinError
 
 ESTIMATE_KIND = "life_estimate"
+LIFE_VARIANT = "life twin"  # its name in the pack explorer (``packtwin app --predictions``)
 TARGETS = {"sei_mae_nm": 1.0, "sei_mae_pct_of_growth": 5.0, "lli_mae_points": 0.2,
            "capacity_mae_pct": 0.5}  # issue 10
 
@@ -196,8 +197,10 @@ def run(store: str, out: str | None, calib_scenarios: Sequence[int],
                              "cost": cost["twin"], "cost_forecast": cost["twin_forecast"]}
     if out:
         est = live.copy()
-        est.attrs.update({"source_store": str(store), "calibration": json.dumps(
-            report["calibration"])})
+        # the pack explorer's predictions contract: a schema version and a variant name
+        est.attrs.update({"schema_version": schema.SCHEMA_VERSION, "variant": LIFE_VARIANT,
+                          "source_store": str(store), "calibration": json.dumps(
+                              report["calibration"])})
         with outputs.replace(out, ESTIMATE_KIND) as tmp:
             est.to_zarr(tmp, consolidated=False)
     return report

@@ -146,6 +146,15 @@ def test_life_evaluation_writes_estimates_beside_the_store(life_store, tmp_path,
                                               else "capacity"].attrs["units"]
     assert set(json.loads(rep.read_text())["groups"]) == {"seen_cells", "unseen_cells",
                                                            "other_scenarios"}
+    # the pack explorer opens the estimates beside the store and draws the twin over life
+    from packtwin.app.layout import build_app
+
+    ex = build_app(life_store, [out])
+    assert not ex.sources.warnings, ex.sources.warnings
+    assert ex.data.sel.variant == life.LIFE_VARIANT and ex.sei is not None
+    twin = [el for el in ex.sei.dmap[()] if el.label == "twin over life"][0]
+    np.testing.assert_allclose(twin.dimension_values(1),
+                               est["sei_thickness_est"].isel(scenario=0, cell=0).values)
     # the truth store is an input: never an output
     assert life.main(["--store", str(life_store), "--out", str(life_store)]) == 2
     assert "destroy the input" in capsys.readouterr().err
