@@ -1,0 +1,97 @@
+"""Why the life twin misses the SEI of cells it never calibrated on: its capacity-corrected SEI
+rate against the truth, and the unseen cells' SEI error with the correction as it is, with the
+rate held at nominal, and without the dead-lithium random walk. Writes JSON.
+
+    .venv/bin/python scripts/diag_life_rate.py --store data/life-long.zarr --upto 500 \
+        [--calib-cells 0 1] [--out reports/diag_life_rate.json]
+
+The twin is ``packtwin.eval.life.twin_estimates`` as ``packtwin evaluate``'s ``life:`` section runs
+it (calibration on scenario 0, ``--calib-cells``, cycles <= ``--upto``; calibration cells keep
+their own fitted rates), without plating (the plated lithium moves the SEI rate by ~0.1 nm). Each
+variant changes one thing:
+
+* ``as_is``: the twin;
+* ``rate_held``: the uncalibrated cells' SEI-rate prior spread 0.001 instead of ``D_spread``
+  (the nominal rate, not corrected by the capacity);
+* ``no_walk``: the dead-lithium parameter's random walk fixed at 0 (the calibration otherwise
+  picks one of ``life_twin.WALKS`` on the calibration cells).
+
+Per scenario: the unseen cells' SEI MAE [nm] on cycles > upto; per cell: the true SEI solvent
+diffusivity and the twin's at the last cycle (``as_is``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _variant(ds, name: str, calib_cells: list[int], upto: int):
+    from packtwin.eval import life
+    from packtwin.physics import life_pack, life_twin
+
+    track, walks = life_pack.track_pack, life_twin.WALKS
+    if name == "rate_held":
+        # only uncalibrated cells: track_pack replaces a calibrated cell's spread itself
+        life_pack.track_pack = lambda d, m, **kw: track(d, dataclasses.replace(m, D_spread=1e-3),
+                                                        **kw)
+    elif name == "no_walk":
+        life_twin.WALKS = (0.0,)
+    try:
+        return life.twin_estimates(ds, [0], calib_cells, upto, False, None, True)
+    finally:
+        life_pack.track_pack, life_twin.WALKS = track, walks
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--upto", type=int, required=True)
+    ap.add_argument("--calib-cells", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--out", default="reports/diag_life_rate.json")
+    args = ap.parse_args(argv)
+
+    from packtwin import schema
+    from packtwin.data import store as storemod
+
+    ds = storemod.open_store(args.store).load()
+    true = ds["sei_thickness_end"].values
+    done = np.nan_to_num(ds["cycles_done"].values).astype(int)
+    unseen = [c for c in range(ds.sizes[schema.CELL]) if c not in args.calib_cells]
+    res = {"store": args.store, "upto": args.upto, "calib_cells": args.calib_cells,
+           "unseen_cells": unseen, "variants": {}}
+    for name in ("as_is", "rate_held", "no_walk"):
+        model, live, _, _ = _variant(ds, name, args.calib_cells, args.upto)
+        est = live["sei_thickness_est"].values
+        rows = []
+        for s in range(ds.sizes[schema.SCENARIO]):
+            judged = slice(args.upto, done[s])
+            rows.append({"scenario": s, "ambient_c": float(ds["ambient_temperature"].values[s]),
+                         "c_rate": float(ds["discharge_c_rate"].values[s]),
+                         "unseen_sei_mae_nm": float(np.nanmean(np.abs(
+                             est[s, unseen, judged] - true[s, unseen, judged])))})
+        res["variants"][name] = {"psi_walk_per_cycle_of_mean": model.psi_walk / abs(model.psi_prior),
+                                 "per_scenario": rows}
+        if name == "as_is":
+            d_est = live["sei_diffusivity_est"].values
+            res["sei_diffusivity"] = {
+                "units": "m2/s", "truth": ds["param_sei_solvent_diffusivity"].values.tolist(),
+                "twin_at_last_cycle": [[float(d_est[s, c, done[s] - 1])
+                                        for c in range(ds.sizes[schema.CELL])]
+                                       for s in range(ds.sizes[schema.SCENARIO])]}
+        print(name, [round(r["unseen_sei_mae_nm"], 3) for r in rows], flush=True)
+    res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
