@@ -17,7 +17,10 @@ variant changes one thing:
   picks one of ``life_twin.WALKS`` on the calibration cells).
 
 Per scenario: the unseen cells' SEI MAE [nm] on cycles > upto; per cell: the true SEI solvent
-diffusivity and the twin's at the last cycle (``as_is``).
+diffusivity and the twin's at the last cycle (``as_is``); and the truth's lost lithium at the last
+cycle split into SEI lithium (gamma (L - L_0)), lithium still plated and the rest (dead lithium)
+[mmol], with each part's a + b sqrt(cycle) fit over cycles 10..upto extrapolated to the last
+cycle (relative error): what the capacity fade is made of, per cell.
 """
 
 from __future__ import annotations
@@ -48,6 +51,33 @@ def _variant(ds, name: str, calib_cells: list[int], upto: int):
         return life.twin_estimates(ds, [0], calib_cells, upto, False, None, True)
     finally:
         life_pack.track_pack, life_twin.WALKS = track, walks
+
+
+def _lli_split(ds, upto: int) -> list[dict]:
+    from packtwin import schema
+    from packtwin.physics.life_state import life_model
+    from packtwin.physics.lli import plated_mol
+
+    m = life_model()
+    out = []
+    for s in range(ds.sizes[schema.SCENARIO]):
+        last = int(np.nan_to_num(ds["cycles_done"].values[s])) - 1
+        n = np.arange(1, last + 2)
+        fit = slice(9, upto)
+        A = np.vstack([np.sqrt(n[fit]), np.ones(n[fit].size)]).T
+        for c in range(ds.sizes[schema.CELL]):
+            lli = ds["lli"].values[s, c, :last + 1] / 100.0 * m.n_li0
+            sei = m.gamma * (ds["sei_thickness_end"].values[s, c, :last + 1] * 1e-9 - m.L_0)
+            plated = plated_mol(ds["plated_lithium_end"].values[s, c, :last + 1])
+            row = {"scenario": s, "cell": c, "cycle": last + 1}
+            for name, y in (("lli", lli), ("sei_lithium", sei), ("plated", plated),
+                            ("dead", lli - sei - plated)):
+                coef = np.linalg.lstsq(A, y[fit], rcond=None)[0]
+                pred = coef[0] * np.sqrt(n[-1]) + coef[1]
+                row[f"{name}_mmol"] = float(1e3 * y[-1])
+                row[f"{name}_sqrt_fit_rel_error"] = float((pred - y[-1]) / y[-1])
+            out.append(row)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                                         for c in range(ds.sizes[schema.CELL])]
                                        for s in range(ds.sizes[schema.SCENARIO])]}
         print(name, [round(r["unseen_sei_mae_nm"], 3) for r in rows], flush=True)
+    res["lost_lithium_split"] = _lli_split(ds, args.upto)
     res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
