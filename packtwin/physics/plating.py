@@ -225,7 +225,7 @@ def plating_over_life(params: CoreParams, V: np.ndarray, I: np.ndarray, T: np.nd
 
 def _every_nth(logged: np.ndarray, every: int) -> np.ndarray:
     """[N, C] mask of the logged cycles 1, 1+every, ... (1-based) and each row's last logged."""
-    N, C = logged.shape
+    C = logged.shape[1]
     keep = logged & (np.arange(C) % every == 0)[None, :]
     has = logged.any(1)
     last = C - 1 - np.argmax(logged[:, ::-1], axis=1)
