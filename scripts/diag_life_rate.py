@@ -1,6 +1,6 @@
 """Why the life twin misses the SEI of cells it never calibrated on: its capacity-corrected SEI
 rate against the truth, and the unseen cells' SEI error with the correction as it is, with the
-rate held at nominal, and without the dead-lithium random walk. Writes JSON.
+rate not corrected by the fade, and without the dead-lithium random walk. Writes JSON.
 
     .venv/bin/python scripts/diag_life_rate.py --store data/life-long.zarr --upto 500 \
         [--calib-cells 0 1] [--out reports/diag_life_rate.json]
@@ -11,8 +11,8 @@ their own fitted rates), without plating (the plated lithium moves the SEI rate 
 variant changes one thing:
 
 * ``as_is``: the twin;
-* ``rate_held``: the uncalibrated cells' SEI-rate prior spread 0.001 instead of ``D_spread``
-  (the nominal rate, not corrected by the capacity);
+* ``rate_from_fade_off``: ``life.rate_from_fade: false`` (the fade corrects the dead-lithium
+  rate only; an uncalibrated cell keeps the nominal SEI rate);
 * ``no_walk``: the dead-lithium parameter's random walk fixed at 0 (the calibration otherwise
   picks one of ``life_twin.WALKS`` on the calibration cells).
 
@@ -20,13 +20,14 @@ Per scenario: the unseen cells' SEI MAE [nm] on cycles > upto; per cell: the tru
 diffusivity and the twin's at the last cycle (``as_is``); and the truth's lost lithium at the last
 cycle split into SEI lithium (gamma (L - L_0)), lithium still plated and the rest (dead lithium)
 [mmol], with each part's a + b sqrt(cycle) fit over cycles 10..upto extrapolated to the last
-cycle (relative error): what the capacity fade is made of, per cell.
+cycle (relative error): what the capacity fade is made of, per cell; and the fade's sensitivity to
+the SEI rate there, d(ln lost lithium)/d(ln D) ~ (SEI lithium - dead lithium) / (2 lost lithium)
+(SEI lithium ~ sqrt(D), SEI-limited dead lithium ~ 1 / sqrt(D) once L >> L_0).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -38,19 +39,16 @@ import numpy as np
 
 def _variant(ds, name: str, calib_cells: list[int], upto: int):
     from packtwin.eval import life
-    from packtwin.physics import life_pack, life_twin
+    from packtwin.physics import life_twin
 
-    track, walks = life_pack.track_pack, life_twin.WALKS
-    if name == "rate_held":
-        # only uncalibrated cells: track_pack replaces a calibrated cell's spread itself
-        life_pack.track_pack = lambda d, m, **kw: track(d, dataclasses.replace(m, D_spread=1e-3),
-                                                        **kw)
-    elif name == "no_walk":
+    walks = life_twin.WALKS
+    if name == "no_walk":
         life_twin.WALKS = (0.0,)
     try:
-        return life.twin_estimates(ds, [0], calib_cells, upto, False, None, True)
+        return life.twin_estimates(ds, [0], calib_cells, upto, False, None, True,
+                                   rate_from_fade=name != "rate_from_fade_off")
     finally:
-        life_pack.track_pack, life_twin.WALKS = track, walks
+        life_twin.WALKS = walks
 
 
 def _lli_split(ds, upto: int) -> list[dict]:
@@ -76,6 +74,8 @@ def _lli_split(ds, upto: int) -> list[dict]:
                 pred = coef[0] * np.sqrt(n[-1]) + coef[1]
                 row[f"{name}_mmol"] = float(1e3 * y[-1])
                 row[f"{name}_sqrt_fit_rel_error"] = float((pred - y[-1]) / y[-1])
+            row["lli_sensitivity_to_ln_D"] = float(0.5 * (sei[-1] - (lli - sei - plated)[-1])
+                                                   / lli[-1])
             out.append(row)
     return out
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     unseen = [c for c in range(ds.sizes[schema.CELL]) if c not in args.calib_cells]
     res = {"store": args.store, "upto": args.upto, "calib_cells": args.calib_cells,
            "unseen_cells": unseen, "variants": {}}
-    for name in ("as_is", "rate_held", "no_walk"):
+    for name in ("as_is", "rate_from_fade_off", "no_walk"):
         model, live, _, _ = _variant(ds, name, args.calib_cells, args.upto)
         est = live["sei_thickness_est"].values
         rows = []

@@ -91,6 +91,11 @@ class LifeConfig:
     """each calibration cell keeps its own SEI rate, fitted on its truth SEI of the calibration
     cycles, in every scenario (the twin and its forecast; see :func:`packtwin.eval.life.
     twin_estimates`); False: every cell starts from the nominal rate"""
+    rate_from_fade: bool = True
+    """the capacity fade corrects each cell's SEI rate (:class:`packtwin.physics.life_state.
+    LifeModel`'s ``rate_from_fade``); False: only the dead-lithium rate, the SEI rate stays at its
+    prior (the nominal rate for an uncalibrated cell). For 1000-cycle stores, where the fade's
+    sensitivity to the SEI rate nearly cancels"""
 
 
 def parse(spec: Mapping[str, Any]) -> LifeConfig:
@@ -130,7 +135,15 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
                       seeds=seeds, use_resistance=bool(spec.get("use_resistance", False)),
                       data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")),
                       plating=plating, plating_every=every,
-                      cell_rates=bool(spec.get("cell_rates", False)))
+                      cell_rates=bool(spec.get("cell_rates", False)),
+                      rate_from_fade=_flag(spec, "rate_from_fade", True))
+
+
+def _flag(spec: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise LifeConfigError(f"config 'life': {key!r} must be true or false, got {value!r}")
+    return value
 
 
 def _no_unknown(spec: Mapping, known: set, where: str) -> None:
@@ -244,7 +257,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     upto = int(cfg.calibration["upto_cycle"])
     model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
                                                       cfg.use_resistance, cfg.plating,
-                                                      cfg.cell_rates, cfg.plating_every)
+                                                      cfg.cell_rates, cfg.plating_every,
+                                                      cfg.rate_from_fade)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}

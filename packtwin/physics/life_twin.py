@@ -163,14 +163,21 @@ WALKS = (0.0, 0.005, 0.02, 0.05)  # psi random walk per cycle, as fractions of i
 
 def _choose_walk(model: LifeModel, runs: Sequence, upto_cycle: int) -> LifeModel:
     """The psi random walk (of :data:`WALKS`) with the smallest SEI error on the calibration
-    runs' own cycles <= upto_cycle."""
-    def sei_error(m):
+    runs' own cycles <= upto_cycle; with ``rate_from_fade`` off, the smallest error of the
+    capacity predicted before each cycle's own is read (the SEI does not depend on the walk then:
+    the fade moves psi alone, and every walk would tie)."""
+    def error(m):
         errs = []
         for ds in runs:
             est = track(ds.isel({schema.CYCLE: slice(0, upto_cycle)}), m)
-            true = _one_cell(ds)["sei_thickness_end"].values[:upto_cycle]
-            errs.append(np.abs(est["sei_thickness_est"].values.ravel() - true))
+            one = _one_cell(ds)
+            if m.rate_from_fade:
+                e = est["sei_thickness_est"].values.ravel() - one["sei_thickness_end"].values[
+                    :upto_cycle]
+            else:
+                e = est["capacity_est"].values.ravel() - one["capacity"].values[:upto_cycle]
+            errs.append(np.abs(e[np.isfinite(e)]))
         return float(np.mean(np.concatenate(errs)))
 
     options = [dataclasses.replace(model, psi_walk=w * abs(model.psi_prior)) for w in WALKS]
-    return min(options, key=sei_error)
+    return min(options, key=error)

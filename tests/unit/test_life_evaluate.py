@@ -290,3 +290,19 @@ def test_life_section_with_plating_on_a_store_without_events_scores_no_event(
     row = rep["splits"]["unseen_cells"]["plating"]["twin"]
     assert row["n"] == 0 and np.isnan(row["f1"]) and row["plated_lithium_mae"] == 0.0
     assert "events are not scored" in life_report.markdown(rep)
+
+
+def test_rate_from_fade_reaches_the_twin_and_is_refused_unless_a_bool(life_store):
+    from packtwin.eval import life
+
+    with pytest.raises(LifeConfigError, match=r"'rate_from_fade' must be true or false, got 'no'"):
+        life_evaluate.parse(_spec(rate_from_fade="no"))
+    assert life_evaluate.parse(_spec()).rate_from_fade is True
+    assert life_evaluate.parse(_spec(rate_from_fade=False)).rate_from_fade is False
+    rates = {}
+    for flag in (True, False):
+        model, live, _, _ = life.twin_estimates(life_store, [0], [0], UPTO, rate_from_fade=flag)
+        assert model.rate_from_fade is flag
+        rates[flag] = live["sei_diffusivity_est"].values[:, 1]  # the uncalibrated cell
+    np.testing.assert_allclose(rates[False], model.D_nominal, rtol=1e-12)
+    assert np.nanmax(np.abs(rates[True] / model.D_nominal - 1)) > 0.01
