@@ -67,15 +67,15 @@ def _lli_split(ds, upto: int) -> list[dict]:
             lli = ds["lli"].values[s, c, :last + 1] / 100.0 * m.n_li0
             sei = m.gamma * (ds["sei_thickness_end"].values[s, c, :last + 1] * 1e-9 - m.L_0)
             plated = plated_mol(ds["plated_lithium_end"].values[s, c, :last + 1])
+            dead = lli - sei - plated
             row = {"scenario": s, "cell": c, "cycle": last + 1}
             for name, y in (("lli", lli), ("sei_lithium", sei), ("plated", plated),
-                            ("dead", lli - sei - plated)):
+                            ("dead", dead)):
                 coef = np.linalg.lstsq(A, y[fit], rcond=None)[0]
                 pred = coef[0] * np.sqrt(n[-1]) + coef[1]
                 row[f"{name}_mmol"] = float(1e3 * y[-1])
                 row[f"{name}_sqrt_fit_rel_error"] = float((pred - y[-1]) / y[-1])
-            row["lli_sensitivity_to_ln_D"] = float(0.5 * (sei[-1] - (lli - sei - plated)[-1])
-                                                   / lli[-1])
+            row["lli_sensitivity_to_ln_D"] = float(0.5 * (sei[-1] - dead[-1]) / lli[-1])
             out.append(row)
     return out
 

@@ -148,7 +148,6 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
     twin's :class:`packtwin.physics.life_state.LifeModel` field of that name."""
     from packtwin.eval import plating_life
     from packtwin.physics.life_pack import calibrate_pack, calibrate_rates, track_pack
-
     from packtwin.physics.life_state import life_model
 
     model = calibrate_pack(ds, calib_scenarios, calib_cells, upto_cycle=upto,
