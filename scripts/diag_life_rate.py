@@ -13,15 +13,18 @@ variant changes one thing:
 * ``as_is``: the twin;
 * ``rate_from_fade_off``: ``life.rate_from_fade: false`` (the fade corrects the dead-lithium
   rate only; an uncalibrated cell keeps the nominal SEI rate);
+* ``resistance``: ``rate_from_fade_off`` plus ``life.use_resistance: true`` (the 60 s voltage
+  step at each discharge's start, :func:`packtwin.physics.life_pack.step_resistance`, corrects
+  the SEI rate through the film);
 * ``no_walk``: the dead-lithium parameter's random walk fixed at 0 (the calibration otherwise
   picks one of ``life_twin.WALKS`` on the calibration cells).
 
 Per scenario: the unseen cells' SEI MAE [nm] on cycles > upto; per cell: the true SEI solvent
-diffusivity and the twin's at the last cycle (``as_is``); and the truth's lost lithium at the last
-cycle split into SEI lithium (gamma (L - L_0)), lithium still plated and the rest (dead lithium)
-[mmol], with each part's a + b sqrt(cycle) fit over cycles 10..upto extrapolated to the last
-cycle (relative error): what the capacity fade is made of, per cell; and the fade's sensitivity to
-the SEI rate there, d(ln lost lithium)/d(ln D) ~ (SEI lithium - dead lithium) / (2 lost lithium)
+diffusivity and the twin's at the last cycle (``as_is``; per variant under ``variants``); and
+the truth's lost lithium at the last cycle split into SEI lithium (gamma (L - L_0)), lithium
+still plated and the rest (dead lithium) [mmol], with each part's a + b sqrt(cycle) fit over
+cycles 10..upto extrapolated to the last cycle (relative error): what the capacity fade is made
+of, per cell; and the fade's sensitivity to the SEI rate there, d(ln lost lithium)/d(ln D) ~ (SEI lithium - dead lithium) / (2 lost lithium)
 (SEI lithium ~ sqrt(D), SEI-limited dead lithium ~ 1 / sqrt(D) once L >> L_0).
 """
 
@@ -45,8 +48,9 @@ def _variant(ds, name: str, calib_cells: list[int], upto: int):
     if name == "no_walk":
         life_twin.WALKS = (0.0,)
     try:
-        return life.twin_estimates(ds, [0], calib_cells, upto, False, None, True,
-                                   rate_from_fade=name != "rate_from_fade_off")
+        return life.twin_estimates(ds, [0], calib_cells, upto, name == "resistance", None, True,
+                                   rate_from_fade=name not in ("rate_from_fade_off",
+                                                               "resistance"))
     finally:
         life_twin.WALKS = walks
 
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     unseen = [c for c in range(ds.sizes[schema.CELL]) if c not in args.calib_cells]
     res = {"store": args.store, "upto": args.upto, "calib_cells": args.calib_cells,
            "unseen_cells": unseen, "variants": {}}
-    for name in ("as_is", "rate_from_fade_off", "no_walk"):
+    for name in ("as_is", "rate_from_fade_off", "resistance", "no_walk"):
         model, live, _, _ = _variant(ds, name, args.calib_cells, args.upto)
         est = live["sei_thickness_est"].values
         rows = []
@@ -107,15 +111,15 @@ def main(argv: list[str] | None = None) -> int:
                          "c_rate": float(ds["discharge_c_rate"].values[s]),
                          "unseen_sei_mae_nm": float(np.nanmean(np.abs(
                              est[s, unseen, judged] - true[s, unseen, judged])))})
+        d_est = live["sei_diffusivity_est"].values
+        d_last = [[float(d_est[s, c, done[s] - 1]) for c in range(ds.sizes[schema.CELL])]
+                  for s in range(ds.sizes[schema.SCENARIO])]
         res["variants"][name] = {"psi_walk_per_cycle_of_mean": model.psi_walk / abs(model.psi_prior),
-                                 "per_scenario": rows}
+                                 "per_scenario": rows, "sei_diffusivity_at_last_cycle": d_last}
         if name == "as_is":
-            d_est = live["sei_diffusivity_est"].values
             res["sei_diffusivity"] = {
                 "units": "m2/s", "truth": ds["param_sei_solvent_diffusivity"].values.tolist(),
-                "twin_at_last_cycle": [[float(d_est[s, c, done[s] - 1])
-                                        for c in range(ds.sizes[schema.CELL])]
-                                       for s in range(ds.sizes[schema.SCENARIO])]}
+                "twin_at_last_cycle": d_last}
         print(name, [round(r["unseen_sei_mae_nm"], 3) for r in rows], flush=True)
     res["lost_lithium_split"] = _lli_split(ds, args.upto)
     res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
