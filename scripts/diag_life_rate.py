@@ -24,8 +24,9 @@ diffusivity and the twin's at the last cycle (``as_is``; per variant under ``var
 the truth's lost lithium at the last cycle split into SEI lithium (gamma (L - L_0)), lithium
 still plated and the rest (dead lithium) [mmol], with each part's a + b sqrt(cycle) fit over
 cycles 10..upto extrapolated to the last cycle (relative error): what the capacity fade is made
-of, per cell; and the fade's sensitivity to the SEI rate there, d(ln lost lithium)/d(ln D) ~ (SEI lithium - dead lithium) / (2 lost lithium)
-(SEI lithium ~ sqrt(D), SEI-limited dead lithium ~ 1 / sqrt(D) once L >> L_0).
+of, per cell; and the fade's sensitivity to the SEI rate there, d(ln lost lithium)/d(ln D) ~
+(SEI lithium - dead lithium) / (2 lost lithium) (SEI lithium ~ sqrt(D), SEI-limited dead lithium
+~ 1 / sqrt(D) once L >> L_0).
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         d_est = live["sei_diffusivity_est"].values
         d_last = [[float(d_est[s, c, done[s] - 1]) for c in range(ds.sizes[schema.CELL])]
                   for s in range(ds.sizes[schema.SCENARIO])]
-        res["variants"][name] = {"psi_walk_per_cycle_of_mean": model.psi_walk / abs(model.psi_prior),
-                                 "per_scenario": rows, "sei_diffusivity_at_last_cycle": d_last}
+        res["variants"][name] = {
+            "psi_walk_per_cycle_of_mean": model.psi_walk / abs(model.psi_prior),
+            "per_scenario": rows, "sei_diffusivity_at_last_cycle": d_last}
         if name == "as_is":
             res["sei_diffusivity"] = {
                 "units": "m2/s", "truth": ds["param_sei_solvent_diffusivity"].values.tolist(),

@@ -38,8 +38,8 @@ the cycle's end with the parameters known after it.
 The fade's weak hold on the SEI rate: SEI lithium grows like sqrt(D t) and the SEI-limited dead
 lithium like psi sqrt(t / D), so d(lost lithium)/d(ln D) = (SEI lithium - dead lithium) / 2
 once L >> L_0. On the life-long pack at cycle 1000, 25 C, the two are 0.8-1.1 and 0.6-1.0 mmol
-of 2.2-3.4 (three cell draws): a 10 % error in D moves the fade by < 0.6 %, less than the model's own error (the
-psi walk, the discharge cut on the coupling grid). Corrected by the fade over 1000 cycles the
+of 2.2-3.4 (three cell draws): a 10 % error in D moves the fade by < 0.6 %, less than the
+model's own error (the psi walk, the discharge cut on the coupling grid). Corrected by the fade over 1000 cycles the
 unseen cells' rates scattered 8-23 % around the truth with no relation to it (three cell draws,
 ``scripts/diag_life_rate.py``); ``rate_from_fade=False`` keeps ln D at its prior (the nominal
 rate for an uncalibrated cell) and lets the fade correct psi alone. Early in life (L near L_0)

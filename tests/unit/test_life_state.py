@@ -97,7 +97,8 @@ def test_rate_from_fade_off_keeps_the_rate_and_corrects_dead_lithium():
                                          psi_true)
     est = estimate(g, d, q, held)  # capacity only: nothing may move ln D
     np.testing.assert_allclose(est.D, model.D_nominal, rtol=1e-12)
-    assert est.psi[-1] != pytest.approx(model.psi_prior, rel=0.05, abs=0)  # the fade still moves psi
+    # the fade still moves psi
+    assert est.psi[-1] != pytest.approx(model.psi_prior, rel=0.05, abs=0)
     # with psi alone the fade is still followed: the lost lithium within 5 % of the truth
     assert est.lli_pct[-1] == pytest.approx(100 * n_true[-1] / model.n_li0, rel=0.05)
     # the resistance (the film) still moves the rate
