@@ -26,7 +26,8 @@ still plated and the rest (dead lithium) [mmol], with each part's a + b sqrt(cyc
 cycles 10..upto extrapolated to the last cycle (relative error): what the capacity fade is made
 of, per cell; and the fade's sensitivity to the SEI rate there, d(ln lost lithium)/d(ln D) ~
 (SEI lithium - dead lithium) / (2 lost lithium) (SEI lithium ~ sqrt(D), SEI-limited dead lithium
-~ 1 / sqrt(D) once L >> L_0).
+~ 1 / sqrt(D) once L >> L_0). Per run, the capacity fade per lithium lost over all its regular
+cycles (``capacity_per_lithium``), next to the twin's calibrated one (``twin_beta``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,28 @@ def _variant(ds, name: str, calib_cells: list[int], upto: int):
                                                                "resistance"))
     finally:
         life_twin.WALKS = walks
+
+
+def _capacity_per_lithium(ds) -> list[dict]:
+    """Per scenario and cell: beta, the capacity fade [A h] per lithium lost [A h] since cycle 2
+    over every finished regular cycle (least squares through the origin, as the twin's
+    calibration fits it on its own cycles), from the measured capacity and the truth's LLI."""
+    from packtwin import schema
+    from packtwin.physics.life_pack import cell_life
+    from packtwin.physics.life_state import AH_PER_MOL, life_model
+
+    m = life_model()
+    out = []
+    for s in range(ds.sizes[schema.SCENARIO]):
+        for c in range(ds.sizes[schema.CELL]):
+            one = cell_life(ds, s, c, truth=True)
+            q = one["capacity"].values.ravel()
+            lost = AH_PER_MOL * one["lli"].values.ravel() / 100.0 * m.n_li0
+            x, y = lost[2:] - lost[1], q[1] - q[2:]
+            ok = np.isfinite(x) & np.isfinite(y)
+            out.append({"scenario": s, "cell": c,
+                        "beta": float(x[ok] @ y[ok] / (x[ok] @ x[ok]))})
+    return out
 
 
 def _lli_split(ds, upto: int) -> list[dict]:
@@ -124,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 "twin_at_last_cycle": d_last}
         print(name, [round(r["unseen_sei_mae_nm"], 3) for r in rows], flush=True)
     res["lost_lithium_split"] = _lli_split(ds, args.upto)
+    res["capacity_per_lithium"] = _capacity_per_lithium(ds)
+    res["twin_beta"] = float(model.beta)  # calibrated on the calibration runs' cycles <= upto
     res["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
