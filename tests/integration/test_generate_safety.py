@@ -17,8 +17,26 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(store: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "packtwin", "generate", "--preset", "tiny", "--store", str(store),
+# ``packtwin`` with the store's creation held open: the parameter table is written into the
+# temporary sibling, then the process sleeps before the rename. The sibling otherwise lives for
+# tens of milliseconds, and polling for it missed it once (CI, stop 36).
+SLOW_CREATION = """
+import sys, time
+from packtwin.data import store
+write = store.write_region
+def held(path, *args, **kwargs):
+    write(path, *args, **kwargs)
+    if ".packtwin-tmp-" in str(path):
+        time.sleep(120)
+store.write_region = held
+from packtwin.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _start(store: Path, *extra: str, hold_creation: bool = False) -> subprocess.Popen:
+    entry = ["-c", SLOW_CREATION] if hold_creation else ["-m", "packtwin"]
+    cmd = [sys.executable, *entry, "generate", "--preset", "tiny", "--store", str(store),
            "--quiet", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -33,14 +51,18 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def test_kill_during_store_creation_then_rerun_resumes(tmp_path):
     store = tmp_path / "s.zarr"
-    proc = _start(store, "--workers", "1")
+    proc = _start(store, "--workers", "1", hold_creation=True)
     tmp = store.with_name(f".s.zarr.packtwin-tmp-{proc.pid}")
     try:
         deadline = time.time() + 120
-        while not tmp.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
+        while not (tmp / "param_neg_c_init").exists() and proc.poll() is None \
+                and time.time() < deadline:
+            time.sleep(0.01)
+        if proc.poll() is not None:
+            pytest.fail(f"generate ended without a temporary sibling holding the parameter "
+                        f"table: {proc.stdout.read()}")
         assert tmp.exists(), "the store's temporary sibling was never seen"
-        os.killpg(proc.pid, signal.SIGKILL)  # mid-creation
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-creation: the table written, not renamed
     finally:
         _kill_group(proc)
     assert not store.exists()  # no half-made store that every rerun would reject
