@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from packtwin.physics import ekf as ekf_module
@@ -30,6 +31,7 @@ def test_first_blowup_finds_the_first_step_and_row():
     assert mod.first_blowup(rec[:1], 1.0) is None
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_trace_records_the_filters_own_voltages(synthetic_store, one_torch_thread):
     mod = _module()
     truth = xr.open_zarr(synthetic_store, consolidated=False)

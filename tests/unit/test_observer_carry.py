@@ -54,6 +54,7 @@ def _run(ds, variant, **kw):
                                                core_config=COARSE, variant=variant, **kw)
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 @pytest.mark.parametrize("variant", ["ekf", "subspace"])
 def test_carried_cycle_goes_on_from_the_previous_final_estimate(uncut, variant):
     """With carry, cycle 2 is the uncut log's continuation (not a restart from a prior): the
@@ -87,6 +88,7 @@ def test_carried_cycle_goes_on_from_the_previous_final_estimate(uncut, variant):
     assert gap.max() > 1e-3, gap
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_carry_off_is_every_cycle_from_its_prior(uncut):
     """observer_carry false: each cycle's estimates equal that cycle filtered on its own (the
     behaviour before the key existed; first samples, as above)."""
@@ -100,6 +102,7 @@ def test_carry_off_is_every_cycle_from_its_prior(uncut):
                                        err_msg=name)
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_only_consecutive_contiguous_snapshots_link(uncut, synthetic_store):
     def links(ds):
         t = ds.isel(scenario=[CCCV, PULSE])
@@ -128,6 +131,7 @@ def test_only_consecutive_contiguous_snapshots_link(uncut, synthetic_store):
     assert restarted.attrs["carried_cycles"] == 0
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_late_start_starts_only_the_first_cycle_late(uncut):
     """observer_start_s with carry: cycle 1 from the prior at the start sample, cycle 2 goes on
     from sample 0; both equal the uncut log started late."""
@@ -212,6 +216,7 @@ def test_evaluate_refuses_a_start_error_outside_half_the_window(synthetic_store,
     assert not (tmp_path / "e" / "metrics.zarr").exists()
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_evaluate_records_the_carry(uncut, tmp_path):
     path = tmp_path / "cut.zarr"
     cut = cut_at(uncut, CUT).chunk({"scenario": 1, "cell": 1})
@@ -225,6 +230,7 @@ def test_evaluate_records_the_carry(uncut, tmp_path):
     assert "observer_carry: true" in report and "pulse 2/2" in report
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_stream_through_both_cycles_equals_the_carried_row(uncut):
     """SubspaceStream (issue #9 item 7) stepped through cycle 1 and then cycle 2 gives the
     estimates of evaluate's subspace row with carry; cycle 2's sample 0 is not stepped again (it

@@ -40,6 +40,7 @@ def test_start_sample_on_the_grid():
     assert observer_predict.start_sample(PERIOD, 21 * PERIOD, np.array([44, 22])) == 21
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_a_late_start_equals_the_log_cut_there(truth, one_torch_thread):
     """Started 5 samples in, the filter gives exactly what it gives on a store whose cycles
     begin there (the prior of an unknown start read at that sample), and nothing before it."""

@@ -32,6 +32,7 @@ def test_offset_moves_by_the_window_and_turns_back_at_its_ends():
         offset_stoichiometry(sto, 0.7, lo, hi)
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_the_filter_starts_30_points_off_and_works_back(one_torch_thread):
     """Two cells at rest at 80 % / 20 % SOC, then 1C: with offset 0.3 the subspace filter's
     first SOC is 30 points off (down for the full cell, up for the empty one), and the
@@ -76,6 +77,7 @@ def test_the_ekf_start_moves_too(one_torch_thread):
     assert soc[0] == pytest.approx(0.6, abs=0.01) and soc[1] == pytest.approx(0.3, abs=0.01)
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_reprior_rebuilds_the_state_at_the_corrected_soc(one_torch_thread):
     """SubspaceConfig.reprior_soc: once a cell's SOC has moved more than that since its prior,
     its state becomes the loaded prior at the corrected SOC (SOC kept, moved reset, SEI film and

@@ -44,6 +44,7 @@ def small_log():
     return core, V, I, torch.full_like(I, 298.15) + torch.tensor([[0.0], [2.0]], dtype=F64)
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_stream_equals_the_whole_sequence_call_and_the_evaluate_row(small_log):
     core, V, I, T = small_log
     a, b = (SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], GRID)
@@ -77,6 +78,7 @@ def test_stream_equals_the_whole_sequence_call_and_the_evaluate_row(small_log):
     assert steps[-1].c_s_n.shape == (2, 3, 4)
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_stream_restarts_a_diverged_cell_where_the_evaluate_row_does(small_log):
     """A voltage sensor 1 V off on cell 1 from sample 2: 3 samples (30 s) over 0.5 V off, the
     stream restarts that cell at sample 4 from the prior read there, as evaluate's row with the
@@ -168,6 +170,7 @@ def test_stream_step_is_the_reference_filter_and_a_cold_measurement(small_log):
         assert torch.equal(a.estimate.P, est.P)
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_warm_start_stays_with_the_reference_and_its_two_paths_agree(small_log):
     """The opt-in SubspaceConfig(warm_start=True) (Newton warm starts): its stream and its
     whole-sequence call give the same estimates, and both stay within Newton-tolerance of the
@@ -206,6 +209,7 @@ def test_spline_cache_made_in_inference_mode_still_differentiates():
     assert torch.allclose(sto.grad, ocp.ocp_negative_slope(sto.detach()))
 
 
+@pytest.mark.slow  # a whole filter over full cycles: runs in CI, not in the fast suite
 def test_stream_with_the_instant_current_equals_the_evaluate_row(small_log):
     # a store's current_end (the current when the voltage is read) through both paths: sample
     # 2's period ended at rest although its mean is 10 A (a cut-off inside it)
