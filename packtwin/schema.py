@@ -232,6 +232,10 @@ LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
         description="1: a slow capacity test (CC discharge at the generator's "
                     "protocol.checkup_c_rate after a full charge), 0: a regular cycle of the "
                     "scenario; NaN: not run. Capacities of the two kinds are not comparable."),
+    Var("checkup_lithium", SUMMARY_DIMS, "mol", "Lithium in the particles read from a check-up",
+        "life", bounds=(0.0, None),
+        description="From V/I of each check-up's slow discharge, an OCV fit with the nominal "
+                    "electrodes (packtwin.physics.checkup_inventory); NaN on regular cycles."),
     Var("sei_thickness_est", SUMMARY_DIMS, "nm", "Estimated x-averaged SEI thickness at cycle end",
         "estimate", bounds=(0.0, None)),
     Var("lli_est", SUMMARY_DIMS, "%", "Estimated loss of lithium inventory", "estimate"),

@@ -96,6 +96,11 @@ class LifeConfig:
     LifeModel`'s ``rate_from_fade``); False: only the dead-lithium rate, the SEI rate stays at its
     prior (the nominal rate for an uncalibrated cell). For 1000-cycle stores, where the fade's
     sensitivity to the SEI rate nearly cancels"""
+    lithium_from: str = "capacity"
+    """what measures each cell's lost lithium (:class:`packtwin.physics.life_state.LifeModel`'s
+    ``lithium_from``): "capacity" (every regular cycle's fade over the calibrated capacity per
+    lithium) or "checkup" (the lithium read from each check-up's slow discharge; the store needs
+    check-up cycles)"""
 
 
 def parse(spec: Mapping[str, Any]) -> LifeConfig:
@@ -136,7 +141,18 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
                       data_only=DataOnlyConfig(**dcfg), note=str(spec.get("note", "")),
                       plating=plating, plating_every=every,
                       cell_rates=bool(spec.get("cell_rates", False)),
-                      rate_from_fade=_flag(spec, "rate_from_fade", True))
+                      rate_from_fade=_flag(spec, "rate_from_fade", True),
+                      lithium_from=_lithium_from(spec))
+
+
+def _lithium_from(spec: Mapping[str, Any]) -> str:
+    from packtwin.physics.life_state import LITHIUM_SOURCES
+
+    value = spec.get("lithium_from", "capacity")
+    if value not in LITHIUM_SOURCES:
+        raise LifeConfigError(f"config 'life': 'lithium_from' must be one of {LITHIUM_SOURCES}, "
+                              f"got {value!r}")
+    return value
 
 
 def _flag(spec: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -258,7 +274,7 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
                                                       cfg.use_resistance, cfg.plating,
                                                       cfg.cell_rates, cfg.plating_every,
-                                                      cfg.rate_from_fade)
+                                                      cfg.rate_from_fade, cfg.lithium_from)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}

@@ -16,7 +16,9 @@ From the store only what a pack's cell-level logger measures enters the estimate
 
 Check-up cycles (``checkup`` == 1, a slow capacity test) carry their temperature into the growth
 law but neither their capacity nor their resistance into the fade: both are at another rate than
-the regular cycles the fade is referenced to. Truth (``lli``, ``sei_thickness_end``) is read only by
+the regular cycles the fade is referenced to. Their slow discharge's V/I is read instead as the
+lithium left in the particles (``checkup_lithium``, an OCV fit:
+:mod:`packtwin.physics.checkup_inventory`) for a twin whose ``lithium_from`` is "checkup". Truth (``lli``, ``sei_thickness_end``) is read only by
 :func:`calibrate_pack` and :func:`calibrate_rates`, on the scenarios, cells and cycles it is given.
 """
 
@@ -30,6 +32,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from packtwin import schema
+from packtwin.physics import checkup_inventory
 from packtwin.physics.life_state import LifeModel
 
 SERIES = ("life_voltage", "life_current", "life_temperature")
@@ -70,13 +73,15 @@ def _require(ds, names: Sequence[str], what: str) -> None:
 
 
 def cell_life(ds, scenario: int, cell: int, truth: bool = False, use_resistance: bool = False,
-              plated_truth: bool = False):
+              plated_truth: bool = False, checkup_lithium: bool = False):
     """One cell of one scenario as :mod:`packtwin.physics.life_twin` reads it (a one-cell
     ``run_life``-like Dataset): measured temperature, capacity and resistance per cycle, for the
     cycles the scenario finished; with ``truth``, also the store's ``lli`` and
     ``sei_thickness_end`` (for calibration only), and with ``plated_truth`` its
     ``plated_lithium_end`` (calibration on SEI and dead lithium only); ``life_resistance`` only
-    with ``use_resistance``."""
+    with ``use_resistance``; ``checkup_lithium`` (mol) with ``checkup_lithium``: the lithium in
+    the particles read from each check-up's slow discharge
+    (:func:`packtwin.physics.checkup_inventory.checkup_lithium`, NaN on other cycles)."""
     import xarray as xr
 
     _require(ds, SERIES, f"cell_life(scenario={scenario}, cell={cell})")
@@ -95,6 +100,14 @@ def cell_life(ds, scenario: int, cell: int, truth: bool = False, use_resistance:
             "capacity": (schema.SUMMARY_DIMS, cap)}
     if use_resistance:
         data["life_resistance"] = (schema.SUMMARY_DIMS, res)
+    if checkup_lithium:
+        if "checkup" not in one.variables:
+            raise ValueError(f"cell_life(scenario={scenario}, cell={cell}): the check-up lithium "
+                             f"needs check-up cycles, and the store has no 'checkup' variable "
+                             f"(generate with protocol.checkup_every > 0)")
+        n_ck = checkup_inventory.checkup_lithium(v[0, 0], i[0, 0], one["checkup"].values[0, 0],
+                                                 period)
+        data["checkup_lithium"] = (schema.SUMMARY_DIMS, n_ck[None, None, :])
     if truth:
         names = ("lli", "sei_thickness_end") + (("plated_lithium_end",) if plated_truth else ())
         _require(ds, names, f"cell_life(scenario={scenario}, cell={cell}) truth")
@@ -119,8 +132,9 @@ def calibrate_pack(ds, scenarios: Sequence[int] | None = None, cells: Sequence[i
     lost lithium less the lithium still plated, for a twin that adds its own plating estimate."""
     from packtwin.physics.life_twin import calibrate
 
+    by_checkup = model is not None and model.lithium_from == "checkup"
     runs = [cell_life(ds, s, c, truth=True, use_resistance=use_resistance,
-                      plated_truth=plated_apart)
+                      plated_truth=plated_apart, checkup_lithium=by_checkup)
             for s, c in _cells(ds, scenarios, cells)]
     runs = [r for r in runs if r.sizes[schema.CYCLE] > 2]
     if not runs:
@@ -162,7 +176,8 @@ def track_pack(ds, model: LifeModel, update_until: int | None = None,
     names = ESTIMATES + ("sei_diffusivity_est",)
     out = {n: np.full(shape, np.nan) for n in names}
     for s, c in _cells(ds, None, None):
-        one = cell_life(ds, s, c, use_resistance=use_resistance)
+        one = cell_life(ds, s, c, use_resistance=use_resistance,
+                        checkup_lithium=model.lithium_from == "checkup")
         n = one.sizes[schema.CYCLE]
         if n < 1:
             continue

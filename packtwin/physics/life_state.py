@@ -35,6 +35,17 @@ prior on psi comes from calibration cells. The capacity of cycle c is predicted 
 cycle's own capacity is read (what a live twin would show); SEI and lithium are the states at
 the cycle's end with the parameters known after it.
 
+Lithium from check-ups (``lithium_from="checkup"``): the capacity fade is lithium only through
+beta, and beta is not one number: on the life-long pack the regular cycles' fade per lithium
+lost is 1.0-1.9 over a 25 C 1C life, 1.3-1.6 at 2C and differs between cells (the resistance
+moves the cut-off; the electrodes' balance moves what a lost lithium costs), so a beta fitted at
+1C put the 2C cells' lost lithium 0.26-0.30 points off. Each check-up's slow discharge instead
+reads the particles' lithium itself (:mod:`packtwin.physics.checkup_inventory`); its change since
+the first check-up corrects psi (and ln D with ``rate_from_fade``), the capacity is still
+predicted through beta. A check-up at cycle k starts from the state at cycle k-1's end (its
+reversibly plated lithium strips back into the particles early in the slow discharge, so the
+fit sees the SEI and dead lithium only, which is what the twin's n counts).
+
 The fade's weak hold on the SEI rate: SEI lithium grows like sqrt(D t) and the SEI-limited dead
 lithium like psi sqrt(t / D), so d(lost lithium)/d(ln D) = (SEI lithium - dead lithium) / 2
 once L >> L_0. On the life-long pack at cycle 1000, 25 C, the two are 0.8-1.1 and 0.6-1.0 mmol
@@ -68,6 +79,7 @@ from packtwin.physics.lli import particle_inventory_mol
 from packtwin.physics.sei import sei_growth_rate
 
 AH_PER_MOL = F / 3600.0  # A h of charge per mole of lithium
+LITHIUM_SOURCES = ("capacity", "checkup")  # LifeModel.lithium_from
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,19 @@ class LifeModel:
     rate_from_fade: bool = True  # the capacity fade corrects the SEI rate (ln D); False: it
     # corrects the dead-lithium rate only, and ln D stays at its prior unless the resistance
     # moves it (the fade's sensitivity to ln D nearly cancels late in life: see estimate())
+    lithium_from: str = "capacity"  # what measures the lithium lost: "capacity" (every regular
+    # cycle's fade over beta) or "checkup" (the lithium read from each check-up's slow discharge,
+    # packtwin.physics.checkup_inventory; the fade then only feeds the capacity prediction)
+    noise_checkup_mol: float = 2e-5  # noise of a check-up's lithium change [mol]
+    beta_forget: float = 0.97  # with check-ups: forgetting factor per regular cycle of the cell's
+    # own capacity-per-lithium fit (memory ~ 1 / (1 - f) cycles); 1 keeps every cycle
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.beta_forget <= 1.0:
+            raise ValueError(f"LifeModel.beta_forget must be in (0, 1], got {self.beta_forget!r}")
+        if self.lithium_from not in LITHIUM_SOURCES:
+            raise ValueError(f"LifeModel.lithium_from must be one of {LITHIUM_SOURCES}, got "
+                             f"{self.lithium_from!r}")
 
 
 def life_model(cell: CellConstants | None = None, **changes) -> LifeModel:
@@ -191,7 +216,8 @@ def paths(theta: np.ndarray, model: LifeModel, g: np.ndarray, d: np.ndarray) -> 
 def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray,
              model: LifeModel, resistance_ohm: np.ndarray | None = None,
              step_temperature_k: np.ndarray | None = None, ref_cycle: int = 2,
-             update_until: int | None = None) -> LifeEstimate:
+             update_until: int | None = None,
+             checkup_lithium_mol: np.ndarray | None = None) -> LifeEstimate:
     """Run the filter over one cell's cycles.
 
     Args:
@@ -205,6 +231,9 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
         ref_cycle: 1-based cycle whose capacity is the reference of the fade.
         update_until: last 1-based cycle whose capacity corrects the states; later cycles are
             carried by the growth law and the measured temperature alone (a forecast).
+        checkup_lithium_mol: lithium in the particles read at each check-up [N] (NaN on other
+            cycles; :func:`packtwin.physics.checkup_inventory.checkup_lithium`); required with
+            ``model.lithium_from == "checkup"``, ignored otherwise.
     """
     g = np.asarray(exposure, dtype=float)
     d = np.asarray(duration, dtype=float)
@@ -214,10 +243,18 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
     T_step = (np.full(N, model.T_ref) if step_temperature_k is None
               else np.asarray(step_temperature_k, float))
     ct = charge_transfer_factor(T_step, model)
-    if q.shape != (N,) or d.shape != (N,) or res.shape != (N,) or ct.shape != (N,):
+    by_checkup = model.lithium_from == "checkup"
+    if by_checkup and checkup_lithium_mol is None:
+        raise ValueError("estimate: LifeModel.lithium_from is 'checkup' but no "
+                         "checkup_lithium_mol was given (the run has no check-up cycles read)")
+    n_ck = (np.asarray(checkup_lithium_mol, dtype=float) if by_checkup else np.full(N, np.nan))
+    if (q.shape != (N,) or d.shape != (N,) or res.shape != (N,) or ct.shape != (N,)
+            or n_ck.shape != (N,)):
         raise ValueError(f"estimate: exposure has {N} cycles, duration shape {d.shape}, "
                          f"capacity shape {q.shape}, resistance shape {res.shape}, step temperature "
-                         f"shape {ct.shape}")
+                         f"shape {ct.shape}, check-up lithium shape {n_ck.shape}")
+    read = np.flatnonzero(np.isfinite(n_ck))
+    c0 = int(read[0]) if read.size else -1  # the first check-up read: the lithium's reference
     last = N if update_until is None else min(int(update_until), N)
     theta = np.array([math.log(model.D_nominal), model.psi_prior])
     P = np.diag([model.D_spread ** 2, model.psi_prior_std ** 2])
@@ -225,22 +262,38 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
     q_ref = q[r] if N > r else math.nan
     D_hist, psi_hist = np.empty(N), np.empty(N)
     q_pred = np.full(N, np.nan)
+    beta, sxy, sxx = model.beta, 0.0, 0.0  # the cell's own capacity per lithium (check-ups)
     for c in range(N):
         P[1, 1] += model.psi_walk ** 2
         if c > r and math.isfinite(q_ref):
             _, n = paths(theta, model, g[:c + 1], d[:c + 1])
-            q_pred[c] = capacity_from_lithium(q_ref, n[c], n[r], model.beta)
+            q_pred[c] = capacity_from_lithium(q_ref, n[c], n[r], beta)
+            if by_checkup and c < last and math.isfinite(q[c]):
+                # least squares through the origin of the fade on the lithium lost, both since
+                # the reference, over the cell's cycles read so far (older ones forgotten: beta
+                # drifts over life); the calibrated beta until a tenth of a percent of the
+                # inventory is lost
+                x = AH_PER_MOL * (n[c] - n[r])
+                sxy, sxx = model.beta_forget * sxy + x * (q_ref - q[c]), \
+                    model.beta_forget * sxx + x * x
+                if math.sqrt(sxx) > 1e-3 * AH_PER_MOL * model.n_li0:
+                    beta = sxy / sxx
         elif c <= r:
             q_pred[c] = q[c]  # the reference itself is read, not predicted
         if r < c < last:
             # lithium lost since the reference (capacity) and SEI film resistance rise
-            y = np.array([(q_ref - q[c]) / (model.beta * AH_PER_MOL), res[c] - res[r]])
-            h, H, grown = _measurement(theta, model, g[:c + 1], d[:c + 1], ct[:c + 1], r)
+            fade = math.nan if by_checkup else (q_ref - q[c]) / (model.beta * AH_PER_MOL)
+            # lithium lost between the states the two check-ups start from (cycles c0-1, c-1)
+            drop = n_ck[c0] - n_ck[c] if c0 >= 0 and c > c0 else math.nan
+            y = np.array([fade, res[c] - res[r], drop])
+            h, H, grown = _measurement(theta, model, g[:c + 1], d[:c + 1], ct[:c + 1], r,
+                                       c0 if 0 <= c0 < c else 0)
             if not model.rate_from_fade:
-                H[0, 0] = 0.0
+                H[0, 0] = H[2, 0] = 0.0
             # the cell's own kappa is unknown within its spread: resistance noise grows with L
             film = model.kappa_rel_std * model.kappa * grown
-            noise = np.array([model.noise_mol ** 2, model.noise_ohm ** 2 + film ** 2])
+            noise = np.array([model.noise_mol ** 2, model.noise_ohm ** 2 + film ** 2,
+                              model.noise_checkup_mol ** 2])
             use = np.isfinite(y)
             if use.any():
                 Hu = H[use]
@@ -261,16 +314,18 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
                         D=D_hist, psi=psi_hist)
 
 
-def _measurement(theta, model: LifeModel, g, d, ct, r: int) -> tuple[np.ndarray, np.ndarray,
-                                                                     float]:
-    """h = (lithium lost, resistance rise) between cycle r and the last one (0-based), the
-    Jacobian [2, 2] in (ln D, psi) (exact in psi: h is linear in it; central difference in
-    ln D) and the SEI grown meanwhile [m]. ``ct``: Arrhenius factor of the charge-transfer term
-    per cycle."""
+def _measurement(theta, model: LifeModel, g, d, ct, r: int, c0: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """h = (lithium lost, resistance rise) between cycle r and the last one (0-based), and the
+    lithium lost between the starts of check-up cycle c0 and of the last cycle (the ends of the
+    cycles before them), the Jacobian [3, 2] in (ln D, psi) (exact in psi: h is linear in it;
+    central difference in ln D) and the SEI grown meanwhile [m]. ``ct``: Arrhenius factor of the
+    charge-transfer term per cycle."""
     def h_of(th):
         L, n = paths(th, model, g, d)
         rise = model.kappa * (L[-1] - L[r]) - model.xi * (ct[-1] * n[-1] - ct[r] * n[r])
-        return np.array([n[-1] - n[r], rise])
+        before = np.concatenate([[0.0], n])  # before[k]: lost at cycle k's start
+        return np.array([n[-1] - n[r], rise, before[-2] - before[c0]])
 
     h = h_of(theta)
     eps = 1e-4
@@ -278,3 +333,4 @@ def _measurement(theta, model: LifeModel, g, d, ct, r: int) -> tuple[np.ndarray,
     dh_dpsi = h_of(np.array([theta[0], 1.0])) - h_of(np.array([theta[0], 0.0]))
     L, _ = paths(theta, model, g, d)
     return h, np.stack([dh_dlnD, dh_dpsi], axis=1), float(L[-1] - L[r])
+

@@ -54,8 +54,10 @@ def track(ds, model: LifeModel, update_until: int | None = None):
     one = _one_cell(ds)
     g, d = exposure_of(ds)
     res = one["life_resistance"].values if "life_resistance" in one.variables else None
+    n_ck = one["checkup_lithium"].values if "checkup_lithium" in one.variables else None
     est = estimate(g, d, one["capacity"].values, model, resistance_ohm=res,
-                   step_temperature_k=step_temperature(ds), update_until=update_until)
+                   step_temperature_k=step_temperature(ds), update_until=update_until,
+                   checkup_lithium_mol=n_ck)
     out = xr.Dataset({
         name: (schema.SUMMARY_DIMS, np.asarray(val, dtype=float)[None, None, :])
         for name, val in (("sei_thickness_est", est.sei_nm), ("lli_est", est.lli_pct),
@@ -106,7 +108,7 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
     the fade's RMS residual, in mol (floored at 1e-7 mol).
     """
     model = model or life_model()
-    fades, losses, psis, rises, grown = [], [], [], [], []
+    fades, losses, psis, rises, grown, ck_err, lost = [], [], [], [], [], [], []
     r = ref_cycle - 1
     for ds in runs:
         one = _one_cell(ds)
@@ -127,6 +129,9 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
             grown.append(np.stack([L[r + 1:] - L[r], -(ct[r + 1:] * n[r + 1:] - ct[r] * n[r])],
                                   axis=1))
         losses.append(AH_PER_MOL * (n[r + 1:] - n[r]))
+        lost.append(100.0 * n / model.n_li0)
+        if "checkup_lithium" in one.variables:
+            ck_err.append(_checkup_residuals(one["checkup_lithium"].values[:upto_cycle], n))
         unexplained = n - model.gamma * (L - model.L_0)
         L_mid = 0.5 * (np.concatenate([[model.L_0], L[:-1]]) + L)
         U = np.cumsum(d[:len(L)] * model.L_0 / L_mid)
@@ -153,25 +158,49 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
         xi = float(X[:, 1] @ left / (X[:, 1] @ X[:, 1]))
         changes = dict(xi=xi, noise_ohm=max(float(np.sqrt(np.mean((left - xi * X[:, 1]) ** 2))),
                                             1e-7))
+    if model.lithium_from == "checkup":
+        err = np.concatenate(ck_err) if ck_err else np.empty(0)
+        if err.size == 0:
+            raise ValueError(f"calibrate: lithium_from='checkup' but the calibration runs have no "
+                             f"two check-ups read in cycles <= {upto_cycle}")
+        # floored at 0.002 LLI points: two check-ups are too few to trust a smaller spread
+        changes["noise_checkup_mol"] = max(float(np.sqrt(np.mean(err ** 2))),
+                                           2e-5 * model.n_li0)
     fitted = dataclasses.replace(model, beta=beta, noise_mol=max(noise, 1e-7),
                                  psi_prior=psi_mean, psi_prior_std=psi_std, **changes)
-    return _choose_walk(fitted, runs, upto_cycle)
+    return _choose_walk(fitted, runs, upto_cycle, lost)
+
+
+def _checkup_residuals(n_ck: np.ndarray, n_true: np.ndarray) -> np.ndarray:
+    """Check-up lithium changes since the first check-up read, less the true ones [mol]: check-up
+    k reads the state at cycle k-1's end (0-based indices; n_true: lost lithium per cycle)."""
+    read = np.flatnonzero(np.isfinite(n_ck))
+    if read.size < 2:
+        return np.empty(0)
+    before = np.concatenate([[0.0], n_true])
+    c0, later = read[0], read[1:]
+    return (n_ck[c0] - n_ck[later]) - (before[later] - before[c0])
 
 
 WALKS = (0.0, 0.005, 0.02, 0.05)  # psi random walk per cycle, as fractions of its prior mean
 
 
-def _choose_walk(model: LifeModel, runs: Sequence, upto_cycle: int) -> LifeModel:
+def _choose_walk(model: LifeModel, runs: Sequence, upto_cycle: int,
+                 lost_pct: Sequence[np.ndarray]) -> LifeModel:
     """The psi random walk (of :data:`WALKS`) with the smallest SEI error on the calibration
     runs' own cycles <= upto_cycle; with ``rate_from_fade`` off, the smallest error of the
     capacity predicted before each cycle's own is read (the SEI does not depend on the walk then:
-    the fade moves psi alone, and every walk would tie)."""
+    the fade moves psi alone, and every walk would tie); with the lithium from check-ups, the
+    smallest error of the lost lithium (``lost_pct``: each run's truth as calibrated on, [%])."""
     def error(m):
         errs = []
-        for ds in runs:
+        for ds, truth_lost in zip(runs, lost_pct):
             est = track(ds.isel({schema.CYCLE: slice(0, upto_cycle)}), m)
             one = _one_cell(ds)
-            if m.rate_from_fade:
+            if m.lithium_from == "checkup":
+                # the lithium itself (its truth, as calibrate reads it: without still plated)
+                e = est["lli_est"].values.ravel() - truth_lost
+            elif m.rate_from_fade:
                 e = est["sei_thickness_est"].values.ravel() - one["sei_thickness_end"].values[
                     :upto_cycle]
             else:

@@ -306,3 +306,29 @@ def test_rate_from_fade_reaches_the_twin_and_is_refused_unless_a_bool(life_store
         rates[flag] = live["sei_diffusivity_est"].values[:, 1]  # the uncalibrated cell
     np.testing.assert_allclose(rates[False], model.D_nominal, rtol=1e-12)
     assert np.nanmax(np.abs(rates[True] / model.D_nominal - 1)) > 0.01
+
+
+def test_lithium_from_reaches_the_twin_and_is_refused_unless_known():
+    from packtwin.eval import life
+
+    with pytest.raises(LifeConfigError, match=r"'lithium_from' must be one of \('capacity', "
+                                              r"'checkup'\), got 'voltage'"):
+        life_evaluate.parse(_spec(lithium_from="voltage"))
+    assert life_evaluate.parse(_spec()).lithium_from == "capacity"
+    cfg = life_evaluate.parse(_spec(lithium_from="checkup"))
+    assert cfg.lithium_from == "checkup"
+    # the hot scenario's fade costs 1.5 x per lithium: only the check-ups keep the LLI of the
+    # cell not calibrated on (the calibration cell's fade is gated out there and its own psi,
+    # right in these data, carries it either way)
+    ds = _store(n_cycles=40, checkup_every=8, beta=(1.0, 1.5), psi=3e-10,
+                ocv_checkups=True).assign_coords(discharge_c_rate=("scenario", [1.0, 1.0]))
+    err = {}
+    for source in ("capacity", "checkup"):
+        model, live, _, _ = life.twin_estimates(ds, [0], [0], 20, rate_from_fade=False,
+                                                lithium_from=source)
+        assert model.lithium_from == source
+        err[source] = abs(live["lli_est"].values[1, 1, -1] - ds["lli"].values[1, 1, -1])
+    assert err["checkup"] < 0.25 * err["capacity"]
+    # a store without check-ups is refused by name, not estimated from the fade silently
+    with pytest.raises(ValueError, match="no 'checkup' variable"):
+        life.twin_estimates(ds.drop_vars("checkup"), [0], [0], 20, lithium_from="checkup")

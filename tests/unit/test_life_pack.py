@@ -33,9 +33,27 @@ def _temperature(T_k, checkup):
     return T
 
 
-def _cycle_series(q_ah, r_ohm, checkup):
+def _ocv_discharge(lost_mol, i_dis, k, r_ohm):
+    """A slow discharge's voltage along the OCV of a cell that has lost ``lost_mol`` lithium from
+    the negative electrode (what :mod:`packtwin.physics.checkup_inventory` reads)."""
+    import torch
+
+    from packtwin.physics import ocp
+    from packtwin.physics.checkup_inventory import electrode_capacities
+    from packtwin.physics.constants import F
+
+    cap_n, cap_p = electrode_capacities()
+    q = np.arange(1, k + 1) * i_dis * PERIOD / F
+    x = torch.as_tensor(np.clip(0.85 - lost_mol / cap_n - q / cap_n, 1e-3, 1.0))
+    y = torch.as_tensor(np.clip(0.27 + q / cap_p, 1e-3, 1.0))
+    return (ocp.ocp_positive(y) - ocp.ocp_negative(x)).numpy() - r_ohm * i_dis
+
+
+def _cycle_series(q_ah, r_ohm, checkup, lost_before=None):
     """V/I samples of one cell over its cycles: rest sample, discharge delivering q_ah with a
-    voltage drop r_ohm * I at its start, rest, charge back, then NaN padding."""
+    voltage drop r_ohm * I at its start, rest, charge back, then NaN padding. With
+    ``lost_before`` (lithium lost at each cycle's start [mol]) a check-up's discharge follows the
+    OCV of the lithium left."""
     n = len(q_ah)
     v, i = (np.full((n, N_T), np.nan) for _ in range(2))
     for c, (k, valid) in enumerate(zip(*_lengths(checkup))):
@@ -46,11 +64,17 @@ def _cycle_series(q_ah, r_ohm, checkup):
         v[c, :valid] = 3.6
         v[c, 0] = 4.18
         v[c, 1] = 4.18 - r_ohm[c] * i_dis
+        if lost_before is not None and checkup[c]:
+            v[c, 1:1 + k] = _ocv_discharge(lost_before[c], i_dis, k, r_ohm[c])
     return v, i
 
 
-def _store(n_cycles=60, D=(2.5e-22, 2.9e-22), checkup_every=25, cycles_done=None):
-    """2 scenarios (25, 45 C) x 2 cells; cell c has SEI diffusivity D[c] in both scenarios."""
+def _store(n_cycles=60, D=(2.5e-22, 2.9e-22), checkup_every=25, cycles_done=None,
+           beta=(1.0, 1.0), psi=0.0, ocv_checkups=False):
+    """2 scenarios (25, 45 C) x 2 cells; cell c has SEI diffusivity D[c] in both scenarios;
+    scenario s's capacity fades by beta[s] x F / 3600 per lithium lost, psi is the cells'
+    dead-lithium rate; ``ocv_checkups``: check-up discharges follow the OCV of the lithium
+    left."""
     model = life_model()
     shape = (len(AMBIENT), len(D), n_cycles)
     series = {n: np.full(shape + (N_T,), np.nan) for n in ("life_voltage", "life_current",
@@ -63,10 +87,11 @@ def _store(n_cycles=60, D=(2.5e-22, 2.9e-22), checkup_every=25, cycles_done=None
         for j, d in enumerate(D):
             T = _temperature(amb + 273.15, slow)
             g, dur = cycle_exposure(T, PERIOD), cycle_duration(T, PERIOD)
-            L, n = paths(np.array([math.log(d), 0.0]), model, g, dur)
-            q = 4.9 - AH_PER_MOL * (n - n[0])
+            L, n = paths(np.array([math.log(d), psi]), model, g, dur)
+            q = 4.9 - beta[s] * AH_PER_MOL * (n - n[0])
             r = 0.03 + model.kappa * (L - L[0])
-            v, i = _cycle_series(q, r, slow)
+            v, i = _cycle_series(q, r, slow, np.concatenate([[0.0], n[:-1]])
+                                 if ocv_checkups else None)
             t = T
             for name, arr in zip(series, (v, i, t)):
                 series[name][s, j] = arr
@@ -199,3 +224,27 @@ def test_calibrated_cell_keeps_its_own_rate_at_another_temperature():
     assert err(with_rates, 1) < 1e-3 < 0.5 < err(without, 1)
     np.testing.assert_array_equal(with_rates["sei_thickness_est"][:, 0],
                                   without["sei_thickness_est"][:, 0])
+
+
+def test_lithium_from_checkups_holds_where_the_fade_costs_another_capacity_per_lithium():
+    """Calibrated at 25 C where a lithium costs beta = 1, tracked at 45 C where it costs 1.5:
+    read through the fade the hot cells' lost lithium comes out ~1.5 x the truth; read from the
+    check-ups' OCV it holds."""
+    ds = _store(n_cycles=60, checkup_every=10, beta=(1.0, 1.5), psi=3e-10, ocv_checkups=True)
+    one = cell_life(ds, 1, 0, checkup_lithium=True)
+    n_ck = one["checkup_lithium"].values.ravel()
+    regular = ds["checkup"].values[1, 0] == 0
+    assert np.isnan(n_ck[regular]).all() and np.isfinite(n_ck[~regular]).all()
+    assert one["checkup_lithium"].attrs["units"] == "mol"
+    lli = {}
+    for source in ("capacity", "checkup"):
+        base = life_model(lithium_from=source, rate_from_fade=False)
+        model = calibrate_pack(ds, [0], [0, 1], upto_cycle=30, model=base)
+        if source == "checkup":
+            assert model.noise_checkup_mol < 1e-3 * model.n_li0  # the fit is near exact here
+        lli[source] = track_pack(ds, model)["lli_est"].values[1, :, -1]
+    truth = ds["lli"].values[1, :, -1]
+    np.testing.assert_allclose(lli["checkup"], truth, rtol=0.02)
+    assert (lli["capacity"] > 1.3 * truth).all()
+    with pytest.raises(ValueError, match="no 'checkup' variable"):
+        cell_life(ds.drop_vars("checkup"), 0, 0, checkup_lithium=True)

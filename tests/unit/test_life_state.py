@@ -222,3 +222,65 @@ def test_gate_ignores_shortened_discharges():
     assert gated.D[-1] == pytest.approx(clean.D[-1], rel=1e-3, abs=0)
     err = lambda e: abs(e.sei_nm[-1] - L_true[-1] * 1e9)  # noqa: E731
     assert err(ungated) > 5 * err(gated) + 0.1
+
+
+def _checkups(n_lost, every, inventory=0.28):
+    """Lithium in the particles read at every ``every``-th cycle (0-based ``every - 1``, ...):
+    a check-up at cycle k reads the state at cycle k-1's end; NaN elsewhere."""
+    before = np.concatenate([[0.0], n_lost])
+    out = np.full(len(n_lost), np.nan)
+    idx = np.arange(every - 1, len(n_lost), every)
+    out[idx] = inventory - before[idx]
+    return out
+
+
+def test_checkup_lithium_holds_where_a_wrong_capacity_per_lithium_misleads_the_fade():
+    """A cell whose fade costs 1.5 x F/3600 per lithium (the 2C cells of the life-long pack)
+    and a twin calibrated at beta 1 (another condition): read through the fade its lost lithium
+    comes out ~1.5 x too high; read from check-ups it holds, and the capacity is predicted with
+    the cell's own beta learnt from its fade."""
+    import dataclasses
+
+    model = dataclasses.replace(life_model(), rate_from_fade=False, psi_prior=2e-10,
+                                psi_prior_std=2e-10)
+    g, d, _, _, _, n_true = _synthetic(model, _history(308.15, 300, wobble=2.0),
+                                       model.D_nominal, 4e-10)
+    q = 4.9 - 1.5 * AH_PER_MOL * (n_true - n_true[1])
+    by_fade = estimate(g, d, q, model)
+    ck = _checkups(n_true, 25)
+    by_checkup = estimate(g, d, q, dataclasses.replace(model, lithium_from="checkup"),
+                          checkup_lithium_mol=ck)
+    truth = 100 * n_true / model.n_li0
+    assert by_fade.lli_pct[-1] > 1.3 * truth[-1]
+    assert by_checkup.lli_pct[-1] == pytest.approx(truth[-1], rel=0.02)
+    assert by_checkup.psi[-1] == pytest.approx(4e-10, rel=0.05, abs=0)
+    # the capacity through the cell's own beta: one-step predictions within 0.05 % late in life
+    rel = np.abs(by_checkup.capacity_ah[150:] / q[150:] - 1)
+    assert rel.max() < 5e-4
+    # no capacity read at all: the check-ups alone still give the lithium
+    blind = estimate(g, d, np.full_like(q, np.nan), dataclasses.replace(
+        model, lithium_from="checkup"), checkup_lithium_mol=ck)
+    assert blind.lli_pct[-1] == pytest.approx(truth[-1], rel=0.02)
+    # nothing after update_until is read: later check-ups changed change nothing
+    ck_bad = ck.copy()
+    ck_bad[200:] = 0.0
+    m = dataclasses.replace(model, lithium_from="checkup")
+    a = estimate(g, d, q, m, update_until=180, checkup_lithium_mol=ck)
+    b = estimate(g, d, q, m, update_until=180, checkup_lithium_mol=ck_bad)
+    np.testing.assert_array_equal(a.lli_pct, b.lli_pct)
+
+
+def test_checkup_settings_are_checked():
+    import dataclasses
+
+    model = life_model()
+    g, d, q, _, _, _ = _synthetic(model, _history(308.15, 20), model.D_nominal, 4e-10)
+    with pytest.raises(ValueError, match="no checkup_lithium_mol"):
+        estimate(g, d, q, dataclasses.replace(model, lithium_from="checkup"))
+    with pytest.raises(ValueError, match="check-up lithium shape"):
+        estimate(g, d, q, dataclasses.replace(model, lithium_from="checkup"),
+                 checkup_lithium_mol=np.zeros(3))
+    with pytest.raises(ValueError, match="lithium_from must be one of"):
+        life_model(lithium_from="voltage")
+    with pytest.raises(ValueError, match="beta_forget must be in"):
+        life_model(beta_forget=0.0)

@@ -10,6 +10,10 @@ import pytest
 from packtwin import schema
 from packtwin.data import store
 from packtwin.eval import metrics, observer_predict
+
+# Each test runs a filter over whole cycles (5-8 s each, 27 s for the module on the 2-core
+# machine): in the slow set, which CI runs, to keep the default run near 5 minutes.
+pytestmark = pytest.mark.slow
 from packtwin.physics.core import CoreConfig
 
 COARSE = CoreConfig(n_x_n=2, n_x_s=1, n_x_p=2, n_r=4)
@@ -166,7 +170,6 @@ def test_identified_params_need_no_parameter_table(truth):
     assert params.n_cells == 2
 
 
-@pytest.mark.slow
 def test_ekf_identified_dataset_on_a_store_without_parameter_table(truth):
     """Plumbing on the synthetic store (its voltages are made up, so the identified values mean
     nothing here): the EKF runs with the identified parameters, records the identification,

@@ -217,6 +217,7 @@ def test_strip_guard_leaves_a_rest_after_a_charge_uncorrected(which, one_torch_t
     assert float(moved[0.0][0]) > 1.0  # guard off: corrected
 
 
+@pytest.mark.slow  # a cold charge and rest through the plating core: ~6 s per filter
 @pytest.mark.parametrize("which", ["subspace", "ekf"])
 def test_core_with_plating_holds_the_soc_through_a_rest_after_a_cold_charge(which,
                                                                           one_torch_thread):
