@@ -18,8 +18,9 @@ Check-up cycles (``checkup`` == 1, a slow capacity test) carry their temperature
 law but neither their capacity nor their resistance into the fade: both are at another rate than
 the regular cycles the fade is referenced to. Their slow discharge's V/I is read instead as the
 lithium left in the particles (``checkup_lithium``, an OCV fit:
-:mod:`packtwin.physics.checkup_inventory`) for a twin whose ``lithium_from`` is "checkup". Truth (``lli``, ``sei_thickness_end``) is read only by
-:func:`calibrate_pack` and :func:`calibrate_rates`, on the scenarios, cells and cycles it is given.
+:mod:`packtwin.physics.checkup_inventory`) for a twin whose ``lithium_from`` is "checkup". Truth
+(``lli``, ``sei_thickness_end``) is read only by :func:`calibrate_pack` and
+:func:`calibrate_rates`, on the scenarios, cells and cycles it is given.
 """
 
 from __future__ import annotations

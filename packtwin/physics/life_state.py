@@ -251,8 +251,8 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
     if (q.shape != (N,) or d.shape != (N,) or res.shape != (N,) or ct.shape != (N,)
             or n_ck.shape != (N,)):
         raise ValueError(f"estimate: exposure has {N} cycles, duration shape {d.shape}, "
-                         f"capacity shape {q.shape}, resistance shape {res.shape}, step temperature "
-                         f"shape {ct.shape}, check-up lithium shape {n_ck.shape}")
+                         f"capacity shape {q.shape}, resistance shape {res.shape}, step "
+                         f"temperature shape {ct.shape}, check-up lithium shape {n_ck.shape}")
     read = np.flatnonzero(np.isfinite(n_ck))
     c0 = int(read[0]) if read.size else -1  # the first check-up read: the lithium's reference
     last = N if update_until is None else min(int(update_until), N)

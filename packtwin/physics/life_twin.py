@@ -105,7 +105,9 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
     the true lithium lost (in A h); xi: least squares of the resistance rise the film
     (``model.kappa``, physical) does not explain on the Arrhenius-weighted true lithium lost. psi prior: the mean and spread (at least half the mean) of
     each run's fit of the lithium the SEI does not explain on int L_0 / L dt (true L). Noise:
-    the fade's RMS residual, in mol (floored at 1e-7 mol).
+    the fade's RMS residual, in mol (floored at 1e-7 mol). With ``model.lithium_from`` "checkup"
+    (the runs then carry ``checkup_lithium``), also the check-up lithium's noise: the RMS of its
+    changes since each run's first check-up against the truth's (floored at 0.002 LLI points).
     """
     model = model or life_model()
     fades, losses, psis, rises, grown, ck_err, lost = [], [], [], [], [], [], []
@@ -161,9 +163,9 @@ def calibrate(runs: Sequence, model: LifeModel | None = None, upto_cycle: int = 
     if model.lithium_from == "checkup":
         err = np.concatenate(ck_err) if ck_err else np.empty(0)
         if err.size == 0:
-            raise ValueError(f"calibrate: lithium_from='checkup' but the calibration runs have no "
+            raise ValueError(f"calibrate: lithium_from='checkup' but no calibration run has "
                              f"two check-ups read in cycles <= {upto_cycle}")
-        # floored at 0.002 LLI points: two check-ups are too few to trust a smaller spread
+        # floored at 0.002 LLI points: a few check-ups per run are too few to trust less
         changes["noise_checkup_mol"] = max(float(np.sqrt(np.mean(err ** 2))),
                                            2e-5 * model.n_li0)
     fitted = dataclasses.replace(model, beta=beta, noise_mol=max(noise, 1e-7),
@@ -198,7 +200,7 @@ def _choose_walk(model: LifeModel, runs: Sequence, upto_cycle: int,
             est = track(ds.isel({schema.CYCLE: slice(0, upto_cycle)}), m)
             one = _one_cell(ds)
             if m.lithium_from == "checkup":
-                # the lithium itself (its truth, as calibrate reads it: without still plated)
+                # the lithium itself, against its truth as calibrate read it
                 e = est["lli_est"].values.ravel() - truth_lost
             elif m.rate_from_fade:
                 e = est["sei_thickness_est"].values.ravel() - one["sei_thickness_end"].values[

@@ -72,6 +72,12 @@ def test_only_checkup_cycles_are_read():
     V, I = np.stack([v, v, v]), np.stack([i, i, i])
     out = checkup_lithium(V, I, np.array([0, 1, 0]), PERIOD)
     assert np.isnan(out[[0, 2]]).all() and np.isfinite(out[1])
+    # a "check-up" whose voltage is not a slow discharge along the OCPs is not read
+    flat = V.copy()
+    flat[1, 1:-1] = 3.6
+    fit = fit_checkup(flat[1], I[1], PERIOD)
+    assert fit is None or fit.rms_v > 0.02
+    assert np.isnan(checkup_lithium(flat, I, np.array([0, 1, 0]), PERIOD)).all()
 
 
 def test_lithium_removed_in_pybamm_is_read_back():
