@@ -19,9 +19,9 @@ the regular cycles' capacity fade gives lithium only through a capacity per lith
 1.0-1.9 with age, temperature, C-rate and cell.
 
 Why the first ``skip`` samples are left out: the particles' diffusion polarisation builds up over
-the first minutes of the discharge (graphite R^2 / D ~ 17 min), which a constant R cannot follow;
-fitting it with a sqrt(t) term instead made the fit ill-conditioned (LLI changes off by up to
-0.5 points on the same data).
+the first minutes of the discharge (graphite R^2 / D ~ 17 min), which a constant R cannot follow
+(fitted too, the change's error reached 0.09 points on one of the 36 runs, 0.045 at most
+without); a sqrt(t) term for it instead made the fit ill-conditioned (a first try, not kept).
 """
 
 from __future__ import annotations
