@@ -9,12 +9,15 @@ import pytest
 import xarray as xr
 
 from packtwin import schema
+from packtwin.physics.checkup_inventory import electrode_capacities
 from packtwin.physics.life_pack import (calibrate_pack, cell_life, measured_capacity,
                                         step_resistance, track_pack)
 from packtwin.physics.life_state import (AH_PER_MOL, cycle_duration, cycle_exposure, life_model,
                                          paths)
+from tests.unit.test_checkup_inventory import _ocv_discharge
 
 PERIOD = 60.0
+CAP_N = electrode_capacities()[0]
 N_T = 400  # padded samples per cycle
 N_DIS = 60  # discharge samples of a regular cycle
 AMBIENT = (25.0, 45.0)
@@ -33,22 +36,6 @@ def _temperature(T_k, checkup):
     return T
 
 
-def _ocv_discharge(lost_mol, i_dis, k, r_ohm):
-    """A slow discharge's voltage along the OCV of a cell that has lost ``lost_mol`` lithium from
-    the negative electrode (what :mod:`packtwin.physics.checkup_inventory` reads)."""
-    import torch
-
-    from packtwin.physics import ocp
-    from packtwin.physics.checkup_inventory import electrode_capacities
-    from packtwin.physics.constants import F
-
-    cap_n, cap_p = electrode_capacities()
-    q = np.arange(1, k + 1) * i_dis * PERIOD / F
-    x = torch.as_tensor(np.clip(0.85 - lost_mol / cap_n - q / cap_n, 1e-3, 1.0))
-    y = torch.as_tensor(np.clip(0.27 + q / cap_p, 1e-3, 1.0))
-    return (ocp.ocp_positive(y) - ocp.ocp_negative(x)).numpy() - r_ohm * i_dis
-
-
 def _cycle_series(q_ah, r_ohm, checkup, lost_before=None):
     """V/I samples of one cell over its cycles: rest sample, discharge delivering q_ah with a
     voltage drop r_ohm * I at its start, rest, charge back, then NaN padding. With
@@ -64,8 +51,9 @@ def _cycle_series(q_ah, r_ohm, checkup, lost_before=None):
         v[c, :valid] = 3.6
         v[c, 0] = 4.18
         v[c, 1] = 4.18 - r_ohm[c] * i_dis
-        if lost_before is not None and checkup[c]:
-            v[c, 1:1 + k] = _ocv_discharge(lost_before[c], i_dis, k, r_ohm[c])
+        if lost_before is not None and checkup[c]:  # the lithium left moves the negative's start
+            v[c, 1:1 + k] = _ocv_discharge(0.85 - lost_before[c] / CAP_N, 0.27, r_ohm[c],
+                                           current=i_dis, samples=k)[0][1:-1]
     return v, i
 
 
