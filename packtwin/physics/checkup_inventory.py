@@ -16,7 +16,7 @@ the life-long pack (three scenarios, four cells, check-ups every 100 cycles, thr
 ``scripts/diag_checkup_lithium.py``) the change since the first check-up matched PyBaMM's lost
 lithium within 0.045 LLI points (mean 0.007-0.008 per draw) with the nominal capacities, where
 the regular cycles' capacity fade gives lithium only through a capacity per lithium that varies
-1.0-1.9 with age, temperature, C-rate and cell.
+1.2-2.6 with temperature, C-rate and cell (``scripts/diag_life_rate.py``).
 
 Why the first ``skip`` samples are left out: the particles' diffusion polarisation builds up over
 the first minutes of the discharge (graphite R^2 / D ~ 17 min), which a constant R cannot follow

@@ -37,9 +37,10 @@ the cycle's end with the parameters known after it.
 
 Lithium from check-ups (``lithium_from="checkup"``): the capacity fade is lithium only through
 beta, and beta is not one number: on the life-long pack the regular cycles' fade per lithium
-lost is 1.0-1.9 over a 25 C 1C life, 1.3-1.6 at 2C and differs between cells (the resistance
-moves the cut-off; the electrodes' balance moves what a lost lithium costs), so a beta fitted at
-1C put the 2C cells' lost lithium 0.26-0.30 points off. Each check-up's slow discharge instead
+lost is 1.2-1.7 at 25 C 1C, 1.4-2.6 at 2C, 1.2-1.4 at 45 C (three cell draws,
+``scripts/diag_life_rate.py``) and differs between cells (the resistance moves the cut-off; the
+electrodes' balance moves what a lost lithium costs), so a beta fitted at 1C put the 2C cells'
+lost lithium 0.26-0.30 points off. Each check-up's slow discharge instead
 reads the particles' lithium itself (:mod:`packtwin.physics.checkup_inventory`); its change since
 the first check-up corrects psi (and ln D with ``rate_from_fade``), the capacity is still
 predicted through beta. A check-up at cycle k starts from the state at cycle k-1's end (its
