@@ -334,4 +334,3 @@ def _measurement(theta, model: LifeModel, g, d, ct, r: int, c0: int = 0
     dh_dpsi = h_of(np.array([theta[0], 1.0])) - h_of(np.array([theta[0], 0.0]))
     L, _ = paths(theta, model, g, d)
     return h, np.stack([dh_dlnD, dh_dpsi], axis=1), float(L[-1] - L[r])
-
