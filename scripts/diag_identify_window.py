@@ -6,7 +6,7 @@
 ``packtwin evaluate`` with configs/experiments/observer-check_loaded.yaml (from 600 s, carry,
 ``loaded_window``) on data/observer-check-sS.zarr, observer ``subspace_identified`` only, with
 each cell's parameters identified on the first ``--window-s`` seconds of its 25 degC 1C cycle
-instead of :data:`packtwin.eval.observer_identify.WINDOW_S` (1800 s; 1e5 s: the whole cycle).
+instead of :data:`packtwin.eval.observer_identify.WINDOW_S` (the whole cycle since stop 38; 1800 s before).
 The window is evaluate's ``observer_identify_window_s`` key; this script only fixes the rest.
 Development draws only (12-14) until the
 window is chosen; cost on the 2-core machine: ~5 CPU-min per pack at 1800 s, ~25 at the whole
@@ -16,6 +16,7 @@ cycle (its ~1000 samples per objective evaluation).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from packtwin.cli import main as packtwin
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--store", store, "--output", args.out,
                      "--observers", '["subspace_identified"]', "--plots", "false",
                      "--progress", "false",
-                     "--observer_identify_window_s", f"{args.window_s:g}", "--note",
+                     "--observer_identify_window_s",
+                     f"{args.window_s:g}" if math.isfinite(args.window_s) else ".inf", "--note",
                      f"subspace_identified, identification window {args.window_s:g} s; "
                      f"loaded start; observer-check draw {args.seed}"])
 

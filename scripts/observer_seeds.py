@@ -23,7 +23,7 @@ evaluate's ``observer_subspace`` (SubspaceConfig overrides of the subspace filte
 ``'{"reprior_soc": 0.1}'``), outputs ending in ``-<key><value>`` per key, e.g. ``-reprior_soc0.1``;
 ``--core JSON``: evaluate's ``observer_core`` (CoreConfig overrides of the observers' core, e.g.
 ``'{"plating": true}'``), outputs ending in ``-core`` and the same per-key suffix, e.g.
-``-core-platingTrue``).
+``-core-platingTrue``; ``--tag T``: outputs ending in ``-T``, a rerun next to older reports).
 Both steps resume: generate skips a complete store's scenarios, and a report whose
 metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -73,13 +74,13 @@ def subspace_tail(subspace: dict | None) -> str:
 def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool = False,
                window_s: float | None = None, offset: float = 0.0,
                subspace: dict | None = None, observers: list[str] | None = None,
-               core: dict | None = None) -> str:
+               core: dict | None = None, tag: str = "") -> str:
     base = "reports/observer-check" if seed == OWN_SEED else f"reports/observer-check-s{seed}"
     tail = ("-identified" if identified else "") + (
         f"-w{window_s:g}" if identified and window_s is not None else "") + (
         f"-off{offset:g}" if offset else "") + subspace_tail(subspace) + (
         "-core" + subspace_tail(core) if core else "") + (
-        "-only-" + "-".join(observers) if observers else "")
+        "-only-" + "-".join(observers) if observers else "") + (f"-{tag}" if tag else "")
     if start == "rested":
         return base + tail
     return f"{base}_loaded" + ("" if prior == PLAIN_PRIOR else f"-{prior}") + tail
@@ -88,7 +89,7 @@ def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool
 def run(seeds: list[int], starts: list[str], prior: str, identified: bool = False,
         window_s: float | None = None, offset: float = 0.0,
         subspace: dict | None = None, observers: list[str] | None = None,
-        core: dict | None = None) -> None:
+        core: dict | None = None, tag: str = "") -> None:
     for seed in seeds:
         store = store_for(seed)
         # always called: generate resumes a partial store and skips a complete one (~1 s)
@@ -98,13 +99,15 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
             out = output_for(seed, start, prior, identified, window_s, offset, subspace,
-                             observers, core)
+                             observers, core, tag)
             if Path(out, "metrics.zarr").exists():
                 continue
             which = (["--observers", json.dumps(IDENTIFIED if identified else observers)]
                      if identified or observers else [])
             if identified and window_s is not None:
-                which += ["--observer_identify_window_s", f"{window_s:g}"]
+                # YAML's .inf: jsonargparse reads "inf" as a string
+                which += ["--observer_identify_window_s",
+                          f"{window_s:g}" if math.isfinite(window_s) else ".inf"]
             if offset:
                 which += ["--observer_prior_offset", f"{offset:g}"]
             if subspace:
@@ -130,7 +133,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
 def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR,
          identified: bool = False, window_s: float | None = None, offset: float = 0.0,
          subspace: dict | None = None, observers: list[str] | None = None,
-         core: dict | None = None) -> dict:
+         core: dict | None = None, tag: str = "") -> dict:
     summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior,
                      "parameters": "identified" if identified else "oracle",
                      "identify_window_s": window_s, "prior_offset": offset,
@@ -139,7 +142,7 @@ def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIO
     md = []
     for start in starts:
         paths = {s: str(Path(output_for(s, start, prior, identified, window_s, offset,
-                                        subspace, observers, core), "metrics.zarr"))
+                                        subspace, observers, core, tag), "metrics.zarr"))
                  for s in seeds}
         for s, p in paths.items():
             if not Path(p).exists():
@@ -187,15 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--core", type=json.loads, default=None,
                    help="evaluate's observer_core, JSON (CoreConfig overrides of the observers' "
                         "core, e.g. '{\"plating\": true}'); outputs end in -core-<key><value>")
+    p.add_argument("--tag", default="",
+                   help="outputs end in -<tag>: a rerun of a configuration on later code next "
+                        "to the reports already there (which resume would otherwise reuse)")
     p.add_argument("--out", default="reports/observer_seeds", help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     if args.identified and args.observers:
         p.error("--identified sets the observers itself; leave out --observers")
     if not args.pool_only:
         run(args.seeds, args.starts, args.prior, args.identified, args.identify_window_s,
-            args.prior_offset, args.subspace, args.observers, args.core)
+            args.prior_offset, args.subspace, args.observers, args.core, args.tag)
     pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified,
-         args.identify_window_s, args.prior_offset, args.subspace, args.observers, args.core)
+         args.identify_window_s, args.prior_offset, args.subspace, args.observers, args.core,
+         args.tag)
     print(Path(args.out + ".md").read_text())
     return 0
 

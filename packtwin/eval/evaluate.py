@@ -117,8 +117,9 @@ class Config:
     observer_identify_window_s: float = IDENTIFY_WINDOW_S
     """[s] the "*_identified" observers fit each cell's parameters on this much of its
     identification cycle from the cycle's (rested) start
-    (``packtwin.eval.observer_identify``); more than the cycle (e.g. 1e5): the whole cycle,
-    which pins the diffusivities and exchange currents better at ~10x the fit's cost"""
+    (``packtwin.eval.observer_identify``); the default, inf (or anything longer than the
+    cycle): the whole cycle, which pins the diffusivities and exchange currents better than its
+    first 30 min (1800, the default before stop 38) at ~6x the fit's cost"""
     observer_start_s: Optional[float] = None
     """[s] the ``observers`` start this far into every evaluated cycle, as on a BMS stream that
     begins mid-drive (usually under load), from the prior they use for an unknown start (that

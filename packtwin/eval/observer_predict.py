@@ -115,7 +115,7 @@ DESCRIPTIONS = {
         "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
         "cycle, unseen cells: their first cycle of the split; its first "
-        "observer_identify_window_s (default 30 min) or 20 samples, attrs identification), no "
+        "observer_identify_window_s (default the whole cycle) or 20 samples, attrs identification), no "
         "truth table used"),
     "subspace": (
         "Kalman filter on the reduced core correcting only the SOC along each cell's "

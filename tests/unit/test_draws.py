@@ -134,6 +134,9 @@ def test_observer_seeds_names_subspace_overrides(load_script):
     assert mod.subspace_tail({"reprior_soc": 0.1, "reprior_covariance": True}) == \
         "-reprior_covarianceTrue-reprior_soc0.1"
     assert mod.subspace_tail(None) == ""
+    # --tag: a rerun of the same configuration gets its own reports, named last
+    assert mod.output_for(15, "loaded", "loaded_window", True, 1800.0, tag="stop38") == \
+        "reports/observer-check-s15_loaded-loaded_window-identified-w1800-stop38"
 
 
 def test_observer_seeds_names_an_observer_selection(load_script):

@@ -2,6 +2,7 @@
 core; on the synthetic store (not a battery model: only the plumbing and contracts are tested,
 the numbers mean nothing) with a coarse core to stay fast."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -231,8 +232,10 @@ def test_identification_window_sets_the_samples(truth):
     got = [identified_params(truth, [0], [CCCV], [0], [PULSE], 0, period, window_s=w * period,
                              config=IdentifyConfig(iterations=0, min_samples=5),
                              core_config=replace(COARSE, max_substep_s=1e3))[1]["samples"]
-           for w in (6, 9)]
-    assert got == [6, 9]
+           for w in (6, 9, math.inf)]
+    # inf: the whole cycle (the CCCV cycle's valid samples after its rested sample 0)
+    whole = int((truth["valid"].isel(scenario=CCCV, snapshot=0).values > 0).sum()) - 1
+    assert got == [6, 9, whole] and whole > 9
 
 
 def test_identification_window_too_short_is_named(truth):
