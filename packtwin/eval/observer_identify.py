@@ -8,7 +8,8 @@ Which data: one cycle per cell, never the truth fields nor the parameter table.
     cycle a new cell gives, the only data it has.
 Of that cycle the first ``window_s`` seconds are used (default: all of it; at least
 ``min_samples`` samples where the cycle has them) (the stores start each cycle at rest, the
-state the fit starts from), all cells fitted together by :func:`packtwin.physics.identify.identify`
+state the fit starts from; a NaN gap in any cell's V, I or T ends the window there), all cells
+fitted together by :func:`packtwin.physics.identify.identify`
 starting from the nominal parameters.
 """
 
@@ -84,6 +85,21 @@ def identified_params(truth: xr.Dataset, cells: Sequence[int], train_scenarios: 
         var = truth[name].transpose(schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
         seq[name] = torch.as_tensor(np.stack([np.asarray(var[s, c, n, 1:K + 1].values, float)
                                               for s, c, n in cyc]))
+    # A gap (NaN V, I or T in any cell) ends the window: the fit runs the core from a known
+    # state through every sample, and a measured log's gaps should cost data, not the fit
+    gap = None
+    finite = torch.stack([torch.isfinite(v) for v in seq.values()]).all(0).all(0)  # [K]
+    if not bool(finite.all()):
+        first = int(torch.nonzero(~finite)[0])  # samples 1..first are gap-free
+        gap = {"sample": first + 1, "variables": [n for n, v in seq.items()
+                                                  if not bool(torch.isfinite(v[:, first]).all())]}
+        if first < config.min_samples:
+            raise IdentifyError(f"{source}: identification cycles {coords} ([scenario, cell, "
+                                f"snapshot]) have NaN/inf {gap['variables']} at sample "
+                                f"{first + 1}, leaving {first} gap-free samples after the "
+                                f"start, at least {config.min_samples} needed")
+        seq = {n: v[:, :first] for n, v in seq.items()}
+        K = first
     # The same cells on the same cycles give the same fit: evaluate asks once per split and per
     # identified observer, so the fit (minutes) is kept, keyed by the data it reads.
     key = (hashlib.sha256(b"".join(v.numpy().tobytes() for v in seq.values())).hexdigest(),
@@ -100,5 +116,6 @@ def identified_params(truth: xr.Dataset, cells: Sequence[int], train_scenarios: 
         _FITS[key] = (res.params, (1e3 * res.voltage_rmse).tolist(), len(res.loss_history))
     params, rmse, n_eval = _FITS[key]
     return params, {"cycles": coords, "samples": K, "window_s": K * period,
-                    "fit_voltage_rmse_mV": rmse, "objective_evaluations": n_eval}
+                    "fit_voltage_rmse_mV": rmse, "objective_evaluations": n_eval,
+                    "cut_at_gap": gap}
 

@@ -238,6 +238,34 @@ def test_identification_window_sets_the_samples(truth):
     assert got == [6, 9, whole] and whole > 9
 
 
+def test_identification_window_ends_at_a_gap(truth):
+    """A NaN inside the identification cycle ends the fit's window there (recorded); a gap
+    that leaves too few samples is refused, naming the variable and the sample."""
+    from packtwin.eval.observer_identify import identified_params
+    from packtwin.physics.identify import IdentifyConfig, IdentifyError
+
+    period = float(truth.attrs["period_s"])
+    gapped = truth.copy(deep=True)
+    v = gapped["voltage"].transpose("scenario", "cell", "snapshot", "time")
+    arr = v.values.copy()
+    arr[CCCV, 0, 0, 12] = np.nan  # sample 12 of cell 0's identification cycle
+    gapped["voltage"] = (v.dims, arr, v.attrs)
+    core = replace(COARSE, max_substep_s=1e3)
+    _, info = identified_params(gapped, [0], [CCCV], [0], [PULSE], 0, period,
+                                config=IdentifyConfig(iterations=0, min_samples=5),
+                                core_config=core)
+    assert info["samples"] == 11 and info["cut_at_gap"] == {"sample": 12,
+                                                             "variables": ["voltage"]}
+    _, whole = identified_params(truth, [0], [CCCV], [0], [PULSE], 0, period,
+                                 config=IdentifyConfig(iterations=0, min_samples=5),
+                                 core_config=core)
+    assert whole["cut_at_gap"] is None and whole["samples"] > 11
+    with pytest.raises(IdentifyError, match=r"NaN/inf \['voltage'\] at sample 12, leaving 11 "
+                                            r"gap-free samples after the start, at least 15"):
+        identified_params(gapped, [0], [CCCV], [0], [PULSE], 0, period,
+                          config=IdentifyConfig(iterations=0, min_samples=15), core_config=core)
+
+
 def test_identification_window_too_short_is_named(truth):
     from packtwin.eval.observer_identify import identified_params
     from packtwin.physics.identify import IdentifyConfig, IdentifyError
