@@ -11,7 +11,7 @@ pack (data/observer-check-sS.zarr) on the cycles ``packtwin evaluate`` identifie
 (configs/experiments/observer-check_loaded.yaml's training selection: scenario 0, 25 degC 1C,
 first ``--window-s`` seconds) once per assumed noise and writes each parameter's error against
 the store's truth table, the fit's RMS and its wall time. Truth is read here only to score.
-Cost: ~5 CPU-min per fit at 1800 s on the 2-core machine.
+Cost: 2.1-2.7 min per fit at 1800 s on the 2-core machine (two draws side by side).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ cycle (its ~1000 samples per objective evaluation).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from packtwin.cli import main as packtwin
@@ -35,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--store", store, "--output", args.out,
                      "--observers", '["subspace_identified"]', "--plots", "false",
                      "--progress", "false",
-                     "--observer_identify_window_s",
-                     f"{args.window_s:g}" if math.isfinite(args.window_s) else ".inf", "--note",
+                     "--observer_identify_window_s", observer_identify.window_arg(args.window_s),
+                     "--note",
                      f"subspace_identified, identification window {args.window_s:g} s; "
                      f"loaded start; observer-check draw {args.seed}"])
 

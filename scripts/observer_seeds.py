@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -44,6 +43,7 @@ import xarray as xr
 
 from packtwin.cli import main as packtwin
 from packtwin.eval.draws import draws_markdown, draws_summary, stack_draws
+from packtwin.eval.observer_identify import window_arg
 
 GENERATE = "configs/generate/observer-check.yaml"
 STARTS = {"rested": "configs/experiments/observer-check.yaml",
@@ -105,9 +105,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
             which = (["--observers", json.dumps(IDENTIFIED if identified else observers)]
                      if identified or observers else [])
             if identified and window_s is not None:
-                # YAML's .inf: jsonargparse reads "inf" as a string
-                which += ["--observer_identify_window_s",
-                          f"{window_s:g}" if math.isfinite(window_s) else ".inf"]
+                which += ["--observer_identify_window_s", window_arg(window_s)]
             if offset:
                 which += ["--observer_prior_offset", f"{offset:g}"]
             if subspace:

@@ -36,6 +36,12 @@ WINDOW_S = math.inf
 _FITS: dict[tuple, tuple] = {}  # identified fits of this process (identified_params)
 
 
+def window_arg(window_s: float) -> str:
+    """``window_s`` as evaluate's command line reads it: YAML's ``.inf`` for the whole cycle
+    (jsonargparse takes a bare "inf" for a string and refuses it)."""
+    return f"{window_s:g}" if math.isfinite(window_s) else ".inf"
+
+
 def identification_cycles(truth: xr.Dataset, cells: Sequence[int],
                           train_scenarios: Sequence[int], train_cells: Sequence[int],
                           split_scenarios: Sequence[int], snapshot: int, min_samples: int

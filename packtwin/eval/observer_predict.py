@@ -115,8 +115,8 @@ DESCRIPTIONS = {
         "the same EKF with IDENTIFIED parameters: each cell's core parameters fitted to its own "
         "measured V/I/T (packtwin/physics/identify.py; training cells: their first training "
         "cycle, unseen cells: their first cycle of the split; its first "
-        "observer_identify_window_s (default the whole cycle) or 20 samples, attrs identification), no "
-        "truth table used"),
+        "observer_identify_window_s (default the whole cycle) or 20 samples, attrs "
+        "identification), no truth table used"),
     "subspace": (
         "Kalman filter on the reduced core correcting only the SOC along each cell's "
         "lithium-inventory line (packtwin/physics/subspace_observer.py), oracle parameters, "

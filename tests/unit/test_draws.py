@@ -159,3 +159,18 @@ def test_observer_seeds_names_a_core_override(load_script):
         "reports/observer-check-s15_loaded-loaded_window-strip_guard_s0-core-platingTrue-only-subspace"
     assert Path(mod.output_for(15, "rested", core={"plating": True})).name == \
         "observer-check-s15-core-platingTrue"
+
+
+def test_identification_window_reaches_evaluate_through_the_command_line():
+    """The scripts pass the window as evaluate's command line reads it: the whole cycle (inf)
+    as YAML's .inf, which jsonargparse parses to a float where a bare "inf" is refused."""
+    import math
+
+    from packtwin.eval.evaluate import parse
+    from packtwin.eval.observer_identify import WINDOW_S, window_arg
+
+    for w in (1800.0, WINDOW_S):
+        cfg, _ = parse(["--config", "configs/experiments/observer-check_loaded.yaml",
+                        "--observer_identify_window_s", window_arg(w)])
+        assert cfg.observer_identify_window_s == w
+    assert math.isinf(WINDOW_S) and window_arg(WINDOW_S) == ".inf"
