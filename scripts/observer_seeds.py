@@ -23,7 +23,9 @@ evaluate's ``observer_subspace`` (SubspaceConfig overrides of the subspace filte
 ``'{"reprior_soc": 0.1}'``), outputs ending in ``-<key><value>`` per key, e.g. ``-reprior_soc0.1``;
 ``--core JSON``: evaluate's ``observer_core`` (CoreConfig overrides of the observers' core, e.g.
 ``'{"plating": true}'``), outputs ending in ``-core`` and the same per-key suffix, e.g.
-``-core-platingTrue``; ``--tag T``: outputs ending in ``-T``, a rerun next to older reports).
+``-core-platingTrue``; ``--identify JSON``: evaluate's ``observer_identify`` (IdentifyConfig
+overrides, e.g. ``'{"iterations": 40}'``), outputs ending in ``-id`` and the per-key suffix;
+``--tag T``: outputs ending in ``-T``, a rerun next to older reports).
 Both steps resume: generate skips a complete store's scenarios, and a report whose
 metrics.zarr exists is not redone. Then the pooled figures,
 mean ± sample std over the draws: reports/observer_seeds.{md,json}.
@@ -74,12 +76,13 @@ def subspace_tail(subspace: dict | None) -> str:
 def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool = False,
                window_s: float | None = None, offset: float = 0.0,
                subspace: dict | None = None, observers: list[str] | None = None,
-               core: dict | None = None, tag: str = "") -> str:
+               core: dict | None = None, tag: str = "", identify: dict | None = None) -> str:
     base = "reports/observer-check" if seed == OWN_SEED else f"reports/observer-check-s{seed}"
     tail = ("-identified" if identified else "") + (
         f"-w{window_s:g}" if identified and window_s is not None else "") + (
         f"-off{offset:g}" if offset else "") + subspace_tail(subspace) + (
         "-core" + subspace_tail(core) if core else "") + (
+        "-id" + subspace_tail(identify) if identify else "") + (
         "-only-" + "-".join(observers) if observers else "") + (f"-{tag}" if tag else "")
     if start == "rested":
         return base + tail
@@ -89,7 +92,7 @@ def output_for(seed: int, start: str, prior: str = PLAIN_PRIOR, identified: bool
 def run(seeds: list[int], starts: list[str], prior: str, identified: bool = False,
         window_s: float | None = None, offset: float = 0.0,
         subspace: dict | None = None, observers: list[str] | None = None,
-        core: dict | None = None, tag: str = "") -> None:
+        core: dict | None = None, tag: str = "", identify: dict | None = None) -> None:
     for seed in seeds:
         store = store_for(seed)
         # always called: generate resumes a partial store and skips a complete one (~1 s)
@@ -99,7 +102,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
         for start in starts:
             out = output_for(seed, start, prior, identified, window_s, offset, subspace,
-                             observers, core, tag)
+                             observers, core, tag, identify)
             if Path(out, "metrics.zarr").exists():
                 continue
             which = (["--observers", json.dumps(IDENTIFIED if identified else observers)]
@@ -112,6 +115,8 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
                 which += ["--observer_subspace", json.dumps(subspace)]
             if core:
                 which += ["--observer_core", json.dumps(core)]
+            if identify:
+                which += ["--observer_identify", json.dumps(identify)]
             params = "identified parameters" if identified else "oracle parameters"
             rc = packtwin(["evaluate", "--config", STARTS[start], "--store", store,
                            "--output", out, "--observer_prior", prior, *which, "--note",
@@ -122,6 +127,7 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
                               if offset else "")
                            + (f"; subspace filter {json.dumps(subspace)}" if subspace else "")
                            + (f"; observers' core {json.dumps(core)}" if core else "")
+                           + (f"; identification {json.dumps(identify)}" if identify else "")
                            + f"; {start} start, prior {prior}; "
                            f"observer-check pack generated with seed {seed} (converged mesh)"])
             if rc:
@@ -131,16 +137,17 @@ def run(seeds: list[int], starts: list[str], prior: str, identified: bool = Fals
 def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIOR,
          identified: bool = False, window_s: float | None = None, offset: float = 0.0,
          subspace: dict | None = None, observers: list[str] | None = None,
-         core: dict | None = None, tag: str = "") -> dict:
+         core: dict | None = None, tag: str = "", identify: dict | None = None) -> dict:
     summary: dict = {"seeds": seeds, "generate": GENERATE, "prior": prior,
                      "parameters": "identified" if identified else "oracle",
                      "identify_window_s": window_s, "prior_offset": offset,
                      "subspace": subspace or {}, "observers": observers, "core": core or {},
-                     "starts": {}}
+                     "identify": identify or {}, "starts": {}}
     md = []
     for start in starts:
         paths = {s: str(Path(output_for(s, start, prior, identified, window_s, offset,
-                                        subspace, observers, core, tag), "metrics.zarr"))
+                                        subspace, observers, core, tag, identify),
+                               "metrics.zarr"))
                  for s in seeds}
         for s, p in paths.items():
             if not Path(p).exists():
@@ -151,7 +158,8 @@ def pool(seeds: list[int], starts: list[str], out: Path, prior: str = PLAIN_PRIO
             f" (window {window_s:g} s)" if identified and window_s is not None else "") + (
             f", start prior {offset:g} of the SOC window off" if offset else "") + (
             f", subspace filter {json.dumps(subspace)}" if subspace else "") + (
-            f", observers' core {json.dumps(core)}" if core else "")
+            f", observers' core {json.dumps(core)}" if core else "") + (
+            f", identification {json.dumps(identify)}" if identify else "")
         md.append(draws_markdown(ds, title=f"Observers on the check pack, {start} start "
                                            f"(prior {prior}{params}), over {len(seeds)} "
                                            f"cell draws"))
@@ -188,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--core", type=json.loads, default=None,
                    help="evaluate's observer_core, JSON (CoreConfig overrides of the observers' "
                         "core, e.g. '{\"plating\": true}'); outputs end in -core-<key><value>")
+    p.add_argument("--identify", type=json.loads, default=None,
+                   help="with --identified: evaluate's observer_identify, JSON (IdentifyConfig "
+                        "overrides, e.g. '{\"iterations\": 40}'); outputs end in "
+                        "-id-<key><value>")
     p.add_argument("--tag", default="",
                    help="outputs end in -<tag>: a rerun of a configuration on later code next "
                         "to the reports already there (which resume would otherwise reuse)")
@@ -195,12 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.identified and args.observers:
         p.error("--identified sets the observers itself; leave out --observers")
+    if args.identify and not args.identified:
+        p.error("--identify overrides the identification: give --identified too")
     if not args.pool_only:
         run(args.seeds, args.starts, args.prior, args.identified, args.identify_window_s,
-            args.prior_offset, args.subspace, args.observers, args.core, args.tag)
+            args.prior_offset, args.subspace, args.observers, args.core, args.tag, args.identify)
     pool(args.seeds, args.starts, Path(args.out), args.prior, args.identified,
          args.identify_window_s, args.prior_offset, args.subspace, args.observers, args.core,
-         args.tag)
+         args.tag, args.identify)
     print(Path(args.out + ".md").read_text())
     return 0
 

@@ -102,6 +102,10 @@ class CoreConfig:
     # Lithium plating and stripping as a side reaction of the negative particles
     # (packtwin.physics.plating_current): the state carries the plated lithium c_pl.
     plating: bool = False
+    # Differentiate each current-distribution solve implicitly (one Newton step's graph, not
+    # every iteration's: the same values, the gradient exact at convergence); for fits that
+    # backpropagate through whole logs (packtwin.physics.identify)
+    implicit_grad: bool = False
 
 
 class ReducedCore:
@@ -219,7 +223,7 @@ class ReducedCore:
         sol = pair.solve(pair.columns(s0_n, s0_p), pair.columns(g_n, g_p), p.k_n, p.k_p, T,
                          torch.cat([c_e[:, :n0], c_e[:, p0:]], 1),
                          torch.cat([kappa[:, :n0], kappa[:, p0:]], 1), adx, i_app, R_film, it,
-                         j_init, j_only, plating)
+                         j_init, j_only, plating, self.config.implicit_grad)
         n, X = g.n_n, pair.X
         if j_only:
             if plating is None:

@@ -59,6 +59,25 @@ class PairSolution(NamedTuple):
     plating: PlatingCurrent | None = None  # the negative particles' plating current, if asked
 
 
+class _Setup(NamedTuple):
+    """One solve's inputs and what stays fixed over its iterations."""
+
+    s0: Tensor
+    g: Tensor
+    T: Tensor
+    c_e: Tensor  # clamped at C_FLOOR
+    adx: Tensor
+    i_app: Tensor
+    i_app_c: Tensor  # [B, 1]
+    R_film: Tensor
+    RT_F: Tensor  # [B, 1]
+    k_sqrt_ce: Tensor
+    R_e: Tensor
+    diffusion: Tensor
+    J_const: Tensor
+    plating: PlatingInput | None
+
+
 class ElectrodePair:
     """Constant layout of the paired Newton system for Xn negative and Xp positive particles.
 
@@ -121,7 +140,7 @@ class ElectrodePair:
     def solve(self, s0: Tensor, g: Tensor, k_n: Tensor, k_p: Tensor, T: Tensor, c_e: Tensor,
               kappa_eff: Tensor, adx: Tensor, i_app: Tensor, R_film: Tensor, iterations: int,
               j_init: Tensor | None = None, j_only: bool = False,
-              plating: PlatingInput | None = None
+              plating: PlatingInput | None = None, implicit_grad: bool = False
               ) -> PairSolution | Tensor | tuple[Tensor, PlatingCurrent]:
         """Newton on both electrodes.
 
@@ -140,6 +159,8 @@ class ElectrodePair:
                 U + eta_BV (the film drop taken out): the charge balance, the ionic currents
                 and the film drop use j + j_pl, and the Newton columns of the negative
                 particles scale by (1 + dj_pl/dj). The returned PairSolution's j is the total.
+            implicit_grad: with autograd on, differentiate the solution implicitly (one
+                Newton step's graph instead of every iteration's; the same values).
 
         Bounded Newton: every iterate keeps c_surf inside (0, c_max) where the surface starts
         inside. Where the start violates a bound, that particle's start is moved half-way
@@ -153,9 +174,31 @@ class ElectrodePair:
         saturated, past the cut-off), both electrodes pass the charge the weaker one carries
         (:meth:`_deliverable`).
         """
+        if implicit_grad and torch.is_grad_enabled():
+            # Iterate without a graph, then one Newton step from the solution whose change is
+            # kept at zero (j* - (step - step.detach())): the values are those of the plain
+            # solve, the derivative is the implicit function theorem's -J^-1 dres/dtheta
+            # (exact where the iteration has converged; J held constant, its own derivative
+            # multiplies a zero residual). Backpropagation then goes through one iteration
+            # instead of all of them (the identification's cost, packtwin.physics.identify).
+            with torch.no_grad():
+                free = self._setup(s0, g, k_n, k_p, T, c_e, kappa_eff, adx, i_app, R_film,
+                                   plating)
+                j_star, _ = self._iterate(free, iterations, j_init)
+            st = self._setup(s0, g, k_n, k_p, T, c_e, kappa_eff, adx, i_app, R_film, plating)
+            step, *_ = self._newton_step(st, j_star, detach_jacobian=True)
+            j, at_j = j_star - (step - step.detach()), None
+        else:
+            st = self._setup(s0, g, k_n, k_p, T, c_e, kappa_eff, adx, i_app, R_film, plating)
+            j, at_j = self._iterate(st, iterations, j_init)
+        return self._finish(st, j, at_j, j_only)
+
+    def _setup(self, s0: Tensor, g: Tensor, k_n: Tensor, k_p: Tensor, T: Tensor, c_e: Tensor,
+               kappa_eff: Tensor, adx: Tensor, i_app: Tensor, R_film: Tensor,
+               plating: PlatingInput | None) -> _Setup:
+        """What does not change during one solve (:meth:`solve`'s arguments)."""
         B, X = s0.shape
         n = self.n_n
-        c_max, c_eps, c_top = self.c_max, self.c_eps, self.c_top
         RT_F = (R_GAS * T / F)[:, None]  # [B, 1]
         arr_n = torch.exp(self.Ea_k[0] / R_GAS * (1.0 / T_REF - 1.0 / T))
         arr_p = torch.exp(self.Ea_k[1] / R_GAS * (1.0 / T_REF - 1.0 / T))
@@ -167,46 +210,91 @@ class ElectrodePair:
         ln_ce = torch.log(c_e)
         diffusion = torch.cat([2.0 * (1.0 - T_PLUS) * RT_F * (ln_ce[:, 1:] - ln_ce[:, :-1]), zero],
                               dim=1)
-        i_app_c = i_app[:, None]
         if self.blocked:  # [B, 2, n, n]: row patterns per electrode block
             c_row = (self.dx_sigma + R_e).view(B, 2, n, 1)
             J_const = adx.view(B, 2, 1, n) * (self.charge_rows_b - self.tril_b * c_row)
         else:
             J_const = adx[:, None, :] * (self.charge_rows
                                          - self.tril * (self.dx_sigma + R_e)[:, :, None])
+        return _Setup(s0, g, T, c_e, adx, i_app, i_app[:, None], R_film, RT_F, k_sqrt_ce, R_e,
+                      diffusion, J_const, plating)
 
-        def terms(j, with_slope):
-            c_surf = s0 + g * j
-            sto = c_surf / c_max
-            c_cl = torch.minimum(torch.maximum(c_surf, c_eps), c_top)
-            room = c_max - c_cl
-            j0 = k_sqrt_ce * torch.sqrt(c_cl) * torch.sqrt(room)
-            x = j / (2.0 * j0)
-            if with_slope:
-                U_n, dU_n = ocp_negative_with_slope(sto[:, :n])
-                U_p, dU_p = ocp_positive_with_slope(sto[:, n:])
-                U, dU = torch.cat([U_n, U_p], 1), torch.cat([dU_n, dU_p], 1)
-            else:
-                U, dU = torch.cat([ocp_negative(sto[:, :n]), ocp_positive(sto[:, n:])], 1), None
-            eta = 2.0 * RT_F * torch.asinh(x)
-            if plating is None:
-                pl, j_tot = None, j
-            else:
-                pl = plating_current(U[:, :n] + eta[:, :n], c_e[:, :n], T[:, None], plating)
-                j_tot = torch.cat([j[:, :n] + pl.j, j[:, n:]], 1)
-            dphi = U + eta + R_film * j_tot
-            # i_e at the face after particle k: negative columns cumsum(a dx j), positive
-            # columns i_app + their own cumsum
-            cum = torch.cumsum(adx * j_tot, dim=1)
-            i_e = cum + self.is_pos * (i_app_c - cum[:, n - 1:n])
-            return c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl
+    def _terms(self, st: _Setup, j: Tensor, with_slope: bool):
+        """Everything at currents j [B, X]: (c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot,
+        PlatingCurrent or None)."""
+        n, c_max = self.n_n, self.c_max
+        c_surf = st.s0 + st.g * j
+        sto = c_surf / c_max
+        c_cl = torch.minimum(torch.maximum(c_surf, self.c_eps), self.c_top)
+        room = c_max - c_cl
+        j0 = st.k_sqrt_ce * torch.sqrt(c_cl) * torch.sqrt(room)
+        x = j / (2.0 * j0)
+        if with_slope:
+            U_n, dU_n = ocp_negative_with_slope(sto[:, :n])
+            U_p, dU_p = ocp_positive_with_slope(sto[:, n:])
+            U, dU = torch.cat([U_n, U_p], 1), torch.cat([dU_n, dU_p], 1)
+        else:
+            U, dU = torch.cat([ocp_negative(sto[:, :n]), ocp_positive(sto[:, n:])], 1), None
+        eta = 2.0 * st.RT_F * torch.asinh(x)
+        if st.plating is None:
+            pl, j_tot = None, j
+        else:
+            pl = plating_current(U[:, :n] + eta[:, :n], st.c_e[:, :n], st.T[:, None],
+                                 st.plating)
+            j_tot = torch.cat([j[:, :n] + pl.j, j[:, n:]], 1)
+        dphi = U + eta + st.R_film * j_tot
+        # i_e at the face after particle k: negative columns cumsum(a dx j), positive
+        # columns i_app + their own cumsum
+        cum = torch.cumsum(st.adx * j_tot, dim=1)
+        i_e = cum + self.is_pos * (st.i_app_c - cum[:, n - 1:n])
+        return c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl
 
+    def _newton_step(self, st: _Setup, j: Tensor, detach_jacobian: bool = False):
+        """The Newton step at j (j -> j - step), with c_surf there and, with plating, the
+        plating overpotential's slope d(U + eta)/dj [B, Xn] (else None)."""
+        B, X = j.shape
+        n = self.n_n
+        c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl = self._terms(st, j, True)
+        i_s = st.i_app_c - i_e
+        dphi_next = torch.cat([dphi[:, 1:], dphi[:, -1:]], dim=1)
+        r_pot = dphi_next - dphi - (-i_s * self.dx_sigma + i_e * st.R_e - st.diffusion)
+        res = torch.where(self.is_charge, i_e - self.is_charge_n * st.i_app_c, r_pot)
+        # (at the clamp of j0's concentration, as j0 itself: finite next to a bound)
+        # (torch.rsub / reciprocal: the kernels of 1 - t and 1 / t without the Python
+        # wrappers of Tensor.__rsub__ / __rdiv__: the same numbers, less dispatch)
+        dlnj0 = 0.5 * (c_cl.reciprocal() - room.reciprocal()) * st.g
+        d = (dU / self.c_max * st.g
+             + st.RT_F * torch.rsub(j * dlnj0, 1.0) / (j0 * torch.sqrt(1.0 + x * x)))
+        deta_dj = None
+        if pl is None:
+            d, J_c = d + st.R_film, st.J_const
+        else:  # d j_tot / d j per column: 1 + dj_pl/deta * deta/dj (negative columns)
+            deta_dj = d[:, :n]  # of the plating overpotential U + eta
+            s_col = torch.cat([1.0 + pl.dj_deta * deta_dj, torch.ones_like(d[:, n:])], 1)
+            d = d + st.R_film * s_col
+            J_c = st.J_const * (s_col.view(B, 2, 1, n) if self.blocked else s_col[:, None, :])
+        if self.blocked:
+            J = d.view(B, 2, 1, n) * self.sup_minus_diag_b + J_c
+            if detach_jacobian:
+                J = J.detach()
+            step = torch.linalg.solve(J, res.view(B, 2, n)).reshape(B, X)
+        else:
+            J = d[:, None, :] * self.sup_minus_diag + J_c
+            if detach_jacobian:
+                J = J.detach()
+            step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
+                              torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
+        return step, c_surf, deta_dj
+
+    def _iterate(self, st: _Setup, iterations: int, j_init: Tensor | None):
+        """The bounded Newton iteration (:meth:`solve`): j and, where the stopping check made
+        them at the final j, its terms (else None)."""
         if j_init is None:
-            j = self.sign * i_app_c / (adx * self.n_particles)
+            j = self.sign * st.i_app_c / (st.adx * self.n_particles)
         else:
             j = j_init
-        inside = self._inside(s0)
-        j = self._feasible_start(j, s0, g, inside)
+        inside = self._inside(st.s0)
+        j = self._feasible_start(j, st.s0, st.g, inside)
         at_j = None  # terms(j, False) of the present j, where the check below made them
         free = FREE_AFTER_LIMIT  # full steps since the last one _limit_eta_step held back
         for k in range(iterations * (1 + EXTRA_ROUNDS)):
@@ -216,53 +304,34 @@ class ElectrodePair:
             # FREE_AFTER_LIMIT full steps have followed the last step held back by
             # _limit_eta_step (a held-back iterate is still far from the root)
             if k >= iterations and free >= FREE_AFTER_LIMIT:
-                if plating is not None:
-                    at_j = terms(j, False)
-                if not bool(self._shortfall(j if at_j is None else at_j[8], adx,
-                                            i_app)[0].any()):
+                if st.plating is not None:
+                    at_j = self._terms(st, j, False)
+                if not bool(self._shortfall(j if at_j is None else at_j[8], st.adx,
+                                            st.i_app)[0].any()):
                     break
-            c_surf, j0, x, dphi, i_e, dU, c_cl, room, j_tot, pl = terms(j, True)
-            i_s = i_app_c - i_e
-            dphi_next = torch.cat([dphi[:, 1:], dphi[:, -1:]], dim=1)
-            r_pot = dphi_next - dphi - (-i_s * self.dx_sigma + i_e * R_e - diffusion)
-            res = torch.where(self.is_charge, i_e - self.is_charge_n * i_app_c, r_pot)
-            # (at the clamp of j0's concentration, as j0 itself: finite next to a bound)
-            # (torch.rsub / reciprocal: the kernels of 1 - t and 1 / t without the Python
-            # wrappers of Tensor.__rsub__ / __rdiv__: the same numbers, less dispatch)
-            dlnj0 = 0.5 * (c_cl.reciprocal() - room.reciprocal()) * g
-            d = (dU / c_max * g
-                 + RT_F * torch.rsub(j * dlnj0, 1.0) / (j0 * torch.sqrt(1.0 + x * x)))
-            if pl is None:
-                d, J_c = d + R_film, J_const
-            else:  # d j_tot / d j per column: 1 + dj_pl/deta * deta/dj (negative columns)
-                deta_dj = d[:, :n]  # of the plating overpotential U + eta
-                s_col = torch.cat([1.0 + pl.dj_deta * deta_dj, torch.ones_like(d[:, n:])], 1)
-                d = d + R_film * s_col
-                J_c = J_const * (s_col.view(B, 2, 1, n) if self.blocked else s_col[:, None, :])
-            if self.blocked:
-                J = d.view(B, 2, 1, n) * self.sup_minus_diag_b + J_c
-                step = torch.linalg.solve(J, res.view(B, 2, n)).reshape(B, X)
-            else:
-                J = d[:, None, :] * self.sup_minus_diag + J_c
-                step = torch.cat([torch.linalg.solve(J[:, :n, :n], res[:, :n]),
-                                  torch.linalg.solve(J[:, n:, n:], res[:, n:])], dim=1)
-            if pl is not None:
-                step, limited = _limit_eta_step(step, deta_dj, n, RT_F)
+            step, c_surf, deta_dj = self._newton_step(st, j)
+            if deta_dj is not None:
+                step, limited = _limit_eta_step(step, deta_dj, self.n_n, st.RT_F)
                 free = 0 if limited else free + 1
-            j = j - self._to_boundary(step, c_surf, g, inside)
+            j = j - self._to_boundary(step, c_surf, st.g, inside)
             at_j = None
-        if plating is None:
-            j = self._deliverable(j, adx, i_app)
+        return j, at_j
+
+    def _finish(self, st: _Setup, j: Tensor, at_j, j_only: bool):
+        """:meth:`solve`'s answer at the iteration's j (past the cut-off: scaled to what the
+        electrodes deliver)."""
+        if st.plating is None:
+            j = self._deliverable(j, st.adx, st.i_app)
             if j_only:
                 return j
-            c_surf, _, _, dphi, i_e, _, _, _, _, _ = terms(j, False)
+            c_surf, _, _, dphi, i_e, _, _, _, _, _ = self._terms(st, j, False)
             return PairSolution(j, dphi, c_surf, i_e)
         # past the cut-off the intercalation current is scaled as without plating (the plating
         # current then follows the scaled state); the evaluation below is the step's own
-        out = terms(j, False) if at_j is None else at_j
-        scaled = self._deliverable(j, adx, i_app, out[8])
+        out = self._terms(st, j, False) if at_j is None else at_j
+        scaled = self._deliverable(j, st.adx, st.i_app, out[8])
         if scaled is not j:  # (the same tensor back where nothing was short)
-            j, out = scaled, terms(scaled, False)
+            j, out = scaled, self._terms(st, scaled, False)
         c_surf, _, _, dphi, i_e, _, _, _, j_tot, pl = out
         if j_only:
             return j, pl

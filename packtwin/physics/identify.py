@@ -30,7 +30,7 @@ of the fit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import torch
@@ -62,6 +62,10 @@ class IdentifyConfig:
     iterations: int = 20  # L-BFGS iterations (each up to ~1.25 forward + backward passes)
     min_samples: int = 20  # fewer fitted samples than this: refused
     skip_s: float = 0.0  # leading seconds left out of the fit (a start under load)
+    # Differentiate the core's Newton solves implicitly (CoreConfig.implicit_grad): the same
+    # objective values, gradients equal to the unrolled iteration's where it has converged,
+    # about half the backward pass's cost (scripts/bench_identify.py)
+    implicit_grad: bool = True
 
 
 class IdentifyResult(NamedTuple):
@@ -179,11 +183,12 @@ def identify(nominal: CoreParams, V: Tensor, I: Tensor, T: Tensor, period: float
                             tolerance_change=1e-9, history_size=20)
     sigma = config.voltage_noise_v
     history: list[float] = []
+    fit_core = replace(core_config, implicit_grad=config.implicit_grad)
 
     def objective() -> Tensor:
         opt.zero_grad()
         params = _params_of(nominal, z, config)
-        v = model_voltage(params, sto0 + config.start_std * zs, I, T, period, core_config, design)
+        v = model_voltage(params, sto0 + config.start_std * zs, I, T, period, fit_core, design)
         resid = ((v - V) / sigma)[:, skip:]
         loss = 0.5 * (resid ** 2).sum() + 0.5 * (z ** 2).sum() + 0.5 * (zs ** 2).sum()
         if not torch.isfinite(loss):  # a line-search probe too far: reject it, keep going

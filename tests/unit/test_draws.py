@@ -137,6 +137,12 @@ def test_observer_seeds_names_subspace_overrides(load_script):
     # --tag: a rerun of the same configuration gets its own reports, named last
     assert mod.output_for(15, "loaded", "loaded_window", True, 1800.0, tag="stop38") == \
         "reports/observer-check-s15_loaded-loaded_window-identified-w1800-stop38"
+    # --identify: IdentifyConfig overrides name the output; refused without --identified
+    assert mod.output_for(13, "loaded", "loaded_window", True, identify={"iterations": 40},
+                          tag="stop39") == \
+        "reports/observer-check-s13_loaded-loaded_window-identified-id-iterations40-stop39"
+    with pytest.raises(SystemExit):
+        mod.main(["--identify", '{"iterations": 40}', "--pool-only"])
 
 
 def test_observer_seeds_names_an_observer_selection(load_script):
