@@ -59,7 +59,12 @@ class IdentifyConfig:
     prior_std: dict[str, float] = field(default_factory=lambda: dict(PRIOR_STD))
     voltage_noise_v: float = 0.01  # measurement noise std [V] (the data term's scale)
     start_std: float = 0.05  # prior std of the start's negative stoichiometry [1]
-    iterations: int = 20  # L-BFGS iterations (each up to ~1.25 forward + backward passes)
+    # L-BFGS iterations (each up to ~1.25 forward + backward passes). 40 since stop 39: 20
+    # stopped short of the optimum on the whole identification cycle (a point half-way to
+    # the truth table scores lower, scripts/diag_identify_truth.py); on development draws 13-14
+    # 40 took the subspace filter's split means from 0.74-0.99 to 0.53-0.67 % of c_max
+    # (negative) at about stop 38's cost, the gradient now being implicit
+    iterations: int = 40
     min_samples: int = 20  # fewer fitted samples than this: refused
     skip_s: float = 0.0  # leading seconds left out of the fit (a start under load)
     # Differentiate the core's Newton solves implicitly (CoreConfig.implicit_grad): the same
