@@ -45,7 +45,9 @@ from bench_report import write_report  # noqa: E402
 PERIOD_DEFAULT = 10.0
 
 
-def _store_log(path: str, samples: int):
+def store_log(path: str, samples: int):
+    """V, I, T [cells, K] of scenario 0, snapshot 0 of a store (samples 1..K after the rested
+    start, K at most ``samples``) and its sample period [s]."""
     ds = open_store(path)
     n = int(ds["valid"].isel(scenario=0, snapshot=0).values.sum())
     k = min(samples, n - 1)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     load0 = list(os.getloadavg())
-    V, I, T, period = (_store_log(args.store, args.samples) if args.store
+    V, I, T, period = (store_log(args.store, args.samples) if args.store
                        else _core_log(args.samples))
     B = V.shape[0]
     cfg = IdentifyConfig()
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "log": args.store or "core-made (nominal, 1C discharge / rest / 0.5C charge)",
         "cells": B, "samples": int(V.shape[1]), "period_s": period,
+        "fit_iterations": cfg.iterations,
         "core": dataclasses.asdict(OBSERVER_CORE), "modes": modes,
         "evaluation_speedup": round(modes["unrolled"]["evaluation_s"]
                                     / modes["implicit"]["evaluation_s"], 2),

@@ -28,11 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from packtwin.data.store import open_store  # noqa: E402
 from packtwin.eval.observer_predict import OBSERVER_CORE, oracle_params  # noqa: E402
@@ -40,18 +40,7 @@ from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.identify import (IdentifyConfig, identify, model_voltage,  # noqa: E402
                                        parameter_errors, start_from_voltage)
-
-
-def identification_log(store: str):
-    """V, I, T [cells, K] of scenario 0, snapshot 0 (samples 1..K after the rested start)."""
-    ds = open_store(store)
-    n = int(np.asarray(ds["valid"].isel(scenario=0, snapshot=0).values).sum())
-
-    def get(name):
-        var = ds[name].isel(scenario=0, snapshot=0).transpose("cell", "time")
-        return torch.as_tensor(np.asarray(var.values)[:, 1:n].astype(float))
-
-    return ds, get("voltage"), get("current"), get("temperature"), float(ds.attrs["period_s"])
+from bench_identify import store_log  # noqa: E402
 
 
 def fit_start(params: CoreParams, V, I, T, period: float, cfg: IdentifyConfig,
@@ -101,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     store = f"data/observer-check-s{args.seed}.zarr"
-    ds, V, I, T, period = identification_log(store)
+    ds = open_store(store)
+    V, I, T, period = store_log(store, 10 ** 9)
     B = V.shape[0]
     cfg = IdentifyConfig(iterations=args.iterations)
     nominal = CoreParams.nominal(B)
