@@ -106,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                           for n in cfg.names], 1)
     points = {"fit": {**terms(v_fit, V, fit.z, cfg), "start_sto": fit.start_sto.tolist()}}
     for t in [1.0, *args.line]:
-        params = true if t == 1.0 else log_between(fit.params, true, t)
+        truth = t == 1.0
+        params = true if truth else log_between(fit.params, true, t)
         start, v = fit_start(params, V, I, T, period, cfg)
-        z = None if t != 1.0 else z_true
-        points["truth" if t == 1.0 else f"line_{t:g}"] = {**terms(v, V, z, cfg),
-                                                          "start_sto": start.tolist()}
-        print(t, json.dumps(points["truth" if t == 1.0 else f"line_{t:g}"]), flush=True)
+        label = "truth" if truth else f"line_{t:g}"
+        points[label] = {**terms(v, V, z_true if truth else None, cfg),
+                         "start_sto": start.tolist()}
+        print(label, json.dumps(points[label]), flush=True)
     err = {k: [round(100 * float(x), 2) for x in val]
            for k, val in parameter_errors(fit.params, true).items()}
     out = {"store": store, "cells": B, "samples": int(V.shape[1]), "iterations": args.iterations,
