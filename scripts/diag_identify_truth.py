@@ -36,34 +36,22 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from packtwin.data.store import open_store  # noqa: E402
 from packtwin.eval.observer_predict import OBSERVER_CORE, oracle_params  # noqa: E402
-from packtwin.physics.core import ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.identify import (IdentifyConfig, identify, model_voltage,  # noqa: E402
-                                       parameter_errors, start_from_voltage)
+                                       parameter_errors)
 from bench_identify import store_log  # noqa: E402
 
 
 def fit_start(params: CoreParams, V, I, T, period: float, cfg: IdentifyConfig,
               iterations: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """The start stoichiometry [B] that minimises the identification's objective at fixed
-    ``params`` (the same start prior), and the model voltage there."""
-    core = ReducedCore(params, OBSERVER_CORE)
-    sto0 = start_from_voltage(core, V[:, 0], I[:, 0], T[:, 0])
-    zs = torch.zeros(params.n_cells, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([zs], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
-    fit_core = dataclasses.replace(OBSERVER_CORE, implicit_grad=True)
-
-    def objective():
-        opt.zero_grad()
-        v = model_voltage(params, sto0 + cfg.start_std * zs, I, T, period, fit_core)
-        loss = 0.5 * (((v - V) / cfg.voltage_noise_v) ** 2).sum() + 0.5 * (zs ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(objective)
-    start = (sto0 + cfg.start_std * zs).detach()
+    ``params`` (``identify`` with no parameter named: the same start prior and data term), and
+    the model voltage there."""
+    fit = identify(params, V, I, T, period, dataclasses.replace(cfg, names=(),
+                                                                iterations=iterations),
+                   OBSERVER_CORE)
     with torch.no_grad():
-        return start, model_voltage(params, start, I, T, period, OBSERVER_CORE)
+        return fit.start_sto, model_voltage(params, fit.start_sto, I, T, period, OBSERVER_CORE)
 
 
 def terms(v, V, z: torch.Tensor | None, cfg: IdentifyConfig) -> dict:
@@ -83,15 +71,19 @@ def log_between(a: CoreParams, b: CoreParams, t: float) -> CoreParams:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seed", type=int, help="the check pack data/observer-check-sSEED.zarr")
+    src.add_argument("--store", help="any truth store (scenario 0, snapshot 0 is fitted)")
+    ap.add_argument("--samples", type=int, default=10 ** 9,
+                    help="fit the cycle's first SAMPLES samples (default: all of it)")
     ap.add_argument("--iterations", type=int, default=IdentifyConfig().iterations)
     ap.add_argument("--line", type=float, nargs="*", default=[0.5])
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    store = f"data/observer-check-s{args.seed}.zarr"
+    store = args.store or f"data/observer-check-s{args.seed}.zarr"
     ds = open_store(store)
-    V, I, T, period = store_log(store, 10 ** 9)
+    V, I, T, period = store_log(store, args.samples)
     B = V.shape[0]
     cfg = IdentifyConfig(iterations=args.iterations)
     nominal = CoreParams.nominal(B)

@@ -106,9 +106,9 @@ def _check_log(V: Tensor, I: Tensor, T: Tensor, period: float, cfg: IdentifyConf
                             f"{period:g} s, {skip} skipped, {V.shape[1] - skip} fitted; at least "
                             f"{cfg.min_samples} needed (IdentifyConfig.min_samples)")
     unknown = sorted(set(cfg.names) - set(PRIOR_STD))
-    if unknown or not cfg.names:
+    if unknown:
         raise IdentifyError(f"identify: names {list(cfg.names)}: unknown {unknown}; choose "
-                            f"some of {list(IDENTIFIED)}")
+                            f"some of {list(IDENTIFIED)} (or none: the start alone)")
     return skip
 
 
@@ -159,7 +159,8 @@ def identify(nominal: CoreParams, V: Tensor, I: Tensor, T: Tensor, period: float
              config: IdentifyConfig = IdentifyConfig(),
              core_config: CoreConfig = CoreConfig(),
              design: CellDesign | None = None) -> IdentifyResult:
-    """Fit each cell's parameters (``config.names``) to its measured voltage.
+    """Fit each cell's parameters (``config.names``) to its measured voltage (with none
+    named: the start's stoichiometry alone, at the given parameters).
 
     Args:
         nominal: [B] parameters to start from and regularise toward (their values of the

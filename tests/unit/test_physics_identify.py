@@ -55,6 +55,24 @@ def test_contact_resistance_is_recovered_and_not_without_the_fit():
     assert float(err_off.abs().min()) > 0.2
 
 
+def test_no_names_fits_the_start_alone():
+    """With no parameter named, identify fits only the start: a log the core made from a known
+    start (0.08 of stoichiometry from the one its first voltage reads: the log starts under
+    load at a resistance off nominal) is matched to a fraction of a mV (the start's prior
+    pulls it by 2e-4), the parameters left as given; without the fit it is ~80 mV off."""
+    truth = _scaled(CoreParams.nominal(1), {"R_contact": 1.3})
+    V, I, T = _core_log(truth, [15.0] * 4 + [0.0] * 3 + [-5.0] * 3, [0.62])
+    cfg = IdentifyConfig(names=(), iterations=8, min_samples=8)
+    fit = identify(truth, V, I, T, PERIOD, cfg, TINY)
+    assert fit.z.shape == (1, 0) and fit.names == ()
+    assert float(fit.params.R_contact[0]) == float(truth.R_contact[0])
+    assert float(fit.voltage_rmse[0]) < 5e-4, fit.voltage_rmse
+    assert abs(float(fit.start_sto[0]) - 0.62) < 1e-3, fit.start_sto
+    off = identify(truth, V, I, T, PERIOD, IdentifyConfig(names=(), iterations=0,
+                                                          min_samples=8), TINY)
+    assert float(off.voltage_rmse[0]) > 0.05, off.voltage_rmse
+
+
 @pytest.mark.slow
 def test_core_made_log_recovers_the_voltage_and_the_visible_parameters():
     """Two cells off nominal by 1-2 % (capacities, inventory) and 20-25 % (kinetics, transport,
@@ -198,3 +216,21 @@ def test_bench_identify_reports_both_modes(tmp_path, load_script):
     assert res["modes"]["implicit"]["objective"] == res["modes"]["unrolled"]["objective"]
     assert max(res["gradient_relative_difference_per_cell"]) < 1e-8
     assert res["evaluation_speedup"] > 0
+
+
+@pytest.mark.slow
+def test_diag_identify_truth_scores_fit_and_table_on_one_objective(tmp_path, synthetic_store,
+                                                                   load_script):
+    """scripts/diag_identify_truth.py on the synthetic store's first 20 samples (one fit
+    iteration, the table point only): per cell, the objective's terms at the fit and at the
+    table (its start refitted by identify with no parameter named), and the fit's errors."""
+    out = tmp_path / "d.json"
+    assert load_script("diag_identify_truth").main(
+        ["--store", str(synthetic_store), "--samples", "20", "--iterations", "1", "--line",
+         "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["points"]) == {"fit", "truth"} and res["samples"] == 20
+    for point in res["points"].values():
+        assert len(point["voltage_rmse_mV"]) == res["cells"] == 4
+        assert all(v == v and v > 0 for v in point["data_term"] + point["voltage_rmse_mV"])
+    assert all(len(v) == 4 for v in res["fit_relative_error_pct"].values())
