@@ -54,9 +54,9 @@ PLATING_ETA_STEP = 4.0
 # exponential made Newton from a uniform start alternate between a held-back and an
 # overshooting step; after its 24 iterations it stopped 66 mV off (4.266 V for 4.1996 V) in the
 # CV taper after a 3C charge (held-out draw 15, cell 1, identified parameters), and the
-# filter's voltage swung by ~90 mV there. Now it settles in 12. At -10 degC with the
-# electrolyte drained, 8 solves of a pulse cycle had also stopped unsettled (0.25-0.5 mV in the
-# cycle's voltage); none now, at ~5 % more iterations on that cycle and none elsewhere.
+# filter's voltage swung by ~90 mV there. Now it settles in 12. Open loop over a check pack's
+# cycles, the -10 degC pulses had unsettled solves too, none now, at ~5 % more iterations on
+# that cycle and none more elsewhere (scripts/diag_newton_settle.py).
 STEP_TOL_V = 1e-6
 MAX_ROUNDS = 8
 BACK_STEP = 0.5  # the factor of such a step turned back

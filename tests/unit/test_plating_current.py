@@ -3,6 +3,7 @@ Euler step against the exact law, its Newton slope, conservation and the cold ch
 was built for. Small and fast (no PyBaMM; the DFN comparison is test_physics_core_pybamm)."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -176,3 +177,26 @@ def test_a_long_plating_step_settles_where_the_electrolyte_is_nearly_drained(mon
         monkeypatch.setattr(electrode_pair, "BACK_STEP", 1.0)
         neither = [volts(n, w, 10.0) for n, w in counts]
         assert max(neither) - min(neither) > 0.1, neither
+
+
+@pytest.mark.slow
+def test_diag_newton_settle_compares_both_rules(tmp_path, synthetic_store, load_script):
+    """scripts/diag_newton_settle.py on the synthetic store: the CV-taper state settles to the
+    48-iteration answer with the settling rounds and stops tens of mV off without them (the
+    script restores the module's constants after each mode); one row per scenario, plating
+    setting and mode."""
+    from packtwin.physics import electrode_pair
+
+    before = (electrode_pair.STEP_TOL_V, electrode_pair.MAX_ROUNDS, electrode_pair.BACK_STEP)
+    out = tmp_path / "n.json"
+    assert load_script("diag_newton_settle").main(["--store", str(synthetic_store),
+                                                   "--out", str(out)]) == 0
+    assert (electrode_pair.STEP_TOL_V, electrode_pair.MAX_ROUNDS,
+            electrode_pair.BACK_STEP) == before
+    res = json.loads(out.read_text())
+    ref = res["taper"]["fixed_48_iterations_V"]
+    assert abs(res["taper"]["settle"]["voltage_V"] - ref) < 1e-6
+    assert abs(res["taper"]["fixed"]["voltage_V"] - ref) > 0.03
+    assert res["taper"]["fixed"]["unsettled"] == 1 and res["taper"]["settle"]["unsettled"] == 0
+    assert len(res["open_loop"]) == 4 * 2 * 2
+    assert all(r["steps_per_sample"] > 0 for r in res["open_loop"])
