@@ -40,6 +40,7 @@ from packtwin.physics.core_params import CoreParams  # noqa: E402
 from packtwin.physics.identify import (IdentifyConfig, identify, model_voltage,  # noqa: E402
                                        parameter_errors)
 from bench_identify import store_log  # noqa: E402
+from _report import add_store_arguments, store_of, write_json  # noqa: E402
 
 
 def fit_start(params: CoreParams, V, I, T, period: float, cfg: IdentifyConfig,
@@ -71,9 +72,7 @@ def log_between(a: CoreParams, b: CoreParams, t: float) -> CoreParams:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--seed", type=int, help="the check pack data/observer-check-sSEED.zarr")
-    src.add_argument("--store", help="any truth store (scenario 0, snapshot 0 is fitted)")
+    add_store_arguments(ap)
     ap.add_argument("--samples", type=int, default=10 ** 9,
                     help="fit the cycle's first SAMPLES samples (default: all of it)")
     ap.add_argument("--iterations", type=int, default=IdentifyConfig().iterations)
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    store = args.store or f"data/observer-check-s{args.seed}.zarr"
+    store = store_of(args)
     ds = open_store(store)
     V, I, T, period = store_log(store, args.samples)
     B = V.shape[0]
@@ -113,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
            "truth_z_in_prior_std": z_true.tolist(), "fit_z": fit.z.tolist(),
            "note": "truth: the table's parameters (radii included), start fitted; line_t: "
                    "log-linear between the fit (0) and the table (1), start fitted"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
-    return 0
+    return write_json(args.out, out)
 
 
 if __name__ == "__main__":

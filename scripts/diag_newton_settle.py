@@ -33,12 +33,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from packtwin.data.store import open_store  # noqa: E402
 from packtwin.eval.observer_predict import OBSERVER_CORE, oracle_params  # noqa: E402
 from packtwin.physics import electrode_pair  # noqa: E402
 from packtwin.physics.core import CoreConfig, ReducedCore  # noqa: E402
 from packtwin.physics.core_params import CoreParams  # noqa: E402
+from _report import add_store_arguments, store_of, write_json  # noqa: E402
 
 SETTLED_V = 1e-6  # a solve's cell counts as unsettled where one more step would move this much
 FIXED = {"STEP_TOL_V": float("inf"), "MAX_ROUNDS": 1 + electrode_pair.EXTRA_ROUNDS,
@@ -147,23 +149,18 @@ def open_loop(store: str, modes: list[str]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--seed", type=int, help="the check pack data/observer-check-sSEED.zarr")
-    src.add_argument("--store", help="any truth store with a parameter table")
+    add_store_arguments(ap)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    store = args.store or f"data/observer-check-s{args.seed}.zarr"
+    store = store_of(args)
     modes = ["settle", "fixed"]
     out = {"store": store, "core": dataclasses.asdict(OBSERVER_CORE), "modes": FIXED,
            "taper": taper(modes), "open_loop": open_loop(store, modes),
            "note": "fixed: the rule before stop 40 (no settling rounds, no halved back-steps); "
                    "open loop: each cell's true parameters from rest over every scenario's "
                    "first cycle"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
-    return 0
+    return write_json(args.out, out)
 
 
 if __name__ == "__main__":
