@@ -14,8 +14,8 @@ with and without plating, in both modes: "settle" (the code as it is) and "fixed
 earlier rule: STEP_TOL_V = inf, MAX_ROUNDS = 1 + EXTRA_ROUNDS, BACK_STEP = 1). Per run: Newton
 steps per sample, solves that ended at their cap, solves' cells that one more Newton
 step would still move by more than 1 uV (``unsettled``; the largest such move), the voltage RMSE against the store, the
-wall time; and the voltage of the CV-taper state of tests/unit/test_plating_current.py from
-a uniform start in both modes against 48 iterations. ~2 min on one core.
+wall time; and the voltage of a CV-taper state (``taper_state``) from a uniform start in both
+modes against 48 iterations. ~2 min on one core.
 """
 
 from __future__ import annotations
@@ -88,8 +88,9 @@ def mode(name: str):
 
 
 def taper_state(core: ReducedCore):
-    """The CV-taper state of tests/unit/test_plating_current.py (plated lithium stripping next
-    to the separator of a nearly full negative electrode)."""
+    """A CV-taper state after a 3C charge, shaped like held-out draw 15's cell 1 (plated
+    lithium stripping next to the separator of a nearly full negative electrode; also
+    tests/unit/test_plating_current.py's)."""
     n_x, n_r = core.config.n_x_n, core.config.n_r
     x = torch.linspace(0.0, 1.0, n_x, dtype=torch.float64)
     s = core.initial_state()

@@ -108,25 +108,19 @@ def test_more_newton_iterations_do_not_change_the_voltage_with_plating():
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-4)
 
 
-def test_the_measurement_settles_where_stripping_meets_a_full_negative():
+def test_the_measurement_settles_where_stripping_meets_a_full_negative(load_script):
     """The instantaneous (h = 0) solve from a uniform start, in the CV taper after a 3C charge
-    with plated lithium stripping (a state shaped like held-out draw 15's cell 1): Newton
-    alternated between a held-back and an overshooting step and stopped ~60 mV off after its
-    24 iterations; it now goes on until its steps settle (electrode_pair.STEP_TOL_V) and gives
-    the answer of 48 iterations."""
+    with plated lithium stripping (a state shaped like held-out draw 15's cell 1, made by
+    scripts/diag_newton_settle.py's ``taper_state``): Newton alternated between a held-back and
+    an overshooting step and stopped ~60 mV off after its 24 iterations; it now goes on until
+    its steps settle (electrode_pair.STEP_TOL_V) and gives the answer of 48 iterations."""
+    taper_state = load_script("diag_newton_settle").taper_state
     cfg = CoreConfig(plating=True, n_x_n=12, n_x_p=12)
     core = ReducedCore(CoreParams.nominal(1), cfg)
-    x = torch.linspace(0.0, 1.0, 12, dtype=f64)
-    s = core.initial_state()
-    state = s._replace(
-        c_n=(21900.0 + 11200.0 * x ** 1.5)[None, :, None].expand(1, 12, cfg.n_r).clone(),
-        c_p=torch.full((1, 12, cfg.n_r), 19500.0, dtype=f64),
-        c_e=torch.linspace(715.0, 1229.0, s.c_e.shape[1], dtype=f64)[None],
-        c_pl=(60.0 * torch.exp(1.8 * x ** 2))[None])
     I, T = torch.tensor([-2.0], dtype=f64), torch.tensor([299.0], dtype=f64)
-    v = float(core.measure(state, I, T).voltage[0])
+    v = float(core.measure(taper_state(core), I, T).voltage[0])
     many = ReducedCore(core.params, dataclasses.replace(cfg, newton_iterations=48))
-    out = many.measure(state, I, T)
+    out = many.measure(taper_state(many), I, T)
     assert abs(v - float(out.voltage[0])) < 1e-6, (v, float(out.voltage[0]))
     # the setting asked: plated lithium stripping (j_pl > 0) next to the separator, at 4.2 V
     assert float(out.j_pl_n[0, -1]) > 0.0 and 4.15 < v < 4.25
