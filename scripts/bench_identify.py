@@ -45,15 +45,15 @@ from bench_report import write_report  # noqa: E402
 PERIOD_DEFAULT = 10.0
 
 
-def store_log(path: str, samples: int):
-    """V, I, T [cells, K] of scenario 0, snapshot 0 of a store (samples 1..K after the rested
-    start, K at most ``samples``) and its sample period [s]."""
+def store_log(path: str, samples: int, scenario: int = 0):
+    """V, I, T [cells, K] of a scenario (positional; default 0), snapshot 0 of a store (samples
+    1..K after the rested start, K at most ``samples``) and its sample period [s]."""
     ds = open_store(path)
-    n = int(ds["valid"].isel(scenario=0, snapshot=0).values.sum())
+    n = int(ds["valid"].isel(scenario=scenario, snapshot=0).values.sum())
     k = min(samples, n - 1)
 
     def get(name):
-        var = ds[name].isel(scenario=0, snapshot=0).transpose("cell", "time")
+        var = ds[name].isel(scenario=scenario, snapshot=0).transpose("cell", "time")
         return torch.as_tensor(var.values[:, 1:k + 1].astype(float))
 
     return get("voltage"), get("current"), get("temperature"), float(ds.attrs["period_s"])
