@@ -45,9 +45,11 @@ from bench_report import write_report  # noqa: E402
 PERIOD_DEFAULT = 10.0
 
 
-def store_log(path: str, samples: int, scenario: int = 0):
+def store_log(path: str, samples: int, scenario: int = 0, with_end: bool = False):
     """V, I, T [cells, K] of a scenario (positional; default 0), snapshot 0 of a store (samples
-    1..K after the rested start, K at most ``samples``) and its sample period [s]."""
+    1..K after the rested start, K at most ``samples``) and its sample period [s]; with
+    ``with_end``: (V, I, T, I_end, period), I_end the current at each sample's instant (the
+    store's ``current_end``, or I where the store predates it)."""
     ds = open_store(path)
     n = int(ds["valid"].isel(scenario=scenario, snapshot=0).values.sum())
     k = min(samples, n - 1)
@@ -56,7 +58,10 @@ def store_log(path: str, samples: int, scenario: int = 0):
         var = ds[name].isel(scenario=scenario, snapshot=0).transpose("cell", "time")
         return torch.as_tensor(var.values[:, 1:k + 1].astype(float))
 
-    return get("voltage"), get("current"), get("temperature"), float(ds.attrs["period_s"])
+    V, I, T, period = get("voltage"), get("current"), get("temperature"), float(ds.attrs["period_s"])
+    if not with_end:
+        return V, I, T, period
+    return V, I, T, (get("current_end") if "current_end" in ds.variables else I), period
 
 
 def _core_log(samples: int):

@@ -44,15 +44,16 @@ from _report import add_store_arguments, store_of, write_json  # noqa: E402
 
 
 def fit_start(params: CoreParams, V, I, T, period: float, cfg: IdentifyConfig,
-              iterations: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+              iterations: int = 8, I_end=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The start stoichiometry [B] that minimises the identification's objective at fixed
     ``params`` (``identify`` with no parameter named: the same start prior and data term), and
     the model voltage there."""
     fit = identify(params, V, I, T, period, dataclasses.replace(cfg, names=(),
                                                                 iterations=iterations),
-                   OBSERVER_CORE)
+                   OBSERVER_CORE, I_end=I_end)
     with torch.no_grad():
-        return fit.start_sto, model_voltage(params, fit.start_sto, I, T, period, OBSERVER_CORE)
+        return fit.start_sto, model_voltage(params, fit.start_sto, I, T, period, OBSERVER_CORE,
+                                            I_end=I_end)
 
 
 def terms(v, V, z: torch.Tensor | None, cfg: IdentifyConfig) -> dict:
@@ -82,16 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     store = store_of(args)
     ds = open_store(store)
-    V, I, T, period = store_log(store, args.samples)
+    V, I, T, I_end, period = store_log(store, args.samples, with_end=True)
     B = V.shape[0]
     cfg = IdentifyConfig(iterations=args.iterations)
     nominal = CoreParams.nominal(B)
     true = oracle_params(ds, list(range(B)), store)
     t0 = time.perf_counter()
-    fit = identify(nominal, V, I, T, period, cfg, OBSERVER_CORE)
+    fit = identify(nominal, V, I, T, period, cfg, OBSERVER_CORE, I_end=I_end)
     wall_fit = time.perf_counter() - t0
     with torch.no_grad():
-        v_fit = model_voltage(fit.params, fit.start_sto, I, T, period, OBSERVER_CORE)
+        v_fit = model_voltage(fit.params, fit.start_sto, I, T, period, OBSERVER_CORE,
+                              I_end=I_end)
     # the table in the fit's coordinates (its radii are not fitted: z of D and k carry them)
     z_true = torch.stack([torch.log(getattr(true, n) / getattr(nominal, n)) / cfg.prior_std[n]
                           for n in cfg.names], 1)
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in [1.0, *args.line]:
         truth = t == 1.0
         params = true if truth else log_between(fit.params, true, t)
-        start, v = fit_start(params, V, I, T, period, cfg)
+        start, v = fit_start(params, V, I, T, period, cfg, I_end=I_end)
         label = "truth" if truth else f"line_{t:g}"
         points[label] = {**terms(v, V, z_true if truth else None, cfg),
                          "start_sto": start.tolist()}

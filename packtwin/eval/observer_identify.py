@@ -87,8 +87,12 @@ def identified_params(truth: xr.Dataset, cells: Sequence[int], train_scenarios: 
                             f"snapshot]) give {K} samples after the start, at least "
                             f"{config.min_samples} needed")
     seq = {}
-    for name in ("voltage", "current", "temperature"):
-        var = truth[name].transpose(schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
+    # the voltage is read at the sample's instant current (stores before stop 32 lack it: the
+    # period's mean stands in, as in the filters)
+    instant = "current_end" if "current_end" in truth.variables else "current"
+    for name, src in (("voltage", "voltage"), ("current", "current"),
+                      ("temperature", "temperature"), ("current_end", instant)):
+        var = truth[src].transpose(schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)
         seq[name] = torch.as_tensor(np.stack([np.asarray(var[s, c, n, 1:K + 1].values, float)
                                               for s, c, n in cyc]))
     # A gap (NaN V, I or T in any cell) ends the window: the fit runs the core from a known
@@ -113,7 +117,8 @@ def identified_params(truth: xr.Dataset, cells: Sequence[int], train_scenarios: 
     if key not in _FITS:
         try:
             res = identify(CoreParams.nominal(len(cells)), seq["voltage"], seq["current"],
-                           seq["temperature"], period, config, core_config)
+                           seq["temperature"], period, config, core_config,
+                           I_end=seq["current_end"])
         except IdentifyError as exc:
             raise IdentifyError(f"{source}: identification cycles {coords} ([scenario, cell, "
                                 f"snapshot], cells in this order): {exc}") from None

@@ -83,9 +83,9 @@ class IdentifyResult(NamedTuple):
 
 
 def _check_log(V: Tensor, I: Tensor, T: Tensor, period: float, cfg: IdentifyConfig,
-               n_cells: int) -> int:
+               n_cells: int, I_end: Tensor) -> int:
     """The number of leading samples to skip; raises on a log that cannot be used."""
-    for name, x in (("voltage", V), ("current", I), ("temperature", T)):
+    for name, x in (("voltage", V), ("current", I), ("temperature", T), ("current_end", I_end)):
         if x.dim() != 2 or x.shape[0] != n_cells:
             raise IdentifyError(f"identify: {name!r} must be [cells={n_cells}, samples], found "
                                 f"shape {tuple(x.shape)}")
@@ -95,9 +95,10 @@ def _check_log(V: Tensor, I: Tensor, T: Tensor, period: float, cfg: IdentifyConf
             raise IdentifyError(f"identify: {int(bad.sum())} NaN/inf {name!r} values (first: "
                                 f"cell {b}, sample {k}); identification needs a gap-free window "
                                 f"of V, I and T: cut the log at the gap")
-    if V.shape != I.shape or V.shape != T.shape:
-        raise IdentifyError(f"identify: voltage, current and temperature shapes differ: "
-                            f"{tuple(V.shape)}, {tuple(I.shape)}, {tuple(T.shape)}")
+    if V.shape != I.shape or V.shape != T.shape or V.shape != I_end.shape:
+        raise IdentifyError(f"identify: voltage, current, temperature and current_end shapes "
+                            f"differ: {tuple(V.shape)}, {tuple(I.shape)}, {tuple(T.shape)}, "
+                            f"{tuple(I_end.shape)}")
     if not period > 0:
         raise IdentifyError(f"identify: the sample period must be > 0 s, got {period}")
     skip = int(round(cfg.skip_s / period))
@@ -126,13 +127,13 @@ def _start(core: ReducedCore, sto_n: Tensor):
 
 
 def model_voltage(params: CoreParams, start_sto: Tensor, I: Tensor, T: Tensor, period: float,
-                  core_config: CoreConfig = CoreConfig(), design: CellDesign | None = None
-                  ) -> Tensor:
+                  core_config: CoreConfig = CoreConfig(), design: CellDesign | None = None,
+                  I_end: Tensor | None = None) -> Tensor:
     """The core's voltage [B, K] over a log from a rest state at negative stoichiometry
     ``start_sto`` [B] on each cell's inventory line (I, T [B, K]: the value over the step ending
-    at each sample)."""
+    at each sample; ``I_end``: the current at the sample's instant, where V is read, None: I)."""
     core = ReducedCore(params, core_config, design)
-    _, out = core.simulate(_start(core, start_sto), I, T, period)
+    _, out = core.simulate(_start(core, start_sto), I, T, period, I_end)
     return out["voltage"]
 
 
@@ -158,7 +159,7 @@ def start_from_voltage(core: ReducedCore, V0: Tensor, I0: Tensor, T0: Tensor,
 def identify(nominal: CoreParams, V: Tensor, I: Tensor, T: Tensor, period: float,
              config: IdentifyConfig = IdentifyConfig(),
              core_config: CoreConfig = CoreConfig(),
-             design: CellDesign | None = None) -> IdentifyResult:
+             design: CellDesign | None = None, I_end: Tensor | None = None) -> IdentifyResult:
     """Fit each cell's parameters (``config.names``) to its measured voltage (with none
     named: the start's stoichiometry alone, at the given parameters).
 
@@ -169,6 +170,11 @@ def identify(nominal: CoreParams, V: Tensor, I: Tensor, T: Tensor, period: float
             I and T the value over the step ending at each sample, V at its end. The state
             before the first step is taken at rest.
         period: sample period [s].
+        I_end: [B, K] the current at each sample's instant [A] (a store's ``current_end``),
+            where the model's voltage is read; None: I. Where a cut-off falls inside a
+            period the mean current and the voltage read after the switch disagree by up to
+            the whole overpotential (~0.2 V after a 1C discharge's cut-off): one such sample
+            would outweigh the rest of the cycle in the fit.
 
     Raises:
         IdentifyError: NaN/inf in V/I/T, mismatched shapes, too few samples, unknown names, or
@@ -177,10 +183,11 @@ def identify(nominal: CoreParams, V: Tensor, I: Tensor, T: Tensor, period: float
     design = design or okane2022_design()
     dtype = nominal.c_n_init.dtype
     V, I, T = (torch.as_tensor(x, dtype=dtype) for x in (V, I, T))
+    I_end = I if I_end is None else torch.as_tensor(I_end, dtype=dtype)
     B = nominal.n_cells
-    skip = _check_log(V, I, T, period, config, B)
+    skip = _check_log(V, I, T, period, config, B, I_end)
     nominal = CoreParams(**{n: getattr(nominal, n).detach() for n in nominal.names()})
-    sto0 = start_from_voltage(ReducedCore(nominal, core_config, design), V[:, 0], I[:, 0],
+    sto0 = start_from_voltage(ReducedCore(nominal, core_config, design), V[:, 0], I_end[:, 0],
                               T[:, 0])
     z = torch.zeros(B, len(config.names), dtype=dtype, requires_grad=True)
     zs = torch.zeros(B, dtype=dtype, requires_grad=True)
@@ -194,7 +201,8 @@ def identify(nominal: CoreParams, V: Tensor, I: Tensor, T: Tensor, period: float
     def objective() -> Tensor:
         opt.zero_grad()
         params = _params_of(nominal, z, config)
-        v = model_voltage(params, sto0 + config.start_std * zs, I, T, period, fit_core, design)
+        v = model_voltage(params, sto0 + config.start_std * zs, I, T, period, fit_core, design,
+                          I_end)
         resid = ((v - V) / sigma)[:, skip:]
         loss = 0.5 * (resid ** 2).sum() + 0.5 * (z ** 2).sum() + 0.5 * (zs ** 2).sum()
         if not torch.isfinite(loss):  # a line-search probe too far: reject it, keep going
@@ -208,7 +216,7 @@ def identify(nominal: CoreParams, V: Tensor, I: Tensor, T: Tensor, period: float
     with torch.no_grad():
         params = _params_of(nominal, z.detach(), config)
         start = sto0 + config.start_std * zs.detach()
-        v = model_voltage(params, start, I, T, period, core_config, design)
+        v = model_voltage(params, start, I, T, period, core_config, design, I_end)
         rmse = ((v - V)[:, skip:] ** 2).mean(1).sqrt()
     if not (torch.isfinite(z).all() and torch.isfinite(rmse).all()):
         raise IdentifyError("identify: the fit ended non-finite (the core's voltage could not be "

@@ -73,6 +73,38 @@ def test_no_names_fits_the_start_alone():
     assert float(off.voltage_rmse[0]) > 0.05, off.voltage_rmse
 
 
+def test_a_cut_off_inside_a_period_is_read_at_the_instant_current():
+    """A discharge cut off inside a period: that sample's mean current is 2 A while its
+    voltage was read at rest (0 A), as the generator stores it (``current_end``). Fitting the
+    start alone at the true parameters, the log is matched to a fraction of a mV with the
+    instant current given, and the one cut-off sample stays > 50 mV off without it (what
+    outweighed the rest of the cycle in stop 40's identification: ~0.2 V after a 1C
+    cut-off)."""
+    truth = _scaled(CoreParams.nominal(1), {"R_contact": 1.3})
+    pattern = [15.0] * 3 + [6.0] + [0.0] * 4 + [-5.0] * 3
+    I = torch.tensor(pattern, dtype=torch.float64)[None]
+    I_end = I.clone()
+    I_end[0, 3] = 0.0  # the cut-off's sample: the voltage read after the switch
+    T = torch.full_like(I, 298.15)
+    with torch.no_grad():
+        V = model_voltage(truth, torch.tensor([0.62], dtype=torch.float64), I, T, PERIOD, TINY,
+                          I_end=I_end)
+        V_mean = model_voltage(truth, torch.tensor([0.62], dtype=torch.float64), I, T, PERIOD,
+                               TINY)
+    # only the cut-off's sample is read differently; the states are the same
+    assert torch.equal(V[:, :3], V_mean[:, :3]) and torch.equal(V[:, 4:], V_mean[:, 4:])
+    cfg = IdentifyConfig(names=(), iterations=8, min_samples=8)
+    fit = identify(truth, V, I, T, PERIOD, cfg, TINY, I_end=I_end)
+    assert float(fit.voltage_rmse[0]) < 5e-4, fit.voltage_rmse
+    assert abs(float(fit.start_sto[0]) - 0.62) < 1e-3, fit.start_sto
+    blind = identify(truth, V, I, T, PERIOD, cfg, TINY)
+    with torch.no_grad():
+        v_blind = model_voltage(truth, blind.start_sto, I, T, PERIOD, TINY)
+    assert float((v_blind - V)[0, 3].abs()) > 0.05, v_blind - V
+    with pytest.raises(IdentifyError, match="current_end"):
+        identify(truth, V, I, T, PERIOD, cfg, TINY, I_end=I_end[:, :-1])
+
+
 @pytest.mark.slow
 def test_core_made_log_recovers_the_voltage_and_the_visible_parameters():
     """Two cells off nominal by 1-2 % (capacities, inventory) and 20-25 % (kinetics, transport,
