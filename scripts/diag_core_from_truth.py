@@ -70,11 +70,14 @@ def run_core(ds: xr.Dataset, scenario: int, k0: int, k1: int, snapshot: int = 0,
         start = start._replace(c_pl=torch.as_tensor(plated[:, k0], dtype=dt)[:, None].expand(
             -1, core.config.n_x_n).clone())
     I = torch.as_tensor(sel["current"].values[:, window].astype(float), dtype=dt)
+    # the voltage is read at the sample's instant current (a cut-off inside a period: the rest's)
+    I_end = (torch.as_tensor(sel["current_end"].values[:, window].astype(float), dtype=dt)
+             if "current_end" in sel.variables else None)
     T = sel["temperature"]
     T_k = T.values[:, window].astype(float) + (273.15 if T.attrs.get("units") == "degC" else 0.0)
     with torch.no_grad():
         _, out = core.simulate(start, I, torch.as_tensor(T_k, dtype=dt),
-                               float(ds.attrs["period_s"]))
+                               float(ds.attrs["period_s"]), I_end)
     return core, out, sel, window, plated
 
 
