@@ -58,7 +58,8 @@ def store_log(path: str, samples: int, scenario: int = 0, with_end: bool = False
         var = ds[name].isel(scenario=scenario, snapshot=0).transpose("cell", "time")
         return torch.as_tensor(var.values[:, 1:k + 1].astype(float))
 
-    V, I, T, period = get("voltage"), get("current"), get("temperature"), float(ds.attrs["period_s"])
+    V, I, T = get("voltage"), get("current"), get("temperature")
+    period = float(ds.attrs["period_s"])
     if not with_end:
         return V, I, T, period
     return V, I, T, (get("current_end") if "current_end" in ds.variables else I), period

@@ -74,7 +74,7 @@ def test_no_names_fits_the_start_alone():
 
 
 def test_a_cut_off_inside_a_period_is_read_at_the_instant_current():
-    """A discharge cut off inside a period: that sample's mean current is 2 A while its
+    """A discharge cut off inside a period: that sample's mean current is 6 A while its
     voltage was read at rest (0 A), as the generator stores it (``current_end``). Fitting the
     start alone at the true parameters, the log is matched to a fraction of a mV with the
     instant current given, and the one cut-off sample stays > 50 mV off without it (what
