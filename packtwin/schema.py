@@ -302,6 +302,13 @@ PARAMETERS: dict[str, Param] = {p.key: p for p in (
 )}
 
 
+def instant_current(ds) -> str:
+    """The variable holding each sample's instant current in ``ds`` (a store or a selection of
+    one): ``current_end`` where the store has it, else ``current``, the period's mean, which
+    stores written before :data:`ADDED_INSTANT` are read with."""
+    return "current_end" if "current_end" in ds.variables else "current"
+
+
 def param_var(key: str) -> str:
     """Name of the per-cell truth-table variable of a parameter key."""
     if key not in PARAMETERS:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from packtwin import schema  # noqa: E402
 from packtwin.data.store import open_store  # noqa: E402
 from packtwin.eval.observer_predict import OBSERVER_CORE  # noqa: E402
 from packtwin.physics.core import ReducedCore  # noqa: E402
@@ -62,7 +63,7 @@ def store_log(path: str, samples: int, scenario: int = 0, with_end: bool = False
     period = float(ds.attrs["period_s"])
     if not with_end:
         return V, I, T, period
-    return V, I, T, (get("current_end") if "current_end" in ds.variables else I), period
+    return V, I, T, get(schema.instant_current(ds)), period
 
 
 def _core_log(samples: int):

@@ -71,8 +71,8 @@ def run_core(ds: xr.Dataset, scenario: int, k0: int, k1: int, snapshot: int = 0,
             -1, core.config.n_x_n).clone())
     I = torch.as_tensor(sel["current"].values[:, window].astype(float), dtype=dt)
     # the voltage is read at the sample's instant current (a cut-off inside a period: the rest's)
-    I_end = (torch.as_tensor(sel["current_end"].values[:, window].astype(float), dtype=dt)
-             if "current_end" in sel.variables else None)
+    I_end = torch.as_tensor(sel[schema.instant_current(sel)].values[:, window].astype(float),
+                            dtype=dt)
     T = sel["temperature"]
     T_k = T.values[:, window].astype(float) + (273.15 if T.attrs.get("units") == "degC" else 0.0)
     with torch.no_grad():

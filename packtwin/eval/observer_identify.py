@@ -87,9 +87,8 @@ def identified_params(truth: xr.Dataset, cells: Sequence[int], train_scenarios: 
                             f"snapshot]) give {K} samples after the start, at least "
                             f"{config.min_samples} needed")
     seq = {}
-    # the voltage is read at the sample's instant current (stores before stop 32 lack it: the
-    # period's mean stands in, as in the filters)
-    instant = "current_end" if "current_end" in truth.variables else "current"
+    # the voltage is read at the sample's instant current (as in the filters)
+    instant = schema.instant_current(truth)
     for name, src in (("voltage", "voltage"), ("current", "current"),
                       ("temperature", "temperature"), ("current_end", instant)):
         var = truth[src].transpose(schema.SCENARIO, schema.CELL, schema.SNAPSHOT, schema.TIME)

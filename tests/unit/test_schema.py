@@ -41,6 +41,8 @@ def test_a_store_made_before_the_instant_current_validates_and_observers_fall_ba
     ds = store.open_store(synthetic_store).load()
     old = ds.drop_vars("current_end")
     assert schema.validate(old) == []
+    assert schema.instant_current(ds) == "current_end"
+    assert schema.instant_current(old) == "current"
     t = old.isel(scenario=[0])
     valid = np.broadcast_to((t["valid"].transpose("scenario", "snapshot", "time").values > 0)
                             [:, None], (1, t.sizes["cell"], t.sizes["snapshot"], t.sizes["time"]))
