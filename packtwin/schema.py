@@ -232,6 +232,14 @@ LIFE_VARIABLES: dict[str, Var] = {v.name: v for v in (
         description="1: a slow capacity test (CC discharge at the generator's "
                     "protocol.checkup_c_rate after a full charge), 0: a regular cycle of the "
                     "scenario; NaN: not run. Capacities of the two kinds are not comparable."),
+    Var("checkup_pulse_resistance", SUMMARY_DIMS, "Ohm", "Resistance of the check-up's pulse",
+        "life", bounds=(0.0, None),
+        description="Measured: (voltage just before the pulse - voltage at the pulse's end) / "
+                    "(current at the pulse's end - current before), both at their instants; the "
+                    "pulse (attrs of the generator config: protocol.checkup_pulse_c_rate for "
+                    "protocol.checkup_pulse_s) steps the pack current up inside one storage period "
+                    "of each check-up's slow discharge, as a lab's HPPC test. NaN on regular "
+                    "cycles."),
     Var("checkup_lithium", SUMMARY_DIMS, "mol", "Lithium in the particles read from a check-up",
         "life", bounds=(0.0, None),
         description="From V/I of each check-up's slow discharge, an OCV fit with the nominal "

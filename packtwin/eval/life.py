@@ -129,7 +129,8 @@ def judge(ds, live, forecast, calib_scenarios: Sequence[int], calib_cells: Seque
 def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int], upto: int,
                    use_resistance: bool = False, plating: str | None = None,
                    cell_rates: bool = False, plating_every: int = 1,
-                   rate_from_fade: bool = True, lithium_from: str = "capacity") -> tuple:
+                   rate_from_fade: bool = True, lithium_from: str = "capacity",
+                   use_pulse: bool = True) -> tuple:
     """The twin calibrated on the given runs' cycles <= upto, and its estimates of every run:
     (model, live: corrected by every cycle, forecast: corrected only up to ``upto``, cost).
 
@@ -146,14 +147,15 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
     plating core on every N-th cycle only, the plated lithium between interpolated
     (:func:`packtwin.physics.plating.plating_over_life`'s ``every``). ``rate_from_fade``: the
     twin's :class:`packtwin.physics.life_state.LifeModel` field of that name, as is
-    ``lithium_from`` ("capacity" | "checkup": what measures the lost lithium)."""
+    ``lithium_from`` ("capacity" | "checkup": what measures the lost lithium) and ``use_pulse``
+    (read the check-up pulses' resistance where the store has them)."""
     from packtwin.eval import plating_life
     from packtwin.physics.life_pack import calibrate_pack, calibrate_rates, track_pack
     from packtwin.physics.life_state import life_model
 
     model = calibrate_pack(ds, calib_scenarios, calib_cells, upto_cycle=upto,
                            model=life_model(rate_from_fade=rate_from_fade,
-                                            lithium_from=lithium_from),
+                                            lithium_from=lithium_from, use_pulse=use_pulse),
                            use_resistance=use_resistance, plated_apart=plating is not None)
     rates = calibrate_rates(ds, calib_scenarios, calib_cells, upto, model) if cell_rates else None
     live = track_pack(ds, model, use_resistance=use_resistance, rates=rates)

@@ -96,6 +96,10 @@ class LifeConfig:
     LifeModel`'s ``rate_from_fade``); False: only the dead-lithium rate, the SEI rate stays at its
     prior (the nominal rate for an uncalibrated cell). For 1000-cycle stores, where the fade's
     sensitivity to the SEI rate nearly cancels"""
+    use_pulse: bool = True
+    """where the store has check-up pulses (``checkup_pulse_resistance``: the generator's
+    ``protocol.checkup_pulse_c_rate``), their resistance rise corrects each cell's SEI rate
+    (:class:`packtwin.physics.life_state.LifeModel`'s ``use_pulse``); False: they are not read"""
     lithium_from: str = "capacity"
     """what measures each cell's lost lithium (:class:`packtwin.physics.life_state.LifeModel`'s
     ``lithium_from``): "capacity" (every regular cycle's fade over the calibrated capacity per
@@ -142,6 +146,7 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
                       plating=plating, plating_every=every,
                       cell_rates=bool(spec.get("cell_rates", False)),
                       rate_from_fade=_flag(spec, "rate_from_fade", True),
+                      use_pulse=_flag(spec, "use_pulse", True),
                       lithium_from=_lithium_from(spec))
 
 
@@ -274,7 +279,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
                                                       cfg.use_resistance, cfg.plating,
                                                       cfg.cell_rates, cfg.plating_every,
-                                                      cfg.rate_from_fade, cfg.lithium_from)
+                                                      cfg.rate_from_fade, cfg.lithium_from,
+                                                      cfg.use_pulse)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}

@@ -6,6 +6,8 @@ From the store only what a pack's cell-level logger measures enters the estimate
 * the cell's temperature in every cycle (``life_temperature``: the growth law's driver);
 * its discharge capacity, counted from its own measured current (``life_current``): the largest
   charge drawn since the cycle's start (:func:`measured_capacity`; regenerative pulses net out);
+* the resistance of each check-up's current pulse (``checkup_pulse_resistance``, where the store
+  has one: ``protocol.checkup_pulse_c_rate``), whose rise is the SEI film grown;
 * optionally (``use_resistance``), the resistance at the start of each discharge from measured
   V/I (:func:`step_resistance`): the voltage drop over the first storage period of the discharge
   over the current, i.e. a ``period_s`` resistance (60 s on the presets), not the instantaneous
@@ -101,6 +103,9 @@ def cell_life(ds, scenario: int, cell: int, truth: bool = False, use_resistance:
             "capacity": (schema.SUMMARY_DIMS, cap)}
     if use_resistance:
         data["life_resistance"] = (schema.SUMMARY_DIMS, res)
+    if "checkup_pulse_resistance" in one.variables:  # measured: read whenever the store has it
+        _require(ds, ("checkup_pulse_resistance",), f"cell_life(scenario={scenario}, cell={cell})")
+        data["checkup_pulse_resistance"] = one["checkup_pulse_resistance"].astype(float)
     if checkup_lithium:
         if "checkup" not in one.variables:
             raise ValueError(f"cell_life(scenario={scenario}, cell={cell}): the check-up lithium "

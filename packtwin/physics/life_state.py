@@ -81,6 +81,7 @@ from packtwin.physics.sei import sei_growth_rate
 
 AH_PER_MOL = F / 3600.0  # A h of charge per mole of lithium
 LITHIUM_SOURCES = ("capacity", "checkup")  # LifeModel.lithium_from
+PULSE_ITERATIONS = 5  # iterated-EKF steps of an update that reads a check-up pulse
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,16 @@ class LifeModel:
     noise_checkup_mol: float = 2e-5  # noise of a check-up's lithium change [mol]
     beta_forget: float = 0.97  # with check-ups: forgetting factor per regular cycle of the cell's
     # own capacity-per-lithium fit (memory ~ 1 / (1 - f) cycles); 1 keeps every cycle
+    kappa_pulse: float | None = None  # film resistance per SEI thickness seen by the check-up's
+    # pulse [Ohm/m]; None: kappa (the film alone: a pulse in the middle of the slow discharge
+    # moves no charge-transfer term with the lithium lost, README "Pack life")
+    noise_pulse_ohm: float = 2e-5  # noise of a pulse resistance's rise [Ohm]: a cycle's top of
+    # charge shifting by 0.5 % of capacity moved the 0.1 s reading by up to 4e-5 (life-long pack,
+    # seed 0, 25 C)
+    pulse_rel_std: float = 0.06  # per-cell spread of what the pulse reads of the film, relative
+    # (its surface area as kappa_rel_std, and the charge transfer at the pulse's stoichiometry,
+    # which drifts as lithium is lost: 0.97-1.10 of the nominal kappa on seed 0's cells at 25 C)
+    use_pulse: bool = True  # the check-up pulse (where the run has one) corrects ln D
 
     def __post_init__(self) -> None:
         if not 0.0 < self.beta_forget <= 1.0:
@@ -218,7 +229,8 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
              model: LifeModel, resistance_ohm: np.ndarray | None = None,
              step_temperature_k: np.ndarray | None = None, ref_cycle: int = 2,
              update_until: int | None = None,
-             checkup_lithium_mol: np.ndarray | None = None) -> LifeEstimate:
+             checkup_lithium_mol: np.ndarray | None = None,
+             pulse_resistance_ohm: np.ndarray | None = None) -> LifeEstimate:
     """Run the filter over one cell's cycles.
 
     Args:
@@ -235,6 +247,11 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
         checkup_lithium_mol: lithium in the particles read at each check-up [N] (NaN on other
             cycles; :func:`packtwin.physics.checkup_inventory.checkup_lithium`); required with
             ``model.lithium_from == "checkup"``, ignored otherwise.
+        pulse_resistance_ohm: each check-up pulse's resistance [N] (NaN on other cycles; the
+            store's ``checkup_pulse_resistance``); its rise since the first pulse is the SEI film
+            grown meanwhile times ``kappa_pulse`` (with the cell's kappa spread as noise), a
+            measurement of the SEI itself where the capacity fade hardly carries the rate.
+            Ignored with ``model.use_pulse`` False.
     """
     g = np.asarray(exposure, dtype=float)
     d = np.asarray(duration, dtype=float)
@@ -249,13 +266,19 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
         raise ValueError("estimate: LifeModel.lithium_from is 'checkup' but no "
                          "checkup_lithium_mol was given (the run has no check-up cycles read)")
     n_ck = (np.asarray(checkup_lithium_mol, dtype=float) if by_checkup else np.full(N, np.nan))
+    r_p = (np.asarray(pulse_resistance_ohm, dtype=float)
+           if pulse_resistance_ohm is not None and model.use_pulse else np.full(N, np.nan))
     if (q.shape != (N,) or d.shape != (N,) or res.shape != (N,) or ct.shape != (N,)
-            or n_ck.shape != (N,)):
+            or n_ck.shape != (N,) or r_p.shape != (N,)):
         raise ValueError(f"estimate: exposure has {N} cycles, duration shape {d.shape}, "
                          f"capacity shape {q.shape}, resistance shape {res.shape}, step "
-                         f"temperature shape {ct.shape}, check-up lithium shape {n_ck.shape}")
+                         f"temperature shape {ct.shape}, check-up lithium shape {n_ck.shape}, "
+                         f"pulse resistance shape {r_p.shape}")
     read = np.flatnonzero(np.isfinite(n_ck))
     c0 = int(read[0]) if read.size else -1  # the first check-up read: the lithium's reference
+    pulses = np.flatnonzero(np.isfinite(r_p))
+    p0 = int(pulses[0]) if pulses.size else -1  # the first pulse: the film's reference
+    kappa_p = model.kappa if model.kappa_pulse is None else model.kappa_pulse
     last = N if update_until is None else min(int(update_until), N)
     theta = np.array([math.log(model.D_nominal), model.psi_prior])
     P = np.diag([model.D_spread ** 2, model.psi_prior_std ** 2])
@@ -286,25 +309,45 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
             fade = math.nan if by_checkup else (q_ref - q[c]) / (model.beta * AH_PER_MOL)
             # lithium lost between the states the two check-ups start from (cycles c0-1, c-1)
             drop = n_ck[c0] - n_ck[c] if c0 >= 0 and c > c0 else math.nan
-            y = np.array([fade, res[c] - res[r], drop])
-            h, H, grown = _measurement(theta, model, g[:c + 1], d[:c + 1], ct[:c + 1], r,
-                                       c0 if 0 <= c0 < c else 0)
-            if not model.rate_from_fade:
-                H[0, 0] = H[2, 0] = 0.0
-            # the cell's own kappa is unknown within its spread: resistance noise grows with L
-            film = model.kappa_rel_std * model.kappa * grown
-            noise = np.array([model.noise_mol ** 2, model.noise_ohm ** 2 + film ** 2,
-                              model.noise_checkup_mol ** 2])
-            use = np.isfinite(y)
-            if use.any():
-                Hu = H[use]
-                S = Hu @ P @ Hu.T + np.diag(noise[use])
-                nu = y[use] - h[use]
-                S_inv = np.linalg.inv(S)
-                if math.sqrt(float(nu @ S_inv @ nu)) <= model.gate:
-                    K = P @ Hu.T @ S_inv
-                    theta = theta + K @ nu
-                    P = P - K @ Hu @ P
+            rise_p = r_p[c] - r_p[p0] if p0 >= 0 and c > p0 else math.nan
+            y = np.array([fade, res[c] - res[r], drop, rise_p])
+
+            def linearised(th, rows):
+                h, H, grown, grown_p = _measurement(th, model, g[:c + 1], d[:c + 1], ct[:c + 1],
+                                                    r, c0 if 0 <= c0 < c else 0,
+                                                    p0 if 0 <= p0 < c else 0, kappa_p)
+                if not model.rate_from_fade:
+                    H[0, 0] = H[2, 0] = 0.0
+                # the cell's own kappa is unknown within its spread: noise grows with the film
+                film = model.kappa_rel_std * model.kappa * grown
+                film_p = model.pulse_rel_std * kappa_p * grown_p
+                noise = np.array([model.noise_mol ** 2, model.noise_ohm ** 2 + film ** 2,
+                                  model.noise_checkup_mol ** 2,
+                                  model.noise_pulse_ohm ** 2 + film_p ** 2])
+                return h[rows], H[rows], np.diag(noise[rows])
+
+            # The pulse is processed after the others, as its own update (independent noise, so
+            # the same posterior for a linear model): each has its own gate, and its update is
+            # iterated (Gauss-Newton, the iterated EKF): a pulse's rise can move ln D by several
+            # prior sigmas at once, where one linearisation at the prior undershoots and the
+            # shrunk P then holds the estimate short.
+            for rows, iterations in ((np.isfinite(y) & (np.arange(4) < 3), 0),
+                                     (np.isfinite(y) & (np.arange(4) == 3), PULSE_ITERATIONS)):
+                if not rows.any():
+                    continue
+                h, Hu, Rn = linearised(theta, rows)
+                S_inv = np.linalg.inv(Hu @ P @ Hu.T + Rn)
+                nu = y[rows] - h
+                if math.sqrt(float(nu @ S_inv @ nu)) > model.gate:
+                    continue
+                K = P @ Hu.T @ S_inv
+                th = theta + K @ nu
+                for _ in range(iterations):
+                    h, Hu, Rn = linearised(th, rows)
+                    K = P @ Hu.T @ np.linalg.inv(Hu @ P @ Hu.T + Rn)
+                    th = theta + K @ (y[rows] - h - Hu @ (theta - th))
+                theta = th
+                P = P - K @ Hu @ P
         D_hist[c], psi_hist[c] = math.exp(theta[0]), theta[1]
     # Every cycle's states with the parameters known after it (its whole history re-read).
     L, n = np.empty(N), np.empty(N)
@@ -315,22 +358,31 @@ def estimate(exposure: np.ndarray, duration: np.ndarray, capacity_ah: np.ndarray
                         D=D_hist, psi=psi_hist)
 
 
-def _measurement(theta, model: LifeModel, g, d, ct, r: int, c0: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """h = (lithium lost, resistance rise) between cycle r and the last one (0-based), and the
+def _measurement(theta, model: LifeModel, g, d, ct, r: int, c0: int = 0, p0: int = 0,
+                 kappa_p: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """h = (lithium lost, resistance rise) between cycle r and the last one (0-based), the
     lithium lost between the starts of check-up cycle c0 and of the last cycle (the ends of the
-    cycles before them), the Jacobian [3, 2] in (ln D, psi) (exact in psi: h is linear in it;
-    central difference in ln D) and the SEI grown meanwhile [m]. ``ct``: Arrhenius factor of the
-    charge-transfer term per cycle."""
+    cycles before them), and the pulse resistance's film rise between the starts of pulse cycle
+    p0 and of the last cycle (the pulse falls inside the check-up's discharge, on the SEI the
+    cycle started with); the Jacobian [4, 2] in (ln D, psi) (exact in psi: h is linear in it;
+    central difference in ln D), the SEI grown since cycle r and since p0's start [m].
+    ``ct``: Arrhenius factor of the charge-transfer term per cycle."""
+    kp = model.kappa if kappa_p is None else kappa_p
+
     def h_of(th):
         L, n = paths(th, model, g, d)
         rise = model.kappa * (L[-1] - L[r]) - model.xi * (ct[-1] * n[-1] - ct[r] * n[r])
         before = np.concatenate([[0.0], n])  # before[k]: lost at cycle k's start
-        return np.array([n[-1] - n[r], rise, before[-2] - before[c0]])
+        L_before = np.concatenate([[model.L_0], L])
+        return np.array([n[-1] - n[r], rise, before[-2] - before[c0],
+                         kp * (L_before[-2] - L_before[p0])])
 
     h = h_of(theta)
     eps = 1e-4
     dh_dlnD = (h_of(theta + [eps, 0.0]) - h_of(theta - [eps, 0.0])) / (2 * eps)
     dh_dpsi = h_of(np.array([theta[0], 1.0])) - h_of(np.array([theta[0], 0.0]))
     L, _ = paths(theta, model, g, d)
-    return h, np.stack([dh_dlnD, dh_dpsi], axis=1), float(L[-1] - L[r])
+    L_before = np.concatenate([[model.L_0], L])
+    return (h, np.stack([dh_dlnD, dh_dpsi], axis=1), float(L[-1] - L[r]),
+            float(L_before[-2] - L_before[p0]))

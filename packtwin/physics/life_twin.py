@@ -55,9 +55,11 @@ def track(ds, model: LifeModel, update_until: int | None = None):
     g, d = exposure_of(ds)
     res = one["life_resistance"].values if "life_resistance" in one.variables else None
     n_ck = one["checkup_lithium"].values if "checkup_lithium" in one.variables else None
+    pulse = (one["checkup_pulse_resistance"].values
+             if "checkup_pulse_resistance" in one.variables else None)
     est = estimate(g, d, one["capacity"].values, model, resistance_ohm=res,
                    step_temperature_k=step_temperature(ds), update_until=update_until,
-                   checkup_lithium_mol=n_ck)
+                   checkup_lithium_mol=n_ck, pulse_resistance_ohm=pulse)
     out = xr.Dataset({
         name: (schema.SUMMARY_DIMS, np.asarray(val, dtype=float)[None, None, :])
         for name, val in (("sei_thickness_est", est.sei_nm), ("lli_est", est.lli_pct),

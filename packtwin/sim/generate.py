@@ -337,7 +337,9 @@ def open_or_create(path: Path, cfg: GenerateConfig, cells: list[dict], nominal: 
 # Options added after stores were made, with the value that reproduces those stores: an older
 # store resumes under a config that leaves them at these values.
 NEW_DEFAULTS = {"cycle_series": False,
-                "protocol": {"checkup_every": 0, "checkup_c_rate": 0.2},
+                "protocol": {"checkup_every": 0, "checkup_c_rate": 0.2,
+                             "checkup_pulse_c_rate": 0.0, "checkup_pulse_s": 0.1,
+                             "checkup_pulse_at": 0.5},
                 # stores made before the exact cut-off (issue #10's capacity sawtooth)
                 "solver": {"cutoff": "grid", "fewer_trials": False, "coupling": "stepped"}}
 

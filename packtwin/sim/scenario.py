@@ -226,14 +226,18 @@ def _simulate(cfg, task: dict, result: dict) -> None:
             life[name] = np.full((n_cells, cfg.n_cycles, n_t), np.nan, dtype="float32")
     if p.checkup_every > 0:
         life["checkup"] = np.full((n_cells, cfg.n_cycles), np.nan)
+    if cfgmod.has_pulse(cfg):
+        life["checkup_pulse_resistance"] = np.full((n_cells, cfg.n_cycles), np.nan)
 
     track = result["_track"]
     exact = cfg.solver.cutoff == "crossing"  # else the grid cut-off of older stores
 
-    def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0, then=None):
-        """One coupling step of up to n_max periods; records every period's sample."""
+    def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0, then=None, dt_=None):
+        """One coupling step of up to n_max periods (of ``dt_``, default the storage period);
+        records every period's sample."""
         track["cell_error"] = None  # cell failures of this step's trials only
-        res = stepper.advance(dt, n_max, i_req, p.v_min, p.v_max, hold, i_floor, then)
+        res = stepper.advance(dt if dt_ is None else dt_, n_max, i_req, p.v_min, p.v_max, hold,
+                              i_floor, then)
         result["iterations"] += res.iterations
         result["split_rescues"] = stepper.rescues  # steps saved by the whole-step secant
         if cfg.solver.coupling == "dae":  # of the scenario's CPU, the joint integrations'
@@ -266,6 +270,33 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                 break
         return last, k
 
+    def pulse_step(rec, i_base, prev, ah):
+        """One storage period of a check-up's discharge holding the resistance pulse: the pack
+        current at ``checkup_pulse_c_rate`` for ``checkup_pulse_s``, then back at ``i_base`` for
+        the rest of the period, recorded as one sample (the period's mean current, the voltage
+        at its end), so the stored grid and the counted charge stay those of any period. Returns
+        (last step, 1, each cell's pulse resistance [Ohm]: drop of its voltage from just before
+        the pulse to the pulse's end over its current step; NaN where a cut-off ended it)."""
+        t_p = p.checkup_pulse_s
+        v0, i0 = prev.samples()[-1], prev.end_currents()[-1]
+        r1, out1, _ = do_step(None, p.checkup_pulse_c_rate * q_pack, 1, dt_=t_p)
+        v1, i1 = r1.samples()[-1], r1.end_currents()[-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r_pulse = np.where(np.abs(i1 - i0) > 1e-9, (v0 - v1) / (i1 - i0), np.nan)
+        if r1.limit == "v_min":  # the cell could not hold the pulse: no reading, discharge ends
+            r_pulse[:] = np.nan
+            r2 = r1
+            rest_i = np.zeros_like(i1)
+        else:
+            r2, out1, _ = do_step(None, i_base, 1, dt_=dt - t_p)
+            rest_i = r2.currents()[-1]
+        mean_i = (r1.currents()[-1] * t_p + rest_i * (dt - t_p)) / dt
+        ah += mean_i * dt / 3600.0
+        volts = r2.samples()[-1]
+        pack_v = sum(float(np.mean(volts[g * npar:(g + 1) * npar])) for g in range(ns))
+        rec.add(out1, mean_i, pack_v, float(mean_i[:npar].sum()), r2.end_currents()[-1])
+        return (r2, out1, pack_v), 1, r_pulse
+
     every = int(task.get("checkpoint_every") or 0)
     path = task.get("store")
     if path is not None and not Path(path).is_dir():
@@ -294,10 +325,20 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         # --- discharge: one segment per run of periods at one current (pulse edges end steps) ---
         track["phase"] = "check-up discharge" if checkup else "discharge"
         k = 0
+        k_pulse = cfgmod.pulse_period(cfg) if checkup and cfgmod.has_pulse(cfg) else None
         while k < steps["discharge"]:
             mult, n = 1.0, steps["discharge"] - k
             if pulse:
                 mult, n = _pulse_run(p.pulse_pattern, k, n, dt)
+            if k_pulse is not None and k == k_pulse > 0:  # the period after the last segment
+                (res, out, pv), done, r_pulse = pulse_step(rec, d_rate * q_pack, res, charge_ah)
+                life["checkup_pulse_resistance"][:, cycle - 1] = r_pulse
+                k += done
+                if res.limit == "v_min":
+                    break
+                continue
+            if k_pulse is not None and k < k_pulse:
+                n = min(n, k_pulse - k)
             (res, out, pv), done = segment(rec, d_rate * q_pack * mult, n,
                                            stop=lambda r: r.limit == "v_min", ah=charge_ah,
                                            then=(0.0, None) if exact else None)

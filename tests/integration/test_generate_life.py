@@ -34,10 +34,12 @@ def _tiny(**changes):
 
 @pytest.fixture(scope="module")
 def life_store(tmp_path_factory):
-    """The tiny pack at 10 and 45 C, 5 cycles, a C/2 check-up every 3rd, every cycle logged."""
+    """The tiny pack at 10 and 45 C, 5 cycles, a C/2 check-up every 3rd with a 1 s 1C pulse
+    half-way, every cycle logged."""
     cfg = _tiny(n_cycles=5, snapshot_every=2, cycle_series=True,
                 scenarios=[Scenario(t, 1.0, 1.0, "cccv") for t in (10.0, 45.0)])
     cfg.protocol.checkup_every, cfg.protocol.checkup_c_rate = 3, 0.5
+    cfg.protocol.checkup_pulse_c_rate = 1.0
     path = tmp_path_factory.mktemp("life") / "life.zarr"
     assert run(cfg, path, workers=2, quiet=True)["ok"] == 2
     return path
@@ -66,6 +68,31 @@ def test_checkups_flagged_and_every_cycle_logged(life_store):
 
     q = measured_capacity(ds["life_current"].values, ds.attrs["period_s"])
     np.testing.assert_allclose(q, cap, rtol=2e-3)
+
+
+def test_check_up_pulse_read_inside_one_period(life_store):
+    """The pulse's resistance is stored on check-ups only; the period holding it is one sample
+    on the grid (its current the period's mean: the counted capacity is checked above), and a
+    hot cell reads a lower resistance (faster kinetics and electrolyte)."""
+    ds = store.open_store(life_store).load()
+    r = ds["checkup_pulse_resistance"]
+    assert r.attrs["units"] == "Ohm"
+    ck = ds["checkup"].values == 1
+    assert np.isfinite(r.values[ck]).all() and np.isnan(r.values[~ck]).all()
+    assert ((r.values[ck] > 0.01) & (r.values[ck] < 0.06)).all()  # tens of mOhm: 5 mOhm contact + cell
+    assert (r.values[1, :, 2] < r.values[0, :, 2]).all()
+    # the period after the pulse period: back at C/2; the pulse period's mean current lies
+    # between C/2 and 1C in proportion to the pulse's second
+    from packtwin.sim import config as cfgmod
+    from packtwin.sim.generate import parse
+
+    cfg, _ = parse(["--preset", "tiny"])
+    k = cfgmod.pulse_period(dataclasses.replace(
+        cfg, protocol=dataclasses.replace(cfg.protocol, checkup_every=3, checkup_c_rate=0.5,
+                                          checkup_pulse_c_rate=1.0))) + 1  # sample index
+    i = ds["life_current"].values[0, :, 2]
+    pack = i[:, k].sum() / i[:, k + 1].sum()
+    assert pack == pytest.approx(1.0 + 1.0 / cfg.solver.period_s, rel=2e-3)
 
 
 def test_twin_over_life_on_the_store_grows_faster_hot(life_store):

@@ -332,3 +332,26 @@ def test_lithium_from_reaches_the_twin_and_is_refused_unless_known():
     # a store without check-ups is refused by name, not estimated from the fade silently
     with pytest.raises(ValueError, match="no 'checkup' variable"):
         life.twin_estimates(ds.drop_vars("checkup"), [0], [0], 20, lithium_from="checkup")
+
+
+def test_check_up_pulses_reach_the_twin_and_are_refused_unless_a_bool():
+    """An unseen cell's SEI rate 16 % above nominal: with the fade kept off the rate, only the
+    check-up pulses move it, and life.use_pulse false leaves them unread."""
+    from packtwin.eval import life
+
+    with pytest.raises(LifeConfigError, match=r"'use_pulse' must be true or false, got 1"):
+        life_evaluate.parse(_spec(use_pulse=1))
+    assert life_evaluate.parse(_spec()).use_pulse is True
+    ds = _store(n_cycles=120, checkup_every=20, pulses=True).assign_coords(
+        discharge_c_rate=("scenario", [1.0, 1.0]))
+    assert cell_life(ds, 0, 1)["checkup_pulse_resistance"].notnull().sum() == 6
+    sei, truth = {}, ds["sei_thickness_end"].values[:, 1, -1]
+    for flag in (True, False):
+        model, live, _, _ = life.twin_estimates(ds, [0], [0], 20, rate_from_fade=False,
+                                                use_pulse=flag)
+        assert model.use_pulse is flag
+        sei[flag] = live["sei_thickness_est"].values[:, 1, -1]
+        if not flag:
+            np.testing.assert_allclose(live["sei_diffusivity_est"].values[:, 1],
+                                       model.D_nominal, rtol=1e-12)
+    assert (np.abs(sei[True] - truth) < 0.5 * np.abs(sei[False] - truth)).all()

@@ -58,17 +58,19 @@ def _cycle_series(q_ah, r_ohm, checkup, lost_before=None):
 
 
 def _store(n_cycles=60, D=(2.5e-22, 2.9e-22), checkup_every=25, cycles_done=None,
-           beta=(1.0, 1.0), psi=0.0, ocv_checkups=False):
+           beta=(1.0, 1.0), psi=0.0, ocv_checkups=False, pulses=False):
     """2 scenarios (25, 45 C) x 2 cells; cell c has SEI diffusivity D[c] in both scenarios;
     scenario s's capacity fades by beta[s] x F / 3600 per lithium lost, psi is the cells'
     dead-lithium rate; ``ocv_checkups``: check-up discharges follow the OCV of the lithium
-    left."""
+    left; ``pulses``: each check-up also reads ``checkup_pulse_resistance``, the film of the SEI
+    the cycle starts with (kappa x L) on a 25 mOhm offset."""
     model = life_model()
     shape = (len(AMBIENT), len(D), n_cycles)
     series = {n: np.full(shape + (N_T,), np.nan) for n in ("life_voltage", "life_current",
                                                            "life_temperature")}
     truth = {n: np.full(shape, np.nan) for n in ("sei_thickness_end", "lli", "capacity")}
     checkup = np.zeros(shape)
+    pulse = np.full(shape, np.nan)
     slow = np.array([(c + 1) % checkup_every == 0 for c in range(n_cycles)])
     checkup[..., slow] = 1.0
     for s, amb in enumerate(AMBIENT):
@@ -83,6 +85,7 @@ def _store(n_cycles=60, D=(2.5e-22, 2.9e-22), checkup_every=25, cycles_done=None
             t = T
             for name, arr in zip(series, (v, i, t)):
                 series[name][s, j] = arr
+            pulse[s, j, slow] = 0.025 + model.kappa * np.concatenate([[model.L_0], L[:-1]])[slow]
             truth["sei_thickness_end"][s, j] = L * 1e9
             truth["lli"][s, j] = 100.0 * n / model.n_li0
             truth["capacity"][s, j] = q
@@ -90,6 +93,8 @@ def _store(n_cycles=60, D=(2.5e-22, 2.9e-22), checkup_every=25, cycles_done=None
     data = {n: (dims4, a.astype("float32")) for n, a in series.items()}
     data.update({n: (schema.SUMMARY_DIMS, a) for n, a in truth.items()})
     data["checkup"] = (schema.SUMMARY_DIMS, checkup)
+    if pulses:
+        data["checkup_pulse_resistance"] = (schema.SUMMARY_DIMS, pulse)
     done = np.full(len(AMBIENT), float(n_cycles)) if cycles_done is None else \
         np.asarray(cycles_done, dtype=float)
     data["cycles_done"] = ((schema.SCENARIO,), done)

@@ -284,3 +284,67 @@ def test_checkup_settings_are_checked():
         life_model(lithium_from="voltage")
     with pytest.raises(ValueError, match="beta_forget must be in"):
         life_model(beta_forget=0.0)
+
+
+def _pulses(model, L, every, r_0=0.028, kappa=None):
+    """Check-up pulse resistances of a cell whose film follows ``L`` (end-of-cycle SEI [m]): read
+    on the SEI each check-up cycle starts with, NaN on the other cycles."""
+    kp = model.kappa if kappa is None else kappa
+    before = np.concatenate([[model.L_0], L[:-1]])
+    out = np.full(len(L), np.nan)
+    ck = np.arange(every - 1, len(L), every)
+    out[ck] = r_0 + kp * before[ck]
+    return out
+
+
+def test_check_up_pulses_pin_the_rate_the_fade_cannot():
+    """Late in life the fade hardly carries the SEI rate (rate_from_fade off, an unseen cell at
+    the nominal prior); the pulse's film rise does: five exact pulses pull the rate from 25 %
+    off to within 7 % (the rest is the prior's weight against the pulse's assumed per-cell
+    spread), and a run without pulses, or with use_pulse off, keeps the nominal rate."""
+    import dataclasses
+
+    model = dataclasses.replace(life_model(), rate_from_fade=False)
+    D_true, psi_true = 0.8 * model.D_nominal, 4e-10
+    g, d, q, _, L_true, _ = _synthetic(model, _history(308.15, 300, wobble=3.0), D_true,
+                                       psi_true)
+    pulse = _pulses(model, L_true, every=50)
+    est = estimate(g, d, q, model, pulse_resistance_ohm=pulse)
+    assert est.D[-1] == pytest.approx(D_true, rel=0.07, abs=0)
+    # before the second pulse there is no rise to read: the prior stands
+    np.testing.assert_allclose(est.D[:50], model.D_nominal, rtol=1e-12)
+    none = estimate(g, d, q, model)
+    off = estimate(g, d, q, dataclasses.replace(model, use_pulse=False),
+                   pulse_resistance_ohm=pulse)
+    np.testing.assert_allclose(none.D, model.D_nominal, rtol=1e-12)
+    np.testing.assert_array_equal(off.sei_nm, none.sei_nm)
+    err, err_none = (abs(e.sei_nm[-1] - 1e9 * L_true[-1]) for e in (est, none))
+    assert err < 0.3 * err_none
+    # a constant offset (contact, electrolyte, charge transfer) cancels in the rise
+    shifted = estimate(g, d, q, model, pulse_resistance_ohm=pulse + 0.004)
+    np.testing.assert_allclose(shifted.D, est.D, rtol=1e-9)
+
+
+def test_a_cell_whose_film_is_off_by_its_kappa_spread_is_off_by_that_much_and_no_more():
+    """The cell's own kappa differs from the nominal (its surface area, radius and active
+    fraction): the rise is read with the nominal kappa, so the SEI grown since the first pulse
+    is off by about that fraction; the noise model (kappa_rel_std) keeps the filter from
+    trusting it more than the law's prior."""
+    import dataclasses
+
+    model = dataclasses.replace(life_model(), rate_from_fade=False)
+    D_true = 1.15 * model.D_nominal
+    g, d, q, _, L_true, _ = _synthetic(model, _history(298.15, 600), D_true, 4e-10)
+    pulse = _pulses(model, L_true, every=100, kappa=1.03 * model.kappa)
+    est = estimate(g, d, q, model, pulse_resistance_ohm=pulse)
+    # the film read 3 % high: the SEI ends high by about as much (the law ties the start)
+    assert 0.0 < est.sei_nm[-1] / (1e9 * L_true[-1]) - 1.0 < 0.035
+    none = estimate(g, d, q, model)
+    assert abs(est.sei_nm[-1] - 1e9 * L_true[-1]) < 0.5 * abs(none.sei_nm[-1] - 1e9 * L_true[-1])
+
+
+def test_pulse_resistance_of_the_wrong_length_is_refused():
+    model = life_model()
+    g, d, q, _, _, _ = _synthetic(model, _history(298.15, 20), model.D_nominal, 0.0)
+    with pytest.raises(ValueError, match="pulse resistance shape"):
+        estimate(g, d, q, model, pulse_resistance_ohm=np.zeros(19))

@@ -89,3 +89,27 @@ def test_a_store_made_before_the_coupling_option_resumes_only_stepped():
     assert upgrade_stored_config(old, stepped) == cfgmod.to_dict(stepped)
     dae = cfgmod.GenerateConfig(solver=cfgmod.SolverConfig(coupling="dae"))
     assert upgrade_stored_config(old, dae) != cfgmod.to_dict(dae)
+
+
+def test_check_up_pulse_options():
+    cfg = _cfg(checkup_every=5, checkup_pulse_c_rate=1.0)
+    assert cfgmod.has_pulse(cfg) and not cfgmod.has_pulse(_cfg(checkup_every=5))
+    assert cfgmod.life_vars(cfg) == ["checkup", "checkup_pulse_resistance"]
+    # half of the nominal capacity at C/5 (2.5 h) on the 60 s grid: the pulse fills period 150
+    assert cfgmod.pulse_period(cfg) == 150
+    with pytest.raises(ConfigError) as err:
+        cfgmod.validate(_cfg(checkup_pulse_c_rate=1.0, checkup_pulse_s=60.0,
+                             checkup_pulse_at=0.99))
+    msg = str(err.value)
+    assert "checkup_pulse_c_rate > 0 needs check-up cycles" in msg
+    assert "protocol.checkup_pulse_s must be in (0, solver.period_s = 60.0) s" in msg
+    assert "protocol.checkup_pulse_at must be a discharged fraction in [0.05, 0.9], found 0.99" in msg
+    with pytest.raises(ConfigError, match="checkup_pulse_c_rate must be a C-rate >= 0"):
+        cfgmod.validate(_cfg(checkup_every=5, checkup_pulse_c_rate=-1.0))
+    # a store made before the pulse resumes with no pulse, and only then
+    old = cfgmod.to_dict(_cfg(checkup_every=5))
+    for key in ("checkup_pulse_c_rate", "checkup_pulse_s", "checkup_pulse_at"):
+        del old["protocol"][key]
+    assert upgrade_stored_config(old, _cfg(checkup_every=5)) == cfgmod.to_dict(
+        _cfg(checkup_every=5))
+    assert upgrade_stored_config(old, cfg) != cfgmod.to_dict(cfg)
