@@ -5,6 +5,10 @@
     python scripts/life_seeds.py --pool-only        # only pool the reports already there
     python scripts/life_seeds.py --seeds 0 1 2 3 --out reports/life_seeds
     python scripts/life_seeds.py --preset life-long  # the 1000-cycle preset (reports/life-long_seeds)
+    python scripts/life_seeds.py --preset life-long --life-set '{"use_pulse": false}' --tag nopulse
+                                                    # keys merged into the experiment's `life:`
+                                                    # section; reports/life-long[-sS]-nopulse,
+                                                    # pooled in reports/life-long_seeds-nopulse
 
 ``--preset P`` (default life-demo) reads configs/generate/P.yaml and configs/experiments/P.yaml;
 seed 0 keeps their store and output, seed S goes to data/P-sS.zarr and reports/P-sS. Below,
@@ -49,30 +53,55 @@ def store_for(seed: int, preset: str = PRESET) -> str:
     return f"data/{preset}.zarr" if seed == OWN_SEED else f"data/{preset}-s{seed}.zarr"
 
 
-def output_for(seed: int, preset: str = PRESET) -> str:
-    return f"reports/{preset}" if seed == OWN_SEED else f"reports/{preset}-s{seed}"
+def output_for(seed: int, preset: str = PRESET, tag: str = "") -> str:
+    base = f"reports/{preset}" if seed == OWN_SEED else f"reports/{preset}-s{seed}"
+    return f"{base}-{tag}" if tag else base
 
 
-def run(seeds: list[int], workers: int, preset: str = PRESET) -> None:
+def life_section(preset: str, changes: dict) -> str | None:
+    """The experiment's ``life:`` section with ``changes`` merged in, as the JSON that
+    ``packtwin evaluate --life`` takes (it replaces the whole section); None without changes."""
+    if not changes:
+        return None
+    import dataclasses
+
+    import yaml
+
+    from packtwin.eval.life_evaluate import LifeConfig
+
+    with open(configs(preset)[1]) as f:
+        life = dict(yaml.safe_load(f)["life"])
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(LifeConfig)})
+    if unknown:
+        raise SystemExit(f"--life-set: {unknown} are not options of the life: section "
+                         f"(packtwin.eval.life_evaluate.LifeConfig)")
+    life.update(changes)
+    return json.dumps(life)
+
+
+def run(seeds: list[int], workers: int, preset: str = PRESET, tag: str = "",
+        life_changes: dict | None = None) -> None:
     generate, evaluate = configs(preset)
+    life = life_section(preset, life_changes or {})
     for seed in seeds:
         store = store_for(seed, preset)
         rc = packtwin(["generate", "--config", generate, "--seed", str(seed), "--store", store,
                        "--workers", str(workers), "--quiet"])
         if rc:
             raise SystemExit(f"generate seed {seed} -> {store} failed (exit {rc})")
-        out = output_for(seed, preset)
+        out = output_for(seed, preset, tag)
         if Path(out, "life_report.json").exists():
             continue
-        rc = packtwin(["evaluate", "--config", evaluate, "--store", store, "--output", out])
+        rc = packtwin(["evaluate", "--config", evaluate, "--store", store, "--output", out]
+                      + (["--life", life] if life else []))
         if rc:
             raise SystemExit(f"evaluate seed {seed} -> {out} failed (exit {rc})")
 
 
-def pool_reports(seeds: list[int], out: Path, preset: str = PRESET) -> dict:
+def pool_reports(seeds: list[int], out: Path, preset: str = PRESET, tag: str = "") -> dict:
     reports, where = {}, {}
     for s in seeds:
-        path = Path(output_for(s, preset), "life_report.json")
+        path = Path(output_for(s, preset, tag), "life_report.json")
         if not path.exists():
             raise SystemExit(f"seed {s}: {path} missing; run without --pool-only first")
         reports[s], where[s] = json.loads(path.read_text()), str(path)
@@ -93,15 +122,28 @@ def main(argv: list[str] | None = None) -> int:
                    help="configs/generate/P.yaml and configs/experiments/P.yaml (default %(default)s)")
     p.add_argument("--out", default=None, help="writes OUT.md and OUT.json (default "
                    "reports/life_seeds for life-demo, reports/P_seeds otherwise)")
+    p.add_argument("--life-set", default="{}", help="JSON object merged into the experiment's "
+                   "life: section for every draw (e.g. '{\"use_pulse\": false}'); use with --tag")
+    p.add_argument("--tag", default="", help="suffix of each draw's output folder and of the "
+                   "default pooled report")
     args = p.parse_args(argv)
+    try:
+        changes = json.loads(args.life_set)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--life-set is not JSON: {exc}") from exc
+    if not isinstance(changes, dict):
+        raise SystemExit(f"--life-set must be a JSON object, got {args.life_set!r}")
+    if changes and not args.tag:
+        raise SystemExit("--life-set changes the twin: give --tag so that its reports do not "
+                         "take the preset's own folders")
     for path in configs(args.preset):
         if not Path(path).is_file():
             raise SystemExit(f"--preset {args.preset}: {path} not found")
     out = args.out or ("reports/life_seeds" if args.preset == PRESET
-                       else f"reports/{args.preset}_seeds")
+                       else f"reports/{args.preset}_seeds") + (f"-{args.tag}" if args.tag else "")
     if not args.pool_only:
-        run(args.seeds, args.workers, args.preset)
-    pool_reports(args.seeds, Path(out), args.preset)
+        run(args.seeds, args.workers, args.preset, args.tag, changes)
+    pool_reports(args.seeds, Path(out), args.preset, args.tag)
     print(Path(out + ".md").read_text())
     return 0
 

@@ -318,6 +318,9 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                 "units": {"plated_lithium_mae": "mol/m3", "plated_lithium_true_mean": "mol/m3"}},
             "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,
                             "upto_cycle": upto, "use_resistance": cfg.use_resistance,
+                            "pulses": {"in_store": "checkup_pulse_resistance" in ds.variables,
+                                       "read": cfg.use_pulse
+                                       and "checkup_pulse_resistance" in ds.variables},
                             "cell_rates": {int(k): v for k, v in json.loads(
                                 live.attrs.get("calibrated_cell_rates", "{}")).items()},
                             "selection": cfg.calibration,

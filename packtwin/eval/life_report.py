@@ -40,6 +40,12 @@ def markdown(rep: dict) -> str:
                       f"on its truth SEI of cycles <= {cal['upto_cycle']}, in every scenario (a "
                       f"store's cell is one physical cell); every other cell from the nominal "
                       f"rate."]
+    pulses = cal.get("pulses")
+    if pulses is not None:
+        lines += ["", "Check-up pulses (`checkup_pulse_resistance`): " + (
+            "read by the twin and its forecast (the film's rise corrects each cell's SEI rate)"
+            if pulses["read"] else "in the store, not read (`life.use_pulse: false`)"
+            if pulses["in_store"] else "none in the store") + "."]
     lines += [""] + [f"- {c}" for c in rep.get("coverage", [])]
     header = ["split", "holds out", "runs", "cycles", "estimator", *(h for _, h in COLUMNS)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -126,6 +126,8 @@ def test_report_has_every_split_and_estimator(report, life_store):
     rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
     assert sum(any(f"| {e} |" in r for r in rows) for e in life_evaluate.ESTIMATORS) == 4
     assert len([r for r in rows if " +- " in r]) == len(SPLITS)  # data_only: mean +- std
+    assert report["calibration"]["pulses"] == {"in_store": False, "read": False}
+    assert "Check-up pulses (`checkup_pulse_resistance`): none in the store." in md
 
 
 def _config(tmp_path, store, **life_changes) -> str:
