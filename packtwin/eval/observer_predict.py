@@ -469,9 +469,11 @@ def _pick(mask: torch.Tensor, a, b):
     return _tree(lambda x, y: torch.where(mask.view(-1, *[1] * (x.dim() - 1)), y, x), a, b)
 
 
-def _after(V, I, T, lengths: np.ndarray, k: int, period: float, prior_name: str) -> dict:
+def _after(V, I, T, lengths: np.ndarray, k: int, period: float, prior_name: str,
+           I_end=None) -> dict:
     """``start_stoichiometry``'s ``after`` / ``period`` for a start at sample k: the
-    :data:`packtwin.physics.start_window.WINDOW_S` after it ("loaded_window" only)."""
+    :data:`packtwin.physics.start_window.WINDOW_S` after it ("loaded_window" only), with each
+    sample's instant current ``I_end`` where given (its voltage is read there)."""
     if prior_name != "loaded_window":
         return {}
     from packtwin.physics.start_window import WINDOW_S
@@ -479,7 +481,8 @@ def _after(V, I, T, lengths: np.ndarray, k: int, period: float, prior_name: str)
     w = slice(k + 1, k + 1 + int(round(WINDOW_S / period)))
     idx = torch.arange(V.shape[1])[w]
     valid = idx[None, :] < torch.as_tensor(np.asarray(lengths))[:, None]
-    return {"after": (V[:, w], I[:, w], T[:, w], valid), "period": period}
+    after = (V[:, w], I[:, w], T[:, w], valid) + (() if I_end is None else (I_end[:, w],))
+    return {"after": after, "period": period}
 
 
 def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, grid: dict,
@@ -500,7 +503,7 @@ def _run_ekf(params: CoreParams, seq: dict, lengths: np.ndarray, period: float, 
 
     def prior(k: int) -> EKFState:  # sample k's voltage read by the prior, the load's profile
         sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
-                                  **_after(V, I, T, lengths, k, period, prior_name))
+                                  **_after(V, I, T, lengths, k, period, prior_name, I_end))
         if k == 0 and prior_offset:  # the start only: a restart reads its sample as it is
             sto = offset_stoichiometry(sto, prior_offset, lo, hi)
         rest = core.initial_state(sto * c.neg.c_max, line.sto_p(sto) * c.pos.c_max)
@@ -646,7 +649,7 @@ def _run_subspace(params: CoreParams, seq: dict, lengths: np.ndarray, period: fl
     def prior(k: int) -> SubspaceEstimate:  # sample k's voltage read by the prior, loaded
         sto = start_stoichiometry(core, V[:, k], I[:, k], T[:, k], line, prior_name, lo, hi,
                                   obs.config.history_s,
-                                  **_after(V, I, T, lengths, k, period, prior_name))
+                                  **_after(V, I, T, lengths, k, period, prior_name, I_end))
         if k == 0 and prior_offset:  # the start only: a restart reads its sample as it is
             sto = offset_stoichiometry(sto, prior_offset, lo, hi)
         return obs.init_loaded(sto, I[:, k], T[:, k], lo, hi)

@@ -198,7 +198,9 @@ def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
     "ocv" (the voltage read as an OCV, :func:`invert_ocv`, the older behaviour).
 
     ``after``: (V, I, T, valid) [B, W] of the W samples after the start (``valid`` False past
-    a cycle's end), ``period`` [s] their spacing; needed by "loaded_window" only.
+    a cycle's end), optionally a fifth, I_end [B, W]: each sample's instant current, where its
+    voltage is read (a store's ``current_end``; without it the mean current I); ``period``
+    [s] their spacing; needed by "loaded_window" only.
 
     Raises:
         ValueError: an unknown ``prior``, or "loaded_window" without ``after`` / ``period``.
@@ -223,7 +225,8 @@ def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
     from packtwin.physics.start_window import window_start
 
     lo, hi = _window_of(core, lo, hi)
-    Va, Ia, Ta, valid = after
+    Va, Ia, Ta, valid = after[:4]
+    Ie = after[4] if len(after) > 4 else None
     B = core.params.n_cells
     col = lambda x, dt: torch.as_tensor(x, dtype=dt).expand(B)[:, None]  # noqa: E731
     V = torch.cat([col(voltage, torch.float64), torch.as_tensor(Va, dtype=torch.float64)], 1)
@@ -231,4 +234,6 @@ def start_stoichiometry(core: ReducedCore, voltage: Tensor, current: Tensor,
     Tw = torch.cat([col(temperature, core.dtype), torch.as_tensor(Ta, dtype=core.dtype)], 1)
     ok = torch.cat([torch.ones(B, 1, dtype=torch.bool), torch.as_tensor(valid, dtype=torch.bool)],
                    1)
-    return window_start(core, V, Iw, Tw, ok, period, line, lo, hi, history_s)[0]
+    Iew = None if Ie is None else torch.cat([I[:, None].expand(B, 1),
+                                             torch.as_tensor(Ie, dtype=core.dtype)], 1)
+    return window_start(core, V, Iw, Tw, ok, period, line, lo, hi, history_s, Iew)[0]

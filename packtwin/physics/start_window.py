@@ -83,11 +83,14 @@ def ill_conditioned(sto: Tensor, v: Tensor, I: Tensor, lo: Tensor, hi: Tensor,
 
 @torch.no_grad()
 def window_rms(core: ReducedCore, sto: Tensor, V: Tensor, I: Tensor, T: Tensor, valid: Tensor,
-               period: float, lo: Tensor, hi: Tensor, history_s: float | None = None) -> Tensor:
+               period: float, lo: Tensor, hi: Tensor, history_s: float | None = None,
+               I_end: Tensor | None = None) -> Tensor:
     """[B, M] RMS voltage error [V] over samples 1..W of each candidate sto_n [B, M]'s loaded
     state (:func:`packtwin.physics.subspace_observer.loaded_prior` at sample 0's current and
     temperature) run open loop; V, I, T, ``valid`` [B, W + 1] (I, T over the step ending at each
-    sample); +inf where a cell has no valid sample after the start."""
+    sample); ``I_end`` [B, W + 1]: the current at each sample's instant, where its voltage is
+    read (None: I, a store without ``current_end``); +inf where a cell has no valid sample
+    after the start."""
     from packtwin.physics.subspace_observer import SubspaceConfig, loaded_prior
 
     B, M = sto.shape
@@ -95,7 +98,8 @@ def window_rms(core: ReducedCore, sto: Tensor, V: Tensor, I: Tensor, T: Tensor, 
     big = _repeat_core(core, M)
     rep = lambda t: t.repeat_interleave(M, dim=0)  # noqa: E731
     start = loaded_prior(big, sto.reshape(-1), rep(I[:, 0]), rep(T[:, 0]), h, rep(lo), rep(hi))
-    _, outs = big.simulate(start, rep(I[:, 1:]), rep(T[:, 1:]), period)
+    _, outs = big.simulate(start, rep(I[:, 1:]), rep(T[:, 1:]), period,
+                           I_end=None if I_end is None else rep(I_end[:, 1:]))
     w = rep(valid[:, 1:]).to(V.dtype)
     err = torch.nan_to_num((outs["voltage"] - rep(V[:, 1:])) ** 2, nan=1e6, posinf=1e6) * w
     rms = torch.sqrt(err.sum(1) / w.sum(1).clamp_min(1.0))
@@ -105,10 +109,12 @@ def window_rms(core: ReducedCore, sto: Tensor, V: Tensor, I: Tensor, T: Tensor, 
 @torch.no_grad()
 def window_start(core: ReducedCore, V: Tensor, I: Tensor, T: Tensor, valid: Tensor,
                  period: float, line: StoichiometryLine, lo: Tensor, hi: Tensor,
-                 history_s: float | None = None) -> tuple[Tensor, Tensor]:
+                 history_s: float | None = None, I_end: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor]:
     """Each cell's start sto_n [B] and whether the window chose it [B] (else
     :func:`invert_loaded`'s root). V, I, T, ``valid`` [B, W + 1]: the start sample and the
-    ``W`` after it (``valid`` False past a cycle's end)."""
+    ``W`` after it (``valid`` False past a cycle's end); ``I_end`` [B, W + 1]: each sample's
+    instant current, where its voltage is read (None: I)."""
     nearest = invert_loaded(core, V[:, 0], I[:, 0], T[:, 0], line, lo, hi, history_s)
     B = core.params.n_cells
     if V.shape[1] < 2:
@@ -119,7 +125,8 @@ def window_start(core: ReducedCore, V: Tensor, I: Tensor, T: Tensor, valid: Tens
         return nearest, bad
     idx = torch.nonzero(bad)[:, 0]
     sub = _cells_of(core, idx)
-    args = (V[idx], I[idx], T[idx], valid[idx], period, lo[idx], hi[idx], history_s)
+    args = (V[idx], I[idx], T[idx], valid[idx], period, lo[idx], hi[idx], history_s,
+            None if I_end is None else I_end[idx])
     coarse = torch.cat([grid[idx], nearest[idx, None]], dim=1)  # the root is a candidate too
     best = window_rms(sub, coarse, *args).argmin(1)
     step = grid[idx, 1] - grid[idx, 0]

@@ -105,13 +105,15 @@ class SubspaceStream(PackStream):
     @classmethod
     def from_first_samples(cls, core: ReducedCore, V, I, T, period: float,
                            grid: dict | None = None, config: SubspaceConfig = SubspaceConfig(),
-                           prior: str = "loaded_window") -> "SubspaceStream":
+                           prior: str = "loaded_window", I_end=None) -> "SubspaceStream":
         """Start like the evaluate row with a prior that reads the samples after the first
         (``prior`` "loaded_window", :mod:`packtwin.physics.start_window`): V, I, T
         [cells, W + 1] are the first sample and the W after it (``period`` [s] apart, NaN where
         missing), buffered before the stream starts: a fixed lag of W samples at the start.
         The stream is returned at sample 0; step it from sample 1 on, the buffered ones
-        included. Other priors read the first sample alone, as :meth:`from_first_sample`.
+        included. ``I_end`` [cells, W + 1]: each sample's instant current where I is the
+        period's mean (as :meth:`step`'s; None: I). Other priors read the first sample alone,
+        as :meth:`from_first_sample`.
 
         Raises:
             ValueError: a wrong cell count or shape, NaN/inf in the first sample, an unknown
@@ -136,6 +138,13 @@ class SubspaceStream(PackStream):
         valid = torch.isfinite(Va) & (torch.cumsum(gap.long(), dim=1) == 0)
         after = (torch.nan_to_num(Va), torch.where(gap, 0.0, Ia),
                  torch.where(gap, T[:, :1].expand_as(Ta), Ta), valid)
+        if I_end is not None:
+            Ie = _as_cells(I_end, B, core.dtype, "I_end", seq=True)
+            if Ie.shape != I.shape:
+                raise ValueError(f"SubspaceStream.from_first_samples: I_end has shape "
+                                 f"{tuple(Ie.shape)}, expected that of I {tuple(I.shape)}")
+            Ie = Ie[:, 1:]
+            after += (torch.where(gap | ~torch.isfinite(Ie), after[1], Ie),)
         lo, hi = cell_soc_window(core)
         obs = SubspaceObserver(core, hi - lo, config)
         sto = start_stoichiometry(core, V[:, 0], I[:, 0], T[:, 0], cell_lines(core), prior, lo,

@@ -151,3 +151,54 @@ def test_stream_start_with_the_window(core, monkeypatch):
         bad = V.clone()
         bad[0, 0] = float("nan")
         SubspaceStream.from_first_samples(core, bad, I, T, PERIOD, config=cfg)
+
+
+def test_window_reads_each_sample_at_its_instant_current(core, monkeypatch):
+    """A window whose third period ends in a rest reached 4 s into it (a cut-off inside a
+    period): the store's mean current over it is 2 A, its voltage read at 0 A. With the instant
+    current (``I_end``) the true start's open-loop run matches the log exactly (a candidate
+    10 points off does not); read at the mean current that sample alone is > 10 mV off. An
+    ``I_end`` equal to I changes nothing (the current-switch-free log of every other test)."""
+    lo, hi = cell_soc_window(core)
+    true = lo + (hi - lo) * torch.tensor([0.5, 0.6], dtype=torch.float64)
+    B, K = 2, 8
+    I = torch.full((B, K + 1), 5.0, dtype=torch.float64)
+    I[:, 3] = 5.0 * 4.0 / PERIOD  # 4 s at 5 A, then rest: the period's mean
+    I[:, 4:] = 0.0
+    I_end = I.clone()
+    I_end[:, 3] = 0.0
+    T = torch.full((B, K + 1), 298.15, dtype=torch.float64)
+    start = loaded_prior(core, true, I[:, 0], T[:, 0], HISTORY, lo, hi)
+    _, out = core.simulate(start, I[:, 1:], T[:, 1:], PERIOD, I_end=I_end[:, 1:])
+    V = torch.cat([core.measure(start, I[:, 0], T[:, 0]).voltage[:, None], out["voltage"]], 1)
+    valid = torch.ones_like(V, dtype=torch.bool)
+    cand = true[:, None] + (hi - lo)[:, None] * torch.tensor([0.0, 0.1], dtype=torch.float64)
+    at_instant = start_window.window_rms(core, cand, V, I, T, valid, PERIOD, lo, hi, HISTORY,
+                                         I_end=I_end)
+    assert (at_instant[:, 0] < 1e-9).all() and (at_instant[:, 1] > 5e-3).all()
+    at_mean = start_window.window_rms(core, cand[:, :1], V, I, T, valid, PERIOD, lo, hi, HISTORY)
+    assert (at_mean[:, 0] * (K ** 0.5) > 0.01).all()  # one sample's error, > 10 mV
+    same = start_window.window_rms(core, cand, V, I, T, valid, PERIOD, lo, hi, HISTORY, I_end=I)
+    torch.testing.assert_close(same, start_window.window_rms(core, cand, V, I, T, valid, PERIOD,
+                                                             lo, hi, HISTORY),
+                               rtol=1e-9, atol=1e-12)
+    # through start_stoichiometry's fifth ``after`` entry (evaluate passes the store's
+    # current_end) and the stream's buffered start: where the window decides (forced here),
+    # it lands within a fine-grid step of the truth
+    monkeypatch.setattr(start_window, "ill_conditioned",
+                        lambda *a, **k: torch.ones(2, dtype=torch.bool))
+    line = cell_lines(core)
+    got = start_stoichiometry(core, V[:, 0], I[:, 0], T[:, 0], line, "loaded_window", lo, hi,
+                              HISTORY, after=(V[:, 1:], I[:, 1:], T[:, 1:], valid[:, 1:],
+                                              I_end[:, 1:]), period=PERIOD)
+    grid, _ = start_window.loaded_curve(core, V[:, 0], I[:, 0], T[:, 0], line, lo, hi, HISTORY)
+    fine_step = (grid[:, 1] - grid[:, 0]).abs() / ((start_window.FINE_POINTS - 1) / 2)
+    assert ((got - true).abs() <= fine_step + 1e-12).all()
+    from packtwin.physics.subspace_observer import SubspaceConfig
+
+    cfg = SubspaceConfig(history_s=HISTORY)
+    stream = SubspaceStream.from_first_samples(core, V, I, T, PERIOD, config=cfg, I_end=I_end)
+    ref = SubspaceStream.from_first_sample(core, V[:, 0], I[:, 0], T[:, 0], config=cfg)
+    assert stream.estimate.state.c_n.shape == ref.estimate.state.c_n.shape
+    with pytest.raises(ValueError, match="I_end has shape"):
+        SubspaceStream.from_first_samples(core, V, I, T, PERIOD, config=cfg, I_end=I_end[:, :3])
