@@ -276,21 +276,24 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         the rest of the period, recorded as one sample (the period's mean current, the voltage
         at its end), so the stored grid and the counted charge stay those of any period. Returns
         (last step, 1, each cell's pulse resistance [Ohm]: drop of its voltage from just before
-        the pulse to the pulse's end over its current step; NaN where a cut-off ended it)."""
+        the pulse to the pulse's end over its current step).
+
+        Raises:
+            ScenarioFailure: the pulse takes a cell to the lower cut-off (the scenario stops
+                there, its finished cycles kept; a smaller pulse rate is the remedy)."""
         t_p = p.checkup_pulse_s
         v0, i0 = prev.samples()[-1], prev.end_currents()[-1]
-        r1, out1, _ = do_step(None, p.checkup_pulse_c_rate * q_pack, 1, dt_=t_p)
+        r1, _, _ = do_step(None, p.checkup_pulse_c_rate * q_pack, 1, dt_=t_p)
+        if r1.limit == "v_min":
+            raise ScenarioFailure(
+                f"the check-up pulse at {p.checkup_pulse_c_rate}C took a cell to the {p.v_min} V "
+                f"cut-off (lowest cell at {prev.samples()[-1].min():.3f} V before it); lower "
+                f"protocol.checkup_pulse_c_rate or move protocol.checkup_pulse_at")
         v1, i1 = r1.samples()[-1], r1.end_currents()[-1]
         with np.errstate(invalid="ignore", divide="ignore"):
             r_pulse = np.where(np.abs(i1 - i0) > 1e-9, (v0 - v1) / (i1 - i0), np.nan)
-        if r1.limit == "v_min":  # the cell could not hold the pulse: no reading, discharge ends
-            r_pulse[:] = np.nan
-            r2 = r1
-            rest_i = np.zeros_like(i1)
-        else:
-            r2, out1, _ = do_step(None, i_base, 1, dt_=dt - t_p)
-            rest_i = r2.currents()[-1]
-        mean_i = (r1.currents()[-1] * t_p + rest_i * (dt - t_p)) / dt
+        r2, out1, _ = do_step(None, i_base, 1, dt_=dt - t_p)
+        mean_i = (r1.currents()[-1] * t_p + r2.currents()[-1] * (dt - t_p)) / dt
         ah += mean_i * dt / 3600.0
         volts = r2.samples()[-1]
         pack_v = sum(float(np.mean(volts[g * npar:(g + 1) * npar])) for g in range(ns))
@@ -331,7 +334,9 @@ def _simulate(cfg, task: dict, result: dict) -> None:
             if pulse:
                 mult, n = _pulse_run(p.pulse_pattern, k, n, dt)
             if k_pulse is not None and k == k_pulse > 0:  # the period after the last segment
+                track["phase"] = "check-up pulse"
                 (res, out, pv), done, r_pulse = pulse_step(rec, d_rate * q_pack, res, charge_ah)
+                track["phase"] = "check-up discharge"
                 life["checkup_pulse_resistance"][:, cycle - 1] = r_pulse
                 k += done
                 if res.limit == "v_min":

@@ -95,6 +95,23 @@ def test_check_up_pulse_read_inside_one_period(life_store):
     assert pack == pytest.approx(1.0 + 1.0 / cfg.solver.period_s, rel=2e-3)
 
 
+def test_a_pulse_the_cells_cannot_hold_is_recorded_not_fatal(tmp_path):
+    """A 40C check-up pulse takes the cells past the cut-off at once: the scenario stops at
+    that check-up (its earlier cycle kept, status partial) with the reason and phase named."""
+    cfg = _tiny(n_cycles=3, snapshot_every=2, cycle_series=True,
+                scenarios=[Scenario(25.0, 1.0, 1.0, "cccv")])
+    cfg.protocol.checkup_every, cfg.protocol.checkup_c_rate = 2, 0.5
+    cfg.protocol.checkup_pulse_c_rate = 40.0
+    path = tmp_path / "pulse.zarr"
+    summary = run(cfg, path, workers=1, quiet=True)
+    assert summary["partial"] == 1
+    ds = store.open_store(path).load()
+    assert int(ds["cycles_done"].values[0]) == 1
+    msg = json.loads(ds.attrs["messages"])["0"]
+    assert "stopped in cycle 2 of 3 (check-up pulse)" in msg and "check-up pulse at 40.0C" in msg
+    assert np.isfinite(ds["capacity"].values[0, :, 0]).all()
+
+
 def test_twin_over_life_on_the_store_grows_faster_hot(life_store):
     ds = store.open_store(life_store).load()
     est = track_pack(ds, life_model())
