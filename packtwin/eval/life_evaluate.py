@@ -428,7 +428,8 @@ def run(spec: Mapping[str, Any], store_path: str, out: str | Path) -> dict:
     ds = storemod.open_store(store_path, check=False)
     source = f"store {str(store_path)!r}"
     check_store(ds, source, plating=cfg.plating is not None)
-    keep = [v for v in (*NEEDED, *PLATING_NEEDED, *PLATING_EVENTS, "checkup", "status")
+    keep = [v for v in (*NEEDED, *PLATING_NEEDED, *PLATING_EVENTS, "checkup", "status",
+                        "checkup_pulse_resistance")
             if v in ds.variables]
     keep += [v for v in ds.data_vars if str(v).startswith("param_")]  # plating: truth
     ds = xr.Dataset({v: ds[v] for v in keep}, attrs=ds.attrs).load()

@@ -357,3 +357,22 @@ def test_check_up_pulses_reach_the_twin_and_are_refused_unless_a_bool():
             np.testing.assert_allclose(live["sei_diffusivity_est"].values[:, 1],
                                        model.D_nominal, rtol=1e-12)
     assert (np.abs(sei[True] - truth) < 0.5 * np.abs(sei[False] - truth)).all()
+
+
+def test_the_life_section_reads_a_stores_pulses(tmp_path, one_torch_thread):
+    """From a Zarr store, as packtwin evaluate reads it (a subset of its variables loaded): the
+    pulses reach the twin and the report says so; with use_pulse false they do not."""
+    ds = _store(n_cycles=120, checkup_every=20, pulses=True).assign_coords(
+        discharge_c_rate=("scenario", [1.0, 1.0]))
+    path = tmp_path / "pulses.zarr"
+    ds.to_zarr(path, consolidated=False)
+    spec = _spec(seeds=[0], splits={"unseen_cells": {"ambient_temperature": [25], "cells": [1]}},
+                 rate_from_fade=False)
+    on = life_evaluate.run(spec, str(path), tmp_path / "on")
+    off = life_evaluate.run({**spec, "use_pulse": False}, str(path), tmp_path / "off")
+    assert on["calibration"]["pulses"] == {"in_store": True, "read": True}
+    assert off["calibration"]["pulses"] == {"in_store": True, "read": False}
+    err = {k: r["splits"]["unseen_cells"]["estimators"]["twin"]["mean"]["sei_mae_nm"]
+           for k, r in (("on", on), ("off", off))}
+    assert err["on"] < 0.75 * err["off"]  # the pulses start correcting at cycle 40
+    assert "read by the twin" in (tmp_path / "on" / life_evaluate.REPORT_MD).read_text()
