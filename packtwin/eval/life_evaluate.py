@@ -310,6 +310,7 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
         if cfg.plating is not None:
             report_splits[name]["plating"] = plating_rows(
                 ds, sp, {"twin": live, "twin_forecast": forecast})
+    has_pulses = "checkup_pulse_resistance" in ds.variables
     return {"store": source, "note": cfg.note,
             "plating": None if cfg.plating is None else {
                 "params": cfg.plating, "every": cfg.plating_every, "cost": cost,
@@ -318,9 +319,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                 "units": {"plated_lithium_mae": "mol/m3", "plated_lithium_true_mean": "mol/m3"}},
             "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,
                             "upto_cycle": upto, "use_resistance": cfg.use_resistance,
-                            "pulses": {"in_store": "checkup_pulse_resistance" in ds.variables,
-                                       "read": cfg.use_pulse
-                                       and "checkup_pulse_resistance" in ds.variables},
+                            "pulses": {"in_store": has_pulses,
+                                       "read": cfg.use_pulse and has_pulses},
                             "cell_rates": {int(k): v for k, v in json.loads(
                                 live.attrs.get("calibrated_cell_rates", "{}")).items()},
                             "selection": cfg.calibration,

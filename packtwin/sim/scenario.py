@@ -232,6 +232,10 @@ def _simulate(cfg, task: dict, result: dict) -> None:
     track = result["_track"]
     exact = cfg.solver.cutoff == "crossing"  # else the grid cut-off of older stores
 
+    def pack_voltage(cell_volts: np.ndarray) -> float:
+        """The pack's voltage from its cells' at one instant: the sum of the groups' means."""
+        return sum(float(np.mean(cell_volts[g * npar:(g + 1) * npar])) for g in range(ns))
+
     def do_step(rec, i_req, n_max=1, hold=None, i_floor=0.0, then=None, dt_=None):
         """One coupling step of up to n_max periods (of ``dt_``, default the storage period);
         records every period's sample."""
@@ -250,7 +254,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
             if rec is None or rec.record_fields:
                 for m, sol in zip(models, res.solutions):
                     _track_grid_error(result["stored_grid_error"], m, sol[1][k])
-            pack_v = sum(float(np.mean(volts[k, g * npar:(g + 1) * npar])) for g in range(ns))
+            pack_v = pack_voltage(volts[k])
             if rec is not None:
                 rec.add(out, currents[k], pack_v, float(currents[k, :npar].sum()), ends[k])
         return res, out, pack_v
@@ -295,8 +299,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         r2, out1, _ = do_step(None, i_base, 1, dt_=dt - t_p)
         mean_i = (r1.currents()[-1] * t_p + r2.currents()[-1] * (dt - t_p)) / dt
         ah += mean_i * dt / 3600.0
-        volts = r2.samples()[-1]
-        pack_v = sum(float(np.mean(volts[g * npar:(g + 1) * npar])) for g in range(ns))
+        pack_v = pack_voltage(r2.samples()[-1])
         rec.add(out1, mean_i, pack_v, float(mean_i[:npar].sum()), r2.end_currents()[-1])
         return (r2, out1, pack_v), 1, r_pulse
 
