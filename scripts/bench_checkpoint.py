@@ -12,6 +12,18 @@ says more than wall time).
 Bytes: the state file per checkpoint, and the store chunks a checkpoint rewrites (the scenario's
 per-cycle arrays hold all cycles of a cell in one chunk, so each checkpoint rewrites them; their
 size at the last checkpoint is given, it grows with the cycles filled).
+
+``--rows-at-scale CONFIG`` (key ``rows_at_scale``): the rows part alone at a preset's full size
+(e.g. configs/generate/life-long.yaml: 1000 cycles), where the short run above cannot show it:
+a store of that config's shape is made from the schema's template (no PyBaMM solve), its first
+``--rows-filled`` cycles written, then the next 20 checkpoints' rows timed (CPU, one thread), in
+the store layout of now (:func:`packtwin.schema.template`, the arrays opened once per run) and in
+the layout before stop 43 (a chunk per cell over all cycles, the group opened at every
+checkpoint). Per-cycle values are synthetic (smooth signals with noise, so compression works as
+on real ones).
+
+    .venv/bin/python scripts/bench_checkpoint.py --rows-at-scale configs/generate/life-long.yaml \
+        --out reports/bench_checkpoint_rows.json
 """
 
 from __future__ import annotations
@@ -38,6 +50,69 @@ def chunk_bytes(path: Path, names: list[str], scenario: int) -> int:
     return total
 
 
+def rows_at_scale(config: str, filled: int, timed_checkpoints: int = 20) -> dict:
+    """CPU time of a checkpoint's rows (``checkpoint.write_rows``) in a store of ``config``'s
+    full shape, after ``filled`` cycles: the layout of now against the one before stop 43."""
+    import numpy as np
+    import zarr
+
+    from packtwin import schema
+    from packtwin.sim import checkpoint
+    from packtwin.sim import config as cfgmod
+    from packtwin.sim.generate import _grid_and_attrs, parse
+
+    cfg, _ = parse(["--config", config])
+    nominal = {"neg_radius": 5.86e-6, "pos_radius": 5.22e-6}  # the store's shape only
+    grid, attrs, _ = _grid_and_attrs(cfg, nominal)
+    n_cells, n_cycles, n_t = grid.n_series * grid.n_parallel, grid.n_cycles, cfgmod.n_time(cfg)
+    rng = np.random.default_rng(0)
+    res = {"scenario": 0, "snapshots": {},
+           "summary": {n: 1.0 + 1e-3 * rng.standard_normal((n_cells, n_cycles))
+                       for n, v in schema.VARIABLES.items() if schema.CYCLE in v.dims},
+           "life": {}}
+    wave = 3.6 + 0.3 * np.sin(np.arange(n_t) / 40.0)
+    for n in grid.life_vars:
+        v = schema.LIFE_VARIABLES[n]
+        shape = (n_cells, n_cycles) + ((n_t,) if schema.TIME in v.dims else ())
+        base = wave if schema.TIME in v.dims else 1.0
+        res["life"][n] = base + 1e-4 * rng.standard_normal(shape)
+    snaps = cfgmod.snapshot_cycles(cfg)
+    layouts = {}
+    with tempfile.TemporaryDirectory(prefix="bench-rows-") as tmp:
+        for layout in ("now", "before_stop_43"):
+            path = Path(tmp) / f"{layout}.zarr"
+            ds = schema.template(grid, attrs)
+            if layout == "before_stop_43":  # one cell per chunk, all cycles in it
+                ds = ds.chunk({schema.CELL: 1, schema.CYCLE: -1})
+            from packtwin.data import store as storemod
+
+            storemod.create_store(path, ds)
+            # the snapshot cycles are left out of the timed range: a cycle without one is typical
+            plain = [c for c in range(filled + 1, n_cycles + 1) if c not in snaps]
+            first = plain[:timed_checkpoints + 1]
+            checkpoint.write_rows(path, res, 0, filled, [])
+            arrays = (dict(zarr.open_group(str(path), mode="r+").arrays())
+                      if layout == "now" else None)
+            cpu = []
+            for a, b in zip(first[:-1], first[1:]):
+                c0 = time.process_time()
+                got = checkpoint.write_rows(path, res, a - 1, a, [], arrays=arrays)
+                cpu.append(time.process_time() - c0)
+                arrays = got if layout == "now" else None
+            layouts[layout] = {
+                "cpu_ms_per_checkpoint_median": 1e3 * float(np.median(cpu)),
+                "cpu_ms_per_checkpoint": [round(1e3 * c, 2) for c in cpu],
+                "cpu_s_per_scenario_of_checkpoint_rows": float(np.median(cpu)) * n_cycles,
+                "chunks_life_voltage": list(zarr.open_array(str(path / "life_voltage")).chunks)
+                if (path / "life_voltage").exists() else None}
+    ratio = (layouts["before_stop_43"]["cpu_ms_per_checkpoint_median"]
+             / layouts["now"]["cpu_ms_per_checkpoint_median"])
+    return {"config": config, "cells": n_cells, "cycles": n_cycles, "samples_per_cycle": n_t,
+            "filled_cycles": filled, "timed_checkpoints": timed_checkpoints,
+            "layouts": layouts, "speedup": ratio,
+            "note": "rows only (the state file is the same in both); CPU time of this process"}
+
+
 def main(argv=None) -> int:
     from bench_generate import machine
 
@@ -53,7 +128,19 @@ def main(argv=None) -> int:
     ap.add_argument("--scenario", type=int, default=1)
     ap.add_argument("--cycles", type=int, default=4)
     ap.add_argument("--out", default=str(ROOT / "reports" / "bench_checkpoint.json"))
+    ap.add_argument("--rows-at-scale", metavar="CONFIG", default=None,
+                    help="time only the rows part at this config's full size (no solve)")
+    ap.add_argument("--rows-filled", type=int, default=500)
     args = ap.parse_args(argv)
+    if args.rows_at_scale:
+        from bench_report import write_report  # scripts/ is on sys.path when run
+
+        out = {"machine": machine(), "command": " ".join(["scripts/bench_checkpoint.py"]
+                                                        + list(argv or sys.argv[1:])),
+               "rows_at_scale": rows_at_scale(args.rows_at_scale, args.rows_filled)}
+        write_report(out, args.out)
+        print(json.dumps(out["rows_at_scale"], indent=1))
+        return 0
     cfg, _ = parse(["--config", args.config])
     cfg = dataclasses.replace(cfg, scenarios=[cfg.scenarios[args.scenario]], n_cycles=args.cycles)
     out = {"machine": machine(), "config": args.config,

@@ -316,6 +316,7 @@ def _simulate(cfg, task: dict, result: dict) -> None:
         res, out, pack_v = do_step(None, 0.0)
         state = (res, out, pack_v)
     written = result["cycles_done"]  # cycles whose rows are in the store
+    store_arrays: dict = {}  # the store's Zarr arrays, opened at the first checkpoint of this run
     for cycle in range(result["cycles_done"] + 1, cfg.n_cycles + 1):
         record = cycle in snaps
         series = {n: life[n][:, cycle - 1] for n in SERIES_VARS} if cfg.cycle_series else None
@@ -391,16 +392,17 @@ def _simulate(cfg, task: dict, result: dict) -> None:
                                                        "valid": valid}
         result["cycles_done"] = cycle
         if path is not None and every > 0 and (cycle % every == 0 or cycle == cfg.n_cycles):
-            _save(path, task, result, models, stepper, state, written, snaps)
+            _save(path, task, result, models, stepper, state, written, snaps, store_arrays)
             written = cycle
         if CYCLE_HOOK is not None:
             CYCLE_HOOK(task["scenario"], cycle)
 
 
 def _save(path, task: dict, result: dict, models, stepper: PackStepper, state, written: int,
-          snaps: list[int]) -> None:
+          snaps: list[int], store_arrays: dict) -> None:
     """Checkpoint after ``result["cycles_done"]``: rows of the cycles since ``written`` into the
-    store, then the state to go on (see :mod:`packtwin.sim.checkpoint`)."""
+    store, then the state to go on (see :mod:`packtwin.sim.checkpoint`). ``store_arrays``: this
+    run's cache of the store's arrays (filled at the first checkpoint)."""
     import json
 
     import pybamm
@@ -423,7 +425,8 @@ def _save(path, task: dict, result: dict, models, stepper: PackStepper, state, w
             "stored_grid_error": result["stored_grid_error"],
             "generator_config": json.dumps(task["config"], sort_keys=True),
             "pybamm_version": pybamm.__version__, "n_cells": len(models)}
-    checkpoint.write_rows(path, result, written, result["cycles_done"], snaps)
+    store_arrays["rows"] = checkpoint.write_rows(path, result, written, result["cycles_done"],
+                                                 snaps, arrays=store_arrays.get("rows"))
     result["checkpoint_bytes"] += checkpoint.save(path, task["scenario"], result["cycles_done"],
                                                   arrays, meta)
     result["checkpoints"] += 1
