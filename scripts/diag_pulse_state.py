@@ -1,0 +1,119 @@
+"""What moves a check-up pulse's resistance besides the SEI film, in PyBaMM (issue #10). Writes JSON.
+
+    python scripts/diag_pulse_state.py --out reports/diag_pulse_state.json
+
+The generator's options and coarse life mesh (as ``tests/unit/test_pulse_film.py``), OKane2022,
+one cell: a C/5 discharge for 5 minutes, then a 1C step read after ``--pulse-s`` (0.1 s, the
+presets'), resistance = voltage drop over current step, both at their instants (as the generator
+reads it). Each row changes one thing against the base (25 degC, the stoichiometries PyBaMM gives
+45 % state of charge, 5 nm SEI, no plated lithium):
+
+- ``temperature``: +0.5 K (what a thermocouple's reading would have to explain);
+- ``plated_lithium``: reversibly plated lithium present at the pulse (OKane2022's partially
+  reversible plating; a 25 degC or 2C cell carries some into its check-ups);
+- ``negative_stoichiometry``: the negative electrode's lithium lowered at a fixed positive one
+  (what lost lithium does to the pulse's state: the check-up discharges a fixed charge from the top
+  of charge, which the positive electrode's voltage sets), at 25 and 45 degC;
+- ``film``: 20 nm more SEI, for scale (kappa x 20 nm).
+
+About 1 CPU-minute. Stop 43's findings are in the README ("A pulse that sees the film").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+OPTIONS = {"SEI": "solvent-diffusion limited", "lithium plating": "partially reversible",
+           "thermal": "lumped", "contact resistance": "true"}
+VAR_PTS = {"x_n": 5, "x_s": 3, "x_p": 5, "r_n": 8, "r_p": 8}
+
+
+def pulse_resistance(changes: dict, pulse_s: float, var_pts: dict | None = None) -> float:
+    """Resistance [Ohm] of a 1C step held ``pulse_s`` after 5 minutes at C/5."""
+    import pybamm
+
+    pv = pybamm.ParameterValues("OKane2022")
+    pv.update({"Contact resistance [Ohm]": 0.005, "Initial SEI thickness [m]": 5e-9})
+    pv.update(changes)
+    exp = pybamm.Experiment([("Discharge at C/5 for 5 minutes (60 second period)",
+                              f"Discharge at 1C for {pulse_s} seconds ({pulse_s} second period)")])
+    sol = pybamm.Simulation(pybamm.lithium_ion.DFN(OPTIONS), parameter_values=pv, experiment=exp,
+                            var_pts=var_pts or VAR_PTS).solve()
+    before, pulse = sol.cycles[0].steps
+    v0, i0 = before["Voltage [V]"].entries[-1], before["Current [A]"].entries[-1]
+    v1, i1 = pulse["Voltage [V]"].entries[-1], pulse["Current [A]"].entries[-1]
+    return float((v0 - v1) / (i1 - i0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pybamm
+
+    from packtwin.physics.life_state import life_model
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="JSON report")
+    p.add_argument("--pulse-s", type=float, default=0.1)
+    p.add_argument("--soc", type=float, default=0.45,
+                   help="state of charge at the pulse (0.45: the presets' half of the nominal "
+                        "capacity discharged from the top of charge, less the C/5 rest)")
+    p.add_argument("--only-stoichiometry", action="store_true",
+                   help="the negative_stoichiometry rows alone (a scan over --soc)")
+    p.add_argument("--r-points", type=int, default=None,
+                   help="radial points of both particles (default: the life mesh's 8)")
+    args = p.parse_args(argv)
+    var_pts = dict(VAR_PTS, **({"r_n": args.r_points, "r_p": args.r_points}
+                               if args.r_points else {}))
+    t0 = time.process_time()
+    pv = pybamm.ParameterValues("OKane2022")
+    cn = pv["Maximum concentration in negative electrode [mol.m-3]"]
+    cp = pv["Maximum concentration in positive electrode [mol.m-3]"]
+    x0, x100, y100, y0 = pybamm.lithium_ion.get_min_max_stoichiometries(pv)
+    soc = args.soc
+    theta_n, theta_p = x0 + soc * (x100 - x0), y0 - soc * (y0 - y100)
+
+    def at(T_c: float = 25.0, d_theta_n: float = 0.0, **extra) -> dict:
+        ch = {"Ambient temperature [K]": 273.15 + T_c, "Initial temperature [K]": 273.15 + T_c,
+              "Initial concentration in negative electrode [mol.m-3]": (theta_n + d_theta_n) * cn,
+              "Initial concentration in positive electrode [mol.m-3]": theta_p * cp}
+        ch.update(extra)
+        return ch
+
+    kappa = life_model().kappa
+    base = {T: pulse_resistance(at(T), args.pulse_s, var_pts) for T in (25.0, 45.0)}
+    rows = []
+
+    def row(kind: str, value, T_c: float, changes: dict) -> None:
+        r = pulse_resistance(changes, args.pulse_s, var_pts)
+        d = r - base[T_c]
+        rows.append({"change": kind, "value": value, "ambient_c": T_c,
+                     "resistance_mohm": round(1e3 * r, 4), "shift_uohm": round(1e6 * d, 2),
+                     "film_nm_equivalent": round(d / kappa * 1e9, 3)})
+        print(f"{kind} {value} at {T_c:g} C: {1e6 * d:+.1f} uOhm "
+              f"({d / kappa * 1e9:+.2f} nm of film)")
+
+    if not args.only_stoichiometry:
+        row("temperature_k", 0.5, 25.0, at(25.5))
+        for pl in (0.5, 2.5, 10.0):
+            row("plated_lithium_mol_m3", pl, 25.0,
+                at(**{"Initial plated lithium concentration [mol.m-3]": pl}))
+    for T in (25.0, 45.0):
+        for d in (-0.0025, -0.005, -0.0075, -0.01, -0.015, -0.02):
+            row("negative_stoichiometry", d, T, at(T, d))
+    if not args.only_stoichiometry:
+        row("sei_nm", 20.0, 25.0, at(**{"Initial SEI thickness [m]": 25e-9}))
+    out = {"command": "scripts/diag_pulse_state.py " + " ".join(argv or sys.argv[1:]),
+           "pulse_s": args.pulse_s, "var_pts": var_pts, "base": {"soc": soc, "theta_n": theta_n, "theta_p": theta_p,
+                                             "resistance_mohm": {f"{T:g}C": 1e3 * r
+                                                                 for T, r in base.items()}},
+           "kappa_ohm_per_m": kappa, "rows": rows, "cpu_s": time.process_time() - t0}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
