@@ -129,8 +129,9 @@ def test_checkpoint_rows_go_into_the_store_and_come_back(tmp_path):
     path = tmp_path / "s.zarr"
     ds = _template_store(path)
     res = _result(ds, np.random.default_rng(0))
-    checkpoint.write_rows(path, res, 0, 2, [1, 3])  # cycles 1-2 and snapshot 0 (cycle 1)
-    checkpoint.write_rows(path, res, 2, 3, [1, 3])  # cycle 3 and snapshot 1
+    arrays = checkpoint.write_rows(path, res, 0, 2, [1, 3])  # cycles 1-2, snapshot 0 (cycle 1)
+    # the next checkpoint of the same run reuses the opened arrays (scenario.py does)
+    checkpoint.write_rows(path, res, 2, 3, [1, 3], arrays=arrays)  # cycle 3 and snapshot 1
     one = xr.open_zarr(path, consolidated=False).isel({schema.SCENARIO: 1}).load()
     f32 = lambda a: np.asarray(a).astype("float32")  # noqa: E731 (the store's dtype)
     np.testing.assert_array_equal(one["capacity"].values[:, :3], f32(res["summary"]["capacity"])[:, :3])
@@ -155,3 +156,26 @@ def test_checkpoint_rows_go_into_the_store_and_come_back(tmp_path):
     back = _empty(res)
     checkpoint.read_rows(path, back, 2, [1, 3])  # snapshot 1 (cycle 3) is after cycle 2
     assert sorted(back["snapshots"]) == [0]
+
+
+def test_a_checkpoint_rewrites_a_few_cycles_of_the_per_cycle_series_not_the_whole_life(tmp_path):
+    """The store's chunks decide a checkpoint's cost (a chunk is rewritten whole): per-cycle
+    series hold CYCLE_CHUNK cycles of every cell of a scenario per chunk (at 1000 cycles one chunk
+    per cell over all cycles cost 384 CPU-ms a checkpoint, now 70: scripts/bench_checkpoint.py
+    --rows-at-scale); snapshot fields stay one cell per chunk."""
+    n = schema.CYCLE_CHUNK * 2 + 3
+    ds = _template_store(tmp_path / "s.zarr", n_cycles=n)
+    import zarr
+
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert g["life_voltage"].chunks == (1, 2, schema.CYCLE_CHUNK, ds.sizes[schema.TIME])
+    assert g["capacity"].chunks == (1, 2, n)  # per-cycle summaries: a few bytes a cycle
+    assert g["checkup"].chunks == (1, 2, n)
+    assert g["c_s_n"].chunks[:3] == (1, 1, 1)  # scenario, cell, snapshot
+    res = _result(ds, np.random.default_rng(1))
+    arrays = checkpoint.write_rows(tmp_path / "s.zarr", res, 0, schema.CYCLE_CHUNK + 1, [1, 3])
+    checkpoint.write_rows(tmp_path / "s.zarr", res, schema.CYCLE_CHUNK + 1, n, [1, 3],
+                          arrays=arrays)  # across a chunk boundary
+    one = xr.open_zarr(tmp_path / "s.zarr", consolidated=False).isel({schema.SCENARIO: 1})
+    np.testing.assert_array_equal(one["life_voltage"].values,
+                                  res["life"]["life_voltage"].astype("float32"))
