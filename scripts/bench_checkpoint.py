@@ -10,8 +10,10 @@ without a snapshot (life-demo has a snapshot every 50th cycle, so its typical cy
 against the run's own CPU time per cycle (this process; the machine may be shared, so CPU time
 says more than wall time).
 Bytes: the state file per checkpoint, and the store chunks a checkpoint rewrites (the scenario's
-per-cycle arrays hold all cycles of a cell in one chunk, so each checkpoint rewrites them; their
-size at the last checkpoint is given, it grows with the cycles filled).
+per-cycle chunks a checkpoint touches are rewritten whole: before stop 43 they held all cycles of
+a cell, since then ``schema.CYCLE_CHUNK`` cycles of every cell of the scenario for the series and
+every cell for the summaries; the size of the scenario's per-cycle chunks at the last checkpoint
+is given, it grows with the cycles filled).
 
 ``--rows-at-scale CONFIG`` (key ``rows_at_scale``): the rows part alone at a preset's full size
 (e.g. configs/generate/life-long.yaml: 1000 cycles), where the short run above cannot show it:
