@@ -59,12 +59,15 @@ def rows_at_scale(config: str, filled: int, timed_checkpoints: int = 20) -> dict
     import zarr
 
     from packtwin import schema
+    from packtwin.data import store as storemod
+    from packtwin.physics.constants import okane2022
     from packtwin.sim import checkpoint
     from packtwin.sim import config as cfgmod
     from packtwin.sim.generate import _grid_and_attrs, parse
 
     cfg, _ = parse(["--config", config])
-    nominal = {"neg_radius": 5.86e-6, "pos_radius": 5.22e-6}  # the store's shape only
+    cell = okane2022()  # the nominal radii: they set only the store's grid, not its shape
+    nominal = {"neg_radius": cell.neg.R, "pos_radius": cell.pos.R}
     grid, attrs, _ = _grid_and_attrs(cfg, nominal)
     n_cells, n_cycles, n_t = grid.n_series * grid.n_parallel, grid.n_cycles, cfgmod.n_time(cfg)
     rng = np.random.default_rng(0)
@@ -86,17 +89,14 @@ def rows_at_scale(config: str, filled: int, timed_checkpoints: int = 20) -> dict
             ds = schema.template(grid, attrs)
             if layout == "before_stop_43":  # one cell per chunk, all cycles in it
                 ds = ds.chunk({schema.CELL: 1, schema.CYCLE: -1})
-            from packtwin.data import store as storemod
-
             storemod.create_store(path, ds)
             # the snapshot cycles are left out of the timed range: a cycle without one is typical
-            plain = [c for c in range(filled + 1, n_cycles + 1) if c not in snaps]
-            first = plain[:timed_checkpoints + 1]
+            timed = [c for c in range(filled + 1, n_cycles + 1) if c not in snaps]
             checkpoint.write_rows(path, res, 0, filled, [])
             arrays = (dict(zarr.open_group(str(path), mode="r+").arrays())
                       if layout == "now" else None)
             cpu = []
-            for a, b in zip(first[:-1], first[1:]):
+            for a in timed[:timed_checkpoints]:  # the rows of cycle a alone, as after cycle a
                 c0 = time.process_time()
                 got = checkpoint.write_rows(path, res, a - 1, a, [], arrays=arrays)
                 cpu.append(time.process_time() - c0)
