@@ -130,7 +130,8 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
                    use_resistance: bool = False, plating: str | None = None,
                    cell_rates: bool = False, plating_every: int = 1,
                    rate_from_fade: bool = True, lithium_from: str = "capacity",
-                   use_pulse: bool = True) -> tuple:
+                   use_pulse: bool = True, pulse_gain: str | float = "dfn",
+                   source: str = "store") -> tuple:
     """The twin calibrated on the given runs' cycles <= upto, and its estimates of every run:
     (model, live: corrected by every cycle, forecast: corrected only up to ``upto``, cost).
 
@@ -148,7 +149,11 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
     (:func:`packtwin.physics.plating.plating_over_life`'s ``every``). ``rate_from_fade``: the
     twin's :class:`packtwin.physics.life_state.LifeModel` field of that name, as is
     ``lithium_from`` ("capacity" | "checkup": what measures the lost lithium) and ``use_pulse``
-    (read the check-up pulses' resistance where the store has them)."""
+    (read the check-up pulses' resistance where the store has them). ``pulse_gain``: what of
+    kappa x (SEI grown) a pulse reads: "dfn" (the nominal cell's gain at each run's measured
+    temperature, computed in PyBaMM from the store's pulse protocol,
+    :mod:`packtwin.sim.pulse_gain`) or a number for every run (1.0: kappa alone); ``source``
+    names the store in its errors."""
     from packtwin.eval import plating_life
     from packtwin.physics.life_pack import calibrate_pack, calibrate_rates, track_pack
     from packtwin.physics.life_state import life_model
@@ -158,9 +163,10 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
                                             lithium_from=lithium_from, use_pulse=use_pulse),
                            use_resistance=use_resistance, plated_apart=plating is not None)
     rates = calibrate_rates(ds, calib_scenarios, calib_cells, upto, model) if cell_rates else None
-    live = track_pack(ds, model, use_resistance=use_resistance, rates=rates)
+    gains = pulse_gains(ds, model, pulse_gain, source)
+    live = track_pack(ds, model, use_resistance=use_resistance, rates=rates, pulse_gains=gains)
     forecast = track_pack(ds, model, update_until=upto, use_resistance=use_resistance,
-                          rates=rates)
+                          rates=rates, pulse_gains=gains)
     cost = {}
     if plating is not None:
         live, cost["twin"] = plating_life.add_plated(ds, live, params=plating,
@@ -168,6 +174,23 @@ def twin_estimates(ds, calib_scenarios: Sequence[int], calib_cells: Sequence[int
         forecast, cost["twin_forecast"] = plating_life.add_plated(ds, forecast, params=plating,
                                                                   every=plating_every)
     return model, live, forecast, cost
+
+
+def pulse_gains(ds, model, pulse_gain: str | float, source: str = "store") -> np.ndarray | None:
+    """Each run's pulse film gain (scenario, cell), or None where no pulse is read (the store has
+    none, or ``model.use_pulse`` is off). ``pulse_gain``: "dfn" | a number > 0."""
+    if not model.use_pulse or "checkup_pulse_resistance" not in ds.variables:
+        return None
+    shape = (ds.sizes[schema.SCENARIO], ds.sizes[schema.CELL])
+    if isinstance(pulse_gain, str):
+        if pulse_gain != "dfn":
+            raise ValueError(f"pulse_gain must be 'dfn' or a number > 0, got {pulse_gain!r}")
+        from packtwin.sim.pulse_gain import store_gains
+
+        return store_gains(ds, model.kappa, source)
+    if isinstance(pulse_gain, bool) or not float(pulse_gain) > 0:
+        raise ValueError(f"pulse_gain must be 'dfn' or a number > 0, got {pulse_gain!r}")
+    return np.full(shape, float(pulse_gain))
 
 
 def run(store: str, out: str | None, calib_scenarios: Sequence[int],
@@ -193,7 +216,7 @@ def run(store: str, out: str | None, calib_scenarios: Sequence[int],
         schema.require_summaries(ds, plating_life.TRUTH[:2], "the plating-event score",
                                  f"store {str(store)!r}")
     model, live, forecast, cost = twin_estimates(ds, calib_scenarios, cells, upto, use_resistance,
-                                                 plating)
+                                                 plating, source=str(store))
     report = {"store": str(store), "calibration": {
         "scenarios": list(calib_scenarios), "cells": cells, "upto_cycle": upto,
         "use_resistance": use_resistance, "lli_includes_plated": bool(plating),

@@ -100,6 +100,11 @@ class LifeConfig:
     """where the store has check-up pulses (``checkup_pulse_resistance``: the generator's
     ``protocol.checkup_pulse_c_rate``), their resistance rise corrects each cell's SEI rate
     (:class:`packtwin.physics.life_state.LifeModel`'s ``use_pulse``); False: they are not read"""
+    pulse_gain: str | float = "dfn"
+    """what of kappa x (SEI grown) a check-up pulse reads (:func:`packtwin.eval.life.pulse_gains`):
+    "dfn" (the nominal cell's gain at each run's measured temperature, from PyBaMM and the
+    store's pulse protocol; 1.02 at 25 C, 1.007 at 45 C on the life-long pack) or a number for
+    every run (1.0: kappa alone, as before stop 44)"""
     lithium_from: str = "capacity"
     """what measures each cell's lost lithium (:class:`packtwin.physics.life_state.LifeModel`'s
     ``lithium_from``): "capacity" (every regular cycle's fade over the calibrated capacity per
@@ -147,7 +152,23 @@ def parse(spec: Mapping[str, Any]) -> LifeConfig:
                       cell_rates=bool(spec.get("cell_rates", False)),
                       rate_from_fade=_flag(spec, "rate_from_fade", True),
                       use_pulse=_flag(spec, "use_pulse", True),
+                      pulse_gain=_pulse_gain(spec),
                       lithium_from=_lithium_from(spec))
+
+
+def _pulse_gain(spec: Mapping[str, Any]) -> str | float:
+    value = spec.get("pulse_gain", "dfn")
+    if value == "dfn":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise LifeConfigError(f"config 'life': 'pulse_gain' must be \"dfn\" or a number > 0, "
+                              f"got {value!r}")
+    return float(value)
+
+
+def _gains(live, setting: str | float) -> dict | None:
+    per_run = json.loads(live.attrs.get("pulse_gains", "null"))
+    return None if per_run is None else {"setting": setting, "per_run": per_run}
 
 
 def _lithium_from(spec: Mapping[str, Any]) -> str:
@@ -280,7 +301,7 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
                                                       cfg.use_resistance, cfg.plating,
                                                       cfg.cell_rates, cfg.plating_every,
                                                       cfg.rate_from_fade, cfg.lithium_from,
-                                                      cfg.use_pulse)
+                                                      cfg.use_pulse, cfg.pulse_gain, source)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}
@@ -320,7 +341,8 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
             "calibration": {"scenarios": calib.scenarios, "cells": calib.cells,
                             "upto_cycle": upto, "use_resistance": cfg.use_resistance,
                             "pulses": {"in_store": has_pulses,
-                                       "read": cfg.use_pulse and has_pulses},
+                                       "read": cfg.use_pulse and has_pulses,
+                                       "film_gain": _gains(live, cfg.pulse_gain)},
                             "cell_rates": {int(k): v for k, v in json.loads(
                                 live.attrs.get("calibrated_cell_rates", "{}")).items()},
                             "selection": cfg.calibration,

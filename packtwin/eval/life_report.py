@@ -46,6 +46,12 @@ def markdown(rep: dict) -> str:
             "read by the twin and its forecast (the film's rise corrects each cell's SEI rate)"
             if pulses["read"] else "in the store, not read (`life.use_pulse: false`)"
             if pulses["in_store"] else "none in the store") + "."]
+        gains = pulses.get("film_gain")
+        if pulses["read"] and gains:
+            flat = sorted({round(g, 4) for row in gains["per_run"] for g in row})
+            lines[-1] += (f" Each pulse's rise is read as gain x kappa x the SEI grown, gain "
+                          f"{gains['setting']!r}: {', '.join(f'{g:g}' for g in flat)} over the "
+                          f"runs (`packtwin/sim/pulse_gain.py`).")
     lines += [""] + [f"- {c}" for c in rep.get("coverage", [])]
     header = ["split", "holds out", "runs", "cycles", "estimator", *(h for _, h in COLUMNS)]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -167,13 +167,15 @@ def calibrate_rates(ds, scenarios: Sequence[int] | None, cells: Sequence[int] | 
 
 def track_pack(ds, model: LifeModel, update_until: int | None = None,
                use_resistance: bool = False, rates: Mapping[int, float] | None = None,
-               rate_spread: float = 0.01):
+               rate_spread: float = 0.01, pulse_gains: np.ndarray | None = None):
     """``sei_thickness_est``, ``lli_est``, ``capacity_est`` and ``sei_diffusivity_est`` for every
     scenario and cell of a store, on its (scenario, cell, cycle) grid (NaN for cycles not run).
 
     ``rates``: cell -> SEI diffusivity [m2/s] of calibrated cells (:func:`calibrate_rates`):
     such a cell's filter starts from its own rate with prior std ``rate_spread`` (of ln D)
-    instead of the nominal rate and the cell-to-cell spread."""
+    instead of the nominal rate and the cell-to-cell spread. ``pulse_gains`` (scenario, cell):
+    each run's check-up pulse reads its film as gain x kappa (:mod:`packtwin.sim.pulse_gain`);
+    None: kappa (or the model's ``kappa_pulse``) alone."""
     import xarray as xr
 
     from packtwin.physics.life_twin import track
@@ -189,6 +191,9 @@ def track_pack(ds, model: LifeModel, update_until: int | None = None,
             continue
         m = model if c not in (rates or {}) else dataclasses.replace(
             model, D_nominal=float(rates[c]), D_spread=rate_spread)
+        if pulse_gains is not None:
+            kp = model.kappa if model.kappa_pulse is None else model.kappa_pulse
+            m = dataclasses.replace(m, kappa_pulse=kp * float(pulse_gains[s, c]))
         est = track(one, m, update_until=update_until)
         for name in names:
             out[name][s, c, :n] = est[name].values.ravel()
@@ -199,5 +204,7 @@ def track_pack(ds, model: LifeModel, update_until: int | None = None,
                       "use_resistance": int(use_resistance),
                       "calibrated_cell_rates": json.dumps({int(k): float(v) for k, v in
                                                            (rates or {}).items()}),
+                      "pulse_gains": json.dumps(None if pulse_gains is None else
+                                                np.asarray(pulse_gains, float).round(6).tolist()),
                       "estimator": "packtwin.physics.life_pack.track_pack"})
     return schema.apply_attrs(res)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from packtwin import schema
+from packtwin.errors import PacktwinError
 from packtwin.data.splits import SelectionError
 from packtwin.eval import life_data_only, life_evaluate, life_report
 from packtwin.eval.life_evaluate import LifeConfigError
@@ -126,7 +127,8 @@ def test_report_has_every_split_and_estimator(report, life_store):
     rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
     assert sum(any(f"| {e} |" in r for r in rows) for e in life_evaluate.ESTIMATORS) == 4
     assert len([r for r in rows if " +- " in r]) == len(SPLITS)  # data_only: mean +- std
-    assert report["calibration"]["pulses"] == {"in_store": False, "read": False}
+    assert report["calibration"]["pulses"] == {"in_store": False, "read": False,
+                                               "film_gain": None}
     assert "Check-up pulses (`checkup_pulse_resistance`): none in the store." in md
 
 
@@ -344,19 +346,36 @@ def test_check_up_pulses_reach_the_twin_and_are_refused_unless_a_bool():
     with pytest.raises(LifeConfigError, match=r"'use_pulse' must be true or false, got 1"):
         life_evaluate.parse(_spec(use_pulse=1))
     assert life_evaluate.parse(_spec()).use_pulse is True
+    assert life_evaluate.parse(_spec()).pulse_gain == "dfn"
+    assert life_evaluate.parse(_spec(pulse_gain=1)).pulse_gain == 1.0
+    for bad in ("pybamm", 0, -1.0, True):
+        with pytest.raises(LifeConfigError, match="'pulse_gain' must be \"dfn\" or a number"):
+            life_evaluate.parse(_spec(pulse_gain=bad))
     ds = _store(n_cycles=120, checkup_every=20, pulses=True).assign_coords(
         discharge_c_rate=("scenario", [1.0, 1.0]))
     assert cell_life(ds, 0, 1)["checkup_pulse_resistance"].notnull().sum() == 6
+    # the synthetic store records no generator config: the DFN gain cannot be had, said by name
+    with pytest.raises(PacktwinError, match="no 'generator_config'.*life.pulse_gain"):
+        life.twin_estimates(ds, [0], [0], 20, rate_from_fade=False)
     sei, truth = {}, ds["sei_thickness_end"].values[:, 1, -1]
     for flag in (True, False):
         model, live, _, _ = life.twin_estimates(ds, [0], [0], 20, rate_from_fade=False,
-                                                use_pulse=flag)
+                                                use_pulse=flag, pulse_gain=1.0)
         assert model.use_pulse is flag
         sei[flag] = live["sei_thickness_est"].values[:, 1, -1]
         if not flag:
             np.testing.assert_allclose(live["sei_diffusivity_est"].values[:, 1],
                                        model.D_nominal, rtol=1e-12)
     assert (np.abs(sei[True] - truth) < 0.5 * np.abs(sei[False] - truth)).all()
+    # pulses that read 3 % more than kappa x the film (a store whose gain is 1.03): read with
+    # that gain, the twin ends where the exact pulses read with kappa put it (within 0.02 nm:
+    # the pulse's noise is relative to kappa_pulse); read with kappa alone, higher
+    high = ds.copy()
+    high["checkup_pulse_resistance"] = 0.025 + 1.03 * (ds["checkup_pulse_resistance"] - 0.025)
+    end = {g: life.twin_estimates(high, [0], [0], 20, rate_from_fade=False, pulse_gain=g)[1][
+        "sei_thickness_est"].values[:, 1, -1] for g in (1.0, 1.03)}
+    np.testing.assert_allclose(end[1.03], sei[True], atol=0.02)
+    assert (end[1.0] > sei[True] + 0.1).all()
 
 
 def test_the_life_section_reads_a_stores_pulses(tmp_path, one_torch_thread):
@@ -367,12 +386,14 @@ def test_the_life_section_reads_a_stores_pulses(tmp_path, one_torch_thread):
     path = tmp_path / "pulses.zarr"
     ds.to_zarr(path, consolidated=False)
     spec = _spec(seeds=[0], splits={"unseen_cells": {"ambient_temperature": [25], "cells": [1]}},
-                 rate_from_fade=False)
+                 rate_from_fade=False, pulse_gain=1.0)
     on = life_evaluate.run(spec, str(path), tmp_path / "on")
     off = life_evaluate.run({**spec, "use_pulse": False}, str(path), tmp_path / "off")
-    assert on["calibration"]["pulses"] == {"in_store": True, "read": True}
-    assert off["calibration"]["pulses"] == {"in_store": True, "read": False}
+    assert on["calibration"]["pulses"] == {"in_store": True, "read": True, "film_gain": {
+        "setting": 1.0, "per_run": [[1.0, 1.0], [1.0, 1.0]]}}
+    assert off["calibration"]["pulses"] == {"in_store": True, "read": False, "film_gain": None}
     err = {k: r["splits"]["unseen_cells"]["estimators"]["twin"]["mean"]["sei_mae_nm"]
            for k, r in (("on", on), ("off", off))}
     assert err["on"] < 0.75 * err["off"]  # the pulses start correcting at cycle 40
-    assert "read by the twin" in (tmp_path / "on" / life_evaluate.REPORT_MD).read_text()
+    md = (tmp_path / "on" / life_evaluate.REPORT_MD).read_text()
+    assert "read by the twin" in md and "gain 1.0: 1 over the runs" in md
