@@ -22,7 +22,8 @@ So ``film`` = late - late_film_early (and early_film_late - early) is what the c
 adds at fixed state, against kappa x area ratio x the SEI grown; ``state`` = late_film_early -
 early is what the lithium lost moves at fixed film; ``model`` = late - early against the store's
 own rise tells how well a restart from mean stoichiometries stands for the aged cell.
-~4 PyBaMM solves per cell, ~1 CPU-minute per cell.
+~4 PyBaMM solves per cell, ~8 CPU-s per cell (30-36 CPU-s per 4-cell scenario on the 2-core
+machine, beside other jobs).
 """
 
 from __future__ import annotations

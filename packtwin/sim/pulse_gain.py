@@ -4,9 +4,11 @@ The life twin reads each check-up pulse's resistance rise as SEI film (README "A
 the film"). kappa = rho_SEI / (a L_n A) is the film's resistance per thickness were the current
 spread evenly over the electrode's surface. In the DFN the 0.1 s pulse reads a little more of it,
 and less so when hot: on the nominal OKane2022 cell, 20 nm more SEI raise the reading by
-1.017-1.019 kappa x 20 nm at 25 degC and 1.007-1.009 at 45 degC, the same on every mesh tried
-(8 or 30 radial points, 5 or 20 through the negative electrode; stop 44). Read with kappa alone,
-a cell's pulses overstate its film by ~2 % at 25 degC, 0.4-0.7 nm over 1000 cycles.
+1.021-1.024 kappa x 20 nm at 25 degC and 1.006-1.010 at 45 degC on four meshes (8 or 30 radial
+points, 5 or 20 through the negative electrode; scripts/diag_pulse_gain.py, stop 44); every cell
+of the life-long pack with its own parameters reads 1.013-1.021 / 1.005-1.008 of kappa x its
+surface-area ratio (scripts/diag_pulse_cells.py). Read with kappa alone, a 25 degC cell's pulses
+overstate its film by ~2 %, ~0.5 nm over 1000 cycles.
 
 So the twin divides a pulse's rise by gain(T) x kappa, the gain computed here on the NOMINAL cell
 (the twin's own cell model: the store's parameter set, options and overrides, on a mesh of its
@@ -24,8 +26,8 @@ import numpy as np
 
 from packtwin.errors import PacktwinError
 
-# The twin's mesh for the gain, not the store's: finer than the life presets' (the gain moved by
-# < 0.2 % between 8 and 30 radial points and 5 and 20 through the negative electrode).
+# The twin's mesh for the gain, not the store's: finer than the life presets' (the gain moves by
+# <= 0.4 % between 8 and 30 radial points and 5 and 20 through the negative electrode).
 GAIN_VAR_PTS = {"x_n": 20, "x_s": 6, "x_p": 12, "r_n": 30, "r_p": 30}
 GAIN_SUBMESH = {"r_n": {"type": "exponential", "side": "right"},
                 "r_p": {"type": "exponential", "side": "right"}}
