@@ -2,8 +2,8 @@
 
     python scripts/diag_pulse_gain.py --out reports/diag_pulse_gain.json
 
-The nominal cell of configs/generate/life-long.yaml's store (OKane2022, the generator's options
-and overrides) through ``packtwin.sim.pulse_gain``: the rise of the 0.1 s 1C pulse for 20 nm more
+The nominal cell of a generator config (default configs/generate/life-long.yaml: OKane2022, the
+generator's options and overrides, its check-up pulse) through ``packtwin.sim.pulse_gain``: the rise of the 0.1 s 1C pulse for 20 nm more
 SEI over kappa x 20 nm, at 25 and 45 degC, on the life presets' 8 radial points (uniform and
 surface-refined), 30 surface-refined radial points, and the twin's own mesh (20/6/12 x 30). Shows
 the gain is the cell's and its temperature's, not the mesh's. ~1-2 CPU-minutes.
@@ -30,24 +30,18 @@ MESHES = {
 def main(argv: list[str] | None = None) -> int:
     from packtwin.physics.life_state import life_model
     from packtwin.sim import pulse_gain as pg
+    from packtwin.sim.config import to_dict
+    from packtwin.sim.generate import parse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--config", default="configs/generate/life-long.yaml",
+                   help="the generator config whose pulse protocol and nominal cell are used")
     p.add_argument("--temperatures-c", type=float, nargs="+", default=[25.0, 45.0])
     args = p.parse_args(argv)
     t0 = time.process_time()
-    generator = {"protocol": {"checkup_c_rate": 0.2, "checkup_pulse_c_rate": 1.0,
-                              "checkup_pulse_s": 0.1, "checkup_pulse_at": 0.5},
-                 "model": {"model": "DFN", "parameter_set": "OKane2022",
-                           "options": {"SEI": "solvent-diffusion limited",
-                                       "lithium plating": "partially reversible",
-                                       "thermal": "lumped", "contact resistance": "true"},
-                           "parameter_overrides": {"Contact resistance [Ohm]": 0.005,
-                                                   "Total heat transfer coefficient [W.m-2.K-1]":
-                                                   50.0}}}
-    import xarray as xr
-
-    protocol, spec = pg.of_store(xr.Dataset(attrs={"generator_config": json.dumps(generator)}))
+    cfg, _ = parse(["--config", args.config])
+    protocol, spec = pg.of_generator_config(to_dict(cfg), args.config)
     kappa = life_model().kappa
     rows = []
     for T_c in args.temperatures_c:
@@ -59,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                          "resistance_mohm": round(1e3 * r0, 4)})
             print(f"{T_c:g} C {name}: gain {gain:.4f} (resistance {1e3 * r0:.3f} mOhm)", flush=True)
     out = {"command": "scripts/diag_pulse_gain.py " + " ".join(argv or sys.argv[1:]),
-           "protocol": generator["protocol"], "kappa_ohm_per_m": kappa,
+           "config": args.config, "protocol": vars(protocol), "kappa_ohm_per_m": kappa,
            "twin_gain_mesh": {"var_pts": pg.GAIN_VAR_PTS, "submesh": pg.GAIN_SUBMESH},
            "rows": rows, "cpu_s": round(time.process_time() - t0, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

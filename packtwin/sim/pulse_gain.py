@@ -70,7 +70,12 @@ def of_store(ds, source: str = "store") -> tuple[PulseProtocol, CellModelSpec]:
             f"{source}: has check-up pulses but no 'generator_config' attribute, so the pulse's "
             f"protocol and cell model are unknown and its film gain cannot be computed; set "
             f"life.pulse_gain to a number (1.0: kappa alone)")
-    cfg = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    return of_generator_config(json.loads(raw) if isinstance(raw, str) else dict(raw), source)
+
+
+def of_generator_config(cfg: dict, source: str = "config") -> tuple[PulseProtocol, CellModelSpec]:
+    """The pulse protocol and nominal cell model of a generator config dict
+    (``packtwin.sim.config.to_dict``, as a store's ``attrs["generator_config"]`` holds it)."""
     try:
         p, m = cfg["protocol"], cfg["model"]
         protocol = PulseProtocol(float(p["checkup_c_rate"]), float(p["checkup_pulse_c_rate"]),
@@ -79,10 +84,10 @@ def of_store(ds, source: str = "store") -> tuple[PulseProtocol, CellModelSpec]:
                              json.dumps(m.get("options") or {}, sort_keys=True),
                              json.dumps(m.get("parameter_overrides") or {}, sort_keys=True))
     except KeyError as exc:
-        raise PulseGainError(f"{source}: attrs['generator_config'] lacks {exc} (needed for the "
+        raise PulseGainError(f"{source}: the generator config lacks {exc} (needed for the "
                              f"pulse's film gain; found keys {sorted(cfg)})") from None
     if protocol.pulse_c_rate <= 0:
-        raise PulseGainError(f"{source}: generator_config's protocol has no check-up pulse "
+        raise PulseGainError(f"{source}: the generator config's protocol has no check-up pulse "
                              f"(checkup_pulse_c_rate = {protocol.pulse_c_rate})")
     return protocol, spec
 
