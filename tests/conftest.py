@@ -7,6 +7,17 @@ os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
 os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (the default, pyproject's addopts) each worker gets its share of the
+    cores for torch's intra-op threads: two workers of two threads each on two cores spin
+    against each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(scope="session")
 def synthetic_store(tmp_path_factory):
     """A small PyBaMM-free store following the schema (see packtwin.data.synthetic)."""
