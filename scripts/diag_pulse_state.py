@@ -31,8 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-OPTIONS = {"SEI": "solvent-diffusion limited", "lithium plating": "partially reversible",
-           "thermal": "lumped", "contact resistance": "true"}
 VAR_PTS = {"x_n": 5, "x_s": 3, "x_p": 5, "r_n": 8, "r_p": 8}
 
 
@@ -40,24 +38,17 @@ def pulse_resistance(changes: dict, pulse_s: float, var_pts: dict | None = None,
                      pv=None, submesh: dict | None = None) -> float:
     """Resistance [Ohm] of a 1C step held ``pulse_s`` after 5 minutes at C/5 (``pv``: the
     parameter values to start from, OKane2022's by default; ``submesh``: a generator config's
-    ``model.submesh``)."""
+    ``model.submesh``), the generator's model options."""
     import pybamm
 
-    from packtwin.sim.cell import submesh_types
+    from packtwin.sim.config import ModelConfig
+    from packtwin.sim.pulse_gain import step_resistance
 
     pv = pybamm.ParameterValues("OKane2022") if pv is None else pv.copy()
     pv.update({"Contact resistance [Ohm]": 0.005, "Initial SEI thickness [m]": 5e-9})
     pv.update(changes)
-    exp = pybamm.Experiment([("Discharge at C/5 for 5 minutes (60 second period)",
-                              f"Discharge at 1C for {pulse_s} seconds ({pulse_s} second period)")])
-    model = pybamm.lithium_ion.DFN(OPTIONS)
-    sol = pybamm.Simulation(model, parameter_values=pv, experiment=exp,
-                            var_pts=var_pts or VAR_PTS,
-                            submesh_types=submesh_types(model, submesh or {})).solve()
-    before, pulse = sol.cycles[0].steps
-    v0, i0 = before["Voltage [V]"].entries[-1], before["Current [A]"].entries[-1]
-    v1, i1 = pulse["Voltage [V]"].entries[-1], pulse["Current [A]"].entries[-1]
-    return float((v0 - v1) / (i1 - i0))
+    model = pybamm.lithium_ion.DFN(ModelConfig().options)
+    return step_resistance(model, pv, 0.2, 300.0, 1.0, pulse_s, var_pts or VAR_PTS, submesh)
 
 
 def _scan(resistance, step: float, span: float, kappa: float) -> dict:

@@ -92,6 +92,31 @@ def of_generator_config(cfg: dict, source: str = "config") -> tuple[PulseProtoco
     return protocol, spec
 
 
+def step_resistance(model, pv, lead_c_rate: float, lead_s: float, pulse_c_rate: float,
+                    pulse_s: float, var_pts: dict, submesh: dict | None = None,
+                    initial_soc: float | None = None) -> float:
+    """Resistance [Ohm] of a current step in PyBaMM, read as the generator reads a check-up
+    pulse: the voltage drop over the current step, both at their instants, after ``lead_s`` [s]
+    at ``lead_c_rate`` and ``pulse_s`` [s] at ``pulse_c_rate``. ``model``: a PyBaMM model;
+    ``pv``: its parameter values; ``submesh``: a generator config's ``model.submesh`` (None:
+    the model's own); ``initial_soc``: None starts from the parameter set's concentrations.
+    The one reading behind the gain, the pulse diagnostics and the pulse tests."""
+    import pybamm
+
+    from packtwin.sim.cell import submesh_types
+
+    exp = pybamm.Experiment([(
+        f"Discharge at {lead_c_rate}C for {lead_s / 60.0} minutes (60 second period)",
+        f"Discharge at {pulse_c_rate}C for {pulse_s} seconds ({pulse_s} second period)")])
+    sim = pybamm.Simulation(model, parameter_values=pv, experiment=exp, var_pts=var_pts,
+                            submesh_types=submesh_types(model, submesh or {}))
+    sol = sim.solve() if initial_soc is None else sim.solve(initial_soc=initial_soc)
+    before, pulse = sol.cycles[0].steps
+    v0, i0 = before["Voltage [V]"].entries[-1], before["Current [A]"].entries[-1]
+    v1, i1 = pulse["Voltage [V]"].entries[-1], pulse["Current [A]"].entries[-1]
+    return float((v0 - v1) / (i1 - i0))
+
+
 def pulse_resistance(temperature_k: float, sei_m: float, protocol: PulseProtocol,
                      spec: CellModelSpec, var_pts: dict | None = None,
                      submesh: dict | None = None) -> float:
@@ -100,27 +125,15 @@ def pulse_resistance(temperature_k: float, sei_m: float, protocol: PulseProtocol
     charge where the pulse falls; on GAIN_VAR_PTS / GAIN_SUBMESH unless given."""
     import pybamm
 
-    from packtwin.sim.cell import submesh_types
-
     pv = pybamm.ParameterValues(spec.parameter_set)
     pv.update(json.loads(spec.overrides_json), check_already_exists=False)
     pv.update({"Ambient temperature [K]": temperature_k, "Initial temperature [K]": temperature_k,
                "Initial SEI thickness [m]": sei_m})
     model = getattr(pybamm.lithium_ion, spec.model)(json.loads(spec.options_json))
-    lead_min = LEAD_S / 60.0
-    exp = pybamm.Experiment([(
-        f"Discharge at {protocol.checkup_c_rate}C for {lead_min} minutes (60 second period)",
-        f"Discharge at {protocol.pulse_c_rate}C for {protocol.pulse_s} seconds "
-        f"({protocol.pulse_s} second period)")])
     soc = 1.0 - protocol.pulse_at + protocol.checkup_c_rate * LEAD_S / 3600.0
-    sol = pybamm.Simulation(model, parameter_values=pv, experiment=exp,
-                            var_pts=var_pts or GAIN_VAR_PTS,
-                            submesh_types=submesh_types(model, GAIN_SUBMESH if submesh is None
-                                                        else submesh)).solve(initial_soc=soc)
-    before, pulse = sol.cycles[0].steps
-    v0, i0 = before["Voltage [V]"].entries[-1], before["Current [A]"].entries[-1]
-    v1, i1 = pulse["Voltage [V]"].entries[-1], pulse["Current [A]"].entries[-1]
-    return float((v0 - v1) / (i1 - i0))
+    return step_resistance(model, pv, protocol.checkup_c_rate, LEAD_S, protocol.pulse_c_rate,
+                           protocol.pulse_s, var_pts or GAIN_VAR_PTS,
+                           GAIN_SUBMESH if submesh is None else submesh, initial_soc=soc)
 
 
 @lru_cache(maxsize=32)

@@ -8,29 +8,23 @@ from packtwin.physics.life_state import life_model
 
 pybamm = pytest.importorskip("pybamm")
 
-OPTIONS = {"SEI": "solvent-diffusion limited", "lithium plating": "partially reversible",
-           "thermal": "lumped", "contact resistance": "true"}
 VAR_PTS = {"x_n": 5, "x_s": 3, "x_p": 5, "r_n": 8, "r_p": 8}
 
 
 def _pulse_resistance(L_sei_m: float, j0_scale: float = 1.0, T_c: float = 25.0) -> float:
     """Resistance [Ohm] of a 1C step held 1 s after 5 min at C/5 from half charge, read as the
-    generator reads it: the voltage drop over the current step, both at their instants."""
-    model = pybamm.lithium_ion.DFN(OPTIONS)
+    generator reads it (packtwin.sim.pulse_gain.step_resistance), the generator's options."""
+    from packtwin.sim.config import ModelConfig
+    from packtwin.sim.pulse_gain import step_resistance
+
+    model = pybamm.lithium_ion.DFN(ModelConfig().options)
     pv = pybamm.ParameterValues("OKane2022")
     pv.update({"Contact resistance [Ohm]": 0.005, "Initial SEI thickness [m]": L_sei_m,
                "Ambient temperature [K]": 273.15 + T_c, "Initial temperature [K]": 273.15 + T_c})
     j0 = pv["Negative electrode exchange-current density [A.m-2]"]
     pv["Negative electrode exchange-current density [A.m-2]"] = (
         lambda ce, cs, cmax, T: j0_scale * j0(ce, cs, cmax, T))
-    exp = pybamm.Experiment([("Discharge at C/5 for 5 minutes (60 second period)",
-                              "Discharge at 1C for 1 second (1 second period)")])
-    sol = pybamm.Simulation(model, parameter_values=pv, experiment=exp,
-                            var_pts=VAR_PTS).solve(initial_soc=0.5)
-    before, pulse = sol.cycles[0].steps
-    v0, i0 = before["Voltage [V]"].entries[-1], before["Current [A]"].entries[-1]
-    v1, i1 = pulse["Voltage [V]"].entries[-1], pulse["Current [A]"].entries[-1]
-    return float((v0 - v1) / (i1 - i0))
+    return step_resistance(model, pv, 0.2, 300.0, 1.0, 1.0, VAR_PTS, initial_soc=0.5)
 
 
 def test_the_pulse_reads_the_film_at_the_twins_kappa_and_nothing_else_of_the_sei():
