@@ -15,7 +15,10 @@ def pytest_configure(config):
     if workers > 1:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        # the cores this process may run on (a container's cpuset), as xdist's "auto" counts them
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // workers))
 
 
 @pytest.fixture(scope="session")
