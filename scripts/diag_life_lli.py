@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 def decompose(ds, live, split, upto: int) -> dict:
     """The split's LLI errors (module doc) from the twin's estimates ``live``."""
-    from packtwin.eval.life import run_truth, sqrt_baseline
+    from packtwin.eval.life import sqrt_fit
     from packtwin.physics.lli import plated_points
 
     cycles = ds["cycle"].values
@@ -45,8 +45,7 @@ def decompose(ds, live, split, upto: int) -> dict:
             err.append(live["lli_est"].values[s, c, j] - true_lli[j])
             plated.append(plated_points(live["plated_lithium_end_est"].values[s, c, j])
                           - plated_points(ds["plated_lithium_end"].values[s, c, j]))
-            fit = sqrt_baseline(cycles, run_truth(ds, s, c), upto)["lli"]
-            sqrt_err.append(fit[j] - true_lli[j])
+            sqrt_err.append(sqrt_fit(cycles, true_lli.astype(float), upto)[j] - true_lli[j])
     err, plated, sqrt_err = (np.concatenate(a) for a in (err, plated, sqrt_err))
     return {"runs": len(split.scenarios) * len(split.cells), "cycles": int(j.sum()),
             "twin_lli_mae": float(np.nanmean(np.abs(err))),
