@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from packtwin.data import store as storemod
-    from packtwin.eval import life, life_evaluate
+    from packtwin.eval import life_evaluate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="experiment config with a life: section")
@@ -77,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     calib, splits = life_evaluate.resolve(ds, cfg)
     upto = int(cfg.calibration["upto_cycle"])
     t0 = time.process_time()
-    _, live, _, _ = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
-                                        cfg.use_resistance, cfg.plating, cfg.cell_rates,
-                                        cfg.plating_every, cfg.rate_from_fade,
-                                        cfg.lithium_from, cfg.use_pulse, cfg.pulse_gain,
-                                        str(store))
+    _, live, _, _ = life_evaluate.twin_estimates(ds, cfg, calib, str(store))
     out = {"command": "python scripts/diag_life_lli.py " + " ".join(argv or sys.argv[1:]),
            "store": str(store), "config": args.config, "units": "LLI percentage points",
            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",

@@ -289,6 +289,16 @@ def describe(ds, calib: LifeSplit, split: LifeSplit) -> str:
     return ", ".join(parts) or "the calibration runs' conditions and cells (cycles only)"
 
 
+def twin_estimates(ds, cfg: LifeConfig, calib: LifeSplit, source: str = "store") -> tuple:
+    """:func:`packtwin.eval.life.twin_estimates` with ``cfg``'s settings, calibrated on ``calib``
+    (:func:`resolve`): (model, live, forecast, cost)."""
+    upto = int(cfg.calibration["upto_cycle"])
+    return life.twin_estimates(ds, calib.scenarios, calib.cells, upto, cfg.use_resistance,
+                               cfg.plating, cfg.cell_rates, cfg.plating_every,
+                               cfg.rate_from_fade, cfg.lithium_from, cfg.use_pulse,
+                               cfg.pulse_gain, source)
+
+
 def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     """The life report (a JSON-able dict) of ``cfg`` on a loaded life store."""
     from packtwin.eval import life_data_only
@@ -297,11 +307,7 @@ def evaluate(ds, cfg: LifeConfig, source: str = "store") -> dict:
     check_store(ds, source, plating=cfg.plating is not None)
     calib, split_sel = resolve(ds, cfg)
     upto = int(cfg.calibration["upto_cycle"])
-    model, live, forecast, cost = life.twin_estimates(ds, calib.scenarios, calib.cells, upto,
-                                                      cfg.use_resistance, cfg.plating,
-                                                      cfg.cell_rates, cfg.plating_every,
-                                                      cfg.rate_from_fade, cfg.lithium_from,
-                                                      cfg.use_pulse, cfg.pulse_gain, source)
+    model, live, forecast, cost = twin_estimates(ds, cfg, calib, source)
     runs = sorted({(s, c) for sp in split_sel.values() for s in sp.scenarios for c in sp.cells})
     measured = {r: cell_life(ds, *r, use_resistance=cfg.use_resistance) for r in runs}
     truth = {r: life.run_truth(ds, *r) for r in runs}
